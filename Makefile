@@ -1,0 +1,316 @@
+# SPDX-License-Identifier: MIT
+#
+# libmitogen: one non-recursive make for everything. What goes into each
+# artifact is listed in Kbuild; this file says how to build it.
+#
+#   make                 library (.a, .so), the `mitogen` tool, examples
+#   make check           normal + ASan/UBSan trees, every selftest under
+#                        prove (both trees), then check-symbols
+#   make bench           build/bench/bench, then scripts/bench.sh
+#   make fuzz            libFuzzer targets, each run FUZZ_SECONDS (30)
+#   make run             build/mitogen call mg.uname; build/mitogen run -- uname -a
+#   make install         PREFIX=/usr/local DESTDIR= (headers, libs, tool, .pc)
+#   make deps            install the Debian packages (scripts/deps.sh)
+#   make check-symbols   exported ABI == MG_API declarations
+#   make clean           remove build/
+#   V=1                  show full commands
+#
+# Outputs, all under build/:
+#   build/libmitogen.a build/libmitogen.so build/mitogen
+#   build/examples/NAME build/selftests/AREA/NAME build/bench/bench
+#   build/obj/...              objects and their .d files
+#   build/asan/...             the same tree with -fsanitize=address,undefined
+#   build/fuzz/NAME            libFuzzer targets (clang), objects in build/fuzz/obj
+#
+# The first build in a fresh tree runs scripts/deps.sh (through a stamp that
+# is an order-only prerequisite of every object, so it never forces a
+# rebuild), which makes one `make check` enough on a fresh Debian 12.
+
+include Kbuild
+
+BUILD := build
+
+# --- tools and flags ---------------------------------------------------
+
+# CC is make's default (cc, here gcc) unless given: make CC=clang.
+ASAN_CC ?= $(CC)
+FUZZ_CC ?= clang
+
+# Highest _FORTIFY_SOURCE the compiler and libc accept without a warning.
+FORTIFY := $(shell echo 'int main(void){return 0;}' | \
+	$(CC) -O2 -D_FORTIFY_SOURCE=3 -Werror -x c - -o /dev/null 2>/dev/null \
+	&& echo 3 || echo 2)
+
+WARNINGS := -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Werror=implicit-function-declaration -Werror=format-security \
+	-Werror=strict-prototypes -Werror=shadow -Werror=format
+
+# Flags every tree shares. -fvisibility=hidden: only MG_API leaves the
+# library. No -ffunction-sections/--gc-sections anywhere: the MG_EXPORT
+# table lives in the `mg_exports` section, found through
+# __start_mg_exports/__stop_mg_exports, which section GC would drop.
+BASE_CFLAGS := -std=gnu11 -g $(WARNINGS) -fstack-protector-strong \
+	-D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread -Iinclude -I.
+DEPFLAGS := -MMD -MP
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
+# CFLAGS/LDFLAGS from the command line are added to every tree.
+main_CFLAGS := $(BASE_CFLAGS) -O2 -D_FORTIFY_SOURCE=$(FORTIFY) $(CFLAGS)
+# Sanitizer trees: -O1 for readable reports, no _FORTIFY_SOURCE (its
+# checked wrappers hide accesses from the ASan interceptors).
+asan_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(CFLAGS)
+fuzz_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS) -fsanitize=fuzzer-no-link $(CFLAGS)
+
+main_CC := $(CC)
+asan_CC := $(ASAN_CC)
+fuzz_CC := $(FUZZ_CC)
+
+main_DIR := $(BUILD)
+asan_DIR := $(BUILD)/asan
+fuzz_DIR := $(BUILD)/fuzz
+
+# Shown in quiet mode: "  CC      [asan] core/value.o".
+main_TAG :=
+asan_TAG := [asan]
+fuzz_TAG := [fuzz]
+
+HARDEN_LDFLAGS := -Wl,-z,relro -Wl,-z,now
+
+# Programs (tool, examples, bench) are static in the normal tree, so the
+# image a context ships runs on any host of the same architecture. A
+# sanitizer runtime cannot be linked -static: those trees link dynamically,
+# with libmitogen still static.
+main_PROG_LDFLAGS := -static $(HARDEN_LDFLAGS) $(LDFLAGS)
+asan_PROG_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
+fuzz_PROG_LDFLAGS := $(SAN_FLAGS) -fsanitize=fuzzer $(LDFLAGS)
+# The shared library: -z defs makes a missing definition a link error.
+main_SO_LDFLAGS := -Wl,-z,defs $(HARDEN_LDFLAGS) $(LDFLAGS)
+asan_SO_LDFLAGS := $(SAN_FLAGS) $(LDFLAGS)
+fuzz_SO_LDFLAGS := $(SAN_FLAGS) $(LDFLAGS)
+# Selftests: libmitogen static, cmocka dynamic (Debian ships no libcmocka.a).
+main_TEST_LDFLAGS := $(HARDEN_LDFLAGS) $(LDFLAGS)
+asan_TEST_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
+
+# What libmitogen needs, for static programs and for the shared library
+# (Debian's libmsgpackc.a is not PIC, so the .so links libmsgpackc.so).
+LIBS_STATIC := -l:libmsgpackc.a -pthread
+LIBS_SHARED := -lmsgpackc -pthread
+TEST_LIBS := -lcmocka
+
+SONAME := libmitogen.so.0
+VERSION := $(shell sed -n 's/^.define MG_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' \
+	include/mitogen/common.h | paste -sd.)
+
+# --- quiet output ------------------------------------------------------
+
+# $(call msg,TAG,WHAT): "  CC      core/value.o" unless V=1, where make
+# echoes the full command instead.
+ifeq ($(V),1)
+Q :=
+msg =
+else
+Q := @
+msg = printf '  %-7s %s\n' '$(1)' '$(2)';
+endif
+
+# --- names of things ----------------------------------------------------
+
+# Sources listed in Kbuild as .c (one program each) and their objects.
+# Programs are named after their source: examples/hello,
+# selftests/core/test_value, and for fuzz targets the bare fuzz_value.
+examples-names := $(basename $(examples-y))
+selftest-names := $(basename $(selftests-y))
+fuzz-names := $(notdir $(basename $(fuzz-y)))
+bench-objs := $(bench-y:.c=.o)
+all-objs := $(lib-y) $(mitogen-y) $(selftests-lib-y) $(bench-objs) \
+	$(examples-y:.c=.o) $(selftests-y:.c=.o) $(fuzz-y:.c=.o)
+
+# $(call in,TREE,PATHS): PATHS placed in TREE's output directory.
+in = $(addprefix $($(1)_DIR)/,$(2))
+# $(call obj,TREE,OBJECTS): where TREE compiles OBJECTS.
+obj = $(addprefix $($(1)_DIR)/obj/,$(2))
+
+DEPS_STAMP := $(BUILD)/.deps.stamp
+
+# --- one tree -----------------------------------------------------------
+#
+# $(call tree,NAME) defines the rules of one build tree, with the compiler
+# $(NAME_CC), flags $(NAME_CFLAGS), link flags $(NAME_PROG_LDFLAGS),
+# $(NAME_SO_LDFLAGS) and $(NAME_TEST_LDFLAGS), and output directory
+# $(NAME_DIR). A tree builds only what a target asks of it: the fuzz tree,
+# say, only its library.
+define tree
+# Every object: compiled from the same path under the source tree. The
+# .flags file changes (and rebuilds everything) only when the flags do.
+$$($(1)_DIR)/obj/%.o: %.c $$($(1)_DIR)/.flags | $$(DEPS_STAMP)
+	@mkdir -p $$(@D)
+	$$(Q)$$(call msg,CC,$$(strip $$($(1)_TAG) $$*.o))$$($(1)_CC) $$($(1)_CFLAGS) $$(DEPFLAGS) -c -o $$@ $$<
+
+$$($(1)_DIR)/.flags: FORCE
+	@mkdir -p $$(@D)
+	@echo '$$($(1)_CC) $$($(1)_CFLAGS)' | cmp -s - $$@ || echo '$$($(1)_CC) $$($(1)_CFLAGS)' >$$@
+
+$$($(1)_DIR)/libmitogen.a: $$(call obj,$(1),$$(lib-y))
+	$$(Q)$$(call msg,AR,$$(strip $$($(1)_TAG) $$(notdir $$@)))rm -f $$@ && ar rcs $$@ $$^
+
+# soname libmitogen.so.0; exports only what libmitogen.map lets out.
+$$($(1)_DIR)/libmitogen.so: $$(call obj,$(1),$$(lib-y)) libmitogen.map
+	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) $$(notdir $$@)))$$($(1)_CC) -shared -pthread \
+		-Wl,-soname,$$(SONAME) -Wl,--version-script=libmitogen.map \
+		$$($(1)_SO_LDFLAGS) -o $$@ $$(filter %.o,$$^) $$(LIBS_SHARED)
+
+$$($(1)_DIR)/mitogen: $$(call obj,$(1),$$(mitogen-y)) $$($(1)_DIR)/libmitogen.a
+	@mkdir -p $$(@D)
+	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) mitogen))$$($(1)_CC) $$($(1)_PROG_LDFLAGS) -o $$@ $$^ $$(LIBS_STATIC)
+
+$$(call in,$(1),$$(examples-names)): $$($(1)_DIR)/%: $$($(1)_DIR)/obj/%.o $$($(1)_DIR)/libmitogen.a
+	@mkdir -p $$(@D)
+	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) $$*))$$($(1)_CC) $$($(1)_PROG_LDFLAGS) -o $$@ $$^ $$(LIBS_STATIC)
+
+$$(call in,$(1),$$(selftest-names)): $$($(1)_DIR)/%: $$($(1)_DIR)/obj/%.o \
+		$$(call obj,$(1),$$(selftests-lib-y)) $$($(1)_DIR)/libmitogen.a
+	@mkdir -p $$(@D)
+	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) $$*))$$($(1)_CC) $$($(1)_TEST_LDFLAGS) -o $$@ $$^ \
+		$$(LIBS_STATIC) $$(TEST_LIBS)
+
+$$($(1)_DIR)/bench/bench: $$(call obj,$(1),$$(bench-objs)) $$($(1)_DIR)/libmitogen.a
+	@mkdir -p $$(@D)
+	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) bench/bench))$$($(1)_CC) $$($(1)_PROG_LDFLAGS) -o $$@ $$^ $$(LIBS_STATIC)
+
+# Header dependencies the compiler wrote (-MMD -MP) for objects built so far.
+-include $$(wildcard $$(call obj,$(1),$$(all-objs:.o=.d)))
+endef
+
+$(eval $(call tree,main))
+$(eval $(call tree,asan))
+$(eval $(call tree,fuzz))
+
+# libFuzzer targets: build/fuzz/NAME from selftests/fuzz/NAME.c (any
+# directory: the name is the file's), against the fuzz tree's library.
+fuzz-bins := $(addprefix $(fuzz_DIR)/,$(fuzz-names))
+$(foreach f,$(fuzz-y),$(eval \
+$(fuzz_DIR)/$(notdir $(basename $(f))): $(call obj,fuzz,$(f:.c=.o)) $(fuzz_DIR)/libmitogen.a))
+$(fuzz-bins):
+	@mkdir -p $(@D)
+	$(Q)$(call msg,LD,[fuzz] $(notdir $@))$(fuzz_CC) $(fuzz_PROG_LDFLAGS) -o $@ $^ $(LIBS_STATIC)
+
+# --- what each target builds -------------------------------------------
+
+# $(call outputs,TREE): the library, the tool and the examples of TREE.
+outputs = $($(1)_DIR)/libmitogen.a $($(1)_DIR)/libmitogen.so \
+	$($(1)_DIR)/mitogen $(call in,$(1),$(examples-names))
+selftests = $(call in,$(1),$(selftest-names))
+
+.DEFAULT_GOAL := all
+.PHONY: all lib tool examples selftests asan bench bench-bin fuzz fuzz-bins \
+	check check-symbols run deps install uninstall clean help FORCE
+
+all: $(call outputs,main)
+lib: $(main_DIR)/libmitogen.a $(main_DIR)/libmitogen.so
+tool: $(main_DIR)/mitogen
+examples: $(call in,main,$(examples-names))
+selftests: $(call selftests,main)
+asan: $(call outputs,asan) $(call selftests,asan)
+bench-bin: $(main_DIR)/bench/bench
+fuzz-bins: $(fuzz-bins)
+
+# --- deps ---------------------------------------------------------------
+
+# `make deps` always asks; the stamp makes the first build of a tree ask
+# once (and again when scripts/deps.sh changes).
+deps:
+	$(Q)bash scripts/deps.sh
+
+$(DEPS_STAMP): scripts/deps.sh
+	$(Q)bash scripts/deps.sh
+	@mkdir -p $(@D) && touch $@
+
+# --- check --------------------------------------------------------------
+
+# Everything is built first (both trees, the bench and the fuzz targets, so
+# none of them can rot), then scripts/run-tests.sh runs the selftests of
+# build/ and of build/asan/ under prove, then check-symbols. TESTS= on the
+# command line picks some: make check TESTS=selftests/core/test_value
+# (an environment variable TESTS is ignored: CI must run them all).
+check-tests := $(if $(filter command line,$(origin TESTS)),$(TESTS),$(selftest-names))
+check: all $(call selftests,main) asan bench-bin fuzz-bins
+	$(Q)ASAN_CC='$(ASAN_CC)' bash scripts/run-tests.sh $(check-tests)
+
+check-symbols: $(main_DIR)/libmitogen.so
+	$(Q)bash scripts/check-symbols.sh $<
+
+# --- bench, fuzz, run ---------------------------------------------------
+
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+ifeq ($(wildcard scripts/bench.sh),)
+$(error make bench: scripts/bench.sh does not exist yet; it is what runs \
+	build/bench/bench against python3-mitogen and prints the table)
+endif
+endif
+
+bench: all $(main_DIR)/bench/bench
+	$(Q)BENCH=$(main_DIR)/bench/bench MITOGEN=$(main_DIR)/mitogen bash scripts/bench.sh
+
+FUZZ_SECONDS ?= 30
+# Each target runs FUZZ_SECONDS on its corpus in build/fuzz/corpus/NAME,
+# seeded from selftests/fuzz/corpus/NAME when that exists; crashes are kept
+# as build/fuzz/artifacts/NAME-crash-*.
+fuzz: $(fuzz-bins)
+	$(Q)set -e; for f in $(fuzz-names); do \
+		echo "== fuzz $$f, $(FUZZ_SECONDS) s =="; \
+		mkdir -p $(fuzz_DIR)/corpus/$$f $(fuzz_DIR)/artifacts; \
+		seed=selftests/fuzz/corpus/$$f; [ -d $$seed ] || seed=; \
+		$(fuzz_DIR)/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(fuzz_DIR)/artifacts/$$f- \
+			$(fuzz_DIR)/corpus/$$f $$seed; \
+	done
+
+run: $(main_DIR)/mitogen
+	$(main_DIR)/mitogen call mg.uname
+	$(main_DIR)/mitogen run -- uname -a
+
+# --- install ------------------------------------------------------------
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+# Regenerated every time: it records PREFIX and friends.
+$(BUILD)/mitogen.pc: packaging/mitogen.pc.in FORCE
+	@mkdir -p $(@D)
+	$(Q)$(call msg,GEN,mitogen.pc)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< >$@
+
+install: all $(BUILD)/mitogen.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/mitogen
+	install -m 0644 include/mitogen/*.h $(DESTDIR)$(INCLUDEDIR)/mitogen/
+	install -m 0644 $(main_DIR)/libmitogen.a $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(main_DIR)/libmitogen.so $(DESTDIR)$(LIBDIR)/libmitogen.so.$(VERSION)
+	ln -sf libmitogen.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmitogen.so
+	install -m 0755 $(main_DIR)/mitogen $(DESTDIR)$(BINDIR)/mitogen
+	install -m 0644 $(BUILD)/mitogen.pc $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/mitogen
+	rm -f $(DESTDIR)$(LIBDIR)/libmitogen.a $(DESTDIR)$(LIBDIR)/libmitogen.so \
+		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libmitogen.so.$(VERSION) \
+		$(DESTDIR)$(BINDIR)/mitogen $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc
+
+# --- misc ---------------------------------------------------------------
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@sed -n '/^#   make/,/^#   V=1/s/^# //p' $(firstword $(MAKEFILE_LIST))
+
+FORCE:
+
+# A failed command must not leave a half-written target behind.
+.DELETE_ON_ERROR:

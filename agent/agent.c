@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+/*
+ * agent.c — what runs in a child context: mg_main(), the exported-function
+ * table, BOOT, the CALL_FUNCTION loop on the main thread (one call at a
+ * time, like Mitogen), SHUTDOWN, log forwarding, and exiting when the
+ * parent goes away.
+ *
+ * Why CALL_FUNCTION is safe to serve: it is registered with the
+ * mg_has_parent_authority policy, and the router has already checked that
+ * auth_id routes back through the stream the message came in on; so only
+ * the parent chain can make this process run a function, and only a
+ * function some program exported by name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "core/context.h"
+#include "core/log.h"
+#include "core/router.h"
+#include "core/stream.h"
+
+struct mg_call {
+	struct mg_router *router;
+	const struct mg_message *msg;
+	const char *function;
+	bool failed;
+	int errnum;
+	char message[MG_ERROR_MSG_MAX];
+};
+
+/* --- exported functions ------------------------------------------------ */
+
+#define EXPORT_TABLES_MAX 8
+
+static struct {
+	const struct mg_export *start, *stop;
+} export_tables[EXPORT_TABLES_MAX];
+static size_t nexport_tables;
+
+static void export_table_add(const struct mg_export *start, const struct mg_export *stop)
+{
+	if (!start || !stop || start >= stop)
+		return;
+	for (size_t i = 0; i < nexport_tables; i++)
+		if (export_tables[i].start == start)
+			return;
+	if (nexport_tables < EXPORT_TABLES_MAX) {
+		export_tables[nexport_tables].start = start;
+		export_tables[nexport_tables].stop = stop;
+		nexport_tables++;
+	}
+}
+
+static mg_export_fn export_find(const char *name)
+{
+	for (size_t i = 0; i < nexport_tables; i++)
+		for (const struct mg_export *e = export_tables[i].start;
+		     e < export_tables[i].stop; e++)
+			if (e->name && !strcmp(e->name, name))
+				return e->fn;
+	return NULL;
+}
+
+struct mg_router *mg_call_router(struct mg_call *call)
+{
+	return call ? call->router : NULL;
+}
+
+uint32_t mg_call_auth_id(const struct mg_call *call)
+{
+	return call ? call->msg->meta.auth_id : 0;
+}
+
+uint32_t mg_call_src_id(const struct mg_call *call)
+{
+	return call ? call->msg->meta.src_id : 0;
+}
+
+const char *mg_call_function(const struct mg_call *call)
+{
+	return call ? call->function : NULL;
+}
+
+int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!call)
+		return -EINVAL;
+	call->failed = true;
+	call->errnum = errnum;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(call->message, sizeof(call->message), fmt, ap);
+		va_end(ap);
+	} else {
+		snprintf(call->message, sizeof(call->message), "%s",
+			 errnum ? strerror(errnum) : "failed");
+	}
+	return errnum > 0 ? -errnum : -EIO;
+}
+
+/* --- serving calls ----------------------------------------------------- */
+
+static struct mg_value *call_error(const char *fn, int errnum, const char *text)
+{
+	return mg_error_value(MG_ERR_CALL, errnum, mg_context_name_self(), fn ? fn : "", text);
+}
+
+static void serve(struct mg_router *r, struct mg_message *msg)
+{
+	struct mg_value *req = NULL, *result = NULL;
+	const struct mg_value *name, *args;
+	struct mg_call call = { .router = r, .msg = msg };
+	mg_export_fn fn;
+	int ret;
+
+	if (mg_message_value(msg, false, &req, NULL) < 0 || req->type != MG_LIST ||
+	    req->len != 2 || req->items[0].type != MG_STR || req->items[1].type != MG_LIST) {
+		result = call_error(NULL, EINVAL, "malformed CALL_FUNCTION message");
+		goto reply;
+	}
+	name = &req->items[0];
+	args = &req->items[1];
+	call.function = name->str;
+	fn = export_find(name->str);
+	if (!fn) {
+		char text[256];
+
+		snprintf(text, sizeof(text), "no exported function named '%s'", name->str);
+		result = call_error(name->str, ENOENT, text);
+		goto reply;
+	}
+	LOG_DEBUG("call %s from context %u", name->str, msg->meta.src_id);
+	ret = fn(&call, args, &result);
+	if (ret < 0) {
+		mg_value_free(result);
+		if (!call.failed)
+			snprintf(call.message, sizeof(call.message), "%s", strerror(-ret));
+		result = call_error(name->str, call.failed ? call.errnum : -ret, call.message);
+	} else if (!result) {
+		result = mg_nil();
+	}
+reply:
+	if (msg->meta.reply_to)
+		mg_message_reply(msg, r, result);
+	else
+		mg_value_free(result);
+	mg_value_free(req);
+}
+
+/* --- the agent --------------------------------------------------------- */
+
+static struct mg_receiver *call_rx;
+static volatile bool main_busy;
+
+static void on_shutdown_msg(struct mg_message *msg, void *userdata)
+{
+	LOG_DEBUG("SHUTDOWN from context %u", msg->meta.src_id);
+	mg_message_free(msg);
+	mg_receiver_close(call_rx);
+}
+
+static void on_parent_lost(struct mg_router *r, void *arg)
+{
+	mg_receiver_close(call_rx);
+	mg_broker_shutdown(r->broker);
+}
+
+/* Broker thread, last thing: a main thread stuck in a call must not keep
+ * an orphan alive. */
+static void on_broker_exit(void *arg)
+{
+	for (int i = 0; i < 50 && main_busy; i++)
+		usleep(10000);
+	if (main_busy)
+		_exit(0);
+}
+
+static __thread bool in_forward;
+
+/* Log callback of a child: every line goes up to the parent. */
+static void forward_log(enum mg_log_level level, const char *source, const char *line,
+			void *userdata)
+{
+	struct mg_router *r = userdata;
+	struct mg_message *msg;
+
+	if (in_forward)
+		return;
+	in_forward = true;
+	msg = mg_message_new(mg_parent_id(), MG_HANDLE_FORWARD_LOG,
+			     MG_LIST(mg_int(level), mg_str(source), mg_str(line)));
+	if (msg)
+		router_route_later(r, msg);
+	in_forward = false;
+}
+
+void agent_after_fork(const char *name)
+{
+	log_reset_after_fork();
+	mg_log_set_callback(NULL, NULL);
+}
+
+struct boot_info {
+	uint32_t id;
+	uint32_t parents[64];
+	size_t nparents;
+	const char *name;
+	int64_t max;
+	int64_t level;
+};
+
+static int parse_boot(const struct mg_value *v, struct boot_info *bi)
+{
+	const struct mg_value *id, *parents, *name, *max, *level;
+
+	if (v->type != MG_MAP)
+		return -EINVAL;
+	id = mg_map_get(v, "id");
+	parents = mg_map_get(v, "parent_ids");
+	name = mg_map_get(v, "name");
+	max = mg_map_get(v, "max_message_size");
+	level = mg_map_get(v, "log_level");
+	if (!id || id->type != MG_INT || !parents || parents->type != MG_LIST ||
+	    !name || name->type != MG_STR || !max || max->type != MG_INT ||
+	    !level || level->type != MG_INT || parents->len == 0 || parents->len > 64)
+		return -EINVAL;
+	bi->id = (uint32_t)id->i;
+	bi->nparents = parents->len;
+	for (size_t i = 0; i < parents->len; i++) {
+		if (parents->items[i].type != MG_INT)
+			return -EINVAL;
+		bi->parents[i] = (uint32_t)parents->items[i].i;
+	}
+	bi->name = name->str;
+	bi->max = max->i;
+	bi->level = level->i;
+	return 0;
+}
+
+struct set_max {
+	struct mg_router *r;
+	size_t max;
+	uint32_t parent_id;
+};
+
+static void set_max_deferred(void *arg)
+{
+	struct set_max *sm = arg;
+
+	if (sm->r->parent) {
+		sm->r->parent->rx.max = sm->max;
+		sm->r->parent->remote_id = sm->parent_id;
+	}
+}
+
+void agent_run(int fd)
+{
+	MG_OPTS(mg_receiver_opts, boot_opts, .handle = MG_HANDLE_BOOT, .once = true);
+	MG_OPTS(mg_receiver_opts, call_opts, .handle = MG_HANDLE_CALL_FUNCTION,
+		.policy = mg_has_parent_authority);
+	MG_OPTS(mg_handler_opts, shut_opts, .handle = MG_HANDLE_SHUTDOWN,
+		.policy = mg_has_parent_authority);
+	struct mg_receiver *boot_rx;
+	struct mg_message *msg;
+	struct mg_value *boot = NULL;
+	struct boot_info bi;
+	struct mg_broker *b;
+	struct mg_router *r;
+	struct stream *s;
+	struct set_max sm;
+
+	builtins_init();
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	b = mg_broker_new(NULL);
+	r = b ? router_new_child(b, MG_DEFAULT_MAX_MESSAGE_SIZE) : NULL;
+	if (!r)
+		_exit(AGENT_EXIT_SETUP);
+	boot_rx = mg_receiver_new(r, &boot_opts);
+	s = stream_new(fd, STREAM_PARENT, 0, "parent", MG_DEFAULT_MAX_MESSAGE_SIZE);
+	if (!boot_rx || !s)
+		_exit(AGENT_EXIT_SETUP);
+	r->on_parent_lost = on_parent_lost;
+	if (router_add_stream(r, s) < 0)
+		_exit(AGENT_EXIT_SETUP);
+
+	if (mg_receiver_get(boot_rx, 60.0, &msg, NULL) < 0)
+		_exit(AGENT_EXIT_BOOT);
+	if (mg_message_value(msg, true, &boot, NULL) < 0 || parse_boot(boot, &bi) < 0) {
+		fprintf(stderr, "mitogen agent: invalid BOOT message from parent\n");
+		_exit(AGENT_EXIT_BOOT);
+	}
+	identity_set(bi.id, bi.parents, bi.nparents, bi.name);
+	router_set_id(r, bi.id);
+	r->max_message_size = (size_t)bi.max;
+	sm.r = r;
+	sm.max = (size_t)bi.max;
+	sm.parent_id = bi.parents[0];
+	mg_broker_defer(b, set_max_deferred, &sm);
+	mg_log_set_level((enum mg_log_level)bi.level);
+	mg_log_set_callback(forward_log, r);
+	mg_value_free(boot);
+
+	call_rx = mg_receiver_new(r, &call_opts);
+	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, NULL, &shut_opts) < 0)
+		_exit(AGENT_EXIT_SETUP);
+	broker_set_exit_hook(b, on_broker_exit, NULL);
+	/* The greeting: we are ready to serve. */
+	{
+		struct mg_value *hello = mg_map();
+
+		mg_map_set(hello, "pid", mg_int(getpid()));
+		mg_message_reply(msg, r, hello);
+	}
+	mg_message_free(msg);
+	mg_receiver_free(boot_rx);
+
+	while (mg_receiver_get(call_rx, MG_FOREVER, &msg, NULL) == 0) {
+		main_busy = true;
+		serve(r, msg);
+		mg_message_free(msg);
+		main_busy = false;
+	}
+	LOG_DEBUG("shutting down");
+	mg_broker_shutdown(b);
+	mg_broker_join(b);
+	fflush(NULL);
+	_exit(0);
+}
+
+int mg_main_(int argc, char **argv, const struct mg_export *start,
+	     const struct mg_export *stop)
+{
+	const char *env;
+	char *end;
+	long fd;
+
+	export_table_add(start, stop);
+	export_table_add(__start_mg_exports, __stop_mg_exports);
+	env = getenv(AGENT_FD_ENV);
+	if (!env)
+		return 0;
+	errno = 0;
+	fd = strtol(env, &end, 10);
+	if (errno || *end || fd < 0 || fd > 1024)
+		return -EINVAL;
+	unsetenv(AGENT_FD_ENV);
+	agent_run((int)fd);
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/* agent.h — what a child context runs, as seen by the factories in master/. */
+#ifndef AGENT_AGENT_H
+#define AGENT_AGENT_H
+
+/* Environment variable naming the channel fd of an exec'd child. */
+#define AGENT_FD_ENV "MITOGEN_AGENT_FD"
+
+/* Exit codes of a child that failed before serving (documented in README). */
+#define AGENT_EXIT_SETUP 120	/* setup between fork/exec and BOOT failed */
+#define AGENT_EXIT_BOOT 121	/* no valid BOOT from the parent */
+
+/* In a fork()ed child: reset state the parent's other threads held. */
+void agent_after_fork(const char *name);
+/* Become the agent on channel fd: serve calls until told to stop. */
+__attribute__((noreturn)) void agent_run(int fd);
+/* Keeps agent/builtins.o linked into static programs. */
+void builtins_init(void);
+
+#endif

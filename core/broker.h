@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * broker.h — internal interface of the I/O thread: fd sources, timers,
+ * shutdown participants. Everything here except broker_wake-style entry
+ * points must be called on the broker thread.
+ */
+#ifndef CORE_BROKER_H
+#define CORE_BROKER_H
+
+#include <stdint.h>
+#include <mitogen/router.h>
+
+struct broker_source {
+	int fd;
+	uint32_t events;
+	void (*on_event)(struct broker_source *src, uint32_t events);
+};
+
+struct broker_timer {
+	double when;			/* monotonic seconds */
+	void (*fn)(void *arg);
+	void *arg;
+	struct broker_timer *next;
+	bool armed;
+};
+
+/*
+ * Something that owns streams on this broker (a router). on_shutdown starts
+ * a graceful close; idle says whether it is done; on_stop force-closes what
+ * is left when the broker stops; keep_alive answers mg_broker_keep_alive.
+ */
+struct broker_client {
+	void (*on_shutdown)(void *arg);
+	bool (*idle)(void *arg);
+	void (*on_stop)(void *arg);
+	bool (*keep_alive)(void *arg);
+	void *arg;
+	struct broker_client *next;
+};
+
+double mono_now(void);
+/* Like mg_broker_defer, but on the broker thread too it runs fn only after
+ * the current batch of events (so an object closed in this batch can be
+ * freed safely). */
+int broker_defer_later(struct mg_broker *b, void (*fn)(void *arg), void *arg);
+
+int broker_add(struct mg_broker *b, struct broker_source *src, uint32_t events);
+int broker_mod(struct mg_broker *b, struct broker_source *src, uint32_t events);
+void broker_del(struct mg_broker *b, struct broker_source *src);
+void broker_timer_arm(struct mg_broker *b, struct broker_timer *t, double delay,
+		      void (*fn)(void *arg), void *arg);
+void broker_timer_cancel(struct mg_broker *b, struct broker_timer *t);
+/* Any thread. */
+void broker_client_add(struct mg_broker *b, struct broker_client *c);
+void broker_client_del(struct mg_broker *b, struct broker_client *c);
+bool broker_stopped(struct mg_broker *b);
+bool broker_shutting_down(struct mg_broker *b);
+/* Run at the very end of the broker thread (agent: exit the process). */
+void broker_set_exit_hook(struct mg_broker *b, void (*fn)(void *arg), void *arg);
+
+#endif

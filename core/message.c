@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+/*
+ * message.c — mg_message: construction, accessors, decoding ("unpickle")
+ * and replies. Routing lives in router.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mitogen/context.h>
+#include <mitogen/router.h>
+#include "core/message.h"
+#include "core/router.h"
+
+void error_set(struct mg_error *err, enum mg_error_kind kind, int errnum,
+	       const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	memset(err, 0, sizeof(*err));
+	err->kind = kind;
+	err->errnum = errnum;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+struct mg_message *message_new_owned(const struct wire_meta *meta, uint8_t *data, size_t len)
+{
+	struct mg_message *msg = calloc(1, sizeof(*msg));
+
+	if (!msg) {
+		free(data);
+		errno = ENOMEM;
+		return NULL;
+	}
+	msg->meta = *meta;
+	msg->data = data;
+	msg->len = len;
+	return msg;
+}
+
+void message_set_router(struct mg_message *msg, struct mg_router *r)
+{
+	struct mg_router *old = msg->router;
+
+	msg->router = r ? mg_router_ref(r) : NULL;
+	mg_router_unref(old);
+}
+
+struct mg_message *mg_message_new(uint32_t dst_id, uint32_t handle, struct mg_value *value)
+{
+	struct wire_meta meta = { .dst_id = dst_id, .handle = handle,
+				  .src_id = mg_context_id(), .auth_id = mg_context_id() };
+	void *buf;
+	size_t len;
+	int ret;
+
+	if (!value)
+		value = mg_nil();
+	if (!value) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ret = mg_value_encode(value, &buf, &len);
+	mg_value_free(value);
+	if (ret < 0) {
+		errno = -ret;
+		return NULL;
+	}
+	return message_new_owned(&meta, buf, len);
+}
+
+struct mg_message *mg_message_new_raw(uint32_t dst_id, uint32_t handle,
+				      const void *data, size_t len)
+{
+	struct wire_meta meta = { .dst_id = dst_id, .handle = handle,
+				  .src_id = mg_context_id(), .auth_id = mg_context_id() };
+	uint8_t *buf;
+
+	if (!data && len) {
+		errno = EINVAL;
+		return NULL;
+	}
+	buf = malloc(len ? len : 1);
+	if (!buf) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (len)
+		memcpy(buf, data, len);
+	return message_new_owned(&meta, buf, len);
+}
+
+struct mg_message *mg_message_dead(uint32_t dst_id, uint32_t handle, const char *reason)
+{
+	struct mg_message *msg = mg_message_new(dst_id, handle, mg_str(reason ? reason : "dead"));
+
+	if (msg)
+		msg->meta.reply_to = MG_IS_DEAD;
+	return msg;
+}
+
+void mg_message_free(struct mg_message *msg)
+{
+	if (!msg)
+		return;
+	mg_router_unref(msg->router);
+	free(msg->data);
+	free(msg);
+}
+
+uint32_t mg_message_dst_id(const struct mg_message *msg) { return msg ? msg->meta.dst_id : 0; }
+uint32_t mg_message_src_id(const struct mg_message *msg) { return msg ? msg->meta.src_id : 0; }
+uint32_t mg_message_auth_id(const struct mg_message *msg) { return msg ? msg->meta.auth_id : 0; }
+uint32_t mg_message_handle(const struct mg_message *msg) { return msg ? msg->meta.handle : 0; }
+uint32_t mg_message_reply_to(const struct mg_message *msg) { return msg ? msg->meta.reply_to : 0; }
+
+void mg_message_set_reply_to(struct mg_message *msg, uint32_t reply_to)
+{
+	if (msg)
+		msg->meta.reply_to = reply_to;
+}
+
+bool mg_message_is_dead(const struct mg_message *msg)
+{
+	return msg && msg->meta.reply_to == MG_IS_DEAD;
+}
+
+const void *mg_message_data(const struct mg_message *msg, size_t *ret_len)
+{
+	if (!msg) {
+		if (ret_len)
+			*ret_len = 0;
+		return NULL;
+	}
+	if (ret_len)
+		*ret_len = msg->len;
+	return msg->data;
+}
+
+struct mg_receiver *mg_message_receiver(const struct mg_message *msg)
+{
+	return msg ? msg->receiver : NULL;
+}
+
+struct mg_router *mg_message_router(const struct mg_message *msg)
+{
+	return msg ? msg->router : NULL;
+}
+
+void message_dead_error(const struct mg_message *msg, struct mg_error *err)
+{
+	struct mg_value *v = NULL;
+
+	if (msg && msg->len && mg_value_decode(msg->data, msg->len, &v) == 0 &&
+	    v->type == MG_STR)
+		error_set(err, MG_ERR_CHANNEL, EPIPE, "%s", v->str);
+	else
+		error_set(err, MG_ERR_CHANNEL, EPIPE, "channel closed");
+	mg_value_free(v);
+}
+
+int mg_message_value(const struct mg_message *msg, bool throw_,
+		     struct mg_value **ret_value, struct mg_error *err)
+{
+	struct mg_value *v;
+	int ret;
+
+	if (!msg || !ret_value)
+		return -EINVAL;
+	if (throw_ && mg_message_is_dead(msg)) {
+		message_dead_error(msg, err);
+		return -EPIPE;
+	}
+	ret = mg_value_decode(msg->data, msg->len, &v);
+	if (ret < 0) {
+		error_set(err, MG_ERR_CHANNEL, EBADMSG, "undecodable payload from context %u",
+			  msg->meta.src_id);
+		return -EBADMSG;
+	}
+	if (throw_ && v->type == MG_ERROR) {
+		if (err)
+			mg_value_to_error(v, err);
+		mg_value_free(v);
+		return -EREMOTEIO;
+	}
+	*ret_value = v;
+	return 0;
+}
+
+int mg_message_reply(const struct mg_message *msg, struct mg_router *r, struct mg_value *value)
+{
+	struct mg_message *reply;
+
+	if (!msg || (!msg->router && !r) || !msg->meta.reply_to ||
+	    msg->meta.reply_to == MG_IS_DEAD) {
+		mg_value_free(value);
+		return -EINVAL;
+	}
+	reply = mg_message_new(msg->meta.src_id, msg->meta.reply_to, value);
+	if (!reply)
+		return -errno;
+	return mg_router_route(msg->router ? msg->router : r, reply);
+}

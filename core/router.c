@@ -1,0 +1,1001 @@
+// SPDX-License-Identifier: MIT
+/*
+ * router.c — mg_router: handler table, route table, source checks and the
+ * delivery rules of DESIGN §5. Messages from user threads are queued and
+ * handed to the broker thread; everything that touches a stream runs there.
+ *
+ * Why the checks are safe: a child stream may only carry messages whose
+ * src_id and auth_id route back through that same stream (the child and
+ * its descendants), so a child can neither pose as another context nor
+ * borrow authority it does not hold. Handlers with a policy (CALL_FUNCTION
+ * with mg_has_parent_authority) then decide on auth_id alone.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "core/log.h"
+#include "core/router.h"
+#include "core/stream.h"
+
+struct handler {
+	uint32_t handle;
+	mg_handler_fn fn;
+	void *userdata;
+	void (*release)(void *userdata);
+	bool once;
+	bool has_respondent;
+	uint32_t respondent_id;
+	mg_policy_fn policy;
+	void *policy_data;
+};
+
+static void router_on_shutdown(void *arg);
+static bool router_idle(void *arg);
+static void router_on_stop(void *arg);
+static bool router_keep_alive(void *arg);
+
+/*
+ * FORWARD_LOG: [level, source, line] from a descendant. Emitted here with
+ * the source it names; in a child the log callback sends it on upwards.
+ * Anyone may send it: a log line grants nothing.
+ */
+static void on_forward_log(struct mg_message *msg, void *userdata)
+{
+	struct mg_value *v = NULL;
+
+	if (!mg_message_is_dead(msg) && mg_message_value(msg, false, &v, NULL) == 0 &&
+	    v->type == MG_LIST && v->len == 3 && v->items[0].type == MG_INT &&
+	    v->items[1].type == MG_STR && v->items[2].type == MG_STR)
+		log_emit((enum mg_log_level)v->items[0].i, v->items[1].str, v->items[2].str);
+	mg_value_free(v);
+	mg_message_free(msg);
+}
+
+static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
+{
+	MG_OPTS(mg_handler_opts, log_opts, .handle = MG_HANDLE_FORWARD_LOG);
+
+	struct mg_router *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->scratch = malloc(WIRE_PAYLOAD_MAX);
+	if (!r->scratch) {
+		free(r);
+		return NULL;
+	}
+	r->refs = 1;
+	r->broker = b;
+	r->own_broker = own;
+	r->max_message_size = max ? max : MG_DEFAULT_MAX_MESSAGE_SIZE;
+	r->next_handle = MG_HANDLE_USER_MIN;
+	r->next_id = 1;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->qlock, NULL);
+	idmap_init(&r->handlers);
+	idmap_init(&r->routes);
+	idmap_init(&r->contexts);
+	r->client.on_shutdown = router_on_shutdown;
+	r->client.idle = router_idle;
+	r->client.on_stop = router_on_stop;
+	r->client.keep_alive = router_keep_alive;
+	r->client.arg = r;
+	broker_client_add(b, &r->client);
+	mg_router_add_handler(r, on_forward_log, NULL, &log_opts);
+	return r;
+}
+
+struct mg_router *mg_router_new(const struct mg_router_opts *opts)
+{
+	struct mg_broker *b = NULL;
+	size_t max = 0;
+	bool own = false;
+	struct mg_router *r;
+
+	if (opts && opts->sz < sizeof(size_t)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (opts && opts->sz >= offsetof(struct mg_router_opts, broker) + sizeof(void *))
+		b = opts->broker;
+	if (opts && opts->sz >= offsetof(struct mg_router_opts, max_message_size) + sizeof(size_t))
+		max = opts->max_message_size;
+	if (b) {
+		mg_broker_ref(b);
+	} else {
+		b = mg_broker_new(NULL);
+		if (!b)
+			return NULL;
+		own = true;
+	}
+	r = router_alloc(b, own, max);
+	if (!r) {
+		mg_broker_unref(b);
+		errno = ENOMEM;
+		return NULL;
+	}
+	r->id = mg_context_id();
+	return r;
+}
+
+struct mg_router *router_new_child(struct mg_broker *b, size_t max)
+{
+	struct mg_router *r = router_alloc(mg_broker_ref(b), false, max);
+
+	if (!r) {
+		mg_broker_unref(b);
+		return NULL;
+	}
+	r->booting = true;
+	return r;
+}
+
+void router_set_id(struct mg_router *r, uint32_t id)
+{
+	pthread_mutex_lock(&r->lock);
+	r->id = id;
+	r->booting = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct mg_router *mg_router_ref(struct mg_router *r)
+{
+	if (r)
+		__atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+	return r;
+}
+
+static void close_all_streams(struct mg_router *r)
+{
+	struct stream *s;
+
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		for (s = r->streams; s && s->closed; s = s->next)
+			;
+		pthread_mutex_unlock(&r->lock);
+		if (!s)
+			break;
+		stream_close(s, "router shut down");
+	}
+}
+
+struct close_wait {
+	struct mg_router *r;
+	struct mg_latch *done;
+};
+
+static void close_deferred(void *arg)
+{
+	struct close_wait *cw = arg;
+
+	close_all_streams(cw->r);
+	mg_latch_put(cw->done, cw);
+}
+
+static void free_dead_streams(struct mg_router *r);
+
+static void router_destroy(struct mg_router *r)
+{
+	struct mg_context *ctxs[1024];
+	size_t n;
+
+	if (r->own_broker) {
+		mg_broker_shutdown(r->broker);
+		mg_broker_join(r->broker);
+	} else if (!broker_stopped(r->broker)) {
+		struct close_wait cw = { .r = r, .done = mg_latch_new() };
+		void *item;
+
+		if (cw.done && mg_broker_defer(r->broker, close_deferred, &cw) == 0)
+			mg_latch_get(cw.done, MG_FOREVER, &item);
+		mg_latch_free(cw.done);
+	} else {
+		close_all_streams(r);
+	}
+	broker_client_del(r->broker, &r->client);
+	free_dead_streams(r);
+	/* Handlers still registered: release them. */
+	for (;;) {
+		struct handler *hs[256];
+
+		n = idmap_values(&r->handlers, (void **)hs, 256);
+		if (!n)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			idmap_del(&r->handlers, hs[i]->handle);
+			if (hs[i]->release)
+				hs[i]->release(hs[i]->userdata);
+			free(hs[i]);
+		}
+	}
+	for (;;) {
+		n = idmap_values(&r->contexts, (void **)ctxs, 1024);
+		if (!n)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			idmap_del(&r->contexts, ctxs[i]->id);
+			ctxs[i]->router = NULL;
+			mg_context_unref(ctxs[i]);
+		}
+	}
+	idmap_free(&r->handlers);
+	idmap_free(&r->routes);
+	idmap_free(&r->contexts);
+	for (struct mg_message *m = r->q_head, *next; m; m = next) {
+		next = m->next;
+		mg_message_free(m);
+	}
+	mg_broker_unref(r->broker);
+	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->qlock);
+	free(r->scratch);
+	free(r);
+}
+
+struct mg_router *mg_router_unref(struct mg_router *r)
+{
+	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		router_destroy(r);
+	return NULL;
+}
+
+struct mg_broker *mg_router_broker(struct mg_router *r)
+{
+	return r ? r->broker : NULL;
+}
+
+size_t mg_router_max_message_size(const struct mg_router *r)
+{
+	return r ? r->max_message_size : 0;
+}
+
+uint32_t mg_router_id(const struct mg_router *r)
+{
+	return r ? r->id : 0;
+}
+
+uint32_t router_alloc_id(struct mg_router *r)
+{
+	uint32_t id;
+
+	pthread_mutex_lock(&r->lock);
+	id = r->id + r->next_id++;
+	pthread_mutex_unlock(&r->lock);
+	return id;
+}
+
+/* --- handlers ---------------------------------------------------------- */
+
+static void release_deferred(void *arg)
+{
+	struct handler *h = arg;
+
+	if (h->release)
+		h->release(h->userdata);
+	free(h);
+}
+
+static void deliver_dead_deferred(void *arg);
+
+struct dead_delivery {
+	struct mg_router *r;
+	uint32_t handle;
+	char reason[160];
+};
+
+int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *userdata,
+			       void (*release)(void *userdata),
+			       const struct mg_handler_opts *opts)
+{
+	struct handler *h;
+	struct mg_context *resp = NULL;
+	uint32_t handle = 0;
+	int ret;
+
+	if (!r || !fn || (opts && opts->sz < sizeof(size_t)))
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->fn = fn;
+	h->userdata = userdata;
+	h->release = release;
+	if (opts) {
+		handle = opts->handle;
+		h->once = opts->once;
+		resp = opts->respondent;
+		h->policy = opts->policy;
+		h->policy_data = opts->policy_data;
+	}
+	if (resp) {
+		h->has_respondent = true;
+		h->respondent_id = resp->id;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (handle) {
+		if (idmap_get(&r->handlers, handle)) {
+			pthread_mutex_unlock(&r->lock);
+			free(h);
+			return -EEXIST;
+		}
+	} else {
+		do {
+			handle = r->next_handle++;
+			if (r->next_handle == MG_IS_DEAD || r->next_handle >= 0x7fffffff)
+				r->next_handle = MG_HANDLE_USER_MIN;
+		} while (idmap_get(&r->handlers, handle));
+	}
+	h->handle = handle;
+	ret = idmap_put(&r->handlers, handle, h);
+	pthread_mutex_unlock(&r->lock);
+	if (ret < 0) {
+		free(h);
+		return ret;
+	}
+	if (resp) {
+		bool gone;
+
+		pthread_mutex_lock(&resp->lock);
+		gone = resp->disconnected;
+		pthread_mutex_unlock(&resp->lock);
+		if (gone) {
+			struct dead_delivery *dd = calloc(1, sizeof(*dd));
+
+			if (dd) {
+				dd->r = mg_router_ref(r);
+				dd->handle = handle;
+				snprintf(dd->reason, sizeof(dd->reason),
+					 "respondent context %u (%s) disconnected",
+					 resp->id, resp->name);
+				mg_broker_defer(r->broker, deliver_dead_deferred, dd);
+			}
+		}
+	}
+	return (int)handle;
+}
+
+int mg_router_add_handler(struct mg_router *r, mg_handler_fn fn, void *userdata,
+			  const struct mg_handler_opts *opts)
+{
+	return router_add_handler_release(r, fn, userdata, NULL, opts);
+}
+
+int mg_router_del_handler(struct mg_router *r, uint32_t handle)
+{
+	struct handler *h;
+
+	if (!r)
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	h = idmap_del(&r->handlers, handle);
+	pthread_mutex_unlock(&r->lock);
+	if (!h)
+		return -ENOENT;
+	/* Release on the broker thread, after any delivery in progress. */
+	if (mg_broker_defer(r->broker, release_deferred, h) < 0)
+		release_deferred(h);
+	return 0;
+}
+
+/* Deliver a dead message straight to a handler, bypassing its policy. */
+static void deliver_dead(struct mg_router *r, uint32_t handle, const char *reason)
+{
+	struct handler *h;
+	struct mg_message *msg;
+	mg_handler_fn fn;
+	void *ud;
+
+	pthread_mutex_lock(&r->lock);
+	h = idmap_get(&r->handlers, handle);
+	if (h && h->once)
+		idmap_del(&r->handlers, handle);
+	pthread_mutex_unlock(&r->lock);
+	if (!h)
+		return;
+	fn = h->fn;
+	ud = h->userdata;
+	msg = mg_message_dead(r->id, handle, reason);
+	if (msg) {
+		msg->meta.src_id = msg->meta.auth_id = r->id;
+		message_set_router(msg, r);
+		fn(msg, ud);
+	}
+	if (h->once)
+		release_deferred(h);
+}
+
+static void deliver_dead_deferred(void *arg)
+{
+	struct dead_delivery *dd = arg;
+
+	deliver_dead(dd->r, dd->handle, dd->reason);
+	mg_router_unref(dd->r);
+	free(dd);
+}
+
+/* --- policies ---------------------------------------------------------- */
+
+bool mg_has_parent_authority(const struct mg_message *msg, const struct mg_stream *stream,
+			     void *userdata)
+{
+	uint32_t ids[64];
+	size_t n;
+	uint32_t self;
+
+	if (!msg)
+		return false;
+	self = msg->router ? msg->router->id : mg_context_id();
+	if (msg->meta.auth_id == self)
+		return true;
+	n = mg_parent_ids(ids, 64);
+	for (size_t i = 0; i < n && i < 64; i++)
+		if (ids[i] == msg->meta.auth_id)
+			return true;
+	return false;
+}
+
+bool mg_is_immediate_child(const struct mg_message *msg, const struct mg_stream *stream,
+			   void *userdata)
+{
+	const struct stream *s = (const struct stream *)stream;
+
+	return msg && s && s->role == STREAM_CHILD && s->remote_id == msg->meta.src_id;
+}
+
+uint32_t mg_stream_remote_id(const struct mg_stream *stream)
+{
+	return stream ? ((const struct stream *)stream)->remote_id : 0;
+}
+
+/* --- routing ----------------------------------------------------------- */
+
+static void send_dead_reply(struct mg_router *r, const struct mg_message *msg,
+			    const char *reason)
+{
+	struct mg_message *reply;
+
+	if (!msg->meta.reply_to || msg->meta.reply_to == MG_IS_DEAD)
+		return;
+	reply = mg_message_dead(msg->meta.src_id, msg->meta.reply_to, reason);
+	if (!reply)
+		return;
+	reply->meta.src_id = reply->meta.auth_id = r->id;
+	router_dispatch(r, reply, NULL);
+}
+
+void router_refuse(struct mg_router *r, struct mg_message *msg, struct stream *in,
+		   const char *why)
+{
+	struct mg_value *v;
+	struct mg_message *reply;
+	char text[256];
+
+	if (!msg->meta.reply_to || msg->meta.reply_to == MG_IS_DEAD)
+		return;
+	snprintf(text, sizeof(text), "refused by policy: %s", why);
+	v = mg_error_value(MG_ERR_CALL, EACCES, log_self_name(), "", text);
+	reply = mg_message_new(msg->meta.src_id, msg->meta.reply_to, v);
+	if (!reply)
+		return;
+	reply->meta.src_id = reply->meta.auth_id = r->id;
+	if (in) {
+		/* The claimed source may be forged: answer whoever sent it. */
+		reply->meta.dst_id = in->remote_id;
+		stream_send(in, reply);
+	} else {
+		router_dispatch(r, reply, NULL);
+	}
+}
+
+static void deliver_local(struct mg_router *r, struct mg_message *msg, struct stream *in)
+{
+	struct handler *h;
+	mg_policy_fn policy;
+	void *policy_data;
+	mg_handler_fn fn;
+	void *ud;
+	bool once;
+
+	pthread_mutex_lock(&r->lock);
+	h = idmap_get(&r->handlers, msg->meta.handle);
+	policy = h ? h->policy : NULL;
+	policy_data = h ? h->policy_data : NULL;
+	pthread_mutex_unlock(&r->lock);
+	if (!h) {
+		if (!mg_message_is_dead(msg)) {
+			LOG_WARN("message from context %u to invalid handle %u",
+				 msg->meta.src_id, msg->meta.handle);
+			send_dead_reply(r, msg, "invalid handle");
+		}
+		mg_message_free(msg);
+		return;
+	}
+	if (!msg->router)
+		message_set_router(msg, r);
+	if (policy && !policy(msg, (const struct mg_stream *)in, policy_data)) {
+		LOG_ERROR("refused message from context %u (auth_id %u) to handle %u: policy",
+			  msg->meta.src_id, msg->meta.auth_id, msg->meta.handle);
+		router_refuse(r, msg, NULL, "caller lacks authority");
+		mg_message_free(msg);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	h = idmap_get(&r->handlers, msg->meta.handle);
+	if (h && h->once)
+		idmap_del(&r->handlers, msg->meta.handle);
+	pthread_mutex_unlock(&r->lock);
+	if (!h) {
+		mg_message_free(msg);
+		return;
+	}
+	fn = h->fn;
+	ud = h->userdata;
+	once = h->once;
+	fn(msg, ud);
+	if (once)
+		release_deferred(h);
+}
+
+void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream *in)
+{
+	struct stream *s;
+	char reason[64];
+
+	if (msg->meta.dst_id == r->id ||
+	    (r->booting && msg->meta.handle == MG_HANDLE_BOOT && in && in == r->parent)) {
+		deliver_local(r, msg, in);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	s = idmap_get(&r->routes, msg->meta.dst_id);
+	if (!s)
+		s = r->parent;
+	pthread_mutex_unlock(&r->lock);
+	if (!s || s == in || s->closed) {
+		if (!mg_message_is_dead(msg)) {
+			LOG_DEBUG("no route to %u for message from %u", msg->meta.dst_id,
+				  msg->meta.src_id);
+			snprintf(reason, sizeof(reason), "no route to %u", msg->meta.dst_id);
+			send_dead_reply(r, msg, reason);
+		}
+		mg_message_free(msg);
+		return;
+	}
+	stream_send(s, msg);
+}
+
+void router_receive(struct mg_router *r, struct stream *s, struct mg_message *msg)
+{
+	if (s->role == STREAM_CHILD) {
+		struct stream *src, *auth;
+
+		pthread_mutex_lock(&r->lock);
+		src = idmap_get(&r->routes, msg->meta.src_id);
+		auth = idmap_get(&r->routes, msg->meta.auth_id);
+		pthread_mutex_unlock(&r->lock);
+		if (src != s) {
+			LOG_ERROR("stream %s: refused message with spoofed src_id %u "
+				  "(context %u is not behind this stream)",
+				  s->name, msg->meta.src_id, msg->meta.src_id);
+			router_refuse(r, msg, s, "bad src_id");
+			mg_message_free(msg);
+			return;
+		}
+		if (auth != s) {
+			LOG_ERROR("stream %s: refused message from %u with forged auth_id %u",
+				  s->name, msg->meta.src_id, msg->meta.auth_id);
+			router_refuse(r, msg, s, "bad auth_id");
+			mg_message_free(msg);
+			return;
+		}
+	}
+	router_dispatch(r, msg, s);
+}
+
+void router_flush_queue(struct mg_router *r)
+{
+	struct mg_message *m, *next;
+
+	pthread_mutex_lock(&r->qlock);
+	m = r->q_head;
+	r->q_head = r->q_tail = NULL;
+	pthread_mutex_unlock(&r->qlock);
+	for (; m; m = next) {
+		next = m->next;
+		m->next = NULL;
+		router_dispatch(r, m, NULL);
+	}
+}
+
+static void drain_queue(void *arg)
+{
+	struct mg_router *r = arg;
+	struct mg_message *m, *next;
+
+	pthread_mutex_lock(&r->qlock);
+	m = r->q_head;
+	r->q_head = r->q_tail = NULL;
+	r->q_scheduled = false;
+	pthread_mutex_unlock(&r->qlock);
+	for (; m; m = next) {
+		next = m->next;
+		m->next = NULL;
+		router_dispatch(r, m, NULL);
+	}
+	mg_router_unref(r);
+}
+
+static int router_enqueue(struct mg_router *r, struct mg_message *msg, bool later)
+{
+	bool schedule;
+
+	msg->next = NULL;
+	pthread_mutex_lock(&r->qlock);
+	if (r->q_tail)
+		r->q_tail->next = msg;
+	else
+		r->q_head = msg;
+	r->q_tail = msg;
+	schedule = !r->q_scheduled;
+	r->q_scheduled = true;
+	pthread_mutex_unlock(&r->qlock);
+	if (schedule) {
+		int ret = later ? broker_defer_later(r->broker, drain_queue, mg_router_ref(r))
+				: mg_broker_defer(r->broker, drain_queue, mg_router_ref(r));
+
+		if (ret < 0) {
+			mg_router_unref(r);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int router_route_later(struct mg_router *r, struct mg_message *msg)
+{
+	if (msg->len > r->max_message_size) {
+		mg_message_free(msg);
+		return -EMSGSIZE;
+	}
+	return router_enqueue(r, msg, true);
+}
+
+int mg_router_route(struct mg_router *r, struct mg_message *msg)
+{
+
+	if (!r || !msg) {
+		mg_message_free(msg);
+		return -EINVAL;
+	}
+	if (msg->len > r->max_message_size) {
+		LOG_ERROR("message to %u handle %u: %zu bytes is over the %zu byte limit",
+			  msg->meta.dst_id, msg->meta.handle, msg->len, r->max_message_size);
+		/*
+		 * Tell whoever waits for this message: the sender's reply handle
+		 * for a request, the intended receiver for a reply or a send.
+		 */
+		struct mg_message *dead = NULL;
+
+		if (msg->meta.reply_to && msg->meta.reply_to != MG_IS_DEAD)
+			dead = mg_message_dead(msg->meta.src_id, msg->meta.reply_to,
+					       "message too large");
+		else if (msg->meta.reply_to != MG_IS_DEAD)
+			dead = mg_message_dead(msg->meta.dst_id, msg->meta.handle,
+					       "message too large");
+		if (dead) {
+			dead->meta.src_id = dead->meta.auth_id = r->id;
+			mg_router_route(r, dead);
+		}
+		mg_message_free(msg);
+		return -EMSGSIZE;
+	}
+	if (mg_broker_on_thread(r->broker)) {
+		router_dispatch(r, msg, NULL);
+		return 0;
+	}
+	return router_enqueue(r, msg, false);
+}
+
+/* --- streams ----------------------------------------------------------- */
+
+struct add_stream {
+	struct mg_router *r;
+	struct stream *s;
+	struct mg_latch *done;
+	int ret;
+};
+
+static void add_stream_deferred(void *arg)
+{
+	struct add_stream *as = arg;
+	struct mg_router *r = as->r;
+	struct stream *s = as->s;
+
+	s->router = r;
+	pthread_mutex_lock(&r->lock);
+	if (r->shutting_down) {
+		pthread_mutex_unlock(&r->lock);
+		as->ret = -ESHUTDOWN;
+		goto out;
+	}
+	s->next = r->streams;
+	r->streams = s;
+	if (s->role == STREAM_PARENT) {
+		r->parent = s;
+	} else {
+		r->nchildren++;
+		as->ret = idmap_put(&r->routes, s->remote_id, s);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (as->ret == 0)
+		as->ret = stream_start(r->broker, s);
+	if (as->ret < 0)
+		stream_close(s, "could not register stream");
+out:
+	if (as->done)
+		mg_latch_put(as->done, as);
+}
+
+int router_add_stream(struct mg_router *r, struct stream *s)
+{
+	struct add_stream as = { .r = r, .s = s };
+	void *item;
+	int ret;
+
+	if (mg_broker_on_thread(r->broker)) {
+		add_stream_deferred(&as);
+		return as.ret;
+	}
+	as.done = mg_latch_new();
+	if (!as.done)
+		return -ENOMEM;
+	ret = mg_broker_defer(r->broker, add_stream_deferred, &as);
+	if (ret == 0)
+		mg_latch_get(as.done, MG_FOREVER, &item);
+	mg_latch_free(as.done);
+	return ret < 0 ? ret : as.ret;
+}
+
+int router_route_add(struct mg_router *r, uint32_t id, struct stream *s)
+{
+	int ret;
+
+	pthread_mutex_lock(&r->lock);
+	ret = idmap_put(&r->routes, id, s);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+struct lost_scan {
+	struct mg_router *r;
+	uint32_t *handles;
+	size_t n, cap;
+	uint32_t *ids;
+	size_t nids;
+	bool all_upstream;	/* parent lost: every id not routed below is lost */
+};
+
+static bool id_lost(struct lost_scan *ls, uint32_t id)
+{
+	for (size_t i = 0; i < ls->nids; i++)
+		if (ls->ids[i] == id)
+			return true;
+	return ls->all_upstream && id != ls->r->id && !idmap_get(&ls->r->routes, id);
+}
+
+static void scan_handler(uint32_t key, void *val, void *arg)
+{
+	struct lost_scan *ls = arg;
+	struct handler *h = val;
+
+	if (!h->has_respondent || !id_lost(ls, h->respondent_id))
+		return;
+	if (ls->n == ls->cap) {
+		size_t cap = ls->cap ? ls->cap * 2 : 16;
+		uint32_t *p = realloc(ls->handles, cap * sizeof(*p));
+
+		if (!p)
+			return;
+		ls->handles = p;
+		ls->cap = cap;
+	}
+	ls->handles[ls->n++] = key;
+}
+
+struct route_scan {
+	struct stream *s;
+	uint32_t *ids;
+	size_t n, cap;
+};
+
+static void scan_route(uint32_t key, void *val, void *arg)
+{
+	struct route_scan *rs = arg;
+
+	if (val != rs->s)
+		return;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 8;
+		uint32_t *p = realloc(rs->ids, cap * sizeof(*p));
+
+		if (!p)
+			return;
+		rs->ids = p;
+		rs->cap = cap;
+	}
+	rs->ids[rs->n++] = key;
+}
+
+static struct stream *dead_streams;
+static pthread_mutex_t dead_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void free_dead_streams(struct mg_router *r)
+{
+	struct stream **pp, *s;
+
+	pthread_mutex_lock(&dead_lock);
+	for (pp = &dead_streams; (s = *pp);) {
+		if (s->router == r) {
+			*pp = s->next;
+			stream_free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+	pthread_mutex_unlock(&dead_lock);
+}
+
+static void free_dead_timer(void *arg)
+{
+	free_dead_streams(arg);
+	mg_router_unref(arg);
+}
+
+void router_stream_closed(struct mg_router *r, struct stream *s, const char *reason)
+{
+	struct route_scan rs = { .s = s };
+	struct lost_scan ls = { .r = r };
+	struct stream **pp;
+	bool parent_lost = false;
+	char why[256];
+
+	pthread_mutex_lock(&r->lock);
+	idmap_each(&r->routes, scan_route, &rs);
+	for (size_t i = 0; i < rs.n; i++)
+		idmap_del(&r->routes, rs.ids[i]);
+	for (pp = &r->streams; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	if (s->role == STREAM_CHILD)
+		r->nchildren--;
+	if (r->parent == s) {
+		r->parent = NULL;
+		parent_lost = true;
+	}
+	ls.ids = rs.ids;
+	ls.nids = rs.n;
+	ls.all_upstream = parent_lost;
+	idmap_each(&r->handlers, scan_handler, &ls);
+	pthread_mutex_unlock(&r->lock);
+
+	if (s->role == STREAM_CHILD)
+		LOG_DEBUG("context %u (%s) disconnected: %s", s->remote_id, s->name, reason);
+	for (size_t i = 0; i < rs.n; i++) {
+		struct mg_context *ctx;
+
+		pthread_mutex_lock(&r->lock);
+		ctx = idmap_get(&r->contexts, rs.ids[i]);
+		pthread_mutex_unlock(&r->lock);
+		if (ctx)
+			context_set_disconnected(ctx);
+	}
+	snprintf(why, sizeof(why), "respondent context %u (%s) disconnected: %s",
+		 s->remote_id, s->name, reason);
+	for (size_t i = 0; i < ls.n; i++)
+		deliver_dead(r, ls.handles[i], why);
+	free(ls.handles);
+	free(rs.ids);
+
+	/* Free the stream once the broker is past this event batch. */
+	pthread_mutex_lock(&dead_lock);
+	s->next = dead_streams;
+	dead_streams = s;
+	pthread_mutex_unlock(&dead_lock);
+	if (mg_broker_on_thread(r->broker))
+		broker_defer_later(r->broker, free_dead_timer, mg_router_ref(r));
+	if (parent_lost && r->on_parent_lost)
+		r->on_parent_lost(r, r->on_parent_lost_arg);
+}
+
+/* --- broker client ----------------------------------------------------- */
+
+static void router_on_shutdown(void *arg)
+{
+	struct mg_router *r = arg;
+	struct stream *list[1024];
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	r->shutting_down = true;
+	for (struct stream *s = r->streams; s && n < 1024; s = s->next)
+		if (s->role == STREAM_CHILD && !s->closed)
+			list[n++] = s;
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mg_message *m = mg_message_new(list[i]->remote_id,
+						      MG_HANDLE_SHUTDOWN, NULL);
+
+		if (m) {
+			m->meta.src_id = m->meta.auth_id = r->id;
+			stream_send(list[i], m);
+		}
+	}
+}
+
+static bool router_idle(void *arg)
+{
+	struct mg_router *r = arg;
+	bool idle;
+
+	pthread_mutex_lock(&r->lock);
+	idle = r->nchildren == 0;
+	pthread_mutex_unlock(&r->lock);
+	return idle;
+}
+
+static void router_on_stop(void *arg)
+{
+	struct mg_router *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	r->shutting_down = true;
+	pthread_mutex_unlock(&r->lock);
+	close_all_streams(r);
+}
+
+static bool router_keep_alive(void *arg)
+{
+	return !router_idle(arg);
+}
+
+/* --- contexts ---------------------------------------------------------- */
+
+struct mg_context *router_context(struct mg_router *r, uint32_t id, const char *name)
+{
+	struct mg_context *ctx;
+
+	pthread_mutex_lock(&r->lock);
+	ctx = idmap_get(&r->contexts, id);
+	if (!ctx) {
+		ctx = context_new(r, id, name);
+		if (ctx && idmap_put(&r->contexts, id, ctx) < 0) {
+			mg_context_unref(ctx);
+			ctx = NULL;
+		}
+	}
+	if (ctx)
+		mg_context_ref(ctx);
+	pthread_mutex_unlock(&r->lock);
+	if (!ctx)
+		errno = ENOMEM;
+	return ctx;
+}
+
+struct mg_context *mg_router_context_by_id(struct mg_router *r, uint32_t id)
+{
+	char name[32];
+
+	if (!r) {
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(name, sizeof(name), "context%u", id);
+	return router_context(r, id, name);
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * router.h — the router's internals shared inside the library: streams
+ * register here, contexts are looked up here, and master/ and agent/ use
+ * the hooks below. core/ knows nothing of how a stream's fd was made.
+ */
+#ifndef CORE_ROUTER_H
+#define CORE_ROUTER_H
+
+#include <pthread.h>
+#include <mitogen/context.h>
+#include <mitogen/router.h>
+#include "core/broker.h"
+#include "core/idmap.h"
+#include "core/message.h"
+
+struct stream;
+
+struct mg_router {
+	int refs;
+	struct mg_broker *broker;
+	bool own_broker;
+	struct broker_client client;
+	uint32_t id;
+	bool booting;			/* child waiting for BOOT: id unknown */
+	size_t max_message_size;
+
+	pthread_mutex_t lock;		/* everything below */
+	struct idmap handlers;		/* handle -> struct handler */
+	uint32_t next_handle;
+	struct idmap routes;		/* context id -> struct stream (broker thread writes) */
+	struct idmap contexts;		/* context id -> struct mg_context (ref held) */
+	struct stream *parent;		/* upstream, NULL in the master */
+	struct stream *streams;		/* every stream, linked */
+	size_t nchildren;		/* child streams open */
+	uint32_t next_id;		/* master: next context id */
+	bool shutting_down;
+
+	pthread_mutex_t qlock;		/* messages routed from other threads */
+	struct mg_message *q_head, *q_tail;
+	bool q_scheduled;
+
+	uint8_t *scratch;		/* broker thread: one record */
+
+	/* agent hook: the parent stream went away */
+	void (*on_parent_lost)(struct mg_router *r, void *arg);
+	void *on_parent_lost_arg;
+};
+
+/* Create the router of a child whose parent is on `fd` (agent). */
+struct mg_router *router_new_child(struct mg_broker *b, size_t max_message_size);
+/* Broker thread: a complete message arrived on stream s (taken). */
+void router_receive(struct mg_router *r, struct stream *s, struct mg_message *msg);
+/* Broker thread: stream s closed; forget its routes, tell respondents. */
+void router_stream_closed(struct mg_router *r, struct stream *s, const char *reason);
+/* Broker thread: route msg (taken) that originated here or was forwarded. */
+void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream *in);
+/* Queue msg (taken) for the broker thread even when called on it: for
+ * log forwarding, which must never re-enter a stream mid-operation. */
+int router_route_later(struct mg_router *r, struct mg_message *msg);
+/* Broker thread: route what is queued now (last words before a close). */
+void router_flush_queue(struct mg_router *r);
+/* Allocate a fresh context id (master: local counter). */
+uint32_t router_alloc_id(struct mg_router *r);
+/* Register a stream with the router and broker (any thread, waits). */
+int router_add_stream(struct mg_router *r, struct stream *s);
+/* Broker thread: route id through s (ADD_ROUTE). */
+int router_route_add(struct mg_router *r, uint32_t id, struct stream *s);
+/* The context object for id, creating it; reference returned. */
+struct mg_context *router_context(struct mg_router *r, uint32_t id, const char *name);
+/* Handlers registered with a release function get it called (on the broker
+ * thread, after any delivery in progress) when they are removed. */
+int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *userdata,
+			       void (*release)(void *userdata),
+			       const struct mg_handler_opts *opts);
+/* Send a CallError reply to a refused message (when it has a reply_to). */
+void router_refuse(struct mg_router *r, struct mg_message *msg, struct stream *in,
+		   const char *why);
+/* Set the identity a child learns at BOOT. */
+void router_set_id(struct mg_router *r, uint32_t id);
+
+#endif

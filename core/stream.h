@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stream.h — one channel to another context: an fd carrying records
+ * (AF_UNIX SOCK_SEQPACKET: one record per packet). Broker thread only,
+ * except stream_new. How the fd was made is the transport's business.
+ */
+#ifndef CORE_STREAM_H
+#define CORE_STREAM_H
+
+#include "core/broker.h"
+#include "core/wire.h"
+
+enum stream_role {
+	STREAM_PARENT,		/* upstream: towards the master */
+	STREAM_CHILD,		/* downstream: a child we started */
+};
+
+struct stream {
+	struct broker_source src;
+	struct mg_router *router;	/* borrowed: the router owns streams */
+	enum stream_role role;
+	uint32_t remote_id;
+	char name[96];
+	struct wire_rx rx;
+	struct mg_message *out_head, *out_tail;
+	size_t out_bytes;
+	bool closed;
+	bool registered;
+	struct stream *next;		/* router's list */
+	/* Transport hook: called once when the stream closes. */
+	void (*on_close)(struct stream *s, const char *reason, void *arg);
+	void *on_close_arg;
+};
+
+/* Largest output backlog before the stream is closed as stuck. */
+#define STREAM_OUT_MAX ((size_t)1 << 30)
+
+/* A stream on fd (taken: closed with the stream). NULL+errno. */
+struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
+			  const char *name, size_t max_message_size);
+int stream_start(struct mg_broker *b, struct stream *s);
+/* Queue msg (taken) for sending. */
+void stream_send(struct stream *s, struct mg_message *msg);
+/* Close: unregister, fail what depends on it (via the router), free later. */
+void stream_close(struct stream *s, const char *reason);
+void stream_free(struct stream *s);
+
+#endif

@@ -1,0 +1,1428 @@
+// SPDX-License-Identifier: MIT
+/*
+ * core/value.c: struct mg_value itself — constructors, containers, getters,
+ * free, copy, equality, type names, and the msgpack wire form (encode with
+ * msgpack-c, decode with the bounds-checked reader below).
+ *
+ * Owns the storage rules of a value (see "Storage" below). Does not own the
+ * format letters (value_format.c) or JSON (value_json.c), and knows nothing
+ * about messages or the wire framing around a payload.
+ *
+ * Storage. A list or map holds its children by value in one `items` array,
+ * so a node costs no allocation of its own once it sits in a container. A
+ * string, bytes, secret or error keeps its bytes in one "blob" (for an error,
+ * the three strings back to back). cap_ says where the blob lives:
+ *
+ *   VALUE_BLOB_SHELL  the blob follows a struct mg_value header in a single
+ *                     allocation (how standalone values are built: one
+ *                     malloc per value). When such a value is moved into a
+ *                     container its struct is copied into the array and the
+ *                     old allocation stays alive as the blob's home, so the
+ *                     bytes are neither copied nor allocated again.
+ *   VALUE_BLOB_OWN    the blob is its own malloc'd block (decoded or copied
+ *                     children of a container, mg_bytes_take).
+ *
+ * For lists and maps cap_ is the capacity of items, in nodes.
+ *
+ * Decoding does not use msgpack-c's unpacker, for two reasons found with
+ * msgpack-c 4.0.0: it allocates count * sizeof(msgpack_object) as soon as it
+ * reads an array or map header (a 5-byte payload claiming 2^32-1 items asks
+ * for ~100 GB), and its C unpacker stops at 32 levels of nesting
+ * (MSGPACK_EMBED_STACK_SIZE, compiled into the library), below
+ * MG_VALUE_MAX_DEPTH. value_next() checks every length and count against
+ * the bytes that remain before anything is allocated, so an allocation is
+ * never larger than a small multiple of the input.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include <mitogen/value.h>
+#include "core/value.h"
+
+enum {
+	VALUE_BLOB_SHELL = 0,
+	VALUE_BLOB_OWN = 1,
+};
+
+/* msgpack ext type codes of the four extension types. */
+enum {
+	VALUE_EXT_CONTEXT = 1,
+	VALUE_EXT_SENDER = 2,
+	VALUE_EXT_ERROR = 3,
+	VALUE_EXT_SECRET = 4,
+};
+
+/* Error ext payload: [kind, errnum, context, function, message]. */
+#define VALUE_ERROR_FIELDS 5
+
+/* --- storage ---------------------------------------------------------- */
+
+static bool value_has_blob(enum mg_type type)
+{
+	return type == MG_STR || type == MG_SECRET || type == MG_BYTES ||
+	       type == MG_ERROR;
+}
+
+static void *value_blob(const struct mg_value *v)
+{
+	switch (v->type) {
+	case MG_STR:
+	case MG_SECRET:
+		return (void *)v->str;
+	case MG_BYTES:
+		return (void *)v->bytes;
+	case MG_ERROR:
+		return (void *)v->err.context;
+	default:
+		return NULL;
+	}
+}
+
+/* The allocation that holds v's blob, or NULL when v has none. */
+static void *value_blob_block(const struct mg_value *v)
+{
+	char *blob = value_blob(v);
+
+	if (!blob)
+		return NULL;
+	if (v->cap_ == VALUE_BLOB_SHELL)
+		return blob - sizeof(struct mg_value);
+	return blob;
+}
+
+static void value_set_blob(struct mg_value *v, char *blob)
+{
+	switch (v->type) {
+	case MG_STR:
+	case MG_SECRET:
+		v->str = blob;
+		break;
+	case MG_BYTES:
+		v->bytes = (const uint8_t *)blob;
+		break;
+	case MG_ERROR:
+		v->err.context = blob;
+		break;
+	default:
+		assert(0);
+	}
+}
+
+/*
+ * Free everything v owns except the allocation v itself lives in: the
+ * contents of an items element, or of a standalone node before free(v).
+ */
+static void value_clear(struct mg_value *v)
+{
+	uint32_t n, i;
+	void *block;
+
+	switch (v->type) {
+	case MG_LIST:
+	case MG_MAP:
+		n = v->type == MG_MAP ? 2 * v->len : v->len;
+		for (i = 0; i < n; i++)
+			value_clear(&v->items[i]);
+		free(v->items);
+		break;
+	default:
+		block = value_blob_block(v);
+		if (block != v)
+			free(block);
+		break;
+	}
+}
+
+/*
+ * A zeroed node of the given type: slot itself (an items element) or, with
+ * slot NULL, a new standalone node. NULL on ENOMEM.
+ */
+static struct mg_value *value_node(struct mg_value *slot, enum mg_type type)
+{
+	struct mg_value *v = slot;
+
+	if (v)
+		memset(v, 0, sizeof(*v));
+	else if (!(v = calloc(1, sizeof(*v))))
+		return NULL;
+	v->type = type;
+	return v;
+}
+
+/*
+ * A node of a blob type with room for n bytes plus a NUL (written). With
+ * slot NULL the node is standalone and the blob shares its allocation;
+ * otherwise slot is filled and the blob gets its own block. The blob is
+ * returned in *ret_blob. NULL with errno set on failure.
+ */
+static struct mg_value *value_blob_node(struct mg_value *slot,
+					enum mg_type type, size_t n,
+					char **ret_blob)
+{
+	struct mg_value *v;
+	char *blob;
+
+	assert(value_has_blob(type));
+	if (n > UINT32_MAX || n > SIZE_MAX - sizeof(*v) - 1) {
+		errno = E2BIG;
+		return NULL;
+	}
+	if (slot) {
+		if (!(blob = malloc(n + 1)))
+			return NULL;
+		v = value_node(slot, type);
+		v->cap_ = VALUE_BLOB_OWN;
+	} else {
+		if (!(v = malloc(sizeof(*v) + n + 1)))
+			return NULL;
+		memset(v, 0, sizeof(*v));
+		v->type = type;
+		blob = (char *)(v + 1);
+		v->cap_ = VALUE_BLOB_SHELL;
+	}
+	blob[n] = '\0';
+	if (type != MG_ERROR)
+		v->len = (uint32_t)n;
+	value_set_blob(v, blob);
+	*ret_blob = blob;
+	return v;
+}
+
+/*
+ * Move the standalone value item into slot: copy its struct and free its
+ * shell, unless the shell is where its blob lives (then it stays, owned by
+ * slot from now on).
+ */
+static void value_move(struct mg_value *slot, struct mg_value *item)
+{
+	*slot = *item;
+	if (value_blob_block(item) != item)
+		free(item);
+}
+
+/* Room for extra more nodes in the items of a list or map. */
+static int value_reserve(struct mg_value *v, size_t extra)
+{
+	size_t used = v->type == MG_MAP ? 2 * (size_t)v->len : v->len;
+	size_t cap;
+	struct mg_value *items;
+
+	if (used + extra <= v->cap_)
+		return 0;
+	if (used + extra > UINT32_MAX)
+		return -E2BIG;
+	cap = v->cap_ ? 2 * (size_t)v->cap_ : 4;
+	if (cap < used + extra)
+		cap = used + extra;
+	if (cap > UINT32_MAX)
+		cap = UINT32_MAX;
+	items = realloc(v->items, cap * sizeof(*items));
+	if (!items)
+		return -ENOMEM;
+	v->items = items;
+	v->cap_ = (uint32_t)cap;
+	return 0;
+}
+
+/* --- scalars ---------------------------------------------------------- */
+
+struct mg_value *mg_nil(void)
+{
+	return value_node(NULL, MG_NIL);
+}
+
+struct mg_value *mg_bool(bool b)
+{
+	struct mg_value *v = value_node(NULL, MG_BOOL);
+
+	if (v)
+		v->b = b;
+	return v;
+}
+
+struct mg_value *mg_int(int64_t i)
+{
+	struct mg_value *v = value_node(NULL, MG_INT);
+
+	if (v)
+		v->i = i;
+	return v;
+}
+
+struct mg_value *mg_float(double f)
+{
+	struct mg_value *v = value_node(NULL, MG_FLOAT);
+
+	if (v)
+		v->f = f;
+	return v;
+}
+
+static struct mg_value *value_new_blob_copy(enum mg_type type, const void *p,
+					    size_t n)
+{
+	struct mg_value *v;
+	char *blob;
+
+	v = value_blob_node(NULL, type, n, &blob);
+	if (v && n)
+		memcpy(blob, p, n);
+	return v;
+}
+
+struct mg_value *mg_str(const char *s)
+{
+	if (!s)
+		return mg_nil();
+	return value_new_blob_copy(MG_STR, s, strlen(s));
+}
+
+struct mg_value *mg_strn(const char *s, size_t n)
+{
+	if (!s)
+		return mg_nil();
+	return value_new_blob_copy(MG_STR, s, n);
+}
+
+struct mg_value *mg_strf(const char *fmt, ...)
+{
+	struct mg_value *v;
+	va_list ap;
+	char *blob;
+	int n;
+
+	if (!fmt)
+		return mg_nil();
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	v = value_blob_node(NULL, MG_STR, (size_t)n, &blob);
+	if (!v)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(blob, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return v;
+}
+
+struct mg_value *mg_bytes(const void *p, size_t n)
+{
+	if (!p && n) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return value_new_blob_copy(MG_BYTES, p, n);
+}
+
+struct mg_value *mg_bytes_take(void *p, size_t n)
+{
+	struct mg_value *v;
+
+	if (!p) {
+		if (n) {
+			errno = EINVAL;
+			return NULL;
+		}
+		return mg_bytes(NULL, 0);
+	}
+	if (n > UINT32_MAX) {
+		free(p);
+		errno = E2BIG;
+		return NULL;
+	}
+	v = value_node(NULL, MG_BYTES);
+	if (!v) {
+		free(p);
+		return NULL;
+	}
+	v->bytes = p;
+	v->len = (uint32_t)n;
+	v->cap_ = VALUE_BLOB_OWN;
+	return v;
+}
+
+struct mg_value *mg_secret(const char *s)
+{
+	if (!s)
+		return mg_nil();
+	return value_new_blob_copy(MG_SECRET, s, strlen(s));
+}
+
+struct mg_value *mg_context_value(uint32_t context_id)
+{
+	struct mg_value *v = value_node(NULL, MG_CONTEXT);
+
+	if (v)
+		v->ref.context_id = context_id;
+	return v;
+}
+
+struct mg_value *mg_sender_value(uint32_t context_id, uint32_t handle)
+{
+	struct mg_value *v = value_node(NULL, MG_SENDER);
+
+	if (v) {
+		v->ref.context_id = context_id;
+		v->ref.handle = handle;
+	}
+	return v;
+}
+
+/* A kind this library knows, or MG_ERR_NONE (a newer peer's new kind). */
+static enum mg_error_kind value_error_kind(int64_t kind)
+{
+	if (kind < MG_ERR_NONE || kind > MG_ERR_HOSTKEY)
+		return MG_ERR_NONE;
+	return (enum mg_error_kind)kind;
+}
+
+/* Fill an error node (slot, or standalone with slot NULL). */
+static struct mg_value *value_error_node(struct mg_value *slot, int64_t kind,
+					 int errnum, const char *c, size_t clen,
+					 const char *f, size_t flen,
+					 const char *m, size_t mlen)
+{
+	struct mg_value *v;
+	char *blob;
+
+	v = value_blob_node(slot, MG_ERROR, clen + flen + mlen + 2, &blob);
+	if (!v)
+		return NULL;
+	v->err.kind = value_error_kind(kind);
+	v->err.errnum = errnum;
+	memcpy(blob, c, clen);
+	blob[clen] = '\0';
+	v->err.function = blob + clen + 1;
+	memcpy(blob + clen + 1, f, flen);
+	blob[clen + 1 + flen] = '\0';
+	v->err.message = blob + clen + flen + 2;
+	memcpy(blob + clen + flen + 2, m, mlen);
+	return v;
+}
+
+struct mg_value *mg_error_value(enum mg_error_kind kind, int errnum,
+				const char *context, const char *function,
+				const char *message)
+{
+	context = context ? context : "";
+	function = function ? function : "";
+	message = message ? message : "";
+	return value_error_node(NULL, kind, errnum, context, strlen(context),
+				function, strlen(function), message,
+				strlen(message));
+}
+
+int mg_value_to_error(const struct mg_value *v, struct mg_error *err)
+{
+	if (!v)
+		return -ENOMEM;
+	if (!err || v->type != MG_ERROR)
+		return -EINVAL;
+	mg_error_clear(err);
+	err->kind = v->err.kind;
+	err->errnum = v->err.errnum;
+	snprintf(err->context, sizeof(err->context), "%s", v->err.context);
+	snprintf(err->function, sizeof(err->function), "%s", v->err.function);
+	snprintf(err->message, sizeof(err->message), "%s", v->err.message);
+	return 0;
+}
+
+/* --- containers ------------------------------------------------------- */
+
+struct mg_value *mg_list(void)
+{
+	return value_node(NULL, MG_LIST);
+}
+
+struct mg_value *mg_list_of(struct mg_value *const *items, size_t n)
+{
+	struct mg_value *list = NULL;
+	size_t i;
+	int err = 0;
+
+	if (!items && n) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (i = 0; i < n && !err; i++)
+		if (!items[i])
+			err = ENOMEM;
+	if (!err && n > UINT32_MAX)
+		err = E2BIG;
+	if (!err && !(list = mg_list()))
+		err = ENOMEM;
+	if (!err && n && !(list->items = malloc(n * sizeof(*list->items))))
+		err = ENOMEM;
+	if (err) {
+		for (i = 0; i < n; i++)
+			mg_value_free(items[i]);
+		mg_value_free(list);
+		errno = err;
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		value_move(&list->items[i], items[i]);
+	list->len = (uint32_t)n;
+	list->cap_ = (uint32_t)n;
+	return list;
+}
+
+int mg_list_append(struct mg_value *list, struct mg_value *item)
+{
+	int r;
+
+	/* Taking a list into itself would free the list: refuse, keep both. */
+	if (list && list == item)
+		return -EINVAL;
+	if (!list || !item)
+		r = -ENOMEM;
+	else if (list->type != MG_LIST)
+		r = -EINVAL;
+	else
+		r = value_reserve(list, 1);
+	if (r < 0) {
+		mg_value_free(item);
+		return r;
+	}
+	value_move(&list->items[list->len++], item);
+	return 0;
+}
+
+struct mg_value *mg_map(void)
+{
+	return value_node(NULL, MG_MAP);
+}
+
+static bool value_is_key(const struct mg_value *k, const char *key, size_t len)
+{
+	return k->type == MG_STR && k->len == len && !memcmp(k->str, key, len);
+}
+
+/*
+ * Index of the pair whose key is the string key, or -1. The last one wins
+ * when a decoded map repeats a key, as it does for a Python dict.
+ */
+static int64_t value_map_find(const struct mg_value *map, const char *key)
+{
+	size_t len = strlen(key);
+	int64_t k;
+
+	for (k = (int64_t)map->len - 1; k >= 0; k--)
+		if (value_is_key(&map->items[2 * k], key, len))
+			return k;
+	return -1;
+}
+
+int mg_map_set(struct mg_value *map, const char *key, struct mg_value *value)
+{
+	struct mg_value *slot;
+	int64_t k;
+	size_t len;
+	char *blob;
+	int r;
+
+	if (map && map == value)
+		return -EINVAL;
+	if (!map || !value)
+		r = -ENOMEM;
+	else if (!key || map->type != MG_MAP)
+		r = -EINVAL;
+	else
+		r = 0;
+	if (r < 0)
+		goto fail;
+
+	k = value_map_find(map, key);
+	if (k >= 0) {
+		slot = &map->items[2 * k + 1];
+		value_clear(slot);
+		value_move(slot, value);
+		return 0;
+	}
+	len = strlen(key);
+	r = value_reserve(map, 2);
+	if (r < 0)
+		goto fail;
+	slot = &map->items[2 * map->len];
+	if (!value_blob_node(slot, MG_STR, len, &blob)) {
+		r = errno == E2BIG ? -E2BIG : -ENOMEM;
+		goto fail;
+	}
+	memcpy(blob, key, len);
+	value_move(slot + 1, value);
+	map->len++;
+	return 0;
+fail:
+	mg_value_free(value);
+	return r;
+}
+
+const struct mg_value *mg_map_get(const struct mg_value *map, const char *key)
+{
+	int64_t k;
+
+	if (!map || !key || map->type != MG_MAP) {
+		errno = EINVAL;
+		return NULL;
+	}
+	k = value_map_find(map, key);
+	if (k < 0) {
+		errno = ENOENT;
+		return NULL;
+	}
+	return &map->items[2 * k + 1];
+}
+
+const struct mg_value *mg_list_get(const struct mg_value *list, size_t i)
+{
+	if (!list || list->type != MG_LIST) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (i >= list->len) {
+		errno = ERANGE;
+		return NULL;
+	}
+	return &list->items[i];
+}
+
+/* --- general ---------------------------------------------------------- */
+
+void mg_value_free(struct mg_value *v)
+{
+	if (!v)
+		return;
+	value_clear(v);
+	free(v);
+}
+
+/* Deep copy of src into slot (or a new standalone node). NULL on ENOMEM. */
+static struct mg_value *value_copy(const struct mg_value *src,
+				   struct mg_value *slot)
+{
+	struct mg_value *v;
+	uint32_t n, i;
+	char *blob;
+
+	switch (src->type) {
+	case MG_STR:
+	case MG_SECRET:
+	case MG_BYTES:
+		v = value_blob_node(slot, src->type, src->len, &blob);
+		if (v && src->len)
+			memcpy(blob, value_blob(src), src->len);
+		return v;
+	case MG_ERROR:
+		return value_error_node(
+			slot, src->err.kind, src->err.errnum, src->err.context,
+			strlen(src->err.context), src->err.function,
+			strlen(src->err.function), src->err.message,
+			strlen(src->err.message));
+	case MG_LIST:
+	case MG_MAP:
+		n = src->type == MG_MAP ? 2 * src->len : src->len;
+		v = value_node(slot, src->type);
+		if (!v)
+			return NULL;
+		if (n && !(v->items = malloc(n * sizeof(*v->items))))
+			goto fail;
+		for (i = 0; i < n; i++) {
+			if (!value_copy(&src->items[i], &v->items[i])) {
+				while (i--)
+					value_clear(&v->items[i]);
+				free(v->items);
+				goto fail;
+			}
+		}
+		v->len = src->len;
+		v->cap_ = n;
+		return v;
+	default:
+		v = value_node(slot, src->type);
+		if (v)
+			*v = *src;
+		return v;
+	}
+fail:
+	if (!slot)
+		free(v);
+	return NULL;
+}
+
+struct mg_value *mg_value_copy(const struct mg_value *v)
+{
+	if (!v) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return value_copy(v, NULL);
+}
+
+static bool value_equal(const struct mg_value *a, const struct mg_value *b);
+
+/*
+ * Maps compare like dicts: same pairs in any order. The common case (same
+ * order, e.g. after a round trip) is linear; otherwise each key of a is
+ * looked up in b.
+ */
+static bool value_map_equal(const struct mg_value *a, const struct mg_value *b)
+{
+	uint32_t i, j;
+
+	if (a->len != b->len)
+		return false;
+	for (i = 0; i < a->len; i++)
+		if (!value_equal(&a->items[2 * i], &b->items[2 * i]) ||
+		    !value_equal(&a->items[2 * i + 1], &b->items[2 * i + 1]))
+			break;
+	if (i == a->len)
+		return true;
+	for (i = 0; i < a->len; i++) {
+		for (j = 0; j < b->len; j++)
+			if (value_equal(&a->items[2 * i], &b->items[2 * j]))
+				break;
+		if (j == b->len ||
+		    !value_equal(&a->items[2 * i + 1], &b->items[2 * j + 1]))
+			return false;
+	}
+	return true;
+}
+
+static bool value_equal(const struct mg_value *a, const struct mg_value *b)
+{
+	uint32_t i;
+
+	if (a->type != b->type)
+		return false;
+	switch (a->type) {
+	case MG_NIL:
+		return true;
+	case MG_BOOL:
+		return a->b == b->b;
+	case MG_INT:
+		return a->i == b->i;
+	case MG_FLOAT:
+		/* NaN equals NaN here, so a value equals its own round trip. */
+		return a->f == b->f || (isnan(a->f) && isnan(b->f));
+	case MG_STR:
+	case MG_SECRET:
+	case MG_BYTES:
+		return a->len == b->len &&
+		       (!a->len ||
+			!memcmp(value_blob(a), value_blob(b), a->len));
+	case MG_LIST:
+		if (a->len != b->len)
+			return false;
+		for (i = 0; i < a->len; i++)
+			if (!value_equal(&a->items[i], &b->items[i]))
+				return false;
+		return true;
+	case MG_MAP:
+		return value_map_equal(a, b);
+	case MG_CONTEXT:
+		return a->ref.context_id == b->ref.context_id;
+	case MG_SENDER:
+		return a->ref.context_id == b->ref.context_id &&
+		       a->ref.handle == b->ref.handle;
+	case MG_ERROR:
+		return a->err.kind == b->err.kind &&
+		       a->err.errnum == b->err.errnum &&
+		       !strcmp(a->err.context, b->err.context) &&
+		       !strcmp(a->err.function, b->err.function) &&
+		       !strcmp(a->err.message, b->err.message);
+	}
+	return false;
+}
+
+bool mg_value_equal(const struct mg_value *a, const struct mg_value *b)
+{
+	if (a == b)
+		return true;
+	if (!a || !b)
+		return false;
+	return value_equal(a, b);
+}
+
+const char *mg_type_name(enum mg_type type)
+{
+	static const char *const names[] = {
+		[MG_NIL] = "nil",	  [MG_BOOL] = "bool",
+		[MG_INT] = "int",	  [MG_FLOAT] = "float",
+		[MG_STR] = "str",	  [MG_BYTES] = "bytes",
+		[MG_LIST] = "list",	  [MG_MAP] = "map",
+		[MG_CONTEXT] = "context", [MG_SENDER] = "sender",
+		[MG_ERROR] = "error",	  [MG_SECRET] = "secret",
+	};
+
+	if ((unsigned)type >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[type];
+}
+
+/* --- encode ----------------------------------------------------------- */
+
+/*
+ * Encoded sizes, mirroring the forms msgpack-c picks (smallest int form;
+ * str8 for 32..255 bytes; fixext for 1/2/4/8/16 bytes), so the output buffer
+ * is allocated once at its final size.
+ */
+static size_t value_int_size(int64_t i)
+{
+	if (i >= 0)
+		return i < 128	       ? 1 :
+		       i < 256	       ? 2 :
+		       i < 65536       ? 3 :
+		       i <= UINT32_MAX ? 5 :
+					 9;
+	return i >= -32	      ? 1 :
+	       i >= -128      ? 2 :
+	       i >= -32768    ? 3 :
+	       i >= INT32_MIN ? 5 :
+				9;
+}
+
+static size_t value_str_size(size_t n)
+{
+	return n + (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t value_bin_size(size_t n)
+{
+	return n + (n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+static size_t value_ext_size(size_t n)
+{
+	if (n == 1 || n == 2 || n == 4 || n == 8 || n == 16)
+		return n + 2;
+	return n + (n < 256 ? 3 : n < 65536 ? 4 : 6);
+}
+
+static size_t value_container_size(size_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+static size_t value_error_payload_size(const struct mg_value *v)
+{
+	return value_container_size(VALUE_ERROR_FIELDS) +
+	       value_int_size(v->err.kind) + value_int_size(v->err.errnum) +
+	       value_str_size(strlen(v->err.context)) +
+	       value_str_size(strlen(v->err.function)) +
+	       value_str_size(strlen(v->err.message));
+}
+
+/* Add v's encoded size to *size; -E2BIG past MG_VALUE_MAX_DEPTH. */
+static int value_encoded_size(const struct mg_value *v, unsigned depth,
+			      size_t *size)
+{
+	uint32_t n, i;
+	int r;
+
+	switch (v->type) {
+	case MG_NIL:
+	case MG_BOOL:
+		*size += 1;
+		return 0;
+	case MG_INT:
+		*size += value_int_size(v->i);
+		return 0;
+	case MG_FLOAT:
+		*size += 9;
+		return 0;
+	case MG_STR:
+		*size += value_str_size(v->len);
+		return 0;
+	case MG_BYTES:
+		*size += value_bin_size(v->len);
+		return 0;
+	case MG_SECRET:
+		*size += value_ext_size(v->len);
+		return 0;
+	case MG_CONTEXT:
+		*size += value_ext_size(4);
+		return 0;
+	case MG_SENDER:
+		*size += value_ext_size(8);
+		return 0;
+	case MG_ERROR:
+		*size += value_ext_size(value_error_payload_size(v));
+		return 0;
+	case MG_LIST:
+	case MG_MAP:
+		if (depth >= MG_VALUE_MAX_DEPTH)
+			return -E2BIG;
+		*size += value_container_size(v->len);
+		n = v->type == MG_MAP ? 2 * v->len : v->len;
+		for (i = 0; i < n; i++) {
+			r = value_encoded_size(&v->items[i], depth + 1, size);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void value_store_be32(uint8_t *p, uint32_t x)
+{
+	p[0] = x >> 24;
+	p[1] = x >> 16;
+	p[2] = x >> 8;
+	p[3] = x;
+}
+
+/* Pack v; -ENOMEM when the buffer cannot grow. Depth was checked by sizing. */
+static int value_pack(msgpack_packer *pk, const struct mg_value *v)
+{
+	uint8_t ref[8];
+	uint32_t i;
+	int r = 0;
+
+	switch (v->type) {
+	case MG_NIL:
+		r = msgpack_pack_nil(pk);
+		break;
+	case MG_BOOL:
+		r = v->b ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		break;
+	case MG_INT:
+		r = msgpack_pack_int64(pk, v->i);
+		break;
+	case MG_FLOAT:
+		r = msgpack_pack_double(pk, v->f);
+		break;
+	case MG_STR:
+		r = msgpack_pack_str_with_body(pk, v->str, v->len);
+		break;
+	case MG_BYTES:
+		r = msgpack_pack_bin_with_body(pk, v->bytes, v->len);
+		break;
+	case MG_SECRET:
+		r = msgpack_pack_ext_with_body(pk, v->str, v->len,
+					       VALUE_EXT_SECRET);
+		break;
+	case MG_CONTEXT:
+		value_store_be32(ref, v->ref.context_id);
+		r = msgpack_pack_ext_with_body(pk, ref, 4, VALUE_EXT_CONTEXT);
+		break;
+	case MG_SENDER:
+		value_store_be32(ref, v->ref.context_id);
+		value_store_be32(ref + 4, v->ref.handle);
+		r = msgpack_pack_ext_with_body(pk, ref, 8, VALUE_EXT_SENDER);
+		break;
+	case MG_ERROR:
+		/* The ext body is itself msgpack: pack it straight after the header. */
+		r = msgpack_pack_ext(pk, value_error_payload_size(v),
+				     VALUE_EXT_ERROR);
+		r = r ?: msgpack_pack_array(pk, VALUE_ERROR_FIELDS);
+		r = r ?: msgpack_pack_int64(pk, v->err.kind);
+		r = r ?: msgpack_pack_int64(pk, v->err.errnum);
+		r = r	  ?:
+			    msgpack_pack_str_with_body(pk, v->err.context,
+						       strlen(v->err.context));
+		r = r	  ?:
+			    msgpack_pack_str_with_body(pk, v->err.function,
+						       strlen(v->err.function));
+		r = r	  ?:
+			    msgpack_pack_str_with_body(pk, v->err.message,
+						       strlen(v->err.message));
+		break;
+	case MG_LIST:
+		r = msgpack_pack_array(pk, v->len);
+		for (i = 0; i < v->len && !r; i++)
+			r = value_pack(pk, &v->items[i]);
+		break;
+	case MG_MAP:
+		r = msgpack_pack_map(pk, v->len);
+		for (i = 0; i < 2 * v->len && !r; i++)
+			r = value_pack(pk, &v->items[i]);
+		break;
+	}
+	return r ? -ENOMEM : 0;
+}
+
+int mg_value_encode(const struct mg_value *v, void **ret_buf, size_t *ret_len)
+{
+	msgpack_sbuffer sb = { 0 };
+	msgpack_packer pk;
+	size_t size = 0;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	if (!ret_buf || !ret_len)
+		return -EINVAL;
+	r = value_encoded_size(v, 0, &size);
+	if (r < 0)
+		return r;
+	sb.data = malloc(size);
+	if (!sb.data)
+		return -ENOMEM;
+	sb.alloc = size;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	r = value_pack(&pk, v);
+	if (r < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return r;
+	}
+	assert(sb.size == size);
+	*ret_len = sb.size;
+	*ret_buf = msgpack_sbuffer_release(&sb);
+	return 0;
+}
+
+/* --- decode ----------------------------------------------------------- */
+
+struct value_reader {
+	const uint8_t *p;
+	const uint8_t *end;
+};
+
+/*
+ * One msgpack item header, with its payload bytes for str/bin/ext. type is
+ * the mg_type it decodes to; for MG_LIST and MG_MAP, len is the count.
+ */
+struct value_token {
+	enum mg_type type;
+	uint32_t len;
+	const uint8_t *data;
+	union {
+		bool b;
+		int64_t i;
+		double f;
+	};
+};
+
+static uint64_t value_load_be(const uint8_t *p, unsigned n)
+{
+	uint64_t x = 0;
+
+	while (n--)
+		x = x << 8 | *p++;
+	return x;
+}
+
+/* Take n bytes from r; NULL when fewer remain. */
+static const uint8_t *value_take(struct value_reader *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if ((size_t)(r->end - r->p) < n)
+		return NULL;
+	r->p += n;
+	return p;
+}
+
+/* Take an n-byte big-endian length or number into *ret. */
+static int value_take_be(struct value_reader *r, unsigned n, uint64_t *ret)
+{
+	const uint8_t *p = value_take(r, n);
+
+	if (!p)
+		return -EBADMSG;
+	*ret = value_load_be(p, n);
+	return 0;
+}
+
+/* A length-prefixed payload (str, bin, ext after its type byte). */
+static int value_take_data(struct value_reader *r, struct value_token *t,
+			   uint64_t n)
+{
+	if (n > UINT32_MAX || !(t->data = value_take(r, n)))
+		return -EBADMSG;
+	t->len = (uint32_t)n;
+	return 0;
+}
+
+/*
+ * A container header: each item needs at least one byte, so a count larger
+ * than the bytes left is a lie, refused before anything is allocated.
+ */
+static int value_take_count(struct value_reader *r, struct value_token *t,
+			    uint64_t n)
+{
+	uint64_t need = t->type == MG_MAP ? 2 * n : n;
+
+	if (need > (uint64_t)(r->end - r->p) || need > UINT32_MAX)
+		return -EBADMSG;
+	t->len = (uint32_t)n;
+	return 0;
+}
+
+static int value_take_ext(struct value_reader *r, struct value_token *t,
+			  uint64_t n)
+{
+	const uint8_t *code = value_take(r, 1);
+	int err;
+
+	if (!code)
+		return -EBADMSG;
+	err = value_take_data(r, t, n);
+	if (err < 0)
+		return err;
+	switch ((int8_t)*code) {
+	case VALUE_EXT_CONTEXT:
+		t->type = MG_CONTEXT;
+		return n == 4 ? 0 : -EBADMSG;
+	case VALUE_EXT_SENDER:
+		t->type = MG_SENDER;
+		return n == 8 ? 0 : -EBADMSG;
+	case VALUE_EXT_ERROR:
+		t->type = MG_ERROR;
+		return 0;
+	case VALUE_EXT_SECRET:
+		t->type = MG_SECRET;
+		return 0;
+	default:
+		return -EBADMSG;
+	}
+}
+
+/* Read the next item header (and its payload, for str/bin/ext) from r. */
+static int value_next(struct value_reader *r, struct value_token *t)
+{
+	const uint8_t *p = value_take(r, 1);
+	uint64_t x;
+	uint32_t f32;
+	uint8_t c;
+	int err;
+
+	if (!p)
+		return -EBADMSG;
+	c = *p;
+	memset(t, 0, sizeof(*t));
+	if (c <= 0x7f || c >= 0xe0) {
+		t->type = MG_INT;
+		t->i = (int8_t)c;
+		return 0;
+	}
+	if (c >= 0xa0 && c <= 0xbf) {
+		t->type = MG_STR;
+		return value_take_data(r, t, c & 0x1f);
+	}
+	if (c >= 0x90 && c <= 0x9f) {
+		t->type = MG_LIST;
+		return value_take_count(r, t, c & 0x0f);
+	}
+	if (c >= 0x80 && c <= 0x8f) {
+		t->type = MG_MAP;
+		return value_take_count(r, t, c & 0x0f);
+	}
+	switch (c) {
+	case 0xc0:
+		t->type = MG_NIL;
+		return 0;
+	case 0xc2:
+	case 0xc3:
+		t->type = MG_BOOL;
+		t->b = c == 0xc3;
+		return 0;
+	case 0xcc: /* uint 8/16/32/64 */
+	case 0xcd:
+	case 0xce:
+	case 0xcf:
+		t->type = MG_INT;
+		err = value_take_be(r, 1u << (c - 0xcc), &x);
+		if (err < 0 || x > INT64_MAX)
+			return -EBADMSG;
+		t->i = (int64_t)x;
+		return 0;
+	case 0xd0: /* int 8/16/32/64 */
+	case 0xd1:
+	case 0xd2:
+	case 0xd3: {
+		unsigned bits = 8u << (c - 0xd0);
+
+		t->type = MG_INT;
+		err = value_take_be(r, bits / 8, &x);
+		if (err < 0)
+			return err;
+		/* Sign-extend from the field width. */
+		if (bits < 64 && (x >> (bits - 1)) & 1)
+			x |= ~(uint64_t)0 << bits;
+		t->i = (int64_t)x;
+		return 0;
+	}
+	case 0xca:
+		t->type = MG_FLOAT;
+		err = value_take_be(r, 4, &x);
+		if (err < 0)
+			return err;
+		f32 = (uint32_t)x;
+		{
+			float f;
+
+			memcpy(&f, &f32, sizeof(f));
+			t->f = f;
+		}
+		return 0;
+	case 0xcb:
+		t->type = MG_FLOAT;
+		err = value_take_be(r, 8, &x);
+		if (err < 0)
+			return err;
+		memcpy(&t->f, &x, sizeof(t->f));
+		return 0;
+	case 0xd9: /* str 8/16/32 */
+	case 0xda:
+	case 0xdb:
+		t->type = MG_STR;
+		err = value_take_be(r, 1u << (c - 0xd9), &x);
+		return err < 0 ? err : value_take_data(r, t, x);
+	case 0xc4: /* bin 8/16/32 */
+	case 0xc5:
+	case 0xc6:
+		t->type = MG_BYTES;
+		err = value_take_be(r, 1u << (c - 0xc4), &x);
+		return err < 0 ? err : value_take_data(r, t, x);
+	case 0xdc: /* array 16/32 */
+	case 0xdd:
+		t->type = MG_LIST;
+		err = value_take_be(r, c == 0xdc ? 2 : 4, &x);
+		return err < 0 ? err : value_take_count(r, t, x);
+	case 0xde: /* map 16/32 */
+	case 0xdf:
+		t->type = MG_MAP;
+		err = value_take_be(r, c == 0xde ? 2 : 4, &x);
+		return err < 0 ? err : value_take_count(r, t, x);
+	case 0xd4: /* fixext 1/2/4/8/16 */
+	case 0xd5:
+	case 0xd6:
+	case 0xd7:
+	case 0xd8:
+		return value_take_ext(r, t, 1u << (c - 0xd4));
+	case 0xc7: /* ext 8/16/32 */
+	case 0xc8:
+	case 0xc9:
+		err = value_take_be(r, 1u << (c - 0xc7), &x);
+		return err < 0 ? err : value_take_ext(r, t, x);
+	default: /* 0xc1: never used */
+		return -EBADMSG;
+	}
+}
+
+/* An int token from r within [min, max]. */
+static int value_next_int(struct value_reader *r, int64_t min, int64_t max,
+			  int64_t *ret)
+{
+	struct value_token t;
+	int err = value_next(r, &t);
+
+	if (err < 0)
+		return err;
+	if (t.type != MG_INT || t.i < min || t.i > max)
+		return -EBADMSG;
+	*ret = t.i;
+	return 0;
+}
+
+/* A str token from r usable as a C string (no NUL inside). */
+static int value_next_cstr(struct value_reader *r, struct value_token *t)
+{
+	int err = value_next(r, t);
+
+	if (err < 0)
+		return err;
+	if (t->type != MG_STR || memchr(t->data, '\0', t->len))
+		return -EBADMSG;
+	return 0;
+}
+
+/* The error ext payload: exactly [kind, errnum, context, function, message]. */
+static int value_read_error(const struct value_token *ext,
+			    struct mg_value *slot, struct mg_value **ret)
+{
+	struct value_reader r = { ext->data, ext->data + ext->len };
+	struct value_token t, s[3];
+	int64_t kind, errnum;
+	int err, i;
+
+	err = value_next(&r, &t);
+	if (err < 0)
+		return err;
+	if (t.type != MG_LIST || t.len != VALUE_ERROR_FIELDS)
+		return -EBADMSG;
+	err = value_next_int(&r, INT32_MIN, INT32_MAX, &kind);
+	if (err < 0)
+		return err;
+	err = value_next_int(&r, INT_MIN, INT_MAX, &errnum);
+	if (err < 0)
+		return err;
+	for (i = 0; i < 3; i++) {
+		err = value_next_cstr(&r, &s[i]);
+		if (err < 0)
+			return err;
+	}
+	if (r.p != r.end)
+		return -EBADMSG;
+	*ret = value_error_node(slot, kind, (int)errnum,
+				(const char *)s[0].data, s[0].len,
+				(const char *)s[1].data, s[1].len,
+				(const char *)s[2].data, s[2].len);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int value_read(struct value_reader *r, unsigned depth,
+		      struct mg_value *slot, struct mg_value **ret);
+
+static int value_read_items(struct value_reader *r, unsigned depth,
+			    const struct value_token *t, struct mg_value *slot,
+			    struct mg_value **ret)
+{
+	uint32_t n = t->type == MG_MAP ? 2 * t->len : t->len;
+	struct mg_value *v, *item;
+	uint32_t i;
+	int err;
+
+	if (depth >= MG_VALUE_MAX_DEPTH)
+		return -E2BIG;
+	v = value_node(slot, t->type);
+	if (!v)
+		return -ENOMEM;
+	if (n && !(v->items = malloc(n * sizeof(*v->items)))) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		err = value_read(r, depth + 1, &v->items[i], &item);
+		if (err < 0) {
+			while (i--)
+				value_clear(&v->items[i]);
+			free(v->items);
+			goto fail;
+		}
+	}
+	v->len = t->len;
+	v->cap_ = n;
+	*ret = v;
+	return 0;
+fail:
+	if (!slot)
+		free(v);
+	return err;
+}
+
+/*
+ * Read one item into slot, or into a new standalone node when slot is NULL
+ * (a str, bytes or secret then shares the node's allocation). *ret is the
+ * node filled.
+ */
+static int value_read(struct value_reader *r, unsigned depth,
+		      struct mg_value *slot, struct mg_value **ret)
+{
+	struct value_token t;
+	struct mg_value *v;
+	char *blob;
+	int err;
+
+	err = value_next(r, &t);
+	if (err < 0)
+		return err;
+	switch (t.type) {
+	case MG_LIST:
+	case MG_MAP:
+		return value_read_items(r, depth, &t, slot, ret);
+	case MG_ERROR:
+		return value_read_error(&t, slot, ret);
+	case MG_STR:
+	case MG_BYTES:
+	case MG_SECRET:
+		v = value_blob_node(slot, t.type, t.len, &blob);
+		if (!v)
+			return -ENOMEM;
+		if (t.len)
+			memcpy(blob, t.data, t.len);
+		break;
+	default:
+		v = value_node(slot, t.type);
+		if (!v)
+			return -ENOMEM;
+		if (t.type == MG_BOOL)
+			v->b = t.b;
+		else if (t.type == MG_INT)
+			v->i = t.i;
+		else if (t.type == MG_FLOAT)
+			v->f = t.f;
+		else if (t.type == MG_CONTEXT || t.type == MG_SENDER)
+			v->ref.context_id = (uint32_t)value_load_be(t.data, 4);
+		if (t.type == MG_SENDER)
+			v->ref.handle = (uint32_t)value_load_be(t.data + 4, 4);
+		break;
+	}
+	*ret = v;
+	return 0;
+}
+
+int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value)
+{
+	struct value_reader r;
+	struct mg_value *v;
+	int err;
+
+	if (!buf || !ret_value)
+		return -EINVAL;
+	r.p = buf;
+	r.end = r.p + len;
+	err = value_read(&r, 0, NULL, &v);
+	if (err < 0)
+		return err;
+	if (r.p != r.end) {
+		mg_value_free(v);
+		return -EBADMSG;
+	}
+	*ret_value = v;
+	return 0;
+}
+
+/*
+ * value_check — is buf exactly one well-formed value within the limits?
+ * The same checks as mg_value_decode without building anything, so a
+ * stream can refuse an undecodable payload on receipt at the cost of one
+ * pass over the headers (str/bin/ext bodies are skipped, not copied).
+ */
+int value_check(const void *buf, size_t len)
+{
+	struct value_reader r = { buf, (const uint8_t *)buf + len };
+	uint64_t left[MG_VALUE_MAX_DEPTH + 1];
+	struct value_token t;
+	struct mg_value *e;
+	int top = 0, err;
+
+	if (!buf && len)
+		return -EINVAL;
+	left[0] = 1;
+	while (top >= 0) {
+		if (left[top] == 0) {
+			top--;
+			continue;
+		}
+		left[top]--;
+		err = value_next(&r, &t);
+		if (err < 0)
+			return err;
+		if (t.type == MG_ERROR) {
+			err = value_read_error(&t, NULL, &e);
+			if (err < 0)
+				return err;
+			mg_value_free(e);
+		} else if ((t.type == MG_LIST || t.type == MG_MAP) && t.len) {
+			if (top + 1 > MG_VALUE_MAX_DEPTH)
+				return -E2BIG;
+			left[++top] = t.type == MG_MAP ? 2 * (uint64_t)t.len : t.len;
+		}
+	}
+	return r.p == r.end ? 0 : -EBADMSG;
+}

@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wire.c — packing and checking record headers, and reassembling records
+ * into messages. Knows nothing of fds or routing: callers feed it records.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "core/wire.h"
+
+void wire_hdr_pack(struct wire_hdr *hdr, const struct wire_meta *meta,
+		   uint8_t flags, uint32_t length)
+{
+	hdr->magic[0] = WIRE_MAGIC0;
+	hdr->magic[1] = WIRE_MAGIC1;
+	hdr->version = WIRE_VERSION;
+	hdr->flags = flags;
+	hdr->dst_id = htonl(meta->dst_id);
+	hdr->src_id = htonl(meta->src_id);
+	hdr->auth_id = htonl(meta->auth_id);
+	hdr->handle = htonl(meta->handle);
+	hdr->reply_to = htonl(meta->reply_to);
+	hdr->length = htonl(length);
+}
+
+int wire_hdr_parse(const struct wire_hdr *hdr, struct wire_meta *meta,
+		   uint8_t *ret_flags, uint32_t *ret_length, const char **why)
+{
+	uint32_t length;
+
+	if (hdr->magic[0] != WIRE_MAGIC0 || hdr->magic[1] != WIRE_MAGIC1) {
+		*why = "bad magic";
+		return -EBADMSG;
+	}
+	if (hdr->version != WIRE_VERSION) {
+		*why = "bad version";
+		return -EBADMSG;
+	}
+	if (hdr->flags & ~WIRE_FLAGS_KNOWN) {
+		*why = "unknown flags";
+		return -EBADMSG;
+	}
+	length = ntohl(hdr->length);
+	if (length > WIRE_PAYLOAD_MAX) {
+		*why = "oversize record";
+		return -EBADMSG;
+	}
+	meta->dst_id = ntohl(hdr->dst_id);
+	meta->src_id = ntohl(hdr->src_id);
+	meta->auth_id = ntohl(hdr->auth_id);
+	meta->handle = ntohl(hdr->handle);
+	meta->reply_to = ntohl(hdr->reply_to);
+	*ret_flags = hdr->flags;
+	*ret_length = length;
+	return 0;
+}
+
+void wire_rx_init(struct wire_rx *rx, size_t max)
+{
+	memset(rx, 0, sizeof(*rx));
+	rx->max = max;
+}
+
+void wire_rx_reset(struct wire_rx *rx)
+{
+	free(rx->buf);
+	rx->buf = NULL;
+	rx->len = rx->cap = 0;
+	rx->in_msg = false;
+}
+
+int wire_rx_reserve(struct wire_rx *rx, size_t n)
+{
+	size_t want = rx->len + n, cap;
+	uint8_t *p;
+
+	if (want <= rx->cap)
+		return 0;
+	cap = rx->cap ? rx->cap : want;
+	while (cap < want)
+		cap *= 2;
+	p = realloc(rx->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	rx->buf = p;
+	rx->cap = cap;
+	return 0;
+}
+
+static bool meta_equal(const struct wire_meta *a, const struct wire_meta *b)
+{
+	return a->dst_id == b->dst_id && a->src_id == b->src_id &&
+	       a->auth_id == b->auth_id && a->handle == b->handle &&
+	       a->reply_to == b->reply_to;
+}
+
+int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t flags,
+		   const uint8_t *payload, uint32_t length, bool *ret_done,
+		   const char **why)
+{
+	*ret_done = false;
+	if (!rx->in_msg) {
+		if (!(flags & WIRE_FLAG_FIRST)) {
+			*why = "continuation record without FIRST";
+			return -EBADMSG;
+		}
+		if (length > rx->max) {
+			*why = "message too large";
+			return -EMSGSIZE;
+		}
+		rx->len = 0;
+		if (wire_rx_reserve(rx, length ? length : 1) < 0) {
+			*why = "out of memory";
+			return -ENOMEM;
+		}
+		if (length)
+			memcpy(rx->buf, payload, length);
+		rx->len = length;
+		rx->meta = *meta;
+		rx->in_msg = true;
+	} else {
+		if (flags & WIRE_FLAG_FIRST) {
+			*why = "FIRST record inside a message";
+			return -EBADMSG;
+		}
+		if (!meta_equal(meta, &rx->meta)) {
+			*why = "header changed inside a message";
+			return -EBADMSG;
+		}
+		/* The payload was received in place at buf + len. */
+		if (rx->len + length > rx->max) {
+			*why = "message too large";
+			return -EMSGSIZE;
+		}
+		rx->len += length;
+	}
+	if (flags & WIRE_FLAG_LAST) {
+		rx->in_msg = false;
+		*ret_done = true;
+	}
+	return 0;
+}
+
+uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len)
+{
+	uint8_t *p = rx->buf;
+
+	*ret_len = rx->len;
+	rx->buf = NULL;
+	rx->len = rx->cap = 0;
+	return p;
+}

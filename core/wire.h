@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wire.h — the record format (DESIGN §3), the one definition shared by the
+ * router and by the eBPF programs that read record headers in the kernel.
+ *
+ * A record is a fixed 28-byte header (network byte order) followed by at
+ * most WIRE_PAYLOAD_MAX payload bytes. A message larger than one record is
+ * sent as consecutive records of the same header, the first flagged FIRST,
+ * the last flagged LAST (a one-record message carries both). Records of one
+ * message are never interleaved with another message's on one stream.
+ *
+ * This header must stay usable from BPF C: fixed-width types only, no libc.
+ */
+#ifndef CORE_WIRE_H
+#define CORE_WIRE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define WIRE_MAGIC0		'M'
+#define WIRE_MAGIC1		'G'
+#define WIRE_VERSION		1
+#define WIRE_FLAG_FIRST		0x01
+#define WIRE_FLAG_LAST		0x02
+#define WIRE_FLAGS_KNOWN	(WIRE_FLAG_FIRST | WIRE_FLAG_LAST)
+
+#define WIRE_OFF_MAGIC		0
+#define WIRE_OFF_VERSION	2
+#define WIRE_OFF_FLAGS		3
+#define WIRE_OFF_DST_ID		4
+#define WIRE_OFF_SRC_ID		8
+#define WIRE_OFF_AUTH_ID	12
+#define WIRE_OFF_HANDLE		16
+#define WIRE_OFF_REPLY_TO	20
+#define WIRE_OFF_LENGTH		24
+#define WIRE_HDR_SIZE		28
+
+/* A record, header included, is at most 64 KiB. */
+#define WIRE_RECORD_MAX		65536
+#define WIRE_PAYLOAD_MAX	(WIRE_RECORD_MAX - WIRE_HDR_SIZE)
+
+struct wire_hdr {
+	uint8_t magic[2];
+	uint8_t version;
+	uint8_t flags;
+	uint32_t dst_id;	/* big-endian on the wire */
+	uint32_t src_id;
+	uint32_t auth_id;
+	uint32_t handle;
+	uint32_t reply_to;
+	uint32_t length;	/* payload bytes in this record */
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct wire_hdr) == WIRE_HDR_SIZE, "wire header size");
+_Static_assert(__builtin_offsetof(struct wire_hdr, dst_id) == WIRE_OFF_DST_ID, "dst_id");
+_Static_assert(__builtin_offsetof(struct wire_hdr, src_id) == WIRE_OFF_SRC_ID, "src_id");
+_Static_assert(__builtin_offsetof(struct wire_hdr, auth_id) == WIRE_OFF_AUTH_ID, "auth_id");
+_Static_assert(__builtin_offsetof(struct wire_hdr, handle) == WIRE_OFF_HANDLE, "handle");
+_Static_assert(__builtin_offsetof(struct wire_hdr, reply_to) == WIRE_OFF_REPLY_TO, "reply_to");
+_Static_assert(__builtin_offsetof(struct wire_hdr, length) == WIRE_OFF_LENGTH, "length");
+
+#ifndef __bpf__
+#include <stdbool.h>
+
+/* Routing fields of a message, host byte order. */
+struct wire_meta {
+	uint32_t dst_id;
+	uint32_t src_id;
+	uint32_t auth_id;
+	uint32_t handle;
+	uint32_t reply_to;
+};
+
+/* Fill hdr for one record of a message. */
+void wire_hdr_pack(struct wire_hdr *hdr, const struct wire_meta *meta,
+		   uint8_t flags, uint32_t length);
+
+/*
+ * Check and unpack a received header. Returns 0, or -EBADMSG with *why set
+ * to a short reason ("bad magic", "bad version 7", ...).
+ */
+int wire_hdr_parse(const struct wire_hdr *hdr, struct wire_meta *meta,
+		   uint8_t *ret_flags, uint32_t *ret_length, const char **why);
+
+/* Records needed for a payload of len bytes (at least 1). */
+static inline size_t wire_records(size_t len)
+{
+	return len == 0 ? 1 : (len + WIRE_PAYLOAD_MAX - 1) / WIRE_PAYLOAD_MAX;
+}
+
+/*
+ * Reassembly of one stream's records into messages. Feed each record's
+ * header and payload; when a message is complete, *ret_done is set and the
+ * caller takes buf/len (wire_rx_take). Errors are protocol violations that
+ * must close the stream: -EBADMSG (unexpected FIRST/continuation, header
+ * fields changing inside a message) or -EMSGSIZE (beyond max).
+ */
+struct wire_rx {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	size_t max;		/* largest message accepted */
+	bool in_msg;		/* between FIRST and LAST */
+	struct wire_meta meta;
+};
+
+void wire_rx_init(struct wire_rx *rx, size_t max);
+void wire_rx_reset(struct wire_rx *rx);
+/* Make room for one more record's payload at buf + len. */
+int wire_rx_reserve(struct wire_rx *rx, size_t n);
+/*
+ * Account for a record whose payload (length bytes) is already at
+ * rx->buf + rx->len (when rx->in_msg) or at `payload` (otherwise: copied).
+ */
+int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t flags,
+		   const uint8_t *payload, uint32_t length, bool *ret_done,
+		   const char **why);
+/* Hand the completed message's buffer to the caller. */
+uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len);
+#endif
+
+#endif

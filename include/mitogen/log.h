@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Logging. The library never prints: every line goes to the callback the
+ * program installs (the `mitogen` tool and the agent decide where it goes).
+ * In a child context, lines are forwarded to the parent (FORWARD_LOG) and
+ * reach the master's callback prefixed with the child's name, as do the
+ * child's stdout and stderr.
+ */
+#ifndef MITOGEN_LOG_H
+#define MITOGEN_LOG_H
+
+#include <mitogen/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum mg_log_level {
+	MG_LOG_DEBUG = 10,
+	MG_LOG_INFO = 20,
+	MG_LOG_WARNING = 30,
+	MG_LOG_ERROR = 40,
+};
+
+/*
+ * Called for every line at or above the current level. `source` names the
+ * context that produced the line ("master" here, the child's name for
+ * forwarded lines). May be called from any thread, including the broker
+ * thread: it must not block for long and must not call back into the
+ * library except mg_log_level_name().
+ */
+typedef void (*mg_log_fn)(enum mg_log_level level, const char *source,
+			  const char *line, void *userdata);
+
+/* Install fn (NULL: discard). Returns the previous one. Thread-safe. */
+MG_API mg_log_fn mg_log_set_callback(mg_log_fn fn, void *userdata);
+/* Lines below level are dropped early (default MG_LOG_INFO). */
+MG_API void mg_log_set_level(enum mg_log_level level);
+MG_API enum mg_log_level mg_log_get_level(void);
+/* "DEBUG", "INFO", "WARNING", "ERROR". */
+MG_API const char *mg_log_level_name(enum mg_log_level level);
+/* Parse a level name (case-insensitive). Returns the level or -EINVAL. */
+MG_API int mg_log_level_parse(const char *name);
+/* Log a line from the program itself. */
+MG_API void mg_log(enum mg_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

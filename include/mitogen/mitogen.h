@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* libmitogen umbrella header: include this one. */
+#ifndef MITOGEN_MITOGEN_H
+#define MITOGEN_MITOGEN_H
+
+#include <mitogen/common.h>
+#include <mitogen/error.h>
+#include <mitogen/log.h>
+#include <mitogen/value.h>
+#include <mitogen/router.h>
+#include <mitogen/context.h>
+
+#endif

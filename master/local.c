@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: MIT
+/*
+ * local.c — the local() and fork() factories: start a copy of this program
+ * (or another image) on this machine, connected over AF_UNIX SOCK_SEQPACKET,
+ * hand it its identity (BOOT) and wait for its greeting. Also watches the
+ * child process: relays its stdout/stderr lines to the log with its name,
+ * keeps the last lines for error messages, and reaps it (pidfd).
+ *
+ * Everything between fork() and the agent taking over fails closed: the
+ * child _exit()s with MG_EXIT_SETUP and says why on its output pipe.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "agent/agent.h"
+#include "core/context.h"
+#include "core/latch.h"
+#include "core/log.h"
+#include "core/router.h"
+#include "core/stream.h"
+
+#define CHILD_FD 3
+#define TAIL_MAX 2048
+#define LINE_MAX_ 1024
+
+extern char **environ;
+
+struct child_proc {
+	struct mg_router *r;		/* reference */
+	struct mg_context *ctx;		/* reference */
+	pid_t pid;
+	struct broker_source pidsrc;
+	struct broker_source outsrc;
+	struct broker_client client;
+	char line[LINE_MAX_];
+	size_t linelen;
+	pthread_mutex_t lock;		/* tail: read by the starting thread */
+	char tail[TAIL_MAX];
+	size_t taillen;
+	bool out_open;
+	bool reaped;
+	bool registered;
+	bool done;			/* broker side finished with it */
+	int refs;			/* broker side + the starting thread */
+};
+
+/* --- watching the process (broker thread) ------------------------------ */
+
+static void tail_add(struct child_proc *cp, const char *line, size_t n)
+{
+	pthread_mutex_lock(&cp->lock);
+	if (n + 1 > TAIL_MAX) {
+		line += n + 1 - TAIL_MAX;
+		n = TAIL_MAX - 1;
+	}
+	if (cp->taillen + n + 1 > TAIL_MAX) {
+		size_t drop = cp->taillen + n + 1 - TAIL_MAX;
+		char *nl = memchr(cp->tail + drop, '\n', cp->taillen - drop);
+
+		if (nl)
+			drop = (size_t)(nl + 1 - cp->tail);
+		if (drop > cp->taillen)
+			drop = cp->taillen;
+		memmove(cp->tail, cp->tail + drop, cp->taillen - drop);
+		cp->taillen -= drop;
+	}
+	memcpy(cp->tail + cp->taillen, line, n);
+	cp->taillen += n;
+	cp->tail[cp->taillen++] = '\n';
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void emit_line(struct child_proc *cp)
+{
+	cp->line[cp->linelen] = '\0';
+	tail_add(cp, cp->line, cp->linelen);
+	log_emit(MG_LOG_INFO, cp->ctx->name, cp->line);
+	cp->linelen = 0;
+}
+
+static void child_proc_maybe_free(struct child_proc *cp);
+
+static void out_close(struct child_proc *cp)
+{
+	if (!cp->out_open)
+		return;
+	if (cp->linelen)
+		emit_line(cp);
+	broker_del(cp->r->broker, &cp->outsrc);
+	close(cp->outsrc.fd);
+	cp->outsrc.fd = -1;
+	cp->out_open = false;
+}
+
+static void on_output(struct broker_source *src, uint32_t events)
+{
+	struct child_proc *cp = (struct child_proc *)((char *)src -
+						       offsetof(struct child_proc, outsrc));
+	char buf[4096];
+	ssize_t n = read(src->fd, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		out_close(cp);
+		child_proc_maybe_free(cp);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == '\n' || cp->linelen == LINE_MAX_ - 1) {
+			emit_line(cp);
+			if (buf[i] == '\n')
+				continue;
+		}
+		cp->line[cp->linelen++] = buf[i];
+	}
+}
+
+static void describe_status(int status, char *buf, size_t size)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, size, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, size, "wait status %#x", status);
+}
+
+static void reap(struct child_proc *cp, bool block)
+{
+	int status;
+	pid_t p;
+
+	if (cp->reaped)
+		return;
+	do
+		p = waitpid(cp->pid, &status, block ? 0 : WNOHANG);
+	while (p < 0 && errno == EINTR);
+	if (p == 0)
+		return;
+	if (p < 0)
+		status = 0;
+	cp->reaped = true;
+	if (cp->pidsrc.fd >= 0) {
+		broker_del(cp->r->broker, &cp->pidsrc);
+		close(cp->pidsrc.fd);
+		cp->pidsrc.fd = -1;
+	}
+	if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		char why[96];
+
+		describe_status(status, why, sizeof(why));
+		LOG_DEBUG("context %u (%s) pid %d %s", cp->ctx->id, cp->ctx->name, cp->pid, why);
+	}
+	context_set_reaped(cp->ctx, status);
+}
+
+static void on_pidfd(struct broker_source *src, uint32_t events)
+{
+	struct child_proc *cp = (struct child_proc *)((char *)src -
+						       offsetof(struct child_proc, pidsrc));
+
+	reap(cp, false);
+	/* Output may still be buffered: drain it before freeing. */
+	child_proc_maybe_free(cp);
+}
+
+static void child_proc_unref(struct child_proc *cp)
+{
+	if (!cp || __atomic_sub_fetch(&cp->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	broker_client_del(cp->r->broker, &cp->client);
+	if (cp->pidsrc.fd >= 0)
+		close(cp->pidsrc.fd);
+	if (cp->outsrc.fd >= 0)
+		close(cp->outsrc.fd);
+	pthread_mutex_destroy(&cp->lock);
+	cp->ctx->kill = NULL;
+	mg_context_unref(cp->ctx);
+	mg_router_unref(cp->r);
+	free(cp);
+}
+
+static void child_proc_unref_deferred(void *arg)
+{
+	child_proc_unref(arg);
+}
+
+static void child_proc_maybe_free(struct child_proc *cp)
+{
+	if (cp->reaped && !cp->out_open && !cp->done) {
+		cp->done = true;
+		broker_defer_later(cp->r->broker, child_proc_unref_deferred, cp);
+	}
+}
+
+/* Broker stopping: give the child a moment to exit, then make sure. */
+static void child_proc_on_stop(void *arg)
+{
+	struct child_proc *cp = arg;
+
+	for (int i = 0; i < 100 && !cp->reaped; i++) {
+		reap(cp, false);
+		if (!cp->reaped)
+			usleep(10000);
+	}
+	if (!cp->reaped) {
+		LOG_WARN("context %u (%s) pid %d still running at shutdown; killing it",
+			 cp->ctx->id, cp->ctx->name, cp->pid);
+		kill(cp->pid, SIGKILL);
+		reap(cp, true);
+	}
+	if (cp->out_open) {
+		/* Collect what it printed last. */
+		on_output(&cp->outsrc, EPOLLIN);
+		out_close(cp);
+	}
+	child_proc_maybe_free(cp);
+}
+
+static void child_kill(struct mg_context *ctx)
+{
+	if (ctx->pid > 0)
+		kill(ctx->pid, SIGKILL);
+}
+
+struct watch_req {
+	struct child_proc *cp;
+	int ret;
+	struct mg_latch *done;
+};
+
+static void watch_deferred(void *arg)
+{
+	struct watch_req *wr = arg;
+	struct child_proc *cp = wr->cp;
+	struct mg_broker *b = cp->r->broker;
+
+	wr->ret = 0;
+	if (broker_add(b, &cp->outsrc, EPOLLIN) < 0)
+		wr->ret = -errno;
+	if (cp->pidsrc.fd >= 0 && broker_add(b, &cp->pidsrc, EPOLLIN) < 0 && !wr->ret)
+		wr->ret = -errno;
+	broker_client_add(b, &cp->client);
+	cp->registered = true;
+	/* It may already be gone. */
+	reap(cp, false);
+	mg_latch_put(wr->done, wr);
+}
+
+static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context *ctx,
+					 pid_t pid, int outfd)
+{
+	struct child_proc *cp = calloc(1, sizeof(*cp));
+
+	if (!cp)
+		return NULL;
+	cp->refs = 2;
+	cp->r = mg_router_ref(r);
+	cp->ctx = mg_context_ref(ctx);
+	cp->pid = pid;
+	cp->outsrc.fd = outfd;
+	cp->outsrc.on_event = on_output;
+	cp->out_open = true;
+	cp->pidsrc.fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	cp->pidsrc.on_event = on_pidfd;
+	cp->client.on_stop = child_proc_on_stop;
+	cp->client.arg = cp;
+	pthread_mutex_init(&cp->lock, NULL);
+	fcntl(outfd, F_SETFL, O_NONBLOCK);
+	if (cp->pidsrc.fd >= 0)
+		fcntl(cp->pidsrc.fd, F_SETFD, FD_CLOEXEC);
+	ctx->pid = pid;
+	ctx->kill = child_kill;
+	return cp;
+}
+
+/* --- starting ---------------------------------------------------------- */
+
+struct start {
+	struct mg_router *r;
+	const char *name;
+	char namebuf[96];
+	double connect_timeout;
+	bool debug;
+	bool profiling;
+	const char *image;
+	uint32_t id;
+	struct mg_context *ctx;
+	int sv[2];
+	int out[2];
+};
+
+static void start_cleanup(struct start *st)
+{
+	for (int i = 0; i < 2; i++) {
+		if (st->sv[i] >= 0)
+			close(st->sv[i]);
+		if (st->out[i] >= 0)
+			close(st->out[i]);
+	}
+}
+
+static int start_prepare(struct start *st, struct mg_router *r,
+			 const struct mg_local_opts *o, struct mg_error *err)
+{
+	st->r = r;
+	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
+	st->connect_timeout = 30.0;
+	if (o) {
+		if (o->sz < sizeof(size_t)) {
+			error_set(err, MG_ERR_STREAM, EINVAL, "options struct has no size");
+			return -EINVAL;
+		}
+		st->name = o->remote_name;
+		if (o->connect_timeout > 0)
+			st->connect_timeout = o->connect_timeout;
+		st->debug = o->debug;
+		st->profiling = o->profiling;
+		st->image = o->image;
+		if (o->via) {
+			error_set(err, MG_ERR_STREAM, ENOTSUP,
+				  "via= is not supported by this build yet");
+			return -ENOTSUP;
+		}
+	}
+	if (st->name && (strchr(st->name, '/') || !*st->name)) {
+		error_set(err, MG_ERR_STREAM, EINVAL,
+			  "remote_name must be non-empty and contain no '/'");
+		return -EINVAL;
+	}
+	if (!st->name) {
+		/* No getpwuid(): static programs cannot use NSS. */
+		const char *user = getenv("USER");
+		char host[64] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		if (user && *user && !strchr(user, '/'))
+			snprintf(st->namebuf, sizeof(st->namebuf), "%s@%s:%d", user, host,
+				 (int)getpid());
+		else
+			snprintf(st->namebuf, sizeof(st->namebuf), "%u@%s:%d",
+				 (unsigned)getuid(), host, (int)getpid());
+	} else {
+		snprintf(st->namebuf, sizeof(st->namebuf), "%s", st->name);
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st->sv) < 0 ||
+	    pipe2(st->out, O_CLOEXEC) < 0) {
+		int e = errno;
+
+		error_set(err, MG_ERR_STREAM, e, "cannot make channel: %s", strerror(e));
+		start_cleanup(st);
+		return -e;
+	}
+	st->id = router_alloc_id(r);
+	return 0;
+}
+
+static void start_fail_tail(struct child_proc *cp, char *buf, size_t size)
+{
+	pthread_mutex_lock(&cp->lock);
+	/* Last few lines only. */
+	size_t n = cp->taillen, start = 0, lines = 0;
+
+	for (size_t i = n; i > 0; i--) {
+		if (cp->tail[i - 1] == '\n' && ++lines > 5) {
+			start = i;
+			break;
+		}
+	}
+	snprintf(buf, size, "%.*s", (int)(n - start), cp->tail + start);
+	pthread_mutex_unlock(&cp->lock);
+	n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+}
+
+/*
+ * The child is running with its end of the channel: register the stream
+ * and the watcher, send BOOT and wait for the greeting.
+ */
+static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *err)
+{
+	struct mg_router *r = st->r;
+	struct mg_context *ctx = NULL;
+	struct child_proc *cp = NULL;
+	struct stream *s = NULL;
+	struct watch_req wr = { 0 };
+	struct mg_receiver *rx = NULL;
+	struct mg_message *msg = NULL;
+	struct mg_value *boot, *parents;
+	struct mg_error e2 = MG_ERROR_INIT;
+	char tail[1200], status[96];
+	uint32_t pids[64];
+	size_t np;
+	void *item;
+	int ret;
+
+	close(st->sv[1]);
+	close(st->out[1]);
+	st->sv[1] = st->out[1] = -1;
+
+	ctx = router_context(r, st->id, st->namebuf);
+	if (!ctx)
+		goto oom;
+	cp = child_proc_new(r, ctx, pid, st->out[0]);
+	if (!cp)
+		goto oom;
+	st->out[0] = -1;
+	wr.cp = cp;
+	wr.done = mg_latch_new();
+	if (!wr.done || mg_broker_defer(r->broker, watch_deferred, &wr) < 0)
+		goto oom;
+	mg_latch_get(wr.done, MG_FOREVER, &item);
+	mg_latch_free(wr.done);
+
+	s = stream_new(st->sv[0], STREAM_CHILD, st->id, st->namebuf, r->max_message_size);
+	st->sv[0] = -1;
+	if (!s || (ret = router_add_stream(r, s)) < 0) {
+		error_set(err, MG_ERR_STREAM, ENOMEM, "cannot register channel");
+		goto kill;
+	}
+
+	MG_OPTS(mg_receiver_opts, ro, .once = true, .respondent = ctx);
+	rx = mg_receiver_new(r, &ro);
+	parents = mg_list();
+	mg_list_append(parents, mg_int(r->id));
+	np = mg_parent_ids(pids, 64);
+	for (size_t i = 0; i < np && i < 64; i++)
+		mg_list_append(parents, mg_int(pids[i]));
+	boot = mg_map();
+	mg_map_set(boot, "id", mg_int(st->id));
+	mg_map_set(boot, "parent_ids", parents);
+	mg_map_set(boot, "name", mg_str(st->namebuf));
+	mg_map_set(boot, "max_message_size", mg_int((int64_t)r->max_message_size));
+	mg_map_set(boot, "log_level", mg_int(st->debug ? MG_LOG_DEBUG : mg_log_get_level()));
+	mg_map_set(boot, "debug", mg_bool(st->debug));
+	mg_map_set(boot, "profiling", mg_bool(st->profiling));
+	msg = mg_message_new(st->id, MG_HANDLE_BOOT, boot);
+	if (!rx || !msg) {
+		mg_message_free(msg);
+		error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
+		goto kill;
+	}
+	msg->meta.src_id = msg->meta.auth_id = r->id;
+	msg->meta.reply_to = mg_receiver_handle(rx);
+	mg_router_route(r, msg);
+
+	ret = mg_receiver_get(rx, st->connect_timeout, &msg, &e2);
+	if (ret == 0) {
+		mg_message_free(msg);
+		mg_receiver_free(rx);
+		child_proc_unref(cp);
+		return ctx;
+	}
+	if (ret == -ETIMEDOUT) {
+		kill(pid, SIGKILL);
+		context_wait_gone(ctx, 5.0);
+		start_fail_tail(cp, tail, sizeof(tail));
+		error_set(err, MG_ERR_STREAM, ETIMEDOUT,
+			  "%s: connect timeout: no greeting within %.1f s%s%s", st->namebuf,
+			  st->connect_timeout, *tail ? "; last output: " : "", tail);
+		goto fail;
+	}
+	/* The channel closed before the greeting: wait for the exit status. */
+	if (context_wait_gone(ctx, 2.0) < 0)
+		kill(pid, SIGKILL);
+	context_wait_gone(ctx, 5.0);
+	start_fail_tail(cp, tail, sizeof(tail));
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->reaped)
+		describe_status(ctx->status, status, sizeof(status));
+	else
+		snprintf(status, sizeof(status), "closed its channel");
+	pthread_mutex_unlock(&ctx->lock);
+	error_set(err, MG_ERR_STREAM, ECONNRESET, "%s: child %s before it started%s%s",
+		  st->namebuf, status, *tail ? "; last output: " : "", tail);
+	goto fail;
+
+oom:
+	error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
+kill:
+	kill(pid, SIGKILL);
+	if (!cp)
+		waitpid(pid, NULL, 0);
+	else
+		context_wait_gone(ctx, 5.0);
+fail:
+	mg_receiver_free(rx);
+	/* The stream, once handed to router_add_stream, is the router's. */
+	if (cp && !cp->registered)
+		child_proc_unref(cp);	/* the broker never saw it */
+	child_proc_unref(cp);
+	pthread_mutex_lock(&r->lock);
+	if (idmap_del(&r->contexts, st->id))
+		mg_context_unref(ctx);
+	pthread_mutex_unlock(&r->lock);
+	mg_context_unref(ctx);
+	start_cleanup(st);
+	errno = err && err->errnum ? err->errnum : EIO;
+	return NULL;
+}
+
+static char **child_env(void)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ && environ[n])
+		n++;
+	env = malloc((n + 2) * sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)))
+			env[k++] = environ[i];
+	env[k++] = AGENT_FD_ENV "=3";
+	env[k] = NULL;
+	return env;
+}
+
+struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opts,
+			    struct mg_error *err)
+{
+	struct start st;
+	posix_spawn_file_actions_t fa;
+	char argv0[128];
+	char *argv[2] = { argv0, NULL };
+	const char *image;
+	char **env;
+	pid_t pid;
+	int ret;
+
+	if (!r) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "no router");
+		errno = EINVAL;
+		return NULL;
+	}
+	memset(&st, 0, sizeof(st));
+	ret = start_prepare(&st, r, opts, err);
+	if (ret < 0) {
+		errno = -ret;
+		return NULL;
+	}
+	image = st.image ? st.image : "/proc/self/exe";
+	snprintf(argv0, sizeof(argv0), "mitogen:%s", st.namebuf);
+	env = child_env();
+	posix_spawn_file_actions_init(&fa);
+	/* dup2 clears FD_CLOEXEC on the target; sources may not be 0..3. */
+	posix_spawn_file_actions_adddup2(&fa, st.sv[1], CHILD_FD);
+	posix_spawn_file_actions_adddup2(&fa, st.out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, st.out[1], 2);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addclosefrom_np(&fa, CHILD_FD + 1);
+	ret = env ? posix_spawn(&pid, image, &fa, NULL, argv, env) : ENOMEM;
+	posix_spawn_file_actions_destroy(&fa);
+	free(env);
+	if (ret) {
+		error_set(err, MG_ERR_STREAM, ret, "%s: cannot start %s: %s", st.namebuf,
+			  image, strerror(ret));
+		start_cleanup(&st);
+		errno = ret;
+		return NULL;
+	}
+	return start_finish(&st, pid, err);
+}
+
+struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
+			   struct mg_error *err)
+{
+	const struct mg_local_opts *lo = NULL;
+	void (*on_fork)(void *) = NULL;
+	void *on_fork_data = NULL;
+	struct start st;
+	pid_t pid;
+	int ret;
+
+	if (!r || (opts && opts->sz < sizeof(size_t))) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "invalid arguments");
+		errno = EINVAL;
+		return NULL;
+	}
+	if (opts) {
+		lo = opts->local;
+		on_fork = opts->on_fork;
+		on_fork_data = opts->on_fork_data;
+	}
+	memset(&st, 0, sizeof(st));
+	ret = start_prepare(&st, r, lo, err);
+	if (ret < 0) {
+		errno = -ret;
+		return NULL;
+	}
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		error_set(err, MG_ERR_STREAM, e, "%s: fork: %s", st.namebuf, strerror(e));
+		start_cleanup(&st);
+		errno = e;
+		return NULL;
+	}
+	if (pid == 0) {
+		/* Child: only this thread exists. Keep the channel and stdio. */
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(st.out[1], 1) < 0 ||
+		    dup2(st.out[1], 2) < 0 || dup2(st.sv[1], CHILD_FD) < 0)
+			_exit(AGENT_EXIT_SETUP);
+		syscall(SYS_close_range, CHILD_FD + 1, ~0U, 0);
+		agent_after_fork(st.namebuf);
+		if (on_fork)
+			on_fork(on_fork_data);
+		agent_run(CHILD_FD);
+		_exit(AGENT_EXIT_SETUP);
+	}
+	return start_finish(&st, pid, err);
+}

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# scripts/bench.sh — run by `make bench`. Measures, in one run on this
+# machine:
+#   floor    selftests/bench/ref/floor.c, built with cc -O2 into
+#            build/bench/floor and run as `floor seq` (raw AF_UNIX
+#            SOCK_SEQPACKET ping-pong and throughput, fork+exec, fork);
+#   Mitogen  selftests/bench/ref/mitogen_local.py on python3-mitogen, run
+#            with /usr/bin/python3 (a `python3` on PATH may lack mitogen);
+#   ours     $BENCH (build/bench/bench, from selftests/bench/bench.c),
+#            the same work on libmitogen;
+# and prints one table with the ratios and the targets of issue 2.
+#
+# Each program prints `name value` lines; `#` lines are comments (ours
+# prints each run's figures as `# runs NAME v1 v2 ...`).
+#
+# Environment:
+#   BENCH        our benchmark (default build/bench/bench)
+#   MITOGEN      our tool, only asked for its version (default build/mitogen)
+#   BENCH_REPS   runs per figure for ours; the median is shown (default 5)
+#   BENCH_STRICT 1: exit 1 when a target is missed (default: only report)
+#   PYTHON       interpreter for the Mitogen script (default /usr/bin/python3)
+#
+# A program that fails has its error printed and "n/a" in its column; the
+# script exits 1 only when ours failed (or, with BENCH_STRICT=1, when a
+# target is missed).
+set -u
+cd "$(dirname "$0")/.."
+
+BENCH=${BENCH:-build/bench/bench}
+MITOGEN=${MITOGEN:-build/mitogen}
+PYTHON=${PYTHON:-/usr/bin/python3}
+REF=selftests/bench/ref
+OUT=build/bench
+export BENCH_REPS=${BENCH_REPS:-5}
+mkdir -p "$OUT"
+
+# run NAME OUTFILE CMD...: run CMD, stdout to OUTFILE, stderr to
+# OUTFILE.err; on failure say so and empty OUTFILE (its column is n/a).
+run() {
+	local name=$1 out=$2 rc
+	shift 2
+	echo "bench: running $name: $*" >&2
+	timeout 600 "$@" >"$out" 2>"$out.err"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		echo "bench: $name failed (exit $rc); its column shows n/a. Its output:" >&2
+		sed 's/^/    /' "$out" "$out.err" | tail -n 30 >&2
+		: >"$out"
+		return 1
+	fi
+	return 0
+}
+
+floor_ok=1 mito_ok=1 ours_ok=1
+if cc -O2 -o "$OUT/floor" "$REF/floor.c"; then
+	run floor "$OUT/floor.out" "$OUT/floor" seq || floor_ok=0
+else
+	echo "bench: cannot build $REF/floor.c; floor column shows n/a" >&2
+	: >"$OUT/floor.out"
+	floor_ok=0
+fi
+if [ -x "$PYTHON" ]; then
+	run Mitogen "$OUT/mitogen.out" "$PYTHON" "$REF/mitogen_local.py" || mito_ok=0
+else
+	echo "bench: $PYTHON not found (make deps installs python3-mitogen);" \
+		"Mitogen column shows n/a" >&2
+	: >"$OUT/mitogen.out"
+	mito_ok=0
+fi
+run ours "$OUT/ours.out" "$BENCH" || ours_ok=0
+
+mito_ver=$("$PYTHON" -c 'import mitogen; print(".".join(map(str, mitogen.__version__)))' \
+	2>/dev/null | head -n 1)
+[[ $mito_ver =~ ^[0-9][0-9.]*$ ]] || mito_ver="?"
+ours_ver=$("$MITOGEN" --version 2>/dev/null | head -n 1)
+[ -n "$ours_ver" ] || ours_ver="?"
+
+echo
+echo "libmitogen bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm)," \
+	"$(nproc) CPUs; ours: $ours_ver; Mitogen: $mito_ver ($PYTHON)"
+echo
+
+# The table. Files are read in order floor, mitogen, ours (FILENAME tells
+# which); "n/a" wherever a figure is missing.
+awk -v floor_ok="$floor_ok" -v mito_ok="$mito_ok" -v ours_ok="$ours_ok" \
+	-v strict="${BENCH_STRICT:-0}" '
+function has(a, k) { return (k in a) && a[k] != "" }
+function ratio(x) { return x == "" ? "n/a" : (x >= 10 ? sprintf("%.0fx", x) : sprintf("%.1fx", x)) }
+# figures are shown as their program printed them
+function val(a, k) { return has(a, k) ? a[k] : "n/a" }
+# check(cond_known, cond): "yes" / "NO" / "?" (a figure it needs is missing)
+function verdict(known, ok) {
+	if (!known) { unknown++; return "?" }
+	if (ok) { met++; return "yes" }
+	missed++
+	return "NO"
+}
+function row(label, o, m, f, vm, vf, tgt, ok) {
+	n++
+	L[n, 1] = label; L[n, 2] = o; L[n, 3] = m; L[n, 4] = f
+	L[n, 5] = vm; L[n, 6] = vf; L[n, 7] = tgt; L[n, 8] = ok
+}
+/^#/ || NF < 2 {
+	if (FILENAME ~ /ours\.out$/ && $1 == "#" && $2 == "runs") {
+		s = ""
+		for (i = 4; i <= NF; i++) s = s (i > 4 ? " " : "") $i
+		runs[$3] = s
+	}
+	next
+}
+FILENAME ~ /floor\.out$/   { F[$1] = $2; next }
+FILENAME ~ /mitogen\.out$/ { M[$1] = $2; next }
+FILENAME ~ /ours\.out$/    { O[$1] = $2; next }
+END {
+	# local create + first call (ms): >= 30x Mitogen and <= 3 ms.
+	k = "local_create_call_ms"
+	vm = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+	vf = has(O, k) && has(F, "forkexec_ms") ? O[k] / F["forkexec_ms"] : ""
+	row("local create + first call (ms)", val(O, k), val(M, k),
+	    val(F, "forkexec_ms") (has(F, "forkexec_ms") ? " (fork+exec)" : ""),
+	    ratio(vm) (vm != "" ? " faster" : ""), ratio(vf),
+	    ">= 30x Mitogen, <= 3 ms",
+	    verdict(vm != "", vm >= 30 && O[k] <= 3))
+
+	# fork create + call (ms): >= 10x Mitogen.
+	k = "fork_create_call_ms"
+	vm = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+	vf = has(O, k) && has(F, "fork_ms") ? O[k] / F["fork_ms"] : ""
+	row("fork create + call (ms)", val(O, k), val(M, k),
+	    val(F, "fork_ms") (has(F, "fork_ms") ? " (fork)" : ""),
+	    ratio(vm) (vm != "" ? " faster" : ""), ratio(vf),
+	    ">= 10x Mitogen", verdict(vm != "", vm >= 10))
+
+	# call round trip (us): >= 5x Mitogen and <= 5x the SEQPACKET floor.
+	k = "call_rtt_us"
+	vm = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+	vf = has(O, k) && has(F, "rtt_us") ? O[k] / F["rtt_us"] : ""
+	row("call round trip (us)", val(O, k), val(M, k),
+	    val(F, "rtt_us") (has(F, "rtt_us") ? " (seq rtt)" : ""),
+	    ratio(vm) (vm != "" ? " faster" : ""), ratio(vf),
+	    ">= 5x Mitogen, <= 5x floor",
+	    verdict(vm != "" && vf != "", vm >= 5 && vf <= 5))
+
+	# fan-out over 10 children (calls/s): >= 10x Mitogen.
+	k = "fanout10_calls_per_s"
+	vm = has(O, k) && has(M, k) ? O[k] / M[k] : ""
+	row("fan-out, 10 children (calls/s)", val(O, k), val(M, k), "n/a",
+	    ratio(vm) (vm != "" ? " more" : ""), "n/a",
+	    ">= 10x Mitogen", verdict(vm != "", vm >= 10))
+
+	# 200 x 1 MiB child -> parent (MB/s): >= 50 % of the floor.
+	k = "stream_MBps"
+	vm = has(O, k) && has(M, k) ? O[k] / M[k] : ""
+	vf = has(O, k) && has(F, "MBps") ? O[k] / F["MBps"] : ""
+	row("stream 200 x 1 MiB (MB/s)", val(O, k), val(M, k),
+	    val(F, "MBps") (has(F, "MBps") ? " (seq)" : ""),
+	    ratio(vm) (vm != "" ? " more" : ""),
+	    vf != "" ? sprintf("%.0f %%", vf * 100) : "n/a",
+	    ">= 50 % of floor", verdict(vf != "", vf >= 0.5))
+
+	# fresh child RSS (kB): <= 2 MB.
+	k = "child_rss_kb"
+	vm = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+	row("fresh child RSS (kB)", has(O, k) ? sprintf("%d", O[k]) : "n/a",
+	    has(M, k) ? sprintf("%d", M[k]) : "n/a", "n/a",
+	    ratio(vm) (vm != "" ? " smaller" : ""), "n/a",
+	    "<= 2048 kB", verdict(has(O, k), O[k] <= 2048))
+
+	# call via 1 hop (us): no target yet.
+	k = "via1_call_rtt_us"
+	row("call via 1 hop (us)", "n/a (via= not implemented yet)", val(M, k),
+	    "n/a", "n/a", "n/a", "none yet", "-")
+
+	H[1] = "measure"; H[2] = "ours"; H[3] = "Mitogen"; H[4] = "floor"
+	H[5] = "ours vs Mitogen"; H[6] = "ours vs floor"; H[7] = "target"
+	H[8] = "met"
+	for (c = 1; c <= 8; c++) W[c] = length(H[c])
+	for (r = 1; r <= n; r++)
+		for (c = 1; c <= 8; c++)
+			if (length(L[r, c]) > W[c]) W[c] = length(L[r, c])
+	line = ""
+	for (c = 1; c <= 8; c++) {
+		sep = ""
+		for (i = 0; i < W[c]; i++) sep = sep "-"
+		line = line (c > 1 ? "-+-" : "") sep
+	}
+	for (c = 1; c <= 8; c++)
+		printf("%s%-*s", c > 1 ? " | " : "", c < 8 ? W[c] : 0, H[c])
+	print ""
+	print line
+	for (r = 1; r <= n; r++) {
+		for (c = 1; c <= 8; c++) {
+			# numbers right-aligned, words left-aligned
+			if (c >= 2 && c <= 6)
+				printf("%s%*s", c > 1 ? " | " : "", W[c], L[r, c])
+			else
+				printf("%s%-*s", c > 1 ? " | " : "", c < 8 ? W[c] : 0, L[r, c])
+		}
+		print ""
+	}
+	print line
+	printf("targets met: %d of %d", met, met + missed + unknown)
+	if (missed) printf(", missed: %d", missed)
+	if (unknown) printf(", not decidable (\"?\": a figure is missing): %d", unknown)
+	print ""
+	print ""
+	print "ours: median of " (has(O, "reps") ? O["reps"] : "?") \
+	    " run(s) of each figure (BENCH_REPS) except the RSS, which is one"
+	print "  reading right after the first call; Mitogen and floor: one run" \
+	    " each (their scripts,"
+	print "  as vendored in selftests/bench/ref/). Ratios: \"faster\"," \
+	    " \"more\", \"smaller\" = ours is"
+	print "  better by that factor; \"vs floor\" = ours / floor (times)," \
+	    " ours as % of floor (stream)."
+	print "floor: raw AF_UNIX SOCK_SEQPACKET socketpair between two" \
+	    " processes (64 KiB writes for"
+	print "  throughput), fork+exec of /bin/true, fork+_exit+wait alone."
+	nr = 0
+	for (k in runs) nr++
+	if (nr) {
+		print "ours, each run:"
+		split("local_create_call_ms fork_create_call_ms call_rtt_us " \
+		    "fanout10_calls_per_s stream_MBps", order, " ")
+		for (i = 1; i <= 5; i++)
+			if (order[i] in runs)
+				printf("  %-22s %s\n", order[i], runs[order[i]])
+	}
+	if (!floor_ok) print "floor: FAILED (see above)"
+	if (!mito_ok) print "Mitogen: FAILED (see above)"
+	if (!ours_ok) print "ours: FAILED (see above)"
+	exit (strict == "1" && (missed || unknown)) ? 3 : 0
+}
+' "$OUT/floor.out" "$OUT/mitogen.out" "$OUT/ours.out"
+status=$?
+
+[ "$ours_ok" = 1 ] || exit 1
+[ $status -eq 0 ] || exit 1
+exit 0

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: MIT
+/*
+ * selftests/bench/bench.c — the work of selftests/bench/ref/mitogen_local.py
+ * (python3-mitogen), done with libmitogen, printing the same `name value`
+ * lines so scripts/bench.sh can put both side by side (`make bench`).
+ *
+ * Work, as in the reference script:
+ *   local_create_call_ms  N=10 local contexts created one after another,
+ *                         each with a first call; average per context
+ *   child_rss_kb          VmRSS of ctxs[0] right after that
+ *   call_rtt_us           2000 sequential no-op calls on ctxs[0]
+ *   fanout10_calls_per_s  100 rounds of one no-op call on each of the 10
+ *                         contexts, gathered (in order: no mg_select yet)
+ *   stream_MBps           200 x 1 MiB bytes sent ctxs[0] -> us through a
+ *                         sender, received and decoded until the close
+ *   fork_create_call_ms   10 fork contexts each created and called once
+ *   via1_call_rtt_us      not printed: via= is not implemented yet
+ *
+ * Every figure except child_rss_kb is measured BENCH_REPS times (default
+ * 5) and the median printed; each run's figures go on a `# runs` comment
+ * line. Extra runs of local_create_call_ms use fresh sets of 10 contexts
+ * (shut down after timing); ctxs[] from the first run serve the rest.
+ *
+ * Usage: bench [-v]   (-v: progress on stderr)
+ * BENCH_ONLY=call_rtt_us (a figure's name, or several separated by commas)
+ * measures only those, for profiling one path (perf, strace); the N_CTX
+ * local contexts are always started.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mitogen/mitogen.h>
+
+#define N_CTX 10
+#define N_CALLS 2000
+#define N_ROUNDS 100
+#define STREAM_COUNT 200
+#define STREAM_SIZE (1 << 20)
+#define N_FORK 10
+#define MAX_REPS 50
+
+/* --- exported functions (run in the children) ------------------------ */
+
+static int noop(struct mg_call *call, const struct mg_value *args,
+		struct mg_value **ret_result)
+{
+	*ret_result = NULL;
+	return 0;
+}
+MG_EXPORT(noop);
+
+static int rss_kb(struct mg_call *call, const struct mg_value *args,
+		  struct mg_value **ret_result)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return mg_call_fail(call, errno, "open /proc/self/status");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	if (kb < 0)
+		return mg_call_fail(call, ENOENT, "no VmRSS in /proc/self/status");
+	*ret_result = mg_int(kb);
+	return *ret_result ? 0 : mg_call_fail(call, ENOMEM, "out of memory");
+}
+MG_EXPORT(rss_kb);
+
+/* produce(sender, count, size): send count bytes values of size bytes,
+ * then close the sender. Like the reference, which builds b'x' * size once
+ * and sends that object count times, the buffer is filled once; each send
+ * copies it into a fresh value (mg_sender_send takes the value). */
+static int produce(struct mg_call *call, const struct mg_value *args,
+		   struct mg_value **ret_result)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	const struct mg_value *sv;
+	struct mg_sender *tx;
+	int64_t count, size;
+	int ret = 0;
+
+	if (mg_value_unpack(args, &err, "vll", &sv, &count, &size) < 0)
+		return mg_call_fail(call, EINVAL, "%s", err.message);
+	if (count < 0 || size < 0 || size > (1 << 30))
+		return mg_call_fail(call, EINVAL, "bad count or size");
+	tx = mg_sender_from_value(mg_call_router(call), sv);
+	if (!tx)
+		return mg_call_fail(call, errno, "not a sender");
+	void *buf = malloc(size ? (size_t)size : 1);
+
+	if (!buf)
+		ret = -ENOMEM;
+	else
+		memset(buf, 'x', (size_t)size);
+	for (int64_t i = 0; i < count && ret == 0; i++)
+		ret = mg_sender_send(tx, mg_bytes(buf, (size_t)size));
+	free(buf);
+	mg_sender_close(tx);
+	mg_sender_free(tx);
+	if (ret < 0)
+		return mg_call_fail(call, -ret, "send: %s", strerror(-ret));
+	*ret_result = NULL;
+	return 0;
+}
+MG_EXPORT(produce);
+
+/* --- master side ----------------------------------------------------- */
+
+static bool verbose;
+static int reps = 5;
+static const char *only;
+
+/* Measure this figure? (BENCH_ONLY) */
+static bool want(const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = only; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return !only || !*only;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void progress(const char *fmt, const char *what)
+{
+	if (verbose)
+		fprintf(stderr, fmt, what);
+}
+
+static void die(const char *what, const struct mg_error *err)
+{
+	char buf[2048];
+
+	fprintf(stderr, "bench: %s: %s\n", what, mg_error_str(err, buf, sizeof(buf)));
+	exit(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Print "name median" and "# runs name v1 v2 ...". */
+static void report(const char *name, const char *fmt, double *v, int n)
+{
+	double s[MAX_REPS];
+
+	printf("# runs %s", name);
+	for (int i = 0; i < n; i++) {
+		putchar(' ');
+		printf(fmt, v[i]);
+	}
+	putchar('\n');
+	memcpy(s, v, sizeof(double) * (size_t)n);
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	printf("%s ", name);
+	printf(fmt, n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void call_noop(struct mg_context *ctx, const char *what)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	if (mg_call(ctx, "noop", NULL, NULL, &err) < 0)
+		die(what, &err);
+}
+
+static void stop(struct mg_context *ctx)
+{
+	mg_context_shutdown(ctx, true);
+	mg_context_unref(ctx);
+}
+
+/* N_CTX local contexts one after another, each with a first call.
+ * Returns ms per context. */
+static double local_create_call(struct mg_router *r, struct mg_context **ctxs)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	MG_OPTS(mg_local_opts, opts, .remote_name = "bench");
+	double t = now();
+
+	for (int i = 0; i < N_CTX; i++) {
+		ctxs[i] = mg_local(r, &opts, &err);
+		if (!ctxs[i])
+			die("mg_local", &err);
+		call_noop(ctxs[i], "first call");
+	}
+	return (now() - t) / N_CTX * 1e3;
+}
+
+static double call_rtt(struct mg_context *ctx)
+{
+	double t = now();
+
+	for (int i = 0; i < N_CALLS; i++)
+		call_noop(ctx, "noop call");
+	return (now() - t) / N_CALLS * 1e6;
+}
+
+static double fanout(struct mg_context **ctxs)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_receiver *rx[N_CTX];
+	struct mg_value *v;
+	double t = now();
+
+	for (int round = 0; round < N_ROUNDS; round++) {
+		for (int i = 0; i < N_CTX; i++) {
+			rx[i] = mg_call_async(ctxs[i], "noop", NULL, &err);
+			if (!rx[i])
+				die("mg_call_async noop", &err);
+		}
+		for (int i = 0; i < N_CTX; i++) {
+			v = NULL;
+			if (mg_receiver_get_data(rx[i], MG_FOREVER, &v, &err) < 0)
+				die("fan-out reply", &err);
+			mg_value_free(v);
+			mg_receiver_free(rx[i]);
+		}
+	}
+	return N_ROUNDS * N_CTX / (now() - t);
+}
+
+static double stream(struct mg_router *r, struct mg_context *ctx)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_receiver *rx, *call_rx;
+	struct mg_sender *tx;
+	struct mg_message *msg;
+	struct mg_value *v;
+	size_t got = 0;
+	double t, dt;
+	int ret;
+
+	rx = mg_receiver_new(r, NULL);
+	tx = rx ? mg_receiver_to_sender(rx) : NULL;
+	if (!tx) {
+		fprintf(stderr, "bench: receiver/sender: %s\n", strerror(errno));
+		exit(1);
+	}
+	t = now();
+	call_rx = mg_call_async(ctx, "produce",
+				MG_LIST(mg_sender_to_value(tx), mg_int(STREAM_COUNT),
+					mg_int(STREAM_SIZE)), &err);
+	if (!call_rx)
+		die("mg_call_async produce", &err);
+	while ((ret = mg_receiver_get(rx, MG_FOREVER, &msg, &err)) == 0) {
+		v = NULL;
+		if (mg_message_value(msg, true, &v, &err) < 0)
+			die("stream item", &err);
+		got += v && v->type == MG_BYTES ? v->len : 0;
+		mg_value_free(v);
+		mg_message_free(msg);
+	}
+	dt = now() - t;
+	if (ret != -EPIPE || strcmp(err.message, "sender closed"))
+		die("stream end", &err);
+	if (got != (size_t)STREAM_COUNT * STREAM_SIZE) {
+		fprintf(stderr, "bench: stream: got %zu bytes, expected %zu\n", got,
+			(size_t)STREAM_COUNT * STREAM_SIZE);
+		exit(1);
+	}
+	v = NULL;
+	if (mg_receiver_get_data(call_rx, MG_FOREVER, &v, &err) < 0)
+		die("produce", &err);
+	mg_value_free(v);
+	mg_receiver_free(call_rx);
+	mg_sender_free(tx);
+	mg_receiver_free(rx);
+	return (double)got / dt / 1e6;
+}
+
+/* N_FORK fork contexts, each created and called once. Only create+call is
+ * timed; each is shut down (untimed) before the next fork. */
+static double fork_create_call(struct mg_router *r)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	MG_OPTS(mg_local_opts, lo, .remote_name = "bench-fork");
+	MG_OPTS(mg_fork_opts, opts, .local = &lo);
+	double total = 0, t;
+
+	for (int i = 0; i < N_FORK; i++) {
+		t = now();
+		struct mg_context *ctx = mg_fork(r, &opts, &err);
+
+		if (!ctx)
+			die("mg_fork", &err);
+		call_noop(ctx, "fork call");
+		total += now() - t;
+		stop(ctx);
+	}
+	return total / N_FORK * 1e3;
+}
+
+int main(int argc, char **argv)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctxs[N_CTX], *extra[N_CTX];
+	struct mg_value *v = NULL;
+	double runs[MAX_REPS];
+	const char *e;
+	int ret;
+
+	/* In a child this never returns: it serves calls. */
+	ret = mg_main(argc, argv);
+	if (ret < 0) {
+		fprintf(stderr, "bench: mg_main: %s\n", strerror(-ret));
+		return 1;
+	}
+	verbose = argc > 1 && !strcmp(argv[1], "-v");
+	e = getenv("BENCH_REPS");
+	if (e && *e) {
+		reps = atoi(e);
+		if (reps < 1 || reps > MAX_REPS) {
+			fprintf(stderr, "bench: BENCH_REPS must be 1..%d\n", MAX_REPS);
+			return 2;
+		}
+	}
+	only = getenv("BENCH_ONLY");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	struct mg_router *r = mg_router_new(NULL);
+
+	if (!r) {
+		fprintf(stderr, "bench: mg_router_new: %s\n", strerror(errno));
+		return 1;
+	}
+	printf("reps %d\n", reps);
+
+	progress("bench: %s\n", "local create + first call");
+	runs[0] = local_create_call(r, ctxs);
+
+	/* RSS of a fresh child, before it did anything but one call. */
+	if (mg_call(ctxs[0], "rss_kb", NULL, &v, &err) < 0 || !v || v->type != MG_INT)
+		die("rss_kb", &err);
+	printf("child_rss_kb %lld\n", (long long)v->i);
+	mg_value_free(v);
+
+	if (want("local_create_call_ms")) {
+		for (int k = 1; k < reps; k++) {
+			runs[k] = local_create_call(r, extra);
+			for (int i = 0; i < N_CTX; i++)
+				stop(extra[i]);
+		}
+		report("local_create_call_ms", "%.2f", runs, reps);
+	}
+
+	if (want("call_rtt_us")) {
+		progress("bench: %s\n", "call round trip");
+		for (int k = 0; k < reps; k++)
+			runs[k] = call_rtt(ctxs[0]);
+		report("call_rtt_us", "%.1f", runs, reps);
+	}
+
+	if (want("fanout10_calls_per_s")) {
+		progress("bench: %s\n", "fan-out");
+		for (int k = 0; k < reps; k++)
+			runs[k] = fanout(ctxs);
+		report("fanout10_calls_per_s", "%.0f", runs, reps);
+	}
+
+	if (want("stream_MBps")) {
+		progress("bench: %s\n", "stream");
+		for (int k = 0; k < reps; k++)
+			runs[k] = stream(r, ctxs[0]);
+		report("stream_MBps", "%.0f", runs, reps);
+	}
+
+	if (want("fork_create_call_ms")) {
+		progress("bench: %s\n", "fork create + call");
+		for (int k = 0; k < reps; k++)
+			runs[k] = fork_create_call(r);
+		report("fork_create_call_ms", "%.2f", runs, reps);
+	}
+
+	for (int i = 0; i < N_CTX; i++)
+		stop(ctxs[i]);
+	mg_router_unref(r);
+	return 0;
+}
