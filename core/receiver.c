@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/message.h"
+#include "core/receiver.h"
 #include "core/router.h"
 
 struct mg_receiver {
@@ -62,12 +63,34 @@ static void receiver_on_message(struct mg_message *msg, void *userdata)
 		mg_message_free(msg);
 		return;
 	}
+	/* Under the lock, so that once mg_receiver_set_notify(NULL) returns
+	 * the old callback is no longer running (selects free their state). */
 	pthread_mutex_lock(&rx->lock);
 	notify = rx->notify;
 	nd = rx->notify_data;
-	pthread_mutex_unlock(&rx->lock);
 	if (notify)
 		notify(rx, nd);
+	pthread_mutex_unlock(&rx->lock);
+}
+
+bool receiver_has_notify(struct mg_receiver *rx)
+{
+	bool has;
+
+	pthread_mutex_lock(&rx->lock);
+	has = rx->notify != NULL;
+	pthread_mutex_unlock(&rx->lock);
+	return has;
+}
+
+int receiver_take(struct mg_receiver *rx, struct mg_message **ret_msg)
+{
+	void *item;
+	int ret = mg_latch_get(rx->latch, 0, &item);
+
+	if (ret == 0)
+		*ret_msg = item;
+	return ret;
 }
 
 struct mg_receiver *mg_receiver_new(struct mg_router *r, const struct mg_receiver_opts *opts)

@@ -9,5 +9,6 @@
 #include <mitogen/value.h>
 #include <mitogen/router.h>
 #include <mitogen/context.h>
+#include <mitogen/select.h>
 
 #endif
