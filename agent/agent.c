@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
+#include "master/master.h"
 
 struct mg_call {
 	struct mg_router *router;
@@ -278,6 +279,7 @@ void agent_run(int fd)
 	struct set_max sm;
 
 	builtins_init();
+	via_init();
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	b = mg_broker_new(NULL);
 	r = b ? router_new_child(b, MG_DEFAULT_MAX_MESSAGE_SIZE) : NULL;

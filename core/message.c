@@ -46,10 +46,7 @@ struct mg_message *message_new_owned(const struct wire_meta *meta, uint8_t *data
 
 void message_set_router(struct mg_message *msg, struct mg_router *r)
 {
-	struct mg_router *old = msg->router;
-
-	msg->router = r ? mg_router_ref(r) : NULL;
-	mg_router_unref(old);
+	msg->router = r;
 }
 
 struct mg_message *mg_message_new(uint32_t dst_id, uint32_t handle, struct mg_value *value)
@@ -109,7 +106,6 @@ void mg_message_free(struct mg_message *msg)
 {
 	if (!msg)
 		return;
-	mg_router_unref(msg->router);
 	free(msg->data);
 	free(msg);
 }

@@ -10,7 +10,7 @@ struct mg_message {
 	struct wire_meta meta;
 	uint8_t *data;			/* msgpack payload, owned */
 	size_t len;
-	struct mg_router *router;	/* reference, or NULL when made here */
+	struct mg_router *router;	/* borrowed: valid while the router is; NULL when made here */
 	struct mg_receiver *receiver;	/* borrowed */
 	struct mg_message *next;	/* queue link (stream output, deferral) */
 	size_t sent;			/* payload bytes already written */
@@ -19,7 +19,7 @@ struct mg_message {
 
 /* A message taking ownership of data (malloc'd, len bytes). */
 struct mg_message *message_new_owned(const struct wire_meta *meta, uint8_t *data, size_t len);
-/* Set router reference (drops any previous one). */
+/* Note the router that delivered msg (borrowed). */
 void message_set_router(struct mg_message *msg, struct mg_router *r);
 /* Fill err from a dead message's reason (ChannelError). */
 void message_dead_error(const struct mg_message *msg, struct mg_error *err);

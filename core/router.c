@@ -32,7 +32,28 @@ struct handler {
 	void *policy_data;
 };
 
-static void router_on_shutdown(void *arg);
+static void router_on_shutdown(void *arg)
+{
+	struct mg_router *r = arg;
+	struct stream *s;
+
+	pthread_mutex_lock(&r->lock);
+	r->shutting_down = true;
+	pthread_mutex_unlock(&r->lock);
+	/* Broker thread: only it changes the stream list, so walk it freely. */
+	for (s = r->streams; s; s = s->next) {
+		struct mg_message *m;
+
+		if (s->role != STREAM_CHILD || s->closed)
+			continue;
+		m = mg_message_new(s->remote_id, MG_HANDLE_SHUTDOWN, NULL);
+		if (m) {
+			m->meta.src_id = m->meta.auth_id = r->id;
+			stream_send(s, m);
+		}
+	}
+}
+
 static bool router_idle(void *arg);
 static void router_on_stop(void *arg);
 static bool router_keep_alive(void *arg);
@@ -78,6 +99,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	idmap_init(&r->handlers);
 	idmap_init(&r->routes);
 	idmap_init(&r->contexts);
+	idmap_init(&r->allocations);
 	r->client.on_shutdown = router_on_shutdown;
 	r->client.idle = router_idle;
 	r->client.on_stop = router_on_stop;
@@ -85,6 +107,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	r->client.arg = r;
 	broker_client_add(b, &r->client);
 	mg_router_add_handler(r, on_forward_log, NULL, &log_opts);
+	routes_init(r);
 	return r;
 }
 
@@ -176,6 +199,13 @@ static void close_deferred(void *arg)
 	mg_latch_put(cw->done, cw);
 }
 
+static void close_barrier(void *arg)
+{
+	struct close_wait *cw = arg;
+
+	mg_latch_put(cw->done, cw);
+}
+
 static void free_dead_streams(struct mg_router *r);
 
 static void router_destroy(struct mg_router *r)
@@ -190,8 +220,12 @@ static void router_destroy(struct mg_router *r)
 		struct close_wait cw = { .r = r, .done = mg_latch_new() };
 		void *item;
 
-		if (cw.done && mg_broker_defer(r->broker, close_deferred, &cw) == 0)
+		if (cw.done && mg_broker_defer(r->broker, close_deferred, &cw) == 0) {
 			mg_latch_get(cw.done, MG_FOREVER, &item);
+			/* A barrier: work the close queued has run once this has. */
+			if (broker_defer_later(r->broker, close_barrier, &cw) == 0)
+				mg_latch_get(cw.done, MG_FOREVER, &item);
+		}
 		mg_latch_free(cw.done);
 	} else {
 		close_all_streams(r);
@@ -225,6 +259,7 @@ static void router_destroy(struct mg_router *r)
 	idmap_free(&r->handlers);
 	idmap_free(&r->routes);
 	idmap_free(&r->contexts);
+	idmap_free(&r->allocations);
 	for (struct mg_message *m = r->q_head, *next; m; m = next) {
 		next = m->next;
 		mg_message_free(m);
@@ -238,7 +273,13 @@ static void router_destroy(struct mg_router *r)
 
 struct mg_router *mg_router_unref(struct mg_router *r)
 {
-	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	/*
+	 * Work still queued on the broker holds short references while the
+	 * router is destroyed; those may drop to zero again: only the first
+	 * time destroys (router_destroy waits for that work to finish).
+	 */
+	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0 &&
+	    !__atomic_exchange_n(&r->dying, true, __ATOMIC_ACQ_REL))
 		router_destroy(r);
 	return NULL;
 }
@@ -256,16 +297,6 @@ size_t mg_router_max_message_size(const struct mg_router *r)
 uint32_t mg_router_id(const struct mg_router *r)
 {
 	return r ? r->id : 0;
-}
-
-uint32_t router_alloc_id(struct mg_router *r)
-{
-	uint32_t id;
-
-	pthread_mutex_lock(&r->lock);
-	id = r->id + r->next_id++;
-	pthread_mutex_unlock(&r->lock);
-	return id;
 }
 
 /* --- handlers ---------------------------------------------------------- */
@@ -593,6 +624,11 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 			return;
 		}
 	}
+	if (msg->meta.dst_id == r->id && (msg->meta.handle == MG_HANDLE_ADD_ROUTE ||
+					  msg->meta.handle == MG_HANDLE_DEL_ROUTE)) {
+		routes_on_message(r, s, msg);
+		return;
+	}
 	router_dispatch(r, msg, s);
 }
 
@@ -735,6 +771,8 @@ static void add_stream_deferred(void *arg)
 		as->ret = stream_start(r->broker, s);
 	if (as->ret < 0)
 		stream_close(s, "could not register stream");
+	else if (s->role == STREAM_CHILD)
+		routes_announce(r, s);
 out:
 	if (as->done)
 		mg_latch_put(as->done, as);
@@ -855,10 +893,32 @@ static void free_dead_timer(void *arg)
 	mg_router_unref(arg);
 }
 
+void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_upstream,
+		 const char *why)
+{
+	struct lost_scan ls = { .r = r, .ids = (uint32_t *)ids, .nids = n,
+				.all_upstream = all_upstream };
+
+	pthread_mutex_lock(&r->lock);
+	idmap_each(&r->handlers, scan_handler, &ls);
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct mg_context *ctx;
+
+		pthread_mutex_lock(&r->lock);
+		ctx = idmap_get(&r->contexts, ids[i]);
+		pthread_mutex_unlock(&r->lock);
+		if (ctx)
+			context_set_disconnected(ctx);
+	}
+	for (size_t i = 0; i < ls.n; i++)
+		deliver_dead(r, ls.handles[i], why);
+	free(ls.handles);
+}
+
 void router_stream_closed(struct mg_router *r, struct stream *s, const char *reason)
 {
 	struct route_scan rs = { .s = s };
-	struct lost_scan ls = { .r = r };
 	struct stream **pp;
 	bool parent_lost = false;
 	char why[256];
@@ -879,28 +939,15 @@ void router_stream_closed(struct mg_router *r, struct stream *s, const char *rea
 		r->parent = NULL;
 		parent_lost = true;
 	}
-	ls.ids = rs.ids;
-	ls.nids = rs.n;
-	ls.all_upstream = parent_lost;
-	idmap_each(&r->handlers, scan_handler, &ls);
 	pthread_mutex_unlock(&r->lock);
 
 	if (s->role == STREAM_CHILD)
 		LOG_DEBUG("context %u (%s) disconnected: %s", s->remote_id, s->name, reason);
-	for (size_t i = 0; i < rs.n; i++) {
-		struct mg_context *ctx;
-
-		pthread_mutex_lock(&r->lock);
-		ctx = idmap_get(&r->contexts, rs.ids[i]);
-		pthread_mutex_unlock(&r->lock);
-		if (ctx)
-			context_set_disconnected(ctx);
-	}
 	snprintf(why, sizeof(why), "respondent context %u (%s) disconnected: %s",
 		 s->remote_id, s->name, reason);
-	for (size_t i = 0; i < ls.n; i++)
-		deliver_dead(r, ls.handles[i], why);
-	free(ls.handles);
+	router_lost(r, rs.ids, rs.n, parent_lost, why);
+	/* Everyone else on the tree learns these ids are gone (DEL_ROUTE). */
+	routes_propagate_lost(r, s, rs.ids, rs.n);
 	free(rs.ids);
 
 	/* Free the stream once the broker is past this event batch. */
@@ -915,29 +962,6 @@ void router_stream_closed(struct mg_router *r, struct stream *s, const char *rea
 }
 
 /* --- broker client ----------------------------------------------------- */
-
-static void router_on_shutdown(void *arg)
-{
-	struct mg_router *r = arg;
-	struct stream *list[1024];
-	size_t n = 0;
-
-	pthread_mutex_lock(&r->lock);
-	r->shutting_down = true;
-	for (struct stream *s = r->streams; s && n < 1024; s = s->next)
-		if (s->role == STREAM_CHILD && !s->closed)
-			list[n++] = s;
-	pthread_mutex_unlock(&r->lock);
-	for (size_t i = 0; i < n; i++) {
-		struct mg_message *m = mg_message_new(list[i]->remote_id,
-						      MG_HANDLE_SHUTDOWN, NULL);
-
-		if (m) {
-			m->meta.src_id = m->meta.auth_id = r->id;
-			stream_send(list[i], m);
-		}
-	}
-}
 
 static bool router_idle(void *arg)
 {

@@ -18,6 +18,7 @@ struct stream;
 
 struct mg_router {
 	int refs;
+	bool dying;			/* refs reached 0 once: being destroyed */
 	struct mg_broker *broker;
 	bool own_broker;
 	struct broker_client client;
@@ -34,6 +35,7 @@ struct mg_router {
 	struct stream *streams;		/* every stream, linked */
 	size_t nchildren;		/* child streams open */
 	uint32_t next_id;		/* master: next context id */
+	struct idmap allocations;	/* master: id -> context it was allocated for */
 	bool shutting_down;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
@@ -60,8 +62,24 @@ void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream 
 int router_route_later(struct mg_router *r, struct mg_message *msg);
 /* Broker thread: route what is queued now (last words before a close). */
 void router_flush_queue(struct mg_router *r);
-/* Allocate a fresh context id (master: local counter). */
-uint32_t router_alloc_id(struct mg_router *r);
+/*
+ * Allocate a fresh context id on behalf of context `owner` (whose stream
+ * alone may later announce it with ADD_ROUTE). The master counts; a child
+ * asks the master (ALLOCATE_ID) and waits. Returns 0 with errno on failure.
+ */
+uint32_t router_alloc_id(struct mg_router *r, uint32_t owner);
+/* Contexts ids were lost: mark them, tell respondents (dead messages). */
+void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_upstream,
+		 const char *why);
+/* routes.c: register the ALLOCATE_ID handler. */
+void routes_init(struct mg_router *r);
+/* routes.c, broker thread: ADD_ROUTE / DEL_ROUTE addressed to us from s. */
+void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message *msg);
+/* routes.c, broker thread: announce a new child stream's id upwards. */
+void routes_announce(struct mg_router *r, struct stream *s);
+/* routes.c, broker thread: ids behind `from` are gone: DEL_ROUTE up and down. */
+void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
+			   size_t n);
 /* Register a stream with the router and broker (any thread, waits). */
 int router_add_stream(struct mg_router *r, struct stream *s);
 /* Broker thread: route id through s (ADD_ROUTE). */

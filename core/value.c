@@ -1418,10 +1418,14 @@ int value_check(const void *buf, size_t len)
 			if (err < 0)
 				return err;
 			mg_value_free(e);
-		} else if ((t.type == MG_LIST || t.type == MG_MAP) && t.len) {
+		} else if (t.type == MG_LIST || t.type == MG_MAP) {
+			/* Empty ones count too, as in value_read_items(). */
 			if (top + 1 > MG_VALUE_MAX_DEPTH)
 				return -E2BIG;
-			left[++top] = t.type == MG_MAP ? 2 * (uint64_t)t.len : t.len;
+			if (t.len)
+				left[++top] = t.type == MG_MAP ?
+						      2 * (uint64_t)t.len :
+						      t.len;
 		}
 	}
 	return r.p == r.end ? 0 : -EBADMSG;

@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
+#include "master/master.h"
 
 #define CHILD_FD 3
 #define TAIL_MAX 2048
@@ -36,7 +37,7 @@
 extern char **environ;
 
 struct child_proc {
-	struct mg_router *r;		/* reference */
+	struct mg_broker *b;		/* borrowed: frees us before it stops */
 	struct mg_context *ctx;		/* reference */
 	pid_t pid;
 	struct broker_source pidsrc;
@@ -96,7 +97,7 @@ static void out_close(struct child_proc *cp)
 		return;
 	if (cp->linelen)
 		emit_line(cp);
-	broker_del(cp->r->broker, &cp->outsrc);
+	broker_del(cp->b, &cp->outsrc);
 	close(cp->outsrc.fd);
 	cp->outsrc.fd = -1;
 	cp->out_open = false;
@@ -153,7 +154,7 @@ static void reap(struct child_proc *cp, bool block)
 		status = 0;
 	cp->reaped = true;
 	if (cp->pidsrc.fd >= 0) {
-		broker_del(cp->r->broker, &cp->pidsrc);
+		broker_del(cp->b, &cp->pidsrc);
 		close(cp->pidsrc.fd);
 		cp->pidsrc.fd = -1;
 	}
@@ -180,7 +181,7 @@ static void child_proc_unref(struct child_proc *cp)
 {
 	if (!cp || __atomic_sub_fetch(&cp->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	broker_client_del(cp->r->broker, &cp->client);
+	broker_client_del(cp->b, &cp->client);
 	if (cp->pidsrc.fd >= 0)
 		close(cp->pidsrc.fd);
 	if (cp->outsrc.fd >= 0)
@@ -188,7 +189,6 @@ static void child_proc_unref(struct child_proc *cp)
 	pthread_mutex_destroy(&cp->lock);
 	cp->ctx->kill = NULL;
 	mg_context_unref(cp->ctx);
-	mg_router_unref(cp->r);
 	free(cp);
 }
 
@@ -201,7 +201,7 @@ static void child_proc_maybe_free(struct child_proc *cp)
 {
 	if (cp->reaped && !cp->out_open && !cp->done) {
 		cp->done = true;
-		broker_defer_later(cp->r->broker, child_proc_unref_deferred, cp);
+		broker_defer_later(cp->b, child_proc_unref_deferred, cp);
 	}
 }
 
@@ -245,7 +245,7 @@ static void watch_deferred(void *arg)
 {
 	struct watch_req *wr = arg;
 	struct child_proc *cp = wr->cp;
-	struct mg_broker *b = cp->r->broker;
+	struct mg_broker *b = cp->b;
 
 	wr->ret = 0;
 	if (broker_add(b, &cp->outsrc, EPOLLIN) < 0)
@@ -267,7 +267,7 @@ static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context 
 	if (!cp)
 		return NULL;
 	cp->refs = 2;
-	cp->r = mg_router_ref(r);
+	cp->b = r->broker;
 	cp->ctx = mg_context_ref(ctx);
 	cp->pid = pid;
 	cp->outsrc.fd = outfd;
@@ -313,7 +313,7 @@ static void start_cleanup(struct start *st)
 }
 
 static int start_prepare(struct start *st, struct mg_router *r,
-			 const struct mg_local_opts *o, struct mg_error *err)
+			 const struct mg_local_opts *o, uint32_t id, struct mg_error *err)
 {
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
@@ -329,11 +329,6 @@ static int start_prepare(struct start *st, struct mg_router *r,
 		st->debug = o->debug;
 		st->profiling = o->profiling;
 		st->image = o->image;
-		if (o->via) {
-			error_set(err, MG_ERR_STREAM, ENOTSUP,
-				  "via= is not supported by this build yet");
-			return -ENOTSUP;
-		}
 	}
 	if (st->name && (strchr(st->name, '/') || !*st->name)) {
 		error_set(err, MG_ERR_STREAM, EINVAL,
@@ -363,7 +358,13 @@ static int start_prepare(struct start *st, struct mg_router *r,
 		start_cleanup(st);
 		return -e;
 	}
-	st->id = router_alloc_id(r);
+	st->id = id ? id : router_alloc_id(r, r->id);
+	if (!st->id) {
+		error_set(err, MG_ERR_STREAM, EIO, "%s: no context id from the master",
+			  st->namebuf);
+		start_cleanup(st);
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -530,8 +531,8 @@ static char **child_env(void)
 	return env;
 }
 
-struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opts,
-			    struct mg_error *err)
+struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *opts,
+			       uint32_t id, struct mg_error *err)
 {
 	struct start st;
 	posix_spawn_file_actions_t fa;
@@ -548,7 +549,7 @@ struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opt
 		return NULL;
 	}
 	memset(&st, 0, sizeof(st));
-	ret = start_prepare(&st, r, opts, err);
+	ret = start_prepare(&st, r, opts, id, err);
 	if (ret < 0) {
 		errno = -ret;
 		return NULL;
@@ -576,8 +577,8 @@ struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opt
 	return start_finish(&st, pid, err);
 }
 
-struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
-			   struct mg_error *err)
+struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *opts,
+			      uint32_t id, struct mg_error *err)
 {
 	const struct mg_local_opts *lo = NULL;
 	void (*on_fork)(void *) = NULL;
@@ -597,7 +598,7 @@ struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
 		on_fork_data = opts->on_fork_data;
 	}
 	memset(&st, 0, sizeof(st));
-	ret = start_prepare(&st, r, lo, err);
+	ret = start_prepare(&st, r, lo, id, err);
 	if (ret < 0) {
 		errno = -ret;
 		return NULL;
@@ -626,4 +627,30 @@ struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
 		_exit(AGENT_EXIT_SETUP);
 	}
 	return start_finish(&st, pid, err);
+}
+
+struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opts,
+			    struct mg_error *err)
+{
+	if (opts && opts->sz > offsetof(struct mg_local_opts, via) && opts->via)
+		return via_start(r, VIA_LOCAL, opts, err);
+	return local_start(r, opts, 0, err);
+}
+
+struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
+			   struct mg_error *err)
+{
+	const struct mg_local_opts *lo = opts && opts->sz > offsetof(struct mg_fork_opts, local)
+					 ? opts->local : NULL;
+
+	if (lo && lo->sz > offsetof(struct mg_local_opts, via) && lo->via) {
+		if (opts->on_fork) {
+			error_set(err, MG_ERR_STREAM, EINVAL,
+				  "on_fork cannot cross contexts: not allowed with via");
+			errno = EINVAL;
+			return NULL;
+		}
+		return via_start(r, VIA_FORK, lo, err);
+	}
+	return fork_start(r, opts, 0, err);
 }

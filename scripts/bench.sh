@@ -21,6 +21,9 @@
 #   BENCH_REPS   runs per figure for ours; the median is shown (default 5)
 #   BENCH_STRICT 1: exit 1 when a target is missed (default: only report)
 #   PYTHON       interpreter for the Mitogen script (default /usr/bin/python3)
+#   BENCH_CPUS   run all three under `taskset -c BENCH_CPUS` (e.g. 0, or 0,1);
+#                default: unpinned. Wake-ups across CPUs cost far more on a
+#                VM whose other vCPU is idle, so pinning changes every figure.
 #
 # A program that fails has its error printed and "n/a" in its column; the
 # script exits 1 only when ours failed (or, with BENCH_STRICT=1, when a
@@ -35,14 +38,19 @@ REF=selftests/bench/ref
 OUT=build/bench
 export BENCH_REPS=${BENCH_REPS:-5}
 mkdir -p "$OUT"
+load0=$(cut -d' ' -f1 /proc/loadavg)
+PIN=()
+if [ -n "${BENCH_CPUS:-}" ]; then
+	PIN=(taskset -c "$BENCH_CPUS")
+fi
 
 # run NAME OUTFILE CMD...: run CMD, stdout to OUTFILE, stderr to
 # OUTFILE.err; on failure say so and empty OUTFILE (its column is n/a).
 run() {
 	local name=$1 out=$2 rc
 	shift 2
-	echo "bench: running $name: $*" >&2
-	timeout 600 "$@" >"$out" 2>"$out.err"
+	echo "bench: running $name: ${PIN[*]}${PIN:+ }$*" >&2
+	timeout 600 "${PIN[@]}" "$@" >"$out" 2>"$out.err"
 	rc=$?
 	if [ $rc -ne 0 ]; then
 		echo "bench: $name failed (exit $rc); its column shows n/a. Its output:" >&2
@@ -79,7 +87,8 @@ ours_ver=$("$MITOGEN" --version 2>/dev/null | head -n 1)
 
 echo
 echo "libmitogen bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm)," \
-	"$(nproc) CPUs; ours: $ours_ver; Mitogen: $mito_ver ($PYTHON)"
+	"$(nproc) CPUs${BENCH_CPUS:+ (pinned to CPUs $BENCH_CPUS)}, load $load0 before the run"
+echo "ours: $ours_ver; Mitogen: $mito_ver ($PYTHON)"
 echo
 
 # The table. Files are read in order floor, mitogen, ours (FILENAME tells

@@ -159,6 +159,25 @@ MG_API int mg_router_del_handler(struct mg_router *r, uint32_t handle);
 
 /* This context's id (0 in the master). */
 MG_API uint32_t mg_router_id(const struct mg_router *r);
+/*
+ * A new context id, unique in the whole tree, with a route leading to this
+ * context. The master counts; a child asks the master (ALLOCATE_ID) and
+ * waits for the answer. Returns the id (> 0) or -errno.
+ */
+MG_API int mg_router_allocate_id(struct mg_router *r);
+/*
+ * Send messages for target_id through the stream that reaches via_id (a
+ * directly connected child), and tell the parent (ADD_ROUTE). Normally
+ * automatic. Returns 0, -ENOENT when via_id has no stream, -EINVAL.
+ */
+MG_API int mg_router_add_route(struct mg_router *r, uint32_t target_id, uint32_t via_id);
+/*
+ * The stream that messages for dst_id leave on: its own route, else the
+ * parent's stream (unknown destinations go upstream); NULL in the master
+ * for an unknown id. Borrowed: valid until that stream closes; use it with
+ * mg_stream_remote_id().
+ */
+MG_API const struct mg_stream *mg_router_stream_by_id(struct mg_router *r, uint32_t dst_id);
 /* A reference to the context with this id, created if unknown; NULL+errno. */
 MG_API struct mg_context *mg_router_context_by_id(struct mg_router *r, uint32_t id);
 

@@ -2,16 +2,20 @@
 /*
  * selftests/fuzz/fuzz_value.c: libFuzzer target for mg_value_decode().
  *
+ * value_check() must give the decoder's answer on every input.
  * Whatever decodes must survive the rest of the value API: it re-encodes to
  * the same canonical bytes every time, decodes again to an equal value,
  * copies to an equal value, and prints as JSON (both ways agree, and no
  * raw control character reaches the text).
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mitogen/value.h>
+
+#include "core/value.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,6 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r, n;
 
 	r = mg_value_decode(data ? (const void *)data : "", size, &v);
+	/* A stream's check on receipt agrees with the decoder. */
+	if (r != -ENOMEM)
+		FUZZ_CHECK(value_check(data ? (const void *)data : "", size) == r);
 	if (r < 0)
 		return 0;
 

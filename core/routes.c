@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: MIT
+/*
+ * routes.c — keeping every router on the tree up to date: ADD_ROUTE goes
+ * up from the router that started a context, DEL_ROUTE goes up and down
+ * from the router that lost one, ALLOCATE_ID asks the master for an id.
+ *
+ * Why an ADD_ROUTE is believed: it must come up a child stream (the
+ * router has already checked its src_id and auth_id belong behind that
+ * stream), may not claim this context or one of its parents, nor an id
+ * already routed elsewhere; and the master, which allocated every id,
+ * accepts it only from the stream behind which the id's owner lives. A
+ * DEL_ROUTE from below only removes a route that points at that stream.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/context.h"
+#include "core/log.h"
+#include "core/router.h"
+#include "core/stream.h"
+
+static void send_on(struct mg_router *r, struct stream *s, uint32_t handle,
+		    struct mg_value *v)
+{
+	struct mg_message *m = mg_message_new(s->remote_id, handle, v);
+
+	if (!m)
+		return;
+	m->meta.src_id = m->meta.auth_id = r->id;
+	stream_send(s, m);
+}
+
+void routes_announce(struct mg_router *r, struct stream *s)
+{
+	if (r->parent)
+		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE,
+			MG_LIST(mg_int(s->remote_id), mg_str(s->name)));
+}
+
+void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
+			   size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (r->parent && r->parent != from)
+			send_on(r, r->parent, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
+		for (struct stream *s = r->streams; s; s = s->next)
+			if (s != from && s->role == STREAM_CHILD && !s->closed &&
+			    s->remote_id != ids[i])
+				send_on(r, s, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
+	}
+}
+
+static bool is_self_or_parent(struct mg_router *r, uint32_t id)
+{
+	uint32_t ids[64];
+	size_t n;
+
+	if (id == r->id)
+		return true;
+	n = mg_parent_ids(ids, 64);
+	for (size_t i = 0; i < n && i < 64; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+static void on_add_route(struct mg_router *r, struct stream *s, uint32_t id, const char *name)
+{
+	struct stream *cur;
+	const char *why = NULL;
+	int ret;
+
+	pthread_mutex_lock(&r->lock);
+	cur = idmap_get(&r->routes, id);
+	if (is_self_or_parent(r, id))
+		why = "it names this context or a parent";
+	else if (cur && cur != s)
+		why = "it is routed through another stream";
+	else if (!r->parent) {
+		/* The master allocated it: only its owner's stream may add it. */
+		uint32_t owner = (uint32_t)(uintptr_t)idmap_get(&r->allocations, id);
+
+		if (!owner || idmap_get(&r->routes, owner - 1) != s)
+			why = "it was not allocated to a context behind this stream";
+	}
+	if (!why)
+		ret = idmap_put(&r->routes, id, s);
+	pthread_mutex_unlock(&r->lock);
+	if (why) {
+		LOG_ERROR("stream %s: refused ADD_ROUTE for context %u: %s", s->name, id, why);
+		return;
+	}
+	if (ret < 0)
+		return;
+	LOG_DEBUG("ADD_ROUTE %u (%s) via %s", id, name, s->name);
+	if (name) {
+		struct mg_context *ctx = router_context(r, id, name);
+
+		mg_context_unref(ctx);
+	}
+	if (r->parent)
+		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE, MG_LIST(mg_int(id), mg_str(name)));
+}
+
+static void on_del_route(struct mg_router *r, struct stream *s, uint32_t id)
+{
+	struct stream *cur;
+	char why[96];
+
+	pthread_mutex_lock(&r->lock);
+	cur = idmap_get(&r->routes, id);
+	if (s->role == STREAM_CHILD) {
+		if (cur != s) {
+			pthread_mutex_unlock(&r->lock);
+			LOG_WARN("stream %s: ignored DEL_ROUTE for %u: not routed there",
+				 s->name, id);
+			return;
+		}
+		idmap_del(&r->routes, id);
+		idmap_del(&r->allocations, id);
+	} else if (cur) {
+		/* From above, about a context below us: we know better. */
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	pthread_mutex_unlock(&r->lock);
+	LOG_DEBUG("DEL_ROUTE %u from %s", id, s->name);
+	snprintf(why, sizeof(why), "respondent context %u disconnected", id);
+	router_lost(r, &id, 1, false, why);
+	routes_propagate_lost(r, s, &id, 1);
+}
+
+void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message *msg)
+{
+	struct mg_value *v = NULL;
+
+	if (mg_message_value(msg, false, &v, NULL) < 0 || v->type != MG_LIST || v->len < 1 ||
+	    v->items[0].type != MG_INT || v->items[0].i <= 0 || v->items[0].i > UINT32_MAX) {
+		LOG_ERROR("stream %s: malformed route message", s->name);
+	} else if (msg->meta.handle == MG_HANDLE_ADD_ROUTE) {
+		if (s->role == STREAM_CHILD)
+			on_add_route(r, s, (uint32_t)v->items[0].i,
+				     v->len > 1 && v->items[1].type == MG_STR ? v->items[1].str
+									      : NULL);
+	} else {
+		on_del_route(r, s, (uint32_t)v->items[0].i);
+	}
+	mg_value_free(v);
+	mg_message_free(msg);
+}
+
+/* --- ids --------------------------------------------------------------- */
+
+static uint32_t alloc_local(struct mg_router *r, uint32_t owner)
+{
+	uint32_t id;
+
+	pthread_mutex_lock(&r->lock);
+	id = r->next_id++;
+	/* Stored +1 so that owner 0 (the master itself) is not NULL. */
+	if (idmap_put(&r->allocations, id, (void *)(uintptr_t)(owner + 1)) < 0)
+		id = 0;
+	pthread_mutex_unlock(&r->lock);
+	return id;
+}
+
+/* Master: ALLOCATE_ID from a descendant; the router has checked src_id. */
+static void on_allocate_id(struct mg_message *msg, void *userdata)
+{
+	struct mg_router *r = userdata;
+	uint32_t id;
+
+	if (!mg_message_is_dead(msg) && msg->meta.reply_to) {
+		if (r->parent) {
+			router_refuse(r, msg, NULL, "ALLOCATE_ID must go to the master");
+		} else {
+			id = alloc_local(r, msg->meta.src_id);
+			LOG_DEBUG("allocated id %u for context %u", id, msg->meta.src_id);
+			mg_message_reply(msg, r, id ? mg_int(id) : mg_nil());
+		}
+	}
+	mg_message_free(msg);
+}
+
+void routes_init(struct mg_router *r)
+{
+	MG_OPTS(mg_handler_opts, o, .handle = MG_HANDLE_ALLOCATE_ID);
+
+	router_add_handler_release(r, on_allocate_id, r, NULL, &o);
+}
+
+uint32_t router_alloc_id(struct mg_router *r, uint32_t owner)
+{
+	struct mg_context *master;
+	struct mg_message *reply = NULL;
+	struct mg_value *v = NULL;
+	struct mg_error err = MG_ERROR_INIT;
+	uint32_t id = 0;
+	int ret;
+
+	if (!r->parent && !r->booting)
+		return alloc_local(r, owner);
+	master = router_context(r, 0, "master");
+	if (!master)
+		return 0;
+	ret = mg_context_send_await(master, mg_message_new(0, MG_HANDLE_ALLOCATE_ID, mg_nil()),
+				    30.0, &reply, &err);
+	if (ret == 0 && mg_message_value(reply, true, &v, &err) == 0 && v->type == MG_INT)
+		id = (uint32_t)v->i;
+	if (!id) {
+		LOG_ERROR("ALLOCATE_ID failed: %s", err.message);
+		errno = EIO;
+	}
+	mg_value_free(v);
+	mg_message_free(reply);
+	mg_context_unref(master);
+	return id;
+}
+
+/* --- public ------------------------------------------------------------ */
+
+int mg_router_allocate_id(struct mg_router *r)
+{
+	uint32_t id;
+
+	if (!r)
+		return -EINVAL;
+	id = router_alloc_id(r, r->id);
+	return id ? (int)id : -errno;
+}
+
+struct add_route {
+	struct mg_router *r;
+	uint32_t target, via;
+	int ret;
+	struct mg_latch *done;
+};
+
+static void add_route_deferred(void *arg)
+{
+	struct add_route *ar = arg;
+	struct mg_router *r = ar->r;
+	struct stream *s;
+
+	pthread_mutex_lock(&r->lock);
+	s = idmap_get(&r->routes, ar->via);
+	ar->ret = s ? idmap_put(&r->routes, ar->target, s) : -ENOENT;
+	pthread_mutex_unlock(&r->lock);
+	if (ar->ret == 0 && r->parent)
+		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE, MG_LIST(mg_int(ar->target), mg_nil()));
+	mg_latch_put(ar->done, ar);
+}
+
+int mg_router_add_route(struct mg_router *r, uint32_t target_id, uint32_t via_id)
+{
+	struct add_route ar = { .r = r, .target = target_id, .via = via_id };
+	void *item;
+	int ret;
+
+	if (!r || !target_id || target_id == r->id)
+		return -EINVAL;
+	ar.done = mg_latch_new();
+	if (!ar.done)
+		return -ENOMEM;
+	ret = mg_broker_defer(r->broker, add_route_deferred, &ar);
+	if (ret == 0)
+		mg_latch_get(ar.done, MG_FOREVER, &item);
+	mg_latch_free(ar.done);
+	return ret < 0 ? ret : ar.ret;
+}
+
+const struct mg_stream *mg_router_stream_by_id(struct mg_router *r, uint32_t id)
+{
+	struct stream *s;
+
+	if (!r)
+		return NULL;
+	pthread_mutex_lock(&r->lock);
+	s = idmap_get(&r->routes, id);
+	if (!s)
+		s = r->parent;
+	pthread_mutex_unlock(&r->lock);
+	return (const struct mg_stream *)s;
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/*
+ * via.c — starting a context through another one (via=). The master (or
+ * whoever asks) allocates the new id, then calls mg._proxy_start in the
+ * intermediate context, which runs the ordinary factory there with that
+ * id. The intermediate's router announces the new child upwards with
+ * ADD_ROUTE before the call's reply travels the same path, so when the
+ * caller gets the reply every router on the way can route to the child.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "core/message.h"
+#include "core/router.h"
+#include "master/master.h"
+
+static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "fork" };
+
+/*
+ * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling, image)
+ * -> pid. Runs in the intermediate, under its parent's authority (the
+ * CALL_FUNCTION policy), so only an ancestor can make it start contexts.
+ */
+static int proxy_start(struct mg_call *call, const struct mg_value *args,
+		       struct mg_value **ret)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	const char *kind, *name, *image = NULL;
+	double timeout;
+	bool debug, profiling;
+	int64_t id;
+	struct mg_context *ctx;
+
+	if (mg_value_unpack(args, &err, "slsdbb|s", &kind, &id, &name, &timeout, &debug,
+			    &profiling, &image) < 0)
+		return mg_call_fail(call, EINVAL, "%s", err.message);
+	if (id <= 0 || id > UINT32_MAX)
+		return mg_call_fail(call, EINVAL, "bad context id %lld", (long long)id);
+	MG_OPTS(mg_local_opts, lo, .remote_name = name, .connect_timeout = timeout,
+		.debug = debug, .profiling = profiling, .image = image);
+	if (!strcmp(kind, "local")) {
+		ctx = local_start(mg_call_router(call), &lo, (uint32_t)id, &err);
+	} else if (!strcmp(kind, "fork")) {
+		MG_OPTS(mg_fork_opts, fo, .local = &lo);
+		ctx = fork_start(mg_call_router(call), &fo, (uint32_t)id, &err);
+	} else {
+		return mg_call_fail(call, EINVAL, "unknown context kind '%s'", kind);
+	}
+	if (!ctx)
+		return mg_call_fail(call, err.errnum, "%s", err.message);
+	*ret = mg_int(mg_context_pid(ctx));
+	/* The router keeps the context; shutdown comes from above. */
+	mg_context_unref(ctx);
+	return 0;
+}
+MG_EXPORT_AS("mg._proxy_start", proxy_start);
+
+void via_init(void)
+{
+}
+
+struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
+			     const struct mg_local_opts *o, struct mg_error *err)
+{
+	struct mg_context *via = o->via, *ctx;
+	struct mg_error e2 = MG_ERROR_INIT;
+	struct mg_value *args;
+	char name[96];
+	uint32_t id;
+	int ret;
+
+	if (!r || via->router != r) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "via context belongs to another router");
+		errno = EINVAL;
+		return NULL;
+	}
+	id = router_alloc_id(r, via->id);
+	if (!id) {
+		error_set(err, MG_ERR_STREAM, EIO, "no context id from the master");
+		errno = EIO;
+		return NULL;
+	}
+	if (o->remote_name)
+		snprintf(name, sizeof(name), "%s", o->remote_name);
+	else
+		snprintf(name, sizeof(name), "%.60s.%s%u", via->name, kind_names[kind], id);
+	args = mg_value_build("slsdbb", kind_names[kind], (int64_t)id, name,
+			      o->connect_timeout > 0 ? o->connect_timeout : 30.0,
+			      (int)o->debug, (int)o->profiling);
+	if (args && o->image)
+		mg_list_append(args, mg_str(o->image));
+	ret = mg_call(via, "mg._proxy_start", args, NULL, &e2);
+	if (ret < 0) {
+		error_set(err, MG_ERR_STREAM, e2.errnum, "via %s: %s", via->name, e2.message);
+		errno = e2.errnum ? e2.errnum : EIO;
+		return NULL;
+	}
+	ctx = router_context(r, id, name);
+	if (!ctx)
+		error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
+	return ctx;
+}
