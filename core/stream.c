@@ -37,6 +37,7 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 	}
 	s->src.fd = fd;
 	s->src.on_event = stream_on_event;
+	pthread_mutex_init(&s->wlock, NULL);
 	s->role = role;
 	s->remote_id = remote_id;
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "?");
@@ -66,6 +67,7 @@ void stream_free(struct stream *s)
 	wire_rx_reset(&s->rx);
 	if (s->src.fd >= 0)
 		close(s->src.fd);
+	pthread_mutex_destroy(&s->wlock);
 	free(s);
 }
 
@@ -86,48 +88,56 @@ void stream_close(struct stream *s, const char *reason)
 	router_stream_closed(r, s, reason);
 }
 
-/* Write queued records until the socket is full. */
-static void stream_flush(struct stream *s)
+/* Write one record of m. Returns bytes of payload written or -errno. */
+static ssize_t write_record(struct stream *s, struct mg_message *m)
+{
+	size_t n = m->len - m->sent;
+	uint8_t flags = 0;
+	struct wire_hdr hdr;
+	struct iovec iov[2];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	ssize_t w;
+
+	if (n > WIRE_PAYLOAD_MAX)
+		n = WIRE_PAYLOAD_MAX;
+	if (!m->started)
+		flags |= WIRE_FLAG_FIRST;
+	if (m->sent + n == m->len)
+		flags |= WIRE_FLAG_LAST;
+	wire_hdr_pack(&hdr, &m->meta, flags, (uint32_t)n);
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = m->data + m->sent;
+	iov[1].iov_len = n;
+	do
+		w = sendmsg(s->src.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return -errno;
+	m->started = true;
+	m->sent += n;
+	return (ssize_t)n;
+}
+
+/*
+ * Write queued records until the socket is full. Called with wlock held;
+ * returns 0, or -errno when the stream must be closed (after unlocking).
+ */
+static int stream_flush_locked(struct stream *s)
 {
 	struct mg_router *r = s->router;
 
 	while (s->out_head) {
 		struct mg_message *m = s->out_head;
-		size_t n = m->len - m->sent;
-		uint8_t flags = 0;
-		struct wire_hdr hdr;
-		struct iovec iov[2];
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-		ssize_t w;
+		ssize_t n = write_record(s, m);
 
-		if (n > WIRE_PAYLOAD_MAX)
-			n = WIRE_PAYLOAD_MAX;
-		if (!m->started)
-			flags |= WIRE_FLAG_FIRST;
-		if (m->sent + n == m->len)
-			flags |= WIRE_FLAG_LAST;
-		wire_hdr_pack(&hdr, &m->meta, flags, (uint32_t)n);
-		iov[0].iov_base = &hdr;
-		iov[0].iov_len = sizeof(hdr);
-		iov[1].iov_base = m->data + m->sent;
-		iov[1].iov_len = n;
-		w = sendmsg(s->src.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				broker_mod(r->broker, &s->src, EPOLLIN | EPOLLOUT);
-				return;
-			}
-			char why[128];
-
-			snprintf(why, sizeof(why), "write: %s", strerror(errno));
-			stream_close(s, why);
-			return;
+		if (n == -EAGAIN || n == -EWOULDBLOCK) {
+			broker_mod(r->broker, &s->src, EPOLLIN | EPOLLOUT);
+			return 0;
 		}
-		m->started = true;
-		m->sent += n;
-		s->out_bytes -= n;
+		if (n < 0)
+			return (int)n;
+		s->out_bytes -= (size_t)n;
 		if (m->sent == m->len) {
 			s->out_head = m->next;
 			if (!s->out_head)
@@ -136,33 +146,79 @@ static void stream_flush(struct stream *s)
 		}
 	}
 	broker_mod(r->broker, &s->src, EPOLLIN);
+	return 0;
+}
+
+static void stream_flush(struct stream *s)
+{
+	char why[128];
+	int ret;
+
+	pthread_mutex_lock(&s->wlock);
+	ret = stream_flush_locked(s);
+	pthread_mutex_unlock(&s->wlock);
+	if (ret < 0) {
+		snprintf(why, sizeof(why), "write: %s", strerror(-ret));
+		stream_close(s, why);
+	}
+}
+
+int stream_send_direct(struct stream *s, struct mg_message *msg)
+{
+	ssize_t n = -EAGAIN;
+
+	if (msg->len > WIRE_PAYLOAD_MAX)
+		return -EAGAIN;
+	pthread_mutex_lock(&s->wlock);
+	if (!s->closed && !s->out_head) {
+		msg->sent = 0;
+		msg->started = false;
+		n = write_record(s, msg);
+		if (n < 0) {
+			/* Unsent: the broker queues it and deals with errors. */
+			msg->sent = 0;
+			msg->started = false;
+		}
+	}
+	pthread_mutex_unlock(&s->wlock);
+	if (n < 0)
+		return -EAGAIN;
+	mg_message_free(msg);
+	return 0;
 }
 
 void stream_send(struct stream *s, struct mg_message *msg)
 {
-	bool idle;
+	bool idle, too_big = false;
 
+	msg->next = NULL;
+	msg->sent = 0;
+	msg->started = false;
+	pthread_mutex_lock(&s->wlock);
 	if (s->closed) {
+		pthread_mutex_unlock(&s->wlock);
 		mg_message_free(msg);
 		return;
 	}
 	if (s->out_bytes + msg->len > STREAM_OUT_MAX) {
+		too_big = true;
+	} else {
+		idle = !s->out_head;
+		if (s->out_tail)
+			s->out_tail->next = msg;
+		else
+			s->out_head = msg;
+		s->out_tail = msg;
+		s->out_bytes += msg->len;
+	}
+	pthread_mutex_unlock(&s->wlock);
+	if (too_big) {
 		LOG_ERROR("stream %s: output backlog over %zu bytes, closing", s->name,
 			  (size_t)STREAM_OUT_MAX);
 		mg_message_free(msg);
 		stream_close(s, "output backlog too large");
 		return;
 	}
-	msg->next = NULL;
-	msg->sent = 0;
-	msg->started = false;
-	idle = !s->out_head;
-	if (s->out_tail)
-		s->out_tail->next = msg;
-	else
-		s->out_head = msg;
-	s->out_tail = msg;
-	s->out_bytes += msg->len;
 	if (idle)
 		stream_flush(s);
 }
@@ -277,10 +333,16 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 			return;
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		/*
+		 * Keep reading while inside a multi-record message; otherwise one
+		 * message per wake-up: epoll is level-triggered and will say if
+		 * more is waiting, which saves a recvmsg() that would only return
+		 * EAGAIN on the latency-bound path (one call, one reply).
+		 */
 		for (int i = 0; i < STREAM_READ_BATCH; i++) {
 			int ret = stream_read_record(s);
 
-			if (ret <= 0)
+			if (ret <= 0 || !s->rx.in_msg)
 				return;
 		}
 	}

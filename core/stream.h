@@ -7,6 +7,8 @@
 #ifndef CORE_STREAM_H
 #define CORE_STREAM_H
 
+#include <pthread.h>
+
 #include "core/broker.h"
 #include "core/wire.h"
 
@@ -22,6 +24,7 @@ struct stream {
 	uint32_t remote_id;
 	char name[96];
 	struct wire_rx rx;
+	pthread_mutex_t wlock;		/* output queue and writes to fd */
 	struct mg_message *out_head, *out_tail;
 	size_t out_bytes;
 	bool closed;
@@ -41,6 +44,12 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 int stream_start(struct mg_broker *b, struct stream *s);
 /* Queue msg (taken) for sending. */
 void stream_send(struct stream *s, struct mg_message *msg);
+/*
+ * Any thread, with the router lock held (so s cannot be freed): write a
+ * one-record msg straight to the socket when nothing is queued ahead of it.
+ * Returns 0 (msg taken) or -EAGAIN (msg untouched: queue it instead).
+ */
+int stream_send_direct(struct stream *s, struct mg_message *msg);
 /* Close: unregister, fail what depends on it (via the router), free later. */
 void stream_close(struct stream *s, const char *reason);
 void stream_free(struct stream *s);
