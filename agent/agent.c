@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,13 @@ void agent_run(int fd)
 
 	builtins_init();
 	via_init();
+	/*
+	 * This process is ours: keep freed message buffers instead of giving
+	 * them back to the kernel after each one, which turns every large
+	 * message into hundreds of page faults (measured: stream throughput).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	b = mg_broker_new(NULL);
 	r = b ? router_new_child(b, MG_DEFAULT_MAX_MESSAGE_SIZE) : NULL;

@@ -196,11 +196,15 @@ void mg_latch_close(struct mg_latch *l)
 {
 	if (!l)
 		return;
+	bool wake;
+
 	pthread_mutex_lock(&l->lock);
 	l->closed = true;
 	__atomic_add_fetch(&l->seq, 1, __ATOMIC_RELEASE);
+	wake = l->waiters > 0;
 	pthread_mutex_unlock(&l->lock);
-	futex_wake(&l->seq, INT32_MAX);
+	if (wake)
+		futex_wake(&l->seq, INT32_MAX);
 }
 
 bool latch_closed(struct mg_latch *l)

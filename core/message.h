@@ -8,8 +8,17 @@
 
 struct mg_message {
 	struct wire_meta meta;
-	uint8_t *data;			/* msgpack payload, owned */
+	/*
+	 * The msgpack payload is prefix[0..prefix_len) followed by data, len
+	 * bytes in all. A large str/bytes travels split: prefix is its
+	 * msgpack header and data its bytes, so they are neither copied into
+	 * one buffer when sent nor when received. prefix_len 0: data is all.
+	 */
+	uint8_t prefix[8];
+	uint8_t prefix_len;
+	uint8_t *data;			/* owned, unless hold is set */
 	size_t len;
+	struct mg_value *hold;		/* owns data when set (sending a value) */
 	struct mg_router *router;	/* borrowed: valid while the router is; NULL when made here */
 	struct mg_receiver *receiver;	/* borrowed */
 	struct mg_message *next;	/* queue link (stream output, deferral) */
@@ -19,8 +28,18 @@ struct mg_message {
 
 /* A message taking ownership of data (malloc'd, len bytes). */
 struct mg_message *message_new_owned(const struct wire_meta *meta, uint8_t *data, size_t len);
+/* Make the payload one buffer (data, len). Returns 0 or -ENOMEM. */
+int message_flatten(struct mg_message *msg);
+/* A message whose payload is the split form of a str/bytes: header bytes
+ * (prefix) and body (malloc'd, with one spare byte), both taken. */
+struct mg_message *message_new_split(const struct wire_meta *meta, const uint8_t *prefix,
+				     uint8_t prefix_len, uint8_t *body, size_t body_len);
 /* Note the router that delivered msg (borrowed). */
 void message_set_router(struct mg_message *msg, struct mg_router *r);
+/* mg_message_value(msg, true, ...) that takes msg's payload buffer (the
+ * message is left empty): saves a copy of large payloads. */
+int message_take_value(struct mg_message *msg, struct mg_value **ret_value,
+		       struct mg_error *err);
 /* Fill err from a dead message's reason (ChannelError). */
 void message_dead_error(const struct mg_message *msg, struct mg_error *err);
 /* Set err fields (NULL-safe). */

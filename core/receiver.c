@@ -37,7 +37,6 @@ static void receiver_unref(struct mg_receiver *rx)
 		return;
 	mg_latch_free(rx->latch);
 	pthread_mutex_destroy(&rx->lock);
-	mg_router_unref(rx->router);
 	free(rx);
 }
 
@@ -125,6 +124,7 @@ struct mg_receiver *mg_receiver_new(struct mg_router *r, const struct mg_receive
 	ret = router_add_handler_release(r, receiver_on_message, rx, receiver_release, &hopts);
 	if (ret < 0) {
 		rx->refs = 1;
+		mg_router_unref(rx->router);
 		receiver_unref(rx);
 		errno = -ret;
 		return NULL;
@@ -142,6 +142,12 @@ void mg_receiver_free(struct mg_receiver *rx)
 	/* If the handler is already gone (once, delivered) this is -ENOENT
 	 * and the registration's reference was dropped by the router. */
 	mg_router_del_handler(rx->router, rx->handle);
+	/*
+	 * The user's reference to the router goes now, not when the broker
+	 * has released the registration: so a program that frees its
+	 * receivers and then its router shuts the router down right there.
+	 */
+	mg_router_unref(rx->router);
 	receiver_unref(rx);
 }
 
@@ -188,7 +194,7 @@ int mg_receiver_get_data(struct mg_receiver *rx, double timeout, struct mg_value
 	ret = mg_receiver_get(rx, timeout, &msg, err);
 	if (ret < 0)
 		return ret;
-	ret = mg_message_value(msg, true, ret_value, err);
+	ret = message_take_value(msg, ret_value, err);
 	mg_message_free(msg);
 	return ret;
 }

@@ -271,16 +271,31 @@ static void router_destroy(struct mg_router *r)
 	free(r);
 }
 
+static void *router_destroy_thread(void *arg)
+{
+	router_destroy(arg);
+	return NULL;
+}
+
 struct mg_router *mg_router_unref(struct mg_router *r)
 {
 	/*
-	 * Work still queued on the broker holds short references while the
-	 * router is destroyed; those may drop to zero again: only the first
-	 * time destroys (router_destroy waits for that work to finish).
+	 * Work the router queued on the broker holds no reference:
+	 * router_destroy waits for it (join, or a barrier on a shared broker).
+	 * `dying` makes sure a reference taken during destruction and dropped
+	 * again cannot destroy twice.
 	 */
 	if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0 &&
-	    !__atomic_exchange_n(&r->dying, true, __ATOMIC_ACQ_REL))
-		router_destroy(r);
+	    !__atomic_exchange_n(&r->dying, true, __ATOMIC_ACQ_REL)) {
+		pthread_t t;
+
+		/* Destruction waits for the broker: never on its own thread. */
+		if (mg_broker_on_thread(r->broker) &&
+		    pthread_create(&t, NULL, router_destroy_thread, r) == 0)
+			pthread_detach(t);
+		else
+			router_destroy(r);
+	}
 	return NULL;
 }
 
@@ -377,7 +392,7 @@ int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *user
 			struct dead_delivery *dd = calloc(1, sizeof(*dd));
 
 			if (dd) {
-				dd->r = mg_router_ref(r);
+				dd->r = r;	/* router_destroy waits for deferred work */
 				dd->handle = handle;
 				snprintf(dd->reason, sizeof(dd->reason),
 					 "respondent context %u (%s) disconnected",
@@ -444,7 +459,6 @@ static void deliver_dead_deferred(void *arg)
 	struct dead_delivery *dd = arg;
 
 	deliver_dead(dd->r, dd->handle, dd->reason);
-	mg_router_unref(dd->r);
 	free(dd);
 }
 
@@ -672,7 +686,6 @@ static void drain_queue(void *arg)
 			router_dispatch(r, m, NULL);
 		}
 	}
-	mg_router_unref(r);
 }
 
 /*
@@ -722,13 +735,12 @@ static int router_enqueue(struct mg_router *r, struct mg_message *msg, bool late
 	r->q_scheduled = true;
 	pthread_mutex_unlock(&r->qlock);
 	if (schedule) {
-		int ret = later ? broker_defer_later(r->broker, drain_queue, mg_router_ref(r))
-				: mg_broker_defer(r->broker, drain_queue, mg_router_ref(r));
+		/* No reference: router_destroy waits for deferred work. */
+		int ret = later ? broker_defer_later(r->broker, drain_queue, r)
+				: mg_broker_defer(r->broker, drain_queue, r);
 
-		if (ret < 0) {
-			mg_router_unref(r);
+		if (ret < 0)
 			return ret;
-		}
 	}
 	return 0;
 }
@@ -934,7 +946,6 @@ static void free_dead_streams(struct mg_router *r)
 static void free_dead_timer(void *arg)
 {
 	free_dead_streams(arg);
-	mg_router_unref(arg);
 }
 
 void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_upstream,
@@ -1000,7 +1011,7 @@ void router_stream_closed(struct mg_router *r, struct stream *s, const char *rea
 	dead_streams = s;
 	pthread_mutex_unlock(&dead_lock);
 	if (mg_broker_on_thread(r->broker))
-		broker_defer_later(r->broker, free_dead_timer, mg_router_ref(r));
+		broker_defer_later(r->broker, free_dead_timer, r);
 	if (parent_lost && r->on_parent_lost)
 		r->on_parent_lost(r, r->on_parent_lost_arg);
 }

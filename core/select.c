@@ -311,7 +311,7 @@ int mg_select_all(struct mg_receiver *const *rxs, size_t n, double timeout,
 			break;
 		while (idx < n && rxs[idx] != mg_message_receiver(msg))
 			idx++;
-		ret = mg_message_value(msg, true, &v, err);
+		ret = message_take_value(msg, &v, err);
 		mg_message_free(msg);
 		if (ret < 0)
 			break;

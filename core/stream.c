@@ -91,11 +91,11 @@ void stream_close(struct stream *s, const char *reason)
 /* Write one record of m. Returns bytes of payload written or -errno. */
 static ssize_t write_record(struct stream *s, struct mg_message *m)
 {
-	size_t n = m->len - m->sent;
+	size_t n = m->len - m->sent, pre = 0;
 	uint8_t flags = 0;
 	struct wire_hdr hdr;
-	struct iovec iov[2];
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct iovec iov[3];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
 	ssize_t w;
 
 	if (n > WIRE_PAYLOAD_MAX)
@@ -107,8 +107,18 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 	wire_hdr_pack(&hdr, &m->meta, flags, (uint32_t)n);
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = m->data + m->sent;
-	iov[1].iov_len = n;
+	/* The payload is prefix (split messages) then data. */
+	if (m->sent < m->prefix_len) {
+		pre = m->prefix_len - m->sent;
+		if (pre > n)
+			pre = n;
+		iov[mh.msg_iovlen].iov_base = m->prefix + m->sent;
+		iov[mh.msg_iovlen++].iov_len = pre;
+	}
+	if (n > pre) {
+		iov[mh.msg_iovlen].iov_base = m->data + (m->sent + pre - m->prefix_len);
+		iov[mh.msg_iovlen++].iov_len = n - pre;
+	}
 	do
 		w = sendmsg(s->src.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
@@ -250,8 +260,15 @@ static int stream_read_record(struct stream *s)
 	ssize_t n;
 	int ret;
 
+	size_t room = WIRE_PAYLOAD_MAX;
+
 	if (s->rx.in_msg) {
-		if (wire_rx_reserve(&s->rx, WIRE_PAYLOAD_MAX) < 0) {
+		if (s->rx.split) {
+			/* Exactly sized from the header: never grow (no copy). */
+			room = s->rx.cap - 1 - s->rx.len;
+			if (room > WIRE_PAYLOAD_MAX)
+				room = WIRE_PAYLOAD_MAX;
+		} else if (wire_rx_reserve(&s->rx, WIRE_PAYLOAD_MAX) < 0) {
 			stream_protocol_error(s, "out of memory");
 			return -1;
 		}
@@ -262,7 +279,7 @@ static int stream_read_record(struct stream *s)
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	iov[1].iov_base = payload;
-	iov[1].iov_len = WIRE_PAYLOAD_MAX;
+	iov[1].iov_len = room;
 	n = recvmsg(s->src.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -278,7 +295,8 @@ static int stream_read_record(struct stream *s)
 		return -1;
 	}
 	if (mh.msg_flags & MSG_TRUNC) {
-		stream_protocol_error(s, "oversize record");
+		stream_protocol_error(s, room < WIRE_PAYLOAD_MAX ? "payload longer than its header says"
+							      : "oversize record");
 		return -1;
 	}
 	if ((size_t)n < sizeof(hdr)) {
@@ -300,15 +318,17 @@ static int stream_read_record(struct stream *s)
 	}
 	if (done) {
 		size_t len;
-		uint8_t *buf = wire_rx_take(&s->rx, &len);
+		uint8_t prefix[8], plen;
+		uint8_t *buf = wire_rx_take(&s->rx, &len, prefix, &plen);
 		struct mg_message *msg;
 
-		if (value_check(buf, len) < 0) {
+		if (plen ? value_split_check(prefix, plen, len) < 0 : value_check(buf, len) < 0) {
 			free(buf);
 			stream_protocol_error(s, "undecodable payload");
 			return -1;
 		}
-		msg = message_new_owned(&meta, buf, len);
+		msg = plen ? message_new_split(&meta, prefix, plen, buf, len)
+			   : message_new_owned(&meta, buf, len);
 
 		if (!msg) {
 			stream_protocol_error(s, "out of memory");

@@ -1430,3 +1430,70 @@ int value_check(const void *buf, size_t len)
 	}
 	return r.p == r.end ? 0 : -EBADMSG;
 }
+
+/*
+ * value_decode_owned — decode buf (malloc'd, len bytes), taking it. When
+ * the whole payload is one str or bytes (a sender streaming data, a file
+ * read), the bytes are moved to the front of buf in place and the value
+ * keeps buf as its block: no second allocation of the payload's size and
+ * no page faults for one. Otherwise as mg_value_decode, then buf is freed.
+ */
+int value_decode_owned(void *buf, size_t len, struct mg_value **ret_value)
+{
+	struct value_reader r = { buf, (const uint8_t *)buf + len };
+	struct value_token t;
+	struct mg_value *v;
+	int err;
+
+	if (!buf || !ret_value)
+		return -EINVAL;
+	if (len > 4096 && value_next(&r, &t) == 0 && r.p == r.end &&
+	    (t.type == MG_BYTES || t.type == MG_STR)) {
+		v = value_node(NULL, t.type);
+		if (!v) {
+			free(buf);
+			return -ENOMEM;
+		}
+		/* The item header is at least one byte: room for the NUL. */
+		memmove(buf, t.data, t.len);
+		((char *)buf)[t.len] = '\0';
+		v->len = t.len;
+		v->cap_ = VALUE_BLOB_OWN;
+		value_set_blob(v, buf);
+		*ret_value = v;
+		return 0;
+	}
+	err = mg_value_decode(buf, len, ret_value);
+	free(buf);
+	return err;
+}
+
+int value_split_check(const uint8_t *prefix, size_t prefix_len, size_t body_len)
+{
+	if (prefix_len != 5 || (prefix[0] != 0xc6 && prefix[0] != 0xdb) ||
+	    value_load_be(prefix + 1, 4) != body_len)
+		return -EBADMSG;
+	return 0;
+}
+
+int value_take_blob(const uint8_t *prefix, size_t prefix_len, void *body, size_t body_len,
+		    struct mg_value **ret_value)
+{
+	struct mg_value *v;
+
+	if (value_split_check(prefix, prefix_len, body_len) < 0) {
+		free(body);
+		return -EBADMSG;
+	}
+	v = value_node(NULL, prefix[0] == 0xc6 ? MG_BYTES : MG_STR);
+	if (!v) {
+		free(body);
+		return -ENOMEM;
+	}
+	((char *)body)[body_len] = '\0';	/* the buffer has a spare byte */
+	v->len = (uint32_t)body_len;
+	v->cap_ = VALUE_BLOB_OWN;
+	value_set_blob(v, body);
+	*ret_value = v;
+	return 0;
+}

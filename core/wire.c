@@ -78,6 +78,8 @@ int wire_rx_reserve(struct wire_rx *rx, size_t n)
 
 	if (want <= rx->cap)
 		return 0;
+	if (rx->split)
+		return -EMSGSIZE;	/* sized from its header: never grows */
 	cap = rx->cap ? rx->cap : want;
 	while (cap < want)
 		cap *= 2;
@@ -111,13 +113,42 @@ int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t fla
 			return -EMSGSIZE;
 		}
 		rx->len = 0;
-		if (wire_rx_reserve(rx, length ? length : 1) < 0) {
-			*why = "out of memory";
-			return -ENOMEM;
+		rx->split = false;
+		if (!(flags & WIRE_FLAG_LAST) && length > 5 &&
+		    (payload[0] == 0xc6 || payload[0] == 0xdb)) {
+			/* str32/bin32: the header says how big the body is. */
+			size_t body = (size_t)payload[1] << 24 | (size_t)payload[2] << 16 |
+				      (size_t)payload[3] << 8 | payload[4];
+
+			if (body + 5 > rx->max) {
+				*why = "message too large";
+				return -EMSGSIZE;
+			}
+			if (body + 5 < length) {
+				*why = "payload longer than its header says";
+				return -EBADMSG;
+			}
+			free(rx->buf);
+			rx->buf = malloc(body + 1);
+			if (!rx->buf) {
+				rx->cap = 0;
+				*why = "out of memory";
+				return -ENOMEM;
+			}
+			rx->cap = body + 1;
+			memcpy(rx->prefix, payload, 5);
+			memcpy(rx->buf, payload + 5, length - 5);
+			rx->len = length - 5;
+			rx->split = true;
+		} else {
+			if (wire_rx_reserve(rx, length ? length : 1) < 0) {
+				*why = "out of memory";
+				return -ENOMEM;
+			}
+			if (length)
+				memcpy(rx->buf, payload, length);
+			rx->len = length;
 		}
-		if (length)
-			memcpy(rx->buf, payload, length);
-		rx->len = length;
 		rx->meta = *meta;
 		rx->in_msg = true;
 	} else {
@@ -130,23 +161,34 @@ int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t fla
 			return -EBADMSG;
 		}
 		/* The payload was received in place at buf + len. */
-		if (rx->len + length > rx->max) {
+		if (rx->len + length + (rx->split ? 5 : 0) > rx->max) {
 			*why = "message too large";
 			return -EMSGSIZE;
 		}
 		rx->len += length;
 	}
 	if (flags & WIRE_FLAG_LAST) {
+		if (rx->split && rx->len + 1 != rx->cap) {
+			*why = "payload shorter than its header says";
+			return -EBADMSG;
+		}
 		rx->in_msg = false;
 		*ret_done = true;
 	}
 	return 0;
 }
 
-uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len)
+uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len, uint8_t *ret_prefix,
+		      uint8_t *ret_prefix_len)
 {
 	uint8_t *p = rx->buf;
 
+	*ret_prefix_len = 0;
+	if (rx->split) {
+		memcpy(ret_prefix, rx->prefix, 5);
+		*ret_prefix_len = 5;
+		rx->split = false;
+	}
 	*ret_len = rx->len;
 	rx->buf = NULL;
 	rx->len = rx->cap = 0;

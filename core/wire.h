@@ -101,6 +101,15 @@ struct wire_rx {
 	size_t cap;
 	size_t max;		/* largest message accepted */
 	bool in_msg;		/* between FIRST and LAST */
+	/*
+	 * Split mode: the message is one large str/bytes (its first record
+	 * starts with a msgpack str32/bin32 header). The 5 header bytes are
+	 * kept in prefix and buf is sized from the header (plus one spare
+	 * byte) to hold just the body, so it is never grown or copied and
+	 * can become the value's storage as is.
+	 */
+	bool split;
+	uint8_t prefix[5];
 	struct wire_meta meta;
 };
 
@@ -115,8 +124,10 @@ int wire_rx_reserve(struct wire_rx *rx, size_t n);
 int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t flags,
 		   const uint8_t *payload, uint32_t length, bool *ret_done,
 		   const char **why);
-/* Hand the completed message's buffer to the caller. */
-uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len);
+/* Hand the completed message's buffer to the caller; for a split message
+ * also its header bytes (*ret_prefix_len 5), else *ret_prefix_len 0. */
+uint8_t *wire_rx_take(struct wire_rx *rx, size_t *ret_len, uint8_t *ret_prefix,
+		      uint8_t *ret_prefix_len);
 #endif
 
 #endif

@@ -116,6 +116,10 @@ function row(label, o, m, f, vm, vf, tgt, ok) {
 		s = ""
 		for (i = 4; i <= NF; i++) s = s (i > 4 ? " " : "") $i
 		runs[$3] = s
+	} else if (FILENAME ~ /ours\.out$/ && $1 == "#" && $3 == "n/a:") {
+		s = $0
+		sub(/^# /, "", s)
+		why[++nwhy] = s
 	}
 	next
 }
@@ -177,10 +181,15 @@ END {
 	    ratio(vm) (vm != "" ? " smaller" : ""), "n/a",
 	    "<= 2048 kB", verdict(has(O, k), O[k] <= 2048))
 
-	# call via 1 hop (us): no target yet.
+	# call via 1 hop (us): no target yet. Ours prints no figure (but a
+	# "# via1_call_rtt_us n/a: why" comment) when via= fails.
 	k = "via1_call_rtt_us"
-	row("call via 1 hop (us)", "n/a (via= not implemented yet)", val(M, k),
-	    "n/a", "n/a", "n/a", "none yet", "-")
+	vm = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+	vf = has(O, k) && has(F, "rtt_us") ? O[k] / F["rtt_us"] : ""
+	row("call via 1 hop (us)",
+	    has(O, k) ? O[k] : (ours_ok ? "n/a (via= not implemented yet)" : "n/a"),
+	    val(M, k), val(F, "rtt_us") (has(F, "rtt_us") ? " (seq rtt)" : ""),
+	    ratio(vm) (vm != "" ? " faster" : ""), ratio(vf), "none yet", "-")
 
 	H[1] = "measure"; H[2] = "ours"; H[3] = "Mitogen"; H[4] = "floor"
 	H[5] = "ours vs Mitogen"; H[6] = "ours vs floor"; H[7] = "target"
@@ -231,11 +240,13 @@ END {
 	if (nr) {
 		print "ours, each run:"
 		split("local_create_call_ms fork_create_call_ms call_rtt_us " \
-		    "fanout10_calls_per_s stream_MBps", order, " ")
-		for (i = 1; i <= 5; i++)
+		    "fanout10_calls_per_s stream_MBps via1_call_rtt_us", order, " ")
+		for (i = 1; i <= 6; i++)
 			if (order[i] in runs)
 				printf("  %-22s %s\n", order[i], runs[order[i]])
 	}
+	for (i = 1; i <= nwhy; i++)
+		print "ours: " why[i]
 	if (!floor_ok) print "floor: FAILED (see above)"
 	if (!mito_ok) print "Mitogen: FAILED (see above)"
 	if (!ours_ok) print "ours: FAILED (see above)"

@@ -10,11 +10,17 @@
  *   child_rss_kb          VmRSS of ctxs[0] right after that
  *   call_rtt_us           2000 sequential no-op calls on ctxs[0]
  *   fanout10_calls_per_s  100 rounds of one no-op call on each of the 10
- *                         contexts, gathered (in order: no mg_select yet)
+ *                         contexts, gathered receiver by receiver in
+ *                         order (the reference uses Select.all)
  *   stream_MBps           200 x 1 MiB bytes sent ctxs[0] -> us through a
  *                         sender, received and decoded until the close
  *   fork_create_call_ms   10 fork contexts each created and called once
- *   via1_call_rtt_us      not printed: via= is not implemented yet
+ *                         (only that is timed; each is shut down after)
+ *   via1_call_rtt_us      500 sequential no-op calls to a local context
+ *                         started via ctxs[0] (after one untimed first
+ *                         call); when mg_local(.via) fails (a library
+ *                         without via=) a `# via1_call_rtt_us n/a` comment
+ *                         is printed instead and the table says n/a
  *
  * Every figure except child_rss_kb is measured BENCH_REPS times (default
  * 5) and the median printed; each run's figures go on a `# runs` comment
@@ -40,6 +46,7 @@
 #define STREAM_COUNT 200
 #define STREAM_SIZE (1 << 20)
 #define N_FORK 10
+#define N_VIA_CALLS 500
 #define MAX_REPS 50
 
 /* --- exported functions (run in the children) ------------------------ */
@@ -288,6 +295,26 @@ static double stream(struct mg_router *r, struct mg_context *ctx)
 	return (double)got / dt / 1e6;
 }
 
+/* 500 no-op calls to a context started via ctxs[0]. Returns us per call,
+ * or -1 when the context cannot be started (err says why). */
+static double via1_call_rtt(struct mg_router *r, struct mg_context *via,
+			    struct mg_error *err)
+{
+	MG_OPTS(mg_local_opts, opts, .remote_name = "bench-via", .via = via);
+	struct mg_context *ctx = mg_local(r, &opts, err);
+	double t;
+
+	if (!ctx)
+		return -1;
+	call_noop(ctx, "via first call");
+	t = now();
+	for (int i = 0; i < N_VIA_CALLS; i++)
+		call_noop(ctx, "via call");
+	t = (now() - t) / N_VIA_CALLS * 1e6;
+	stop(ctx);
+	return t;
+}
+
 /* N_FORK fork contexts, each created and called once. Only create+call is
  * timed; each is shut down (untimed) before the next fork. */
 static double fork_create_call(struct mg_router *r)
@@ -382,6 +409,22 @@ int main(int argc, char **argv)
 		for (int k = 0; k < reps; k++)
 			runs[k] = stream(r, ctxs[0]);
 		report("stream_MBps", "%.0f", runs, reps);
+	}
+
+	if (want("via1_call_rtt_us")) {
+		progress("bench: %s\n", "call via 1 hop");
+		for (int k = 0; k < reps; k++) {
+			runs[k] = via1_call_rtt(r, ctxs[0], &err);
+			if (runs[k] < 0) {
+				char buf[2048];
+
+				printf("# via1_call_rtt_us n/a: %s\n",
+				       mg_error_str(&err, buf, sizeof(buf)));
+				break;
+			}
+			if (k == reps - 1)
+				report("via1_call_rtt_us", "%.1f", runs, reps);
+		}
 	}
 
 	if (want("fork_create_call_ms")) {

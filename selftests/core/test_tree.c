@@ -432,11 +432,10 @@ int main(int argc, char **argv)
 	kids = mg_test_count_children(getpid());
 	ret = MG_TEST_RUN("core/tree", tests);
 	mg_router_unref(router);
+	/* Freeing the router took every child it started with it. */
 	if (mg_test_count_children(getpid()) != kids) {
-		printf("# children left behind: %d, were %d\n", mg_test_count_children(getpid()), kids);
-		char cmd[64];
-		snprintf(cmd, sizeof(cmd), "ps -o pid,stat,args --ppid %d", getpid());
-		if (system(cmd)) {}
+		printf("# %d children left behind after mg_router_unref\n",
+		       mg_test_count_children(getpid()) - kids);
 		ret = 1;
 	}
 	return ret;

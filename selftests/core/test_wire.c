@@ -101,7 +101,10 @@ static void test_reassembly(void **state)
 		off += n;
 	}
 	assert_true(done);
-	out = wire_rx_take(&rx, &len);
+	uint8_t prefix[8], plen;
+
+	out = wire_rx_take(&rx, &len, prefix, &plen);
+	assert_int_equal(plen, 0);
 	assert_int_equal(len, total);
 	assert_memory_equal(out, src, total);
 	free(out);
@@ -143,6 +146,60 @@ static void test_reassembly_errors(void **state)
 	wire_rx_reset(&rx);
 }
 
+/* A message that is one large bin32 is reassembled split: header kept
+ * apart, body in a buffer sized from the header. */
+static void test_split_reassembly(void **state)
+{
+	size_t body = 2 * WIRE_PAYLOAD_MAX + 10, total = body + 5, off = 0, len;
+	uint8_t *src = malloc(total), *out, prefix[8], plen;
+	struct wire_rx rx;
+	const char *why;
+	bool done = false;
+
+	src[0] = 0xc6;
+	src[1] = (uint8_t)(body >> 24);
+	src[2] = (uint8_t)(body >> 16);
+	src[3] = (uint8_t)(body >> 8);
+	src[4] = (uint8_t)body;
+	for (size_t i = 5; i < total; i++)
+		src[i] = (uint8_t)i;
+	wire_rx_init(&rx, total);
+	while (off < total) {
+		size_t n = total - off > WIRE_PAYLOAD_MAX ? WIRE_PAYLOAD_MAX : total - off;
+		uint8_t flags = (off == 0 ? WIRE_FLAG_FIRST : 0) |
+				(off + n == total ? WIRE_FLAG_LAST : 0);
+
+		if (rx.in_msg) {
+			assert_true(rx.split);
+			assert_int_equal(wire_rx_reserve(&rx, n), 0);
+			memcpy(rx.buf + rx.len, src + off, n);
+		}
+		assert_int_equal(wire_rx_record(&rx, &meta, flags, src + off, (uint32_t)n,
+						&done, &why), 0);
+		off += n;
+	}
+	assert_true(done);
+	out = wire_rx_take(&rx, &len, prefix, &plen);
+	assert_int_equal(plen, 5);
+	assert_memory_equal(prefix, src, 5);
+	assert_int_equal(len, body);
+	assert_memory_equal(out, src + 5, body);
+	free(out);
+
+	/* A body that ends early, or a header claiming more than the limit. */
+	assert_int_equal(wire_rx_record(&rx, &meta, WIRE_FLAG_FIRST, src, WIRE_PAYLOAD_MAX,
+					&done, &why), 0);
+	assert_int_equal(wire_rx_record(&rx, &meta, WIRE_FLAG_LAST, src, 0, &done, &why),
+			 -EBADMSG);
+	assert_string_equal(why, "payload shorter than its header says");
+	wire_rx_reset(&rx);
+	wire_rx_init(&rx, 1000);
+	assert_int_equal(wire_rx_record(&rx, &meta, WIRE_FLAG_FIRST, src, 100, &done, &why),
+			 -EMSGSIZE);
+	wire_rx_reset(&rx);
+	free(src);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +208,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_records_needed),
 		cmocka_unit_test(test_reassembly),
 		cmocka_unit_test(test_reassembly_errors),
+		cmocka_unit_test(test_split_reassembly),
 	};
 
 	mg_main(argc, argv);

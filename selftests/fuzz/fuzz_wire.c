@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <mitogen/value.h>
+#include "core/value.h"
 #include "core/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,12 +48,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (done) {
 			size_t len;
-			uint8_t *buf = wire_rx_take(&rx, &len);
+			uint8_t prefix[8], plen;
+			uint8_t *buf = wire_rx_take(&rx, &len, prefix, &plen);
 			struct mg_value *v = NULL;
 
-			if (mg_value_decode(buf, len, &v) == 0)
-				mg_value_free(v);
-			free(buf);
+			if (plen) {
+				if (value_take_blob(prefix, plen, buf, len, &v) == 0)
+					mg_value_free(v);
+			} else {
+				if (mg_value_decode(buf, len, &v) == 0)
+					mg_value_free(v);
+				free(buf);
+			}
 		}
 		data += n;
 		size -= n;
