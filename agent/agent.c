@@ -217,11 +217,12 @@ struct boot_info {
 	const char *name;
 	int64_t max;
 	int64_t level;
+	bool debug;
 };
 
 static int parse_boot(const struct mg_value *v, struct boot_info *bi)
 {
-	const struct mg_value *id, *parents, *name, *max, *level;
+	const struct mg_value *id, *parents, *name, *max, *level, *debug;
 
 	if (v->type != MG_MAP)
 		return -EINVAL;
@@ -230,6 +231,8 @@ static int parse_boot(const struct mg_value *v, struct boot_info *bi)
 	name = mg_map_get(v, "name");
 	max = mg_map_get(v, "max_message_size");
 	level = mg_map_get(v, "log_level");
+	debug = mg_map_get(v, "debug");
+	bi->debug = debug && debug->type == MG_BOOL && debug->b;
 	if (!id || id->type != MG_INT || !parents || parents->type != MG_LIST ||
 	    !name || name->type != MG_STR || !max || max->type != MG_INT ||
 	    !level || level->type != MG_INT || parents->len == 0 || parents->len > 64)
@@ -316,6 +319,12 @@ void agent_run(int fd)
 	mg_broker_defer(b, set_max_deferred, &sm);
 	mg_log_set_level((enum mg_log_level)bi.level);
 	mg_log_set_callback(forward_log, r);
+	if (bi.debug) {
+		/* Debug mode: our own log file, and our children get one too. */
+		r->debug = true;
+		if (log_debug_file() < 0)
+			LOG_WARN("cannot open /tmp/mitogen.%d.log", (int)getpid());
+	}
 	mg_value_free(boot);
 
 	call_rx = mg_receiver_new(r, &call_opts);

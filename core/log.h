@@ -11,6 +11,10 @@ void log_emit(enum mg_log_level level, const char *source, const char *line);
 void log_msg(enum mg_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 bool log_enabled(enum mg_log_level level);
+/* True when mg_log_to_file asked for message-level I/O logs. */
+bool log_io_enabled(void);
+/* Open the debug log of this process, /tmp/mitogen.<pid>.log (0600). */
+int log_debug_file(void);
 /* Name used as source for this process's own lines. */
 void log_set_self_name(const char *name);
 const char *log_self_name(void);

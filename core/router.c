@@ -314,6 +314,14 @@ uint32_t mg_router_id(const struct mg_router *r)
 	return r ? r->id : 0;
 }
 
+int mg_router_enable_debug(struct mg_router *r)
+{
+	if (!r)
+		return -EINVAL;
+	r->debug = true;
+	return log_debug_file();
+}
+
 /* --- handlers ---------------------------------------------------------- */
 
 static void release_deferred(void *arg)
@@ -590,6 +598,11 @@ void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream 
 	struct stream *s;
 	char reason[64];
 
+	if (log_io_enabled())
+		LOG_DEBUG("io: %u -> %u handle %u reply_to %u, %zu bytes, from %s",
+			  msg->meta.src_id, msg->meta.dst_id, msg->meta.handle,
+			  msg->meta.reply_to, msg->len, in ? in->name : "here");
+
 	if (msg->meta.dst_id == r->id ||
 	    (r->booting && msg->meta.handle == MG_HANDLE_BOOT && in && in == r->parent)) {
 		deliver_local(r, msg, in);
@@ -708,6 +721,10 @@ static int route_direct(struct mg_router *r, struct mg_message *msg)
 	pthread_mutex_unlock(&r->qlock);
 	if (busy)
 		return -EAGAIN;
+	if (log_io_enabled())
+		LOG_DEBUG("io: %u -> %u handle %u reply_to %u, %zu bytes, direct",
+			  msg->meta.src_id, msg->meta.dst_id, msg->meta.handle,
+			  msg->meta.reply_to, msg->len);
 	pthread_mutex_lock(&r->lock);
 	if (!r->booting && !r->shutting_down) {
 		s = idmap_get(&r->routes, msg->meta.dst_id);

@@ -24,6 +24,7 @@ struct mg_router {
 	struct broker_client client;
 	uint32_t id;
 	bool booting;			/* child waiting for BOOT: id unknown */
+	bool debug;			/* children get debug logs too */
 	size_t max_message_size;
 
 	pthread_mutex_t lock;		/* everything below */

@@ -445,8 +445,9 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	mg_map_set(boot, "parent_ids", parents);
 	mg_map_set(boot, "name", mg_str(st->namebuf));
 	mg_map_set(boot, "max_message_size", mg_int((int64_t)r->max_message_size));
-	mg_map_set(boot, "log_level", mg_int(st->debug ? MG_LOG_DEBUG : mg_log_get_level()));
-	mg_map_set(boot, "debug", mg_bool(st->debug));
+	mg_map_set(boot, "log_level", mg_int(st->debug || r->debug ? MG_LOG_DEBUG
+								      : mg_log_get_level()));
+	mg_map_set(boot, "debug", mg_bool(st->debug || r->debug));
 	mg_map_set(boot, "profiling", mg_bool(st->profiling));
 	msg = mg_message_new(st->id, MG_HANDLE_BOOT, boot);
 	if (!rx || !msg) {

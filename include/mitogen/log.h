@@ -41,6 +41,19 @@ MG_API enum mg_log_level mg_log_get_level(void);
 MG_API const char *mg_log_level_name(enum mg_log_level level);
 /* Parse a level name (case-insensitive). Returns the level or -EINVAL. */
 MG_API int mg_log_level_parse(const char *name);
+/*
+ * Also write every line (this context's and forwarded ones) to a file
+ * (path, created mode 0600, appended; never through a symlink, never a
+ * file another user owns), or to standard error when path is NULL, as
+ * "YYYY-mm-dd HH:MM:SS[.uuuuuu] LEVEL source: line". With io, every
+ * message routed is logged too (at DEBUG). level is a level name ("DEBUG",
+ * "INFO", ...), NULL for INFO; it also becomes the process's level.
+ * The environment overrides the arguments (the reference's names):
+ *   MITOGEN_LOG_LEVEL=NAME, MITOGEN_LOG_USEC=1, MITOGEN_LOG_IO=1.
+ * Returns 0, -EINVAL (bad level), or -errno from opening the file.
+ * Thread-safe; a second call replaces the first file.
+ */
+MG_API int mg_log_to_file(const char *path, bool io, bool usec, const char *level);
 /* Log a line from the program itself. */
 MG_API void mg_log(enum mg_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

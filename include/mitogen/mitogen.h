@@ -10,5 +10,6 @@
 #include <mitogen/router.h>
 #include <mitogen/context.h>
 #include <mitogen/select.h>
+#include <mitogen/channel.h>
 
 #endif

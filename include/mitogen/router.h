@@ -160,6 +160,13 @@ MG_API int mg_router_del_handler(struct mg_router *r, uint32_t handle);
 /* This context's id (0 in the master). */
 MG_API uint32_t mg_router_id(const struct mg_router *r);
 /*
+ * Make this context, and every context started from it (or below it)
+ * from now on, write a debug log to /tmp/mitogen.<pid>.log (mode 0600,
+ * microsecond timestamps, level DEBUG; see mg_log_to_file). Returns 0 or
+ * -errno from opening this process's log.
+ */
+MG_API int mg_router_enable_debug(struct mg_router *r);
+/*
  * A new context id, unique in the whole tree, with a route leading to this
  * context. The master counts; a child asks the master (ALLOCATE_ID) and
  * waits for the answer. Returns the id (> 0) or -errno.

@@ -146,6 +146,31 @@ static int make_bytes(struct mg_call *call, const struct mg_value *args, struct 
 }
 MG_EXPORT(make_bytes);
 
+/* chan_echo(peer, n): open the other end, announce it, echo n values. */
+static int chan_echo(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	const struct mg_value *peer;
+	struct mg_channel *ch;
+	struct mg_value *v = NULL;
+	int n, i;
+
+	if (mg_value_unpack(args, NULL, "vi", &peer, &n) < 0)
+		return mg_call_fail(call, EINVAL, "chan_echo(peer, n)");
+	ch = mg_channel_from_value(mg_call_router(call), peer);
+	if (!ch)
+		return mg_call_fail(call, errno, "mg_channel_from_value");
+	mg_channel_send(ch, mg_channel_to_value(ch));
+	for (i = 0; i < n && mg_channel_get_data(ch, 5, &v, NULL) == 0; i++)
+		mg_channel_send(ch, MG_LIST(v, mg_int(mg_context_id())));
+	/* Wait for the master to hang up: its close reaches us as dead. */
+	if (mg_channel_get_data(ch, 5, &v, NULL) != -EPIPE)
+		i = -1;
+	mg_channel_free(ch);
+	*ret = mg_int(i);
+	return 0;
+}
+MG_EXPORT(chan_echo);
+
 /* --- helpers ----------------------------------------------------------- */
 
 static struct mg_router *router;
@@ -415,6 +440,42 @@ static void test_limit_inherited_and_shutdown_deep(void **state)
 	mg_router_unref(r);
 }
 
+static void test_channel_two_hops(void **state)
+{
+	struct mg_context *c[3];
+	struct mg_channel *ch = mg_channel_new(router, NULL);
+	struct mg_receiver *call;
+	struct mg_value *v = NULL;
+
+	c[0] = start_via(router, NULL, "ch0", false);
+	c[1] = start_via(router, c[0], "ch1", false);
+	c[2] = start_via(router, c[1], "ch2", true);
+	assert_int_equal(mg_channel_send(ch, mg_int(1)), -ENOTCONN);
+	call = mg_call_async(c[2], "chan_echo", mg_value_build("vi", mg_channel_to_value(ch), 20),
+			     NULL);
+	/* Its first message names its end: wire ours to it. */
+	assert_int_equal(mg_channel_get_data(ch, 5, &v, NULL), 0);
+	assert_int_equal(mg_channel_set_peer(ch, v), 0);
+	mg_value_free(v);
+	for (int i = 0; i < 20; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "ping %d", i);
+		assert_int_equal(mg_channel_send(ch, mg_str(want)), 0);
+		assert_int_equal(mg_channel_get_data(ch, 5, &v, NULL), 0);
+		assert_string_equal(v->items[0].str, want);
+		assert_int_equal(v->items[1].i, mg_context_remote_id(c[2]));
+		mg_value_free(v);
+	}
+	assert_int_equal(mg_channel_close(ch), 0);
+	assert_int_equal(mg_receiver_get_data(call, 5, &v, NULL), 0);
+	assert_int_equal(v->i, 20);
+	mg_value_free(v);
+	mg_receiver_free(call);
+	mg_channel_free(ch);
+	shutdown_all(c, 3);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +485,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_kill_middle_hop),
 		cmocka_unit_test(test_far_sibling_disconnect_seen),
 		cmocka_unit_test(test_limit_inherited_and_shutdown_deep),
+		cmocka_unit_test(test_channel_two_hops),
 	};
 	int ret, kids;
 
