@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
+#include "core/profile.h"
 #include "master/master.h"
 
 struct mg_call {
@@ -207,6 +208,7 @@ static void forward_log(enum mg_log_level level, const char *source, const char 
 void agent_after_fork(const char *name)
 {
 	log_reset_after_fork();
+	profile_reset_after_fork();
 	mg_log_set_callback(NULL, NULL);
 }
 
@@ -218,11 +220,12 @@ struct boot_info {
 	int64_t max;
 	int64_t level;
 	bool debug;
+	bool profiling;
 };
 
 static int parse_boot(const struct mg_value *v, struct boot_info *bi)
 {
-	const struct mg_value *id, *parents, *name, *max, *level, *debug;
+	const struct mg_value *id, *parents, *name, *max, *level, *debug, *prof;
 
 	if (v->type != MG_MAP)
 		return -EINVAL;
@@ -233,6 +236,8 @@ static int parse_boot(const struct mg_value *v, struct boot_info *bi)
 	level = mg_map_get(v, "log_level");
 	debug = mg_map_get(v, "debug");
 	bi->debug = debug && debug->type == MG_BOOL && debug->b;
+	prof = mg_map_get(v, "profiling");
+	bi->profiling = prof && prof->type == MG_BOOL && prof->b;
 	if (!id || id->type != MG_INT || !parents || parents->type != MG_LIST ||
 	    !name || name->type != MG_STR || !max || max->type != MG_INT ||
 	    !level || level->type != MG_INT || parents->len == 0 || parents->len > 64)
@@ -319,6 +324,12 @@ void agent_run(int fd)
 	mg_broker_defer(b, set_max_deferred, &sm);
 	mg_log_set_level((enum mg_log_level)bi.level);
 	mg_log_set_callback(forward_log, r);
+	if (bi.profiling) {
+		/* Profile our threads, and our children inherit the switch. */
+		profile_set_enabled(true);
+		profile_thread_start("main");
+		broker_profile(b);
+	}
 	if (bi.debug) {
 		/* Debug mode: our own log file, and our children get one too. */
 		r->debug = true;
@@ -348,6 +359,7 @@ void agent_run(int fd)
 		main_busy = false;
 	}
 	LOG_DEBUG("shutting down");
+	profile_thread_stop();
 	mg_broker_shutdown(b);
 	mg_broker_join(b);
 	fflush(NULL);

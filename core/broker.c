@@ -10,12 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdio.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include "core/broker.h"
 #include "core/log.h"
+#include "core/profile.h"
 
 struct defer {
 	void (*fn)(void *arg);
@@ -300,12 +303,27 @@ static void for_each_client(struct mg_broker *b, size_t off)
 	free(list);
 }
 
+static void broker_profile_start(void *arg)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "broker.%d", (int)syscall(SYS_gettid));
+	profile_thread_start(name);
+}
+
+/* Start profiling this broker's thread now (after BOOT said so). */
+void broker_profile(struct mg_broker *b)
+{
+	mg_broker_defer(b, broker_profile_start, b);
+}
+
 static void *broker_main(void *arg)
 {
 	struct mg_broker *b = arg;
 	struct epoll_event evs[64];
 
 	tls_broker = b;
+	broker_profile_start(b);
 	for (;;) {
 		int timeout = -1, n;
 
@@ -356,6 +374,7 @@ static void *broker_main(void *arg)
 	/* Work deferred after this point runs inline in mg_broker_defer. */
 	run_deferred(b);
 	tls_broker = NULL;
+	profile_thread_stop();
 	if (b->exit_hook)
 		b->exit_hook(b->exit_arg);
 	return NULL;

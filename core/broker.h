@@ -39,6 +39,8 @@ struct broker_client {
 };
 
 double mono_now(void);
+/* Start profiling the broker thread (profile.c), e.g. once BOOT says so. */
+void broker_profile(struct mg_broker *b);
 /* Like mg_broker_defer, but on the broker thread too it runs fn only after
  * the current batch of events (so an object closed in this batch can be
  * freed safely). */

@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
+#include "core/profile.h"
 #include "master/master.h"
 
 #define CHILD_FD 3
@@ -237,7 +238,10 @@ static void child_kill(struct mg_context *ctx)
 
 struct watch_req {
 	struct child_proc *cp;
+	struct mg_router *r;
+	struct stream *s;	/* registered in the same trip to the broker */
 	int ret;
+	int stream_ret;
 	struct mg_latch *done;
 };
 
@@ -256,6 +260,8 @@ static void watch_deferred(void *arg)
 	cp->registered = true;
 	/* It may already be gone. */
 	reap(cp, false);
+	/* On the broker thread this registers at once: one trip, not two. */
+	wr->stream_ret = wr->s ? router_add_stream(wr->r, wr->s) : -ENOMEM;
 	mg_latch_put(wr->done, wr);
 }
 
@@ -419,17 +425,21 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	if (!cp)
 		goto oom;
 	st->out[0] = -1;
-	wr.cp = cp;
-	wr.done = mg_latch_new();
-	if (!wr.done || mg_broker_defer(r->broker, watch_deferred, &wr) < 0)
-		goto oom;
-	mg_latch_get(wr.done, MG_FOREVER, &item);
-	mg_latch_free(wr.done);
-
 	s = stream_new(st->sv[0], STREAM_CHILD, st->id, st->namebuf, r->max_message_size);
 	st->sv[0] = -1;
-	if (!s || (ret = router_add_stream(r, s)) < 0) {
-		error_set(err, MG_ERR_STREAM, ENOMEM, "cannot register channel");
+	wr.cp = cp;
+	wr.r = r;
+	wr.s = s;
+	wr.done = mg_latch_new();
+	if (!wr.done || mg_broker_defer(r->broker, watch_deferred, &wr) < 0) {
+		mg_latch_free(wr.done);
+		stream_free(s);
+		goto oom;
+	}
+	mg_latch_get(wr.done, MG_FOREVER, &item);
+	mg_latch_free(wr.done);
+	if (wr.stream_ret < 0) {
+		error_set(err, MG_ERR_STREAM, -wr.stream_ret, "cannot register channel");
 		goto kill;
 	}
 
@@ -448,7 +458,7 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	mg_map_set(boot, "log_level", mg_int(st->debug || r->debug ? MG_LOG_DEBUG
 								      : mg_log_get_level()));
 	mg_map_set(boot, "debug", mg_bool(st->debug || r->debug));
-	mg_map_set(boot, "profiling", mg_bool(st->profiling));
+	mg_map_set(boot, "profiling", mg_bool(st->profiling || profile_enabled()));
 	msg = mg_message_new(st->id, MG_HANDLE_BOOT, boot);
 	if (!rx || !msg) {
 		mg_message_free(msg);

@@ -54,6 +54,18 @@ MG_API int mg_log_level_parse(const char *name);
  * Thread-safe; a second call replaces the first file.
  */
 MG_API int mg_log_to_file(const char *path, bool io, bool usec, const char *level);
+/*
+ * The profiling switch (the reference's Router.profiling). When on, every
+ * broker thread started afterwards in this process, and the broker and
+ * main threads of every context started from it (and below it), sample
+ * their own CPU time and, on graceful exit, write
+ * /tmp/mitogen.stats.<pid>.<thread>.folded (mode 0600): one line per
+ * stack, "thread;outermost;...;innermost count", the folded-stacks format
+ * that flamegraph.pl, inferno-flamegraph and speedscope read
+ * (`flamegraph.pl /tmp/mitogen.stats.*.folded > profile.svg`). A single
+ * context can be profiled with mg_local_opts.profiling instead.
+ */
+MG_API void mg_profiling_enable(bool on);
 /* Log a line from the program itself. */
 MG_API void mg_log(enum mg_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

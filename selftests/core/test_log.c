@@ -7,9 +7,11 @@
  * is process-wide state.
  */
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -26,6 +28,27 @@ static int say(struct mg_call *call, const struct mg_value *args, struct mg_valu
 	return 0;
 }
 MG_EXPORT(say);
+
+/* Spend ms of CPU in a function the profile must name. */
+static __attribute__((noinline)) int burn_cpu(struct mg_call *call, const struct mg_value *args,
+					       struct mg_value **ret)
+{
+	struct timespec t0, t;
+	volatile uint64_t x = 0;
+	int ms;
+
+	if (mg_value_unpack(args, NULL, "i", &ms) < 0)
+		return mg_call_fail(call, EINVAL, "burn_cpu(ms)");
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+	do {
+		for (int i = 0; i < 100000; i++)
+			x += (uint64_t)i * 7;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+	*ret = mg_int(getpid());
+	return 0;
+}
+MG_EXPORT(burn_cpu);
 
 static char *slurp(const char *path)
 {
@@ -154,6 +177,42 @@ static void test_io_lines(void **state)
 	unlink(path);
 }
 
+static void test_profiling_writes_folded_stacks(void **state)
+{
+	struct mg_router *r = mg_router_new(NULL);
+	MG_OPTS(mg_local_opts, lo, .remote_name = "prof", .profiling = true);
+	struct mg_context *c = mg_local(r, &lo, NULL);
+	struct mg_value *v = NULL;
+	char path[96], *text, *line;
+	struct stat st;
+	pid_t pid;
+
+	assert_non_null(c);
+	assert_int_equal(mg_call(c, "burn_cpu", mg_value_build("i", 300), &v, NULL), 0);
+	pid = (pid_t)v->i;
+	mg_value_free(v);
+	assert_int_equal(mg_context_shutdown(c, true), 0);	/* graceful exit */
+	snprintf(path, sizeof(path), "/tmp/mitogen.stats.%d.main.folded", (int)pid);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	text = slurp(path);
+	/* "main;...;serve;burn_cpu N" with N samples of 1 ms CPU each. */
+	line = strstr(text, ";burn_cpu");
+	assert_non_null(line);
+	assert_int_equal(strncmp(text, "main;", 5), 0);
+	unlink(path);
+	mg_context_unref(c);
+	mg_router_unref(r);
+	/* The broker thread wrote its own. */
+	glob_t g;
+
+	snprintf(path, sizeof(path), "/tmp/mitogen.stats.%d.broker.*.folded", (int)pid);
+	assert_int_equal(glob(path, 0, NULL, &g), 0);
+	assert_int_equal(g.gl_pathc, 1);
+	unlink(g.gl_pathv[0]);
+	globfree(&g);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +220,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_log_refuses_symlink_and_env_overrides),
 		cmocka_unit_test(test_debug_logs_in_descendants),
 		cmocka_unit_test(test_io_lines),
+		cmocka_unit_test(test_profiling_writes_folded_stacks),
 	};
 
 	mg_main(argc, argv);
