@@ -456,6 +456,71 @@ static void test_depth(void **state)
 	assert_int_equal(decode_bytes(maps, sizeof(maps), &v), -E2BIG);
 }
 
+/* buf[at..] = an array32 or map32 header of count, then nils up to len. */
+static size_t put_nils(uint8_t *buf, size_t at, uint8_t head, uint32_t count,
+		       size_t len)
+{
+	buf[at] = head;
+	buf[at + 1] = count >> 24;
+	buf[at + 2] = count >> 16;
+	buf[at + 3] = count >> 8;
+	buf[at + 4] = count;
+	memset(buf + at + 5, 0xc0, len - at - 5);
+	return len;
+}
+
+/*
+ * VALUE_MAX_NODES bounds what one decode builds, root included, whatever
+ * the input's size: payloads whose bytes back every item are still refused
+ * (-E2BIG) by the decoder and by value_check alike.
+ */
+static void test_node_cap(void **state)
+{
+	const uint32_t cap = VALUE_MAX_NODES;
+	size_t size = 2 * 5 + 1 + (size_t)cap + 1, n;
+	struct mg_value *v = NULL;
+	uint8_t *buf, *owned;
+
+	buf = malloc(size);
+	assert_non_null(buf);
+
+	/* A list of cap + 1 nils: 16 MiB of input that has all its bytes. */
+	n = put_nils(buf, 0, 0xdd, cap + 1, 5 + (size_t)cap + 1);
+	assert_int_equal(decode_bytes(buf, n, &v), -E2BIG);
+	/* cap items plus the list itself is one node too many... */
+	n = put_nils(buf, 0, 0xdd, cap, 5 + (size_t)cap);
+	assert_int_equal(decode_bytes(buf, n, &v), -E2BIG);
+	/* ...and cap - 1 items is exactly the cap (checked without building
+	 * the 16 Mi nodes: value_check counts the same way, header by
+	 * header, as the decoder). */
+	n = put_nils(buf, 0, 0xdd, cap - 1, 5 + (size_t)cap - 1);
+	assert_int_equal(value_check(buf, n), 0);
+
+	/* A map's pairs count twice (key and value). */
+	n = put_nils(buf, 0, 0xdf, cap / 2, 5 + (size_t)cap);
+	assert_int_equal(decode_bytes(buf, n, &v), -E2BIG);
+
+	/* The count is over the whole decode, not per container: a list of
+	 * half the cap whose first item is another such list. */
+	n = 5 + 5 + (size_t)cap - 1;
+	put_nils(buf, 0, 0xdd, cap / 2, n);
+	put_nils(buf, 5, 0xdd, cap / 2, n);
+	assert_int_equal(decode_bytes(buf, n, &v), -E2BIG);
+	/* value_decode_owned (a stream's receive path) refuses it too. */
+	owned = malloc(n);
+	assert_non_null(owned);
+	memcpy(owned, buf, n);
+	assert_int_equal(value_decode_owned(owned, n, &v), -E2BIG);
+	/* One item fewer in the inner list, and it is within the cap. */
+	put_nils(buf, 5, 0xdd, cap / 2 - 1, --n);
+	assert_int_equal(value_check(buf, n), 0);
+
+	/* Small nested containers are far from it. */
+	assert_int_equal(DECODE(&v, 0x92, 0x91, 0xc0, 0x81, 0xc0, 0x90), 0);
+	mg_value_free(v);
+	free(buf);
+}
+
 static void test_decode_truncated(void **state)
 {
 	struct mg_value *v = make_tree(), *back;
@@ -886,6 +951,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_containers),
 		cmocka_unit_test(test_big_bytes),
 		cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_node_cap),
 		cmocka_unit_test(test_decode_truncated),
 		cmocka_unit_test(test_decode_hostile),
 		cmocka_unit_test(test_encode_args),
