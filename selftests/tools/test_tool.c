@@ -298,6 +298,251 @@ static void test_call_unknown_function(void **state)
 	assert_non_null(strstr(last.err_raw, "mitogen: "));
 }
 
+/* --- targets: chains (-t a/b/c) and several at once (-t a,b) --------------- */
+
+/* Number of lines in text (a last line without '\n' counts). */
+static int count_lines(const char *text)
+{
+	size_t len = strlen(text);
+	int n = 0;
+
+	for (size_t i = 0; i < len; i++)
+		n += text[i] == '\n';
+	return n + (len > 0 && text[len - 1] != '\n');
+}
+
+/* text has a line that is exactly `line`. */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; (p = strstr(p, line)); p++)
+		if ((p == text || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	return false;
+}
+
+#define assert_line(text, line)                                             \
+	do {                                                                \
+		if (!has_line((text), (line)))                              \
+			fail_msg("no line \"%s\" in:\n%s", (line), (text)); \
+	} while (0)
+
+/*
+ * A command whose behaviour depends on the target: it runs in the last
+ * hop, whose argv is "mitogen:<remote name>" for a local hop ("t1.local1"
+ * is the second hop of the second target); a fork hop keeps the tool's
+ * argv, which holds this text too, so the pattern is anchored. Without '"' or '\', so that it
+ * can go into JSON as it is.
+ */
+#define IF_TARGET(pattern, then)                                             \
+	"case $(tr -d '[:cntrl:]' </proc/$PPID/cmdline) in mitogen:" pattern \
+	") " then ";; esac; "
+
+static void test_chain_call_getpid(void **state)
+{
+	long pid;
+	char *end;
+
+	RUN_TOOL("call", "-t", "local/fork/local", "mg.getpid");
+	assert_exit(0);
+	/* one target: no prefix, as without -t */
+	pid = strtol(last.out, &end, 10);
+	assert_string_equal(end, "\n");
+	assert_true(pid > 1);
+	assert_true(pid != getpid());
+	assert_string_equal(last.err, "");
+}
+
+static void test_chain_run_three_deep(void **state)
+{
+	RUN_TOOL("run", "-t", "local/fork/local", "--", "sh", "-c",
+		 "tr '\\0' '\\n' </proc/$PPID/cmdline; echo err >&2; exit 6");
+	assert_exit(6);
+	/* the command ran in the last hop, named after its target and hop */
+	assert_string_equal(last.out, "mitogen:t0.local2\n");
+	assert_string_equal(last.err, "err\n");
+
+	RUN_TOOL("run", "-t", "fork/local/fork", "--", "sh", "-c", "echo deep");
+	assert_exit(0);
+	assert_string_equal(last.out, "deep\n");
+}
+
+static void test_targets_run_prefixed(void **state)
+{
+	RUN_TOOL("run", "-t", "local,fork,local/local", "--", "sh", "-c",
+		 "echo hi; echo err >&2");
+	assert_exit(0);
+	assert_int_equal(count_lines(last.out), 3);
+	assert_line(last.out, "local: hi");
+	assert_line(last.out, "fork: hi");
+	assert_line(last.out, "local/local: hi");
+	assert_int_equal(count_lines(last.err), 3);
+	assert_line(last.err, "local: err");
+	assert_line(last.err, "fork: err");
+	assert_line(last.err, "local/local: err");
+
+	/* every line is prefixed; a last line without '\n' gets one */
+	RUN_TOOL("run", "-t", "local,fork", "--", "printf", "a\\n\\nb");
+	assert_exit(0);
+	assert_int_equal(count_lines(last.out), 6);
+	assert_line(last.out, "local: a");
+	assert_line(last.out, "local: ");
+	assert_line(last.out, "local: b");
+	assert_line(last.out, "fork: b");
+}
+
+static void test_targets_repeated_option(void **state)
+{
+	char line[64];
+
+	/* -t given twice: the targets add up */
+	RUN_TOOL("call", "-t", "local", "--target", "fork/local", "mg.getuid");
+	assert_exit(0);
+	assert_int_equal(count_lines(last.out), 2);
+	snprintf(line, sizeof(line), "local: %u", (unsigned)getuid());
+	assert_line(last.out, line);
+	snprintf(line, sizeof(line), "fork/local: %u", (unsigned)getuid());
+	assert_line(last.out, line);
+}
+
+static void test_targets_worst_status(void **state)
+{
+	RUN_TOOL("run", "-t", "local,fork", "--", "sh", "-c", "exit 3");
+	assert_exit(3);
+
+	/* the highest status wins, whichever target has it */
+	RUN_TOOL("run", "-t", "local,local/local,fork", "--", "sh", "-c",
+		 IF_TARGET("t1.*", "exit 5") "exit 2");
+	assert_exit(5);
+	RUN_TOOL("run", "-t", "local,local/local", "--", "sh", "-c",
+		 IF_TARGET("t0.*", "exit 0") "exit 1");
+	assert_exit(1);
+
+	/* killed by a signal: 128+N, above any exit status below it */
+	RUN_TOOL("run", "-t", "local/local,local", "--", "sh", "-c",
+		 IF_TARGET("t0.*", "kill -TERM $$") "echo alive; exit 7");
+	assert_exit(128 + SIGTERM);
+	assert_string_equal(last.out, "local: alive\n");
+
+	/* a target that cannot run the command is a CallError (1) */
+	RUN_TOOL("run", "-t", "local,fork", "--", "mg-no-such-program-x7");
+	assert_exit(1);
+	assert_non_null(strstr(last.err, "mitogen: local: CallError"));
+	assert_non_null(strstr(last.err, "mitogen: fork: CallError"));
+}
+
+static void test_targets_call_results(void **state)
+{
+	RUN_TOOL("call", "-t", "local,fork/fork", "mg.noop");
+	assert_exit(0);
+	assert_int_equal(count_lines(last.out), 2);
+	assert_line(last.out, "local: null");
+	assert_line(last.out, "fork/fork: null");
+
+	/* each target's error on its own prefixed line; the worst code */
+	RUN_TOOL("call", "-t", "local,local", "mg.stat", "/nonexistent");
+	assert_exit(1);
+	assert_string_equal(last.out, "");
+	assert_int_equal(count_lines(last.err), 2);
+	for (const char *p = last.err; *p; p = strchr(p, '\n') + 1) {
+		assert_true(strncmp(p, "mitogen: local: CallError: ", 27) == 0);
+		assert_true(strstr(p, "No such file") < strchr(p, '\n'));
+	}
+	/* the failing call names the context it failed in */
+	assert_non_null(strstr(last.err, "t0.local"));
+	assert_non_null(strstr(last.err, "t1.local"));
+
+	/* one target's context dies (ChannelError, 4), the other answers */
+	RUN_TOOL("call", "-t", "local,fork", "mg.run",
+		 "[\"sh\",\"-c\",\"" IF_TARGET(
+			 "t0.*", "kill -KILL $PPID") "echo ok\"]");
+	assert_exit(4);
+	assert_int_equal(count_lines(last.out), 1);
+	assert_true(strncmp(last.out, "fork: {", 7) == 0);
+	assert_non_null(strstr(last.out, "ok"));
+	assert_non_null(strstr(last.err, "mitogen: local: ChannelError: "));
+
+	RUN_TOOL("run", "-t", "local/local,fork", "--", "sh", "-c",
+		 IF_TARGET("t0.*", "kill -KILL $PPID") "echo ok; exit 3");
+	assert_exit(4);
+	assert_string_equal(last.out, "fork: ok\n");
+	assert_non_null(
+		strstr(last.err, "mitogen: local/local: ChannelError: "));
+}
+
+static void test_targets_timeout(void **state)
+{
+	/* the second target does not answer in time; the first still counts */
+	RUN_TOOL("run", "--timeout", "2", "-t", "local,local/local", "--", "sh",
+		 "-c", IF_TARGET("t1.*", "sleep 5") "echo fast");
+	assert_exit(3);
+	assert_string_equal(last.out, "local: fast\n");
+	assert_non_null(
+		strstr(last.err, "mitogen: local/local: TimeoutError: "));
+	assert_null(strstr(last.err, "mitogen: local: "));
+	assert_true(last.seconds < 8);
+
+	/* none answers, chains included: no hang on the busy hops */
+	RUN_TOOL("run", "--timeout", "1", "-t", "local/fork/local,fork", "--",
+		 "sleep", "5");
+	assert_exit(3);
+	assert_string_equal(last.out, "");
+	assert_non_null(
+		strstr(last.err, "mitogen: local/fork/local: TimeoutError: "));
+	assert_non_null(strstr(last.err, "mitogen: fork: TimeoutError: "));
+	assert_true(last.seconds < 8);
+
+	/* a call's status goes with the timeout too */
+	RUN_TOOL("call", "--timeout", "1", "-t", "local/local", "mg.run",
+		 "[\"sleep\",\"5\"]");
+	assert_exit(3);
+	assert_non_null(strstr(last.err, "mitogen: TimeoutError: "));
+	assert_true(last.seconds < 8);
+}
+
+static void assert_bad_spec(const char *spec, const char *what)
+{
+	RUN_TOOL("run", "-t", spec, "--", "true");
+	assert_exit(2);
+	assert_string_equal(last.out, "");
+	if (!strstr(last.err, what))
+		fail_msg("-t '%s': no \"%s\" in: %s", spec, what, last.err);
+	assert_non_null(strstr(last.err, "mitogen --help"));
+}
+
+static void test_targets_bad_specs(void **state)
+{
+	char deep[256] = "local", *many;
+
+	assert_bad_spec("", "no target given");
+	assert_bad_spec("local//fork", "empty hop in target 'local//fork'");
+	assert_bad_spec("/local", "empty hop");
+	assert_bad_spec("local/", "empty hop");
+	assert_bad_spec("ssh", "unsupported hop kind 'ssh'");
+	assert_bad_spec("ssh", "(supported: local, fork)");
+	assert_bad_spec("local/ssh:root@host", "unsupported hop kind 'ssh'");
+	assert_bad_spec("local,", "empty target");
+	assert_bad_spec(",local", "empty target");
+	assert_bad_spec("local,,fork", "empty target");
+	assert_bad_spec("local:x", "'local' takes no argument");
+	assert_bad_spec("Local", "unsupported hop kind 'Local'");
+	for (int i = 1; i < 17; i++)
+		strcat(deep, "/fork");
+	assert_bad_spec(deep, "at most 16");
+	many = malloc(1025 * 6);
+	assert_non_null(many);
+	many[0] = '\0';
+	for (int i = 0; i < 1025; i++)
+		strcat(many, i ? ",fork" : "fork");
+	assert_bad_spec(many, "too many targets (at most 1024)");
+	free(many);
+
+	/* a bad -t after a good one is still an error */
+	RUN_TOOL("call", "-t", "local", "-t", "fork,,", "mg.noop");
+	assert_exit(2);
+}
+
 /* --- usage ---------------------------------------------------------------- */
 
 static void test_usage_errors(void **state)
@@ -326,6 +571,8 @@ static void test_help_and_version(void **state)
 	RUN_TOOL("--help");
 	assert_exit(0);
 	assert_non_null(strstr(last.out, "usage: mitogen"));
+	assert_non_null(strstr(last.out, "-t local/fork/local"));
+	assert_non_null(strstr(last.out, "worst"));
 	RUN_TOOL("-h");
 	assert_exit(0);
 	RUN_TOOL("run", "--help");
@@ -406,6 +653,21 @@ int main(int argc, char **argv)
 					  test_teardown),
 		cmocka_unit_test_teardown(test_call_json_args, test_teardown),
 		cmocka_unit_test_teardown(test_call_unknown_function,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_chain_call_getpid,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_chain_run_three_deep,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_run_prefixed,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_repeated_option,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_worst_status,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_call_results,
+					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_timeout, test_teardown),
+		cmocka_unit_test_teardown(test_targets_bad_specs,
 					  test_teardown),
 		cmocka_unit_test_teardown(test_usage_errors, test_teardown),
 		cmocka_unit_test_teardown(test_help_and_version, test_teardown),
