@@ -182,8 +182,11 @@ static void on_broker_exit(void *arg)
 {
 	for (int i = 0; i < 50 && main_busy; i++)
 		usleep(10000);
-	if (main_busy)
+	if (main_busy) {
+		/* Nobody will collect a command's output now: stop it too. */
+		builtins_kill_running();
 		_exit(0);
+	}
 }
 
 static __thread bool in_forward;

@@ -16,5 +16,7 @@ void agent_after_fork(const char *name);
 __attribute__((noreturn)) void agent_run(int fd);
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);
+/* The agent is going away mid-call: kill the program mg.run waits for. */
+void builtins_kill_running(void);
 
 #endif

@@ -298,6 +298,17 @@ struct builtin_run {
  * own disposition of SIGPIPE does not matter; feeding simply stops, as
  * Python's communicate() does.
  */
+/* The program mg.run is waiting for, if any (see builtins_kill_running). */
+static pid_t run_pid;
+
+void builtins_kill_running(void)
+{
+	pid_t pid = __atomic_load_n(&run_pid, __ATOMIC_ACQUIRE);
+
+	if (pid > 0)
+		kill(pid, SIGKILL);
+}
+
 static int builtin_run_loop(struct builtin_run *r, const char **which)
 {
 	sigset_t pipe_set, old_set, pending;
@@ -561,6 +572,7 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 		goto out;
 	}
 
+	__atomic_store_n(&run_pid, r.pid, __ATOMIC_RELEASE);
 	rc = builtin_run_loop(&r, &which);
 	if (rc < 0)
 		kill(r.pid, SIGKILL);
@@ -569,6 +581,7 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 	builtin_close(&r.err_fd);
 	if (builtin_waitpid(r.pid, &status) < 0 && rc == 0)
 		rc = -errno;
+	__atomic_store_n(&run_pid, 0, __ATOMIC_RELEASE);
 
 	if (rc == -EFBIG) {
 		rc = mg_call_fail(

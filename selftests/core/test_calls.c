@@ -467,6 +467,60 @@ static void test_parent_sigkill_leaves_no_child(void **state)
 	assert_true(pid_gone(grandchild));
 }
 
+/* A command mg.run is waiting for goes too when the agent loses its parent. */
+static void test_parent_sigkill_stops_running_command(void **state)
+{
+	char path[] = "/tmp/mg-pid-XXXXXX", buf[32] = "";
+	int fd = mkstemp(path), pfd[2];
+	pid_t master, agent = 0, cmd = 0;
+	double t0;
+	FILE *f;
+
+	close(fd);
+	assert_int_equal(pipe(pfd), 0);
+	master = fork();
+	if (master == 0) {
+		struct mg_router *r = mg_router_new(NULL);
+		struct mg_context *c = r ? mg_local(r, NULL, NULL) : NULL;
+		char script[128];
+		pid_t p = c ? mg_context_pid(c) : 0;
+
+		snprintf(script, sizeof(script), "echo $$ > %s; exec sleep 30", path);
+		if (c)
+			mg_call_async(c, "mg.run",
+				      mg_value_build("v", MG_LIST(mg_str("sh"), mg_str("-c"),
+								  mg_str(script))), NULL);
+		if (write(pfd[1], &p, sizeof(p)) != sizeof(p))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &agent, sizeof(agent)), sizeof(agent));
+	close(pfd[0]);
+	assert_true(agent > 0);
+	t0 = now();
+	while (now() - t0 < 5 && (!(f = fopen(path, "r")) || !fgets(buf, sizeof(buf), f))) {
+		if (f)
+			fclose(f);
+		f = NULL;
+		usleep(10000);
+	}
+	if (f)
+		fclose(f);
+	cmd = atoi(buf);
+	assert_true(cmd > 0);
+	kill(master, SIGKILL);
+	waitpid(master, NULL, 0);
+	t0 = now();
+	while ((!pid_gone(agent) || !pid_gone(cmd)) && now() - t0 < 2.0)
+		usleep(5000);
+	assert_true(pid_gone(agent));
+	assert_true(pid_gone(cmd));
+	assert_true(now() - t0 < 1.5);
+	unlink(path);
+}
+
 static void test_shutdown_reaps_and_leaks_nothing(void **state)
 {
 	int fds = mg_test_count_fds();
@@ -654,6 +708,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_send_await_deadline),
 		cmocka_unit_test(test_killed_child_fails_pending_call),
 		cmocka_unit_test(test_parent_sigkill_leaves_no_child),
+		cmocka_unit_test(test_parent_sigkill_stops_running_command),
 		cmocka_unit_test(test_shutdown_reaps_and_leaks_nothing),
 		cmocka_unit_test(test_fork_runs_on_fork),
 		cmocka_unit_test(test_remote_name_sets_argv0),
