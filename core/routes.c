@@ -41,10 +41,14 @@ void routes_announce(struct mg_router *r, struct stream *s)
 void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
 			   size_t n)
 {
+	/* Shutting down, every child is going too: telling each of them about
+	 * each other would cost n^2 messages for nothing. */
+	bool down = !r->shutting_down;
+
 	for (size_t i = 0; i < n; i++) {
 		if (r->parent && r->parent != from)
 			send_on(r, r->parent, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
-		for (struct stream *s = r->streams; s; s = s->next)
+		for (struct stream *s = r->streams; down && s; s = s->next)
 			if (s != from && s->role == STREAM_CHILD && !s->closed &&
 			    s->remote_id != ids[i])
 				send_on(r, s, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
