@@ -10,8 +10,8 @@
  *   child_rss_kb          VmRSS of ctxs[0] right after that
  *   call_rtt_us           2000 sequential no-op calls on ctxs[0]
  *   fanout10_calls_per_s  100 rounds of one no-op call on each of the 10
- *                         contexts, gathered receiver by receiver in
- *                         order (the reference uses Select.all)
+ *                         contexts, gathered with mg_select_all as they
+ *                         arrive (the reference uses Select.all)
  *   stream_MBps           200 x 1 MiB bytes sent ctxs[0] -> us through a
  *                         sender, received and decoded until the close
  *   fork_create_call_ms   10 fork contexts each created and called once
@@ -22,10 +22,28 @@
  *                         without via=) a `# via1_call_rtt_us n/a` comment
  *                         is printed instead and the table says n/a
  *
+ * and the work of selftests/bench/ref/mitogen_tree.py (many children):
+ *   create_n, create_total_s, create_per_child_ms
+ *                         N_MANY=1000 local contexts created one after
+ *                         another (no call), all held at once; then shut
+ *                         down together (untimed). The reference creates
+ *                         100 (see its docstring): compare per child.
+ *   parent_kb_per_child   VmRSS growth of this process over that creation,
+ *                         divided by N_MANY (first run only: later runs
+ *                         find the router's tables already grown); both
+ *                         sides call malloc_trim(0) before each reading
+ *   fanout100_calls_per_s 100 fresh local contexts, one untimed call on
+ *                         each, then 50 rounds of one no-op call on each,
+ *                         gathered with mg_select_all (Select.all)
+ *
+ * RLIMIT_NOFILE's soft limit is raised to the hard limit first: each child
+ * holds about 3 fds here (channel, output pipe, pidfd).
+ *
  * Every figure except child_rss_kb is measured BENCH_REPS times (default
  * 5) and the median printed; each run's figures go on a `# runs` comment
  * line. Extra runs of local_create_call_ms use fresh sets of 10 contexts
  * (shut down after timing); ctxs[] from the first run serve the rest.
+ * Each run of create_per_child_ms starts a fresh set of 1000.
  *
  * Usage: bench [-v]   (-v: progress on stderr)
  * BENCH_ONLY=call_rtt_us (a figure's name, or several separated by commas)
@@ -37,6 +55,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <malloc.h>
+#include <sys/resource.h>
 
 #include <mitogen/mitogen.h>
 
@@ -47,6 +67,9 @@
 #define STREAM_SIZE (1 << 20)
 #define N_FORK 10
 #define N_VIA_CALLS 500
+#define N_MANY 1000
+#define N_FAN 100
+#define N_FAN_ROUNDS 50
 #define MAX_REPS 50
 
 /* --- exported functions (run in the children) ------------------------ */
@@ -222,28 +245,44 @@ static double call_rtt(struct mg_context *ctx)
 	return (now() - t) / N_CALLS * 1e6;
 }
 
-static double fanout(struct mg_context **ctxs)
+/* One no-op call on each of the n contexts, all in flight at once,
+ * gathered with mg_select_all (Select.all). */
+static void fanout_round(struct mg_context **ctxs, int n, struct mg_receiver **rx,
+			 struct mg_value **vals)
 {
 	struct mg_error err = MG_ERROR_INIT;
-	struct mg_receiver *rx[N_CTX];
-	struct mg_value *v;
-	double t = now();
 
-	for (int round = 0; round < N_ROUNDS; round++) {
-		for (int i = 0; i < N_CTX; i++) {
-			rx[i] = mg_call_async(ctxs[i], "noop", NULL, &err);
-			if (!rx[i])
-				die("mg_call_async noop", &err);
-		}
-		for (int i = 0; i < N_CTX; i++) {
-			v = NULL;
-			if (mg_receiver_get_data(rx[i], MG_FOREVER, &v, &err) < 0)
-				die("fan-out reply", &err);
-			mg_value_free(v);
-			mg_receiver_free(rx[i]);
-		}
+	for (int i = 0; i < n; i++) {
+		rx[i] = mg_call_async(ctxs[i], "noop", NULL, &err);
+		if (!rx[i])
+			die("mg_call_async noop", &err);
 	}
-	return N_ROUNDS * N_CTX / (now() - t);
+	if (mg_select_all(rx, (size_t)n, MG_FOREVER, vals, NULL, &err) < 0)
+		die("fan-out replies", &err);
+	for (int i = 0; i < n; i++) {
+		mg_value_free(vals[i]);
+		mg_receiver_free(rx[i]);
+	}
+}
+
+/* rounds fan-out rounds over n contexts. Returns calls per second. */
+static double fanout(struct mg_context **ctxs, int n, int rounds)
+{
+	struct mg_receiver **rx = calloc((size_t)n, sizeof(*rx));
+	struct mg_value **vals = calloc((size_t)n, sizeof(*vals));
+	double t;
+
+	if (!rx || !vals) {
+		fprintf(stderr, "bench: out of memory\n");
+		exit(1);
+	}
+	t = now();
+	for (int round = 0; round < rounds; round++)
+		fanout_round(ctxs, n, rx, vals);
+	t = now() - t;
+	free(vals);
+	free(rx);
+	return rounds * n / t;
 }
 
 static double stream(struct mg_router *r, struct mg_context *ctx)
@@ -315,6 +354,119 @@ static double via1_call_rtt(struct mg_router *r, struct mg_context *via,
 	return t;
 }
 
+/* VmRSS of this process in kB, after handing free heap pages back (so
+ * that it counts memory held, not memory waiting in free lists). */
+static long self_rss_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f;
+
+	malloc_trim(0);
+	f = fopen("/proc/self/status", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* n local contexts, one after another, no call. */
+static void start_many(struct mg_router *r, struct mg_context **ctxs, int n, const char *name)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	MG_OPTS(mg_local_opts, opts, .remote_name = name);
+
+	for (int i = 0; i < n; i++) {
+		ctxs[i] = mg_local(r, &opts, &err);
+		if (!ctxs[i]) {
+			char buf[2048];
+
+			fprintf(stderr, "bench: mg_local #%d of %d: %s\n", i + 1, n,
+				mg_error_str(&err, buf, sizeof(buf)));
+			exit(1);
+		}
+	}
+}
+
+/* Shut n contexts down together: ask each, then wait until each has
+ * disconnected (a receiver with it as respondent gets a dead message). */
+static void stop_many(struct mg_router *r, struct mg_context **ctxs, int n)
+{
+	struct mg_receiver **rx = calloc((size_t)n, sizeof(*rx));
+	struct mg_message *msg;
+
+	if (!rx) {
+		fprintf(stderr, "bench: out of memory\n");
+		exit(1);
+	}
+	for (int i = 0; i < n; i++) {
+		MG_OPTS(mg_receiver_opts, ro, .respondent = ctxs[i]);
+
+		rx[i] = mg_receiver_new(r, &ro);
+		if (!rx[i]) {
+			fprintf(stderr, "bench: receiver: %s\n", strerror(errno));
+			exit(1);
+		}
+	}
+	for (int i = 0; i < n; i++)
+		mg_context_shutdown(ctxs[i], false);
+	for (int i = 0; i < n; i++) {
+		struct mg_error err = MG_ERROR_INIT;
+		int ret;
+
+		while ((ret = mg_receiver_get(rx[i], 30.0, &msg, &err)) == 0)
+			mg_message_free(msg);	/* anything but the dead message */
+		if (ret == -ETIMEDOUT)
+			die("waiting for a child to disconnect", &err);
+		mg_receiver_free(rx[i]);
+		mg_context_unref(ctxs[i]);
+	}
+	free(rx);
+}
+
+/* N_MANY local contexts held at once. Returns ms per context; *ret_kb
+ * gets this process's VmRSS growth per context in kB. */
+static double create_many(struct mg_router *r, double *ret_kb)
+{
+	struct mg_context **ctxs = calloc(N_MANY, sizeof(*ctxs));
+	long rss0, rss1;
+	double t;
+
+	if (!ctxs) {
+		fprintf(stderr, "bench: out of memory\n");
+		exit(1);
+	}
+	rss0 = self_rss_kb();
+	t = now();
+	start_many(r, ctxs, N_MANY, "bench-many");
+	t = now() - t;
+	rss1 = self_rss_kb();
+	*ret_kb = rss0 > 0 && rss1 > 0 ? (double)(rss1 - rss0) / N_MANY : -1;
+	stop_many(r, ctxs, N_MANY);
+	free(ctxs);
+	return t / N_MANY * 1e3;
+}
+
+/* Soft RLIMIT_NOFILE := hard (N_MANY children need ~3 fds each here). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			fprintf(stderr, "bench: setrlimit(RLIMIT_NOFILE): %s\n",
+				strerror(errno));
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < 3 * N_MANY + 100)
+		fprintf(stderr, "bench: RLIMIT_NOFILE %llu may be too low for %d children\n",
+			(unsigned long long)rl.rlim_cur, N_MANY);
+}
+
 /* N_FORK fork contexts, each created and called once. Only create+call is
  * timed; each is shut down (untimed) before the next fork. */
 static double fork_create_call(struct mg_router *r)
@@ -363,6 +515,7 @@ int main(int argc, char **argv)
 	}
 	only = getenv("BENCH_ONLY");
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	raise_nofile();
 
 	struct mg_router *r = mg_router_new(NULL);
 
@@ -400,7 +553,7 @@ int main(int argc, char **argv)
 	if (want("fanout10_calls_per_s")) {
 		progress("bench: %s\n", "fan-out");
 		for (int k = 0; k < reps; k++)
-			runs[k] = fanout(ctxs);
+			runs[k] = fanout(ctxs, N_CTX, N_ROUNDS);
 		report("fanout10_calls_per_s", "%.0f", runs, reps);
 	}
 
@@ -432,6 +585,38 @@ int main(int argc, char **argv)
 		for (int k = 0; k < reps; k++)
 			runs[k] = fork_create_call(r);
 		report("fork_create_call_ms", "%.2f", runs, reps);
+	}
+
+	if (want("fanout100_calls_per_s")) {
+		struct mg_context *fan[N_FAN];
+		struct mg_receiver *rx[N_FAN];
+		struct mg_value *vals[N_FAN];
+
+		progress("bench: %s\n", "fan-out, 100 children");
+		start_many(r, fan, N_FAN, "bench-fan");
+		fanout_round(fan, N_FAN, rx, vals);	/* untimed first call */
+		for (int k = 0; k < reps; k++)
+			runs[k] = fanout(fan, N_FAN, N_FAN_ROUNDS);
+		report("fanout100_calls_per_s", "%.0f", runs, reps);
+		stop_many(r, fan, N_FAN);
+	}
+
+	if (want("create_per_child_ms") || want("parent_kb_per_child")) {
+		double kb[MAX_REPS];
+
+		progress("bench: %s\n", "create 1000 children");
+		for (int k = 0; k < reps; k++)
+			runs[k] = create_many(r, &kb[k]);
+		printf("create_n %d\n", N_MANY);
+		report("create_per_child_ms", "%.2f", runs, reps);
+		/* The total, from the median per child. */
+		qsort(runs, (size_t)reps, sizeof(double), cmp_double);
+		printf("create_total_s %.2f\n", (reps % 2 ? runs[reps / 2]
+				: (runs[reps / 2 - 1] + runs[reps / 2]) / 2) * N_MANY / 1e3);
+		printf("# runs parent_kb_per_child");
+		for (int k = 0; k < reps; k++)
+			printf(" %.1f", kb[k]);
+		printf("\nparent_kb_per_child %.1f\n", kb[0]);
 	}
 
 	for (int i = 0; i < N_CTX; i++)

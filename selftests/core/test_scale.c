@@ -58,7 +58,6 @@ static long rss_kib(void)
 
 	malloc_trim(0);
 	f = fopen("/proc/self/status", "re");
-
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
