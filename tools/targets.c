@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tools/targets.c — parsing -t SPEC into targets and hops (the table of hop
+ * kinds is the one place that says which kinds exist, what argument each
+ * takes and how it starts a context), starting each target's chain with
+ * via= and stopping it deepest first. Uses only the public headers.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mitogen/mitogen.h>
+
+#include "tools/targets.h"
+
+/* the kinds of hop */
+
+enum hop_arg {
+	HOP_ARG_NONE,		/* "KIND" only */
+	HOP_ARG_OPTIONAL,	/* "KIND" or "KIND:ARG" */
+	HOP_ARG_REQUIRED,	/* "KIND:ARG" only */
+};
+
+struct hop_type {
+	const char *name;
+	enum hop_arg arg;
+	/* What ARG looks like, for messages ("[USER@]HOST[:PORT]"). */
+	const char *arg_hint;
+	/*
+	 * Start the context for h with the common options lo (remote_name,
+	 * connect_timeout and via already set). A kind with options of its
+	 * own builds them from h->arg and points their .local at lo.
+	 * Returns a reference, or NULL with errno set and err filled.
+	 */
+	struct mg_context *(*start)(struct mg_router *r, const struct hop *h,
+				    const struct mg_local_opts *lo,
+				    struct mg_error *err);
+};
+
+static struct mg_context *hop_start_local(struct mg_router *r,
+					  const struct hop *h,
+					  const struct mg_local_opts *lo,
+					  struct mg_error *err)
+{
+	return mg_local(r, lo, err);
+}
+
+static struct mg_context *hop_start_fork(struct mg_router *r,
+					 const struct hop *h,
+					 const struct mg_local_opts *lo,
+					 struct mg_error *err)
+{
+	MG_OPTS(mg_fork_opts, fo, .local = lo);
+
+	return mg_fork(r, &fo, err);
+}
+
+/*
+ * Every kind a hop may name. A new transport is one row here: for
+ * example { "ssh", HOP_ARG_REQUIRED, "[USER@]HOST[:PORT]", hop_start_ssh }
+ * or { "sudo", HOP_ARG_OPTIONAL, "USER", hop_start_sudo }. Names must not
+ * contain ',', '/' or ':' (the separators) and become part of remote
+ * names, which must not contain '/'.
+ */
+static const struct hop_type hop_types[] = {
+	{ "local", HOP_ARG_NONE, NULL, hop_start_local },
+	{ "fork", HOP_ARG_NONE, NULL, hop_start_fork },
+};
+
+#define HOP_TYPES_N (sizeof(hop_types) / sizeof(hop_types[0]))
+
+/* parsing */
+
+static int why_set(char *why, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Write a reason into why (if any) and return -EINVAL. */
+static int why_set(char *why, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && size) {
+		va_start(ap, fmt);
+		vsnprintf(why, size, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+/* "local, fork": the kinds of the table, for messages. */
+static void hop_kinds(char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < HOP_TYPES_N && used < size; i++) {
+		int n = snprintf(buf + used, size - used, "%s%s",
+				 i ? ", " : "", hop_types[i].name);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+/*
+ * Parse one hop, text[0..len) of target tspec in -t spec, into *ret (whose
+ * arg the caller frees). This is the only place that reads hop syntax:
+ * "KIND" or "KIND:ARG", KIND a row of hop_types.
+ */
+static int hop_parse(const char *text, size_t len, const char *spec,
+		     const char *tspec, int tlen, struct hop *ret, char *why,
+		     size_t why_size)
+{
+	const char *colon = memchr(text, ':', len);
+	size_t klen = colon ? (size_t)(colon - text) : len;
+	const struct hop_type *type = NULL;
+	char kinds[128];
+
+	if (len == 0)
+		return why_set(why, why_size,
+			       "-t '%s': empty hop in target '%.*s' (hops are separated by '/', e.g. local/fork)",
+			       spec, tlen, tspec);
+	for (size_t i = 0; i < HOP_TYPES_N; i++) {
+		if (strlen(hop_types[i].name) == klen &&
+		    !memcmp(hop_types[i].name, text, klen)) {
+			type = &hop_types[i];
+			break;
+		}
+	}
+	if (!type) {
+		hop_kinds(kinds, sizeof(kinds));
+		return why_set(why, why_size,
+			       "-t '%s': unsupported hop kind '%.*s' in target '%.*s' (supported: %s)",
+			       spec, (int)klen, text, tlen, tspec, kinds);
+	}
+	if (colon && type->arg == HOP_ARG_NONE)
+		return why_set(why, why_size,
+			       "-t '%s': hop '%.*s' in target '%.*s': '%s' takes no argument",
+			       spec, (int)len, text, tlen, tspec, type->name);
+	if ((colon && colon + 1 == text + len) ||
+	    (!colon && type->arg == HOP_ARG_REQUIRED))
+		return why_set(why, why_size,
+			       "-t '%s': hop '%.*s' in target '%.*s' needs an argument (%s:%s)",
+			       spec, (int)len, text, tlen, tspec, type->name,
+			       type->arg_hint ? type->arg_hint : "ARG");
+
+	ret->type = type;
+	ret->ctx = NULL;
+	ret->arg = NULL;
+	if (colon) {
+		ret->arg = strndup(colon + 1, len - klen - 1);
+		if (!ret->arg)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void target_clear(struct target *t)
+{
+	for (size_t i = 0; i < t->nhops; i++)
+		free(t->hops[i].arg);
+	free(t->hops);
+	free(t->spec);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Parse one target, text[0..len), into *t. */
+static int target_parse(const char *text, size_t len, const char *spec,
+			struct target *t, char *why, size_t why_size)
+{
+	const char *p = text, *end = text + len;
+	size_t n = 1;
+	int ret;
+
+	memset(t, 0, sizeof(*t));
+	for (const char *q = text; q < end; q++)
+		n += *q == '/';
+	if (n > TARGET_HOPS_MAX)
+		return why_set(why, why_size,
+			       "-t '%s': target '%.*s' has %zu hops (at most %d)",
+			       spec, (int)len, text, n, TARGET_HOPS_MAX);
+	t->spec = strndup(text, len);
+	t->hops = calloc(n, sizeof(*t->hops));
+	if (!t->spec || !t->hops) {
+		target_clear(t);
+		return -ENOMEM;
+	}
+	for (;;) {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		const char *hend = slash ? slash : end;
+
+		ret = hop_parse(p, (size_t)(hend - p), spec, text, (int)len,
+				&t->hops[t->nhops], why, why_size);
+		if (ret < 0) {
+			target_clear(t);
+			return ret;
+		}
+		t->nhops++;
+		if (!slash)
+			break;
+		p = slash + 1;
+	}
+	return 0;
+}
+
+/*
+ * Parse SPEC and append its targets to list (which may already hold some,
+ * for a repeated -t). Returns 0, or -EINVAL with a one-line reason in
+ * why (which names the offending target or hop and what is accepted), or
+ * -ENOMEM. On failure list is left as it was.
+ */
+int target_list_parse(struct target_list *list, const char *spec,
+			     char *why, size_t why_size)
+{
+	const char *p = spec, *end;
+	struct target *v = NULL, *grown;
+	size_t n = 0, cap = 0;
+	char shown[80];
+	int ret = 0;
+
+	if (!list || !spec)
+		return -EINVAL;
+	end = spec + strlen(spec);
+	/* messages quote the spec: keep them to one readable line */
+	if (end - spec > 64) {
+		snprintf(shown, sizeof(shown), "%.60s...", spec);
+		spec = shown;
+	}
+	if (p == end)
+		return why_set(why, why_size,
+			       "-t '': no target given (e.g. -t local, -t local/fork, -t local,fork)");
+	/*
+	 * Targets are split at every ','. When a kind's ARG may itself hold
+	 * a ',' (host ranges such as web[01,03]) this must learn to skip
+	 * brackets.
+	 */
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *tend = comma ? comma : end;
+
+		if (tend == p) {
+			ret = why_set(why, why_size,
+				      "-t '%s': empty target (targets are separated by ',', e.g. local,fork)",
+				      spec);
+			goto fail;
+		}
+		if (list->n + n >= TARGETS_MAX) {
+			ret = why_set(why, why_size,
+				      "-t '%s': too many targets (at most %d)",
+				      spec, TARGETS_MAX);
+			goto fail;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 4;
+			grown = reallocarray(v, cap, sizeof(*v));
+			if (!grown) {
+				ret = -ENOMEM;
+				goto fail;
+			}
+			v = grown;
+		}
+		ret = target_parse(p, (size_t)(tend - p), spec, &v[n], why,
+				   why_size);
+		if (ret < 0)
+			goto fail;
+		v[n].index = list->n + n;
+		n++;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+
+	grown = reallocarray(list->v, list->n + n, sizeof(*v));
+	if (!grown) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	memcpy(grown + list->n, v, n * sizeof(*v));
+	list->v = grown;
+	list->n += n;
+	free(v);
+	return 0;
+fail:
+	while (n > 0)
+		target_clear(&v[--n]);
+	free(v);
+	return ret;
+}
+
+/* Free what the list owns; stop its contexts first with target_stop.
+ * NULL-safe. */
+void target_list_free(struct target_list *list)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < list->n; i++)
+		target_clear(&list->v[i]);
+	free(list->v);
+	list->v = NULL;
+	list->n = 0;
+}
+
+/* starting and stopping */
+
+/* CLOCK_MONOTONIC seconds: the clock the deadlines below are on. */
+double target_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void err_setf(struct mg_error *err, enum mg_error_kind kind,
+		     int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void err_setf(struct mg_error *err, enum mg_error_kind kind,
+		     int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	mg_error_clear(err);
+	err->kind = kind;
+	err->errnum = errnum;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+/* Last hop of a started target (borrowed), or NULL. */
+struct mg_context *target_last(const struct target *t)
+{
+	if (!t || t->nstarted == 0 || t->nstarted < t->nhops)
+		return NULL;
+	return t->hops[t->nhops - 1].ctx;
+}
+
+/*
+ * Start t's hops in order, the first from r, each next one through the one
+ * before, so that each is up before the next is asked for. Each gets the
+ * remote name "t<index>.<kind>" (first hop) or "t<index>.<kind><hop>".
+ * deadline (on target_clock; < 0: none) bounds the whole chain. Returns 0,
+ * or -errno with err filled: MG_ERR_TIMEOUT when the deadline passed,
+ * MG_ERR_STREAM otherwise; for a chain of more than one hop the message
+ * says which hop failed. Hops started before the failure stay in
+ * t->hops[0..t->nstarted) for target_stop.
+ */
+int target_start(struct target *t, struct mg_router *r,
+			double deadline, struct mg_error *err)
+{
+	for (size_t i = t->nstarted; i < t->nhops; i++) {
+		struct mg_error e = MG_ERROR_INIT;
+		struct hop *h = &t->hops[i];
+		char name[64], where[128] = "";
+		double left = 0;	/* connect_timeout 0: the default */
+		int ret;
+
+		/* "t0.local", "t0.fork1": no '/', unique in the tool's tree */
+		if (i == 0)
+			snprintf(name, sizeof(name), "t%zu.%s", t->index,
+				 h->type->name);
+		else
+			snprintf(name, sizeof(name), "t%zu.%s%zu", t->index,
+				 h->type->name, i);
+		if (t->nhops > 1)
+			snprintf(where, sizeof(where), "hop %zu of %zu (%s, %s): ",
+				 i + 1, t->nhops, h->type->name, name);
+
+		if (deadline >= 0) {
+			left = deadline - target_clock();
+			if (left <= 0) {
+				err_setf(err, MG_ERR_TIMEOUT, ETIMEDOUT,
+					 "%sthe timeout passed before it could start",
+					 where);
+				return -ETIMEDOUT;
+			}
+		}
+
+		MG_OPTS(mg_local_opts, lo, .remote_name = name,
+			.connect_timeout = left,
+			.via = i ? t->hops[i - 1].ctx : NULL);
+		errno = 0;
+		h->ctx = h->type->start(r, h, &lo, &e);
+		if (!h->ctx) {
+			enum mg_error_kind kind = e.kind == MG_ERR_TIMEOUT ?
+							  MG_ERR_TIMEOUT :
+							  MG_ERR_STREAM;
+
+			/* whatever else the library said, this failed to start */
+			ret = errno ? -errno : -EIO;
+			if (e.message[0])
+				err_setf(err, kind, e.errnum ? e.errnum : -ret,
+					 "%s%s", where, e.message);
+			else
+				err_setf(err, kind, -ret,
+					 "%scannot start a context: %s", where,
+					 strerror(-ret));
+			return ret;
+		}
+		t->nstarted++;
+	}
+	return 0;
+}
+
+/*
+ * Shut t's started hops down, deepest first, and drop them. Without force,
+ * wait for each to go (the library's shutdown grace, then it is killed).
+ * With force (a target whose last hop is still busy with a call we gave
+ * up on), only ask each hop, then kill the first hop's process at once;
+ * the hops below it go when they see their parent gone.
+ */
+void target_stop(struct target *t, bool force)
+{
+	pid_t pid;
+
+	if (!t || t->nstarted == 0)
+		return;
+	/*
+	 * Why kill: a hop busy with a call acts on SHUTDOWN only when the
+	 * call ends; each hop above it waits the library's shutdown grace for
+	 * its child before going, and our broker then waits for each direct
+	 * child in turn. That would keep the tool seconds per target past
+	 * --timeout. So ask every hop, then kill the first (our own child);
+	 * the hops below see their parent gone and exit by themselves.
+	 */
+	for (size_t i = t->nstarted; i-- > 0;)
+		mg_context_shutdown(t->hops[i].ctx, !force);
+	/*
+	 * The first hop has not gone (a busy hop below keeps it), so its pid
+	 * is still our unreaped child: the broker reaps only children that
+	 * have exited.
+	 */
+	pid = force ? mg_context_pid(t->hops[0].ctx) : 0;
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	while (t->nstarted > 0) {
+		struct hop *h = &t->hops[--t->nstarted];
+
+		h->ctx = mg_context_unref(h->ctx);
+	}
+}
+

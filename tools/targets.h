@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/targets.h — the -t syntax of the mitogen tool and starting targets. */
+#ifndef TOOLS_TARGETS_H
+#define TOOLS_TARGETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <mitogen/mitogen.h>
+
+/*
+ * -t SPEC is a comma-separated list of targets, each a '/'-separated chain
+ * of hops, each hop started through the one before it:
+ *
+ *	-t local			one target, one hop
+ *	-t local/fork/local		one target: a local child, forked inside it,
+ *					and a local child of that
+ *	-t local,fork,local/local	three targets
+ *
+ * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types below
+ * (today local and fork); a kind that needs an argument (ssh:user@host,
+ * sudo:root) is one more row there.
+ */
+
+/* Hard limits, so that a typo cannot start thousands of processes. */
+#define TARGETS_MAX 1024
+#define TARGET_HOPS_MAX 16
+
+struct hop_type;
+
+struct hop {
+	const struct hop_type *type;	/* row of the kind table */
+	char *arg;			/* text after "KIND:", or NULL; owned */
+	struct mg_context *ctx;		/* once started; owned reference */
+};
+
+struct target {
+	char *spec;			/* the target as written ("local/fork"); owned */
+	size_t index;			/* position in the list, for remote names */
+	size_t nhops;
+	struct hop *hops;		/* nhops entries; owned */
+	size_t nstarted;		/* hops[0..nstarted) are running */
+};
+
+struct target_list {
+	size_t n;
+	struct target *v;		/* n entries; owned */
+};
+
+/* Monotonic seconds, for deadlines. */
+double target_clock(void);
+/* The deepest started hop's context (borrowed), or NULL. */
+struct mg_context *target_last(const struct target *t);
+void target_list_free(struct target_list *list);
+/* Parse SPEC into list. Returns 0, or -EINVAL with a message in why. */
+int target_list_parse(struct target_list *list, const char *spec, char *why, size_t why_size);
+/* Start t's hops in order, each via the one before, before deadline
+ * (monotonic seconds). Returns 0 or -errno with err filled. */
+int target_start(struct target *t, struct mg_router *r, double deadline, struct mg_error *err);
+/* Shut t's hops down deepest first (force: kill a stuck first hop). */
+void target_stop(struct target *t, bool force);
+
+#endif
