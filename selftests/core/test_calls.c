@@ -160,14 +160,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static struct mg_value *call_echo(struct mg_context *ctx, struct mg_value *v)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -295,12 +287,12 @@ static void test_receiver_timeout(void **state)
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_receiver *rx = mg_call_async(child, "sleep_ms", mg_value_build("i", 300), NULL);
 	struct mg_value *v = NULL;
-	double t0 = now();
+	double t0 = mg_test_now();
 
 	assert_non_null(rx);
 	assert_int_equal(mg_receiver_get_data(rx, 0.05, &v, &err), -ETIMEDOUT);
 	assert_int_equal(err.kind, MG_ERR_TIMEOUT);
-	assert_true(now() - t0 < 0.25);
+	assert_true(mg_test_now() - t0 < 0.25);
 	/* The reply still arrives afterwards. */
 	assert_int_equal(mg_receiver_get_data(rx, 5, &v, &err), 0);
 	assert_int_equal(v->i, 300);
@@ -384,14 +376,14 @@ static void test_send_await_deadline(void **state)
 	struct mg_context *self = mg_router_context_by_id(router, 0);
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_message *reply = NULL;
-	double t0 = now();
+	double t0 = mg_test_now();
 
 	/* Nobody answers messages queued on sink: the deadline must fire. */
 	assert_int_equal(mg_context_send_await(self, mg_message_new(0, mg_receiver_handle(sink),
 								    mg_nil()),
 					       0.2, &reply, &err), -ETIMEDOUT);
 	assert_int_equal(err.kind, MG_ERR_TIMEOUT);
-	assert_true(now() - t0 >= 0.19);
+	assert_true(mg_test_now() - t0 >= 0.19);
 	mg_context_unref(self);
 	mg_receiver_free(sink);
 }
@@ -407,10 +399,10 @@ static void test_killed_child_fails_pending_call(void **state)
 	assert_non_null(c);
 	rx = mg_call_async(c, "sleep_ms", mg_value_build("i", 20000), NULL);
 	usleep(50000);
-	t0 = now();
+	t0 = mg_test_now();
 	kill(mg_context_pid(c), SIGKILL);
 	assert_int_equal(mg_receiver_get_data(rx, 5, &v, &err), -EPIPE);
-	assert_true(now() - t0 < 1.0);
+	assert_true(mg_test_now() - t0 < 1.0);
 	assert_int_equal(err.kind, MG_ERR_CHANNEL);
 	assert_non_null(strstr(err.message, "disconnected"));
 	mg_receiver_free(rx);
@@ -420,21 +412,6 @@ static void test_killed_child_fails_pending_call(void **state)
 	mg_context_unref(c);
 }
 
-static bool pid_gone(pid_t pid)
-{
-	char path[64], buf[256];
-	FILE *f;
-	char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && (p[2] == 'Z' || p[2] == 'X');
-}
 
 static void test_parent_sigkill_leaves_no_child(void **state)
 {
@@ -458,13 +435,13 @@ static void test_parent_sigkill_leaves_no_child(void **state)
 	assert_int_equal(read(pfd[0], &grandchild, sizeof(grandchild)), sizeof(grandchild));
 	close(pfd[0]);
 	assert_true(grandchild > 0);
-	assert_false(pid_gone(grandchild));
+	assert_false(mg_test_pid_gone(grandchild));
 	kill(master, SIGKILL);
 	waitpid(master, NULL, 0);
-	t0 = now();
-	while (!pid_gone(grandchild) && now() - t0 < 1.0)
+	t0 = mg_test_now();
+	while (!mg_test_pid_gone(grandchild) && mg_test_now() - t0 < 1.0)
 		usleep(5000);
-	assert_true(pid_gone(grandchild));
+	assert_true(mg_test_pid_gone(grandchild));
 }
 
 /* A command mg.run is waiting for goes too when the agent loses its parent. */
@@ -499,8 +476,8 @@ static void test_parent_sigkill_stops_running_command(void **state)
 	assert_int_equal(read(pfd[0], &agent, sizeof(agent)), sizeof(agent));
 	close(pfd[0]);
 	assert_true(agent > 0);
-	t0 = now();
-	while (now() - t0 < 5 && (!(f = fopen(path, "r")) || !fgets(buf, sizeof(buf), f))) {
+	t0 = mg_test_now();
+	while (mg_test_now() - t0 < 5 && (!(f = fopen(path, "r")) || !fgets(buf, sizeof(buf), f))) {
 		if (f)
 			fclose(f);
 		f = NULL;
@@ -512,12 +489,12 @@ static void test_parent_sigkill_stops_running_command(void **state)
 	assert_true(cmd > 0);
 	kill(master, SIGKILL);
 	waitpid(master, NULL, 0);
-	t0 = now();
-	while ((!pid_gone(agent) || !pid_gone(cmd)) && now() - t0 < 2.0)
+	t0 = mg_test_now();
+	while ((!mg_test_pid_gone(agent) || !mg_test_pid_gone(cmd)) && mg_test_now() - t0 < 2.0)
 		usleep(5000);
-	assert_true(pid_gone(agent));
-	assert_true(pid_gone(cmd));
-	assert_true(now() - t0 < 1.5);
+	assert_true(mg_test_pid_gone(agent));
+	assert_true(mg_test_pid_gone(cmd));
+	assert_true(mg_test_now() - t0 < 1.5);
 	unlink(path);
 }
 
@@ -535,7 +512,7 @@ static void test_shutdown_reaps_and_leaks_nothing(void **state)
 	assert_int_equal(mg_test_count_children(getpid()), kids + 10);
 	for (int i = 0; i < 10; i++) {
 		assert_int_equal(mg_context_shutdown(c[i], true), 0);
-		assert_true(pid_gone(mg_context_pid(c[i])));
+		assert_true(mg_test_pid_gone(mg_context_pid(c[i])));
 		mg_context_unref(c[i]);
 	}
 	/* Watchers are freed on the broker thread just after the reap. */
@@ -627,9 +604,9 @@ static void test_start_failures_are_stream_errors(void **state)
 
 	script = write_script("#!/bin/sh\necho waiting\nexec sleep 30\n");
 	MG_OPTS(mg_local_opts, slow, .image = script, .connect_timeout = 0.3);
-	t0 = now();
+	t0 = mg_test_now();
 	assert_null(mg_local(router, &slow, &err));
-	assert_true(now() - t0 < 2.0);
+	assert_true(mg_test_now() - t0 < 2.0);
 	assert_int_equal(err.kind, MG_ERR_STREAM);
 	assert_non_null(strstr(err.message, "connect timeout"));
 	assert_non_null(strstr(err.message, "waiting"));

@@ -175,14 +175,6 @@ MG_EXPORT(chan_echo);
 
 static struct mg_router *router;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static struct mg_context *start_via(struct mg_router *r, struct mg_context *via,
 				    const char *name, bool fork_)
 {
@@ -223,21 +215,6 @@ static char *call_str(struct mg_context *c, const char *fn, struct mg_value *arg
 	return s;
 }
 
-static bool pid_gone(pid_t pid)
-{
-	char path[64], buf[256];
-	FILE *f;
-	char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	p = p ? strrchr(buf, ')') : NULL;
-	return p && (p[2] == 'Z' || p[2] == 'X');
-}
 
 static void shutdown_all(struct mg_context **c, size_t n)
 {
@@ -360,22 +337,22 @@ static void test_kill_middle_hop(void **state)
 	rx[0] = mg_call_async(c[1], "sleep_ms", mg_value_build("i", 20000), NULL);
 	rx[1] = mg_call_async(c[2], "sleep_ms", mg_value_build("i", 20000), NULL);
 	usleep(50000);
-	t0 = now();
+	t0 = mg_test_now();
 	kill(mid, SIGKILL);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(mg_receiver_get_data(rx[i], 5, &v, &err), -EPIPE);
 		assert_int_equal(err.kind, MG_ERR_CHANNEL);
 		mg_receiver_free(rx[i]);
 	}
-	assert_true(now() - t0 < 1.0);
+	assert_true(mg_test_now() - t0 < 1.0);
 	/* DEL_ROUTE reached the master: no route to the leaf any more. */
 	assert_null(mg_router_stream_by_id(router, mg_context_remote_id(c[2])));
 	assert_int_equal(mg_call(c[2], "mg.getpid", NULL, &v, &err), -EPIPE);
 	/* The leaf lost its parent and exited. */
-	while (!pid_gone(leaf) && now() - t0 < 2.0)
+	while (!mg_test_pid_gone(leaf) && mg_test_now() - t0 < 2.0)
 		usleep(5000);
-	assert_true(pid_gone(leaf));
-	assert_true(now() - t0 < 1.0);
+	assert_true(mg_test_pid_gone(leaf));
+	assert_true(mg_test_now() - t0 < 1.0);
 	/* The first hop lives on. */
 	assert_true(call_int(c[0], "mg.getpid", NULL) > 0);
 	shutdown_all(c, 3);
@@ -430,9 +407,9 @@ static void test_limit_inherited_and_shutdown_deep(void **state)
 	leaf = (pid_t)call_int(c[2], "mg.getpid", NULL);
 	/* Shut the leaf down from the master, three levels up. */
 	assert_int_equal(mg_context_shutdown(c[2], true), 0);
-	for (int i = 0; i < 100 && !pid_gone(leaf); i++)
+	for (int i = 0; i < 100 && !mg_test_pid_gone(leaf); i++)
 		usleep(10000);
-	assert_true(pid_gone(leaf));
+	assert_true(mg_test_pid_gone(leaf));
 	assert_true(call_int(c[1], "mg.getpid", NULL) > 0);
 	for (int i = 0; i < 3; i++)
 		mg_context_unref(c[i]);

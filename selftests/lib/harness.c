@@ -321,3 +321,27 @@ int mg_test_count_children(pid_t parent)
 	closedir(d);
 	return n;
 }
+
+bool mg_test_pid_gone(pid_t pid)
+{
+	char path[64], buf[256];
+	FILE *f;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL;
+	return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
+double mg_test_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

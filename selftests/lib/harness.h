@@ -93,6 +93,11 @@ int mg_test_count_fds(void);
  */
 int mg_test_count_children(pid_t parent);
 
+/* True when pid no longer runs: gone, or a zombie (exited, not reaped). */
+bool mg_test_pid_gone(pid_t pid);
+/* Monotonic seconds. */
+double mg_test_now(void);
+
 /*
  * Capture the library's log lines (mg_log_set_callback) into a buffer, one
  * "source: line" per line. start clears the buffer and installs the
