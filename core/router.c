@@ -557,6 +557,10 @@ static void deliver_local(struct mg_router *r, struct mg_message *msg, struct st
 	h = idmap_get(&r->handlers, msg->meta.handle);
 	policy = h ? h->policy : NULL;
 	policy_data = h ? h->policy_data : NULL;
+	/* No policy to consult: take a one-shot handler out right away (one
+	 * trip through the lock on the reply path instead of two). */
+	if (h && !policy && h->once)
+		idmap_del(&r->handlers, msg->meta.handle);
 	pthread_mutex_unlock(&r->lock);
 	if (!h) {
 		if (!mg_message_is_dead(msg)) {
@@ -576,14 +580,17 @@ static void deliver_local(struct mg_router *r, struct mg_message *msg, struct st
 		mg_message_free(msg);
 		return;
 	}
-	pthread_mutex_lock(&r->lock);
-	h = idmap_get(&r->handlers, msg->meta.handle);
-	if (h && h->once)
-		idmap_del(&r->handlers, msg->meta.handle);
-	pthread_mutex_unlock(&r->lock);
-	if (!h) {
-		mg_message_free(msg);
-		return;
+	if (policy) {
+		/* The policy ran unlocked: the handler may have gone meanwhile. */
+		pthread_mutex_lock(&r->lock);
+		h = idmap_get(&r->handlers, msg->meta.handle);
+		if (h && h->once)
+			idmap_del(&r->handlers, msg->meta.handle);
+		pthread_mutex_unlock(&r->lock);
+		if (!h) {
+			mg_message_free(msg);
+			return;
+		}
 	}
 	fn = h->fn;
 	ud = h->userdata;
