@@ -71,6 +71,8 @@ MG_API int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
 extern const struct mg_export __start_mg_exports[] __attribute__((weak, visibility("hidden")));
 extern const struct mg_export __stop_mg_exports[] __attribute__((weak, visibility("hidden")));
 
+/* Implementation of mg_main(); call the macro, which passes this
+ * program's export table. */
 MG_API int mg_main_(int argc, char **argv, const struct mg_export *start,
 		    const struct mg_export *stop);
 /*
@@ -81,6 +83,7 @@ MG_API int mg_main_(int argc, char **argv, const struct mg_export *start,
  */
 #define mg_main(argc, argv) mg_main_((argc), (argv), __start_mg_exports, __stop_mg_exports)
 
+/* True in the master (a process not started by libmitogen). */
 MG_API bool mg_is_master(void);
 /* This process's context id (0 in the master). */
 MG_API uint32_t mg_context_id(void);
@@ -146,6 +149,7 @@ MG_API struct mg_context *mg_local(struct mg_router *r, const struct mg_local_op
 MG_API struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
 				  struct mg_error *err);
 
+/* Take another reference (NULL-safe); returns ctx. Thread-safe. */
 MG_API struct mg_context *mg_context_ref(struct mg_context *ctx);
 /* NULL-safe; returns NULL. Does not shut the context down. */
 MG_API struct mg_context *mg_context_unref(struct mg_context *ctx);

@@ -204,12 +204,15 @@ MG_API struct mg_message *mg_message_dead(uint32_t dst_id, uint32_t handle,
 					  const char *reason);
 MG_API void mg_message_free(struct mg_message *msg);
 
+/* Header fields (0 for a NULL message). */
 MG_API uint32_t mg_message_dst_id(const struct mg_message *msg);
 MG_API uint32_t mg_message_src_id(const struct mg_message *msg);
 MG_API uint32_t mg_message_auth_id(const struct mg_message *msg);
 MG_API uint32_t mg_message_handle(const struct mg_message *msg);
 MG_API uint32_t mg_message_reply_to(const struct mg_message *msg);
+/* Ask for replies at handle reply_to of this context (NULL-safe). */
 MG_API void mg_message_set_reply_to(struct mg_message *msg, uint32_t reply_to);
+/* reply_to is MG_IS_DEAD: the sender considers the channel dead. */
 MG_API bool mg_message_is_dead(const struct mg_message *msg);
 /* Raw msgpack payload, borrowed. */
 MG_API const void *mg_message_data(const struct mg_message *msg, size_t *ret_len);
@@ -280,6 +283,8 @@ MG_API bool mg_receiver_empty(struct mg_receiver *rx);
 MG_API void mg_receiver_close(struct mg_receiver *rx);
 /* Called (on the broker thread) after each message is queued. Borrowed. */
 typedef void (*mg_notify_fn)(struct mg_receiver *rx, void *userdata);
+/* Install (fn) or remove (NULL) the notify callback; once this returns,
+ * an old callback is no longer running. At most one per receiver. */
 MG_API void mg_receiver_set_notify(struct mg_receiver *rx, mg_notify_fn fn, void *userdata);
 /* A sender that delivers to this receiver; caller frees. NULL+errno. */
 MG_API struct mg_sender *mg_receiver_to_sender(struct mg_receiver *rx);
