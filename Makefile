@@ -95,8 +95,8 @@ asan_TEST_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
 
 # What libmitogen needs, for static programs and for the shared library
 # (Debian's libmsgpackc.a is not PIC, so the .so links libmsgpackc.so).
-LIBS_STATIC := -l:libmsgpackc.a -pthread
-LIBS_SHARED := -lmsgpackc -pthread
+LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -pthread
+LIBS_SHARED := -lmsgpackc -lseccomp -lcap -pthread
 TEST_LIBS := -lcmocka
 
 SONAME := libmitogen.so.0
@@ -178,6 +178,10 @@ $$(call in,$(1),$$(selftest-names)): $$($(1)_DIR)/%: $$($(1)_DIR)/obj/%.o \
 $$($(1)_DIR)/bench/bench: $$(call obj,$(1),$$(bench-objs)) $$($(1)_DIR)/libmitogen.a
 	@mkdir -p $$(@D)
 	$$(Q)$$(call msg,LD,$$(strip $$($(1)_TAG) bench/bench))$$($(1)_CC) $$($(1)_PROG_LDFLAGS) -o $$@ $$^ $$(LIBS_STATIC)
+
+# The built-in seccomp profiles are .incbin'd into profiles.o, which the
+# compiler's .d files cannot know.
+$$(call obj,$(1),sandbox/profiles.o): $$(wildcard sandbox/profiles/*.policy)
 
 # Header dependencies the compiler wrote (-MMD -MP) for objects built so far.
 -include $$(wildcard $$(call obj,$(1),$$(all-objs:.o=.d)))

@@ -27,6 +27,7 @@
 #include "core/stream.h"
 #include "core/profile.h"
 #include "master/master.h"
+#include "sandbox/sandbox.h"
 
 struct mg_call {
 	struct mg_router *router;
@@ -141,11 +142,24 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 		goto reply;
 	}
 	LOG_DEBUG("call %s from context %u", name->str, msg->meta.src_id);
+	sandbox_trap_clear();
 	ret = fn(&call, args, &result);
 	if (ret < 0) {
+		char trap[160];
+
 		mg_value_free(result);
 		if (!call.failed)
 			snprintf(call.message, sizeof(call.message), "%s", strerror(-ret));
+		/* A syscall the seccomp filter refused: say which. */
+		if (sandbox_trap_describe(trap, sizeof(trap))) {
+			char text[MG_ERROR_MSG_MAX];
+			size_t len = strlen(trap);
+
+			memcpy(text, trap, len);
+			snprintf(text + len, sizeof(text) - len, " (%.*s)",
+				 (int)(sizeof(text) - len - 4), call.message);
+			memcpy(call.message, text, sizeof(call.message));
+		}
 		result = call_error(name->str, call.failed ? call.errnum : -ret, call.message);
 	} else if (!result) {
 		result = mg_nil();
@@ -338,6 +352,24 @@ void agent_run(int fd)
 		r->debug = true;
 		if (log_debug_file() < 0)
 			LOG_WARN("cannot open /tmp/mitogen.%d.log", (int)getpid());
+	}
+	/*
+	 * The sandbox, before the greeting: the parent never sees a ready
+	 * context that is not sandboxed as asked. Failing closed: the reason
+	 * goes to stderr (the parent's StreamError quotes it) and we exit
+	 * with AGENT_EXIT_SANDBOX.
+	 */
+	{
+		const struct mg_value *sb = mg_map_get(boot, "sandbox");
+		char why[512];
+
+		if (sb && sb->type != MG_NIL &&
+		    (sandbox_value_check(sb, why, sizeof(why)) < 0 ||
+		     sandbox_apply(sb, why, sizeof(why)) < 0)) {
+			fprintf(stderr, "mitogen agent: sandbox: %s\n", why);
+			fflush(stderr);
+			_exit(AGENT_EXIT_SANDBOX);
+		}
 	}
 	mg_value_free(boot);
 

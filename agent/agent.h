@@ -9,6 +9,8 @@
 /* Exit codes of a child that failed before serving (documented in README). */
 #define AGENT_EXIT_SETUP 120	/* setup between fork/exec and BOOT failed */
 #define AGENT_EXIT_BOOT 121	/* no valid BOOT from the parent */
+/* 122, AGENT_EXIT_SANDBOX (sandbox/sandbox.h): the sandbox BOOT asked for
+ * could not be applied; the reason is on stderr. */
 
 /* In a fork()ed child: reset state the parent's other threads held. */
 void agent_after_fork(const char *name);

@@ -30,6 +30,7 @@
 #include "core/stream.h"
 #include "core/profile.h"
 #include "master/master.h"
+#include "sandbox/sandbox.h"
 
 #define CHILD_FD 3
 #define TAIL_MAX 2048
@@ -313,12 +314,15 @@ struct start {
 	const char *image;
 	uint32_t id;
 	struct mg_context *ctx;
+	struct mg_value *sandbox;	/* BOOT "sandbox" map, or NULL */
 	int sv[2];
 	int out[2];
 };
 
 static void start_cleanup(struct start *st)
 {
+	mg_value_free(st->sandbox);
+	st->sandbox = NULL;
 	for (int i = 0; i < 2; i++) {
 		if (st->sv[i] >= 0)
 			close(st->sv[i]);
@@ -328,7 +332,8 @@ static void start_cleanup(struct start *st)
 }
 
 static int start_prepare(struct start *st, struct mg_router *r,
-			 const struct mg_local_opts *o, uint32_t id, struct mg_error *err)
+			 const struct mg_local_opts *o, uint32_t id,
+			 const struct mg_value *sandbox, struct mg_error *err)
 {
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
@@ -364,6 +369,21 @@ static int start_prepare(struct start *st, struct mg_router *r,
 				 (unsigned)getuid(), host, (int)getpid());
 	} else {
 		snprintf(st->namebuf, sizeof(st->namebuf), "%s", st->name);
+	}
+	/* The sandbox is checked here, before anything starts: a bad rule
+	 * file or capability name fails now, with its reason. */
+	if (sandbox || (o && o->sz > offsetof(struct mg_local_opts, sandbox) && o->sandbox)) {
+		char why[512];
+
+		if (sandbox)
+			st->sandbox = sandbox_value_check(sandbox, why, sizeof(why)) < 0
+				      ? NULL : mg_value_copy(sandbox);
+		else
+			st->sandbox = sandbox_to_value(o->sandbox, why, sizeof(why));
+		if (!st->sandbox) {
+			error_set(err, MG_ERR_STREAM, EINVAL, "%s: sandbox: %s", st->namebuf, why);
+			return -EINVAL;
+		}
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st->sv) < 0 ||
 	    pipe2(st->out, O_CLOEXEC) < 0) {
@@ -468,6 +488,10 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 								      : mg_log_get_level()));
 	mg_map_set(boot, "debug", mg_bool(st->debug || r->debug));
 	mg_map_set(boot, "profiling", mg_bool(st->profiling || profile_enabled()));
+	if (st->sandbox) {
+		mg_map_set(boot, "sandbox", st->sandbox);
+		st->sandbox = NULL;
+	}
 	msg = mg_message_new(st->id, MG_HANDLE_BOOT, boot);
 	if (!rx || !msg) {
 		mg_message_free(msg);
@@ -552,7 +576,8 @@ static char **child_env(void)
 }
 
 struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *opts,
-			       uint32_t id, struct mg_error *err)
+			       uint32_t id, const struct mg_value *sandbox,
+			       struct mg_error *err)
 {
 	struct start st;
 	posix_spawn_file_actions_t fa;
@@ -569,7 +594,7 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		return NULL;
 	}
 	memset(&st, 0, sizeof(st));
-	ret = start_prepare(&st, r, opts, id, err);
+	ret = start_prepare(&st, r, opts, id, sandbox, err);
 	if (ret < 0) {
 		errno = -ret;
 		return NULL;
@@ -665,7 +690,8 @@ static void fork_unpark(struct park *p)
 }
 
 struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *opts,
-			      uint32_t id, struct mg_error *err)
+			      uint32_t id, const struct mg_value *sandbox,
+			      struct mg_error *err)
 {
 	struct park *park;
 	int parked;
@@ -687,7 +713,7 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 		on_fork_data = opts->on_fork_data;
 	}
 	memset(&st, 0, sizeof(st));
-	ret = start_prepare(&st, r, lo, id, err);
+	ret = start_prepare(&st, r, lo, id, sandbox, err);
 	if (ret < 0) {
 		errno = -ret;
 		return NULL;
@@ -738,7 +764,7 @@ struct mg_context *mg_local(struct mg_router *r, const struct mg_local_opts *opt
 {
 	if (opts && opts->sz > offsetof(struct mg_local_opts, via) && opts->via)
 		return via_start(r, VIA_LOCAL, opts, err);
-	return local_start(r, opts, 0, err);
+	return local_start(r, opts, 0, NULL, err);
 }
 
 struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
@@ -756,5 +782,5 @@ struct mg_context *mg_fork(struct mg_router *r, const struct mg_fork_opts *opts,
 		}
 		return via_start(r, VIA_FORK, lo, err);
 	}
-	return fork_start(r, opts, 0, err);
+	return fork_start(r, opts, 0, NULL, err);
 }

@@ -8,6 +8,7 @@
  * caller gets the reply every router on the way can route to the child.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,36 +16,45 @@
 #include "core/message.h"
 #include "core/router.h"
 #include "master/master.h"
+#include "sandbox/sandbox.h"
 
 static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "fork" };
 
 /*
- * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling, image)
- * -> pid. Runs in the intermediate, under its parent's authority (the
- * CALL_FUNCTION policy), so only an ancestor can make it start contexts.
+ * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
+ * [, image [, sandbox]]) -> pid. image "" means none; sandbox is the BOOT
+ * "sandbox" map the caller built (sandbox_to_value: rule files already
+ * read there), checked again here and handed to the child as is. Runs in
+ * the intermediate, under its parent's authority (the CALL_FUNCTION
+ * policy), so only an ancestor can make it start contexts.
  */
 static int proxy_start(struct mg_call *call, const struct mg_value *args,
 		       struct mg_value **ret)
 {
 	struct mg_error err = MG_ERROR_INIT;
 	const char *kind, *name, *image = NULL;
+	const struct mg_value *sandbox = NULL;
 	double timeout;
 	bool debug, profiling;
 	int64_t id;
 	struct mg_context *ctx;
 
-	if (mg_value_unpack(args, &err, "slsdbb|s", &kind, &id, &name, &timeout, &debug,
-			    &profiling, &image) < 0)
+	if (mg_value_unpack(args, &err, "slsdbb|sv", &kind, &id, &name, &timeout, &debug,
+			    &profiling, &image, &sandbox) < 0)
 		return mg_call_fail(call, EINVAL, "%s", err.message);
+	if (image && !*image)
+		image = NULL;
+	if (sandbox && sandbox->type == MG_NIL)
+		sandbox = NULL;
 	if (id <= 0 || id > UINT32_MAX)
 		return mg_call_fail(call, EINVAL, "bad context id %lld", (long long)id);
 	MG_OPTS(mg_local_opts, lo, .remote_name = name, .connect_timeout = timeout,
 		.debug = debug, .profiling = profiling, .image = image);
 	if (!strcmp(kind, "local")) {
-		ctx = local_start(mg_call_router(call), &lo, (uint32_t)id, &err);
+		ctx = local_start(mg_call_router(call), &lo, (uint32_t)id, sandbox, &err);
 	} else if (!strcmp(kind, "fork")) {
 		MG_OPTS(mg_fork_opts, fo, .local = &lo);
-		ctx = fork_start(mg_call_router(call), &fo, (uint32_t)id, &err);
+		ctx = fork_start(mg_call_router(call), &fo, (uint32_t)id, sandbox, &err);
 	} else {
 		return mg_call_fail(call, EINVAL, "unknown context kind '%s'", kind);
 	}
@@ -66,7 +76,7 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 {
 	struct mg_context *via = o->via, *ctx;
 	struct mg_error e2 = MG_ERROR_INIT;
-	struct mg_value *args;
+	struct mg_value *args, *sandbox = NULL;
 	char name[96];
 	uint32_t id;
 	int ret;
@@ -76,8 +86,21 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 		errno = EINVAL;
 		return NULL;
 	}
+	/* Checked (and a rule file read) here, where the caller's files are. */
+	if (o->sz > offsetof(struct mg_local_opts, sandbox) && o->sandbox) {
+		char why[512];
+
+		sandbox = sandbox_to_value(o->sandbox, why, sizeof(why));
+		if (!sandbox) {
+			error_set(err, MG_ERR_STREAM, EINVAL, "via %s: sandbox: %s", via->name,
+				  why);
+			errno = EINVAL;
+			return NULL;
+		}
+	}
 	id = router_alloc_id(r, via->id);
 	if (!id) {
+		mg_value_free(sandbox);
 		error_set(err, MG_ERR_STREAM, EIO, "no context id from the master");
 		errno = EIO;
 		return NULL;
@@ -89,8 +112,12 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 	args = mg_value_build("slsdbb", kind_names[kind], (int64_t)id, name,
 			      o->connect_timeout > 0 ? o->connect_timeout : 30.0,
 			      (int)o->debug, (int)o->profiling);
-	if (args && o->image)
-		mg_list_append(args, mg_str(o->image));
+	if (args && (o->image || sandbox))
+		mg_list_append(args, mg_str(o->image ? o->image : ""));
+	if (args && sandbox)
+		mg_list_append(args, sandbox);
+	else
+		mg_value_free(sandbox);
 	ret = mg_call(via, "mg._proxy_start", args, NULL, &e2);
 	if (ret < 0) {
 		error_set(err, MG_ERR_STREAM, e2.errnum, "via %s: %s", via->name, e2.message);

@@ -23,6 +23,7 @@ extern "C" {
 #endif
 
 struct mg_call;
+struct mg_sandbox_opts;
 
 /* --- exported functions ---------------------------------------------- */
 
@@ -119,6 +120,9 @@ struct mg_local_opts {
 	const char *image;
 	/* Start the context through this one (borrowed). NULL: from here. */
 	struct mg_context *via;
+	/* Sandbox the child (borrowed, read during the call; see
+	 * mitogen/sandbox.h). NULL: no sandbox. */
+	const struct mg_sandbox_opts *sandbox;
 };
 
 struct mg_fork_opts {

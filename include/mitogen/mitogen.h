@@ -11,5 +11,6 @@
 #include <mitogen/context.h>
 #include <mitogen/select.h>
 #include <mitogen/channel.h>
+#include <mitogen/sandbox.h>
 
 #endif

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+/*
+ * caps.c — the capability and no_new_privs part of a sandbox: parse a keep
+ * list, then make the effective/permitted/inheritable sets exactly that,
+ * drop the rest from the bounding set, clear the ambient set, and set
+ * PR_SET_NO_NEW_PRIVS, in every thread. Must not touch seccomp or rlimits.
+ *
+ * Why every thread: capabilities and no_new_privs are per thread in the
+ * kernel, and by the time BOOT arrives the agent already runs its broker
+ * thread. libcap's cap_set_proc() changes only the calling thread (unless
+ * the program is built around libpsx), so the other threads are told to do
+ * the same with a signal whose handler makes the raw prctl/capset
+ * syscalls (async-signal-safe), and we wait until each has answered.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+
+#include "sandbox/sandbox.h"
+
+int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
+{
+	char *copy, *save = NULL;
+	int ret = 0;
+
+	*keep = 0;
+	if (!list)
+		return 0;
+	copy = strdup(list);
+	if (!copy) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		cap_value_t c;
+
+		if (cap_from_name(t, &c) < 0 || c < 0 || c >= 64) {
+			snprintf(why, n, "unknown capability '%s'", t);
+			ret = -EINVAL;
+			break;
+		}
+		*keep |= 1ull << c;
+	}
+	free(copy);
+	return ret;
+}
+
+/* What every thread must end up with; written before the signals go out. */
+static struct {
+	bool have_caps;
+	uint64_t keep;
+	unsigned last;
+	struct __user_cap_header_struct hdr;
+	struct __user_cap_data_struct data[2];
+	atomic_int done, failed;
+} want;
+
+static int apply_self_raw(void)
+{
+	if (want.have_caps) {
+		for (unsigned c = 0; c <= want.last; c++)
+			if (!(want.keep & (1ull << c)) &&
+			    syscall(SYS_prctl, PR_CAPBSET_READ, c, 0, 0, 0) == 1 &&
+			    syscall(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+				return -1;
+		/* EINVAL before Linux 4.3 (no ambient set): nothing to clear. */
+		if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
+		    errno != EINVAL)
+			return -1;
+		if (syscall(SYS_capset, &want.hdr, want.data) < 0)
+			return -1;
+	}
+	return (int)syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+static void on_sync_signal(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	if (apply_self_raw() < 0)
+		atomic_fetch_add(&want.failed, 1);
+	atomic_fetch_add(&want.done, 1);
+	errno = e;
+}
+
+/* Make every other thread of the process run apply_self_raw(). */
+static int sync_threads(char *why, size_t n)
+{
+	int sig = SIGRTMIN + 4, sent = 0;
+	struct sigaction sa = { .sa_handler = on_sync_signal, .sa_flags = SA_RESTART }, old;
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	struct dirent *de;
+	DIR *d;
+
+	atomic_store(&want.done, 0);
+	atomic_store(&want.failed, 0);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, &old) < 0) {
+		snprintf(why, n, "caps: sigaction: %s", strerror(errno));
+		return -errno;
+	}
+	d = opendir("/proc/self/task");
+	if (!d) {
+		snprintf(why, n, "caps: /proc/self/task: %s", strerror(errno));
+		sigaction(sig, &old, NULL);
+		return -ENOENT;
+	}
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0 || tid == self)
+			continue;
+		if (syscall(SYS_tgkill, getpid(), tid, sig) == 0)
+			sent++;
+	}
+	closedir(d);
+	for (int i = 0; i < 5000 && atomic_load(&want.done) < sent; i++) {
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	sigaction(sig, &old, NULL);
+	if (atomic_load(&want.done) < sent) {
+		snprintf(why, n, "caps: %d of %d threads did not apply the sandbox",
+			 sent - atomic_load(&want.done), sent);
+		return -ETIMEDOUT;
+	}
+	if (atomic_load(&want.failed)) {
+		snprintf(why, n, "caps: %d threads could not apply the sandbox",
+			 atomic_load(&want.failed));
+		return -EPERM;
+	}
+	return 0;
+}
+
+int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n)
+{
+	cap_t c;
+	int ret;
+
+	memset(&want, 0, sizeof(want));
+	want.have_caps = have_caps;
+	want.keep = keep;
+	want.last = (unsigned)cap_max_bits() - 1;
+	if (have_caps) {
+		for (unsigned v = 0; v <= want.last && v < 64; v++) {
+			if ((keep & (1ull << v)) || prctl(PR_CAPBSET_READ, v, 0, 0, 0) != 1)
+				continue;
+			if (cap_drop_bound((cap_value_t)v) < 0) {
+				char *name = cap_to_name((cap_value_t)v);
+
+				ret = -errno;
+				snprintf(why, n, "caps: cannot drop %s from the bounding set: %s",
+					 name ? name : "?", strerror(errno));
+				cap_free(name);
+				return ret;
+			}
+		}
+		if (cap_reset_ambient() < 0 && errno != EINVAL) {
+			ret = -errno;
+			snprintf(why, n, "caps: cannot clear the ambient set: %s", strerror(errno));
+			return ret;
+		}
+		c = cap_init();
+		if (!c) {
+			snprintf(why, n, "caps: out of memory");
+			return -ENOMEM;
+		}
+		for (unsigned v = 0; v <= want.last && v < 64; v++) {
+			cap_value_t cv = (cap_value_t)v;
+
+			if (!(keep & (1ull << v)))
+				continue;
+			cap_set_flag(c, CAP_EFFECTIVE, 1, &cv, CAP_SET);
+			cap_set_flag(c, CAP_PERMITTED, 1, &cv, CAP_SET);
+			cap_set_flag(c, CAP_INHERITABLE, 1, &cv, CAP_SET);
+		}
+		ret = cap_set_proc(c);
+		if (ret < 0) {
+			char *text = cap_to_text(c, NULL);
+
+			ret = -errno;
+			snprintf(why, n, "caps: cannot set '%s': %s", text ? text : "?",
+				 strerror(errno));
+			cap_free(text);
+			cap_free(c);
+			return ret;
+		}
+		cap_free(c);
+		/* What the other threads copy: this thread's sets, as set. */
+		want.hdr.version = _LINUX_CAPABILITY_VERSION_3;
+		want.hdr.pid = 0;
+		if (syscall(SYS_capget, &want.hdr, want.data) < 0) {
+			snprintf(why, n, "caps: capget: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		snprintf(why, n, "no_new_privs: %s", strerror(errno));
+		return -errno;
+	}
+	return sync_threads(why, n);
+}

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sandbox.c — a sandbox as a whole: mg_sandbox_opts -> the BOOT "sandbox"
+ * map in the parent (where a rule file is read and every name checked, so
+ * mistakes fail mg_local before a child starts), the same checks again
+ * where the map is received, and applying it in the child in a fixed
+ * order: rlimits, capabilities + no_new_privs, seccomp last (the filter
+ * may refuse what the earlier steps need). Must not touch the agent's
+ * state: the agent calls sandbox_apply once, after BOOT, before its
+ * greeting.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "sandbox/sandbox.h"
+
+#define RULE_FILE_MAX (256 << 10)
+
+static char *read_text(const char *path, char *why, size_t n)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t len;
+
+	if (!f) {
+		snprintf(why, n, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(RULE_FILE_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		snprintf(why, n, "out of memory");
+		return NULL;
+	}
+	len = fread(buf, 1, RULE_FILE_MAX + 1, f);
+	if (ferror(f) || len > RULE_FILE_MAX || memchr(buf, '\0', len)) {
+		snprintf(why, n, "%s: %s", path, ferror(f) ? strerror(errno)
+				 : len > RULE_FILE_MAX ? "larger than 256 KiB" : "not text");
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+static const char *map_str(const struct mg_value *v, const char *key)
+{
+	const struct mg_value *x = mg_map_get(v, key);
+
+	return x && x->type == MG_STR ? x->str : NULL;
+}
+
+/* The policy the map names: a built-in profile or the rules it carries. */
+static int policy_of(const struct mg_value *v, struct sb_policy *p, const char **ret_name,
+		     char *why, size_t n)
+{
+	const char *name = map_str(v, "seccomp"), *text = map_str(v, "rules");
+
+	*ret_name = name;
+	if (!name)
+		return 0;
+	if (!text)
+		text = sb_profile_text(name);
+	if (!text) {
+		snprintf(why, n, "seccomp: no profile '%s'", name);
+		return -EINVAL;
+	}
+	return sb_policy_parse(text, name, p, why, n) < 0 ? -EINVAL : 1;
+}
+
+struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, size_t n)
+{
+	struct mg_value *v;
+	uint64_t keep;
+	char *text = NULL;
+
+	if (!o || o->sz < sizeof(size_t)) {
+		snprintf(why, n, "sandbox options struct has no size");
+		return NULL;
+	}
+	if (o->sz < sizeof(*o)) {
+		snprintf(why, n, "sandbox options struct too small");
+		return NULL;
+	}
+	if (sb_caps_parse(o->caps, &keep, why, n) < 0)
+		return NULL;
+	if (o->seccomp && !sb_profile_text(o->seccomp)) {
+		text = read_text(o->seccomp, why, n);
+		if (!text)
+			return NULL;
+	}
+	v = mg_map();
+	if (!v) {
+		free(text);
+		snprintf(why, n, "out of memory");
+		return NULL;
+	}
+	if (o->seccomp)
+		mg_map_set(v, "seccomp", mg_str(o->seccomp));
+	if (text)
+		mg_map_set(v, "rules", mg_str(text));
+	free(text);
+	if (o->caps)
+		mg_map_set(v, "caps", mg_str(o->caps));
+	mg_map_set(v, "nofile", mg_int(o->rlimits.nofile));
+	mg_map_set(v, "nproc", mg_int(o->rlimits.nproc));
+	mg_map_set(v, "as", mg_int(o->rlimits.as));
+	mg_map_set(v, "cpu", mg_int(o->rlimits.cpu));
+	mg_map_set(v, "fsize", mg_int(o->rlimits.fsize));
+	mg_map_set(v, "best_effort", mg_int(o->best_effort));
+	if (sandbox_value_check(v, why, n) < 0) {
+		mg_value_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+int sandbox_value_check(const struct mg_value *v, char *why, size_t n)
+{
+	struct sb_policy p;
+	const char *name;
+	uint64_t keep;
+	int ret;
+
+	if (!v || v->type != MG_MAP) {
+		snprintf(why, n, "sandbox description is not a map");
+		return -EINVAL;
+	}
+	if (sb_caps_parse(map_str(v, "caps"), &keep, why, n) < 0)
+		return -EINVAL;
+	ret = policy_of(v, &p, &name, why, n);
+	if (ret < 0)
+		return ret;
+	if (ret > 0)
+		sb_policy_free(&p);
+	return 0;
+}
+
+int sandbox_apply(const struct mg_value *v, char *why, size_t n)
+{
+	const struct mg_value *be = mg_map_get(v, "best_effort");
+	unsigned best = be && be->type == MG_INT ? (unsigned)be->i : 0;
+	const char *caps = map_str(v, "caps"), *name;
+	struct sb_policy p;
+	uint64_t keep = 0;
+	int ret, have_policy;
+
+	if (sb_caps_parse(caps, &keep, why, n) < 0)
+		return -EINVAL;
+	have_policy = policy_of(v, &p, &name, why, n);
+	if (have_policy < 0)
+		return have_policy;
+
+	ret = sb_rlimits_apply(v, why, n);
+	if (ret < 0 && (best & MG_SANDBOX_RLIMITS)) {
+		LOG_WARN("sandbox: skipped (best effort): %s", why);
+		ret = 0;
+	}
+	if (ret == 0) {
+		ret = sb_caps_apply(caps != NULL, keep, why, n);
+		if (ret < 0 && caps && (best & MG_SANDBOX_CAPS)) {
+			LOG_WARN("sandbox: skipped (best effort): %s", why);
+			/* no_new_privs is never optional. */
+			ret = sb_caps_apply(false, 0, why, n);
+		}
+	}
+	if (ret == 0 && have_policy > 0) {
+		ret = sb_seccomp_load(&p, name, why, n);
+		if (ret < 0 && (best & MG_SANDBOX_SECCOMP)) {
+			LOG_WARN("sandbox: skipped (best effort): %s", why);
+			ret = 0;
+		}
+	}
+	if (have_policy > 0)
+		sb_policy_free(&p);
+	return ret;
+}

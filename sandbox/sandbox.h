@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sandbox.h — the sandbox module, private to libmitogen: turning
+ * struct mg_sandbox_opts into the "sandbox" map of BOOT (parent side,
+ * where rule files are read and checked), and applying that map in the
+ * child (agent side). Parts: seccomp.c, caps.c, rlimits.c, profiles.c.
+ *
+ * BOOT "sandbox" map: { "seccomp": profile name or rule file path,
+ * "rules": rule text (rule files only), "caps": keep list,
+ * "nofile"/"nproc"/"as"/"cpu"/"fsize": ints, "best_effort": int }.
+ */
+#ifndef SANDBOX_SANDBOX_H
+#define SANDBOX_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <mitogen/sandbox.h>
+#include <mitogen/value.h>
+
+/* Exit code of a child whose sandbox could not be applied (after BOOT). */
+#define AGENT_EXIT_SANDBOX 122
+
+/* --- whole sandbox (sandbox.c) --- */
+
+/* Parent: check o (reads and parses a rule file, resolves capability
+ * names) and build the BOOT map. NULL with why filled on error. */
+struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, size_t n);
+/* Check a map made by sandbox_to_value (in a via= intermediate, and in the
+ * child before applying). 0 or -EINVAL with why filled. */
+int sandbox_value_check(const struct mg_value *v, char *why, size_t n);
+/* Child: apply the map to this process (every thread). 0 or -errno with
+ * why filled ("seccomp: ...", "caps: ..."). */
+int sandbox_apply(const struct mg_value *v, char *why, size_t n);
+
+/* --- seccomp (seccomp.c) --- */
+
+struct sb_rule {
+	int nr;			/* syscall number, native arch */
+	uint32_t action;	/* SCMP_ACT_* */
+	unsigned line;
+	unsigned ncond;
+	struct {
+		unsigned arg;
+		int op;		/* enum scmp_compare */
+		uint64_t a, b;
+	} cond[6];
+};
+
+struct sb_policy {
+	uint32_t def;		/* @default action */
+	struct sb_rule *rules;
+	size_t n;
+};
+
+/* Parse policy text; errors are "FILE:LINE: reason". Caller frees with
+ * sb_policy_free. Also compiles it with libseccomp (without loading) so
+ * that what libseccomp refuses is found here too. */
+int sb_policy_parse(const char *text, const char *file, struct sb_policy *p, char *why,
+		    size_t n);
+void sb_policy_free(struct sb_policy *p);
+/* Install the SIGSYS handler and load p for every thread (TSYNC).
+ * profile names it in CallError messages. */
+int sb_seccomp_load(const struct sb_policy *p, const char *profile, char *why, size_t n);
+/* Forget a trapped syscall of this thread (before a call). */
+void sandbox_trap_clear(void);
+/* If a syscall of this thread was trapped since sandbox_trap_clear, write
+ * "blocked by seccomp (profile P): NAME" into buf and return true. */
+bool sandbox_trap_describe(char *buf, size_t n);
+
+/* --- profiles (profiles.c) --- */
+
+/* Text of a built-in profile ("default", "strict"), or NULL. */
+const char *sb_profile_text(const char *name);
+
+/* --- capabilities (caps.c) --- */
+
+/* "a,b,c" -> bit mask of capability numbers. -EINVAL with why
+ * "unknown capability 'x'". */
+int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n);
+/* Keep exactly `keep` (when have_caps) and set no_new_privs, in every
+ * thread of the process. */
+int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n);
+
+/* --- rlimits (rlimits.c) --- */
+
+/* setrlimit(resource, {v, v}) for each v > 0 in the map's rlimit keys. */
+int sb_rlimits_apply(const struct mg_value *v, char *why, size_t n);
+
+#endif
