@@ -25,6 +25,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 
 #include "sandbox/sandbox.h"
 
@@ -91,6 +92,8 @@ static void on_sync_signal(int sig)
 	if (apply_self_raw() < 0)
 		atomic_fetch_add(&want.failed, 1);
 	atomic_fetch_add(&want.done, 1);
+	/* futex(2) is async-signal-safe: wake the thread waiting for us. */
+	syscall(SYS_futex, (int *)&want.done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	errno = e;
 }
 
@@ -125,10 +128,14 @@ static int sync_threads(char *why, size_t n)
 			sent++;
 	}
 	closedir(d);
-	for (int i = 0; i < 5000 && atomic_load(&want.done) < sent; i++) {
+	/* Wait (at most 5 s in all) for each thread to say it is done. */
+	for (int i = 0; i < 5000; i++) {
 		struct timespec ts = { 0, 1000000 };
+		int done = atomic_load(&want.done);
 
-		nanosleep(&ts, NULL);
+		if (done >= sent)
+			break;
+		syscall(SYS_futex, (int *)&want.done, FUTEX_WAIT_PRIVATE, done, &ts, NULL, 0);
 	}
 	sigaction(sig, &old, NULL);
 	if (atomic_load(&want.done) < sent) {

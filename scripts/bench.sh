@@ -231,6 +231,19 @@ END {
 	    ratio(vm) (vm != "" ? " faster" : ""), ratio(vf),
 	    ">= 5x Mitogen", verdict(vm != "", vm >= 5))
 
+	# issue 5: sandboxed vs unsandboxed, both ours, same run. The
+	# "floor" column holds the unsandboxed figure.
+	k = "sandbox_create_call_ms"
+	vf = has(O, k) && has(O, "local_create_call_ms") ? O[k] / O["local_create_call_ms"] : ""
+	row("create + call, strict sandbox (ms)", val(O, k), "n/a",
+	    val(O, "local_create_call_ms") (has(O, "local_create_call_ms") ? " (no sandbox)" : ""),
+	    "n/a", ratio(vf), "<= 1.5x unsandboxed", verdict(vf != "", vf <= 1.5))
+	k = "sandbox_call_rtt_us"
+	vf = has(O, k) && has(O, "call_rtt_us") ? O[k] / O["call_rtt_us"] : ""
+	row("call round trip, seccomp (us)", val(O, k), "n/a",
+	    val(O, "call_rtt_us") (has(O, "call_rtt_us") ? " (no sandbox)" : ""),
+	    "n/a", ratio(vf), "<= 1.1x unsandboxed", verdict(vf != "", vf <= 1.1))
+
 	H[1] = "measure"; H[2] = "ours"; H[3] = "Mitogen"; H[4] = "floor"
 	H[5] = "ours vs Mitogen"; H[6] = "ours vs floor"; H[7] = "target"
 	H[8] = "met"
@@ -288,7 +301,8 @@ END {
 		print "ours, each run:"
 		no = split("local_create_call_ms fork_create_call_ms call_rtt_us " \
 		    "fanout10_calls_per_s stream_MBps via1_call_rtt_us " \
-		    "fanout100_calls_per_s create_per_child_ms parent_kb_per_child",
+		    "fanout100_calls_per_s create_per_child_ms parent_kb_per_child " \
+		    "sandbox_create_call_ms sandbox_call_rtt_us",
 		    order, " ")
 		for (i = 1; i <= no; i++)
 			if (order[i] in runs)

@@ -221,10 +221,11 @@ static void stop(struct mg_context *ctx)
 
 /* N_CTX local contexts one after another, each with a first call.
  * Returns ms per context. */
-static double local_create_call(struct mg_router *r, struct mg_context **ctxs)
+static double local_create_call_sb(struct mg_router *r, struct mg_context **ctxs,
+				  const struct mg_sandbox_opts *sb)
 {
 	struct mg_error err = MG_ERROR_INIT;
-	MG_OPTS(mg_local_opts, opts, .remote_name = "bench");
+	MG_OPTS(mg_local_opts, opts, .remote_name = "bench", .sandbox = sb);
 	double t = now();
 
 	for (int i = 0; i < N_CTX; i++) {
@@ -234,6 +235,11 @@ static double local_create_call(struct mg_router *r, struct mg_context **ctxs)
 		call_noop(ctxs[i], "first call");
 	}
 	return (now() - t) / N_CTX * 1e3;
+}
+
+static double local_create_call(struct mg_router *r, struct mg_context **ctxs)
+{
+	return local_create_call_sb(r, ctxs, NULL);
 }
 
 static double call_rtt(struct mg_context *ctx)
@@ -548,6 +554,34 @@ int main(int argc, char **argv)
 		for (int k = 0; k < reps; k++)
 			runs[k] = call_rtt(ctxs[0]);
 		report("call_rtt_us", "%.1f", runs, reps);
+	}
+
+	/* Issue 5: the strict sandbox (seccomp strict + every capability
+	 * dropped + no_new_privs) on creation, a seccomp filter on calls. */
+	if (want("sandbox_create_call_ms")) {
+		MG_OPTS(mg_sandbox_opts, strict, .seccomp = "strict", .caps = "");
+
+		progress("bench: %s\n", "sandboxed create");
+		for (int k = 0; k < reps; k++) {
+			runs[k] = local_create_call_sb(r, extra, &strict);
+			for (int i = 0; i < N_CTX; i++)
+				stop(extra[i]);
+		}
+		report("sandbox_create_call_ms", "%.2f", runs, reps);
+	}
+	if (want("sandbox_call_rtt_us")) {
+		MG_OPTS(mg_sandbox_opts, dflt, .seccomp = "default");
+		MG_OPTS(mg_local_opts, lo, .remote_name = "bench-sandboxed", .sandbox = &dflt);
+		struct mg_error err2 = MG_ERROR_INIT;
+		struct mg_context *sbx = mg_local(r, &lo, &err2);
+
+		if (!sbx)
+			die("mg_local (sandboxed)", &err2);
+		progress("bench: %s\n", "sandboxed round trip");
+		for (int k = 0; k < reps; k++)
+			runs[k] = call_rtt(sbx);
+		report("sandbox_call_rtt_us", "%.1f", runs, reps);
+		stop(sbx);
 	}
 
 	if (want("fanout10_calls_per_s")) {
