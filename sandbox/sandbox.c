@@ -10,9 +10,12 @@
  * greeting.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <seccomp.h>
 
 #include "core/log.h"
 #include "sandbox/sandbox.h"
@@ -73,6 +76,49 @@ static int policy_of(const struct mg_value *v, struct sb_policy *p, const char *
 	return sb_policy_parse(text, name, p, why, n) < 0 ? -EINVAL : 1;
 }
 
+/*
+ * The last policy compiled, kept: starting many children with the same
+ * sandbox compiles it once. Keyed by profile name and rule text.
+ */
+static pthread_mutex_t bpf_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *bpf_key;
+static void *bpf_prog;
+static size_t bpf_len;
+
+static void bpf_attach(struct mg_value *v, char *why, size_t n)
+{
+	const char *name = map_str(v, "seccomp"), *rules = map_str(v, "rules");
+	struct sb_policy p;
+	void *prog = NULL;
+	size_t len = 0;
+	char *key;
+
+	if (!name || asprintf(&key, "%s%c%s", name, 0, rules ? rules : "") < 0)
+		return;
+	pthread_mutex_lock(&bpf_lock);
+	if (bpf_key && !strcmp(bpf_key, key) &&
+	    !strcmp(bpf_key + strlen(bpf_key) + 1, key + strlen(key) + 1)) {
+		prog = bpf_prog;
+		len = bpf_len;
+	} else if (policy_of(v, &p, &name, why, n) > 0) {
+		if (sb_seccomp_export(&p, name, &prog, &len, why, n) == 0) {
+			free(bpf_key);
+			free(bpf_prog);
+			bpf_key = key;
+			key = NULL;
+			bpf_prog = prog;
+			bpf_len = len;
+		}
+		sb_policy_free(&p);
+	}
+	if (prog) {
+		mg_map_set(v, "bpf", mg_bytes(prog, len));
+		mg_map_set(v, "bpf_arch", mg_int(seccomp_arch_native()));
+	}
+	pthread_mutex_unlock(&bpf_lock);
+	free(key);
+}
+
 struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, size_t n)
 {
 	struct mg_value *v;
@@ -117,6 +163,8 @@ struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, si
 		mg_value_free(v);
 		return NULL;
 	}
+	/* Compile the filter here (once per policy) for the child to load. */
+	bpf_attach(v, why, n);
 	return v;
 }
 
@@ -170,7 +218,15 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 		}
 	}
 	if (ret == 0 && have_policy > 0) {
-		ret = sb_seccomp_load(&p, name, why, n);
+		const struct mg_value *bpf = mg_map_get(v, "bpf");
+		const struct mg_value *arch = mg_map_get(v, "bpf_arch");
+
+		/* Compiled by the parent for this architecture: load as is. */
+		if (bpf && bpf->type == MG_BYTES && arch && arch->type == MG_INT &&
+		    arch->i == (int64_t)seccomp_arch_native())
+			ret = sb_seccomp_load_bpf(bpf->bytes, bpf->len, name, why, n);
+		else
+			ret = sb_seccomp_load(&p, name, why, n);
 		if (ret < 0 && (best & MG_SANDBOX_SECCOMP)) {
 			LOG_WARN("sandbox: skipped (best effort): %s", why);
 			ret = 0;

@@ -62,6 +62,14 @@ void sb_policy_free(struct sb_policy *p);
 /* Install the SIGSYS handler and load p for every thread (TSYNC).
  * profile names it in CallError messages. */
 int sb_seccomp_load(const struct sb_policy *p, const char *profile, char *why, size_t n);
+/* Parent: compile p to classic BPF (malloc'd, caller frees), so a child
+ * can load it without compiling (saves most of a sandboxed start). */
+int sb_seccomp_export(const struct sb_policy *p, const char *profile, void **ret_buf,
+		      size_t *ret_len, char *why, size_t n);
+/* Child: load a filter made by sb_seccomp_export, every thread (TSYNC);
+ * no_new_privs must already be set. */
+int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char *why,
+			size_t n);
 /* Forget a trapped syscall of this thread (before a call). */
 void sandbox_trap_clear(void);
 /* If a syscall of this thread was trapped since sandbox_trap_clear, write

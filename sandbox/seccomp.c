@@ -19,6 +19,12 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <unistd.h>
+#include <linux/seccomp.h>
+#include <linux/filter.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -326,6 +332,70 @@ int sb_seccomp_load(const struct sb_policy *p, const char *profile, char *why, s
 	if (ret < 0) {
 		snprintf(why, n, "seccomp: cannot load the filter: %s", strerror(-ret));
 		return ret;
+	}
+	return 0;
+}
+
+int sb_seccomp_export(const struct sb_policy *p, const char *profile, void **ret_buf,
+		      size_t *ret_len, char *why, size_t n)
+{
+	scmp_filter_ctx ctx = compile(p, profile, why, n);
+	struct stat st;
+	void *buf = NULL;
+	int fd, ret;
+
+	if (!ctx)
+		return -EINVAL;
+	fd = memfd_create("mitogen-seccomp", MFD_CLOEXEC);
+	ret = fd < 0 ? -errno : seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	if (ret == 0 && fstat(fd, &st) < 0)
+		ret = -errno;
+	if (ret == 0 && (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter)))
+		ret = -EINVAL;
+	if (ret == 0 && !(buf = malloc((size_t)st.st_size)))
+		ret = -ENOMEM;
+	if (ret == 0 && pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+		ret = -EIO;
+	if (fd >= 0)
+		close(fd);
+	if (ret < 0) {
+		free(buf);
+		snprintf(why, n, "seccomp: cannot export the filter: %s", strerror(-ret));
+		return ret;
+	}
+	*ret_buf = buf;
+	*ret_len = (size_t)st.st_size;
+	return 0;
+}
+
+int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char *why,
+			size_t n)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	struct sock_fprog fprog = {
+		.len = (unsigned short)(len / sizeof(struct sock_filter)),
+		.filter = (struct sock_filter *)prog,
+	};
+	long ret;
+
+	if (!len || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff) {
+		snprintf(why, n, "seccomp: bad compiled filter (%zu bytes)", len);
+		return -EINVAL;
+	}
+	snprintf(trap_profile, sizeof(trap_profile), "%s", profile);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0) {
+		snprintf(why, n, "seccomp: sigaction(SIGSYS): %s", strerror(errno));
+		return -errno;
+	}
+	/* no_new_privs is already set (caps step); every thread at once. */
+	ret = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+	if (ret != 0) {
+		int e = ret > 0 ? ESRCH : errno;
+
+		snprintf(why, n, "seccomp: cannot load the filter: %s", strerror(e));
+		return -e;
 	}
 	return 0;
 }
