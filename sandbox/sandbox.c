@@ -198,11 +198,22 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 	uint64_t keep = 0;
 	int ret, have_policy;
 
+	const struct mg_value *bpf = mg_map_get(v, "bpf");
+	const struct mg_value *arch = mg_map_get(v, "bpf_arch");
+	bool compiled = bpf && bpf->type == MG_BYTES && arch && arch->type == MG_INT &&
+			arch->i == (int64_t)seccomp_arch_native();
+
 	if (sb_caps_parse(caps, &keep, why, n) < 0)
 		return -EINVAL;
-	have_policy = policy_of(v, &p, &name, why, n);
-	if (have_policy < 0)
-		return have_policy;
+	if (compiled) {
+		/* The parent parsed and compiled it: nothing to parse here. */
+		name = map_str(v, "seccomp");
+		have_policy = name ? 2 : 0;
+	} else {
+		have_policy = policy_of(v, &p, &name, why, n);
+		if (have_policy < 0)
+			return have_policy;
+	}
 
 	ret = sb_rlimits_apply(v, why, n);
 	if (ret < 0 && (best & MG_SANDBOX_RLIMITS)) {
@@ -218,12 +229,8 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 		}
 	}
 	if (ret == 0 && have_policy > 0) {
-		const struct mg_value *bpf = mg_map_get(v, "bpf");
-		const struct mg_value *arch = mg_map_get(v, "bpf_arch");
-
 		/* Compiled by the parent for this architecture: load as is. */
-		if (bpf && bpf->type == MG_BYTES && arch && arch->type == MG_INT &&
-		    arch->i == (int64_t)seccomp_arch_native())
+		if (compiled)
 			ret = sb_seccomp_load_bpf(bpf->bytes, bpf->len, name, why, n);
 		else
 			ret = sb_seccomp_load(&p, name, why, n);
@@ -232,7 +239,7 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 			ret = 0;
 		}
 	}
-	if (have_policy > 0)
+	if (have_policy == 1)
 		sb_policy_free(&p);
 	return ret;
 }
