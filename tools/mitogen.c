@@ -50,6 +50,9 @@ struct tool_opts {
 	/* seconds for start-up and calls together; < 0: no limit */
 	double timeout;
 	bool verbose;
+	/* --sandbox/--caps/--nofile: for the last hop of every target */
+	struct mg_sandbox_opts sandbox;
+	bool have_sandbox;
 };
 
 /* Room for "<Kind>: <context>: <function>: <message>". */
@@ -76,6 +79,12 @@ static const char tool_usage_text[] =
 	"                          together); targets that have not answered by\n"
 	"                          then fail with TimeoutError\n"
 	"  -v, --verbose           also log DEBUG and INFO lines (default: WARNING+)\n"
+	"      --sandbox PROFILE   run the last hop of each target under a seccomp\n"
+	"                          profile: default, strict, or a rule file\n"
+	"      --caps LIST         keep only these capabilities (comma-separated,\n"
+	"                          e.g. cap_net_bind_service; '' drops all)\n"
+	"      --nofile N          limit open files of the last hop to N\n"
+	"                          (any of the three also sets no_new_privs)\n"
 	"\n"
 	"Targets:\n"
 	"  TARGETS is a comma-separated list of targets, all run in parallel. A\n"
@@ -197,6 +206,9 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "type", required_argument, NULL, 't' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "sandbox", required_argument, NULL, 'S' },
+		{ "caps", required_argument, NULL, 'C' },
+		{ "nofile", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -238,6 +250,25 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		case 'v':
 			o->verbose = true;
 			break;
+		case 'S':
+			o->sandbox.seccomp = optarg;
+			o->have_sandbox = true;
+			break;
+		case 'C':
+			o->sandbox.caps = optarg;
+			o->have_sandbox = true;
+			break;
+		case 'N': {
+			char *end;
+
+			errno = 0;
+			o->sandbox.rlimits.nofile = strtoll(optarg, &end, 10);
+			if (errno || end == optarg || *end || o->sandbox.rlimits.nofile <= 0)
+				return tool_usage_error(
+					"--nofile wants a positive number, not '%s'", optarg);
+			o->have_sandbox = true;
+			break;
+		}
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -290,6 +321,8 @@ struct tool_session {
 	double timeout;			/* --timeout, for messages */
 	/* more than one target: every line of output says whose it is */
 	bool prefix;
+	/* for the last hop of every target, or NULL */
+	const struct mg_sandbox_opts *sandbox;
 	/* the exit status: the worst (highest) code reported so far */
 	int worst;
 };
@@ -479,7 +512,7 @@ static void tool_task_start(struct tool_session *s, struct tool_task *t,
 	struct mg_error err = MG_ERROR_INIT;
 	int rc;
 
-	rc = target_start(t->target, s->router, s->deadline, &err);
+	rc = target_start(t->target, s->router, s->deadline, s->sandbox, &err);
 	if (rc < 0) {
 		mg_value_free(args);
 		tool_error_fill(&err, rc, MG_ERR_STREAM,
@@ -596,6 +629,7 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 		.targets = &o->targets,
 		.timeout = o->timeout,
 		.prefix = o->targets.n > 1,
+		.sandbox = o->have_sandbox ? &o->sandbox : NULL,
 	};
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_select *sel = NULL;
@@ -692,7 +726,8 @@ static int tool_call_cmd(int argc, char **argv, struct tool_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct tool_opts opts = { .timeout = -1 };
+	struct tool_opts opts = { .timeout = -1,
+				  .sandbox = { .sz = sizeof(struct mg_sandbox_opts) } };
 	int rc, i = 1;
 
 	/* In a child context started by the tool this never returns. */

@@ -354,7 +354,8 @@ struct mg_context *target_last(const struct target *t)
  * t->hops[0..t->nstarted) for target_stop.
  */
 int target_start(struct target *t, struct mg_router *r,
-			double deadline, struct mg_error *err)
+			double deadline, const struct mg_sandbox_opts *sandbox,
+			struct mg_error *err)
 {
 	for (size_t i = t->nstarted; i < t->nhops; i++) {
 		struct mg_error e = MG_ERROR_INIT;
@@ -386,7 +387,8 @@ int target_start(struct target *t, struct mg_router *r,
 
 		MG_OPTS(mg_local_opts, lo, .remote_name = name,
 			.connect_timeout = left,
-			.via = i ? t->hops[i - 1].ctx : NULL);
+			.via = i ? t->hops[i - 1].ctx : NULL,
+			.sandbox = i == t->nhops - 1 ? sandbox : NULL);
 		errno = 0;
 		h->ctx = h->type->start(r, h, &lo, &e);
 		if (!h->ctx) {

@@ -54,8 +54,10 @@ void target_list_free(struct target_list *list);
 /* Parse SPEC into list. Returns 0, or -EINVAL with a message in why. */
 int target_list_parse(struct target_list *list, const char *spec, char *why, size_t why_size);
 /* Start t's hops in order, each via the one before, before deadline
- * (monotonic seconds). Returns 0 or -errno with err filled. */
-int target_start(struct target *t, struct mg_router *r, double deadline, struct mg_error *err);
+ * (monotonic seconds); the last hop gets sandbox (may be NULL). Returns 0
+ * or -errno with err filled. */
+int target_start(struct target *t, struct mg_router *r, double deadline,
+		 const struct mg_sandbox_opts *sandbox, struct mg_error *err);
 /* Shut t's hops down deepest first (force: kill a stuck first hop). */
 void target_stop(struct target *t, bool force);
 

@@ -632,6 +632,35 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* --sandbox, --caps, --nofile: the last hop runs sandboxed. */
+static void test_run_sandboxed(void **state)
+{
+	RUN_TOOL("run", "--nofile", "16", "--", "sh", "-c", "ulimit -n");
+	assert_exit(0);
+	assert_string_equal(last.out, "16\n");
+
+	RUN_TOOL("run", "-t", "local/fork", "--caps", "", "--", "sh", "-c",
+		 "grep CapEff /proc/self/status");
+	assert_exit(0);
+	assert_string_equal(last.out, "CapEff:\t0000000000000000\n");
+
+	/* The default profile refuses mount(2): the program dies of SIGSYS. */
+	RUN_TOOL("run", "--sandbox", "default", "--", "mount", "-t", "tmpfs", "none",
+		 "/mnt");
+	assert_exit(128 + SIGSYS);
+
+	RUN_TOOL("call", "--caps", "cap_foo", "mg.getpid");
+	assert_exit(3);
+	assert_non_null(strstr(last.err, "unknown capability 'cap_foo'"));
+
+	RUN_TOOL("run", "--sandbox", "/nonexistent/rules", "--", "true");
+	assert_exit(3);
+	assert_non_null(strstr(last.err, "/nonexistent/rules"));
+
+	RUN_TOOL("run", "--nofile", "lots", "--", "true");
+	assert_exit(2);
+}
+
 int main(int argc, char **argv)
 {
 	/* Every selftest starts so (this one starts no context itself). */
@@ -670,6 +699,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_targets_bad_specs,
 					  test_teardown),
 		cmocka_unit_test_teardown(test_usage_errors, test_teardown),
+		cmocka_unit_test_teardown(test_run_sandboxed, test_teardown),
 		cmocka_unit_test_teardown(test_help_and_version, test_teardown),
 	};
 
