@@ -241,6 +241,44 @@ int broker_defer_later(struct mg_broker *b, void (*fn)(void *arg), void *arg)
 	return defer(b, fn, arg, false);
 }
 
+struct broker_call_req {
+	void (*fn)(void *arg);
+	void *arg;
+	struct mg_latch *done;
+};
+
+static void broker_call_run(void *arg)
+{
+	struct broker_call_req *req = arg;
+
+	req->fn(req->arg);
+	mg_latch_put(req->done, req);
+}
+
+int broker_call(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool later)
+{
+	struct broker_call_req req = { .fn = fn, .arg = arg };
+	void *item;
+	int ret;
+
+	if (!b || !fn)
+		return -EINVAL;
+	if (tls_broker == b && !later) {
+		fn(arg);
+		return 0;
+	}
+	if (tls_broker == b)
+		return -EDEADLK;	/* a barrier cannot wait on itself */
+	req.done = mg_latch_new();
+	if (!req.done)
+		return -ENOMEM;
+	ret = defer(b, broker_call_run, &req, !later);
+	if (ret == 0)
+		mg_latch_get(req.done, MG_FOREVER, &item);
+	mg_latch_free(req.done);
+	return ret;
+}
+
 static void run_deferred(struct mg_broker *b)
 {
 	struct defer *d, *next;

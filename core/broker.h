@@ -39,6 +39,13 @@ struct broker_client {
 };
 
 double mono_now(void);
+/*
+ * Run fn(arg) on the broker thread and wait for it to return (inline when
+ * called on the broker thread). With later, it runs only after the work
+ * already queued (a barrier). Returns 0, or -ENOMEM/-ESHUTDOWN/-EINVAL
+ * when it could not be queued (fn did not run).
+ */
+int broker_call(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool later);
 /* Start profiling the broker thread (profile.c), e.g. once BOOT says so. */
 void broker_profile(struct mg_broker *b);
 /* Like mg_broker_defer, but on the broker thread too it runs fn only after

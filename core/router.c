@@ -186,24 +186,13 @@ static void close_all_streams(struct mg_router *r)
 	}
 }
 
-struct close_wait {
-	struct mg_router *r;
-	struct mg_latch *done;
-};
-
 static void close_deferred(void *arg)
 {
-	struct close_wait *cw = arg;
-
-	close_all_streams(cw->r);
-	mg_latch_put(cw->done, cw);
+	close_all_streams(arg);
 }
 
-static void close_barrier(void *arg)
+static void barrier(void *arg)
 {
-	struct close_wait *cw = arg;
-
-	mg_latch_put(cw->done, cw);
 }
 
 static void free_dead_streams(struct mg_router *r);
@@ -217,16 +206,9 @@ static void router_destroy(struct mg_router *r)
 		mg_broker_shutdown(r->broker);
 		mg_broker_join(r->broker);
 	} else if (!broker_stopped(r->broker)) {
-		struct close_wait cw = { .r = r, .done = mg_latch_new() };
-		void *item;
-
-		if (cw.done && mg_broker_defer(r->broker, close_deferred, &cw) == 0) {
-			mg_latch_get(cw.done, MG_FOREVER, &item);
-			/* A barrier: work the close queued has run once this has. */
-			if (broker_defer_later(r->broker, close_barrier, &cw) == 0)
-				mg_latch_get(cw.done, MG_FOREVER, &item);
-		}
-		mg_latch_free(cw.done);
+		/* Close, then wait past whatever work the close queued. */
+		if (broker_call(r->broker, close_deferred, r, false) == 0)
+			broker_call(r->broker, barrier, NULL, true);
 	} else {
 		close_all_streams(r);
 	}
@@ -821,7 +803,6 @@ int mg_router_route(struct mg_router *r, struct mg_message *msg)
 struct add_stream {
 	struct mg_router *r;
 	struct stream *s;
-	struct mg_latch *done;
 	int ret;
 };
 
@@ -836,7 +817,8 @@ static void add_stream_deferred(void *arg)
 	if (r->shutting_down) {
 		pthread_mutex_unlock(&r->lock);
 		as->ret = -ESHUTDOWN;
-		goto out;
+		stream_free(s);		/* never registered: ours to free */
+		return;
 	}
 	s->next = r->streams;
 	r->streams = s;
@@ -853,28 +835,13 @@ static void add_stream_deferred(void *arg)
 		stream_close(s, "could not register stream");
 	else if (s->role == STREAM_CHILD)
 		routes_announce(r, s);
-out:
-	if (as->done)
-		mg_latch_put(as->done, as);
 }
 
 int router_add_stream(struct mg_router *r, struct stream *s)
 {
 	struct add_stream as = { .r = r, .s = s };
-	void *item;
-	int ret;
+	int ret = broker_call(r->broker, add_stream_deferred, &as, false);
 
-	if (mg_broker_on_thread(r->broker)) {
-		add_stream_deferred(&as);
-		return as.ret;
-	}
-	as.done = mg_latch_new();
-	if (!as.done)
-		return -ENOMEM;
-	ret = mg_broker_defer(r->broker, add_stream_deferred, &as);
-	if (ret == 0)
-		mg_latch_get(as.done, MG_FOREVER, &item);
-	mg_latch_free(as.done);
 	return ret < 0 ? ret : as.ret;
 }
 

@@ -238,7 +238,6 @@ struct add_route {
 	struct mg_router *r;
 	uint32_t target, via;
 	int ret;
-	struct mg_latch *done;
 };
 
 static void add_route_deferred(void *arg)
@@ -253,24 +252,16 @@ static void add_route_deferred(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	if (ar->ret == 0 && r->parent)
 		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE, MG_LIST(mg_int(ar->target), mg_nil()));
-	mg_latch_put(ar->done, ar);
 }
 
 int mg_router_add_route(struct mg_router *r, uint32_t target_id, uint32_t via_id)
 {
 	struct add_route ar = { .r = r, .target = target_id, .via = via_id };
-	void *item;
 	int ret;
 
 	if (!r || !target_id || target_id == r->id)
 		return -EINVAL;
-	ar.done = mg_latch_new();
-	if (!ar.done)
-		return -ENOMEM;
-	ret = mg_broker_defer(r->broker, add_route_deferred, &ar);
-	if (ret == 0)
-		mg_latch_get(ar.done, MG_FOREVER, &item);
-	mg_latch_free(ar.done);
+	ret = broker_call(r->broker, add_route_deferred, &ar, false);
 	return ret < 0 ? ret : ar.ret;
 }
 

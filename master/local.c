@@ -252,7 +252,6 @@ struct watch_req {
 	struct stream *s;	/* registered in the same trip to the broker */
 	int ret;
 	int stream_ret;
-	struct mg_latch *done;
 };
 
 static void watch_deferred(void *arg)
@@ -272,7 +271,6 @@ static void watch_deferred(void *arg)
 	reap(cp, false);
 	/* On the broker thread this registers at once: one trip, not two. */
 	wr->stream_ret = wr->s ? router_add_stream(wr->r, wr->s) : -ENOMEM;
-	mg_latch_put(wr->done, wr);
 }
 
 static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context *ctx,
@@ -440,7 +438,6 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	char tail[1200], status[96];
 	uint32_t pids[64];
 	size_t np;
-	void *item;
 	int ret;
 
 	close(st->sv[1]);
@@ -459,14 +456,10 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	wr.cp = cp;
 	wr.r = r;
 	wr.s = s;
-	wr.done = mg_latch_new();
-	if (!wr.done || mg_broker_defer(r->broker, watch_deferred, &wr) < 0) {
-		mg_latch_free(wr.done);
+	if (broker_call(r->broker, watch_deferred, &wr, false) < 0) {
 		stream_free(s);
 		goto oom;
 	}
-	mg_latch_get(wr.done, MG_FOREVER, &item);
-	mg_latch_free(wr.done);
 	if (wr.stream_ret < 0) {
 		error_set(err, MG_ERR_STREAM, -wr.stream_ret, "cannot register channel");
 		goto kill;
