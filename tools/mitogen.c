@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,7 +54,12 @@ struct tool_opts {
 	/* --sandbox/--caps/--nofile: for the last hop of every target */
 	struct mg_sandbox_opts sandbox;
 	bool have_sandbox;
+	/* -f: targets worked on at once */
+	size_t fanout;
 };
+
+/* -f when none is given: pdsh's default width. */
+#define TOOL_FANOUT_DEFAULT 32
 
 /* Room for "<Kind>: <context>: <function>: <message>". */
 #define TOOL_ERRBUF (MG_ERROR_MSG_MAX + 2 * MG_ERROR_NAME_MAX + 64)
@@ -75,6 +81,8 @@ static const char tool_usage_text[] =
 	"\n"
 	"Options:\n"
 	"  -t, --target TARGETS    where to run (default: local); see Targets\n"
+	"  -f, --fanout N          work on at most N targets at once (default 32);\n"
+	"                          each is started, called and stopped in turn\n"
 	"      --timeout SECONDS   give up after SECONDS (start-up and calls\n"
 	"                          together); targets that have not answered by\n"
 	"                          then fail with TimeoutError\n"
@@ -87,7 +95,7 @@ static const char tool_usage_text[] =
 	"                          (any of the three also sets no_new_privs)\n"
 	"\n"
 	"Targets:\n"
-	"  TARGETS is a comma-separated list of targets, all run in parallel. A\n"
+	"  TARGETS is a comma-separated list of targets, run in parallel (see -f). A\n"
 	"  target is a chain of hops separated by '/', each hop started through\n"
 	"  the one before it; CMD or NAME runs in the last hop. Hop kinds: local\n"
 	"  (a new process from the tool's image) and fork (a fork of its parent).\n"
@@ -95,6 +103,9 @@ static const char tool_usage_text[] =
 	"      -t local/fork/local       a local child, a fork inside it, and a\n"
 	"                                local child of that fork\n"
 	"      -t local,fork,local/local three targets\n"
+	"  Host ranges as pdsh writes them make one target per name:\n"
+	"  web[01-20] is web01 to web20, db[1,3,5] is db1, db3 and db5; a bracket\n"
+	"  group with anything but digits, ',' and '-' ([::1]) is kept as is.\n"
 	"  -t may be given more than once; the targets add up. With more than one\n"
 	"  target every line of output is prefixed with the target and \": \"\n"
 	"  (\"local/fork: hello\"; call prints \"TARGET: <json>\"), on stdout or\n"
@@ -209,6 +220,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "sandbox", required_argument, NULL, 'S' },
 		{ "caps", required_argument, NULL, 'C' },
 		{ "nofile", required_argument, NULL, 'N' },
+		{ "fanout", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -217,7 +229,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 	 * command's own options and negative numbers pass through untouched */
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:ht:v", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:hf:t:v", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			return tool_help() == 0 ? -1 : 1;
@@ -245,6 +257,20 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 				return tool_usage_error(
 					"--timeout wants a positive number of seconds, not '%s'",
 					optarg);
+			break;
+		}
+		case 'f': {
+			char *end;
+			long long n;
+
+			errno = 0;
+			n = strtoll(optarg, &end, 10);
+			if (errno || end == optarg || *end || n <= 0 ||
+			    n > TARGETS_MAX)
+				return tool_usage_error(
+					"-f wants a number of targets from 1 to %d, not '%s'",
+					TARGETS_MAX, optarg);
+			o->fanout = (size_t)n;
 			break;
 		}
 		case 'v':
@@ -325,6 +351,14 @@ struct tool_session {
 	const struct mg_sandbox_opts *sandbox;
 	/* the exit status: the worst (highest) code reported so far */
 	int worst;
+	/* the call's arguments, copied for each target */
+	const struct mg_value *args;
+	/* output, worst and next */
+	pthread_mutex_t lock;
+	/* the next target no worker has taken */
+	size_t next;
+	/* held shared by workers, alone by one forking this process */
+	pthread_rwlock_t forklock;
 };
 
 /* Seconds left before the deadline (MG_FOREVER when there is none). */
@@ -502,70 +536,37 @@ static void tool_call_result(struct tool_session *s, const struct tool_task *t,
 }
 
 /*
- * Start target t and send it the call (args taken). On failure the target
- * is reported at once; a target that answers is reported when its answer
- * is gathered.
+ * Report an answer (msg taken; NULL: none came, rc says why) for task t.
+ * Called with s->lock held, so that one target's output is never split
+ * by another's.
  */
-static void tool_task_start(struct tool_session *s, struct tool_task *t,
-			    struct mg_select *sel, struct mg_value *args)
+static void tool_task_report(struct tool_session *s, struct tool_task *t,
+			     struct mg_message *msg, int rc,
+			     struct mg_error *err)
 {
-	struct mg_error err = MG_ERROR_INIT;
-	int rc;
-
-	rc = target_start(t->target, s->router, s->deadline, s->sandbox, &err);
-	if (rc < 0) {
-		mg_value_free(args);
-		tool_error_fill(&err, rc, MG_ERR_STREAM,
-				"cannot start a context");
-		tool_task_fail(s, t, &err);
-		return;
-	}
-	t->rx = mg_call_async(target_last(t->target), s->fn, args, &err);
-	if (!t->rx) {
-		rc = errno ? -errno : -EIO;
-		tool_error_fill(&err, rc, tool_kind_of(rc),
-				"cannot send the call");
-		tool_task_fail(s, t, &err);
-		return;
-	}
-	rc = mg_select_add(sel, t->rx);
-	if (rc < 0) {
-		tool_error_fill(&err, rc, MG_ERR_CALL, "cannot wait for the call");
-		tool_task_fail(s, t, &err);
-		return;
-	}
-	t->busy = true;
-}
-
-/* The task whose call answers on rx. */
-static struct tool_task *tool_task_of(struct tool_session *s,
-				      const struct mg_receiver *rx)
-{
-	for (size_t i = 0; i < s->targets->n; i++)
-		if (s->tasks[i].rx && s->tasks[i].rx == rx)
-			return &s->tasks[i];
-	return NULL;
-}
-
-/* Report one answer (msg taken) as it arrives. */
-static void tool_task_answer(struct tool_session *s, struct mg_message *msg)
-{
-	struct mg_error err = MG_ERROR_INIT;
 	struct mg_value *result = NULL;
-	struct tool_task *t = tool_task_of(s, mg_message_receiver(msg));
-	int rc;
 
-	if (!t) {
-		/* cannot happen: only the tasks' receivers are members */
-		mg_message_free(msg);
+	if (!msg) {
+		if (rc == -ETIMEDOUT) {
+			mg_error_clear(err);
+			err->kind = MG_ERR_TIMEOUT;
+			err->errnum = ETIMEDOUT;
+			snprintf(err->message, sizeof(err->message),
+				 "no reply from %s within the timeout (%g s)",
+				 s->fn, s->timeout);
+		} else {
+			tool_error_fill(err, rc, tool_kind_of(rc), s->fn);
+		}
+		tool_task_fail(s, t, err);
 		return;
 	}
 	t->busy = false;
-	rc = mg_message_value(msg, true, &result, &err);
+	mg_error_clear(err);
+	rc = mg_message_value(msg, true, &result, err);
 	mg_message_free(msg);
 	if (rc < 0) {
-		tool_error_fill(&err, rc, tool_kind_of(rc), s->fn);
-		tool_task_fail(s, t, &err);
+		tool_error_fill(err, rc, tool_kind_of(rc), s->fn);
+		tool_task_fail(s, t, err);
 		return;
 	}
 	if (s->mode == TOOL_RUN)
@@ -576,49 +577,93 @@ static void tool_task_answer(struct tool_session *s, struct mg_message *msg)
 }
 
 /*
- * Wait for the answers of every busy task until the deadline, reporting
- * each as it arrives; then report the rest as timed out.
+ * One target from start to stop: start its chain, send the call (args
+ * taken), wait for the answer until the deadline, report it, and stop the
+ * chain, so that a worker holds one target's contexts at a time.
  */
-static void tool_gather(struct tool_session *s, struct mg_select *sel)
+static void tool_task_run(struct tool_session *s, struct tool_task *t,
+			  struct mg_value *args)
 {
+	bool forks = target_forks_here(t->target);
 	struct mg_error err = MG_ERROR_INIT;
-	struct mg_message *msg;
+	struct mg_message *msg = NULL;
+	struct mg_receiver *rx;
 	int rc;
 
-	for (;;) {
-		mg_error_clear(&err);
-		rc = mg_select_get(sel, tool_remaining(s), &msg, &err);
-		if (rc == -ENOENT)
-			return;
-		if (rc < 0)
-			break;
-		tool_task_answer(s, msg);
+	/*
+	 * fork() copies only the thread that calls it: a lock another worker
+	 * holds at that instant (the allocator's, under the sanitizers,
+	 * which do not lock it across fork) stays held in the child for
+	 * ever. So a target that forks this process starts alone; the others
+	 * hold the lock shared while they are not asleep.
+	 */
+	if (forks)
+		pthread_rwlock_wrlock(&s->forklock);
+	else
+		pthread_rwlock_rdlock(&s->forklock);
+	rc = target_start(t->target, s->router, s->deadline, s->sandbox, &err);
+	if (forks) {
+		pthread_rwlock_unlock(&s->forklock);
+		pthread_rwlock_rdlock(&s->forklock);
 	}
-	for (size_t i = 0; i < s->targets->n; i++) {
-		struct tool_task *t = &s->tasks[i];
+	if (rc < 0) {
+		mg_value_free(args);
+		tool_error_fill(&err, rc, MG_ERR_STREAM,
+				"cannot start a context");
+		goto report;
+	}
+	/* a NULL args (ENOMEM) makes the call fail with the reason */
+	rx = mg_call_async(target_last(t->target), s->fn, args, &err);
+	if (!rx) {
+		rc = errno ? -errno : -EIO;
+		tool_error_fill(&err, rc, tool_kind_of(rc),
+				"cannot send the call");
+		goto report;
+	}
+	t->busy = true;
+	pthread_rwlock_unlock(&s->forklock);
+	rc = mg_receiver_get(rx, tool_remaining(s), &msg, &err);
+	pthread_rwlock_rdlock(&s->forklock);
+	pthread_mutex_lock(&s->lock);
+	tool_task_report(s, t, msg, rc, &err);
+	pthread_mutex_unlock(&s->lock);
+	mg_receiver_free(rx);
+	/* still busy: its last hop may be stuck in the call, stop by force */
+	target_stop(t->target, t->busy);
+	pthread_rwlock_unlock(&s->forklock);
+	return;
+report:
+	pthread_mutex_lock(&s->lock);
+	tool_task_fail(s, t, &err);
+	pthread_mutex_unlock(&s->lock);
+	target_stop(t->target, false);
+	pthread_rwlock_unlock(&s->forklock);
+}
 
-		if (!t->busy)
-			continue;
-		mg_error_clear(&err);
-		if (rc == -ETIMEDOUT) {
-			err.kind = MG_ERR_TIMEOUT;
-			err.errnum = ETIMEDOUT;
-			snprintf(err.message, sizeof(err.message),
-				 "no reply from %s within the timeout (%g s)",
-				 s->fn, s->timeout);
-		} else {
-			tool_error_fill(&err, rc, tool_kind_of(rc), s->fn);
-		}
-		tool_task_fail(s, t, &err);
+/* A worker: take the next target not yet taken until none is left. */
+static void *tool_worker(void *arg)
+{
+	struct tool_session *s = arg;
+
+	for (;;) {
+		struct mg_value *a;
+		size_t i;
+
+		pthread_mutex_lock(&s->lock);
+		i = s->next++;
+		a = i < s->targets->n ? mg_value_copy(s->args) : NULL;
+		pthread_mutex_unlock(&s->lock);
+		if (i >= s->targets->n)
+			return NULL;
+		s->tasks[i].target = &s->targets->v[i];
+		tool_task_run(s, &s->tasks[i], a);
 	}
 }
 
 /*
- * Start every target (in order, each chain hop by hop) and send each its
- * call as soon as it is up, so that the first targets work while the
- * others start; then gather the answers as they arrive. Stop every
- * context, deepest first, before returning. args is taken (each target
- * gets a copy). Returns the exit status.
+ * Run every target, at most o->fanout at once, each from start to stop in
+ * one worker, reporting each answer as it arrives. args is taken (each
+ * target gets a copy). Returns the exit status: the worst of them.
  */
 static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 		   struct mg_value *args)
@@ -630,45 +675,48 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 		.timeout = o->timeout,
 		.prefix = o->targets.n > 1,
 		.sandbox = o->have_sandbox ? &o->sandbox : NULL,
+		.args = args,
 	};
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_select *sel = NULL;
+	size_t nworkers = o->fanout < o->targets.n ? o->fanout : o->targets.n;
+	pthread_t *workers = NULL;
+	pthread_rwlockattr_t rwa;
+	size_t started = 0;
 
 	mg_log_set_level(o->verbose ? MG_LOG_DEBUG : MG_LOG_WARNING);
+	pthread_mutex_init(&s.lock, NULL);
+	/* a forking worker must not wait behind a stream of shared takers */
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa,
+				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s.forklock, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	s.deadline = o->timeout > 0 ? target_clock() + o->timeout : -1;
 	s.tasks = calloc(o->targets.n, sizeof(*s.tasks));
+	workers = calloc(nworkers, sizeof(*workers));
 	s.router = mg_router_new(NULL);
-	sel = mg_select_new(true);
-	if (!s.tasks || !s.router || !sel) {
+	if (!s.tasks || !workers || !s.router) {
+		struct mg_error err = MG_ERROR_INIT;
+
 		tool_error_fill(&err, errno ? -errno : -ENOMEM, MG_ERR_STREAM,
 				"cannot make a router");
 		tool_task_fail(&s, NULL, &err);
 		goto out;
 	}
-
-	for (size_t i = 0; i < o->targets.n; i++) {
-		struct mg_value *a = i + 1 < o->targets.n ? mg_value_copy(args) :
-							    args;
-
-		s.tasks[i].target = &o->targets.v[i];
-		/* a NULL copy (ENOMEM) makes the call fail with the reason */
-		tool_task_start(&s, &s.tasks[i], sel, a);
-	}
-	args = NULL;
-	tool_gather(&s, sel);
-
+	/* this thread is worker 0; a worker that cannot start leaves its
+	 * share to the others */
+	for (size_t i = 1; i < nworkers; i++)
+		if (pthread_create(&workers[started], NULL, tool_worker, &s) == 0)
+			started++;
+	tool_worker(&s);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(workers[i], NULL);
 out:
 	mg_value_free(args);
-	/* a select must go before its members */
-	mg_select_free(sel);
-	for (size_t i = 0; s.tasks && i < o->targets.n; i++)
-		mg_receiver_free(s.tasks[i].rx);
-	/* A target still busy when we gave up would make us wait for its
-	 * call: it is stopped by force. */
-	for (size_t i = o->targets.n; i-- > 0;)
-		target_stop(&o->targets.v[i], s.tasks && s.tasks[i].busy);
+	free(workers);
 	free(s.tasks);
 	mg_router_unref(s.router);
+	pthread_mutex_destroy(&s.lock);
+	pthread_rwlock_destroy(&s.forklock);
 	return s.worst;
 }
 
@@ -726,7 +774,7 @@ static int tool_call_cmd(int argc, char **argv, struct tool_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct tool_opts opts = { .timeout = -1,
+	struct tool_opts opts = { .timeout = -1, .fanout = TOOL_FANOUT_DEFAULT,
 				  .sandbox = { .sz = sizeof(struct mg_sandbox_opts) } };
 	int rc, i = 1;
 

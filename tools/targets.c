@@ -17,6 +17,7 @@
 
 #include <mitogen/mitogen.h>
 
+#include "tools/hostlist.h"
 #include "tools/targets.h"
 
 /* the kinds of hop */
@@ -211,6 +212,51 @@ static int target_parse(const char *text, size_t len, const char *spec,
 }
 
 /*
+ * Expand one target of -t, text[0..len), by its host ranges and append
+ * each name's target to v[0..*n) (capacity *cap). list->n targets were
+ * there before this -t.
+ */
+static int targets_add_item(const struct target_list *list, const char *text,
+			    size_t len, const char *spec, struct target **v,
+			    size_t *n, size_t *cap, char *why, size_t why_size)
+{
+	char **names = NULL;
+	int nnames, ret = 0;
+
+	nnames = hostlist_expand(text, len, TARGETS_MAX, &names, why,
+				 why_size);
+	if (nnames < 0)
+		return nnames == -ENOMEM ? -ENOMEM : -EINVAL;
+	for (int k = 0; k < nnames; k++) {
+		if (list->n + *n >= TARGETS_MAX) {
+			ret = why_set(why, why_size,
+				      "-t '%s': too many targets (at most %d)",
+				      spec, TARGETS_MAX);
+			break;
+		}
+		if (*n == *cap) {
+			size_t c = *cap ? 2 * *cap : 4;
+			struct target *grown = reallocarray(*v, c, sizeof(**v));
+
+			if (!grown) {
+				ret = -ENOMEM;
+				break;
+			}
+			*v = grown;
+			*cap = c;
+		}
+		ret = target_parse(names[k], strlen(names[k]), spec, &(*v)[*n],
+				   why, why_size);
+		if (ret < 0)
+			break;
+		(*v)[*n].index = list->n + *n;
+		(*n)++;
+	}
+	hostlist_free(names, (size_t)nnames);
+	return ret;
+}
+
+/*
  * Parse SPEC and append its targets to list (which may already hold some,
  * for a repeated -t). Returns 0, or -EINVAL with a one-line reason in
  * why (which names the offending target or hop and what is accepted), or
@@ -236,45 +282,24 @@ int target_list_parse(struct target_list *list, const char *spec,
 	if (p == end)
 		return why_set(why, why_size,
 			       "-t '': no target given (e.g. -t local, -t local/fork, -t local,fork)");
-	/*
-	 * Targets are split at every ','. When a kind's ARG may itself hold
-	 * a ',' (host ranges such as web[01,03]) this must learn to skip
-	 * brackets.
-	 */
+	/* Targets are split at every ',' outside brackets ("db[1,3]"), and
+	 * each is expanded by its host ranges. */
 	for (;;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *tend = comma ? comma : end;
+		size_t tlen = hostlist_item_len(p, (size_t)(end - p));
 
-		if (tend == p) {
+		if (tlen == 0) {
 			ret = why_set(why, why_size,
 				      "-t '%s': empty target (targets are separated by ',', e.g. local,fork)",
 				      spec);
 			goto fail;
 		}
-		if (list->n + n >= TARGETS_MAX) {
-			ret = why_set(why, why_size,
-				      "-t '%s': too many targets (at most %d)",
-				      spec, TARGETS_MAX);
-			goto fail;
-		}
-		if (n == cap) {
-			cap = cap ? 2 * cap : 4;
-			grown = reallocarray(v, cap, sizeof(*v));
-			if (!grown) {
-				ret = -ENOMEM;
-				goto fail;
-			}
-			v = grown;
-		}
-		ret = target_parse(p, (size_t)(tend - p), spec, &v[n], why,
-				   why_size);
+		ret = targets_add_item(list, p, tlen, spec, &v, &n, &cap, why,
+				       why_size);
 		if (ret < 0)
 			goto fail;
-		v[n].index = list->n + n;
-		n++;
-		if (!comma)
+		if (p + tlen == end)
 			break;
-		p = comma + 1;
+		p += tlen + 1;
 	}
 
 	grown = reallocarray(list->v, list->n + n, sizeof(*v));
@@ -333,6 +358,12 @@ static void err_setf(struct mg_error *err, enum mg_error_kind kind,
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+}
+
+/* Does starting t fork this process (its first hop is a fork)? */
+bool target_forks_here(const struct target *t)
+{
+	return t->nhops > 0 && t->hops[0].type->start == hop_start_fork;
 }
 
 /* Last hop of a started target (borrowed), or NULL. */

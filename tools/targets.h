@@ -48,6 +48,8 @@ struct target_list {
 
 /* Monotonic seconds, for deadlines. */
 double target_clock(void);
+/* Does starting t fork this process (its first hop is a fork)? */
+bool target_forks_here(const struct target *t);
 /* The deepest started hop's context (borrowed), or NULL. */
 struct mg_context *target_last(const struct target *t);
 void target_list_free(struct target_list *list);

@@ -406,6 +406,64 @@ static void test_targets_repeated_option(void **state)
 	assert_line(last.out, line);
 }
 
+/*
+ * Each target waits (up to 2 s) until 4 targets are inside the command at
+ * once, then prints how many were: -f bounds that number.
+ */
+static void run_fanout(const char *width, const char *dir)
+{
+	char script[512];
+
+	snprintf(script, sizeof(script),
+		 "d=%s; touch $d/$$; i=0; "
+		 "while [ $(ls $d | wc -l) -lt 4 ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+		 "ls $d | wc -l; sleep 0.3; rm $d/$$",
+		 dir);
+	RUN_TOOL("run", "-f", width, "-t", "local,local,fork,local", "--", "sh",
+		 "-c", script);
+	assert_exit(0);
+	assert_int_equal(count_lines(last.out), 4);
+}
+
+static void test_targets_fanout(void **state)
+{
+	char dir[PATH_MAX + 16];
+	const char *p;
+
+	snprintf(dir, sizeof(dir), "%s/inside", tmpdir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+
+	/* wide enough: all four are inside together */
+	run_fanout("4", dir);
+	for (p = last.out; (p = strstr(p, ": ")); p += 2)
+		assert_int_equal(atoi(p + 2), 4);
+
+	/* -f 2: never more than two at once, and each is still run */
+	run_fanout("2", dir);
+	for (p = last.out; (p = strstr(p, ": ")); p += 2) {
+		assert_true(atoi(p + 2) >= 1);
+		assert_true(atoi(p + 2) <= 2);
+	}
+
+	RUN_TOOL("run", "-f", "0", "--", "true");
+	assert_exit(2);
+	assert_non_null(strstr(last.err, "-f wants a number of targets from 1 to 1024, not '0'"));
+}
+
+static void test_targets_host_ranges(void **state)
+{
+	/* ranges expand before hops are read: local[1-2] names local1, local2 */
+	RUN_TOOL("run", "-t", "local[1-2]", "--", "true");
+	assert_exit(2);
+	assert_non_null(strstr(last.err, "unsupported hop kind 'local1'"));
+	RUN_TOOL("run", "-t", "local[2-1]", "--", "true");
+	assert_exit(2);
+	assert_non_null(strstr(last.err, "range 2-1 goes backwards"));
+	RUN_TOOL("run", "-t", "x[1-2000]", "--", "true");
+	assert_exit(2);
+	assert_non_null(strstr(last.err, "names more than 1024 hosts"));
+}
+
 static void test_targets_worst_status(void **state)
 {
 	RUN_TOOL("run", "-t", "local,fork", "--", "sh", "-c", "exit 3");
@@ -691,6 +749,8 @@ int main(int argc, char **argv)
 					  test_teardown),
 		cmocka_unit_test_teardown(test_targets_repeated_option,
 					  test_teardown),
+		cmocka_unit_test_teardown(test_targets_fanout, test_teardown),
+		cmocka_unit_test_teardown(test_targets_host_ranges, test_teardown),
 		cmocka_unit_test_teardown(test_targets_worst_status,
 					  test_teardown),
 		cmocka_unit_test_teardown(test_targets_call_results,
