@@ -645,6 +645,9 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 		routes_on_message(r, s, msg);
 		return;
 	}
+	/* the master's note of a new id, passing through to its owner */
+	if (s->role == STREAM_PARENT && msg->meta.handle == MG_HANDLE_ADD_ROUTE)
+		routes_note_allocation(r, msg);
 	router_dispatch(r, msg, s);
 }
 

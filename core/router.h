@@ -36,7 +36,9 @@ struct mg_router {
 	struct stream *streams;		/* every stream, linked */
 	size_t nchildren;		/* child streams open */
 	uint32_t next_id;		/* master: next context id */
-	struct idmap allocations;	/* master: id -> context it was allocated for */
+	/* id -> 1 + the context it was allocated for: every id in the master,
+	 * those of contexts below us elsewhere (routes_note_allocation) */
+	struct idmap allocations;
 	bool shutting_down;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
@@ -76,6 +78,9 @@ void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_up
 void routes_init(struct mg_router *r);
 /* routes.c, broker thread: ADD_ROUTE / DEL_ROUTE addressed to us from s. */
 void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message *msg);
+/* routes.c, broker thread: the master's ADD_ROUTE coming down on its way
+ * to the owner of a new id; remember whose it is. */
+void routes_note_allocation(struct mg_router *r, struct mg_message *msg);
 /* routes.c, broker thread: announce a new child stream's id upwards. */
 void routes_announce(struct mg_router *r, struct stream *s);
 /* routes.c, broker thread: ids behind `from` are gone: DEL_ROUTE up and down. */

@@ -7,9 +7,14 @@
  * Why an ADD_ROUTE is believed: it must come up a child stream (the
  * router has already checked its src_id and auth_id belong behind that
  * stream), may not claim this context or one of its parents, nor an id
- * already routed elsewhere; and the master, which allocated every id,
- * accepts it only from the stream behind which the id's owner lives. A
- * DEL_ROUTE from below only removes a route that points at that stream.
+ * already routed elsewhere; and the id must have been allocated for a
+ * context behind that stream. The master allocates every id; when it
+ * allocates one for a context other than itself it first sends an
+ * ADD_ROUTE *down* the path to that context ([id, nil, owner], from the
+ * master only), and every router on the path notes it, so that an
+ * intermediate too can tell that a child claiming, say, a sibling's id
+ * is lying (instead of drawing that id's traffic). A DEL_ROUTE from below
+ * only removes a route that points at that stream.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,8 +86,8 @@ static void on_add_route(struct mg_router *r, struct stream *s, uint32_t id, con
 		why = "it names this context or a parent";
 	else if (cur && cur != s)
 		why = "it is routed through another stream";
-	else if (!r->parent) {
-		/* The master allocated it: only its owner's stream may add it. */
+	else {
+		/* Only the stream the id's owner lives behind may add it. */
 		uint32_t owner = (uint32_t)(uintptr_t)idmap_get(&r->allocations, id);
 
 		if (!owner || idmap_get(&r->routes, owner - 1) != s)
@@ -147,6 +152,8 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 			on_add_route(r, s, (uint32_t)v->items[0].i,
 				     v->len > 1 && v->items[1].type == MG_STR ? v->items[1].str
 									      : NULL);
+		else
+			routes_note_allocation(r, msg);
 	} else {
 		on_del_route(r, s, (uint32_t)v->items[0].i);
 	}
@@ -155,6 +162,45 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 }
 
 /* --- ids --------------------------------------------------------------- */
+
+void routes_note_allocation(struct mg_router *r, struct mg_message *msg)
+{
+	struct mg_value *v = NULL;
+
+	/* Only the master allocates; anything else claiming to is ignored. */
+	if (msg->meta.src_id != 0 || msg->meta.auth_id != 0 ||
+	    mg_message_value(msg, false, &v, NULL) < 0)
+		return;
+	if (v->type == MG_LIST && v->len == 3 && v->items[0].type == MG_INT &&
+	    v->items[0].i > 0 && v->items[0].i <= UINT32_MAX &&
+	    v->items[2].type == MG_INT && v->items[2].i > 0 &&
+	    v->items[2].i < UINT32_MAX) {
+		pthread_mutex_lock(&r->lock);
+		idmap_put(&r->allocations, (uint32_t)v->items[0].i,
+			  (void *)(uintptr_t)(v->items[2].i + 1));
+		pthread_mutex_unlock(&r->lock);
+	}
+	mg_value_free(v);
+}
+
+/*
+ * Master: the allocation goes down the path to its owner before anything
+ * else can name the id there (the reply to ALLOCATE_ID, a _proxy_start),
+ * since both travel the same streams in order.
+ */
+static void announce_allocation(struct mg_router *r, uint32_t id, uint32_t owner)
+{
+	struct mg_message *m;
+
+	if (owner == r->id)
+		return;
+	m = mg_message_new(owner, MG_HANDLE_ADD_ROUTE,
+			   MG_LIST(mg_int(id), mg_nil(), mg_int(owner)));
+	if (!m)
+		return;
+	m->meta.src_id = m->meta.auth_id = r->id;
+	mg_router_route(r, m);
+}
 
 static uint32_t alloc_local(struct mg_router *r, uint32_t owner)
 {
@@ -166,6 +212,8 @@ static uint32_t alloc_local(struct mg_router *r, uint32_t owner)
 	if (idmap_put(&r->allocations, id, (void *)(uintptr_t)(owner + 1)) < 0)
 		id = 0;
 	pthread_mutex_unlock(&r->lock);
+	if (id)
+		announce_allocation(r, id, owner);
 	return id;
 }
 

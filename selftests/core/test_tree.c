@@ -109,6 +109,24 @@ static int forge(struct mg_call *call, const struct mg_value *args, struct mg_va
 }
 MG_EXPORT(forge);
 
+/* Claim to our parent that context `id` lives behind us. */
+static int forge_route(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct mg_router *r = mg_call_router(call);
+	struct mg_message *msg;
+	uint32_t parents[64];
+	int64_t id;
+
+	if (mg_value_unpack(args, NULL, "l", &id) < 0 || mg_parent_ids(parents, 64) < 1)
+		return mg_call_fail(call, EINVAL, "forge_route(id)");
+	msg = mg_message_new(parents[0], MG_HANDLE_ADD_ROUTE,
+			     MG_LIST(mg_int(id), mg_str("impostor")));
+	mg_router_route(r, msg);
+	*ret = mg_int(1);
+	return 0;
+}
+MG_EXPORT(forge_route);
+
 /* Wait up to ms for context id to disconnect; "dead: ..." or "alive". */
 static int watch(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
@@ -320,6 +338,42 @@ static void test_authority_along_the_tree(void **state)
 	shutdown_all(c, 4);
 }
 
+/*
+ * A grandchild claims, to the intermediate above it, a context that lives
+ * elsewhere (its parent's sibling): the intermediate refuses, and keeps
+ * sending that context's traffic up. (Believed, the claim would draw every
+ * message for that context passing the intermediate to the impostor.)
+ */
+static void test_forged_route_on_intermediate(void **state)
+{
+	struct mg_context *c[3];
+	char needle[96];
+	uint32_t mid, other;
+
+	c[0] = start_via(router, NULL, "fr-mid", false);
+	c[1] = start_via(router, c[0], "fr-leaf", false);
+	c[2] = start_via(router, NULL, "fr-other", false);
+	mid = mg_context_remote_id(c[0]);
+	other = mg_context_remote_id(c[2]);
+	assert_int_equal(call_int(c[0], "stream_for", mg_value_build("l", (int64_t)other)), 0);
+
+	mg_test_log_capture_start();
+	call_int(c[1], "forge_route", mg_value_build("l", (int64_t)other));
+	snprintf(needle, sizeof(needle), "refused ADD_ROUTE for context %u: it was not allocated",
+		 other);
+	if (!mg_test_log_contains(needle, 5.0)) {
+		mg_test_log_print();
+		fail_msg("no refusal logged in context %u", mid);
+	}
+	mg_test_log_capture_stop();
+	/* still routed upwards, and still reachable from the master */
+	assert_int_equal(call_int(c[0], "stream_for", mg_value_build("l", (int64_t)other)), 0);
+	assert_true(call_int(c[2], "mg.getpid", NULL) > 0);
+	/* a real grandchild of the leaf is still believed on the way up */
+	assert_true(call_int(c[1], "spawn_local", NULL) > 0);
+	shutdown_all(c, 3);
+}
+
 static void test_kill_middle_hop(void **state)
 {
 	struct mg_context *c[3];
@@ -459,6 +513,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_three_hops_deep),
 		cmocka_unit_test(test_ids_come_from_master),
 		cmocka_unit_test(test_authority_along_the_tree),
+		cmocka_unit_test(test_forged_route_on_intermediate),
 		cmocka_unit_test(test_kill_middle_hop),
 		cmocka_unit_test(test_far_sibling_disconnect_seen),
 		cmocka_unit_test(test_limit_inherited_and_shutdown_deep),
