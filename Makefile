@@ -95,8 +95,8 @@ asan_TEST_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
 
 # What libmitogen needs, for static programs and for the shared library
 # (Debian's libmsgpackc.a is not PIC, so the .so links libmsgpackc.so).
-LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -pthread
-LIBS_SHARED := -lmsgpackc -lseccomp -lcap -pthread
+LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -l:libz.a -pthread
+LIBS_SHARED := -lmsgpackc -lseccomp -lcap -lz -pthread
 TEST_LIBS := -lcmocka
 
 SONAME := libmitogen.so.0

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "agent/agent.h"
 #include "core/context.h"
@@ -222,6 +224,34 @@ static void forward_log(enum mg_log_level level, const char *source, const char 
 	in_forward = false;
 }
 
+int agent_connect_parent(const char *name)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = strlen(name);
+	int fd;
+
+	/* "@x": abstract name x; anything else: a path. */
+	if (len < 2 || len >= sizeof(sa.sun_path)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(sa.sun_path, name, len);
+	if (name[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa,
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 void agent_after_fork(const char *name)
 {
 	log_reset_after_fork();
@@ -290,6 +320,11 @@ static void set_max_deferred(void *arg)
 
 void agent_run(int fd)
 {
+	agent_run_fds(fd, fd, false);
+}
+
+void agent_run_fds(int fd, int wfd, bool bytes)
+{
 	MG_OPTS(mg_receiver_opts, boot_opts, .handle = MG_HANDLE_BOOT, .once = true);
 	MG_OPTS(mg_receiver_opts, call_opts, .handle = MG_HANDLE_CALL_FUNCTION,
 		.policy = mg_has_parent_authority);
@@ -314,12 +349,15 @@ void agent_run(int fd)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	fcntl(wfd, F_SETFD, FD_CLOEXEC);
 	b = mg_broker_new(NULL);
 	r = b ? router_new_child(b, MG_DEFAULT_MAX_MESSAGE_SIZE) : NULL;
 	if (!r)
 		_exit(AGENT_EXIT_SETUP);
 	boot_rx = mg_receiver_new(r, &boot_opts);
-	s = stream_new(fd, STREAM_PARENT, 0, "parent", MG_DEFAULT_MAX_MESSAGE_SIZE);
+	s = bytes ? stream_new_bytes(fd, wfd, STREAM_PARENT, 0, "parent",
+				     MG_DEFAULT_MAX_MESSAGE_SIZE)
+		  : stream_new(fd, STREAM_PARENT, 0, "parent", MG_DEFAULT_MAX_MESSAGE_SIZE);
 	if (!boot_rx || !s)
 		_exit(AGENT_EXIT_SETUP);
 	r->on_parent_lost = on_parent_lost;
@@ -381,6 +419,7 @@ void agent_run(int fd)
 		struct mg_value *hello = mg_map();
 
 		mg_map_set(hello, "pid", mg_int(getpid()));
+		mg_map_set(hello, "uid", mg_int(getuid()));
 		mg_message_reply(msg, r, hello);
 	}
 	mg_message_free(msg);
@@ -400,6 +439,36 @@ void agent_run(int fd)
 	_exit(0);
 }
 
+/*
+ * Started by a first stage (transports/firststage.c): stdin and stdout are
+ * the channel (--mitogen-stdio, a byte stream), or we connect back to our
+ * parent's private socket (--mitogen-connect NAME). Either way stdin then
+ * reads /dev/null and stdout goes where stderr goes, so nothing a function
+ * prints can corrupt the channel.
+ */
+static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
+{
+	int rfd = -1, wfd = -1, devnull;
+	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
+
+	if (bytes) {
+		rfd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+		wfd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+	} else if (argc >= 3) {
+		rfd = wfd = agent_connect_parent(argv[2]);
+	}
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (rfd < 0 || wfd < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(2, 1) < 0) {
+		fprintf(stderr, "mitogen agent: cannot set up the channel to the parent: %s\n",
+			strerror(errno));
+		_exit(AGENT_EXIT_SETUP);
+	}
+	close(devnull);
+	if (bytes && write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
+		_exit(AGENT_EXIT_SETUP);
+	agent_run_fds(rfd, wfd, bytes);
+}
+
 int mg_main_(int argc, char **argv, const struct mg_export *start,
 	     const struct mg_export *stop)
 {
@@ -409,6 +478,9 @@ int mg_main_(int argc, char **argv, const struct mg_export *start,
 
 	export_table_add(start, stop);
 	export_table_add(__start_mg_exports, __stop_mg_exports);
+	if (argc >= 2 && argv && argv[1] && (!strcmp(argv[1], "--mitogen-stdio") ||
+					     !strcmp(argv[1], "--mitogen-connect")))
+		agent_from_first_stage(argc, argv);
 	env = getenv(AGENT_FD_ENV);
 	if (!env)
 		return 0;

@@ -3,6 +3,8 @@
 #ifndef AGENT_AGENT_H
 #define AGENT_AGENT_H
 
+#include <stdbool.h>
+
 /* Environment variable naming the channel fd of an exec'd child. */
 #define AGENT_FD_ENV "MITOGEN_AGENT_FD"
 
@@ -16,6 +18,16 @@
 void agent_after_fork(const char *name);
 /* Become the agent on channel fd: serve calls until told to stop. */
 __attribute__((noreturn)) void agent_run(int fd);
+/* The same on a byte stream (bytes: read fd, write wfd) or a SEQPACKET fd. */
+__attribute__((noreturn)) void agent_run_fds(int fd, int wfd, bool bytes);
+/* Connect to a parent's SEQPACKET socket ("@abstract" or a path); fd or -1. */
+int agent_connect_parent(const char *name);
+/*
+ * What an agent started with --mitogen-stdio writes on stdout before
+ * anything else: the first stage is over, records follow (after BOOT).
+ */
+#define AGENT_READY_LINE "MGREADY\n"
+
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);
 /* The agent is going away mid-call: kill the program mg.run waits for. */

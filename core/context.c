@@ -82,6 +82,11 @@ const char *mg_context_name(const struct mg_context *ctx) { return ctx ? ctx->na
 struct mg_router *mg_context_router(const struct mg_context *ctx) { return ctx ? ctx->router : NULL; }
 pid_t mg_context_pid(const struct mg_context *ctx) { return ctx ? ctx->pid : 0; }
 
+bool mg_context_is_privileged(const struct mg_context *ctx)
+{
+	return ctx && ctx->privileged;
+}
+
 void context_set_disconnected(struct mg_context *ctx)
 {
 	pthread_mutex_lock(&ctx->lock);

@@ -18,6 +18,7 @@ struct mg_context {
 	bool disconnected;
 	bool reaped;
 	int status;			/* wait status once reaped */
+	bool privileged;		/* see mg_context_is_privileged */
 	/* Transport hook: forcibly stop the process (SIGKILL). */
 	void (*kill)(struct mg_context *ctx);
 };

@@ -6,12 +6,14 @@
  * depended on it. Runs on the broker thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "core/log.h"
@@ -24,6 +26,7 @@
 #define STREAM_READ_BATCH 64
 
 static void stream_on_event(struct broker_source *src, uint32_t events);
+static void stream_on_wevent(struct broker_source *src, uint32_t events);
 
 struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 			  const char *name, size_t max_message_size)
@@ -36,6 +39,8 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 		return NULL;
 	}
 	s->src.fd = fd;
+	s->wfd = fd;
+	s->wsrc.fd = -1;
 	s->src.on_event = stream_on_event;
 	pthread_mutex_init(&s->wlock, NULL);
 	s->role = role;
@@ -45,13 +50,55 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 	return s;
 }
 
+struct stream *stream_new_bytes(int rfd, int wfd, enum stream_role role, uint32_t remote_id,
+				const char *name, size_t max_message_size)
+{
+	struct stream *s = stream_new(rfd, role, remote_id, name, max_message_size);
+	struct stat st;
+
+	if (!s) {
+		if (wfd != rfd)
+			close(wfd);
+		return NULL;
+	}
+	s->bytes = true;
+	s->wfd = wfd;
+	fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+	fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+	s->wsock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
+	if (wfd != rfd) {
+		s->wsrc.fd = wfd;
+		s->wsrc.on_event = stream_on_wevent;
+	}
+	s->bin = malloc(WIRE_RECORD_MAX);
+	if (!s->bin) {
+		stream_free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return s;
+}
+
 int stream_start(struct mg_broker *b, struct stream *s)
 {
 	int ret = broker_add(b, &s->src, EPOLLIN);
 
+	if (ret == 0 && s->wsrc.fd >= 0 && (ret = broker_add(b, &s->wsrc, 0)) < 0)
+		broker_del(b, &s->src);
 	if (ret == 0)
 		s->registered = true;
 	return ret;
+}
+
+/* Ask (or stop asking) to be told when the write side has room. */
+static void stream_want_out(struct stream *s, bool on)
+{
+	struct mg_broker *b = s->router->broker;
+
+	if (s->wsrc.fd >= 0)
+		broker_mod(b, &s->wsrc, on ? EPOLLOUT : 0);
+	else
+		broker_mod(b, &s->src, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 void stream_free(struct stream *s)
@@ -65,6 +112,9 @@ void stream_free(struct stream *s)
 		mg_message_free(m);
 	}
 	wire_rx_reset(&s->rx);
+	free(s->bin);
+	if (s->wfd >= 0 && s->wfd != s->src.fd)
+		close(s->wfd);
 	if (s->src.fd >= 0)
 		close(s->src.fd);
 	pthread_mutex_destroy(&s->wlock);
@@ -78,14 +128,86 @@ void stream_close(struct stream *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
-	if (s->registered)
+	if (s->registered) {
 		broker_del(r->broker, &s->src);
+		if (s->wsrc.fd >= 0)
+			broker_del(r->broker, &s->wsrc);
+	}
 	s->registered = false;
 	/* Shut both directions now so the peer sees EOF at once. */
 	shutdown(s->src.fd, SHUT_RDWR);
+	if (s->wfd != s->src.fd)
+		shutdown(s->wfd, SHUT_RDWR);
 	if (s->on_close)
 		s->on_close(s, reason, s->on_close_arg);
 	router_stream_closed(r, s, reason);
+}
+
+/*
+ * Byte stream: write (the rest of) one record of m. Returns the record's
+ * payload bytes once all of it is written, -EAGAIN when the fd is full
+ * (what was written is remembered), or -errno.
+ */
+static ssize_t write_record_bytes(struct stream *s, struct mg_message *m)
+{
+	size_t n = m->len - m->sent, off, pos, pre;
+	struct iovec iov[3];
+	int niov = 0;
+	ssize_t w;
+
+	if (n > WIRE_PAYLOAD_MAX)
+		n = WIRE_PAYLOAD_MAX;
+	if (!s->wrec_len) {
+		uint8_t flags = (m->started ? 0 : WIRE_FLAG_FIRST) |
+				(m->sent + n == m->len ? WIRE_FLAG_LAST : 0);
+
+		wire_hdr_pack(&s->whdr, &m->meta, flags, (uint32_t)n);
+		s->wrec_len = sizeof(s->whdr) + n;
+		s->wrec_off = 0;
+	}
+again:
+	niov = 0;
+	off = s->wrec_off;
+	if (off < sizeof(s->whdr)) {
+		iov[niov].iov_base = (uint8_t *)&s->whdr + off;
+		iov[niov++].iov_len = sizeof(s->whdr) - off;
+		off = 0;
+	} else {
+		off -= sizeof(s->whdr);
+	}
+	/* off: payload bytes of this record already written. */
+	pos = m->sent + off;
+	if (pos < m->prefix_len) {
+		pre = m->prefix_len - pos;
+		if (pre > n - off)
+			pre = n - off;
+		iov[niov].iov_base = m->prefix + pos;
+		iov[niov++].iov_len = pre;
+		pos += pre;
+		off += pre;
+	}
+	if (off < n) {
+		iov[niov].iov_base = m->data + (pos - m->prefix_len);
+		iov[niov++].iov_len = n - off;
+	}
+	do {
+		if (s->wsock) {
+			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = niov };
+
+			w = sendmsg(s->wfd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		} else {
+			w = writev(s->wfd, iov, niov);
+		}
+	} while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return -errno;
+	s->wrec_off += (size_t)w;
+	if (s->wrec_off < s->wrec_len)
+		goto again;	/* partial: the next write says if it is full */
+	s->wrec_len = 0;
+	m->started = true;
+	m->sent += n;
+	return (ssize_t)n;
 }
 
 /* Write one record of m. Returns bytes of payload written or -errno. */
@@ -98,6 +220,8 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
 	ssize_t w;
 
+	if (s->bytes)
+		return write_record_bytes(s, m);
 	if (n > WIRE_PAYLOAD_MAX)
 		n = WIRE_PAYLOAD_MAX;
 	if (!m->started)
@@ -135,14 +259,12 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
  */
 static int stream_flush_locked(struct stream *s)
 {
-	struct mg_router *r = s->router;
-
 	while (s->out_head) {
 		struct mg_message *m = s->out_head;
 		ssize_t n = write_record(s, m);
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK) {
-			broker_mod(r->broker, &s->src, EPOLLIN | EPOLLOUT);
+			stream_want_out(s, true);
 			return 0;
 		}
 		if (n < 0)
@@ -155,7 +277,7 @@ static int stream_flush_locked(struct stream *s)
 			mg_message_free(m);
 		}
 	}
-	broker_mod(r->broker, &s->src, EPOLLIN);
+	stream_want_out(s, false);
 	return 0;
 }
 
@@ -177,7 +299,7 @@ int stream_send_direct(struct stream *s, struct mg_message *msg)
 {
 	ssize_t n = -EAGAIN;
 
-	if (msg->len > WIRE_PAYLOAD_MAX)
+	if (msg->len > WIRE_PAYLOAD_MAX || s->bytes)
 		return -EAGAIN;
 	pthread_mutex_lock(&s->wlock);
 	if (!s->closed && !s->out_head) {
@@ -245,6 +367,9 @@ static void stream_protocol_error(struct stream *s, const char *why)
 	stream_close(s, reason);
 }
 
+static int stream_deliver(struct stream *s, const struct wire_meta *meta, uint8_t flags,
+			  const uint8_t *payload, uint32_t length);
+
 /* Read one record. Returns 1 when one was handled, 0 when drained, -1 closed. */
 static int stream_read_record(struct stream *s)
 {
@@ -256,10 +381,7 @@ static int stream_read_record(struct stream *s)
 	const char *why = NULL;
 	uint8_t flags, *payload;
 	uint32_t length;
-	bool done;
 	ssize_t n;
-	int ret;
-
 	size_t room = WIRE_PAYLOAD_MAX;
 
 	if (s->rx.in_msg) {
@@ -311,7 +433,23 @@ static int stream_read_record(struct stream *s)
 		stream_protocol_error(s, "truncated record");
 		return -1;
 	}
-	ret = wire_rx_record(&s->rx, &meta, flags, payload, length, &done, &why);
+	return stream_deliver(s, &meta, flags, payload, length);
+}
+
+/*
+ * A whole record arrived (its payload in place at rx.buf + rx.len inside a
+ * message, else at payload): account for it, and route the message it
+ * completes. Returns 1, or -1 when the stream closed.
+ */
+static int stream_deliver(struct stream *s, const struct wire_meta *meta, uint8_t flags,
+			  const uint8_t *payload, uint32_t length)
+{
+	struct mg_router *r = s->router;
+	const char *why = NULL;
+	bool done;
+	int ret;
+
+	ret = wire_rx_record(&s->rx, meta, flags, payload, length, &done, &why);
 	if (ret < 0) {
 		stream_protocol_error(s, why);
 		return -1;
@@ -327,8 +465,8 @@ static int stream_read_record(struct stream *s)
 			stream_protocol_error(s, "undecodable payload");
 			return -1;
 		}
-		msg = plen ? message_new_split(&meta, prefix, plen, buf, len)
-			   : message_new_owned(&meta, buf, len);
+		msg = plen ? message_new_split(meta, prefix, plen, buf, len)
+			   : message_new_owned(meta, buf, len);
 
 		if (!msg) {
 			stream_protocol_error(s, "out of memory");
@@ -341,12 +479,97 @@ static int stream_read_record(struct stream *s)
 	return 1;
 }
 
+/* Byte stream: one record complete at the start of bin; hand it over. */
+static int stream_bytes_record(struct stream *s, const struct wire_meta *meta, uint8_t flags,
+			       const uint8_t *payload, uint32_t length)
+{
+	if (s->rx.in_msg) {
+		/* Continuations are expected in place, after what came before. */
+		if (s->rx.split) {
+			if (length > s->rx.cap - 1 - s->rx.len) {
+				stream_protocol_error(s, "payload longer than its header says");
+				return -1;
+			}
+		} else if (wire_rx_reserve(&s->rx, length ? length : 1) < 0) {
+			stream_protocol_error(s, "out of memory");
+			return -1;
+		}
+		if (length)
+			memcpy(s->rx.buf + s->rx.len, payload, length);
+	}
+	return stream_deliver(s, meta, flags, payload, length);
+}
+
+/* Byte stream: read what is there, hand over every complete record. */
+static void stream_read_bytes(struct stream *s)
+{
+	const char *why = NULL;
+	struct wire_meta meta;
+	uint32_t length;
+	uint8_t flags;
+	size_t used = 0;
+	ssize_t n;
+
+	do
+		n = read(s->src.fd, s->bin + s->bin_len, WIRE_RECORD_MAX - s->bin_len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		char reason[128];
+
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		snprintf(reason, sizeof(reason), "read: %s", strerror(errno));
+		stream_close(s, reason);
+		return;
+	}
+	if (n == 0) {
+		stream_close(s, s->bin_len ? "disconnected inside a record" : "disconnected");
+		return;
+	}
+	s->bin_len += (size_t)n;
+	while (s->bin_len - used >= WIRE_HDR_SIZE) {
+		const uint8_t *p = s->bin + used;
+
+		if (wire_hdr_parse((const struct wire_hdr *)p, &meta, &flags, &length, &why) < 0) {
+			stream_protocol_error(s, why);
+			return;
+		}
+		if (s->bin_len - used < WIRE_HDR_SIZE + (size_t)length)
+			break;
+		if (stream_bytes_record(s, &meta, flags, p + WIRE_HDR_SIZE, length) < 0)
+			return;
+		used += WIRE_HDR_SIZE + length;
+	}
+	if (used) {
+		memmove(s->bin, s->bin + used, s->bin_len - used);
+		s->bin_len -= used;
+	}
+}
+
+static void stream_on_wevent(struct broker_source *src, uint32_t events)
+{
+	struct stream *s = (struct stream *)((char *)src - offsetof(struct stream, wsrc));
+
+	if (!s->closed)
+		stream_flush(s);
+}
+
 static void stream_on_event(struct broker_source *src, uint32_t events)
 {
 	struct stream *s = (struct stream *)src;
 
 	if (s->closed)
 		return;
+	if (s->bytes) {
+		if (events & EPOLLOUT) {
+			stream_flush(s);
+			if (s->closed)
+				return;
+		}
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			stream_read_bytes(s);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		stream_flush(s);
 		if (s->closed)

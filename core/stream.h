@@ -30,6 +30,20 @@ struct stream {
 	bool closed;
 	bool registered;
 	struct stream *next;		/* router's list */
+	/*
+	 * Byte stream (ssh stdio, pipes): the same records, read from a
+	 * stream of bytes (header then payload, in any number of reads) and
+	 * written with partial writes resumed. wfd may differ from src.fd
+	 * (a pipe pair); then wsrc watches it for EPOLLOUT.
+	 */
+	bool bytes;
+	int wfd;
+	bool wsock;			/* wfd is a socket: send(MSG_NOSIGNAL) */
+	struct broker_source wsrc;
+	uint8_t *bin;			/* read buffer, WIRE_RECORD_MAX */
+	size_t bin_len;
+	struct wire_hdr whdr;		/* record being written */
+	size_t wrec_off, wrec_len;	/* bytes of it written, its size (0: none) */
 	/* Transport hook: called once when the stream closes. */
 	void (*on_close)(struct stream *s, const char *reason, void *arg);
 	void *on_close_arg;
@@ -41,6 +55,12 @@ struct stream {
 /* A stream on fd (taken: closed with the stream). NULL+errno. */
 struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 			  const char *name, size_t max_message_size);
+/*
+ * A byte-stream channel reading rfd and writing wfd (both taken; may be
+ * the same fd). NULL+errno.
+ */
+struct stream *stream_new_bytes(int rfd, int wfd, enum stream_role role, uint32_t remote_id,
+				const char *name, size_t max_message_size);
 int stream_start(struct mg_broker *b, struct stream *s);
 /* Queue msg (taken) for sending. */
 void stream_send(struct stream *s, struct mg_message *msg);

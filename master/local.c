@@ -302,22 +302,7 @@ static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context 
 
 /* --- starting ---------------------------------------------------------- */
 
-struct start {
-	struct mg_router *r;
-	const char *name;
-	char namebuf[96];
-	double connect_timeout;
-	bool debug;
-	bool profiling;
-	const char *image;
-	uint32_t id;
-	struct mg_context *ctx;
-	struct mg_value *sandbox;	/* BOOT "sandbox" map, or NULL */
-	int sv[2];
-	int out[2];
-};
-
-static void start_cleanup(struct start *st)
+void start_cleanup(struct start *st)
 {
 	mg_value_free(st->sandbox);
 	st->sandbox = NULL;
@@ -329,9 +314,9 @@ static void start_cleanup(struct start *st)
 	}
 }
 
-static int start_prepare(struct start *st, struct mg_router *r,
-			 const struct mg_local_opts *o, uint32_t id,
-			 const struct mg_value *sandbox, struct mg_error *err)
+int start_prepare(struct start *st, struct mg_router *r,
+		  const struct mg_local_opts *o, uint32_t id,
+		  const struct mg_value *sandbox, struct mg_error *err)
 {
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
@@ -353,7 +338,9 @@ static int start_prepare(struct start *st, struct mg_router *r,
 			  "remote_name must be non-empty and contain no '/'");
 		return -EINVAL;
 	}
-	if (!st->name) {
+	if (!st->name && st->default_name) {
+		snprintf(st->namebuf, sizeof(st->namebuf), "%s", st->default_name);
+	} else if (!st->name) {
 		/* No getpwuid(): static programs cannot use NSS. */
 		const char *user = getenv("USER");
 		char host[64] = "localhost";
@@ -383,8 +370,9 @@ static int start_prepare(struct start *st, struct mg_router *r,
 			return -EINVAL;
 		}
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st->sv) < 0 ||
-	    pipe2(st->out, O_CLOEXEC) < 0) {
+	if (!st->no_channel &&
+	    (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st->sv) < 0 ||
+	     pipe2(st->out, O_CLOEXEC) < 0)) {
 		int e = errno;
 
 		error_set(err, MG_ERR_STREAM, e, "cannot make channel: %s", strerror(e));
@@ -424,7 +412,7 @@ static void start_fail_tail(struct child_proc *cp, char *buf, size_t size)
  * The child is running with its end of the channel: register the stream
  * and the watcher, send BOOT and wait for the greeting.
  */
-static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *err)
+struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *err)
 {
 	struct mg_router *r = st->r;
 	struct mg_context *ctx = NULL;
@@ -440,8 +428,10 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	size_t np;
 	int ret;
 
-	close(st->sv[1]);
-	close(st->out[1]);
+	if (st->sv[1] >= 0)
+		close(st->sv[1]);
+	if (st->out[1] >= 0)
+		close(st->out[1]);
 	st->sv[1] = st->out[1] = -1;
 
 	ctx = router_context(r, st->id, st->namebuf);
@@ -451,7 +441,10 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 	if (!cp)
 		goto oom;
 	st->out[0] = -1;
-	s = stream_new(st->sv[0], STREAM_CHILD, st->id, st->namebuf, r->max_message_size);
+	s = st->bytes ? stream_new_bytes(st->sv[0], st->sv[0], STREAM_CHILD, st->id, st->namebuf,
+					 r->max_message_size)
+		      : stream_new(st->sv[0], STREAM_CHILD, st->id, st->namebuf,
+				   r->max_message_size);
 	st->sv[0] = -1;
 	wr.cp = cp;
 	wr.r = r;
@@ -497,6 +490,17 @@ static struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_er
 
 	ret = mg_receiver_get(rx, st->connect_timeout, &msg, &e2);
 	if (ret == 0) {
+		struct mg_value *hello = NULL;
+		const struct mg_value *uid;
+
+		/* Privileged: reached through sudo/su/doas, or running as
+		 * another user than us on this host, or as root elsewhere. */
+		if (mg_message_value(msg, false, &hello, NULL) == 0 &&
+		    (uid = mg_map_get(hello, "uid")) && uid->type == MG_INT &&
+		    (st->remote ? uid->i == 0 : uid->i != (int64_t)getuid()))
+			st->privileged = true;
+		mg_value_free(hello);
+		ctx->privileged = st->privileged;
 		mg_message_free(msg);
 		mg_receiver_free(rx);
 		child_proc_unref(cp);

@@ -17,12 +17,15 @@
 #include "core/router.h"
 #include "master/master.h"
 #include "sandbox/sandbox.h"
+#include "transports/transport.h"
 
 static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "fork" };
 
 /*
  * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
- * [, image [, sandbox]]) -> pid. image "" means none; sandbox is the BOOT
+ * [, image [, sandbox [, transport]]]) -> {pid, privileged}. transport is
+ * the option list of ssh/sudo/su/doas (ssh_opts_value, become_opts_value)
+ * whose first item is the kind. image "" means none; sandbox is the BOOT
  * "sandbox" map the caller built (sandbox_to_value: rule files already
  * read there), checked again here and handed to the child as is. Runs in
  * the intermediate, under its parent's authority (the CALL_FUNCTION
@@ -33,14 +36,14 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 {
 	struct mg_error err = MG_ERROR_INIT;
 	const char *kind, *name, *image = NULL;
-	const struct mg_value *sandbox = NULL;
+	const struct mg_value *sandbox = NULL, *topts = NULL;
 	double timeout;
 	bool debug, profiling;
 	int64_t id;
 	struct mg_context *ctx;
 
-	if (mg_value_unpack(args, &err, "slsdbb|sv", &kind, &id, &name, &timeout, &debug,
-			    &profiling, &image, &sandbox) < 0)
+	if (mg_value_unpack(args, &err, "slsdbb|svv", &kind, &id, &name, &timeout, &debug,
+			    &profiling, &image, &sandbox, &topts) < 0)
 		return mg_call_fail(call, EINVAL, "%s", err.message);
 	if (image && !*image)
 		image = NULL;
@@ -55,12 +58,21 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	} else if (!strcmp(kind, "fork")) {
 		MG_OPTS(mg_fork_opts, fo, .local = &lo);
 		ctx = fork_start(mg_call_router(call), &fo, (uint32_t)id, sandbox, &err);
+	} else if (!strcmp(kind, "ssh") && topts) {
+		ctx = ssh_from_value(mg_call_router(call), &lo, (uint32_t)id, sandbox, topts, &err);
+	} else if ((!strcmp(kind, "sudo") || !strcmp(kind, "su") || !strcmp(kind, "doas")) &&
+		   topts) {
+		ctx = become_from_value(mg_call_router(call), &lo, (uint32_t)id, sandbox, topts,
+					&err);
 	} else {
 		return mg_call_fail(call, EINVAL, "unknown context kind '%s'", kind);
 	}
 	if (!ctx)
-		return mg_call_fail(call, err.errnum, "%s", err.message);
-	*ret = mg_int(mg_context_pid(ctx));
+		return mg_call_fail(call, err.errnum, "[%s] %s", mg_error_kind_name(err.kind),
+				    err.message);
+	*ret = mg_map();
+	mg_map_set(*ret, "pid", mg_int(mg_context_pid(ctx)));
+	mg_map_set(*ret, "privileged", mg_bool(mg_context_is_privileged(ctx)));
 	/* The router keeps the context; shutdown comes from above. */
 	mg_context_unref(ctx);
 	return 0;
@@ -71,17 +83,64 @@ void via_init(void)
 {
 }
 
+/* "[StreamError] ..." from proxy_start: the kind the factory failed with. */
+static enum mg_error_kind remote_kind(const char **msg)
+{
+	static const enum mg_error_kind kinds[] = { MG_ERR_PASSWORD, MG_ERR_HOSTKEY,
+						    MG_ERR_STREAM, MG_ERR_TIMEOUT };
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const char *name = mg_error_kind_name(kinds[i]);
+		size_t n = strlen(name);
+
+		if ((*msg)[0] == '[' && !strncmp(*msg + 1, name, n) && (*msg)[n + 1] == ']') {
+			*msg += n + 2 + ((*msg)[n + 2] == ' ');
+			return kinds[i];
+		}
+	}
+	return MG_ERR_STREAM;
+}
+
+static struct mg_context *via_run(struct mg_router *r, const char *kind, const char *tname,
+				  const struct mg_local_opts *o, struct mg_value *topts,
+				  struct mg_error *err);
+
 struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 			     const struct mg_local_opts *o, struct mg_error *err)
 {
+	return via_run(r, kind_names[kind], NULL, o, NULL, err);
+}
+
+struct mg_context *via_start_opts(struct mg_router *r, const char *name,
+				  const struct mg_local_opts *o, struct mg_value *topts,
+				  struct mg_error *err)
+{
+	const struct mg_value *kind = mg_list_get(topts, 0);
+
+	if (!kind || kind->type != MG_STR) {
+		mg_value_free(topts);
+		error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	return via_run(r, kind->str, name, o, topts, err);
+}
+
+static struct mg_context *via_run(struct mg_router *r, const char *kind, const char *tname,
+				  const struct mg_local_opts *o, struct mg_value *topts,
+				  struct mg_error *err)
+{
 	struct mg_context *via = o->via, *ctx;
 	struct mg_error e2 = MG_ERROR_INIT;
-	struct mg_value *args, *sandbox = NULL;
+	struct mg_value *args, *sandbox = NULL, *res = NULL;
+	const struct mg_value *priv;
+	const char *msg;
 	char name[96];
 	uint32_t id;
 	int ret;
 
 	if (!r || via->router != r) {
+		mg_value_free(topts);
 		error_set(err, MG_ERR_STREAM, EINVAL, "via context belongs to another router");
 		errno = EINVAL;
 		return NULL;
@@ -92,6 +151,7 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 
 		sandbox = sandbox_to_value(o->sandbox, why, sizeof(why));
 		if (!sandbox) {
+			mg_value_free(topts);
 			error_set(err, MG_ERR_STREAM, EINVAL, "via %s: sandbox: %s", via->name,
 				  why);
 			errno = EINVAL;
@@ -101,31 +161,51 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 	id = router_alloc_id(r, via->id);
 	if (!id) {
 		mg_value_free(sandbox);
+		mg_value_free(topts);
 		error_set(err, MG_ERR_STREAM, EIO, "no context id from the master");
 		errno = EIO;
 		return NULL;
 	}
 	if (o->remote_name)
 		snprintf(name, sizeof(name), "%s", o->remote_name);
+	else if (tname)
+		snprintf(name, sizeof(name), "%.60s/%.30s", via->name, tname);
 	else
-		snprintf(name, sizeof(name), "%.60s.%s%u", via->name, kind_names[kind], id);
-	args = mg_value_build("slsdbb", kind_names[kind], (int64_t)id, name,
+		snprintf(name, sizeof(name), "%.60s.%s%u", via->name, kind, id);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '.';
+	args = mg_value_build("slsdbb", kind, (int64_t)id, name,
 			      o->connect_timeout > 0 ? o->connect_timeout : 30.0,
 			      (int)o->debug, (int)o->profiling);
-	if (args && (o->image || sandbox))
+	if (args && (o->image || sandbox || topts))
 		mg_list_append(args, mg_str(o->image ? o->image : ""));
-	if (args && sandbox)
-		mg_list_append(args, sandbox);
+	if (args && (sandbox || topts))
+		mg_list_append(args, sandbox ? sandbox : mg_nil());
 	else
 		mg_value_free(sandbox);
-	ret = mg_call(via, "mg._proxy_start", args, NULL, &e2);
+	if (args && topts)
+		mg_list_append(args, topts);
+	else
+		mg_value_free(topts);
+	ret = mg_call(via, "mg._proxy_start", args, &res, &e2);
 	if (ret < 0) {
-		error_set(err, MG_ERR_STREAM, e2.errnum, "via %s: %s", via->name, e2.message);
+		msg = e2.message;
+		enum mg_error_kind k = e2.kind == MG_ERR_CALL ? remote_kind(&msg) : e2.kind;
+
+		error_set(err, k, e2.errnum, "via %s: %s", via->name, msg);
 		errno = e2.errnum ? e2.errnum : EIO;
 		return NULL;
 	}
 	ctx = router_context(r, id, name);
-	if (!ctx)
+	if (!ctx) {
 		error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
+	} else {
+		/* Below a privileged context, or privileged itself. */
+		priv = res && res->type == MG_MAP ? mg_map_get(res, "privileged") : NULL;
+		if (via->privileged || (priv && priv->type == MG_BOOL && priv->b))
+			ctx->privileged = true;
+	}
+	mg_value_free(res);
 	return ctx;
 }

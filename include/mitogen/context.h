@@ -163,6 +163,13 @@ MG_API const char *mg_context_name(const struct mg_context *ctx);
 MG_API struct mg_router *mg_context_router(const struct mg_context *ctx);
 /* Process id of a child started from here, or 0. */
 MG_API pid_t mg_context_pid(const struct mg_context *ctx);
+/*
+ * True when ctx is privileged: it was reached through sudo, su or doas
+ * (at any hop of its via= chain), or runs as another uid than its parent
+ * on the same host, or as root on another host (ssh). Later work (audit)
+ * keys on this. False for NULL.
+ */
+MG_API bool mg_context_is_privileged(const struct mg_context *ctx);
 
 /*
  * Call fn in ctx with args (a list, taken; NULL for none) and wait for the

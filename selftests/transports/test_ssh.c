@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: MIT
+/*
+ * selftests/transports/test_ssh.c — mg_ssh() against a real sshd on
+ * 127.0.0.1 (selftests/fixtures/sshd.sh): calls, passwords, keys, host
+ * keys, refused and silent ports, the image cache, architecture checks,
+ * and losing ssh mid-call.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "selftests/transports/fixture.h"
+
+static struct mg_router *router;
+
+static int setup(void **state)
+{
+	router = mg_router_new(NULL);
+	return router ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	mg_router_unref(router);
+	router = NULL;
+	return 0;
+}
+
+/* Options for user@127.0.0.1 with the fixture's known_hosts. */
+struct ssh_case {
+	const char *args[8];
+	struct mg_local_opts lo;
+	struct mg_ssh_opts o;
+};
+
+static void ssh_case_init(struct ssh_case *c, const char *user, bool key)
+{
+	memset(c, 0, sizeof(*c));
+	c->args[0] = "-o";
+	c->args[1] = fx.known;
+	c->args[2] = "-o";
+	c->args[3] = "GlobalKnownHostsFile=/dev/null";
+	c->lo.sz = sizeof(c->lo);
+	c->lo.connect_timeout = 20;
+	c->o.sz = sizeof(c->o);
+	c->o.local = &c->lo;
+	c->o.hostname = "127.0.0.1";
+	c->o.port = fx.port;
+	c->o.username = user;
+	c->o.identity_file = key ? fx.key : NULL;
+	c->o.ssh_args = c->args;
+}
+
+static int64_t call_int(struct mg_context *ctx, const char *fn)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	int64_t i;
+
+	if (mg_call(ctx, fn, NULL, &v, &err) < 0) {
+		fprintf(stderr, "# %s: %s\n", fn, err.message);
+		fail();
+	}
+	assert_non_null(v);
+	assert_int_equal(v->type, MG_INT);
+	i = v->i;
+	mg_value_free(v);
+	return i;
+}
+
+static void finish(struct mg_context *ctx)
+{
+	assert_int_equal(mg_context_shutdown(ctx, true), 0);
+	mg_context_unref(ctx);
+}
+
+static void test_ssh_call(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	/* A real remote process: not us, not ssh. */
+	assert_int_not_equal(call_int(ctx, "mg.getpid"), getpid());
+	assert_int_not_equal(call_int(ctx, "mg.getpid"), mg_context_pid(ctx));
+	assert_true(mg_context_is_privileged(ctx));	/* root on the other side */
+	finish(ctx);
+}
+
+
+static struct mg_context *ssh_expect_fail(struct ssh_case *c, enum mg_error_kind kind,
+					  const char *needle, double *secs)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	double t0 = mg_test_now();
+	struct mg_context *ctx = mg_ssh(router, &c->o, &err);
+
+	if (secs)
+		*secs = mg_test_now() - t0;
+	if (ctx) {
+		fprintf(stderr, "# expected %s, got a context\n", mg_error_kind_name(kind));
+		finish(ctx);
+		fail();
+	}
+	fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+	assert_int_equal(err.kind, kind);
+	if (needle && !strstr(err.message, needle)) {
+		fprintf(stderr, "# '%s' not in the message\n", needle);
+		fail();
+	}
+	return NULL;
+}
+
+static uid_t user_uid(const char *user)
+{
+	char cmd[128];
+	FILE *p;
+	unsigned uid = 0;
+
+	snprintf(cmd, sizeof(cmd), "id -u %s", user);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%u", &uid), 1);
+	pclose(p);
+	return (uid_t)uid;
+}
+
+static void test_ssh_password(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "mgtest", false);
+	c.args[4] = "-o";
+	c.args[5] = "PubkeyAuthentication=no";
+	c.o.password = "mgtest-pw";
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	assert_false(mg_context_is_privileged(ctx));
+	finish(ctx);
+
+	/* Wrong, then none: PasswordError, and the password is not in it. */
+	c.o.password = "not-the-password";
+	ssh_expect_fail(&c, MG_ERR_PASSWORD, "password", NULL);
+	assert_null(strstr(err.message, "not-the-password"));
+	c.o.password = NULL;
+	ssh_expect_fail(&c, MG_ERR_PASSWORD, NULL, NULL);
+}
+
+static void keygen(const char *path)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -f %s %s.pub; ssh-keygen -q -t ed25519 -N '' -f %s", path,
+		 path, path);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_ssh_identity_file(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char other[128];
+	struct ssh_case c;
+	struct mg_context *ctx;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "mgtest", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+
+	/* Another key, not authorized: refused, though the good key sits in
+	 * the fixture directory (only identity_file is offered). */
+	snprintf(other, sizeof(other), "%s/other_key", fx.dir);
+	keygen(other);
+	c.o.identity_file = other;
+	ssh_expect_fail(&c, MG_ERR_PASSWORD, NULL, NULL);
+}
+
+static void test_ssh_host_keys(void **state)
+{
+	char known[128], opt[160], key[128], cmd[1024];
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	struct stat st;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	snprintf(known, sizeof(known), "%s/changed_known_hosts", fx.dir);
+	snprintf(key, sizeof(key), "%s/impostor", fx.dir);
+	keygen(key);
+	/* A known_hosts that says the host has another key. */
+	snprintf(cmd, sizeof(cmd), "printf '[127.0.0.1]:%d %%s\\n' \"$(cut -d' ' -f1,2 %s.pub)\" > %s",
+		 fx.port, key, known);
+	assert_int_equal(system(cmd), 0);
+	snprintf(opt, sizeof(opt), "UserKnownHostsFile=%s", known);
+	c.args[1] = opt;
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+	c.o.check_host_keys = MG_HOST_KEYS_ACCEPT_NEW;	/* changed: still refused */
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+
+	/* Unknown under enforcement: refused; accept-new: added. */
+	snprintf(cmd, sizeof(cmd), ": > %s", known);
+	assert_int_equal(system(cmd), 0);
+	c.o.check_host_keys = MG_HOST_KEYS_ENFORCE;
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+	c.o.check_host_keys = MG_HOST_KEYS_ACCEPT_NEW;
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	finish(ctx);
+	assert_int_equal(stat(known, &st), 0);
+	assert_true(st.st_size > 0);
+
+	/* ignore: a wrong key does not matter. */
+	c.args[1] = "UserKnownHostsFile=/dev/null";
+	c.o.check_host_keys = MG_HOST_KEYS_IGNORE;
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	finish(ctx);
+}
+
+/* A port nobody listens on (bound, then closed). */
+static int dead_port(int *keep_fd, bool listen_it)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	if (listen_it) {
+		assert_int_equal(listen(fd, 16), 0);
+		*keep_fd = fd;
+	} else {
+		close(fd);
+	}
+	return ntohs(sa.sin_port);
+}
+
+static void test_ssh_refused(void **state)
+{
+	struct ssh_case c;
+	double secs;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	c.o.port = dead_port(NULL, false);
+	ssh_expect_fail(&c, MG_ERR_STREAM, "Connection refused", &secs);
+	assert_true(secs < 2.0);
+	/* An unknown host: ssh's own words. */
+	ssh_case_init(&c, "root", true);
+	c.o.hostname = "no-such-host.invalid";
+	ssh_expect_fail(&c, MG_ERR_STREAM, "no-such-host.invalid", NULL);
+}
+
+static void test_ssh_connect_timeout(void **state)
+{
+	struct ssh_case c;
+	double secs;
+	int fd = -1;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	/* Accepts TCP (backlog) but never says a word. */
+	c.o.port = dead_port(&fd, true);
+	c.lo.connect_timeout = 1.5;
+	ssh_expect_fail(&c, MG_ERR_STREAM, NULL, &secs);
+	fprintf(stderr, "# gave up after %.2f s\n", secs);
+	assert_true(secs >= 1.0 && secs < 3.5);
+	close(fd);
+}
+
+/* Bytes the ssh process of ctx has read (its stdin: what we sent). */
+static long ssh_rchar(struct mg_context *ctx)
+{
+	char path[64], line[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)mg_context_pid(ctx));
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "rchar: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static void image_sha(char *sha)
+{
+	FILE *p = popen("sha256sum /proc/$PPID/exe", "r");
+
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%64s", sha), 1);
+	pclose(p);
+}
+
+static long exe_size(void)
+{
+	struct stat st;
+
+	assert_int_equal(stat("/proc/self/exe", &st), 0);
+	return (long)st.st_size;
+}
+
+static void test_ssh_cache(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	char sha[65], path[160], marker[128], cmd[1024];
+	long first, second;
+	struct stat st;
+
+	NEED_SSHD();
+	image_sha(sha);
+	assert_int_equal(system("rm -rf ~mgtest/.cache/mitogen"), 0);
+	ssh_case_init(&c, "mgtest", true);
+
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	first = ssh_rchar(ctx);
+	finish(ctx);
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	second = ssh_rchar(ctx);
+	finish(ctx);
+	fprintf(stderr, "# ssh read %ld bytes from us, then %ld (image %ld)\n", first, second,
+		exe_size());
+	/* The first carried the (compressed) image, the second did not. */
+	assert_true(first > exe_size() / 4);
+	assert_true(second < 64 * 1024);
+
+	/* A planted file of the right name but the wrong content is neither
+	 * executed nor kept. */
+	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
+	snprintf(marker, sizeof(marker), "%s/planted-ran", fx.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "printf '#!/bin/sh\\ntouch %s\\n' > %s && chown mgtest %s && chmod 700 %s",
+		 marker, path, path, path);
+	assert_int_equal(system(cmd), 0);
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	assert_true(ssh_rchar(ctx) > exe_size() / 4);	/* sent again */
+	finish(ctx);
+	assert_int_equal(access(marker, F_OK), -1);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, exe_size());
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(stat("/home/mgtest/.cache/mitogen", &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+}
+
+static void test_ssh_arch_mismatch(void **state)
+{
+	struct ssh_case c;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	setenv("MITOGEN_TEST_ARCH", "sparc64", 1);
+	ssh_expect_fail(&c, MG_ERR_STREAM, "sparc64", NULL);
+	unsetenv("MITOGEN_TEST_ARCH");
+}
+
+static void test_ssh_killed_mid_call(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	struct mg_receiver *rx;
+	struct mg_value *v = NULL;
+	double t0;
+
+	NEED_SSHD();
+	ssh_case_init(&c, "root", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	rx = mg_call_async(ctx, "mg.run",
+			   mg_value_build("v", MG_LIST(mg_str("sleep"), mg_str("30"))), &err);
+	assert_non_null(rx);
+	usleep(200 * 1000);
+	t0 = mg_test_now();
+	assert_int_equal(kill(mg_context_pid(ctx), SIGKILL), 0);
+	assert_true(mg_receiver_get_data(rx, 5.0, &v, &err) < 0);
+	fprintf(stderr, "# %s after %.3f s: %s\n", mg_error_kind_name(err.kind),
+		mg_test_now() - t0, err.message);
+	assert_int_equal(err.kind, MG_ERR_CHANNEL);
+	assert_true(mg_test_now() - t0 < 1.0);
+	mg_receiver_free(rx);
+	mg_context_shutdown(ctx, true);
+	mg_context_unref(ctx);
+}
+
+static void test_ssh_via_local(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+	struct ssh_case c;
+
+	NEED_SSHD();
+	mid = mg_local(router, NULL, &err);
+	assert_non_null(mid);
+	ssh_case_init(&c, "mgtest", true);
+	c.lo.via = mid;
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+	/* Errors keep their kind across the hop. */
+	c.o.identity_file = NULL;
+	c.args[4] = "-o";
+	c.args[5] = "PubkeyAuthentication=no";
+	ssh_expect_fail(&c, MG_ERR_PASSWORD, NULL, NULL);
+	finish(mid);
+}
+
+static void test_ssh_bad_options(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+
+	ssh_case_init(&c, "root", true);
+	c.o.hostname = "-oProxyCommand=evil";
+	assert_null(mg_ssh(router, &c.o, &err));
+	assert_int_equal(err.kind, MG_ERR_STREAM);
+	c.o.hostname = NULL;
+	assert_null(mg_ssh(router, &c.o, &err));
+	assert_null(mg_ssh(router, NULL, &err));
+	c.o.hostname = "127.0.0.1";
+	c.o.port = 70000;
+	assert_null(mg_ssh(router, &c.o, &err));
+	assert_non_null(strstr(err.message, "port"));
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+	int ret;
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ssh_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_password, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_identity_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_host_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_connect_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_arch_mismatch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_killed_mid_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_via_local, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_bad_options, setup, teardown),
+	};
+	if (fixture_up(true) < 0)
+		return 1;
+	ret = MG_TEST_RUN("transports/ssh", tests);
+	fixture_down();
+	return ret;
+}

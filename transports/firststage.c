@@ -1,0 +1,748 @@
+// SPDX-License-Identifier: MIT
+/*
+ * firststage.c — starting a context through a program (ssh, sudo, su,
+ * doas): the image, the first-stage script, and the conversation with the
+ * program until the agent is up. See transport.h for the sequence and
+ * README.md ("ssh, sudo, su, doas") for the cache rules.
+ *
+ * The first stage (a POSIX sh script given on the command line):
+ *  - refuses another CPU architecture ("MGARCH <uname -m>") before any
+ *    image byte is sent (MITOGEN_TEST_ARCH in the master pretends ours is
+ *    another, for tests);
+ *  - looks for <sha256> in the candidate directories, in order:
+ *      ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen  (only when we own $HOME)
+ *      $XDG_RUNTIME_DIR/mitogen, /dev/shm/mitogen-UID,
+ *      /var/tmp/mitogen-UID, /tmp/mitogen-UID
+ *    each used only when it is a directory we own, not a symlink, made
+ *    0700; a file is executed only when it is a regular file (not a
+ *    symlink) whose sha256sum is the name;
+ *  - otherwise picks the first candidate where a probe script can be
+ *    executed (noexec mounts are skipped), says "MGSEND", reads exactly
+ *    the gzip bytes from stdin, checks the hash, renames into place and
+ *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>".
+ * The master writes nothing but the image, and that only when asked,
+ * until the agent greets (MGREADY, or connecting back).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <ctype.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include "agent/agent.h"
+#include "core/broker.h"
+#include "core/context.h"
+#include "core/log.h"
+#include "core/message.h"
+#include "transports/transport.h"
+
+#define TTY_KEEP 4096
+#define LINE_KEEP 1024
+
+/* --- the image --------------------------------------------------------- */
+
+static pthread_mutex_t self_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct image *self_image;	/* /proc/self/exe, kept for the process */
+
+static void image_free(struct image *img)
+{
+	if (!img)
+		return;
+	free(img->data);
+	free(img->gz);
+	free(img);
+}
+
+static struct image *image_load(const char *path, char *why, size_t size)
+{
+	struct image *img = calloc(1, sizeof(*img));
+	struct stat st;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (!img || fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(why, size, "cannot read image %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	img->len = (size_t)st.st_size;
+	img->data = malloc(img->len ? img->len : 1);
+	if (!img->data) {
+		snprintf(why, size, "out of memory");
+		goto fail;
+	}
+	while (got < img->len) {
+		ssize_t n = read(fd, img->data + got, img->len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(why, size, "cannot read image %s: %s", path,
+				 n < 0 ? strerror(errno) : "short read");
+			goto fail;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	sha256_hex(img->data, img->len, img->sha);
+	return img;
+fail:
+	if (fd >= 0)
+		close(fd);
+	image_free(img);
+	return NULL;
+}
+
+/* The image for opts->image (NULL: ourselves, loaded once). *owned: free it. */
+static struct image *image_get(const char *path, bool *owned, char *why, size_t size)
+{
+	struct image *img;
+
+	*owned = false;
+	if (path) {
+		*owned = true;
+		return image_load(path, why, size);
+	}
+	pthread_mutex_lock(&self_lock);
+	if (!self_image)
+		self_image = image_load("/proc/self/exe", why, size);
+	img = self_image;
+	pthread_mutex_unlock(&self_lock);
+	return img;
+}
+
+static int image_compress(struct image *img)
+{
+	z_stream z = { 0 };
+	uLong bound;
+	int ret = 0;
+
+	pthread_mutex_lock(&self_lock);
+	if (img->gz)
+		goto out;
+	/* windowBits 15 + 16: a gzip member, what `gzip -d` reads. */
+	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	bound = deflateBound(&z, (uLong)img->len) + 64;
+	img->gz = malloc(bound);
+	if (!img->gz) {
+		deflateEnd(&z);
+		ret = -ENOMEM;
+		goto out;
+	}
+	z.next_in = img->data;
+	z.avail_in = (uInt)img->len;
+	z.next_out = img->gz;
+	z.avail_out = (uInt)bound;
+	if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
+		free(img->gz);
+		img->gz = NULL;
+		ret = -EIO;
+	} else {
+		img->gzlen = z.total_out;
+	}
+	deflateEnd(&z);
+out:
+	pthread_mutex_unlock(&self_lock);
+	return ret;
+}
+
+/* --- helpers ----------------------------------------------------------- */
+
+void argv_add(struct argv_buf *ab, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ab->argc >= (int)(sizeof(ab->argv) / sizeof(ab->argv[0])) - 1 ||
+	    ab->used >= sizeof(ab->store)) {
+		ab->overflow = true;
+		return;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(ab->store + ab->used, sizeof(ab->store) - ab->used, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(ab->store) - ab->used) {
+		ab->overflow = true;
+		return;
+	}
+	ab->argv[ab->argc++] = ab->store + ab->used;
+	ab->argv[ab->argc] = NULL;
+	ab->used += (size_t)n + 1;
+}
+
+int passwd_uid(const char *user, uid_t *ret)
+{
+	FILE *f = fopen("/etc/passwd", "re");
+	char line[1024];
+	size_t n = strlen(user);
+	int found = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *p;
+
+		if (strncmp(line, user, n) || line[n] != ':')
+			continue;
+		p = strchr(line + n + 1, ':');
+		if (p) {
+			*ret = (uid_t)strtoul(p + 1, NULL, 10);
+			found = 0;
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+static void arch_of_image(char *buf, size_t size)
+{
+	const char *test = getenv("MITOGEN_TEST_ARCH");
+	struct utsname u;
+
+	if (test && *test) {
+		snprintf(buf, size, "%s", test);
+		return;
+	}
+	if (uname(&u) == 0)
+		snprintf(buf, size, "%.60s", u.machine);
+	else
+		snprintf(buf, size, "unknown");
+}
+
+/*
+ * The first stage. No single quote in it, so `sh -c '...'` carries it
+ * through one more shell (ssh, su). run: arguments after the image path.
+ */
+static int firststage_script(char *buf, size_t size, const struct image *img,
+			     const char *arch, const char *run)
+{
+	int n = snprintf(buf, size,
+		"H=%s;A=%s;umask 077;m=$(uname -m);"
+		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};u=$(id -u);"
+		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
+		"R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
+		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
+		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
+		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
+		"look(){ f=\"$1/$H\";ok \"$1\"&&[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&"
+		"[ \"$(sha256sum<\"$f\"|cut -c1-64)\" = $H ]&&exec \"$f\" %s; };"
+		"store(){ mkdir -p \"$1\" 2>/dev/null;ok \"$1\"||return;p=\"$1/.p$$\";"
+		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
+		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
+		"[ \"$(sha256sum<\"$t\"|cut -c1-64)\" = $H ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
+		"exec \"$1/$H\" %s;rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
+		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
+		img->sha, arch, run, run);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* --- the conversation -------------------------------------------------- */
+
+struct conv {
+	const struct transport_req *req;
+	const char *name;
+	struct image *img;
+	const char *arch;
+	pid_t pid;
+	int chan;			/* program's stdin/stdout */
+	int tty;			/* pty master */
+	int lfd;			/* connect_back: listening socket */
+	double deadline;
+	char ttybuf[TTY_KEEP];		/* what the program printed (tail) */
+	size_t ttylen, scan;		/* scan: prompts looked for from here */
+	char line[LINE_KEEP];		/* stdout line being read */
+	size_t linelen;
+	char outtail[LINE_KEEP];	/* last non-protocol stdout line */
+	bool typed;			/* the password was typed */
+	bool ready;			/* MGREADY seen */
+	size_t sent;			/* image bytes written */
+	char pre[24];			/* "<gzip size>\n", sent before them */
+	size_t prelen, present;
+	bool sending;
+	int conn;			/* connect_back: accepted fd */
+};
+
+static void tty_append(struct conv *c, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+
+		if (ch == '\r' || ch == '\0')
+			continue;
+		if (c->ttylen == TTY_KEEP - 1) {
+			size_t drop = TTY_KEEP / 2;
+
+			memmove(c->ttybuf, c->ttybuf + drop, c->ttylen - drop);
+			c->ttylen -= drop;
+			c->scan = c->scan > drop ? c->scan - drop : 0;
+		}
+		c->ttybuf[c->ttylen++] = ch;
+	}
+	c->ttybuf[c->ttylen] = '\0';
+}
+
+/* Last lines of what the program printed, for messages. */
+static void what_it_said(struct conv *c, char *buf, size_t size)
+{
+	const char *p = c->ttybuf;
+	size_t n = c->ttylen;
+
+	while (n && isspace((unsigned char)p[n - 1]))
+		n--;
+	while (n && isspace((unsigned char)*p)) {
+		p++;
+		n--;
+	}
+	if (n > 600) {
+		p += n - 600;
+		n = 600;
+	}
+	if (!n && c->outtail[0]) {
+		snprintf(buf, size, "%.500s", c->outtail);
+		return;
+	}
+	snprintf(buf, size, "%.*s", (int)n, p);
+	for (char *q = buf; *q; q++)
+		if (*q == '\n')
+			*q = ' ';
+}
+
+static void lower_copy(char *dst, const char *src, size_t size)
+{
+	size_t i;
+
+	for (i = 0; src[i] && i < size - 1; i++)
+		dst[i] = (char)tolower((unsigned char)src[i]);
+	dst[i] = '\0';
+}
+
+static int fail(struct conv *c, struct mg_error *err, enum mg_error_kind kind, int e,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int fail(struct conv *c, struct mg_error *err, enum mg_error_kind kind, int e,
+		const char *fmt, ...)
+{
+	char what[512], said[700];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	what_it_said(c, said, sizeof(said));
+	if (*said)
+		error_set(err, kind, e, "%s: %s; %s said: %s", c->name, what, c->req->t->kind,
+			  said);
+	else
+		error_set(err, kind, e, "%s: %s", c->name, what);
+	return -e;
+}
+
+/* Look at new pty output: prompts, refusals. <0: failed (err set). */
+static int tty_check(struct conv *c, struct mg_error *err)
+{
+	const struct transport *t = c->req->t;
+	char low[TTY_KEEP];
+
+	lower_copy(low, c->ttybuf + c->scan, sizeof(low));
+	if (pty_contains_any(low, t->hostkey_fail))
+		return fail(c, err, MG_ERR_HOSTKEY, EACCES, "host key verification failed");
+	if (pty_contains_any(low, t->pw_fail))
+		return fail(c, err, MG_ERR_PASSWORD, EACCES,
+			    c->typed ? "password rejected"
+				     : c->req->password ? "authentication failed"
+							: "authentication failed and no password was given");
+	if (pty_ends_with_any(low, t->prompts)) {
+		char pw[1100];
+		int fd = t->pw_on_stdin ? c->chan : c->tty;
+		size_t n;
+
+		if (!c->req->password)
+			return fail(c, err, MG_ERR_PASSWORD, EACCES,
+				    "%s asked for a password and none was given", t->kind);
+		if (c->typed)
+			return fail(c, err, MG_ERR_PASSWORD, EACCES, "password rejected");
+		n = (size_t)snprintf(pw, sizeof(pw), "%s\n", c->req->password);
+		if (n >= sizeof(pw) || write(fd, pw, n) != (ssize_t)n) {
+			explicit_bzero(pw, sizeof(pw));
+			return fail(c, err, MG_ERR_STREAM, EIO, "cannot type the password");
+		}
+		explicit_bzero(pw, sizeof(pw));
+		c->typed = true;
+		c->scan = c->ttylen;
+		return 0;
+	}
+	if (pty_contains_any(low, t->fatal))
+		return fail(c, err, MG_ERR_STREAM, ECONNREFUSED, "%s failed", t->kind);
+	return 0;
+}
+
+static int read_tty(struct conv *c, struct mg_error *err)
+{
+	char buf[1024];
+	ssize_t n;
+
+	while ((n = read(c->tty, buf, sizeof(buf))) > 0) {
+		tty_append(c, buf, (size_t)n);
+		if (tty_check(c, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* One stdout line of the first stage. */
+static int chan_line(struct conv *c, const char *line, struct mg_error *err)
+{
+	if (!strcmp(line, "MGREADY")) {
+		c->ready = true;
+		return 0;
+	}
+	if (!strcmp(line, "MGSEND")) {
+		if (image_compress(c->img) < 0)
+			return fail(c, err, MG_ERR_STREAM, ENOMEM, "cannot compress the image");
+		LOG_DEBUG("%s: sending the image (%zu bytes, %zu compressed)", c->name,
+			  c->img->len, c->img->gzlen);
+		c->prelen = (size_t)snprintf(c->pre, sizeof(c->pre), "%zu\n", c->img->gzlen);
+		c->sending = true;
+		return 0;
+	}
+	if (!strncmp(line, "MGARCH ", 7))
+		return fail(c, err, MG_ERR_STREAM, ENOEXEC,
+			    "architecture mismatch: the target runs %.64s, this image is for %.64s",
+			    line + 7, c->arch);
+	if (!strncmp(line, "MGNOEXEC ", 9))
+		return fail(c, err, MG_ERR_STREAM, EACCES,
+			    "no cache directory allows executing the image (noexec?): tried %.400s",
+			    line + 9);
+	if (!strncmp(line, "MGERR ", 6))
+		return fail(c, err, MG_ERR_STREAM, EIO, "first stage: %.400s", line + 6);
+	/* Something else (a login script talking): keep it for messages. */
+	snprintf(c->outtail, sizeof(c->outtail), "%s", line);
+	return 0;
+}
+
+static int read_chan(struct conv *c, struct mg_error *err, bool *eof)
+{
+	char buf[1024];
+	ssize_t n = -1;
+
+	while (!c->ready && (n = read(c->chan, buf, sizeof(buf))) != 0) {
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : (*eof = true, 0);
+		for (ssize_t i = 0; i < n; i++) {
+			if (c->ready)
+				/* The agent writes nothing before BOOT. */
+				return fail(c, err, MG_ERR_STREAM, EPROTO,
+					    "unexpected bytes after the greeting");
+			if (buf[i] != '\n') {
+				if (c->linelen < LINE_KEEP - 1)
+					c->line[c->linelen++] = buf[i];
+				continue;
+			}
+			c->line[c->linelen] = '\0';
+			c->linelen = 0;
+			if (chan_line(c, c->line, err) < 0)
+				return -1;
+		}
+	}
+	if (!c->ready && n == 0)
+		*eof = true;
+	return 0;
+}
+
+static int send_image(struct conv *c, struct mg_error *err)
+{
+	while (c->present < c->prelen) {
+		ssize_t n = send(c->chan, c->pre + c->present, c->prelen - c->present,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0)
+			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
+				    strerror(errno));
+		c->present += (size_t)n;
+	}
+	while (c->sent < c->img->gzlen) {
+		ssize_t n = send(c->chan, c->img->gz + c->sent, c->img->gzlen - c->sent,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0)
+			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
+				    strerror(errno));
+		c->sent += (size_t)n;
+	}
+	c->sending = false;
+	return 0;
+}
+
+/* Is pid a descendant of (or) ancestor? */
+static bool descends_from(pid_t pid, pid_t ancestor)
+{
+	for (int depth = 0; depth < 8 && pid > 1; depth++) {
+		char path[64], buf[512], *p;
+		FILE *f;
+		int ppid = 0;
+
+		if (pid == ancestor)
+			return true;
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		f = fopen(path, "re");
+		if (!f)
+			return false;
+		p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		fclose(f);
+		if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+			return false;
+		pid = ppid;
+	}
+	return false;
+}
+
+static int accept_child(struct conv *c, struct mg_error *err)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    !descends_from(cr.pid, c->pid) ||
+	    (c->req->check_uid && cr.uid != c->req->want_uid)) {
+		LOG_WARN("%s: refused a connection to the private socket from pid %d uid %d "
+			 "(expected a process under pid %d%s)", c->name, (int)cr.pid, (int)cr.uid,
+			 (int)c->pid, c->req->check_uid ? " with the target uid" : "");
+		close(fd);
+		return 0;
+	}
+	c->conn = fd;
+	return 0;
+}
+
+static int converse(struct conv *c, struct mg_error *err)
+{
+	bool eof = false;
+
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = c->tty, .events = POLLIN },
+			{ .fd = c->chan, .events = POLLIN | (c->sending ? POLLOUT : 0) },
+			{ .fd = c->lfd, .events = POLLIN },
+		};
+		double left = c->deadline - mono_now();
+		int n;
+
+		if (c->ready || c->conn >= 0)
+			return 0;
+		if (eof) {
+			/* Gone: collect its last words, then say why. */
+			for (int i = 0; i < 20 && waitpid(c->pid, NULL, WNOHANG) == 0; i++)
+				usleep(10000);
+			if (read_tty(c, err) < 0)
+				return -1;
+			if (c->conn < 0 && c->lfd >= 0)
+				accept_child(c, err);
+			if (c->conn >= 0)
+				return 0;
+			return fail(c, err, MG_ERR_STREAM, ECONNRESET, "%s exited before the agent started",
+				    c->req->t->kind);
+		}
+		if (left <= 0)
+			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
+				    "connect timeout: the agent did not start in time");
+		n = poll(p, 3, (int)(left * 1000) + 1);
+		if (n < 0 && errno != EINTR)
+			return fail(c, err, MG_ERR_STREAM, errno, "poll: %s", strerror(errno));
+		if (n <= 0)
+			continue;
+		if (p[0].revents && read_tty(c, err) < 0)
+			return -1;
+		if (p[2].revents & POLLIN)
+			accept_child(c, err);
+		if ((p[1].revents & POLLOUT) && send_image(c, err) < 0)
+			return -1;
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_chan(c, err, &eof) < 0)
+			return -1;
+	}
+}
+
+/* --- starting ---------------------------------------------------------- */
+
+static int listen_private(char *name, size_t size)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint8_t rnd[16];
+	char hex[33];
+	int fd;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return -EIO;
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(name, size, "@mitogen-%s", hex);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1);
+	if (bind(fd, (struct sockaddr *)&sa,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name))) < 0 ||
+	    listen(fd, 8) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static void reap_now(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+struct mg_context *transport_start(struct mg_router *r, const struct transport_req *req,
+				   const struct mg_local_opts *lo, uint32_t id,
+				   const struct mg_value *sandbox, struct mg_error *err)
+{
+	const struct transport *t = req->t;
+	struct start st;
+	struct conv c = { .req = req, .tty = -1, .chan = -1, .lfd = -1, .conn = -1 };
+	struct argv_buf *ab = NULL;
+	char slave[64], sock[64] = "", run[96], arch[64], why[512];
+	char *script = NULL, *command = NULL;
+	int sv[2] = { -1, -1 }, ret;
+	bool owned = false;
+	double t0 = mono_now();
+	pid_t pid;
+
+	memset(&st, 0, sizeof(st));
+	st.no_channel = true;
+	st.default_name = req->default_name;
+	st.remote = t->remote;
+	st.privileged = t->privileged;
+	ret = start_prepare(&st, r, lo, id, sandbox, err);
+	if (ret < 0) {
+		errno = -ret;
+		return NULL;
+	}
+	c.name = st.namebuf;
+	c.deadline = t0 + st.connect_timeout;
+	c.img = image_get(st.image, &owned, why, sizeof(why));
+	if (!c.img) {
+		error_set(err, MG_ERR_STREAM, EIO, "%s: %s", st.namebuf, why);
+		goto fail_early;
+	}
+	arch_of_image(arch, sizeof(arch));
+	c.arch = arch;
+	if (t->connect_back) {
+		c.lfd = listen_private(sock, sizeof(sock));
+		if (c.lfd < 0) {
+			error_set(err, MG_ERR_STREAM, -c.lfd, "%s: private socket: %s", st.namebuf,
+				  strerror(-c.lfd));
+			goto fail_early;
+		}
+		snprintf(run, sizeof(run), "--mitogen-connect %s", sock);
+	} else {
+		snprintf(run, sizeof(run), "--mitogen-stdio");
+	}
+	script = malloc(8192);
+	command = malloc(8300);
+	ab = calloc(1, sizeof(*ab));
+	if (!script || !command || !ab ||
+	    firststage_script(script, 8192, c.img, arch, run) < 0) {
+		error_set(err, MG_ERR_STREAM, ENOMEM, "%s: out of memory", st.namebuf);
+		goto fail_early;
+	}
+	snprintf(command, 8300, "sh -c '%s'", script);
+	if (req->build(req, command, script, ab, why, sizeof(why)) < 0 || ab->overflow) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "%s: %s", st.namebuf,
+			  ab->overflow ? "command line too long" : why);
+		goto fail_early;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    (ret = pty_open(&c.tty, slave, sizeof(slave))) < 0) {
+		error_set(err, MG_ERR_STREAM, errno, "%s: cannot make the channel: %s",
+			  st.namebuf, strerror(errno));
+		goto fail_early;
+	}
+	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, t->c_locale, &pid);
+	close(sv[1]);
+	sv[1] = -1;
+	if (ret) {
+		error_set(err, MG_ERR_STREAM, ret, "%s: cannot start %s: %s", st.namebuf,
+			  ab->argv[0], strerror(ret));
+		goto fail_early;
+	}
+	c.pid = pid;
+	c.chan = sv[0];
+	fcntl(c.chan, F_SETFL, fcntl(c.chan, F_GETFL) | O_NONBLOCK);
+	if (converse(&c, err) < 0) {
+		reap_now(pid);
+		goto fail_early;
+	}
+	LOG_DEBUG("%s: first stage done in %.1f ms (%zu image bytes sent)", st.namebuf,
+		  (mono_now() - t0) * 1e3, c.sent);
+	if (c.conn >= 0) {
+		/* Back on SEQPACKET: the stdio channel is closed. */
+		close(c.chan);
+		st.sv[0] = c.conn;
+	} else {
+		st.sv[0] = c.chan;
+		st.bytes = true;
+	}
+	c.chan = -1;
+	st.out[0] = c.tty;
+	c.tty = -1;
+	if (c.lfd >= 0)
+		close(c.lfd);
+	st.connect_timeout = c.deadline - mono_now();
+	if (st.connect_timeout < 0.5)
+		st.connect_timeout = 0.5;
+	free(script);
+	free(command);
+	free(ab);
+	if (owned)
+		image_free(c.img);
+	return start_finish(&st, pid, err);
+
+fail_early:
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (c.tty >= 0)
+		close(c.tty);
+	if (c.lfd >= 0)
+		close(c.lfd);
+	if (c.conn >= 0)
+		close(c.conn);
+	free(script);
+	free(command);
+	free(ab);
+	if (owned)
+		image_free(c.img);
+	start_cleanup(&st);
+	errno = err && err->errnum ? err->errnum : EIO;
+	return NULL;
+}
