@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <net/if.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -121,14 +122,29 @@ static int write_file(const char *path, const char *text)
 /* In the new user namespace: be root there (async-signal-safe). */
 static int map_ids(struct spawn_req *q)
 {
+	/* A process that changed uid is not dumpable: its /proc files are
+	 * root's, uid_map included: dumpable while we write, as before after. */
+	int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), ret = -1;
+
+	q->step = "dumpable";
+	if (dumpable < 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return -1;
 	q->step = "uid_map";
 	if (write_file("/proc/self/uid_map", q->uid_map) < 0)
-		return -1;
+		goto out;
 	q->step = "setgroups";
 	if (write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
-		return -1;
+		goto out;
 	q->step = "gid_map";
-	return write_file("/proc/self/gid_map", q->gid_map);
+	ret = write_file("/proc/self/gid_map", q->gid_map);
+out:
+	if (dumpable != 1) {
+		int e = errno;
+
+		prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+		errno = e;
+	}
+	return ret;
 }
 
 static int spawn_child(void *arg)

@@ -23,6 +23,8 @@
 #include <sys/msg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
 
 #include "selftests/lib/harness.h"
 
@@ -287,6 +289,43 @@ static void test_fork_refuses_pid(void **state)
 	stop(ctx);
 }
 
+/* As uid 65534: the master gets a user namespace for its child. */
+static void unprivileged(void *arg)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_NET | MG_NS_MOUNT,
+				      .no_inet = true };
+	struct mg_context *ctx;
+	struct mg_value *res;
+
+	(void)arg;
+	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		_exit(10);
+	router = mg_router_new(NULL);
+	ctx = start_ok(&sb, NULL);
+	assert_no_net(ctx);
+	res = call_ok(ctx, "mg.getuid", NULL);
+	if (res->i != 0)	/* root in its own user namespace */
+		_exit(11);
+	mg_value_free(res);
+	stop(ctx);
+	mg_router_unref(router);
+	_exit(0);
+}
+
+static void test_unprivileged_master(void **state)
+{
+	int st = 0;
+
+	if (geteuid() != 0) {
+		print_message("# skip: needs root to become uid 65534\n");
+		skip();
+		return;
+	}
+	assert_int_equal(mg_test_in_child(unprivileged, NULL, 30, &st), 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("unprivileged master: status %#x", st);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -297,6 +336,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_private_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pid_uts_ipc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_refuses_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unprivileged_master, setup, teardown),
 	};
 	return MG_TEST_RUN("sandbox/namespaces", tests);
 }
