@@ -50,7 +50,8 @@ WARNINGS := -Wall -Wextra -Wshadow -Wno-unused-parameter \
 # table lives in the `mg_exports` section, found through
 # __start_mg_exports/__stop_mg_exports, which section GC would drop.
 BASE_CFLAGS := -std=gnu11 -g $(WARNINGS) -fstack-protector-strong \
-	-D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread -Iinclude -I.
+	-D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread -Iinclude -I. \
+	-I/usr/include/libnl3
 DEPFLAGS := -MMD -MP
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -95,8 +96,9 @@ asan_TEST_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
 
 # What libmitogen needs, for static programs and for the shared library
 # (Debian's libmsgpackc.a is not PIC, so the .so links libmsgpackc.so).
-LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -l:libz.a -pthread
-LIBS_SHARED := -lmsgpackc -lseccomp -lcap -lz -pthread
+LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -l:libnl-route-3.a \
+	-l:libnl-3.a -l:libz.a -pthread
+LIBS_SHARED := -lmsgpackc -lseccomp -lcap -lnl-route-3 -lnl-3 -lz -pthread
 TEST_LIBS := -lcmocka
 
 SONAME := libmitogen.so.0

@@ -85,6 +85,7 @@
 #include <mitogen/mitogen.h>
 
 #include "agent/agent.h"
+#include "sandbox/sandbox.h"
 
 extern char **environ;
 
@@ -653,6 +654,21 @@ static int builtin_path_arg(struct mg_call *call, const struct mg_value *args,
 	return 0;
 }
 
+/*
+ * A file call failed with err on path. EACCES where the file modes allow
+ * the access (checked on `check`: the path, or the directory a file is
+ * made in) was Landlock's doing: say so, naming the path.
+ */
+static int builtin_file_fail(struct mg_call *call, int err, const char *step,
+			     const char *path, const char *check, int mode)
+{
+	if (err == EACCES && sandbox_landlock_denied(check ? check : path, mode))
+		return mg_call_fail(call, err, "denied by landlock: %s (%s: %s)",
+				    path, step, strerror(err));
+	return mg_call_fail(call, err, "%s \"%s\": %s", step, path,
+			    strerror(err));
+}
+
 static int builtin_read_file(struct mg_call *call, const struct mg_value *args,
 			     struct mg_value **ret_result)
 {
@@ -668,8 +684,7 @@ static int builtin_read_file(struct mg_call *call, const struct mg_value *args,
 		return rc;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return mg_call_fail(call, errno, "open \"%s\": %s", path,
-				    strerror(errno));
+		return builtin_file_fail(call, errno, "open", path, NULL, R_OK);
 	if (fstat(fd, &st) < 0) {
 		rc = errno;
 		close(fd);
@@ -843,8 +858,7 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 unlink_tmp:
 	unlink(tmp);
 fail:
-	rc = mg_call_fail(call, -rc, "%s \"%s\": %s", step, path,
-			  strerror(-rc));
+	rc = builtin_file_fail(call, -rc, step, path, dir, W_OK | X_OK);
 	free(tmp);
 	free(dir);
 	return rc;

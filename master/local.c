@@ -606,9 +606,29 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	posix_spawn_file_actions_adddup2(&fa, st.out[1], 2);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addclosefrom_np(&fa, CHILD_FD + 1);
-	ret = env ? posix_spawn(&pid, image, &fa, NULL, argv, env) : ENOMEM;
+	if (st.sandbox && sandbox_ns_wanted(st.sandbox)) {
+		/* Namespaces: clone() with CLONE_NEW* (sandbox/namespaces.c). */
+		char why[256];
+
+		pid = env ? sandbox_spawn(st.sandbox, image, argv, env, st.sv[1], CHILD_FD,
+					  st.out[1], why, sizeof(why)) : -ENOMEM;
+		ret = pid < 0 ? (int)-pid : 0;
+		if (ret && env) {
+			error_set(err, MG_ERR_STREAM, ret, "%s: sandbox: %s", st.namebuf, why);
+			ret = -1;
+		}
+	} else {
+		if (st.sandbox)
+			mg_map_set(st.sandbox, "ns_in", mg_int(0));
+		ret = env ? posix_spawn(&pid, image, &fa, NULL, argv, env) : ENOMEM;
+	}
 	posix_spawn_file_actions_destroy(&fa);
 	free(env);
+	if (ret < 0) {
+		start_cleanup(&st);
+		errno = err && err->errnum ? err->errnum : EPERM;
+		return NULL;
+	}
 	if (ret) {
 		error_set(err, MG_ERR_STREAM, ret, "%s: cannot start %s: %s", st.namebuf,
 			  image, strerror(ret));
@@ -720,6 +740,16 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 	 * instant stays held forever in the child (malloc's under ASan, our
 	 * own). Park the broker thread in a known state across the fork.
 	 */
+	if (st.sandbox) {
+		char why[256];
+
+		if (sandbox_ns_prepare_fork(st.sandbox, why, sizeof(why)) < 0) {
+			error_set(err, MG_ERR_STREAM, EINVAL, "%s: sandbox: %s", st.namebuf, why);
+			start_cleanup(&st);
+			errno = EINVAL;
+			return NULL;
+		}
+	}
 	park = fork_park(r->broker, &parked);
 	if (parked < 0) {
 		error_set(err, MG_ERR_STREAM, EDEADLK, "%s: mg_fork from the broker thread",
@@ -747,6 +777,15 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 		    dup2(st.out[1], 2) < 0 || dup2(st.sv[1], CHILD_FD) < 0)
 			_exit(AGENT_EXIT_SETUP);
 		syscall(SYS_close_range, CHILD_FD + 1, ~0U, 0);
+		if (st.sandbox) {
+			/* Namespaces now, while this is the only thread. */
+			char why[256];
+
+			if (sandbox_ns_unshare(st.sandbox, why, sizeof(why)) < 0) {
+				dprintf(2, "mitogen agent: sandbox: %s\n", why);
+				_exit(AGENT_EXIT_SANDBOX);
+			}
+		}
 		agent_after_fork(st.namebuf);
 		if (on_fork)
 			on_fork(on_fork_data);

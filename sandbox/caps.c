@@ -3,7 +3,9 @@
  * caps.c — the capability and no_new_privs part of a sandbox: parse a keep
  * list, then make the effective/permitted/inheritable sets exactly that,
  * drop the rest from the bounding set, clear the ambient set, and set
- * PR_SET_NO_NEW_PRIVS, in every thread. Must not touch seccomp or rlimits.
+ * PR_SET_NO_NEW_PRIVS, in every thread; optionally lock the securebits, and
+ * enforce a Landlock ruleset (landlock.c builds it) in every thread after
+ * no_new_privs. Must not touch seccomp or rlimits.
  *
  * Why every thread: capabilities and no_new_privs are per thread in the
  * kernel, and by the time BOOT arrives the agent already runs its broker
@@ -26,6 +28,13 @@
 #include <sys/syscall.h>
 #include <linux/capability.h>
 #include <linux/futex.h>
+#include <linux/securebits.h>
+
+/* Root gets no capabilities from exec or setuid, keep-caps and ambient
+ * raising are off, and all of it is locked. */
+#define SECBITS_LOCKED (SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | \
+			SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | \
+			SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
 #include "sandbox/sandbox.h"
 
@@ -60,6 +69,8 @@ int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
 static struct {
 	bool have_caps;
 	uint64_t keep;
+	bool securebits;
+	int landlock_fd;
 	unsigned last;
 	struct __user_cap_header_struct hdr;
 	struct __user_cap_data_struct data[2];
@@ -78,10 +89,18 @@ static int apply_self_raw(void)
 		if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
 		    errno != EINVAL)
 			return -1;
-		if (syscall(SYS_capset, &want.hdr, want.data) < 0)
-			return -1;
 	}
-	return (int)syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (want.securebits &&
+	    syscall(SYS_prctl, PR_SET_SECUREBITS, SECBITS_LOCKED, 0, 0, 0) < 0)
+		return -1;
+	if (want.have_caps && syscall(SYS_capset, &want.hdr, want.data) < 0)
+		return -1;
+	if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	if (want.landlock_fd >= 0 &&
+	    syscall(SYS_landlock_restrict_self, want.landlock_fd, 0) < 0)
+		return -1;
+	return 0;
 }
 
 static void on_sync_signal(int sig)
@@ -151,14 +170,30 @@ static int sync_threads(char *why, size_t n)
 	return 0;
 }
 
-int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n)
+static int lock_securebits(char *why, size_t n)
 {
+	if (prctl(PR_SET_SECUREBITS, SECBITS_LOCKED, 0, 0, 0) < 0) {
+		int e = errno;
+
+		snprintf(why, n, "securebits: cannot lock: %s%s", strerror(e),
+			 e == EPERM ? " (needs CAP_SETPCAP)" : "");
+		return -e;
+	}
+	return 0;
+}
+
+int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
+{
+	bool have_caps = req->have_caps;
+	uint64_t keep = req->keep;
 	cap_t c;
 	int ret;
 
 	memset(&want, 0, sizeof(want));
 	want.have_caps = have_caps;
 	want.keep = keep;
+	want.securebits = req->securebits;
+	want.landlock_fd = req->landlock_fd;
 	want.last = (unsigned)cap_max_bits() - 1;
 	if (have_caps) {
 		for (unsigned v = 0; v <= want.last && v < 64; v++) {
@@ -179,6 +214,8 @@ int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n)
 			snprintf(why, n, "caps: cannot clear the ambient set: %s", strerror(errno));
 			return ret;
 		}
+		if (req->securebits && (ret = lock_securebits(why, n)) < 0)
+			return ret;
 		c = cap_init();
 		if (!c) {
 			snprintf(why, n, "caps: out of memory");
@@ -212,10 +249,20 @@ int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n)
 			snprintf(why, n, "caps: capget: %s", strerror(errno));
 			return -errno;
 		}
+	} else if (req->securebits && (ret = lock_securebits(why, n)) < 0) {
+		return ret;
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		snprintf(why, n, "no_new_privs: %s", strerror(errno));
 		return -errno;
 	}
-	return sync_threads(why, n);
+	/* The other threads first: listing them reads /proc, which the
+	 * ruleset may not allow. */
+	ret = sync_threads(why, n);
+	if (ret == 0 && req->landlock_fd >= 0 &&
+	    syscall(SYS_landlock_restrict_self, req->landlock_fd, 0) < 0) {
+		ret = -errno;
+		snprintf(why, n, "landlock: restrict_self: %s", strerror(errno));
+	}
+	return ret;
 }

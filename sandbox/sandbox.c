@@ -4,13 +4,16 @@
  * map in the parent (where a rule file is read and every name checked, so
  * mistakes fail mg_local before a child starts), the same checks again
  * where the map is received, and applying it in the child in a fixed
- * order: rlimits, capabilities + no_new_privs, seccomp last (the filter
- * may refuse what the earlier steps need). Must not touch the agent's
+ * order: rlimits, namespace set-up (lo, /tmp: needs capabilities), the
+ * tenant cgroup, the Landlock ruleset, capabilities + securebits +
+ * no_new_privs + Landlock enforced in every thread, seccomp last (the
+ * filter may refuse what the earlier steps need). Must not touch the agent's
  * state: the agent calls sandbox_apply once, after BOOT, before its
  * greeting.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +122,65 @@ static void bpf_attach(struct mg_value *v, char *why, size_t n)
 	free(key);
 }
 
+/* Size of the first version of the struct (up to best_effort). */
+#define SB_SZ_V1 (offsetof(struct mg_sandbox_opts, best_effort) + sizeof(unsigned))
+#define SB_HAS(o, f) ((o)->sz >= offsetof(struct mg_sandbox_opts, f) + sizeof((o)->f))
+
+static int add_paths(struct mg_value *v, const char *key, const char *const *paths,
+		     char *why, size_t n)
+{
+	struct mg_value *l;
+
+	if (!paths)
+		return 0;
+	l = mg_list();
+	for (size_t i = 0; l && paths[i]; i++) {
+		if (paths[i][0] != '/') {
+			snprintf(why, n, "landlock: %s path '%s' is not absolute", key, paths[i]);
+			mg_value_free(l);
+			return -EINVAL;
+		}
+		if (i >= 1024) {
+			snprintf(why, n, "landlock: more than 1024 %s paths", key);
+			mg_value_free(l);
+			return -EINVAL;
+		}
+		mg_list_append(l, mg_str(paths[i]));
+	}
+	if (!l || mg_map_set(v, key, l) < 0) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The fields added in the second part of issue 5, if the caller's struct
+ * has them. */
+static int add_v2(struct mg_value *v, const struct mg_sandbox_opts *o, char *why, size_t n)
+{
+	if (SB_HAS(o, exec) && (add_paths(v, "ro", o->ro, why, n) < 0 ||
+				add_paths(v, "rw", o->rw, why, n) < 0 ||
+				add_paths(v, "exec", o->exec, why, n) < 0))
+		return -EINVAL;
+	if (SB_HAS(o, namespaces) && o->namespaces)
+		mg_map_set(v, "ns", mg_int(o->namespaces));
+	if (SB_HAS(o, no_inet) && o->no_inet)
+		mg_map_set(v, "no_inet", mg_bool(true));
+	if (SB_HAS(o, lock_securebits) && o->lock_securebits)
+		mg_map_set(v, "securebits", mg_bool(true));
+	if (SB_HAS(o, memory_max)) {
+		if (o->tenant)
+			mg_map_set(v, "tenant", mg_str(o->tenant));
+		if ((o->pids_max || o->memory_max) && !o->tenant) {
+			snprintf(why, n, "cgroup: pids_max and memory_max need a tenant");
+			return -EINVAL;
+		}
+		mg_map_set(v, "pids_max", mg_int(o->pids_max));
+		mg_map_set(v, "memory_max", mg_int(o->memory_max));
+	}
+	return 0;
+}
+
 struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, size_t n)
 {
 	struct mg_value *v;
@@ -129,7 +191,7 @@ struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, si
 		snprintf(why, n, "sandbox options struct has no size");
 		return NULL;
 	}
-	if (o->sz < sizeof(*o)) {
+	if (o->sz < SB_SZ_V1) {
 		snprintf(why, n, "sandbox options struct too small");
 		return NULL;
 	}
@@ -159,13 +221,54 @@ struct mg_value *sandbox_to_value(const struct mg_sandbox_opts *o, char *why, si
 	mg_map_set(v, "cpu", mg_int(o->rlimits.cpu));
 	mg_map_set(v, "fsize", mg_int(o->rlimits.fsize));
 	mg_map_set(v, "best_effort", mg_int(o->best_effort));
-	if (sandbox_value_check(v, why, n) < 0) {
+	if (add_v2(v, o, why, n) < 0 || sandbox_value_check(v, why, n) < 0) {
 		mg_value_free(v);
 		return NULL;
 	}
 	/* Compile the filter here (once per policy) for the child to load. */
 	bpf_attach(v, why, n);
 	return v;
+}
+
+static int check_v2(const struct mg_value *v, char *why, size_t n)
+{
+	static const char *const lists[] = { "ro", "rw", "exec" };
+	const struct mg_value *x;
+
+	for (size_t k = 0; k < 3; k++) {
+		x = mg_map_get(v, lists[k]);
+		if (!x)
+			continue;
+		if (x->type != MG_LIST) {
+			snprintf(why, n, "landlock: %s is not a list", lists[k]);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < x->len; i++)
+			if (x->items[i].type != MG_STR || x->items[i].str[0] != '/') {
+				snprintf(why, n, "landlock: a %s path is not absolute", lists[k]);
+				return -EINVAL;
+			}
+	}
+	x = mg_map_get(v, "ns");
+	if (x && (x->type != MG_INT || x->i < 0 || x->i > 0x3f)) {
+		snprintf(why, n, "namespaces: unknown namespace bits");
+		return -EINVAL;
+	}
+	x = mg_map_get(v, "tenant");
+	if (x && (x->type != MG_STR || sb_tenant_check(x->str, why, n) < 0)) {
+		if (x->type != MG_STR)
+			snprintf(why, n, "cgroup: tenant is not a string");
+		return -EINVAL;
+	}
+	for (const char *const *k = (const char *const[]){ "pids_max", "memory_max", NULL }; *k;
+	     k++) {
+		x = mg_map_get(v, *k);
+		if (x && (x->type != MG_INT || x->i < 0)) {
+			snprintf(why, n, "cgroup: %s must be >= 0", *k);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 int sandbox_value_check(const struct mg_value *v, char *why, size_t n)
@@ -181,6 +284,9 @@ int sandbox_value_check(const struct mg_value *v, char *why, size_t n)
 	}
 	if (sb_caps_parse(map_str(v, "caps"), &keep, why, n) < 0)
 		return -EINVAL;
+	ret = check_v2(v, why, n);
+	if (ret < 0)
+		return ret;
 	ret = policy_of(v, &p, &name, why, n);
 	if (ret < 0)
 		return ret;
@@ -189,13 +295,41 @@ int sandbox_value_check(const struct mg_value *v, char *why, size_t n)
 	return 0;
 }
 
+/* Skip a failed part the caller marked best effort (with a warning). */
+static int best_effort(int ret, unsigned best, unsigned part, const char *why)
+{
+	if (ret < 0 && (best & part)) {
+		LOG_WARN("sandbox: skipped (best effort): %s", why);
+		return 0;
+	}
+	return ret;
+}
+
+/* Were we started in the namespaces asked for? (A starter that does not
+ * know namespaces leaves "ns_in" out: fail closed.) */
+static int ns_check(const struct mg_value *v, unsigned best, char *why, size_t n)
+{
+	const struct mg_value *ns = mg_map_get(v, "ns"), *in = mg_map_get(v, "ns_in");
+	unsigned want = ns && ns->type == MG_INT ? (unsigned)ns->i : 0;
+	unsigned got = in && in->type == MG_INT ? (unsigned)in->i : 0;
+
+	if ((want & ~got & ~MG_NS_USER) && !(best & MG_SANDBOX_NAMESPACES)) {
+		snprintf(why, n, "namespaces: this context was started without them "
+			 "(asked %#x, got %#x)", want, got);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 {
 	const struct mg_value *be = mg_map_get(v, "best_effort");
+	const struct mg_value *sbits = mg_map_get(v, "securebits");
+	const struct mg_value *noinet = mg_map_get(v, "no_inet");
 	unsigned best = be && be->type == MG_INT ? (unsigned)be->i : 0;
 	const char *caps = map_str(v, "caps"), *name;
+	struct sb_caps_req req = { .landlock_fd = -1 };
 	struct sb_policy p;
-	uint64_t keep = 0;
 	int ret, have_policy;
 
 	const struct mg_value *bpf = mg_map_get(v, "bpf");
@@ -203,8 +337,10 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 	bool compiled = bpf && bpf->type == MG_BYTES && arch && arch->type == MG_INT &&
 			arch->i == (int64_t)seccomp_arch_native();
 
-	if (sb_caps_parse(caps, &keep, why, n) < 0)
+	if (sb_caps_parse(caps, &req.keep, why, n) < 0)
 		return -EINVAL;
+	req.have_caps = caps != NULL;
+	req.securebits = sbits && sbits->type == MG_BOOL && sbits->b;
 	if (compiled) {
 		/* The parent parsed and compiled it: nothing to parse here. */
 		name = map_str(v, "seccomp");
@@ -215,29 +351,41 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 			return have_policy;
 	}
 
-	ret = sb_rlimits_apply(v, why, n);
-	if (ret < 0 && (best & MG_SANDBOX_RLIMITS)) {
-		LOG_WARN("sandbox: skipped (best effort): %s", why);
-		ret = 0;
-	}
+	ret = best_effort(sb_rlimits_apply(v, why, n), best, MG_SANDBOX_RLIMITS, why);
+	if (ret == 0)
+		ret = ns_check(v, best, why, n);
+	if (ret == 0)
+		ret = sb_ns_setup(v, why, n);
+	if (ret == 0)
+		ret = best_effort(sb_cgroup_apply(v, why, n), best, MG_SANDBOX_CGROUP, why);
+	if (ret == 0)
+		ret = best_effort(sb_landlock_prepare(v, &req.landlock_fd, why, n), best,
+				  MG_SANDBOX_LANDLOCK, why);
 	if (ret == 0) {
-		ret = sb_caps_apply(caps != NULL, keep, why, n);
+		ret = sb_caps_apply(&req, why, n);
+		if (ret < 0 && req.securebits && (best & MG_SANDBOX_SECUREBITS) &&
+		    !strncmp(why, "securebits", 10)) {
+			LOG_WARN("sandbox: skipped (best effort): %s", why);
+			req.securebits = false;
+			ret = sb_caps_apply(&req, why, n);
+		}
 		if (ret < 0 && caps && (best & MG_SANDBOX_CAPS)) {
 			LOG_WARN("sandbox: skipped (best effort): %s", why);
-			/* no_new_privs is never optional. */
-			ret = sb_caps_apply(false, 0, why, n);
+			/* no_new_privs and Landlock are never optional. */
+			req.have_caps = req.securebits = false;
+			ret = sb_caps_apply(&req, why, n);
 		}
+		sb_landlock_done(req.landlock_fd, ret == 0 && req.landlock_fd >= 0);
 	}
+	if (ret == 0 && noinet && noinet->type == MG_BOOL && noinet->b)
+		ret = best_effort(sb_seccomp_no_inet(why, n), best, MG_SANDBOX_SECCOMP, why);
 	if (ret == 0 && have_policy > 0) {
 		/* Compiled by the parent for this architecture: load as is. */
 		if (compiled)
 			ret = sb_seccomp_load_bpf(bpf->bytes, bpf->len, name, why, n);
 		else
 			ret = sb_seccomp_load(&p, name, why, n);
-		if (ret < 0 && (best & MG_SANDBOX_SECCOMP)) {
-			LOG_WARN("sandbox: skipped (best effort): %s", why);
-			ret = 0;
-		}
+		ret = best_effort(ret, best, MG_SANDBOX_SECCOMP, why);
 	}
 	if (have_policy == 1)
 		sb_policy_free(&p);

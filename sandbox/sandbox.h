@@ -3,11 +3,15 @@
  * sandbox.h — the sandbox module, private to libmitogen: turning
  * struct mg_sandbox_opts into the "sandbox" map of BOOT (parent side,
  * where rule files are read and checked), and applying that map in the
- * child (agent side). Parts: seccomp.c, caps.c, rlimits.c, profiles.c.
+ * child (agent side). Parts: seccomp.c, caps.c, rlimits.c, profiles.c,
+ * landlock.c, namespaces.c, cgroup.c.
  *
  * BOOT "sandbox" map: { "seccomp": profile name or rule file path,
  * "rules": rule text (rule files only), "caps": keep list,
- * "nofile"/"nproc"/"as"/"cpu"/"fsize": ints, "best_effort": int }.
+ * "nofile"/"nproc"/"as"/"cpu"/"fsize": ints, "best_effort": int,
+ * "ro"/"rw"/"exec": lists of paths (Landlock), "ns": MG_NS_* bits asked,
+ * "ns_in": bits the child was started in (written by the starter),
+ * "securebits": bool, "no_inet": bool, "tenant": str, "pids_max"/"memory_max": ints }.
  */
 #ifndef SANDBOX_SANDBOX_H
 #define SANDBOX_SANDBOX_H
@@ -15,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <mitogen/sandbox.h>
 #include <mitogen/value.h>
 
@@ -34,6 +39,7 @@ int sandbox_value_check(const struct mg_value *v, char *why, size_t n);
 int sandbox_apply(const struct mg_value *v, char *why, size_t n);
 
 /* --- seccomp (seccomp.c) --- */
+
 
 struct sb_rule {
 	int nr;			/* syscall number, native arch */
@@ -70,6 +76,9 @@ int sb_seccomp_export(const struct sb_policy *p, const char *profile, void **ret
  * no_new_privs must already be set. */
 int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char *why,
 			size_t n);
+/* Child: stack a filter that traps socket() for AF_INET, AF_INET6 and
+ * AF_PACKET, every thread; no_new_privs must already be set. */
+int sb_seccomp_no_inet(char *why, size_t n);
 /* Forget a trapped syscall of this thread (before a call). */
 void sandbox_trap_clear(void);
 /* If a syscall of this thread was trapped since sandbox_trap_clear, write
@@ -86,9 +95,63 @@ const char *sb_profile_text(const char *name);
 /* "a,b,c" -> bit mask of capability numbers. -EINVAL with why
  * "unknown capability 'x'". */
 int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n);
-/* Keep exactly `keep` (when have_caps) and set no_new_privs, in every
- * thread of the process. */
-int sb_caps_apply(bool have_caps, uint64_t keep, char *why, size_t n);
+
+struct sb_caps_req {
+	bool have_caps;		/* keep exactly `keep` */
+	uint64_t keep;
+	bool securebits;	/* lock the securebits */
+	int landlock_fd;	/* ruleset to enforce after no_new_privs, or -1 */
+};
+/* Apply req and set no_new_privs, in every thread of the process. */
+int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n);
+
+/* --- Landlock (landlock.c) --- */
+
+/* Does the map ask for Landlock? */
+bool sb_landlock_wanted(const struct mg_value *v);
+/* Child: detect the ABI (logging what it cannot restrict) and build the
+ * ruleset of the map's path lists; *ret_fd is -1 when none was asked.
+ * -EOPNOTSUPP/-ENOSYS when the kernel has no Landlock. */
+int sb_landlock_prepare(const struct mg_value *v, int *ret_fd, char *why, size_t n);
+/* Close the ruleset; enforced: it is in force from now on. */
+void sb_landlock_done(int fd, bool enforced);
+/* Is a Landlock ruleset in force in this process? */
+bool sandbox_landlock_active(void);
+/* After EACCES on path: would the file modes have allowed `mode`
+ * (access(2) flags)? Then Landlock refused it. */
+bool sandbox_landlock_denied(const char *path, int mode);
+
+/* --- namespaces (namespaces.c) --- */
+
+/* Does the map ask for namespaces? */
+bool sandbox_ns_wanted(const struct mg_value *sb);
+/* Parent, local contexts: start image in the namespaces sb asks for
+ * (clone; chan_fd becomes child_fd, out_fd stdout/stderr, /dev/null
+ * stdin), and record them in sb's "ns_in". pid, or -errno with why. */
+pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
+		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
+		    size_t n);
+/* Parent, fork contexts, before fork(): refuse (or with best effort drop)
+ * a pid namespace; record in "ns_in" what the child will unshare. */
+int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n);
+/* Forked child, still single-threaded: unshare the namespaces. */
+int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n);
+/* Child after BOOT: lo up, private /tmp and /proc, hostname. */
+int sb_ns_setup(const struct mg_value *v, char *why, size_t n);
+
+/* --- tenant cgroups (cgroup.c) --- */
+
+/* Is t a valid tenant name? -EINVAL with why. */
+int sb_tenant_check(const char *t, char *why, size_t n);
+/*
+ * Create (if missing) the tenant's cgroup2 directory,
+ * "<cgroup2 mount>/mitogen/<tenant>", and write its path to path. Mounts
+ * a cgroup2 at /run/mitogen/cgroup2 when none is mounted (and logs it).
+ * 0, -EINVAL (bad name), -ENAMETOOLONG or -errno.
+ */
+int sandbox_tenant_cgroup(const char *tenant, char *path, size_t size);
+/* Child: join the map's tenant cgroup, with its limits. */
+int sb_cgroup_apply(const struct mg_value *v, char *why, size_t n);
 
 /* --- rlimits (rlimits.c) --- */
 

@@ -25,6 +25,7 @@
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -260,6 +261,7 @@ fail:
 /* --- trapping ------------------------------------------------------------ */
 
 static __thread int trapped_nr = -1;
+static bool no_inet;
 static char trap_profile[128];
 
 /*
@@ -297,7 +299,9 @@ bool sandbox_trap_describe(char *buf, size_t n)
 	if (trapped_nr < 0)
 		return false;
 	name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, trapped_nr);
-	if (name)
+	if (name && no_inet && trapped_nr == SYS_socket)
+		snprintf(buf, n, "blocked by seccomp (no-net: no inet sockets): %s", name);
+	else if (name)
 		snprintf(buf, n, "blocked by seccomp (profile %s): %s", trap_profile, name);
 	else
 		snprintf(buf, n, "blocked by seccomp (profile %s): syscall %d", trap_profile,
@@ -397,5 +401,34 @@ int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char 
 		snprintf(why, n, "seccomp: cannot load the filter: %s", strerror(e));
 		return -e;
 	}
+	return 0;
+}
+
+/* --- no_inet: a second, stacked filter ------------------------------------ */
+
+int sb_seccomp_no_inet(char *why, size_t n)
+{
+	static const int families[] = { AF_INET, AF_INET6, AF_PACKET };
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int ret = ctx ? 0 : -ENOMEM;
+
+	for (size_t i = 0; ret == 0 && i < sizeof(families) / sizeof(families[0]); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(socket), 1,
+				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+	if (ret == 0)
+		ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	sigemptyset(&sa.sa_mask);
+	if (ret == 0 && sigaction(SIGSYS, &sa, NULL) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = seccomp_load(ctx);
+	if (ctx)
+		seccomp_release(ctx);
+	if (ret < 0) {
+		snprintf(why, n, "seccomp: cannot load the no-net filter: %s", strerror(-ret));
+		return ret;
+	}
+	no_inet = true;
 	return 0;
 }

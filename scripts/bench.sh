@@ -235,7 +235,7 @@ END {
 	# "floor" column holds the unsandboxed figure.
 	k = "sandbox_create_call_ms"
 	vf = has(O, k) && has(O, "local_create_call_ms") ? O[k] / O["local_create_call_ms"] : ""
-	row("create + call, strict sandbox (ms)", val(O, k), "n/a",
+	row("create + call, strict sandbox + Landlock + netns (ms)", val(O, k), "n/a",
 	    val(O, "local_create_call_ms") (has(O, "local_create_call_ms") ? " (no sandbox)" : ""),
 	    "n/a", ratio(vf), "<= 1.5x unsandboxed", verdict(vf != "", vf <= 1.5))
 	k = "sandbox_call_rtt_us"

@@ -45,6 +45,9 @@ enum {
 	TOOL_EXIT_CHANNEL = 4,
 };
 
+/* --ro, --rw, --exec: at most this many of each. */
+#define TOOL_PATHS_MAX 64
+
 struct tool_opts {
 	/* from -t (appended to by each -t); "local" when none was given */
 	struct target_list targets;
@@ -56,6 +59,9 @@ struct tool_opts {
 	bool have_sandbox;
 	/* -f: targets worked on at once */
 	size_t fanout;
+	/* --ro/--rw/--exec: NULL-terminated path lists for sandbox */
+	const char *paths[3][TOOL_PATHS_MAX + 1];
+	int npaths[3];
 };
 
 /* -f when none is given: pdsh's default width. */
@@ -92,7 +98,15 @@ static const char tool_usage_text[] =
 	"      --caps LIST         keep only these capabilities (comma-separated,\n"
 	"                          e.g. cap_net_bind_service; '' drops all)\n"
 	"      --nofile N          limit open files of the last hop to N\n"
-	"                          (any of the three also sets no_new_privs)\n"
+	"      --no-net            new network namespace (only lo, up) and no\n"
+	"                          AF_INET/AF_INET6/AF_PACKET sockets\n"
+	"      --ro PATH, --rw PATH, --exec PATH (each repeatable)\n"
+	"                          Landlock: read / read-write / read+execute only\n"
+	"                          these; with --ro or --rw and no --exec, run may\n"
+	"                          execute from /usr /bin /sbin /lib /lib64\n"
+	"      --tenant NAME       join the tenant cgroup mitogen/NAME\n"
+	"      --pids-max N        at most N tasks in the tenant cgroup\n"
+	"                          (any sandbox option also sets no_new_privs)\n"
 	"\n"
 	"Targets:\n"
 	"  TARGETS is a comma-separated list of targets, run in parallel (see -f). A\n"
@@ -202,6 +216,69 @@ static enum mg_error_kind tool_kind_of(int rc)
 	}
 }
 
+/* --- sandbox options (issue 5, second part) ----------------------------- */
+
+enum {
+	TOOL_OPT_NO_NET = 256,
+	TOOL_OPT_RO,		/* TOOL_OPT_RO + i: paths[i] */
+	TOOL_OPT_RW,
+	TOOL_OPT_EXEC,
+	TOOL_OPT_TENANT,
+	TOOL_OPT_PIDS_MAX,
+};
+
+static int tool_sandbox_opt(struct tool_opts *o, int c, const char *arg)
+{
+	struct mg_sandbox_opts *sb = &o->sandbox;
+	char *end;
+
+	o->have_sandbox = true;
+	switch (c) {
+	case TOOL_OPT_NO_NET:
+		sb->namespaces |= MG_NS_NET;
+		sb->no_inet = true;
+		return 0;
+	case TOOL_OPT_RO:
+	case TOOL_OPT_RW:
+	case TOOL_OPT_EXEC: {
+		int i = c - TOOL_OPT_RO;
+
+		if (arg[0] != '/')
+			return tool_usage_error("--%s wants an absolute path, not '%s'",
+						(const char *[]){ "ro", "rw", "exec" }[i], arg);
+		if (o->npaths[i] == TOOL_PATHS_MAX)
+			return tool_usage_error("more than %d paths for one of --ro/--rw/--exec",
+						TOOL_PATHS_MAX);
+		o->paths[i][o->npaths[i]++] = arg;
+		return 0;
+	}
+	case TOOL_OPT_TENANT:
+		sb->tenant = arg;
+		return 0;
+	default:
+		errno = 0;
+		sb->pids_max = strtoll(arg, &end, 10);
+		if (errno || end == arg || *end || sb->pids_max <= 0)
+			return tool_usage_error("--pids-max wants a positive number, not '%s'", arg);
+		return 0;
+	}
+}
+
+/* Point the sandbox at the path lists; a Landlock sandbox without --exec
+ * may execute the system's programs (else run could start nothing). */
+static void tool_sandbox_paths(struct tool_opts *o)
+{
+	static const char *const sys_exec[] = { "/usr", "/bin", "/sbin", "/lib", "/lib64" };
+
+	if ((o->npaths[0] || o->npaths[1]) && !o->npaths[2])
+		for (size_t i = 0; i < sizeof(sys_exec) / sizeof(sys_exec[0]); i++)
+			if (access(sys_exec[i], F_OK) == 0)
+				o->paths[2][o->npaths[2]++] = sys_exec[i];
+	o->sandbox.ro = o->npaths[0] ? o->paths[0] : NULL;
+	o->sandbox.rw = o->npaths[1] ? o->paths[1] : NULL;
+	o->sandbox.exec = o->npaths[2] ? o->paths[2] : NULL;
+}
+
 /*
  * Parse the options of a subcommand; on success *ret_first is the index in
  * argv of the first operand. Returns 0 or the exit code to leave with
@@ -221,6 +298,12 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "caps", required_argument, NULL, 'C' },
 		{ "nofile", required_argument, NULL, 'N' },
 		{ "fanout", required_argument, NULL, 'f' },
+		{ "no-net", no_argument, NULL, TOOL_OPT_NO_NET },
+		{ "ro", required_argument, NULL, TOOL_OPT_RO },
+		{ "rw", required_argument, NULL, TOOL_OPT_RW },
+		{ "exec", required_argument, NULL, TOOL_OPT_EXEC },
+		{ "tenant", required_argument, NULL, TOOL_OPT_TENANT },
+		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -295,6 +378,13 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			o->have_sandbox = true;
 			break;
 		}
+		case TOOL_OPT_NO_NET ... TOOL_OPT_PIDS_MAX: {
+			int ret = tool_sandbox_opt(o, c, optarg);
+
+			if (ret)
+				return ret;
+			break;
+		}
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -307,6 +397,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 						argv[optind - 1], argv[0]);
 		}
 	}
+	tool_sandbox_paths(o);
 	if (o->targets.n == 0) {
 		int ret = target_list_parse(&o->targets, "local", NULL, 0);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Sandboxing a child context: seccomp, capabilities, no_new_privs and
- * rlimits, applied by the child after BOOT and before it serves its first
+ * Sandboxing a child context: seccomp, capabilities (+ locked securebits),
+ * no_new_privs, rlimits, Landlock, namespaces and a tenant cgroup, applied
+ * by the child after BOOT and before it serves its first
  * call. Point mg_local_opts.sandbox at one of these (mg_local, mg_fork, and
  * through via=, where the description travels with the start request, so
  * the child is sandboxed wherever it runs).
@@ -11,7 +12,11 @@
  *	MG_OPTS(mg_local_opts, lo, .sandbox = &sb);
  *	ctx = mg_local(r, &lo, &err);
  *
- * Not yet here (issue 5): Landlock, namespaces, tenant cgroups, securebits.
+ * Namespaces are entered when the child is started (clone flags: the
+ * agent of a new pid namespace is its pid 1) and set up by the child after
+ * BOOT: lo up in a new net namespace (libnl), a private tmpfs /tmp and a
+ * fresh /proc in a new mount namespace. A non-root master gets a user
+ * namespace too (its uid and gid mapped to 0 inside).
  *
  * Errors at creation (mg_local/mg_fork return NULL, err is MG_ERR_STREAM):
  *  - a custom seccomp rule file that cannot be read or has a bad line:
@@ -33,6 +38,7 @@
 #ifndef MITOGEN_SANDBOX_H
 #define MITOGEN_SANDBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +51,18 @@ extern "C" {
 #define MG_SANDBOX_SECCOMP 0x1u	/* seccomp filter (kernel without seccomp) */
 #define MG_SANDBOX_CAPS 0x2u	/* capability sets and bounding set */
 #define MG_SANDBOX_RLIMITS 0x4u	/* setrlimit refused (raising a hard limit) */
+#define MG_SANDBOX_LANDLOCK 0x8u	/* no Landlock in the kernel */
+#define MG_SANDBOX_NAMESPACES 0x10u	/* namespaces the kernel refuses are left out */
+#define MG_SANDBOX_CGROUP 0x20u	/* no tenant cgroup, or no limit controller */
+#define MG_SANDBOX_SECUREBITS 0x40u	/* securebits cannot be locked */
+
+/* Bits of mg_sandbox_opts.namespaces. */
+#define MG_NS_NET 0x1u		/* new network namespace, only lo, up */
+#define MG_NS_MOUNT 0x2u	/* new mount namespace, private tmpfs /tmp (and /proc with MG_NS_PID) */
+#define MG_NS_PID 0x4u		/* new pid namespace: the agent is its pid 1 (not for mg_fork) */
+#define MG_NS_UTS 0x8u		/* new UTS namespace (hostname "mitogen") */
+#define MG_NS_IPC 0x10u		/* new IPC namespace */
+#define MG_NS_USER 0x20u	/* new user namespace (implied when the master is not root) */
 
 struct mg_sandbox_opts {
 	/* sizeof(struct mg_sandbox_opts), as for every options struct. */
@@ -81,6 +99,39 @@ struct mg_sandbox_opts {
 	 * do them. A bad description (file, capability name) is always an
 	 * error. */
 	unsigned best_effort;
+
+	/* --- since the second part of issue 5 --- */
+
+	/*
+	 * Landlock path lists, each NULL-terminated (NULL: none). Any list
+	 * given turns Landlock on and every file access outside the lists is
+	 * refused: ro = read files and list directories, exec = ro + execute,
+	 * rw = all but execute. Paths are opened in the child, where a missing
+	 * one fails the creation ("landlock: PATH: No such file or
+	 * directory"). /dev/null is always read-write.
+	 */
+	const char *const *ro;
+	const char *const *rw;
+	const char *const *exec;
+	/* MG_NS_* bits: namespaces the child starts in. */
+	unsigned namespaces;
+	/* No AF_INET, AF_INET6 or AF_PACKET sockets: a second seccomp filter
+	 * (stacked on any profile) traps socket() for them; the CallError
+	 * says "blocked by seccomp (no-net: no inet sockets): socket". With
+	 * MG_NS_NET this is the tool's --no-net. */
+	bool no_inet;
+	/* Lock the securebits (noroot, no_setuid_fixup, keep_caps off,
+	 * no_cap_ambient_raise): needs CAP_SETPCAP when applied. */
+	bool lock_securebits;
+	/*
+	 * Tenant cgroup: the child moves itself into
+	 * <cgroup2 mount>/mitogen/<tenant> (letters, digits, '-', '_', '.';
+	 * created when missing), with these limits where the pids and memory
+	 * controllers exist (0: no limit). See README, "Tenant cgroups".
+	 */
+	const char *tenant;
+	int64_t pids_max;
+	int64_t memory_max;	/* bytes */
 };
 /* PR_SET_NO_NEW_PRIVS is always set in a sandboxed child: no setuid or
  * file-capability program regains what was dropped. */

@@ -557,9 +557,12 @@ int main(int argc, char **argv)
 	}
 
 	/* Issue 5: the strict sandbox (seccomp strict + every capability
-	 * dropped + no_new_privs) on creation, a seccomp filter on calls. */
+	 * dropped + no_new_privs + Landlock + a net namespace with lo up) on
+	 * creation, a seccomp filter on calls. */
 	if (want("sandbox_create_call_ms")) {
-		MG_OPTS(mg_sandbox_opts, strict, .seccomp = "strict", .caps = "");
+		static const char *const ro[] = { "/", NULL }, *rw[] = { "/tmp", NULL };
+		MG_OPTS(mg_sandbox_opts, strict, .seccomp = "strict", .caps = "", .ro = ro,
+			.rw = rw, .namespaces = MG_NS_NET);
 
 		progress("bench: %s\n", "sandboxed create");
 		for (int k = 0; k < reps; k++) {

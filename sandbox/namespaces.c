@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: MIT
+/*
+ * namespaces.c — the namespace part of a sandbox, in two halves:
+ *
+ *  - entering (parent side, when the child is started): local contexts are
+ *    started with clone() and the CLONE_NEW* flags (a vfork-like clone, as
+ *    posix_spawn does), so the agent is pid 1 of a new pid namespace and
+ *    every thread it ever has is in the new namespaces; fork contexts
+ *    unshare() right after fork, while they are still single-threaded (a
+ *    pid namespace is refused there: unshare would put only the fork's
+ *    future children in it). A user namespace (implied when the master is
+ *    not root) maps the master's uid and gid to 0, written by the child
+ *    itself before exec so that it keeps its capabilities in there.
+ *  - setting up (child side, after BOOT, before capabilities are dropped):
+ *    lo up through libnl in a new net namespace, a private tmpfs on /tmp
+ *    (and a fresh /proc with a pid namespace) in a new mount namespace, the
+ *    hostname "mitogen" in a new UTS namespace.
+ *
+ * The BOOT map says what was asked ("ns") and, written by the starter,
+ * what the child was actually started in ("ns_in"); the child sets up only
+ * the latter.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+
+#include "core/log.h"
+#include "sandbox/sandbox.h"
+
+static const struct {
+	unsigned bit;
+	int flag;
+	const char *name;
+} ns_table[] = {
+	{ MG_NS_USER, CLONE_NEWUSER, "user" }, { MG_NS_NET, CLONE_NEWNET, "net" },
+	{ MG_NS_MOUNT, CLONE_NEWNS, "mount" }, { MG_NS_PID, CLONE_NEWPID, "pid" },
+	{ MG_NS_UTS, CLONE_NEWUTS, "uts" },    { MG_NS_IPC, CLONE_NEWIPC, "ipc" },
+};
+#define NS_N (sizeof(ns_table) / sizeof(ns_table[0]))
+
+static int ns_clone_flags(unsigned bits)
+{
+	int flags = 0;
+
+	for (size_t i = 0; i < NS_N; i++)
+		if (bits & ns_table[i].bit)
+			flags |= ns_table[i].flag;
+	return flags;
+}
+
+static void ns_names(unsigned bits, char *buf, size_t n)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < NS_N && len < n; i++)
+		if (bits & ns_table[i].bit)
+			len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? "," : "",
+						ns_table[i].name);
+}
+
+static unsigned map_uint(const struct mg_value *v, const char *key)
+{
+	const struct mg_value *x = mg_map_get(v, key);
+
+	return x && x->type == MG_INT && x->i > 0 ? (unsigned)x->i : 0;
+}
+
+/* The namespaces asked for, plus a user namespace when we are not root. */
+static unsigned ns_wanted(const struct mg_value *sb)
+{
+	unsigned bits = sb ? map_uint(sb, "ns") : 0;
+
+	if (bits && geteuid() != 0)
+		bits |= MG_NS_USER;
+	return bits;
+}
+
+bool sandbox_ns_wanted(const struct mg_value *sb)
+{
+	return ns_wanted(sb) != 0;
+}
+
+/* --- entering ------------------------------------------------------------ */
+
+struct spawn_req {
+	unsigned bits;
+	char uid_map[48], gid_map[48];
+	const char *image;
+	char *const *argv;
+	char *const *env;
+	int chan_fd, out_fd, child_fd;
+	int err;		/* written by the child (shared memory) */
+	const char *step;
+};
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t len = (ssize_t)strlen(text), w;
+
+	if (fd < 0)
+		return -1;
+	w = write(fd, text, (size_t)len);
+	close(fd);
+	return w == len ? 0 : -1;
+}
+
+/* In the new user namespace: be root there (async-signal-safe). */
+static int map_ids(struct spawn_req *q)
+{
+	/* A process that changed uid is not dumpable: its /proc files are
+	 * root's, uid_map included: dumpable while we write, as before after. */
+	int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), ret = -1;
+
+	q->step = "dumpable";
+	if (dumpable < 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return -1;
+	q->step = "uid_map";
+	if (write_file("/proc/self/uid_map", q->uid_map) < 0)
+		goto out;
+	q->step = "setgroups";
+	if (write_file("/proc/self/setgroups", "deny") < 0 && errno != ENOENT)
+		goto out;
+	q->step = "gid_map";
+	ret = write_file("/proc/self/gid_map", q->gid_map);
+out:
+	if (dumpable != 1) {
+		int e = errno;
+
+		prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+		errno = e;
+	}
+	return ret;
+}
+
+static int spawn_child(void *arg)
+{
+	struct spawn_req *q = arg;
+	int devnull;
+
+	if ((q->bits & MG_NS_USER) && map_ids(q) < 0)
+		goto fail;
+	q->step = "stdio";
+	devnull = open("/dev/null", O_RDONLY);
+	if (devnull < 0 || dup2(q->chan_fd, q->child_fd) < 0 || dup2(q->out_fd, 1) < 0 ||
+	    dup2(q->out_fd, 2) < 0 || dup2(devnull, 0) < 0)
+		goto fail;
+	syscall(SYS_close_range, q->child_fd + 1, ~0U, 0);
+	q->step = "exec";
+	execve(q->image, q->argv, q->env);
+fail:
+	q->err = errno ? errno : EIO;
+	_exit(127);
+}
+
+static pid_t try_clone(struct spawn_req *q, void *stack_top)
+{
+	q->err = 0;
+	q->step = "clone";
+	return clone(spawn_child, stack_top,
+		     CLONE_VM | CLONE_VFORK | SIGCHLD | ns_clone_flags(q->bits), q);
+}
+
+/* The namespaces among bits that this kernel lets us create, alone. */
+static unsigned ns_probe(unsigned bits)
+{
+	unsigned ok = 0;
+
+	for (size_t i = 0; i < NS_N; i++) {
+		int flags = ns_table[i].flag | (bits & MG_NS_USER ? CLONE_NEWUSER : 0);
+		pid_t pid;
+
+		if (!(bits & ns_table[i].bit))
+			continue;
+		pid = (pid_t)syscall(SYS_clone, SIGCHLD | flags, NULL, NULL, NULL, NULL);
+		if (pid == 0)
+			_exit(0);
+		if (pid > 0) {
+			waitpid(pid, NULL, 0);
+			ok |= ns_table[i].bit;
+		}
+	}
+	return ok;
+}
+
+pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
+		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
+		    size_t n)
+{
+	struct spawn_req q = { .image = image, .argv = argv, .env = env, .chan_fd = chan_fd,
+			       .child_fd = child_fd, .out_fd = out_fd };
+	size_t stack_size = 64 << 10;
+	char *stack = malloc(stack_size);
+	unsigned best = map_uint(sb, "best_effort");
+	char names[64];
+	pid_t pid;
+
+	if (!stack) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	q.bits = ns_wanted(sb);
+	snprintf(q.uid_map, sizeof(q.uid_map), "0 %u 1\n", (unsigned)geteuid());
+	snprintf(q.gid_map, sizeof(q.gid_map), "0 %u 1\n", (unsigned)getegid());
+	pid = try_clone(&q, stack + stack_size);
+	if (pid < 0 && (best & MG_SANDBOX_NAMESPACES)) {
+		unsigned ok = ns_probe(q.bits);
+
+		ns_names(q.bits & ~ok, names, sizeof(names));
+		LOG_WARN("sandbox: skipped (best effort): namespaces %s: %s", names,
+			 strerror(errno));
+		q.bits = ok;
+		pid = try_clone(&q, stack + stack_size);
+	}
+	if (pid < 0) {
+		int e = errno;
+
+		ns_names(q.bits, names, sizeof(names));
+		snprintf(why, n, "namespaces: cannot create %s: %s", names, strerror(e));
+		free(stack);
+		return -e;
+	}
+	free(stack);
+	if (q.err) {
+		/* The child failed before exec: it has exited (vfork). */
+		waitpid(pid, NULL, 0);
+		ns_names(q.bits, names, sizeof(names));
+		snprintf(why, n, "namespaces %s: %s: %s", names, q.step, strerror(q.err));
+		return -q.err;
+	}
+	mg_map_set(sb, "ns_in", mg_int(q.bits));
+	return pid;
+}
+
+/* A forked child that had to leave some namespaces out (best effort):
+ * what it entered, or -1. */
+static int forked_bits = -1;
+
+int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n)
+{
+	unsigned bits = ns_wanted(sb);
+
+	if ((bits & MG_NS_PID) && !(map_uint(sb, "best_effort") & MG_SANDBOX_NAMESPACES)) {
+		snprintf(why, n, "namespaces: pid: not available for fork contexts "
+			 "(use mg_local, or mark namespaces best effort)");
+		return -EINVAL;
+	}
+	if (bits & MG_NS_PID)
+		LOG_WARN("sandbox: skipped (best effort): pid namespace (fork context)");
+	mg_map_set(sb, "ns_in", mg_int(bits & ~MG_NS_PID));
+	return 0;
+}
+
+int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n)
+{
+	struct spawn_req q = { 0 };
+	char names[64];
+
+	q.bits = ns_wanted(sb) & ~MG_NS_PID;
+	if (!q.bits)
+		return 0;
+	snprintf(q.uid_map, sizeof(q.uid_map), "0 %u 1\n", (unsigned)geteuid());
+	snprintf(q.gid_map, sizeof(q.gid_map), "0 %u 1\n", (unsigned)getegid());
+	if (unshare(ns_clone_flags(q.bits)) < 0) {
+		int e = errno;
+		unsigned ok;
+
+		if (!(map_uint(sb, "best_effort") & MG_SANDBOX_NAMESPACES)) {
+			ns_names(q.bits, names, sizeof(names));
+			snprintf(why, n, "namespaces: cannot create %s: %s", names, strerror(e));
+			return -e;
+		}
+		ok = ns_probe(q.bits);
+		ns_names(q.bits & ~ok, names, sizeof(names));
+		LOG_WARN("sandbox: skipped (best effort): namespaces %s: %s", names,
+			 strerror(e));
+		q.bits = ok;
+		forked_bits = (int)ok;
+		if (q.bits && unshare(ns_clone_flags(q.bits)) < 0) {
+			snprintf(why, n, "namespaces: unshare: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	if ((q.bits & MG_NS_USER) && map_ids(&q) < 0) {
+		snprintf(why, n, "namespaces: user: %s: %s", q.step, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* --- setting up (child, after BOOT) -------------------------------------- */
+
+/* Bring lo up through rtnetlink (libnl): no `ip` program needed. */
+static int lo_up(char *why, size_t n)
+{
+	struct rtnl_link *lo = NULL, *change = NULL;
+	struct nl_sock *sk = nl_socket_alloc();
+	int ret;
+
+	if (!sk) {
+		snprintf(why, n, "namespaces: net: out of memory");
+		return -ENOMEM;
+	}
+	ret = nl_connect(sk, NETLINK_ROUTE);
+	if (ret == 0)
+		ret = rtnl_link_get_kernel(sk, 0, "lo", &lo);
+	if (ret == 0) {
+		change = rtnl_link_alloc();
+		if (!change) {
+			ret = -NLE_NOMEM;
+		} else {
+			rtnl_link_set_flags(change, IFF_UP);
+			ret = rtnl_link_change(sk, lo, change, 0);
+		}
+	}
+	if (ret < 0)
+		snprintf(why, n, "namespaces: net: bringing lo up: %s", nl_geterror(ret));
+	rtnl_link_put(change);
+	rtnl_link_put(lo);
+	nl_socket_free(sk);
+	return ret < 0 ? -EIO : 0;
+}
+
+static int mount_private(unsigned bits, char *why, size_t n)
+{
+	/* Nothing we mount may leak out to the parent's namespace. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		snprintf(why, n, "namespaces: mount: make / private: %s", strerror(errno));
+		return -errno;
+	}
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+		snprintf(why, n, "namespaces: mount: private /tmp: %s", strerror(errno));
+		return -errno;
+	}
+	if ((bits & MG_NS_PID) &&
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		snprintf(why, n, "namespaces: mount: /proc for the pid namespace: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int sb_ns_setup(const struct mg_value *v, char *why, size_t n)
+{
+	unsigned bits = map_uint(v, "ns_in") & map_uint(v, "ns");
+	int ret;
+
+	if (forked_bits >= 0)
+		bits &= (unsigned)forked_bits;
+	if ((bits & MG_NS_NET) && (ret = lo_up(why, n)) < 0)
+		return ret;
+	if ((bits & MG_NS_MOUNT) && (ret = mount_private(bits, why, n)) < 0)
+		return ret;
+	if ((bits & MG_NS_UTS) && sethostname("mitogen", 7) < 0) {
+		snprintf(why, n, "namespaces: uts: sethostname: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_namespaces.c — namespaces of a sandboxed child (mg_sandbox_opts
+ * .namespaces, .no_inet) as a user sees them: with a new net namespace and
+ * no_inet (the tool's --no-net) the child sees only lo, up, and cannot open
+ * an AF_INET socket (CallError naming the syscall); with a new mount
+ * namespace its /tmp is its own (neither side sees the other's files);
+ * with a pid namespace it is pid 1 and its /proc shows only its own
+ * processes; a UTS namespace gives it its own hostname; an IPC namespace
+ * its own System V IPC. A fork context refuses a pid namespace clearly.
+ * Through via= too. The namespaces go away with the child.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
+
+#include "selftests/lib/harness.h"
+
+/* --- functions the children run ------------------------------------------ */
+
+/* net_info() -> [names of interfaces..., lo flags] */
+static int net_info(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct if_nameindex *ifs = if_nameindex(), *i;
+	struct ifreq ifr = { 0 };
+	struct mg_value *names = mg_list();
+	int fd, flags = -1;
+
+	if (!ifs) {
+		mg_value_free(names);
+		return mg_call_fail(call, errno, "if_nameindex: %s", strerror(errno));
+	}
+	for (i = ifs; i->if_index; i++)
+		mg_list_append(names, mg_str(i->if_name));
+	if_freenameindex(ifs);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
+		flags = ifr.ifr_flags;
+	if (fd >= 0)
+		close(fd);
+	*ret = mg_list();
+	mg_list_append(*ret, names);
+	mg_list_append(*ret, mg_int(flags));
+	return 0;
+}
+MG_EXPORT(net_info);
+
+/* inet_socket() -> 0, or the socket() failure. */
+static int inet_socket(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return mg_call_fail(call, errno, "socket(AF_INET): %s", strerror(errno));
+	close(fd);
+	return 0;
+}
+MG_EXPORT(inet_socket);
+
+/* proc_info() -> [getpid(), number of numeric /proc entries, hostname,
+ * number of System V message queues] */
+static int proc_info(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	char host[256] = "", line[256];
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int nproc = 0, nq = -1;
+	FILE *f;
+
+	while (d && (de = readdir(d)))
+		nproc += de->d_name[0] >= '0' && de->d_name[0] <= '9';
+	if (d)
+		closedir(d);
+	gethostname(host, sizeof(host) - 1);
+	f = fopen("/proc/sysvipc/msg", "re");
+	while (f && fgets(line, sizeof(line), f))
+		nq++;
+	if (f)
+		fclose(f);
+	*ret = mg_value_build("iisi", (int)getpid(), nproc, host, nq);
+	return 0;
+}
+MG_EXPORT(proc_info);
+
+/* --- helpers --------------------------------------------------------------- */
+
+static struct mg_router *router;
+
+static int write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+static int setup(void **state)
+{
+	router = mg_router_new(NULL);
+	assert_non_null(router);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	mg_router_unref(router);
+	return 0;
+}
+
+static struct mg_context *start_via(const struct mg_sandbox_opts *sb, struct mg_context *via,
+				    struct mg_error *err)
+{
+	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20, .via = via);
+
+	return mg_local(router, &lo, err);
+}
+
+static struct mg_context *start_ok(const struct mg_sandbox_opts *sb, struct mg_context *via)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx = start_via(sb, via, &err);
+
+	if (!ctx)
+		fail_msg("mg_local: %s", err.message);
+	return ctx;
+}
+
+static void stop(struct mg_context *ctx)
+{
+	assert_int_equal(mg_context_shutdown(ctx, true), 0);
+	mg_context_unref(ctx);
+}
+
+static struct mg_value *call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *res = NULL;
+
+	if (mg_call(ctx, fn, args, &res, &err) < 0)
+		fail_msg("%s: %s", fn, err.message);
+	return res;
+}
+
+static void assert_no_net(struct mg_context *ctx)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *res = call_ok(ctx, "net_info", NULL);
+
+	/* Only lo, and it is up. */
+	assert_int_equal(res->items[0].len, 1);
+	assert_string_equal(res->items[0].items[0].str, "lo");
+	assert_true(res->items[1].i & IFF_UP);
+	mg_value_free(res);
+	assert_int_equal(mg_call(ctx, "inet_socket", NULL, NULL, &err), -EREMOTEIO);
+	assert_int_equal(err.kind, MG_ERR_CALL);
+	assert_int_equal(err.errnum, EPERM);
+	if (!strstr(err.message, "blocked by seccomp (no-net: no inet sockets): socket"))
+		print_error("%s\n", err.message);
+	assert_non_null(strstr(err.message, "blocked by seccomp (no-net: no inet sockets): socket"));
+}
+
+/* --- tests ------------------------------------------------------------------ */
+
+static void test_no_net(void **state)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "default",
+				      .namespaces = MG_NS_NET, .no_inet = true };
+	struct mg_sandbox_opts plain = { .sz = sizeof(sb), .seccomp = "default" };
+	struct mg_context *ctx = start_ok(&sb, NULL), *via;
+	struct mg_value *res;
+
+	assert_no_net(ctx);
+	stop(ctx);
+	/* Through via= (the intermediate unsandboxed apart from seccomp). */
+	via = start_ok(&plain, NULL);
+	ctx = start_ok(&sb, via);
+	assert_no_net(ctx);
+	stop(ctx);
+	/* The intermediate still sees the host's interfaces, inet allowed. */
+	res = call_ok(via, "net_info", NULL);
+	assert_non_null(res);
+	mg_value_free(res);
+	mg_value_free(call_ok(via, "inet_socket", NULL));
+	stop(via);
+}
+
+static void test_net_ns_only(void **state)
+{
+	/* A net namespace alone: inet sockets work, but only lo is there. */
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_NET };
+	struct mg_context *ctx = start_ok(&sb, NULL);
+	struct mg_value *res = call_ok(ctx, "net_info", NULL);
+
+	assert_int_equal(res->items[0].len, 1);
+	assert_true(res->items[1].i & IFF_UP);
+	mg_value_free(res);
+	mg_value_free(call_ok(ctx, "inet_socket", NULL));
+	stop(ctx);
+}
+
+static void test_private_tmp(void **state)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_MOUNT };
+	struct mg_context *ctx = start_ok(&sb, NULL);
+	struct mg_error err = MG_ERROR_INIT;
+	char mine[64], theirs[64];
+	struct stat st;
+
+	/* The master's /tmp file is not in the child's /tmp... */
+	snprintf(mine, sizeof(mine), "/tmp/mg-ns-master-%d", (int)getpid());
+	assert_int_equal(write_text(mine, "x"), 0);
+	assert_int_equal(mg_call(ctx, "mg.stat", MG_LIST(mg_str(mine)), NULL, &err),
+			 -EREMOTEIO);
+	assert_int_equal(err.errnum, ENOENT);
+	/* ...and what the child writes in /tmp stays there. */
+	snprintf(theirs, sizeof(theirs), "/tmp/mg-ns-child-%d", (int)getpid());
+	mg_error_clear(&err);
+	if (mg_call(ctx, "mg.write_file", MG_LIST(mg_str(theirs), mg_bytes("y", 1)), NULL,
+		    &err) < 0)
+		fail_msg("write_file: %s", err.message);
+	mg_value_free(call_ok(ctx, "mg.stat", MG_LIST(mg_str(theirs))));
+	assert_int_equal(stat(theirs, &st), -1);
+	assert_int_equal(unlink(mine), 0);
+	stop(ctx);
+}
+
+static void test_pid_uts_ipc(void **state)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_PID | MG_NS_MOUNT |
+				      MG_NS_UTS | MG_NS_IPC };
+	struct mg_context *ctx = start_ok(&sb, NULL);
+	struct mg_value *res = call_ok(ctx, "proc_info", NULL), *run;
+	char host[256] = "";
+	int qid = msgget(IPC_PRIVATE, 0600);
+
+	assert_true(qid >= 0);
+	assert_int_equal(res->items[0].i, 1);		/* pid 1 */
+	assert_int_equal(res->items[1].i, 1);		/* /proc: only itself */
+	assert_string_equal(res->items[2].str, "mitogen");
+	assert_int_equal(res->items[3].i, 0);		/* not our queue */
+	mg_value_free(res);
+	gethostname(host, sizeof(host) - 1);
+	assert_string_not_equal(host, "mitogen");
+	/* A program it runs gets a low pid in there. */
+	run = call_ok(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/sh"), mg_str("-c"),
+						  mg_str("echo $$"))));
+	assert_true(atoi((const char *)mg_map_get(run, "stdout")->bytes) < 10);
+	mg_value_free(run);
+	assert_int_equal(msgctl(qid, IPC_RMID, NULL), 0);
+	stop(ctx);
+}
+
+static void test_fork_refuses_pid(void **state)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_PID | MG_NS_NET };
+	MG_OPTS(mg_local_opts, lo, .sandbox = &sb);
+	MG_OPTS(mg_fork_opts, fo, .local = &lo);
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct mg_value *res;
+
+	assert_null(mg_fork(router, &fo, &err));
+	assert_int_equal(err.kind, MG_ERR_STREAM);
+	assert_non_null(strstr(err.message, "namespaces: pid: not available for fork contexts"));
+	/* Best effort: a fork in a net namespace, without the pid one. */
+	sb.best_effort = MG_SANDBOX_NAMESPACES;
+	ctx = mg_fork(router, &fo, &err);
+	if (!ctx)
+		fail_msg("mg_fork: %s", err.message);
+	res = call_ok(ctx, "net_info", NULL);
+	assert_int_equal(res->items[0].len, 1);
+	assert_true(res->items[1].i & IFF_UP);
+	mg_value_free(res);
+	stop(ctx);
+}
+
+/* As uid 65534: the master gets a user namespace for its child. */
+static void unprivileged(void *arg)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_NET | MG_NS_MOUNT,
+				      .no_inet = true };
+	struct mg_context *ctx;
+	struct mg_value *res;
+
+	(void)arg;
+	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+		_exit(10);
+	router = mg_router_new(NULL);
+	ctx = start_ok(&sb, NULL);
+	assert_no_net(ctx);
+	res = call_ok(ctx, "mg.getuid", NULL);
+	if (res->i != 0)	/* root in its own user namespace */
+		_exit(11);
+	mg_value_free(res);
+	stop(ctx);
+	mg_router_unref(router);
+	_exit(0);
+}
+
+static void test_unprivileged_master(void **state)
+{
+	int st = 0;
+
+	if (geteuid() != 0) {
+		print_message("# skip: needs root to become uid 65534\n");
+		skip();
+		return;
+	}
+	assert_int_equal(mg_test_in_child(unprivileged, NULL, 30, &st), 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("unprivileged master: status %#x", st);
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_no_net, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_net_ns_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_private_tmp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pid_uts_ipc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fork_refuses_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unprivileged_master, setup, teardown),
+	};
+	return MG_TEST_RUN("sandbox/namespaces", tests);
+}
