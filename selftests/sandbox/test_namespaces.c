@@ -199,18 +199,47 @@ static void test_no_net(void **state)
 	stop(via);
 }
 
+/* net_ns() -> the inode of this process's net namespace */
+static int net_ns(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct stat st;
+
+	if (stat("/proc/self/ns/net", &st) < 0)
+		return mg_call_fail(call, errno, "/proc/self/ns/net: %s", strerror(errno));
+	*ret = mg_int((int64_t)st.st_ino);
+	return 0;
+}
+MG_EXPORT(net_ns);
+
 static void test_net_ns_only(void **state)
 {
-	/* A net namespace alone: inet sockets work, but only lo is there. */
+	/* A net namespace alone: inet sockets work, but only lo is there;
+	 * each child has its own (the first made in clone(), the others
+	 * from the pool). */
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_NET };
-	struct mg_context *ctx = start_ok(&sb, NULL);
-	struct mg_value *res = call_ok(ctx, "net_info", NULL);
+	struct mg_context *ctx[4];
+	int64_t ino[4];
+	struct stat st;
 
-	assert_int_equal(res->items[0].len, 1);
-	assert_true(res->items[1].i & IFF_UP);
-	mg_value_free(res);
-	mg_value_free(call_ok(ctx, "inet_socket", NULL));
-	stop(ctx);
+	assert_int_equal(stat("/proc/self/ns/net", &st), 0);
+	for (int i = 0; i < 4; i++) {
+		struct mg_value *res;
+
+		ctx[i] = start_ok(&sb, NULL);
+		res = call_ok(ctx[i], "net_info", NULL);
+		assert_int_equal(res->items[0].len, 1);
+		assert_true(res->items[1].i & IFF_UP);
+		mg_value_free(res);
+		mg_value_free(call_ok(ctx[i], "inet_socket", NULL));
+		res = call_ok(ctx[i], "net_ns", NULL);
+		ino[i] = res->i;
+		mg_value_free(res);
+		assert_int_not_equal(ino[i], (int64_t)st.st_ino);
+		for (int j = 0; j < i; j++)
+			assert_int_not_equal(ino[i], ino[j]);
+	}
+	for (int i = 0; i < 4; i++)
+		stop(ctx[i]);
 }
 
 static void test_private_tmp(void **state)
