@@ -275,9 +275,9 @@ static void pool_child(void)
 		close(pool.fd[i]);
 	pool.n = 0;
 	pool.started = false;
+	/* Held by pool_prepare in the parent: a fresh one, unlocked. */
 	pthread_mutex_init(&pool.lock, NULL);
 	pthread_cond_init(&pool.want, NULL);
-	pthread_mutex_unlock(&pool.lock);
 }
 
 static void pool_atfork(void)
