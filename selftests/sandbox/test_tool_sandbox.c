@@ -9,6 +9,7 @@
  * build/mitogen.
  */
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,26 @@ static int tool_run(const char *args)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Can this process make namespaces at all (not in every container)? */
+static bool ns_missing(void)
+{
+	static int missing = -1;
+	pid_t pid;
+	int st = 0;
+
+	if (missing < 0) {
+		pid = fork();
+		if (pid == 0)
+			_exit(unshare(CLONE_NEWNET | CLONE_NEWUTS) < 0 ? errno : 0);
+		waitpid(pid, &st, 0);
+		missing = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+		if (missing)
+			print_message("# skip: cannot create namespaces here: %s\n",
+				      strerror(missing));
+	}
+	return missing != 0;
+}
+
 static int setup(void **state)
 {
 	const char *bin = getenv("MITOGEN_BIN"), *dir = getenv("MG_TEST_BUILD_DIR");
@@ -68,6 +89,10 @@ static void test_no_net(void **state)
 {
 	int lines = 0;
 
+	if (ns_missing()) {
+		skip();
+		return;
+	}
 	/* /proc/net/dev: two header lines, then one per interface. */
 	assert_int_equal(tool_run("run --sandbox default --no-net -- cat /proc/net/dev"), 0);
 	for (char *p = out; (p = strchr(p, '\n')); p++)
@@ -119,11 +144,18 @@ static void test_ro_rw(void **state)
 static void test_tenant(void **state)
 {
 	char args[256], want[64];
+	int rc;
 
 	snprintf(want, sizeof(want), "0::/mitogen/mgtool-%d", (int)getpid());
 	snprintf(args, sizeof(args), "run --tenant mgtool-%d --pids-max 16 -- cat /proc/self/cgroup",
 		 (int)getpid());
-	assert_int_equal(tool_run(args), 0);
+	rc = tool_run(args);
+	if (rc == 3 && strstr(out, "cgroup: ")) {
+		print_message("# skip: no tenant cgroups here: %s", out);
+		skip();
+		return;
+	}
+	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, want));
 	snprintf(args, sizeof(args),
 		 "find /sys/fs/cgroup /run/mitogen/cgroup2 -depth -type d -path '*/mitogen/mgtool-%d' "
