@@ -161,6 +161,9 @@ static int spawn_child(void *arg)
 		goto fail;
 	q->step = "stdio";
 	devnull = open("/dev/null", O_RDONLY);
+	/* As posix_spawn's dup2 action: a fd already in place loses CLOEXEC. */
+	if (q->chan_fd == q->child_fd && fcntl(q->chan_fd, F_SETFD, 0) < 0)
+		goto fail;
 	if (devnull < 0 || dup2(q->chan_fd, q->child_fd) < 0 || dup2(q->out_fd, 1) < 0 ||
 	    dup2(q->out_fd, 2) < 0 || dup2(devnull, 0) < 0)
 		goto fail;
