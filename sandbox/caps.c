@@ -286,7 +286,8 @@ int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
 	ret = signal_threads(&sent, &old, why, n);
 	if (ret < 0)
 		return ret;
-	ret = apply_main(req, why, n);
+	/* Raw syscalls first (quick); libcap's way only to say what failed. */
+	ret = apply_self_raw() == 0 ? 0 : apply_main(req, why, n);
 	ret2 = wait_threads(sent, &old, ret < 0 ? why2 : why, ret < 0 ? sizeof(why2) : n);
 	return ret < 0 ? ret : ret2;
 }

@@ -209,10 +209,11 @@ static unsigned ns_probe(unsigned bits)
  * The net namespace pool. Making a net namespace costs ~0.7 ms of kernel
  * time on this machine (sysctl tables, the loopback device, IPv6 set-up),
  * which a child would otherwise wait for in clone(). A thread of the
- * master makes up to MITOGEN_NETNS_POOL (default 4, 0: no pool) of them
- * ahead of time, each with lo up, and a child enters one with setns();
- * each is used by exactly one child. The thread starts with the first
- * child that asks for a net namespace and refills after each one taken.
+ * master makes some ahead of time, each with lo up, and a child enters one
+ * with setns(); each is used by exactly one child. The thread starts with
+ * the first child that asks for a net namespace and refills after each one
+ * taken. The pool holds 4, doubled (up to 16) each time a child finds it
+ * empty; MITOGEN_NETNS_POOL=N fixes it at N (0: no pool).
  */
 #define POOL_MAX 16
 
@@ -222,6 +223,7 @@ static struct {
 	int fd[POOL_MAX];
 	int n;
 	int size;		/* target; -1: not read from the environment yet */
+	bool fixed;		/* size set by MITOGEN_NETNS_POOL */
 	bool started;
 } pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .size = -1 };
 
@@ -233,6 +235,9 @@ static void *pool_main(void *arg)
 	int fd;
 
 	(void)arg;
+	/* Normal priority on purpose: making a namespace holds the RTNL lock,
+	 * and a starved holder (SCHED_IDLE, nice 19) would stall every
+	 * netlink user on the machine behind it. */
 	for (;;) {
 		pthread_mutex_lock(&pool.lock);
 		while (pool.n >= pool.size)
@@ -296,8 +301,10 @@ static void pool_start(void)
 	pthread_attr_t attr;
 	pthread_t t;
 
-	if (pool.size < 0)
+	if (pool.size < 0) {
+		pool.fixed = env != NULL;
 		pool.size = env ? atoi(env) : 4;
+	}
 	if (pool.size < 0)
 		pool.size = 0;
 	if (pool.size > POOL_MAX)
@@ -323,6 +330,9 @@ static int pool_take(void)
 	pool_start();
 	if (pool.n > 0)
 		fd = pool.fd[--pool.n];
+	else if (!pool.fixed && pool.size > 0 && pool.size < POOL_MAX)
+		/* Children come faster than the pool refills: keep more. */
+		pool.size = pool.size * 2 > POOL_MAX ? POOL_MAX : pool.size * 2;
 	pthread_cond_signal(&pool.want);
 	pthread_mutex_unlock(&pool.lock);
 	return fd;
