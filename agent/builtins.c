@@ -148,6 +148,21 @@ static struct mg_value *builtin_bytes_take(void *p, size_t n)
 	return mg_bytes_take(p, n);
 }
 
+/*
+ * A file call failed with err on path. EACCES where the file modes allow
+ * the access (checked on `check`: the path, or the directory a file is
+ * made in) was Landlock's doing: say so, naming the path.
+ */
+static int builtin_file_fail(struct mg_call *call, int err, const char *step,
+			     const char *path, const char *check, int mode)
+{
+	if (err == EACCES && sandbox_landlock_denied(check ? check : path, mode))
+		return mg_call_fail(call, err, "denied by landlock: %s (%s: %s)",
+				    path, step, strerror(err));
+	return mg_call_fail(call, err, "%s \"%s\": %s", step, path,
+			    strerror(err));
+}
+
 /* --- mg.run ------------------------------------------------------------ */
 
 struct builtin_buf {
@@ -563,7 +578,10 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 	rc = builtin_run_spawn(&r, argv, envp, cwd,
 			       stdin_v && stdin_v->type != MG_NIL);
 	if (rc < 0) {
-		if (cwd)
+		if (rc == -EACCES && !cwd && strchr(argv[0], '/'))
+			rc = builtin_file_fail(call, EACCES, "cannot run",
+					       argv[0], NULL, X_OK);
+		else if (cwd)
 			rc = mg_call_fail(call, -rc,
 					  "cannot run \"%s\" in \"%s\": %s",
 					  argv[0], cwd, strerror(-rc));
@@ -652,21 +670,6 @@ static int builtin_path_arg(struct mg_call *call, const struct mg_value *args,
 				    "path must be a non-empty string");
 	*ret_path = path;
 	return 0;
-}
-
-/*
- * A file call failed with err on path. EACCES where the file modes allow
- * the access (checked on `check`: the path, or the directory a file is
- * made in) was Landlock's doing: say so, naming the path.
- */
-static int builtin_file_fail(struct mg_call *call, int err, const char *step,
-			     const char *path, const char *check, int mode)
-{
-	if (err == EACCES && sandbox_landlock_denied(check ? check : path, mode))
-		return mg_call_fail(call, err, "denied by landlock: %s (%s: %s)",
-				    path, step, strerror(err));
-	return mg_call_fail(call, err, "%s \"%s\": %s", step, path,
-			    strerror(err));
 }
 
 static int builtin_read_file(struct mg_call *call, const struct mg_value *args,

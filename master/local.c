@@ -735,11 +735,7 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 		errno = -ret;
 		return NULL;
 	}
-	/*
-	 * fork() copies only this thread; a lock another thread holds at that
-	 * instant stays held forever in the child (malloc's under ASan, our
-	 * own). Park the broker thread in a known state across the fork.
-	 */
+	/* Namespaces a fork can enter (not a pid one), before forking. */
 	if (st.sandbox) {
 		char why[256];
 
@@ -750,6 +746,11 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 			return NULL;
 		}
 	}
+	/*
+	 * fork() copies only this thread; a lock another thread holds at that
+	 * instant stays held forever in the child (malloc's under ASan, our
+	 * own). Park the broker thread in a known state across the fork.
+	 */
 	park = fork_park(r->broker, &parked);
 	if (parked < 0) {
 		error_set(err, MG_ERR_STREAM, EDEADLK, "%s: mg_fork from the broker thread",

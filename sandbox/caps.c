@@ -116,26 +116,29 @@ static void on_sync_signal(int sig)
 	errno = e;
 }
 
-/* Make every other thread of the process run apply_self_raw(). */
-static int sync_threads(char *why, size_t n)
+#define SYNC_SIGNAL (SIGRTMIN + 4)
+
+/* Tell every other thread of the process to run apply_self_raw(); *sent
+ * is how many were told, *old the signal's previous action. */
+static int signal_threads(int *sent, struct sigaction *old, char *why, size_t n)
 {
-	int sig = SIGRTMIN + 4, sent = 0;
-	struct sigaction sa = { .sa_handler = on_sync_signal, .sa_flags = SA_RESTART }, old;
+	struct sigaction sa = { .sa_handler = on_sync_signal, .sa_flags = SA_RESTART };
 	pid_t self = (pid_t)syscall(SYS_gettid);
 	struct dirent *de;
 	DIR *d;
 
+	*sent = 0;
 	atomic_store(&want.done, 0);
 	atomic_store(&want.failed, 0);
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(sig, &sa, &old) < 0) {
+	if (sigaction(SYNC_SIGNAL, &sa, old) < 0) {
 		snprintf(why, n, "caps: sigaction: %s", strerror(errno));
 		return -errno;
 	}
 	d = opendir("/proc/self/task");
 	if (!d) {
 		snprintf(why, n, "caps: /proc/self/task: %s", strerror(errno));
-		sigaction(sig, &old, NULL);
+		sigaction(SYNC_SIGNAL, old, NULL);
 		return -ENOENT;
 	}
 	while ((de = readdir(d))) {
@@ -143,11 +146,16 @@ static int sync_threads(char *why, size_t n)
 
 		if (tid <= 0 || tid == self)
 			continue;
-		if (syscall(SYS_tgkill, getpid(), tid, sig) == 0)
-			sent++;
+		if (syscall(SYS_tgkill, getpid(), tid, SYNC_SIGNAL) == 0)
+			(*sent)++;
 	}
 	closedir(d);
-	/* Wait (at most 5 s in all) for each thread to say it is done. */
+	return 0;
+}
+
+/* Wait (at most 5 s in all) for the threads told to say they are done. */
+static int wait_threads(int sent, const struct sigaction *old, char *why, size_t n)
+{
 	for (int i = 0; i < 5000; i++) {
 		struct timespec ts = { 0, 1000000 };
 		int done = atomic_load(&want.done);
@@ -156,7 +164,7 @@ static int sync_threads(char *why, size_t n)
 			break;
 		syscall(SYS_futex, (int *)&want.done, FUTEX_WAIT_PRIVATE, done, &ts, NULL, 0);
 	}
-	sigaction(sig, &old, NULL);
+	sigaction(SYNC_SIGNAL, old, NULL);
 	if (atomic_load(&want.done) < sent) {
 		snprintf(why, n, "caps: %d of %d threads did not apply the sandbox",
 			 sent - atomic_load(&want.done), sent);
@@ -182,19 +190,14 @@ static int lock_securebits(char *why, size_t n)
 	return 0;
 }
 
-int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
+/* This thread's part, through libcap (for clear errors). */
+static int apply_main(const struct sb_caps_req *req, char *why, size_t n)
 {
 	bool have_caps = req->have_caps;
 	uint64_t keep = req->keep;
 	cap_t c;
 	int ret;
 
-	memset(&want, 0, sizeof(want));
-	want.have_caps = have_caps;
-	want.keep = keep;
-	want.securebits = req->securebits;
-	want.landlock_fd = req->landlock_fd;
-	want.last = (unsigned)cap_max_bits() - 1;
 	if (have_caps) {
 		for (unsigned v = 0; v <= want.last && v < 64; v++) {
 			if ((keep & (1ull << v)) || prctl(PR_CAPBSET_READ, v, 0, 0, 0) != 1)
@@ -242,13 +245,6 @@ int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
 			return ret;
 		}
 		cap_free(c);
-		/* What the other threads copy: this thread's sets, as set. */
-		want.hdr.version = _LINUX_CAPABILITY_VERSION_3;
-		want.hdr.pid = 0;
-		if (syscall(SYS_capget, &want.hdr, want.data) < 0) {
-			snprintf(why, n, "caps: capget: %s", strerror(errno));
-			return -errno;
-		}
 	} else if (req->securebits && (ret = lock_securebits(why, n)) < 0) {
 		return ret;
 	}
@@ -256,13 +252,42 @@ int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
 		snprintf(why, n, "no_new_privs: %s", strerror(errno));
 		return -errno;
 	}
-	/* The other threads first: listing them reads /proc, which the
-	 * ruleset may not allow. */
-	ret = sync_threads(why, n);
-	if (ret == 0 && req->landlock_fd >= 0 &&
-	    syscall(SYS_landlock_restrict_self, req->landlock_fd, 0) < 0) {
+	if (req->landlock_fd >= 0 && syscall(SYS_landlock_restrict_self, req->landlock_fd, 0) < 0) {
 		ret = -errno;
 		snprintf(why, n, "landlock: restrict_self: %s", strerror(errno));
+		return ret;
 	}
-	return ret;
+	return 0;
+}
+
+int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
+{
+	struct sigaction old;
+	char why2[160];
+	int ret, ret2, sent;
+
+	memset(&want, 0, sizeof(want));
+	want.have_caps = req->have_caps;
+	want.keep = req->keep;
+	want.securebits = req->securebits;
+	want.landlock_fd = req->landlock_fd;
+	want.last = (unsigned)cap_max_bits() - 1;
+	/* What every thread sets: exactly the keep set, in e, p and i. */
+	want.hdr.version = _LINUX_CAPABILITY_VERSION_3;
+	for (unsigned v = 0; v <= want.last && v < 64; v++) {
+		if (!(req->keep & (1ull << v)))
+			continue;
+		want.data[v / 32].effective |= 1u << (v % 32);
+		want.data[v / 32].permitted |= 1u << (v % 32);
+		want.data[v / 32].inheritable |= 1u << (v % 32);
+	}
+	/* The other threads work on theirs while this one does its own (and
+	 * are listed before the ruleset can hide /proc). */
+	ret = signal_threads(&sent, &old, why, n);
+	if (ret < 0)
+		return ret;
+	/* Raw syscalls first (quick); libcap's way only to say what failed. */
+	ret = apply_self_raw() == 0 ? 0 : apply_main(req, why, n);
+	ret2 = wait_threads(sent, &old, ret < 0 ? why2 : why, ret < 0 ? sizeof(why2) : n);
+	return ret < 0 ? ret : ret2;
 }

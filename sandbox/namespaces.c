@@ -21,6 +21,7 @@
  * the latter.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -103,6 +104,7 @@ struct spawn_req {
 	char *const *argv;
 	char *const *env;
 	int chan_fd, out_fd, child_fd;
+	int netns_fd;		/* a ready net namespace to enter, or -1 */
 	int err;		/* written by the child (shared memory) */
 	const char *step;
 };
@@ -152,10 +154,16 @@ static int spawn_child(void *arg)
 	struct spawn_req *q = arg;
 	int devnull;
 
+	q->step = "setns";
+	if (q->netns_fd >= 0 && setns(q->netns_fd, CLONE_NEWNET) < 0)
+		goto fail;
 	if ((q->bits & MG_NS_USER) && map_ids(q) < 0)
 		goto fail;
 	q->step = "stdio";
 	devnull = open("/dev/null", O_RDONLY);
+	/* As posix_spawn's dup2 action: a fd already in place loses CLOEXEC. */
+	if (q->chan_fd == q->child_fd && fcntl(q->chan_fd, F_SETFD, 0) < 0)
+		goto fail;
 	if (devnull < 0 || dup2(q->chan_fd, q->child_fd) < 0 || dup2(q->out_fd, 1) < 0 ||
 	    dup2(q->out_fd, 2) < 0 || dup2(devnull, 0) < 0)
 		goto fail;
@@ -171,8 +179,8 @@ static pid_t try_clone(struct spawn_req *q, void *stack_top)
 {
 	q->err = 0;
 	q->step = "clone";
-	return clone(spawn_child, stack_top,
-		     CLONE_VM | CLONE_VFORK | SIGCHLD | ns_clone_flags(q->bits), q);
+	return clone(spawn_child, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD |
+		     ns_clone_flags(q->netns_fd >= 0 ? q->bits & ~MG_NS_NET : q->bits), q);
 }
 
 /* The namespaces among bits that this kernel lets us create, alone. */
@@ -197,12 +205,145 @@ static unsigned ns_probe(unsigned bits)
 	return ok;
 }
 
+/*
+ * The net namespace pool. Making a net namespace costs ~0.7 ms of kernel
+ * time on this machine (sysctl tables, the loopback device, IPv6 set-up),
+ * which a child would otherwise wait for in clone(). A thread of the
+ * master makes some ahead of time, each with lo up, and a child enters one
+ * with setns(); each is used by exactly one child. The thread starts with
+ * the first child that asks for a net namespace and refills after each one
+ * taken. The pool holds 4, doubled (up to 16) each time a child finds it
+ * empty; MITOGEN_NETNS_POOL=N fixes it at N (0: no pool).
+ */
+#define POOL_MAX 16
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t want;
+	int fd[POOL_MAX];
+	int n;
+	int size;		/* target; -1: not read from the environment yet */
+	bool fixed;		/* size set by MITOGEN_NETNS_POOL */
+	bool started;
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .size = -1 };
+
+static int lo_up(char *why, size_t n);
+
+static void *pool_main(void *arg)
+{
+	char why[160] = "";
+	int fd;
+
+	(void)arg;
+	/* Normal priority on purpose: making a namespace holds the RTNL lock,
+	 * and a starved holder (SCHED_IDLE, nice 19) would stall every
+	 * netlink user on the machine behind it. */
+	for (;;) {
+		pthread_mutex_lock(&pool.lock);
+		while (pool.n >= pool.size)
+			pthread_cond_wait(&pool.want, &pool.lock);
+		pthread_mutex_unlock(&pool.lock);
+		/* This thread alone moves into a new net namespace. */
+		if (unshare(CLONE_NEWNET) < 0) {
+			snprintf(why, sizeof(why), "unshare: %s", strerror(errno));
+			break;
+		}
+		if (lo_up(why, sizeof(why)) < 0)
+			break;
+		fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(why, sizeof(why), "/proc/thread-self/ns/net: %s", strerror(errno));
+			break;
+		}
+		pthread_mutex_lock(&pool.lock);
+		pool.fd[pool.n++] = fd;
+		pthread_mutex_unlock(&pool.lock);
+	}
+	LOG_DEBUG("sandbox: no net namespace pool: %s", why);
+	pthread_mutex_lock(&pool.lock);
+	pool.size = 0;
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
+}
+
+static void pool_prepare(void)
+{
+	pthread_mutex_lock(&pool.lock);
+}
+
+static void pool_parent(void)
+{
+	pthread_mutex_unlock(&pool.lock);
+}
+
+/* A forked child has no pool thread and must not share the namespaces. */
+static void pool_child(void)
+{
+	for (int i = 0; i < pool.n; i++)
+		close(pool.fd[i]);
+	pool.n = 0;
+	pool.started = false;
+	/* Held by pool_prepare in the parent: a fresh one, unlocked. */
+	pthread_mutex_init(&pool.lock, NULL);
+	pthread_cond_init(&pool.want, NULL);
+}
+
+static void pool_atfork(void)
+{
+	pthread_atfork(pool_prepare, pool_parent, pool_child);
+}
+
+/* Called with the lock held. */
+static void pool_start(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	const char *env = getenv("MITOGEN_NETNS_POOL");
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (pool.size < 0) {
+		pool.fixed = env != NULL;
+		pool.size = env ? atoi(env) : 4;
+	}
+	if (pool.size < 0)
+		pool.size = 0;
+	if (pool.size > POOL_MAX)
+		pool.size = POOL_MAX;
+	if (pool.started || pool.size == 0)
+		return;
+	pthread_once(&once, pool_atfork);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	pool.started = pthread_create(&t, &attr, pool_main, NULL) == 0;
+	pthread_attr_destroy(&attr);
+	if (!pool.started)
+		pool.size = 0;
+}
+
+/* A ready net namespace (the caller closes it), or -1 when none is. */
+static int pool_take(void)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&pool.lock);
+	pool_start();
+	if (pool.n > 0)
+		fd = pool.fd[--pool.n];
+	else if (!pool.fixed && pool.size > 0 && pool.size < POOL_MAX)
+		/* Children come faster than the pool refills: keep more. */
+		pool.size = pool.size * 2 > POOL_MAX ? POOL_MAX : pool.size * 2;
+	pthread_cond_signal(&pool.want);
+	pthread_mutex_unlock(&pool.lock);
+	return fd;
+}
+
 pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
 		    size_t n)
 {
 	struct spawn_req q = { .image = image, .argv = argv, .env = env, .chan_fd = chan_fd,
-			       .child_fd = child_fd, .out_fd = out_fd };
+			       .child_fd = child_fd, .out_fd = out_fd, .netns_fd = -1 };
 	size_t stack_size = 64 << 10;
 	char *stack = malloc(stack_size);
 	unsigned best = map_uint(sb, "best_effort");
@@ -216,7 +357,16 @@ pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 	q.bits = ns_wanted(sb);
 	snprintf(q.uid_map, sizeof(q.uid_map), "0 %u 1\n", (unsigned)geteuid());
 	snprintf(q.gid_map, sizeof(q.gid_map), "0 %u 1\n", (unsigned)getegid());
+	/* A net namespace made ahead of time, lo up, when one is ready (not
+	 * across a user namespace: it would not be ours to enter). */
+	if ((q.bits & (MG_NS_NET | MG_NS_USER)) == MG_NS_NET)
+		q.netns_fd = pool_take();
 	pid = try_clone(&q, stack + stack_size);
+	mg_map_set(sb, "net_ready", mg_bool(q.netns_fd >= 0));
+	if (q.netns_fd >= 0) {
+		close(q.netns_fd);
+		q.netns_fd = -1;
+	}
 	if (pid < 0 && (best & MG_SANDBOX_NAMESPACES)) {
 		unsigned ok = ns_probe(q.bits);
 
@@ -362,7 +512,11 @@ int sb_ns_setup(const struct mg_value *v, char *why, size_t n)
 
 	if (forked_bits >= 0)
 		bits &= (unsigned)forked_bits;
-	if ((bits & MG_NS_NET) && (ret = lo_up(why, n)) < 0)
+	const struct mg_value *ready = mg_map_get(v, "net_ready");
+
+	/* A pooled namespace has lo up already. */
+	if ((bits & MG_NS_NET) && !(ready && ready->type == MG_BOOL && ready->b) &&
+	    (ret = lo_up(why, n)) < 0)
 		return ret;
 	if ((bits & MG_NS_MOUNT) && (ret = mount_private(bits, why, n)) < 0)
 		return ret;

@@ -148,6 +148,10 @@ static scmp_filter_ctx compile(const struct sb_policy *p, const char *file, char
 		snprintf(why, n, "seccomp_init failed");
 		return NULL;
 	}
+	/* A binary tree of syscall numbers, not a list: fewer instructions
+	 * per syscall, and loading is quicker too (the kernel runs the filter
+	 * for every syscall number to fill its action cache). */
+	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 	for (size_t i = 0; i < p->n; i++) {
 		ret = rule_add(ctx, &p->rules[i]);
 		if (ret < 0) {

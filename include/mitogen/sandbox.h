@@ -26,7 +26,13 @@
  *  - a part the child's kernel cannot provide (not marked best-effort):
  *    the child writes "mitogen agent: sandbox: <part>: <reason>" to stderr
  *    and exits with code 122 (AGENT_EXIT_SANDBOX); the StreamError carries
- *    that line.
+ *    that line (e.g. "landlock: not built into this kernel"; namespaces the
+ *    starter cannot create: "sandbox: namespaces: cannot create net: ...");
+ *  - a Landlock path that is not absolute, a bad tenant name, or
+ *    pids_max/memory_max without a tenant: found in the parent.
+ *
+ * A file built-in (mg.read_file, mg.write_file) that Landlock stops fails
+ * with EACCES and "denied by landlock: PATH".
  *
  * In a sandboxed child, a call that makes a syscall the seccomp profile
  * refuses gets -EPERM from that syscall, and the call's CallError message

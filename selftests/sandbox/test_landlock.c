@@ -3,7 +3,8 @@
  * test_landlock.c — Landlock path lists (mg_sandbox_opts.ro/rw/exec) as a
  * user sees them: a ro path can be read and not written, a rw path both,
  * anything else neither, and the refusal names the path ("denied by
- * landlock: PATH"); a program run with mg.run inherits the rules; a path
+ * landlock: PATH"); a program run with mg.run inherits the rules, and one
+ * outside the exec list cannot be started (the path is named); a path
  * that does not exist, or is not absolute, fails the creation with a
  * StreamError naming it. Skipped (with the reason) on a kernel without
  * Landlock.
@@ -191,6 +192,24 @@ static void test_run_inherits(void **state)
 	assert_int_equal(access(script, F_OK), 0);
 	snprintf(script, sizeof(script), "%s/b", other);
 	assert_int_equal(access(script, F_OK), -1);
+	/* A program outside the exec list cannot be run: the path is named. */
+	snprintf(script, sizeof(script), "%s/prog", other);
+	{
+		FILE *f = fopen(script, "w");
+
+		assert_non_null(f);
+		fputs("#!/bin/sh\necho hi\n", f);
+		fclose(f);
+		assert_int_equal(chmod(script, 0755), 0);
+	}
+	mg_error_clear(&err);
+	assert_int_equal(mg_call(ctx, "mg.run", MG_LIST(MG_LIST(mg_str(script))), NULL, &err),
+			 -EREMOTEIO);
+	if (!strstr(err.message, "denied by landlock: "))
+		print_error("%s\n", err.message);
+	assert_int_equal(err.errnum, EACCES);
+	assert_non_null(strstr(err.message, "denied by landlock: "));
+	assert_non_null(strstr(err.message, "/other/prog"));
 	stop(ctx);
 }
 
