@@ -85,16 +85,22 @@ static const char tool_usage_text[] =
 	"                          e.g. cap_net_bind_service; '' drops all)\n"
 	"      --nofile N          limit open files of the last hop to N\n"
 	"                          (any of the three also sets no_new_privs)\n"
+	"      --password-file F   type the first line of F at password prompts\n"
+	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
+	"                          environment does the same\n"
+	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
 	"\n"
 	"Targets:\n"
 	"  TARGETS is a comma-separated list of targets, all run in parallel. A\n"
 	"  target is a chain of hops separated by '/', each hop started through\n"
 	"  the one before it; CMD or NAME runs in the last hop. Hop kinds: local\n"
-	"  (a new process from the tool's image) and fork (a fork of its parent).\n"
+	"  (a new process from the tool's image), fork (a fork of its parent),\n"
+	"  ssh:[USER@]HOST[:PORT], sudo[:USER] (root), su:USER, doas[:USER].\n"
 	"      -t local                  a local child (the default)\n"
 	"      -t local/fork/local       a local child, a fork inside it, and a\n"
 	"                                local child of that fork\n"
 	"      -t local,fork,local/local three targets\n"
+	"      -t ssh:deploy@web1/sudo   root on web1, through sudo\n"
 	"  -t may be given more than once; the targets add up. With more than one\n"
 	"  target every line of output is prefixed with the target and \": \"\n"
 	"  (\"local/fork: hello\"; call prints \"TARGET: <json>\"), on stdout or\n"
@@ -191,6 +197,28 @@ static enum mg_error_kind tool_kind_of(int rc)
 	}
 }
 
+/* Passwords for ssh/sudo/su/doas prompts: never from the command line. */
+static char tool_password[1024];
+
+/* --password-file FILE: its first line. Returns 0 or -1 (said why). */
+static int tool_read_password(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "mitogen: --password-file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!fgets(tool_password, sizeof(tool_password), f))
+		tool_password[0] = '\0';
+	fclose(f);
+	n = strcspn(tool_password, "\r\n");
+	tool_password[n] = '\0';
+	target_set_password(tool_password);
+	return 0;
+}
+
 /*
  * Parse the options of a subcommand; on success *ret_first is the index in
  * argv of the first operand. Returns 0 or the exit code to leave with
@@ -209,6 +237,8 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "sandbox", required_argument, NULL, 'S' },
 		{ "caps", required_argument, NULL, 'C' },
 		{ "nofile", required_argument, NULL, 'N' },
+		{ "password-file", required_argument, NULL, 'P' },
+		{ "ssh-option", required_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -269,6 +299,15 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			o->have_sandbox = true;
 			break;
 		}
+		case 'P':
+			if (tool_read_password(optarg) < 0)
+				return TOOL_EXIT_USAGE;
+			break;
+		case 'O':
+			if (target_add_ssh_option(optarg) < 0)
+				return tool_usage_error("too many --ssh-option (at most %d)",
+							TARGET_SSH_OPTIONS_MAX);
+			break;
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -280,6 +319,10 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			return tool_usage_error("unknown option '%s' for '%s'",
 						argv[optind - 1], argv[0]);
 		}
+	}
+	if (!tool_password[0] && getenv("MITOGEN_PASSWORD")) {
+		snprintf(tool_password, sizeof(tool_password), "%s", getenv("MITOGEN_PASSWORD"));
+		target_set_password(tool_password);
 	}
 	if (o->targets.n == 0) {
 		int ret = target_list_parse(&o->targets, "local", NULL, 0);

@@ -368,7 +368,7 @@ static int tty_check(struct conv *c, struct mg_error *err)
 			    c->typed ? "password rejected"
 				     : c->req->password ? "authentication failed"
 							: "authentication failed and no password was given");
-	if (pty_ends_with_any(low, t->prompts)) {
+	if (pty_is_prompt(low, t->prompts)) {
 		char pw[1100];
 		int fd = t->pw_on_stdin ? c->chan : c->tty;
 		size_t n;

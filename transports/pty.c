@@ -60,19 +60,24 @@ bool pty_contains_any(const char *text, const char *const *list)
 	return false;
 }
 
-bool pty_ends_with_any(const char *text, const char *const *list)
+/*
+ * A prompt: the last line so far (the program waits after it) mentions
+ * one of words and ends with ':' ("[sudo] password for bob: ",
+ * "Enter passphrase for key '/k': ", "Password: ").
+ */
+bool pty_is_prompt(const char *text, const char *const *words)
 {
-	size_t n = strlen(text);
+	const char *nl = strrchr(text, '\n');
+	const char *line = nl ? nl + 1 : text;
+	size_t n = strlen(line);
 
-	/* Prompts end the output so far, maybe followed by blanks. */
-	while (n && isspace((unsigned char)text[n - 1]))
+	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
 		n--;
-	for (; list && *list; list++) {
-		size_t k = strlen(*list);
-
-		if (n >= k && !memcmp(text + n - k, *list, k))
+	if (!n || line[n - 1] != ':')
+		return false;
+	for (; words && *words; words++)
+		if (strstr(line, *words))
 			return true;
-	}
 	return false;
 }
 

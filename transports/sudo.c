@@ -16,7 +16,7 @@
 #include "core/message.h"
 #include "transports/transport.h"
 
-static const char *const become_prompts[] = { "password:", "password for", NULL };
+static const char *const become_prompts[] = { "password", NULL };
 
 static const char *const sudo_pw_fail[] = {
 	"sorry, try again", "incorrect password attempt", "a password is required", NULL,

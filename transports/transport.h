@@ -61,7 +61,7 @@ struct transport {
 	bool privileged;		/* contexts are privileged */
 	bool pw_on_stdin;		/* type the password on stdin (su), not the pty */
 	bool c_locale;			/* run the program with LC_ALL=C */
-	const char *const *prompts;	/* lowercase: a password prompt ends with one */
+	const char *const *prompts;	/* lowercase: a last line with one, ending in ':' */
 	const char *const *pw_fail;	/* lowercase: the password was refused */
 	const char *const *hostkey_fail;/* lowercase: host key not verified */
 	const char *const *fatal;	/* lowercase: give up with StreamError */
@@ -110,9 +110,10 @@ int passwd_uid(const char *user, uid_t *ret);
 /* pty.c */
 /* A new pty: master fd (O_CLOEXEC|O_NONBLOCK) and slave path; echo off. */
 int pty_open(int *ret_master, char *slave, size_t size);
-/* Does text (lowercase) end with / contain one of list? */
-bool pty_ends_with_any(const char *text, const char *const *list);
+/* Does text (lowercase) contain one of list? */
 bool pty_contains_any(const char *text, const char *const *list);
+/* Is the last line of text a prompt: has one of words, ends with ':'? */
+bool pty_is_prompt(const char *text, const char *const *words);
 /*
  * posix_spawnp path with argv in a new session: stdin and stdout chan,
  * stderr and controlling terminal the pty slave. Returns 0 or errno.
