@@ -234,18 +234,18 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 {
 	int n = snprintf(buf, size,
 		"H=%s;A=%s;umask 077;m=$(uname -m);"
-		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};u=$(id -u);"
+		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};"
 		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
-		"R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
+		"look(){ f=\"$1/$H\";[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&[ -O \"$f\" ]&&ok \"$1\"&&"
+		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&exec \"$f\" %s; };"
+		"[ -n \"$C\" ]&&look \"$C\";u=$(id -u);R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
-		"look(){ f=\"$1/$H\";ok \"$1\"&&[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&"
-		"[ \"$(sha256sum<\"$f\"|cut -c1-64)\" = $H ]&&exec \"$f\" %s; };"
 		"store(){ mkdir -p \"$1\" 2>/dev/null;ok \"$1\"||return;p=\"$1/.p$$\";"
 		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
 		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
-		"[ \"$(sha256sum<\"$t\"|cut -c1-64)\" = $H ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
+		"[ \"$(sha256sum<\"$t\")\" = \"$H  -\" ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
 		"exec \"$1/$H\" %s;rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
 		img->sha, arch, run, run);
@@ -538,6 +538,14 @@ static int accept_child(struct conv *c, struct mg_error *err)
 	return 0;
 }
 
+/* Has pid exited? (Not reaped: WNOWAIT; the caller reaps it.) */
+static bool exited(pid_t pid)
+{
+	siginfo_t si = { 0 };
+
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 static int converse(struct conv *c, struct mg_error *err)
 {
 	bool eof = false;
@@ -555,7 +563,7 @@ static int converse(struct conv *c, struct mg_error *err)
 			return 0;
 		if (eof) {
 			/* Gone: collect its last words, then say why. */
-			for (int i = 0; i < 20 && waitpid(c->pid, NULL, WNOHANG) == 0; i++)
+			for (int i = 0; i < 20 && !exited(c->pid); i++)
 				usleep(10000);
 			if (read_tty(c, err) < 0)
 				return -1;
@@ -674,7 +682,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		error_set(err, MG_ERR_STREAM, ENOMEM, "%s: out of memory", st.namebuf);
 		goto fail_early;
 	}
-	snprintf(command, 8300, "sh -c '%s'", script);
+	snprintf(command, 8300, "exec sh -c '%s'", script);
 	if (req->build(req, command, script, ab, why, sizeof(why)) < 0 || ab->overflow) {
 		error_set(err, MG_ERR_STREAM, EINVAL, "%s: %s", st.namebuf,
 			  ab->overflow ? "command line too long" : why);

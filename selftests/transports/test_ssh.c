@@ -461,6 +461,73 @@ static void test_ssh_bad_options(void **state)
 	assert_non_null(strstr(err.message, "port"));
 }
 
+static const char *const noexec_dirs[] = {
+	"/home/mgtest/.cache/mitogen", "/dev/shm/mitogen-%u", "/var/tmp/mitogen-%u",
+	"/tmp/mitogen-%u",
+};
+
+/* Mount a noexec tmpfs owned by uid on dir (made first). 0 or -1. */
+static int mount_noexec(const char *fmt, uid_t uid)
+{
+	char dir[128], cmd[1024];
+
+	snprintf(dir, sizeof(dir), fmt, (unsigned)uid);
+	snprintf(cmd, sizeof(cmd),
+		 "umount %s 2>/dev/null; rm -rf %s && mkdir -p %s && chown %u %s && "
+		 "mount -t tmpfs -o noexec,nosuid,nodev,mode=0700,uid=%u,size=64m tmpfs %s",
+		 dir, dir, dir, (unsigned)uid, dir, (unsigned)uid, dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int noexec_teardown(void **state)
+{
+	uid_t uid = user_uid("mgtest");
+	char dir[128], cmd[320];
+
+	for (size_t i = 0; i < sizeof(noexec_dirs) / sizeof(noexec_dirs[0]); i++) {
+		snprintf(dir, sizeof(dir), noexec_dirs[i], (unsigned)uid);
+		snprintf(cmd, sizeof(cmd), "umount %s 2>/dev/null; rm -rf %s", dir, dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "# cleanup of %s failed\n", dir);
+	}
+	return teardown(state);
+}
+
+static void test_ssh_noexec(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	uid_t uid;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	char sha[65], path[160];
+
+	NEED_SSHD();
+	uid = user_uid("mgtest");
+	image_sha(sha);
+	if (mount_noexec(noexec_dirs[0], uid) < 0) {
+		fprintf(stderr, "# skip: cannot mount a noexec tmpfs (no CAP_SYS_ADMIN?)\n");
+		skip();
+	}
+	/* The cache is noexec: the next candidate (no XDG_RUNTIME_DIR under
+	 * this sshd) takes the image. */
+	ssh_case_init(&c, "mgtest", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), uid);
+	finish(ctx);
+	snprintf(path, sizeof(path), "/dev/shm/mitogen-%u/%s", (unsigned)uid, sha);
+	assert_int_equal(access(path, X_OK), 0);
+	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* Every candidate noexec: a StreamError that says so. */
+	for (size_t i = 1; i < sizeof(noexec_dirs) / sizeof(noexec_dirs[0]); i++)
+		assert_int_equal(mount_noexec(noexec_dirs[i], uid), 0);
+	ssh_expect_fail(&c, MG_ERR_STREAM, "allows executing", NULL);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -478,6 +545,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_ssh_killed_mid_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_via_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_bad_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_noexec, setup, noexec_teardown),
 	};
 	if (fixture_up(true) < 0)
 		return 1;
