@@ -20,7 +20,7 @@
 
 extern char **environ;
 
-int pty_open(int *ret_master, char *slave, size_t size)
+int pty_open(int *ret_master, int *ret_slave, char *slave, size_t size)
 {
 	struct termios tio;
 	int fd, sfd;
@@ -39,9 +39,9 @@ int pty_open(int *ret_master, char *slave, size_t size)
 		tio.c_oflag &= ~(tcflag_t)ONLCR;
 		tcsetattr(sfd, TCSANOW, &tio);
 	}
-	close(sfd);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	*ret_master = fd;
+	*ret_slave = sfd;
 	return 0;
 fail:
 	{
@@ -104,8 +104,8 @@ static char **spawn_env(bool c_locale)
 	return env;
 }
 
-int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, bool c_locale,
-	      pid_t *ret_pid)
+int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, int errfd,
+	      bool c_locale, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -131,7 +131,10 @@ int pty_spawn(const char *path, char *const argv[], int chan, const char *slave,
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, chan, 0);
 	posix_spawn_file_actions_adddup2(&fa, chan, 1);
+	/* Opened after setsid(): the controlling terminal. Then stderr is
+	 * errfd: only what the program writes to /dev/tty reaches the pty. */
 	posix_spawn_file_actions_addopen(&fa, 2, slave, O_RDWR, 0);
+	posix_spawn_file_actions_adddup2(&fa, errfd, 2);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	ret = posix_spawnp(ret_pid, path, &fa, &at, argv, env);
 	posix_spawn_file_actions_destroy(&fa);

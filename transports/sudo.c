@@ -36,7 +36,7 @@ static const struct transport sudo_transport = {
 };
 static const struct transport su_transport = {
 	.kind = "su", .connect_back = true, .privileged = true, .c_locale = true,
-	.pw_on_stdin = true,
+	.pw_on_stdin = true, .prompt_on_stderr = true,
 	.prompts = become_prompts, .pw_fail = su_pw_fail, .fatal = su_fatal,
 };
 static const struct transport doas_transport = {
