@@ -176,6 +176,46 @@ static void test_sudo_args(void **state)
 	assert_non_null(strstr(err.message, "--login"));
 }
 
+/* $NAME in ctx's environment (mg.environ), copied into buf; NULL if unset. */
+static const char *remote_env(struct mg_context *ctx, const char *name, char *buf, size_t size)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	const struct mg_value *e;
+	const char *ret = NULL;
+
+	assert_int_equal(mg_call(ctx, "mg.environ", NULL, &v, &err), 0);
+	e = mg_map_get(v, name);
+	if (e && e->type == MG_STR) {
+		snprintf(buf, size, "%s", e->str);
+		ret = buf;
+	}
+	mg_value_free(v);
+	return ret;
+}
+
+static void test_sudo_set_home_preserve_env(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char buf[256];
+
+	NEED_ROOT();
+	setenv("MG_TEST_SUDO_MARK", "kept", 1);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo", .set_home = true);
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_string_equal(remote_env(ctx, "HOME", buf, sizeof(buf)), "/home/mgsudo");
+	assert_null(remote_env(ctx, "MG_TEST_SUDO_MARK", buf, sizeof(buf)));
+	finish(ctx);
+	so.set_home = false;
+	so.preserve_env = true;
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_string_equal(remote_env(ctx, "MG_TEST_SUDO_MARK", buf, sizeof(buf)), "kept");
+	finish(ctx);
+	unsetenv("MG_TEST_SUDO_MARK");
+}
+
 /* Socket type of inode from /proc/net/unix, or -1. */
 static int unix_type(unsigned long ino)
 {
@@ -383,6 +423,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_sudo_nopasswd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sudo_password, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sudo_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_set_home_preserve_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sudo_seqpacket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_su, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_doas, setup, teardown),
