@@ -299,17 +299,33 @@ int stream_send_direct(struct stream *s, struct mg_message *msg)
 {
 	ssize_t n = -EAGAIN;
 
-	if (msg->len > WIRE_PAYLOAD_MAX || s->bytes)
+	if (msg->len > WIRE_PAYLOAD_MAX)
 		return -EAGAIN;
 	pthread_mutex_lock(&s->wlock);
-	if (!s->closed && !s->out_head) {
+	if (!s->closed && !s->out_head && !s->wrec_len) {
 		msg->sent = 0;
 		msg->started = false;
 		n = write_record(s, msg);
+		if (n < 0 && s->bytes && s->wrec_off) {
+			/*
+			 * A byte stream took part of the record: the rest must
+			 * follow before anything else. Queue it as the head
+			 * (its record state is the stream's) and let the broker
+			 * finish it when there is room (every change of the
+			 * stream's epoll events happens under wlock).
+			 */
+			msg->next = NULL;
+			s->out_head = s->out_tail = msg;
+			s->out_bytes += msg->len;
+			stream_want_out(s, true);
+			pthread_mutex_unlock(&s->wlock);
+			return 0;
+		}
 		if (n < 0) {
 			/* Unsent: the broker queues it and deals with errors. */
 			msg->sent = 0;
 			msg->started = false;
+			s->wrec_len = 0;
 		}
 	}
 	pthread_mutex_unlock(&s->wlock);

@@ -54,6 +54,7 @@ struct child_proc {
 	bool reaped;
 	bool registered;
 	bool done;			/* broker side finished with it */
+	int keep_fd;			/* closed with us (struct start) */
 	int refs;			/* broker side + the starting thread */
 };
 
@@ -188,6 +189,8 @@ static void child_proc_unref(struct child_proc *cp)
 		close(cp->pidsrc.fd);
 	if (cp->outsrc.fd >= 0)
 		close(cp->outsrc.fd);
+	if (cp->keep_fd >= 0)
+		close(cp->keep_fd);
 	pthread_mutex_destroy(&cp->lock);
 	cp->ctx->kill = NULL;
 	mg_context_unref(cp->ctx);
@@ -281,6 +284,7 @@ static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context 
 	if (!cp)
 		return NULL;
 	cp->refs = 2;
+	cp->keep_fd = -1;
 	cp->b = r->broker;
 	cp->ctx = mg_context_ref(ctx);
 	cp->pid = pid;
@@ -306,6 +310,9 @@ void start_cleanup(struct start *st)
 {
 	mg_value_free(st->sandbox);
 	st->sandbox = NULL;
+	if (st->keep_fd >= 0)
+		close(st->keep_fd);
+	st->keep_fd = -1;
 	for (int i = 0; i < 2; i++) {
 		if (st->sv[i] >= 0)
 			close(st->sv[i]);
@@ -320,6 +327,7 @@ int start_prepare(struct start *st, struct mg_router *r,
 {
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
+	st->keep_fd = -1;
 	st->connect_timeout = 30.0;
 	if (o) {
 		if (o->sz < sizeof(size_t)) {
@@ -440,6 +448,8 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 	cp = child_proc_new(r, ctx, pid, st->out[0]);
 	if (!cp)
 		goto oom;
+	cp->keep_fd = st->keep_fd;
+	st->keep_fd = -1;
 	st->out[0] = -1;
 	s = st->bytes ? stream_new_bytes(st->sv[0], st->sv[0], STREAM_CHILD, st->id, st->namebuf,
 					 r->max_message_size)
@@ -526,8 +536,16 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 	else
 		snprintf(status, sizeof(status), "closed its channel");
 	pthread_mutex_unlock(&ctx->lock);
-	error_set(err, MG_ERR_STREAM, ECONNRESET, "%s: child %s before it started%s%s",
-		  st->namebuf, status, *tail ? "; last output: " : "", tail);
+	{
+		/* "... disconnected: protocol error: bad magic": say why. */
+		const char *p = strstr(e2.message, "protocol error");
+		char why[160] = "";
+
+		if (p)
+			snprintf(why, sizeof(why), " (%.140s)", p);
+		error_set(err, MG_ERR_STREAM, ECONNRESET, "%s: child %s before it started%s%s%s",
+			  st->namebuf, status, why, *tail ? "; last output: " : "", tail);
+	}
 	goto fail;
 
 oom:

@@ -36,6 +36,9 @@ struct start {
 	bool bytes;			/* sv[0] is a byte stream */
 	bool remote;			/* another host: uids are not ours */
 	bool privileged;		/* mark the context privileged */
+	int keep_fd;			/* held until the child is gone (a pty
+					 * master: closing it would hang up the
+					 * program); -1: none */
 };
 
 int start_prepare(struct start *st, struct mg_router *r, const struct mg_local_opts *o,

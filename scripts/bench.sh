@@ -319,6 +319,75 @@ END {
 ' "$OUT/floor.out" "$OUT/mitogen.out" "$OUT/mitogen_tree.out" "$OUT/ours.out"
 status=$?
 
+# --- ssh rows (issue 4): a fixture sshd on 127.0.0.1, as root ------------
+# ours: `$BENCH ssh HOST PORT USER KEY` (selftests/bench/bench_ssh.c);
+# Mitogen: selftests/bench/ref/mitogen_ssh.py, same sshd, same key; floor:
+# a bare `ssh HOST true` with our ssh options, measured by ours in the
+# same run. Skipped (with the reason) when not root or without sshd, or
+# when BENCH_ONLY names no ssh row.
+ssh_rows() {
+	local dir port key
+	if [ -n "${BENCH_ONLY:-}" ] && [[ $BENCH_ONLY != *ssh* ]]; then
+		return 0
+	fi
+	echo
+	if [ "$(id -u)" != 0 ] || [ ! -x /usr/sbin/sshd ]; then
+		echo "ssh rows: skipped (need root and /usr/sbin/sshd for the fixture sshd)"
+		return 0
+	fi
+	dir=$(mktemp -d /tmp/mg-bench-sshd.XXXXXX)
+	if ! read -r port _ < <(selftests/fixtures/sshd.sh start "$dir"); then
+		echo "ssh rows: the fixture sshd did not start"
+		rm -rf "$dir"
+		return 0
+	fi
+	key=$dir/id_ed25519
+	run "ours (ssh)" "$OUT/ours_ssh.out" "$BENCH" ssh 127.0.0.1 "$port" root "$key" || true
+	if [ -x "$PYTHON" ]; then
+		run "Mitogen (ssh)" "$OUT/mitogen_ssh.out" "$PYTHON" "$REF/mitogen_ssh.py" \
+			127.0.0.1 "$port" root "$key" || true
+	else
+		: >"$OUT/mitogen_ssh.out"
+	fi
+	selftests/fixtures/sshd.sh stop "$dir"
+	awk '
+	function has(a, k) { return (k in a) && a[k] != "" }
+	function val(a, k) { return has(a, k) ? a[k] : "n/a" }
+	/^#/ || NF < 2 { next }
+	FILENAME ~ /ours_ssh\.out$/ { O[$1] = $2; next }
+	{ M[$1] = $2 }
+	function line(label, o, m, f, cmp, tgt, met) {
+		printf("%-34s | %8s | %8s | %-17s | %-16s | %-22s | %s\n", label, o, m, f, cmp, tgt, met)
+	}
+	END {
+		print "ssh (fixture sshd on 127.0.0.1, root, key login, compression on, host keys ignored)"
+		line("measure", "ours", "Mitogen", "floor", "ours vs other", "target", "met")
+		print "-----------------------------------+----------+----------+-------------------+------------------+------------------------+----"
+		k = "ssh_create_call_ms"
+		r = has(O, k) && has(O, "ssh_true_ms") ? O[k] / O["ssh_true_ms"] : ""
+		line("ssh create + call + shutdown (ms)", val(O, k), val(M, k),
+		     val(O, "ssh_true_ms") " (ssh true)",
+		     r != "" ? sprintf("%.2fx floor", r) : "n/a", "<= 1.10x ssh true",
+		     r == "" ? "?" : (r <= 1.10 ? "yes" : "NO"))
+		k = "ssh_first_connect_ms"
+		line("first connect, image sent (ms)", val(O, k), "n/a", "n/a", "-", "none (report)", "-")
+		k = "ssh_call_rtt_us"
+		r = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+		line("call round trip over ssh (us)", val(O, k), val(M, k), "n/a",
+		     r != "" ? sprintf("%.1fx faster", r) : "n/a", ">= 3x Mitogen",
+		     r == "" ? "?" : (r >= 3 ? "yes" : "NO"))
+		k = "ssh_local_call_rtt_us"
+		line("ssh -> local round trip (us)", val(O, k), "n/a", "n/a", "-", "none (report)", "-")
+		k = "ssh_sudo_call_rtt_us"
+		r = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+		line("ssh -> sudo round trip (us)", val(O, k), val(M, k), "n/a",
+		     r != "" ? sprintf("%.1fx faster", r) : "n/a", ">= 3x Mitogen",
+		     r == "" ? "?" : (r >= 3 ? "yes" : "NO"))
+		print "ours: medians of 5 (create), means of 1000/500 calls; Mitogen: its script, one run."
+	}' "$OUT/ours_ssh.out" "$OUT/mitogen_ssh.out"
+}
+ssh_rows
+
 [ "$ours_ok" = 1 ] || exit 1
 [ $status -eq 0 ] || exit 1
 exit 0

@@ -25,6 +25,7 @@ packages=(
 	libnl-3-dev libnl-route-3-dev bpftool
 	# real programs the selftests drive (DESIGN.md section 11)
 	openssh-server openssh-client sudo rsync iproute2 util-linux
+	opendoas		# mg_doas tests (skipped with a reason when absent)
 )
 
 missing=()

@@ -107,12 +107,17 @@ static const char tool_usage_text[] =
 	"      --tenant NAME       join the tenant cgroup mitogen/NAME\n"
 	"      --pids-max N        at most N tasks in the tenant cgroup\n"
 	"                          (any sandbox option also sets no_new_privs)\n"
+	"      --password-file F   type the first line of F at password prompts\n"
+	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
+	"                          environment does the same\n"
+	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
 	"\n"
 	"Targets:\n"
 	"  TARGETS is a comma-separated list of targets, run in parallel (see -f). A\n"
 	"  target is a chain of hops separated by '/', each hop started through\n"
 	"  the one before it; CMD or NAME runs in the last hop. Hop kinds: local\n"
-	"  (a new process from the tool's image) and fork (a fork of its parent).\n"
+	"  (a new process from the tool's image), fork (a fork of its parent),\n"
+	"  ssh:[USER@]HOST[:PORT], sudo[:USER] (root), su:USER, doas[:USER].\n"
 	"      -t local                  a local child (the default)\n"
 	"      -t local/fork/local       a local child, a fork inside it, and a\n"
 	"                                local child of that fork\n"
@@ -120,6 +125,7 @@ static const char tool_usage_text[] =
 	"  Host ranges as pdsh writes them make one target per name:\n"
 	"  web[01-20] is web01 to web20, db[1,3,5] is db1, db3 and db5; a bracket\n"
 	"  group with anything but digits, ',' and '-' ([::1]) is kept as is.\n"
+	"      -t ssh:deploy@web1/sudo   root on web1, through sudo\n"
 	"  -t may be given more than once; the targets add up. With more than one\n"
 	"  target every line of output is prefixed with the target and \": \"\n"
 	"  (\"local/fork: hello\"; call prints \"TARGET: <json>\"), on stdout or\n"
@@ -279,6 +285,28 @@ static void tool_sandbox_paths(struct tool_opts *o)
 	o->sandbox.exec = o->npaths[2] ? o->paths[2] : NULL;
 }
 
+/* Passwords for ssh/sudo/su/doas prompts: never from the command line. */
+static char tool_password[1024];
+
+/* --password-file FILE: its first line. Returns 0 or -1 (said why). */
+static int tool_read_password(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "mitogen: --password-file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!fgets(tool_password, sizeof(tool_password), f))
+		tool_password[0] = '\0';
+	fclose(f);
+	n = strcspn(tool_password, "\r\n");
+	tool_password[n] = '\0';
+	target_set_password(tool_password);
+	return 0;
+}
+
 /*
  * Parse the options of a subcommand; on success *ret_first is the index in
  * argv of the first operand. Returns 0 or the exit code to leave with
@@ -304,6 +332,8 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "exec", required_argument, NULL, TOOL_OPT_EXEC },
 		{ "tenant", required_argument, NULL, TOOL_OPT_TENANT },
 		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
+		{ "password-file", required_argument, NULL, 'P' },
+		{ "ssh-option", required_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -385,6 +415,15 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 				return ret;
 			break;
 		}
+		case 'P':
+			if (tool_read_password(optarg) < 0)
+				return TOOL_EXIT_USAGE;
+			break;
+		case 'O':
+			if (target_add_ssh_option(optarg) < 0)
+				return tool_usage_error("too many --ssh-option (at most %d)",
+							TARGET_SSH_OPTIONS_MAX);
+			break;
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -398,6 +437,10 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		}
 	}
 	tool_sandbox_paths(o);
+	if (!tool_password[0] && getenv("MITOGEN_PASSWORD")) {
+		snprintf(tool_password, sizeof(tool_password), "%s", getenv("MITOGEN_PASSWORD"));
+		target_set_password(tool_password);
+	}
 	if (o->targets.n == 0) {
 		int ret = target_list_parse(&o->targets, "local", NULL, 0);
 

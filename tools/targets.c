@@ -20,6 +20,10 @@
 #include "tools/hostlist.h"
 #include "tools/targets.h"
 
+static void err_setf(struct mg_error *err, enum mg_error_kind kind,
+		     int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* the kinds of hop */
 
 enum hop_arg {
@@ -62,6 +66,98 @@ static struct mg_context *hop_start_fork(struct mg_router *r,
 	return mg_fork(r, &fo, err);
 }
 
+/* --password-file / MITOGEN_PASSWORD, --ssh-option: for every hop. */
+static const char *hop_password;
+static const char *hop_ssh_args[2 * TARGET_SSH_OPTIONS_MAX + 1];
+static size_t hop_ssh_nargs;
+
+void target_set_password(const char *password)
+{
+	hop_password = password;
+}
+
+int target_add_ssh_option(const char *opt)
+{
+	if (hop_ssh_nargs + 2 >= sizeof(hop_ssh_args) / sizeof(hop_ssh_args[0]))
+		return -E2BIG;
+	hop_ssh_args[hop_ssh_nargs++] = "-o";
+	hop_ssh_args[hop_ssh_nargs++] = opt;
+	return 0;
+}
+
+/* ssh:[USER@]HOST[:PORT]; HOST may be an IPv6 literal in brackets
+ * ([::1], [::1]:2222), as ssh and URLs write it. */
+static struct mg_context *hop_start_ssh(struct mg_router *r, const struct hop *h,
+					const struct mg_local_opts *lo, struct mg_error *err)
+{
+	char buf[256], *host = buf, *user = NULL, *colon, *end;
+	long port = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", h->arg) >= (int)sizeof(buf)) {
+		err_setf(err, MG_ERR_STREAM, EINVAL, "ssh:%.40s...: too long", h->arg);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((colon = strrchr(buf, '@'))) {
+		*colon = '\0';
+		user = buf;
+		host = colon + 1;
+	}
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+
+		if (!close || close == host + 1 || (close[1] && close[1] != ':')) {
+			err_setf(err, MG_ERR_STREAM, EINVAL,
+				 "ssh:%s: an IPv6 address is written [ADDR] or [ADDR]:PORT",
+				 h->arg);
+			errno = EINVAL;
+			return NULL;
+		}
+		*close = '\0';
+		host++;
+		colon = close[1] ? close + 1 : NULL;
+	} else {
+		colon = strchr(host, ':');
+	}
+	if (colon) {
+		*colon = '\0';
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (errno || end == colon + 1 || *end || port <= 0 || port > 65535) {
+			err_setf(err, MG_ERR_STREAM, EINVAL,
+				 "ssh:%s: the port must be a number from 1 to 65535", h->arg);
+			errno = EINVAL;
+			return NULL;
+		}
+	}
+	MG_OPTS(mg_ssh_opts, o, .local = lo, .hostname = host, .username = user,
+		.port = (int)port, .password = hop_password,
+		.ssh_args = hop_ssh_nargs ? hop_ssh_args : NULL);
+	return mg_ssh(r, &o, err);
+}
+
+/* sudo[:USER], su:USER, doas[:USER] */
+static struct mg_context *hop_start_sudo(struct mg_router *r, const struct hop *h,
+					 const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_sudo_opts, o, .local = lo, .username = h->arg, .password = hop_password);
+	return mg_sudo(r, &o, err);
+}
+
+static struct mg_context *hop_start_su(struct mg_router *r, const struct hop *h,
+				       const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_su_opts, o, .local = lo, .username = h->arg, .password = hop_password);
+	return mg_su(r, &o, err);
+}
+
+static struct mg_context *hop_start_doas(struct mg_router *r, const struct hop *h,
+					 const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_doas_opts, o, .local = lo, .username = h->arg, .password = hop_password);
+	return mg_doas(r, &o, err);
+}
+
 /*
  * Every kind a hop may name. A new transport is one row here: for
  * example { "ssh", HOP_ARG_REQUIRED, "[USER@]HOST[:PORT]", hop_start_ssh }
@@ -72,6 +168,10 @@ static struct mg_context *hop_start_fork(struct mg_router *r,
 static const struct hop_type hop_types[] = {
 	{ "local", HOP_ARG_NONE, NULL, hop_start_local },
 	{ "fork", HOP_ARG_NONE, NULL, hop_start_fork },
+	{ "ssh", HOP_ARG_REQUIRED, "[USER@]HOST[:PORT]", hop_start_ssh },
+	{ "sudo", HOP_ARG_OPTIONAL, "USER", hop_start_sudo },
+	{ "su", HOP_ARG_REQUIRED, "USER", hop_start_su },
+	{ "doas", HOP_ARG_OPTIONAL, "USER", hop_start_doas },
 };
 
 #define HOP_TYPES_N (sizeof(hop_types) / sizeof(hop_types[0]))
@@ -423,9 +523,11 @@ int target_start(struct target *t, struct mg_router *r,
 		errno = 0;
 		h->ctx = h->type->start(r, h, &lo, &e);
 		if (!h->ctx) {
-			enum mg_error_kind kind = e.kind == MG_ERR_TIMEOUT ?
-							  MG_ERR_TIMEOUT :
-							  MG_ERR_STREAM;
+			/* PasswordError and HostKeyError say more than
+			 * "could not start": keep them */
+			enum mg_error_kind kind = e.kind == MG_ERR_TIMEOUT ||
+						  e.kind == MG_ERR_PASSWORD ||
+						  e.kind == MG_ERR_HOSTKEY ? e.kind : MG_ERR_STREAM;
 
 			/* whatever else the library said, this failed to start */
 			ret = errno ? -errno : -EIO;

@@ -16,9 +16,9 @@
  *					and a local child of that
  *	-t local,fork,local/local	three targets
  *
- * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types below
- * (today local and fork); a kind that needs an argument (ssh:user@host,
- * sudo:root) is one more row there.
+ * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types in
+ * targets.c: local, fork, ssh:[USER@]HOST[:PORT], sudo[:USER], su:USER,
+ * doas[:USER].
  */
 
 /* Hard limits, so that a typo cannot start thousands of processes. */
@@ -60,6 +60,11 @@ int target_list_parse(struct target_list *list, const char *spec, char *why, siz
  * or -errno with err filled. */
 int target_start(struct target *t, struct mg_router *r, double deadline,
 		 const struct mg_sandbox_opts *sandbox, struct mg_error *err);
+#define TARGET_SSH_OPTIONS_MAX 32
+/* Password typed at any hop's prompt (borrowed; NULL: none). */
+void target_set_password(const char *password);
+/* One more "-o OPT" for every ssh hop (borrowed). 0 or -E2BIG. */
+int target_add_ssh_option(const char *opt);
 /* Shut t's hops down deepest first (force: kill a stuck first hop). */
 void target_stop(struct target *t, bool force);
 

@@ -234,18 +234,18 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 {
 	int n = snprintf(buf, size,
 		"H=%s;A=%s;umask 077;m=$(uname -m);"
-		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};u=$(id -u);"
+		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};"
 		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
-		"R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
+		"look(){ f=\"$1/$H\";[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&[ -O \"$f\" ]&&ok \"$1\"&&"
+		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&exec \"$f\" %s; };"
+		"[ -n \"$C\" ]&&look \"$C\";u=$(id -u);R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
-		"look(){ f=\"$1/$H\";ok \"$1\"&&[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&"
-		"[ \"$(sha256sum<\"$f\"|cut -c1-64)\" = $H ]&&exec \"$f\" %s; };"
 		"store(){ mkdir -p \"$1\" 2>/dev/null;ok \"$1\"||return;p=\"$1/.p$$\";"
 		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
 		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
-		"[ \"$(sha256sum<\"$t\"|cut -c1-64)\" = $H ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
+		"[ \"$(sha256sum<\"$t\")\" = \"$H  -\" ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
 		"exec \"$1/$H\" %s;rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
 		img->sha, arch, run, run);
@@ -263,6 +263,9 @@ struct conv {
 	pid_t pid;
 	int chan;			/* program's stdin/stdout */
 	int tty;			/* pty master */
+	int slave;			/* pty slave, kept open while we talk */
+	int errfd;			/* the program's stderr (read end) */
+	bool last_from_tty;		/* the newest output came from the pty */
 	int lfd;			/* connect_back: listening socket */
 	double deadline;
 	char ttybuf[TTY_KEEP];		/* what the program printed (tail) */
@@ -368,7 +371,7 @@ static int tty_check(struct conv *c, struct mg_error *err)
 			    c->typed ? "password rejected"
 				     : c->req->password ? "authentication failed"
 							: "authentication failed and no password was given");
-	if (pty_ends_with_any(low, t->prompts)) {
+	if ((c->last_from_tty || t->prompt_on_stderr) && pty_is_prompt(low, t->prompts)) {
 		char pw[1100];
 		int fd = t->pw_on_stdin ? c->chan : c->tty;
 		size_t n;
@@ -393,17 +396,26 @@ static int tty_check(struct conv *c, struct mg_error *err)
 	return 0;
 }
 
-static int read_tty(struct conv *c, struct mg_error *err)
+/* Read the pty (fd == c->tty) or stderr; both feed the same text. */
+static int read_out(struct conv *c, int fd, struct mg_error *err)
 {
 	char buf[1024];
 	ssize_t n;
 
-	while ((n = read(c->tty, buf, sizeof(buf))) > 0) {
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
 		tty_append(c, buf, (size_t)n);
+		c->last_from_tty = fd == c->tty;
 		if (tty_check(c, err) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+static int read_tty(struct conv *c, struct mg_error *err)
+{
+	if (read_out(c, c->tty, err) < 0)
+		return -1;
+	return read_out(c, c->errfd, err);
 }
 
 /* One stdout line of the first stage. */
@@ -538,15 +550,24 @@ static int accept_child(struct conv *c, struct mg_error *err)
 	return 0;
 }
 
+/* Has pid exited? (Not reaped: WNOWAIT; the caller reaps it.) */
+static bool exited(pid_t pid)
+{
+	siginfo_t si = { 0 };
+
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 static int converse(struct conv *c, struct mg_error *err)
 {
 	bool eof = false;
 
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 			{ .fd = c->tty, .events = POLLIN },
 			{ .fd = c->chan, .events = POLLIN | (c->sending ? POLLOUT : 0) },
 			{ .fd = c->lfd, .events = POLLIN },
+			{ .fd = c->errfd, .events = POLLIN },
 		};
 		double left = c->deadline - mono_now();
 		int n;
@@ -555,7 +576,7 @@ static int converse(struct conv *c, struct mg_error *err)
 			return 0;
 		if (eof) {
 			/* Gone: collect its last words, then say why. */
-			for (int i = 0; i < 20 && waitpid(c->pid, NULL, WNOHANG) == 0; i++)
+			for (int i = 0; i < 20 && !exited(c->pid); i++)
 				usleep(10000);
 			if (read_tty(c, err) < 0)
 				return -1;
@@ -569,13 +590,19 @@ static int converse(struct conv *c, struct mg_error *err)
 		if (left <= 0)
 			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
 				    "connect timeout: the agent did not start in time");
-		n = poll(p, 3, (int)(left * 1000) + 1);
+		n = poll(p, 4, (int)(left * 1000) + 1);
 		if (n < 0 && errno != EINTR)
 			return fail(c, err, MG_ERR_STREAM, errno, "poll: %s", strerror(errno));
 		if (n <= 0)
 			continue;
-		if (p[0].revents && read_tty(c, err) < 0)
+		if (p[0].revents && read_out(c, c->tty, err) < 0)
 			return -1;
+		if (p[3].revents & POLLHUP && !(p[3].revents & POLLIN)) {
+			close(c->errfd);	/* closed by all: nothing more */
+			c->errfd = -1;
+		} else if (p[3].revents && read_out(c, c->errfd, err) < 0) {
+			return -1;
+		}
 		if (p[2].revents & POLLIN)
 			accept_child(c, err);
 		if ((p[1].revents & POLLOUT) && send_image(c, err) < 0)
@@ -627,11 +654,12 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 {
 	const struct transport *t = req->t;
 	struct start st;
-	struct conv c = { .req = req, .tty = -1, .chan = -1, .lfd = -1, .conn = -1 };
+	struct conv c = { .req = req, .tty = -1, .slave = -1, .errfd = -1, .chan = -1, .lfd = -1,
+			  .conn = -1 };
 	struct argv_buf *ab = NULL;
 	char slave[64], sock[64] = "", run[96], arch[64], why[512];
 	char *script = NULL, *command = NULL;
-	int sv[2] = { -1, -1 }, ret;
+	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, ret;
 	bool owned = false;
 	double t0 = mono_now();
 	pid_t pid;
@@ -674,21 +702,26 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		error_set(err, MG_ERR_STREAM, ENOMEM, "%s: out of memory", st.namebuf);
 		goto fail_early;
 	}
-	snprintf(command, 8300, "sh -c '%s'", script);
+	snprintf(command, 8300, "exec sh -c '%s'", script);
 	if (req->build(req, command, script, ab, why, sizeof(why)) < 0 || ab->overflow) {
 		error_set(err, MG_ERR_STREAM, EINVAL, "%s: %s", st.namebuf,
 			  ab->overflow ? "command line too long" : why);
 		goto fail_early;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
-	    (ret = pty_open(&c.tty, slave, sizeof(slave))) < 0) {
+	    pipe2(ep, O_CLOEXEC) < 0 ||
+	    (ret = pty_open(&c.tty, &c.slave, slave, sizeof(slave))) < 0) {
 		error_set(err, MG_ERR_STREAM, errno, "%s: cannot make the channel: %s",
 			  st.namebuf, strerror(errno));
 		goto fail_early;
 	}
-	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, t->c_locale, &pid);
+	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, ep[1], t->c_locale, &pid);
 	close(sv[1]);
-	sv[1] = -1;
+	close(ep[1]);
+	sv[1] = ep[1] = -1;
+	c.errfd = ep[0];
+	ep[0] = -1;
+	fcntl(c.errfd, F_SETFL, fcntl(c.errfd, F_GETFL) | O_NONBLOCK);
 	if (ret) {
 		error_set(err, MG_ERR_STREAM, ret, "%s: cannot start %s: %s", st.namebuf,
 			  ab->argv[0], strerror(ret));
@@ -712,8 +745,14 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		st.bytes = true;
 	}
 	c.chan = -1;
-	st.out[0] = c.tty;
-	c.tty = -1;
+	/* From now on, the program's stderr is logged; no more prompts. */
+	if (c.errfd < 0)
+		c.errfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	st.out[0] = c.errfd;
+	c.errfd = -1;
+	st.keep_fd = c.tty;
+	close(c.slave);
+	c.tty = c.slave = -1;
 	if (c.lfd >= 0)
 		close(c.lfd);
 	st.connect_timeout = c.deadline - mono_now();
@@ -733,6 +772,13 @@ fail_early:
 		close(sv[1]);
 	if (c.tty >= 0)
 		close(c.tty);
+	if (c.slave >= 0)
+		close(c.slave);
+	if (c.errfd >= 0)
+		close(c.errfd);
+	for (int i = 0; i < 2; i++)
+		if (ep[i] >= 0)
+			close(ep[i]);
 	if (c.lfd >= 0)
 		close(c.lfd);
 	if (c.conn >= 0)

@@ -20,7 +20,7 @@
 
 extern char **environ;
 
-int pty_open(int *ret_master, char *slave, size_t size)
+int pty_open(int *ret_master, int *ret_slave, char *slave, size_t size)
 {
 	struct termios tio;
 	int fd, sfd;
@@ -39,9 +39,9 @@ int pty_open(int *ret_master, char *slave, size_t size)
 		tio.c_oflag &= ~(tcflag_t)ONLCR;
 		tcsetattr(sfd, TCSANOW, &tio);
 	}
-	close(sfd);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	*ret_master = fd;
+	*ret_slave = sfd;
 	return 0;
 fail:
 	{
@@ -60,19 +60,24 @@ bool pty_contains_any(const char *text, const char *const *list)
 	return false;
 }
 
-bool pty_ends_with_any(const char *text, const char *const *list)
+/*
+ * A prompt: the last line so far (the program waits after it) mentions
+ * one of words and ends with ':' ("[sudo] password for bob: ",
+ * "Enter passphrase for key '/k': ", "Password: ").
+ */
+bool pty_is_prompt(const char *text, const char *const *words)
 {
-	size_t n = strlen(text);
+	const char *nl = strrchr(text, '\n');
+	const char *line = nl ? nl + 1 : text;
+	size_t n = strlen(line);
 
-	/* Prompts end the output so far, maybe followed by blanks. */
-	while (n && isspace((unsigned char)text[n - 1]))
+	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
 		n--;
-	for (; list && *list; list++) {
-		size_t k = strlen(*list);
-
-		if (n >= k && !memcmp(text + n - k, *list, k))
+	if (!n || line[n - 1] != ':')
+		return false;
+	for (; words && *words; words++)
+		if (strstr(line, *words))
 			return true;
-	}
 	return false;
 }
 
@@ -99,8 +104,8 @@ static char **spawn_env(bool c_locale)
 	return env;
 }
 
-int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, bool c_locale,
-	      pid_t *ret_pid)
+int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, int errfd,
+	      bool c_locale, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -126,7 +131,10 @@ int pty_spawn(const char *path, char *const argv[], int chan, const char *slave,
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, chan, 0);
 	posix_spawn_file_actions_adddup2(&fa, chan, 1);
+	/* Opened after setsid(): the controlling terminal. Then stderr is
+	 * errfd: only what the program writes to /dev/tty reaches the pty. */
 	posix_spawn_file_actions_addopen(&fa, 2, slave, O_RDWR, 0);
+	posix_spawn_file_actions_adddup2(&fa, errfd, 2);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	ret = posix_spawnp(ret_pid, path, &fa, &at, argv, env);
 	posix_spawn_file_actions_destroy(&fa);

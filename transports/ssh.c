@@ -15,7 +15,7 @@
 #include "transports/transport.h"
 
 static const char *const ssh_prompts[] = {
-	"password:", "password for", "passphrase for key", "enter passphrase", NULL,
+	"password", "passphrase", NULL,
 };
 static const char *const ssh_pw_fail[] = {
 	"permission denied (", "permission denied, please try again",

@@ -16,7 +16,7 @@
 #include "core/message.h"
 #include "transports/transport.h"
 
-static const char *const become_prompts[] = { "password:", "password for", NULL };
+static const char *const become_prompts[] = { "password", NULL };
 
 static const char *const sudo_pw_fail[] = {
 	"sorry, try again", "incorrect password attempt", "a password is required", NULL,
@@ -36,7 +36,7 @@ static const struct transport sudo_transport = {
 };
 static const struct transport su_transport = {
 	.kind = "su", .connect_back = true, .privileged = true, .c_locale = true,
-	.pw_on_stdin = true,
+	.pw_on_stdin = true, .prompt_on_stderr = true,
 	.prompts = become_prompts, .pw_fail = su_pw_fail, .fatal = su_fatal,
 };
 static const struct transport doas_transport = {

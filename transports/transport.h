@@ -60,8 +60,9 @@ struct transport {
 	bool remote;			/* another host (uids are not comparable) */
 	bool privileged;		/* contexts are privileged */
 	bool pw_on_stdin;		/* type the password on stdin (su), not the pty */
+	bool prompt_on_stderr;		/* its prompt comes on stderr (su: PAM) */
 	bool c_locale;			/* run the program with LC_ALL=C */
-	const char *const *prompts;	/* lowercase: a password prompt ends with one */
+	const char *const *prompts;	/* lowercase: a last line with one, ending in ':' */
 	const char *const *pw_fail;	/* lowercase: the password was refused */
 	const char *const *hostkey_fail;/* lowercase: host key not verified */
 	const char *const *fatal;	/* lowercase: give up with StreamError */
@@ -108,16 +109,22 @@ struct mg_context *become_from_value(struct mg_router *r, const struct mg_local_
 int passwd_uid(const char *user, uid_t *ret);
 
 /* pty.c */
-/* A new pty: master fd (O_CLOEXEC|O_NONBLOCK) and slave path; echo off. */
-int pty_open(int *ret_master, char *slave, size_t size);
-/* Does text (lowercase) end with / contain one of list? */
-bool pty_ends_with_any(const char *text, const char *const *list);
+/* A new pty: master fd (O_CLOEXEC|O_NONBLOCK), an open slave fd (keep it
+ * while the program may open /dev/tty, so the master never sees a hangup)
+ * and the slave path; echo off. */
+int pty_open(int *ret_master, int *ret_slave, char *slave, size_t size);
+/* Does text (lowercase) contain one of list? */
 bool pty_contains_any(const char *text, const char *const *list);
+/* Is the last line of text a prompt: has one of words, ends with ':'? */
+bool pty_is_prompt(const char *text, const char *const *words);
 /*
  * posix_spawnp path with argv in a new session: stdin and stdout chan,
- * stderr and controlling terminal the pty slave. Returns 0 or errno.
+ * controlling terminal the pty slave, stderr errfd. Prompts (written to
+ * /dev/tty) and what the program prints on stderr (for ssh: also the
+ * remote side's stderr) thus arrive apart, and a remote cannot fake a
+ * password prompt. Returns 0 or errno.
  */
-int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, bool c_locale,
-	      pid_t *ret_pid);
+int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, int errfd,
+	      bool c_locale, pid_t *ret_pid);
 
 #endif

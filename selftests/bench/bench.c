@@ -495,6 +495,8 @@ static double fork_create_call(struct mg_router *r)
 	return total / N_FORK * 1e3;
 }
 
+int bench_ssh_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -510,6 +512,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench: mg_main: %s\n", strerror(-ret));
 		return 1;
 	}
+	/* bench ssh HOST PORT USER KEY: the ssh rows (bench_ssh.c). */
+	if (argc > 1 && !strcmp(argv[1], "ssh"))
+		return bench_ssh_main(argc - 1, argv + 1);
 	verbose = argc > 1 && !strcmp(argv[1], "-v");
 	e = getenv("BENCH_REPS");
 	if (e && *e) {

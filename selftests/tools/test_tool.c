@@ -577,9 +577,9 @@ static void test_targets_bad_specs(void **state)
 	assert_bad_spec("local//fork", "empty hop in target 'local//fork'");
 	assert_bad_spec("/local", "empty hop");
 	assert_bad_spec("local/", "empty hop");
-	assert_bad_spec("ssh", "unsupported hop kind 'ssh'");
-	assert_bad_spec("ssh", "(supported: local, fork)");
-	assert_bad_spec("local/ssh:root@host", "unsupported hop kind 'ssh'");
+	assert_bad_spec("ssh", "'ssh' in target 'ssh' needs an argument (ssh:[USER@]HOST[:PORT])");
+	assert_bad_spec("telnet", "(supported: local, fork, ssh, sudo, su, doas)");
+	assert_bad_spec("local/telnet:root@host", "unsupported hop kind 'telnet'");
 	assert_bad_spec("local,", "empty target");
 	assert_bad_spec(",local", "empty target");
 	assert_bad_spec("local,,fork", "empty target");

@@ -461,6 +461,175 @@ static void test_ssh_bad_options(void **state)
 	assert_non_null(strstr(err.message, "port"));
 }
 
+/* Multi-record messages both ways over the byte stream (partial reads and
+ * writes on every hop: socketpair, ssh, sshd's pipes). */
+static void test_ssh_large_payloads(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	struct mg_value *v = NULL;
+	size_t n = 3 * 1024 * 1024 + 17;
+	char *data = malloc(n), path[128];
+
+	NEED_SSHD();
+	assert_non_null(data);
+	for (size_t i = 0; i < n; i++)
+		data[i] = (char)(i * 7 + i / 251);
+	ssh_case_init(&c, "root", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	assert_non_null(ctx);
+	snprintf(path, sizeof(path), "%s/big", fx.dir);
+	assert_int_equal(mg_call(ctx, "mg.write_file",
+				 mg_value_build("sy", path, data, n), NULL, &err), 0);
+	assert_int_equal(mg_call(ctx, "mg.read_file", mg_value_build("s", path), &v, &err), 0);
+	assert_non_null(v);
+	assert_int_equal(v->len, n);
+	assert_memory_equal(v->bytes, data, n);
+	mg_value_free(v);
+	/* Many small calls still fine after that. */
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(mg_call(ctx, "mg.noop", NULL, NULL, &err), 0);
+	finish(ctx);
+	free(data);
+}
+
+/* A "remote" that greets and then sends garbage: the stream closes with a
+ * protocol error, the start fails with StreamError, nothing hangs. */
+static void test_ssh_garbage_stream(void **state)
+{
+	struct ssh_case c;
+	char fake[128], cmd[512];
+	double secs;
+
+	NEED_SSHD();
+	snprintf(fake, sizeof(fake), "%s/fake-ssh", fx.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "printf '#!/bin/sh\\necho MGREADY\\nsleep 1\\nprintf \"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\"\\nsleep 30\\n' > %s && chmod 755 %s",
+		 fake, fake);
+	assert_int_equal(system(cmd), 0);
+	ssh_case_init(&c, "root", true);
+	c.o.ssh_path = fake;
+	c.lo.connect_timeout = 10;
+	ssh_expect_fail(&c, MG_ERR_STREAM, "protocol error: bad magic", &secs);
+	assert_true(secs < 5);
+	/* Bytes before the greeting are refused too. */
+	snprintf(cmd, sizeof(cmd),
+		 "printf '#!/bin/sh\\nprintf \"MGREADY\\\\\\\\nMG\"\\nsleep 30\\n' > %s", fake);
+	assert_int_equal(system(cmd), 0);
+	ssh_expect_fail(&c, MG_ERR_STREAM, "unexpected bytes", &secs);
+	assert_true(secs < 5);
+}
+
+/*
+ * A password is typed only at a prompt ssh itself writes to the terminal;
+ * the same words on stderr (where the remote side's stderr arrives) get
+ * nothing. The fake ssh records what it read from its terminal.
+ */
+static void fake_prompt(const char *where, const char *got, char *out, size_t size)
+{
+	struct ssh_case c;
+	char fake[128], cmd[768];
+	FILE *f;
+	size_t n;
+
+	snprintf(fake, sizeof(fake), "%s/fake-prompt", fx.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "rm -f %s; printf '#!/bin/sh\\nprintf \"root@h'\"'\"'s password: \" >%s\\n"
+		 "read -r line </dev/tty\\necho \"got:$line\" >%s\\nsleep 30\\n' > %s && chmod 755 %s",
+		 got, where, got, fake, fake);
+	assert_int_equal(system(cmd), 0);
+	ssh_case_init(&c, "root", true);
+	c.o.ssh_path = fake;
+	c.o.password = "s3cret";
+	c.lo.connect_timeout = 2;
+	ssh_expect_fail(&c, MG_ERR_STREAM, NULL, NULL);
+	f = fopen(got, "r");
+	n = f ? fread(out, 1, size - 1, f) : 0;
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+}
+
+static void test_ssh_prompt_only_from_tty(void **state)
+{
+	char got[128], out[64];
+
+	NEED_SSHD();
+	snprintf(got, sizeof(got), "%s/fake-got", fx.dir);
+	fake_prompt("/dev/tty", got, out, sizeof(out));
+	assert_string_equal(out, "got:s3cret\n");	/* the control */
+	fake_prompt("&2", got, out, sizeof(out));
+	assert_null(strstr(out, "s3cret"));
+}
+
+static const char *const noexec_dirs[] = {
+	"/home/mgtest/.cache/mitogen", "/dev/shm/mitogen-%u", "/var/tmp/mitogen-%u",
+	"/tmp/mitogen-%u",
+};
+
+/* Mount a noexec tmpfs owned by uid on dir (made first). 0 or -1. */
+static int mount_noexec(const char *fmt, uid_t uid)
+{
+	char dir[128], cmd[1024];
+
+	snprintf(dir, sizeof(dir), fmt, (unsigned)uid);
+	snprintf(cmd, sizeof(cmd),
+		 "umount %s 2>/dev/null; rm -rf %s && mkdir -p %s && chown %u %s && "
+		 "mount -t tmpfs -o noexec,nosuid,nodev,mode=0700,uid=%u,size=64m tmpfs %s",
+		 dir, dir, dir, (unsigned)uid, dir, (unsigned)uid, dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int noexec_teardown(void **state)
+{
+	uid_t uid = user_uid("mgtest");
+	char dir[128], cmd[320];
+
+	for (size_t i = 0; i < sizeof(noexec_dirs) / sizeof(noexec_dirs[0]); i++) {
+		snprintf(dir, sizeof(dir), noexec_dirs[i], (unsigned)uid);
+		snprintf(cmd, sizeof(cmd), "umount %s 2>/dev/null; rm -rf %s", dir, dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "# cleanup of %s failed\n", dir);
+	}
+	return teardown(state);
+}
+
+static void test_ssh_noexec(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	uid_t uid;
+	struct ssh_case c;
+	struct mg_context *ctx;
+	char sha[65], path[160];
+
+	NEED_SSHD();
+	uid = user_uid("mgtest");
+	image_sha(sha);
+	if (mount_noexec(noexec_dirs[0], uid) < 0) {
+		fprintf(stderr, "# skip: cannot mount a noexec tmpfs (no CAP_SYS_ADMIN?)\n");
+		skip();
+	}
+	/* The cache is noexec: the next candidate (no XDG_RUNTIME_DIR under
+	 * this sshd) takes the image. */
+	ssh_case_init(&c, "mgtest", true);
+	ctx = mg_ssh(router, &c.o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s\n", err.message);
+	assert_non_null(ctx);
+	assert_int_equal(call_int(ctx, "mg.getuid"), uid);
+	finish(ctx);
+	snprintf(path, sizeof(path), "/dev/shm/mitogen-%u/%s", (unsigned)uid, sha);
+	assert_int_equal(access(path, X_OK), 0);
+	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* Every candidate noexec: a StreamError that says so. */
+	for (size_t i = 1; i < sizeof(noexec_dirs) / sizeof(noexec_dirs[0]); i++)
+		assert_int_equal(mount_noexec(noexec_dirs[i], uid), 0);
+	ssh_expect_fail(&c, MG_ERR_STREAM, "allows executing", NULL);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -478,6 +647,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_ssh_killed_mid_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_via_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_bad_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_large_payloads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_garbage_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_prompt_only_from_tty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_noexec, setup, noexec_teardown),
 	};
 	if (fixture_up(true) < 0)
 		return 1;

@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: MIT
+/*
+ * selftests/transports/test_sudo.c — mg_sudo(), mg_su(), mg_doas() with
+ * the real programs and the test users of selftests/fixtures/sshd.sh:
+ * with and without passwords, wrong passwords, sudo_args, via another
+ * user and via ssh, the SEQPACKET channel after bootstrap, and the
+ * privileged mark.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "selftests/transports/fixture.h"
+
+static struct mg_router *router;
+
+static int setup(void **state)
+{
+	router = mg_router_new(NULL);
+	return router ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	mg_router_unref(router);
+	router = NULL;
+	return 0;
+}
+
+#define NEED_ROOT()							\
+	do {								\
+		if (!fx.users) {				\
+			fprintf(stderr, "# skip: %s\n", fx.skip);	\
+			skip();						\
+		}							\
+	} while (0)
+
+static int64_t call_int(struct mg_context *ctx, const char *fn)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	int64_t i;
+
+	if (mg_call(ctx, fn, NULL, &v, &err) < 0) {
+		fprintf(stderr, "# %s: %s\n", fn, err.message);
+		fail();
+	}
+	assert_non_null(v);
+	assert_int_equal(v->type, MG_INT);
+	i = v->i;
+	mg_value_free(v);
+	return i;
+}
+
+static void finish(struct mg_context *ctx)
+{
+	assert_int_equal(mg_context_shutdown(ctx, true), 0);
+	mg_context_unref(ctx);
+}
+
+static uid_t user_uid(const char *user)
+{
+	char cmd[128];
+	FILE *p;
+	unsigned uid = 0;
+
+	snprintf(cmd, sizeof(cmd), "id -u %s", user);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%u", &uid), 1);
+	pclose(p);
+	return (uid_t)uid;
+}
+
+static struct mg_context *must(struct mg_context *ctx, const struct mg_error *err)
+{
+	if (!ctx)
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err->kind), err->message);
+	assert_non_null(ctx);
+	return ctx;
+}
+
+/* A context as user (sudo from root: no password). */
+static struct mg_context *as_user(const char *user)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
+	return must(mg_sudo(router, &so, &err), &err);
+}
+
+static void test_sudo_root(void **state)
+{
+	struct mg_context *ctx;
+
+	NEED_ROOT();
+	ctx = as_user("mgsudo");
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsudo"));
+	assert_true(mg_context_is_privileged(ctx));
+	finish(ctx);
+}
+
+static void test_sudo_nopasswd(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+
+	NEED_ROOT();
+	mid = as_user("mgsudo");
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo);
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	assert_true(mg_context_is_privileged(ctx));
+	finish(ctx);
+	finish(mid);
+}
+
+static void test_sudo_password(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+	double t0;
+
+	NEED_ROOT();
+	mid = as_user("mgsudopw");
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 15);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .password = "mgsudopw-pw");
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	finish(ctx);
+
+	/* Wrong: PasswordError well within connect_timeout, no hang. */
+	so.password = "wrong-password";
+	t0 = mg_test_now();
+	assert_null(mg_sudo(router, &so, &err));
+	fprintf(stderr, "# %.2f s: %s: %s\n", mg_test_now() - t0, mg_error_kind_name(err.kind),
+		err.message);
+	assert_int_equal(err.kind, MG_ERR_PASSWORD);
+	assert_null(strstr(err.message, "wrong-password"));
+	assert_true(mg_test_now() - t0 < 12.0);
+	/* None given: PasswordError at once. */
+	so.password = NULL;
+	t0 = mg_test_now();
+	assert_null(mg_sudo(router, &so, &err));
+	assert_int_equal(err.kind, MG_ERR_PASSWORD);
+	assert_true(mg_test_now() - t0 < 5.0);
+	finish(mid);
+}
+
+static void test_sudo_args(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	const char *good[] = { "-H", "-u", "mgsudo", NULL };
+	const char *bad[] = { "-k", NULL };
+	const char *bad2[] = { "--login", NULL };
+
+	NEED_ROOT();
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .sudo_args = good);
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsudo"));
+	finish(ctx);
+	so.sudo_args = bad;
+	assert_null(mg_sudo(router, &so, &err));
+	assert_int_equal(err.kind, MG_ERR_STREAM);
+	assert_non_null(strstr(err.message, "-k"));
+	so.sudo_args = bad2;
+	assert_null(mg_sudo(router, &so, &err));
+	assert_non_null(strstr(err.message, "--login"));
+}
+
+/* $NAME in ctx's environment (mg.environ), copied into buf; NULL if unset. */
+static const char *remote_env(struct mg_context *ctx, const char *name, char *buf, size_t size)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	const struct mg_value *e;
+	const char *ret = NULL;
+
+	assert_int_equal(mg_call(ctx, "mg.environ", NULL, &v, &err), 0);
+	e = mg_map_get(v, name);
+	if (e && e->type == MG_STR) {
+		snprintf(buf, size, "%s", e->str);
+		ret = buf;
+	}
+	mg_value_free(v);
+	return ret;
+}
+
+static void test_sudo_set_home_preserve_env(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char buf[256];
+
+	NEED_ROOT();
+	setenv("MG_TEST_SUDO_MARK", "kept", 1);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo", .set_home = true);
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_string_equal(remote_env(ctx, "HOME", buf, sizeof(buf)), "/home/mgsudo");
+	assert_null(remote_env(ctx, "MG_TEST_SUDO_MARK", buf, sizeof(buf)));
+	finish(ctx);
+	so.set_home = false;
+	so.preserve_env = true;
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_string_equal(remote_env(ctx, "MG_TEST_SUDO_MARK", buf, sizeof(buf)), "kept");
+	finish(ctx);
+	unsetenv("MG_TEST_SUDO_MARK");
+}
+
+/* Socket type of inode from /proc/net/unix, or -1. */
+static int unix_type(unsigned long ino)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	char line[512];
+	int type = -1;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long i;
+		unsigned t;
+
+		if (sscanf(line, "%*s %*s %*s %*s %x %*s %lu", &t, &i) == 2 && i == ino) {
+			type = (int)t;
+			break;
+		}
+	}
+	fclose(f);
+	return type;
+}
+
+static void test_sudo_seqpacket(void **state)
+{
+	struct mg_context *ctx;
+	char path[64], link[256];
+	int seqpackets = 0, streams = 0;
+	struct dirent *d;
+	DIR *dir;
+	pid_t pid;
+
+	NEED_ROOT();
+	ctx = as_user("mgsudo");
+	pid = (pid_t)call_int(ctx, "mg.getpid");
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	assert_non_null(dir);
+	while ((d = readdir(dir))) {
+		char fdp[320];
+		ssize_t n;
+		unsigned long ino;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(fdp, sizeof(fdp), "%s/%s", path, d->d_name);
+		n = readlink(fdp, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = '\0';
+		fprintf(stderr, "# fd %s -> %s\n", d->d_name, link);
+		if (!strcmp(d->d_name, "0"))
+			assert_string_equal(link, "/dev/null");
+		if (sscanf(link, "socket:[%lu]", &ino) == 1) {
+			int t = unix_type(ino);
+
+			seqpackets += t == 5;
+			streams += t == 1;
+		}
+	}
+	closedir(dir);
+	/* The channel is SEQPACKET; the stdio socketpair is gone. */
+	assert_int_equal(seqpackets, 1);
+	assert_int_equal(streams, 0);
+	finish(ctx);
+}
+
+static void test_su(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+
+	NEED_ROOT();
+	mid = as_user("mgtest");
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 15);
+	MG_OPTS(mg_su_opts, so, .local = &lo, .username = "mgsu", .password = "mgsu-pw");
+	ctx = must(mg_su(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsu"));
+	assert_true(mg_context_is_privileged(ctx));
+	finish(ctx);
+	so.password = "wrong";
+	assert_null(mg_su(router, &so, &err));
+	fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+	assert_int_equal(err.kind, MG_ERR_PASSWORD);
+	finish(mid);
+}
+
+static void test_doas(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+
+	NEED_ROOT();
+	if (access("/usr/bin/doas", X_OK) < 0) {
+		fprintf(stderr, "# skip: doas is not installed (Debian package opendoas)\n");
+		skip();
+	}
+	mid = as_user("mgsudo");
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 15);
+	MG_OPTS(mg_doas_opts, dopts, .local = &lo);
+	ctx = must(mg_doas(router, &dopts, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	assert_true(mg_context_is_privileged(ctx));
+	finish(ctx);
+	finish(mid);
+
+	/* A rule that needs the caller's password: right, wrong, none. */
+	mid = as_user("mgsudopw");
+	lo.via = mid;
+	dopts.password = "mgsudopw-pw";
+	ctx = must(mg_doas(router, &dopts, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	finish(ctx);
+	dopts.password = "wrong";
+	assert_null(mg_doas(router, &dopts, &err));
+	fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+	assert_int_equal(err.kind, MG_ERR_PASSWORD);
+	dopts.password = NULL;
+	assert_null(mg_doas(router, &dopts, &err));
+	assert_int_equal(err.kind, MG_ERR_PASSWORD);
+	finish(mid);
+}
+
+static void test_ssh_sudo(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *host, *ctx;
+	const char *args[] = { "-o", fx.known, NULL };
+
+	NEED_SSHD();
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_ssh_opts, o, .local = &lo, .hostname = "127.0.0.1", .port = fx.port,
+		.username = "mgsudo", .identity_file = fx.key, .ssh_args = args);
+	host = must(mg_ssh(router, &o, &err), &err);
+	assert_int_equal(call_int(host, "mg.getuid"), user_uid("mgsudo"));
+	MG_OPTS(mg_local_opts, lo2, .via = host, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo2);
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	assert_true(mg_context_is_privileged(ctx));
+	finish(ctx);
+	finish(host);
+}
+
+
+/* Run the mitogen tool (a shell command line after "TOOL "); its stdout. */
+static int tool(char *out, size_t size, const char *fmt, ...)
+{
+	const char *bd = getenv("MG_TEST_BUILD_DIR");
+	char args[1024], cmd[1400];
+	va_list ap;
+	size_t n;
+	FILE *p;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s/mitogen %s", bd ? bd : "build", args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	return pclose(p);
+}
+
+static void test_tool_hops(void **state)
+{
+	char out[4096], pwfile[128], expect[64];
+	FILE *f;
+
+	NEED_SSHD();
+	/* ssh then sudo, with the fixture's keys given as ssh options. */
+	assert_int_equal(tool(out, sizeof(out),
+			      "call --ssh-option %s --ssh-option IdentityFile=%s "
+			      "--ssh-option IdentitiesOnly=yes -t ssh:mgsudo@127.0.0.1:%d/sudo "
+			      "mg.getuid", fx.known, fx.key, fx.port), 0);
+	assert_string_equal(out, "0\n");
+	/* a host range and a bracketed address, two at once (-f 2) */
+	snprintf(expect, sizeof(expect), "%u", (unsigned)user_uid("mgtest"));
+	assert_int_equal(tool(out, sizeof(out),
+			      "call -f 2 --ssh-option %s --ssh-option IdentityFile=%s "
+			      "--ssh-option IdentitiesOnly=yes "
+			      "-t 'ssh:mgtest@[127.0.0.1]:%d,ssh:mgtest@127.0.0.[1]:%d' mg.getuid",
+			      fx.known, fx.key, fx.port, fx.port), 0);
+	{
+		char line[128];
+
+		snprintf(line, sizeof(line), "ssh:mgtest@[127.0.0.1]:%d: %s\n", fx.port, expect);
+		assert_non_null(strstr(out, line));
+		snprintf(line, sizeof(line), "ssh:mgtest@127.0.0.1:%d: %s\n", fx.port, expect);
+		assert_non_null(strstr(out, line));
+	}
+	assert_int_equal(tool(out, sizeof(out), "call -t 'ssh:[::1' mg.getuid 2>&1"), 2 << 8);
+	assert_non_null(strstr(out, "'[' without ']'"));
+	assert_int_equal(tool(out, sizeof(out), "call -t 'ssh:[::1]22' mg.getuid 2>&1"), 3 << 8);
+	assert_non_null(strstr(out, "an IPv6 address is written [ADDR] or [ADDR]:PORT"));
+	/* sudo:USER, then sudo with a password from the environment... */
+	snprintf(expect, sizeof(expect), "%u\n", (unsigned)user_uid("mgsudo"));
+	assert_int_equal(tool(out, sizeof(out), "call -t sudo:mgsudo mg.getuid"), 0);
+	assert_string_equal(out, expect);
+	assert_int_equal(tool(out, sizeof(out),
+			      "call -t sudo:mgsudopw/sudo mg.getuid"), 3 << 8);	/* none */
+	assert_int_equal(tool(out, sizeof(out), "call -t sudo:mgsudopw/sudo mg.getuid "
+			      "2>/dev/null; MITOGEN_PASSWORD=mgsudopw-pw %s/mitogen call "
+			      "-t sudo:mgsudopw/sudo mg.getuid",
+			      getenv("MG_TEST_BUILD_DIR") ? getenv("MG_TEST_BUILD_DIR") : "build"), 0);
+	assert_string_equal(out, "0\n");
+	/* ...or from a file. */
+	snprintf(pwfile, sizeof(pwfile), "%s/pw", fx.dir);
+	f = fopen(pwfile, "w");
+	assert_non_null(f);
+	fputs("mgsudopw-pw\n", f);
+	fclose(f);
+	assert_int_equal(tool(out, sizeof(out), "call --password-file %s -t sudo:mgsudopw/sudo "
+			      "mg.getuid", pwfile), 0);
+	assert_string_equal(out, "0\n");
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+	int ret;
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_sudo_root, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_nopasswd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_password, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_set_home_preserve_env, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_seqpacket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_su, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_doas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssh_sudo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tool_hops, setup, teardown),
+	};
+	if (fixture_up(true) < 0)
+		return 1;
+	ret = MG_TEST_RUN("transports/sudo", tests);
+	fixture_down();
+	return ret;
+}
