@@ -21,7 +21,7 @@ packages=(
 	# make bench compares against the Python original
 	python3-mitogen
 	# kernel assistance and sandboxing (DESIGN.md section 6)
-	libbpf-dev libelf-dev zlib1g-dev libseccomp-dev libcap-dev
+	libbpf-dev libelf-dev zlib1g-dev nettle-dev libseccomp-dev libcap-dev
 	libnl-3-dev libnl-route-3-dev bpftool
 	# real programs the selftests drive (DESIGN.md section 11)
 	openssh-server openssh-client sudo rsync iproute2 util-linux
