@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "core/context.h"
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
@@ -93,10 +94,14 @@ static void on_add_route(struct mg_router *r, struct stream *s, uint32_t id, con
 	pthread_mutex_unlock(&r->lock);
 	if (why) {
 		LOG_ERROR("stream %s: refused ADD_ROUTE for context %u: %s", s->name, id, why);
+		/* The kernel may have learnt it from the record: unlearn. */
+		if (cur != s)
+			hooks_route(r, id, s->src.fd, false);
 		return;
 	}
 	if (ret < 0)
 		return;
+	hooks_route(r, id, s->src.fd, true);
 	LOG_DEBUG("ADD_ROUTE %u (%s) via %s", id, name, s->name);
 	if (name) {
 		struct mg_context *ctx = router_context(r, id, name);
@@ -123,6 +128,7 @@ static void on_del_route(struct mg_router *r, struct stream *s, uint32_t id)
 		}
 		idmap_del(&r->routes, id);
 		idmap_del(&r->allocations, id);
+		hooks_route(r, id, s->src.fd, false);
 	} else if (cur) {
 		/* From above, about a context below us: we know better. */
 		pthread_mutex_unlock(&r->lock);
@@ -250,6 +256,8 @@ static void add_route_deferred(void *arg)
 	s = idmap_get(&r->routes, ar->via);
 	ar->ret = s ? idmap_put(&r->routes, ar->target, s) : -ENOENT;
 	pthread_mutex_unlock(&r->lock);
+	if (ar->ret == 0 && s->role == STREAM_CHILD)
+		hooks_route(r, ar->target, s->src.fd, true);
 	if (ar->ret == 0 && r->parent)
 		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE, MG_LIST(mg_int(ar->target), mg_nil()));
 }

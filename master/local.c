@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 
 #include "agent/agent.h"
+#include "bpf/loader.h"
+#include "core/hooks.h"
 #include "core/context.h"
 #include "core/latch.h"
 #include "core/log.h"
@@ -321,6 +323,8 @@ static void start_cleanup(struct start *st)
 {
 	mg_value_free(st->sandbox);
 	st->sandbox = NULL;
+	if (st->sv[0] >= 0 && st->id)
+		hooks_channel_closed(st->r, st->sv[0]);
 	for (int i = 0; i < 2; i++) {
 		if (st->sv[i] >= 0)
 			close(st->sv[i]);
@@ -398,6 +402,9 @@ static int start_prepare(struct start *st, struct mg_router *r,
 		start_cleanup(st);
 		return -EIO;
 	}
+	/* Kernel checks on both ends (bpf/loader.c) before the child runs. */
+	bpfload_register();
+	hooks_child_channel(r, st->id, st->sv[0], st->sv[1]);
 	return 0;
 }
 

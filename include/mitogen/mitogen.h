@@ -12,5 +12,6 @@
 #include <mitogen/select.h>
 #include <mitogen/channel.h>
 #include <mitogen/sandbox.h>
+#include <mitogen/stats.h>
 
 #endif
