@@ -286,6 +286,25 @@ static void forget_after_fork(void)
 		bl.state = BL_UNTRIED;
 }
 
+/* fork() (mg_fork) copies only the forking thread: never let the child
+ * inherit these locks held by another thread. */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&bl.dispatch);
+	pthread_mutex_lock(&bl.lock);
+}
+
+static void atfork_release(void)
+{
+	pthread_mutex_unlock(&bl.lock);
+	pthread_mutex_unlock(&bl.dispatch);
+}
+
+static void atfork_once(void)
+{
+	pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
 /* With bl.lock held. */
 static bool load(void)
 {
@@ -921,6 +940,9 @@ static const struct router_hooks hooks = {
 
 void bpfload_register(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, atfork_once);
 	hooks_register(&hooks);
 }
 

@@ -69,7 +69,9 @@ struct mgb_route_key {
 	__u32 id;
 };
 
-/* pending: a reply handle some message named as its reply_to. */
+/* pending: a reply handle some message named as its reply_to, stored in
+ * slot pending_slot() of a direct-mapped array (channel.bpf.c). */
+#define MGB_PENDING_SLOTS	8192
 struct mgb_pending_key {
 	__u32 chan;
 	__u32 dir;		/* direction the reply will travel */

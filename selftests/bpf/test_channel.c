@@ -488,6 +488,42 @@ static void test_counters_exact(void **state)
 	mg_router_del_handler(router, (uint32_t)handle);
 }
 
+/*
+ * A tree through the child (via=), debug on: nothing honest is dropped
+ * anywhere on the way (the filter learns the grandchild's ADD_ROUTE as it
+ * passes), and the grandchild's traffic is counted under its own id on the
+ * child's channel.
+ */
+static void test_via_tree_nothing_dropped(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	uint32_t id = mg_context_remote_id(child), gid;
+	MG_OPTS(mg_local_opts, lo, .via = child, .debug = true);
+	struct mg_context *g;
+	struct mg_router_stats *st = NULL;
+	const struct mg_stats_row *row;
+	uint64_t drops = 0;
+
+	need_kernel();
+	g = mg_local(router, &lo, &err);
+	assert_non_null(g);
+	gid = mg_context_remote_id(g);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(mg_call(g, "mg.getpid", NULL, NULL, NULL), 0);
+	assert_int_equal(mg_router_stats(router, &st), 0);
+	for (size_t i = 0; i < st->nrows; i++)
+		for (int d = 0; d < 2; d++)
+			drops += sum(st->rows[i].dir[d].drops, MG_STATS_NDROP);
+	assert_int_equal(drops, 0);
+	row = row_of(st, id, gid);
+	assert_non_null(row);
+	assert_true(row->dir[MG_STATS_DOWN].msgs[MG_STATS_CALL] >= 20);
+	assert_true(row->dir[MG_STATS_UP].msgs[MG_STATS_REPLY] >= 20);
+	mg_router_stats_free(st);
+	mg_context_shutdown(g, true);
+	mg_context_unref(g);
+}
+
 /* SO_LOCK_FILTER: the child cannot take the filter off its end. */
 static void test_filter_locked(void **state)
 {
@@ -672,6 +708,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_refusals_still_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_via_tree_nothing_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_maps_bpftool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),
 		cmocka_unit_test(test_unprivileged_falls_back_once),
