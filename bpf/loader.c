@@ -83,12 +83,20 @@ struct bl_chan {
 	struct bl_chan *next;		/* bucket by cookie_parent */
 };
 
+/* The ring buffer's epoll fd, watched once by each broker with routers. */
+struct bl_broker {
+	struct mg_broker *b;
+	struct broker_source src;
+	bool added;
+	int users;			/* bl_routers on it */
+	struct bl_broker *next;
+};
+
 struct bl_router {
 	struct mg_router *r;
 	uint32_t rkey;
 	struct mg_stats_counts closed[2];	/* channels of r closed so far */
-	struct broker_source src;	/* the ring buffer, on r's broker */
-	bool src_added;
+	struct bl_broker *bb;
 	struct bl_router *next;
 };
 
@@ -108,6 +116,7 @@ static struct {
 	uint32_t next_chan, next_rkey;
 	struct bl_chan *buckets[NBUCKETS];
 	struct bl_router *routers;
+	struct bl_broker *brokers;
 	/* Events read in one go, handed out after the lock is dropped. */
 	struct mgb_event evq[64];
 	size_t nev;
@@ -258,9 +267,15 @@ static int on_event(void *ctx, void *data, size_t size)
 	return bl.nev < sizeof(bl.evq) / sizeof(bl.evq[0]) ? 0 : 1;
 }
 
-static void go_off(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void go_off(enum mg_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-static void go_off(const char *fmt, ...)
+/*
+ * Said once per process. An unprivileged process is expected to run
+ * without eBPF: INFO (the tool does not show it by default); a privileged
+ * one that cannot load the programs: WARNING.
+ */
+static void go_off(enum mg_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -268,8 +283,8 @@ static void go_off(const char *fmt, ...)
 	vsnprintf(bl.off_reason, sizeof(bl.off_reason), fmt, ap);
 	va_end(ap);
 	bl.state = BL_OFF;
-	LOG_WARN("eBPF channel filters off: %s; the authority rules are enforced in "
-		 "user space only and the counters are not kernel-backed", bl.off_reason);
+	log_msg(level, "eBPF channel filters off: %s; the authority rules are enforced "
+		"in user space only and the counters are not kernel-backed", bl.off_reason);
 }
 
 static void forget_after_fork(void)
@@ -281,6 +296,7 @@ static void forget_after_fork(void)
 	bl.rb = NULL;
 	memset(bl.buckets, 0, sizeof(bl.buckets));
 	bl.routers = NULL;
+	bl.brokers = NULL;
 	bl.pin[0] = '\0';
 	if (bl.state == BL_ON)
 		bl.state = BL_UNTRIED;
@@ -324,7 +340,8 @@ static bool load(void)
 		return false;
 	}
 	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
-		go_off("no kernel BTF (/sys/kernel/btf/vmlinux: %s)", strerror(errno));
+		go_off(MG_LOG_WARNING, "no kernel BTF (/sys/kernel/btf/vmlinux: %s)",
+		       strerror(errno));
 		return false;
 	}
 	libbpf_set_print(libbpf_log);
@@ -333,10 +350,10 @@ static bool load(void)
 		int e = errno;
 
 		if (e == EPERM || e == EACCES)
-			go_off("no CAP_BPF/CAP_SYS_ADMIN to load programs (bpf: %s)",
+			go_off(MG_LOG_INFO, "no CAP_BPF/CAP_SYS_ADMIN to load programs (bpf: %s)",
 			       strerror(e));
 		else
-			go_off("cannot load bpf/channel.bpf.c: %s", strerror(e));
+			go_off(MG_LOG_WARNING, "cannot load bpf/channel.bpf.c: %s", strerror(e));
 		return false;
 	}
 	bl.prog_fd = bpf_program__fd(bl.skel->progs.mg_channel);
@@ -345,7 +362,7 @@ static bool load(void)
 	bl.counts_fd = bpf_map__fd(bl.skel->maps.counts);
 	bl.rb = ring_buffer__new(bpf_map__fd(bl.skel->maps.events), on_event, NULL, NULL);
 	if (!bl.rb) {
-		go_off("cannot read the denial ring buffer: %s", strerror(errno));
+		go_off(MG_LOG_WARNING, "cannot read the denial ring buffer: %s", strerror(errno));
 		channel_bpf__destroy(bl.skel);
 		bl.skel = NULL;
 		return false;
@@ -412,11 +429,6 @@ static void log_denial(const struct mg_denial *d)
 		  d->handle, d->len);
 }
 
-struct refusal {
-	struct mg_router *r;
-	struct mg_denial d;
-};
-
 /*
  * Broker thread of r: answer a dropped request as the router answers one
  * it refuses (DESIGN §5): a CallError to its reply_to, sent down to the
@@ -455,29 +467,15 @@ static void refuse_now(struct mg_router *r, const struct mg_denial *d)
 	mg_message_free(m);
 }
 
-static void refuse_deferred(void *arg)
-{
-	struct refusal *rf = arg;
-
-	refuse_now(rf->r, &rf->d);
-	free(rf);
-}
-
+/*
+ * Only on r's broker thread: a router on another broker (a process with
+ * several) could be destroyed before work deferred to it runs. Its
+ * callers then wait for no answer; the drop is logged and counted.
+ */
 static void refuse(struct mg_router *r, const struct mg_denial *d)
 {
-	struct refusal *rf;
-
-	if (mg_broker_on_thread(r->broker)) {
+	if (mg_broker_on_thread(r->broker))
 		refuse_now(r, d);
-		return;
-	}
-	rf = malloc(sizeof(*rf));
-	if (!rf)
-		return;
-	rf->r = r;		/* router_destroy waits for deferred work */
-	rf->d = *d;
-	if (mg_broker_defer(r->broker, refuse_deferred, rf) < 0)
-		free(rf);
 }
 
 static void on_ringbuf(struct broker_source *src, uint32_t events)
@@ -522,19 +520,61 @@ static void on_ringbuf(struct broker_source *src, uint32_t events)
 
 static void src_add_deferred(void *arg)
 {
-	struct bl_router *br = arg;
+	struct bl_broker *bb = arg;
 
-	if (broker_add(br->r->broker, &br->src, EPOLLIN) == 0)
-		br->src_added = true;
+	if (broker_add(bb->b, &bb->src, EPOLLIN) == 0)
+		bb->added = true;
 }
 
 static void src_del_deferred(void *arg)
 {
-	struct bl_router *br = arg;
+	struct bl_broker *bb = arg;
 
-	if (br->src_added)
-		broker_del(br->r->broker, &br->src);
-	br->src_added = false;
+	if (bb->added)
+		broker_del(bb->b, &bb->src);
+	bb->added = false;
+}
+
+/* With bl.lock held: the ring buffer watched by broker b (one more user). */
+static struct bl_broker *broker_watch(struct mg_broker *b)
+{
+	struct bl_broker *bb;
+
+	for (bb = bl.brokers; bb; bb = bb->next)
+		if (bb->b == b)
+			break;
+	if (!bb) {
+		bb = calloc(1, sizeof(*bb));
+		if (!bb)
+			return NULL;
+		bb->b = b;
+		bb->src.fd = ring_buffer__epoll_fd(bl.rb);
+		bb->src.on_event = on_ringbuf;
+		bb->next = bl.brokers;
+		bl.brokers = bb;
+		/* Runs before the router can go: router_destroy waits for
+		 * deferred work. */
+		mg_broker_defer(b, src_add_deferred, bb);
+	}
+	bb->users++;
+	return bb;
+}
+
+/* With bl.lock held: one user less; the entry to free (unwatch first) when
+ * it was the last. */
+static struct bl_broker *broker_unwatch(struct bl_broker *bb)
+{
+	struct bl_broker **pp;
+
+	if (!bb || --bb->users > 0)
+		return NULL;
+	for (pp = &bl.brokers; *pp; pp = &(*pp)->next) {
+		if (*pp == bb) {
+			*pp = bb->next;
+			break;
+		}
+	}
+	return bb;
 }
 
 /* With bl.lock held. */
@@ -552,11 +592,13 @@ static struct bl_router *router_of(struct mg_router *r, bool create)
 		return NULL;
 	br->r = r;
 	br->rkey = ++bl.next_rkey;
-	br->src.fd = ring_buffer__epoll_fd(bl.rb);
-	br->src.on_event = on_ringbuf;
+	br->bb = broker_watch(r->broker);
+	if (!br->bb) {
+		free(br);
+		return NULL;
+	}
 	br->next = bl.routers;
 	bl.routers = br;
-	mg_broker_defer(r->broker, src_add_deferred, br);
 	return br;
 }
 
@@ -799,6 +841,7 @@ out:
 static void hook_router_free(struct mg_router *r)
 {
 	struct bl_router **pp, *br = NULL;
+	struct bl_broker *bb = NULL;
 
 	pthread_mutex_lock(&bl.dispatch);
 	pthread_mutex_lock(&bl.lock);
@@ -822,12 +865,17 @@ static void hook_router_free(struct mg_router *r)
 			}
 		}
 	}
+	if (br)
+		bb = broker_unwatch(br->bb);
 	pthread_mutex_unlock(&bl.lock);
 	pthread_mutex_unlock(&bl.dispatch);
 	if (!br)
 		return;
-	if (br->src_added && !broker_stopped(r->broker))
-		broker_call(r->broker, src_del_deferred, br, false);
+	if (bb) {
+		if (bb->added && !broker_stopped(bb->b))
+			broker_call(bb->b, src_del_deferred, bb, false);
+		free(bb);
+	}
 	free(br);
 	/* The last router is gone: programs, maps and pins go too (loaded
 	 * again, in a few ms, with the next channel). */

@@ -399,6 +399,51 @@ static void test_refusals_still_answered(void **state)
 	mg_router_stats_free(st);
 }
 
+/*
+ * Two routers on one broker, each with a child: a denial on the second
+ * router's channel reaches the second router's callback (and only it),
+ * also after the first router is gone.
+ */
+static void test_denials_two_routers_one_broker(void **state)
+{
+	struct denials d1 = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct denials d2 = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_broker *b = mg_broker_new(NULL);
+	MG_OPTS(mg_router_opts, ro, .broker = b);
+	struct mg_router *r1 = mg_router_new(&ro), *r2 = mg_router_new(&ro);
+	struct mg_context *c1, *c2, *saved = child;
+	uint32_t id2;
+
+	need_kernel();
+	assert_non_null(r1);
+	assert_non_null(r2);
+	c1 = mg_local(r1, NULL, &err);
+	c2 = mg_local(r2, NULL, &err);
+	assert_non_null(c1);
+	assert_non_null(c2);
+	id2 = mg_context_remote_id(c2);
+	mg_router_on_denial(r1, on_denial, &d1);
+	mg_router_on_denial(r2, on_denial, &d2);
+	router_test_unchecked = true;
+	child = c2;
+	assert_int_equal(call_forge(0, 4000, id2, 5000, 1), 1);
+	assert_int_equal(wait_denials(&d2, 1, 2.0), 1);
+	assert_int_equal(d2.d[0].child_id, id2);
+	/* The first router goes; the second still hears its denials. */
+	mg_context_shutdown(c1, true);
+	mg_context_unref(c1);
+	mg_router_unref(r1);
+	assert_int_equal(call_forge(0, 4000, id2, 5000, 1), 1);
+	assert_int_equal(wait_denials(&d2, 2, 2.0), 2);
+	assert_int_equal(d1.n, 0);
+	child = saved;
+	mg_context_shutdown(c2, true);
+	mg_context_unref(c2);
+	mg_router_unref(r2);
+	mg_broker_unref(b);
+}
+
 static void on_data(struct mg_message *msg, void *userdata)
 {
 	int *n = userdata;
@@ -628,6 +673,38 @@ static void test_tool_stats(void **state)
 	assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
+/* A process's pins exist while it has channels and go with its last router. */
+static void pins_lifetime(void *arg)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	struct mg_context *c;
+	char dir[128];
+
+	assert_non_null(r);
+	c = mg_fork(r, NULL, &err);
+	assert_non_null(c);
+	snprintf(dir, sizeof(dir), "/sys/fs/bpf/mitogen/%d", (int)getpid());
+	assert_string_equal(bpfload_pin_path(), dir);
+	assert_int_equal(access(dir, F_OK), 0);
+	assert_int_equal(mg_call(c, "mg.getpid", NULL, NULL, NULL), 0);
+	mg_context_shutdown(c, true);
+	mg_context_unref(c);
+	mg_router_unref(r);
+	assert_int_equal(access(dir, F_OK), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
+static void test_pins_removed_with_last_router(void **state)
+{
+	int status = 0;
+
+	need_kernel();
+	assert_int_equal(mg_test_in_child(pins_lifetime, NULL, 30, &status), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* --- unprivileged ------------------------------------------------------ */
 
 static int fallback_lines;
@@ -706,11 +783,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_forged_auth_down_dropped_at_child, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_still_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_denials_two_routers_one_broker, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_counters_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_via_tree_nothing_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_maps_bpftool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pins_removed_with_last_router, setup, teardown),
 		cmocka_unit_test(test_unprivileged_falls_back_once),
 	};
 	return MG_TEST_RUN("bpf/channel", tests);
