@@ -145,6 +145,18 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 {
 	struct mg_value *v = NULL;
 
+	/*
+	 * From above, only the parent line speaks about routes: a sibling's
+	 * DEL_ROUTE relayed down by the parent would otherwise mark contexts
+	 * lost here (the kernel filter drops it at this end too).
+	 */
+	if (s->role == STREAM_PARENT && !mg_has_parent_authority(msg, NULL, NULL)) {
+		LOG_ERROR("stream %s: refused %s from %u: auth_id %u is not a parent's",
+			  s->name, msg->meta.handle == MG_HANDLE_ADD_ROUTE ? "ADD_ROUTE"
+			  : "DEL_ROUTE", msg->meta.src_id, msg->meta.auth_id);
+		mg_message_free(msg);
+		return;
+	}
 	if (mg_message_value(msg, false, &v, NULL) < 0 || v->type != MG_LIST || v->len < 1 ||
 	    v->items[0].type != MG_INT || v->items[0].i <= 0 || v->items[0].i > UINT32_MAX) {
 		LOG_ERROR("stream %s: malformed route message", s->name);

@@ -569,6 +569,47 @@ static void test_via_tree_nothing_dropped(void **state)
 	mg_context_unref(g);
 }
 
+/*
+ * A child forges a DEL_ROUTE to its sibling (honest src_id and auth_id):
+ * the parent relays it down, and the filter at the sibling's end drops it
+ * (no parent authority). With the filter off, the sibling's router
+ * refuses it itself.
+ */
+static void test_sibling_del_route_dropped(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	uint32_t id = mg_context_remote_id(child), sid;
+	struct mg_context *sib, *off;
+	struct mg_router_stats *st = NULL;
+	const struct mg_stats_row *row;
+
+	need_kernel();
+	sib = mg_local(router, NULL, &err);
+	assert_non_null(sib);
+	sid = mg_context_remote_id(sib);
+	assert_int_equal(call_forge(sid, id, id, MG_HANDLE_DEL_ROUTE, 2), 2);
+	assert_int_equal(mg_call(sib, "mg.getpid", NULL, NULL, NULL), 0);
+	assert_int_equal(mg_router_stats(router, &st), 0);
+	row = row_of(st, sid, MG_STATS_CHANNEL);
+	assert_non_null(row);
+	assert_int_equal(row->dir[MG_STATS_DOWN].drops[MG_DROP_NO_AUTHORITY], 2);
+	row = row_of(st, id, MG_STATS_CHANNEL);
+	assert_int_equal(sum(row->dir[MG_STATS_UP].drops, MG_STATS_NDROP), 0);
+	mg_router_stats_free(st);
+
+	bpfload_set_enabled(false);
+	off = mg_local(router, NULL, &err);
+	bpfload_set_enabled(true);
+	assert_non_null(off);
+	assert_int_equal(call_forge(mg_context_remote_id(off), id, id, MG_HANDLE_DEL_ROUTE, 1),
+			 1);
+	assert_true(mg_test_log_contains("refused DEL_ROUTE from", 3.0));
+	mg_context_shutdown(off, true);
+	mg_context_unref(off);
+	mg_context_shutdown(sib, true);
+	mg_context_unref(sib);
+}
+
 /* SO_LOCK_FILTER: the child cannot take the filter off its end. */
 static void test_filter_locked(void **state)
 {
@@ -787,6 +828,7 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_counters_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sibling_del_route_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_via_tree_nothing_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_maps_bpftool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_stats, setup, teardown),
