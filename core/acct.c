@@ -9,14 +9,19 @@
  * other way named as its reply_to.
  *
  * Owns: struct router_acct (r->acct), the denial callback, the test-only
- * unchecked switch. Must not touch: streams' fds or the router's tables.
+ * unchecked switch, and the memfd through which the counters are published
+ * (core/acct.h). Must not touch: streams' fds or the router's tables.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
 
 #include <mitogen/stats.h>
+#include "core/acct.h"
 #include "core/hooks.h"
 #include "core/idmap.h"
 #include "core/log.h"
@@ -38,6 +43,7 @@ void hooks_register(const struct router_hooks *h)
 struct acct_chan {
 	uint32_t child_id;
 	struct mg_stats_counts dir[2];
+	struct acct_shm_row *row;	/* published copy, or NULL */
 	struct idmap ctx;		/* context id -> struct mg_stats_counts[2] */
 	struct idmap pending[2];	/* reply handle -> (void *)1, by direction */
 };
@@ -48,7 +54,41 @@ struct router_acct {
 	struct mg_stats_counts closed[2];
 	mg_denial_fn denial;
 	void *denial_ud;
+	int shm_fd;
+	struct acct_shm *shm;		/* core/acct.h, or NULL */
 };
+
+/* The published table; none (NULL) when memfd or mmap fail. */
+static void shm_open_(struct router_acct *a, uint32_t router_id)
+{
+	int fd = memfd_create(ACCT_SHM_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	struct acct_shm *m;
+
+	a->shm_fd = -1;
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, sizeof(*m)) < 0 ||
+	    (m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+	    MAP_FAILED) {
+		close(fd);
+		return;
+	}
+	/* Fixed size from now on. */
+	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	m->version = ACCT_SHM_VERSION;
+	m->pid = (uint32_t)getpid();
+	m->router_id = router_id;
+	m->nrows = ACCT_SHM_ROWS;
+	__atomic_store_n(&m->magic, ACCT_SHM_MAGIC, __ATOMIC_RELEASE);
+	a->shm_fd = fd;
+	a->shm = m;
+}
+
+static void shm_publish(struct acct_chan *c)
+{
+	if (c->row)
+		memcpy(c->row->dir, c->dir, sizeof(c->dir));
+}
 
 static struct router_acct *acct_of(struct mg_router *r)
 {
@@ -61,6 +101,7 @@ static struct router_acct *acct_of(struct mg_router *r)
 		return NULL;
 	pthread_mutex_init(&a->lock, NULL);
 	idmap_init(&a->chans);
+	a->shm_fd = -1;
 	if (!__atomic_compare_exchange_n(&r->acct, &want, a, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE)) {
 		idmap_free(&a->chans);
@@ -68,6 +109,9 @@ static struct router_acct *acct_of(struct mg_router *r)
 		free(a);
 		return want;
 	}
+	pthread_mutex_lock(&a->lock);
+	shm_open_(a, r->id);
+	pthread_mutex_unlock(&a->lock);
 	return a;
 }
 
@@ -103,6 +147,17 @@ static struct acct_chan *chan_of(struct router_acct *a, uint32_t child_id)
 		chan_free(c);
 		return NULL;
 	}
+	for (int i = 0; a->shm && i < ACCT_SHM_ROWS; i++) {
+		if (!a->shm->rows[i].used) {
+			c->row = &a->shm->rows[i];
+			memset(c->row, 0, sizeof(*c->row));
+			c->row->child_id = child_id;
+			__atomic_store_n(&c->row->used, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	if (a->shm && !c->row)
+		a->shm->overflow++;
 	return c;
 }
 
@@ -178,6 +233,7 @@ static void count(struct stream *s, int dir, uint32_t ctx, const struct wire_met
 			k[dir].msgs[cls] += first;
 			k[dir].bytes[cls] += bytes;
 		}
+		shm_publish(c);
 	}
 	pthread_mutex_unlock(&a->lock);
 }
@@ -211,6 +267,7 @@ void acct_rx_drop(struct stream *s, int reason)
 		k = ctx_of(c, s->remote_id);
 		if (k)
 			k[MG_STATS_UP].drops[reason]++;
+		shm_publish(c);
 	}
 	pthread_mutex_unlock(&a->lock);
 }
@@ -240,6 +297,11 @@ void acct_stream_closed(struct stream *s)
 	if (c) {
 		counts_add(&a->closed[0], &c->dir[0]);
 		counts_add(&a->closed[1], &c->dir[1]);
+		if (a->shm) {
+			memcpy(a->shm->closed.dir, a->closed, sizeof(a->closed));
+			if (c->row)
+				__atomic_store_n(&c->row->used, 0, __ATOMIC_RELEASE);
+		}
 		chan_free(c);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -259,6 +321,10 @@ void acct_router_free(struct mg_router *r)
 		return;
 	idmap_each(&a->chans, chan_free_each, NULL);
 	idmap_free(&a->chans);
+	if (a->shm)
+		munmap(a->shm, sizeof(*a->shm));
+	if (a->shm_fd >= 0)
+		close(a->shm_fd);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 	r->acct = NULL;

@@ -6,9 +6,13 @@
  * the pinned maps: per channel and per context, messages, bytes and drops
  * each way, then the last denials. Read-only: it never consumes the
  * denial ring buffer (that is the master's); it reads the `recent` map.
+ * A process without pinned maps (eBPF off there) is shown from the
+ * counters its routers publish in a memfd (core/acct.h), per channel,
+ * marked as not kernel-backed.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 
 #include <mitogen/stats.h>
 #include "bpf/shared.h"
+#include "core/acct.h"
 #include "tools/stats.h"
 
 #define EXIT_USAGE 2
@@ -36,8 +41,10 @@ static const char stats_usage[] =
 	"  process that pinned its maps under " MGB_PIN_ROOT "/<pid>/ (or of\n"
 	"  process N): messages, bytes and dropped records each way (up: from\n"
 	"  the child; down: to it) per channel and per context, and the last\n"
-	"  denials. --watch redraws every second until interrupted. Processes\n"
-	"  running without eBPF keep user-space counters only (mg_router_stats()).\n";
+	"  denials. --watch redraws every second until interrupted. A process\n"
+	"  running without eBPF is shown from its routers' own counters, per\n"
+	"  channel, marked as not kernel-backed (this needs the right to open\n"
+	"  its fds: the same user, or root).\n";
 
 static uint64_t sum(const __u64 *v, int n)
 {
@@ -46,6 +53,24 @@ static uint64_t sum(const __u64 *v, int n)
 	for (int i = 0; i < n; i++)
 		s += v[i];
 	return s;
+}
+
+static uint64_t sum64(const uint64_t *v, int n)
+{
+	uint64_t s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	return s;
+}
+
+/* Tables printed so far in this round: a blank line between two. */
+static int tables;
+
+static void table_start(void)
+{
+	if (tables++)
+		putchar('\n');
 }
 
 static int cmp_row(const void *a, const void *b)
@@ -154,6 +179,7 @@ static int print_pid(const char *dir, const char *pid)
 	close(fd);
 	if (ret < 0)
 		return ret;
+	table_start();
 	printf("pid %s  (kernel-backed: %s)\n", pid, dir);
 	printf("%-6s %-10s %10s %12s %8s %10s %12s %8s\n", "CHAN", "CONTEXT", "UP MSGS",
 	       "UP BYTES", "UP DROPS", "DOWN MSGS", "DOWN BYTES", "DN DROPS");
@@ -180,8 +206,81 @@ static int print_pid(const char *dir, const char *pid)
 	return 0;
 }
 
+static void print_user_row(const char *chan, const char *ctx,
+			   const struct mg_stats_counts *c)
+{
+	printf("%-6s %-10s %10llu %12llu %8llu %10llu %12llu %8llu\n", chan, ctx,
+	       (unsigned long long)sum64(c[0].msgs, MG_STATS_NCLASS),
+	       (unsigned long long)sum64(c[0].bytes, MG_STATS_NCLASS),
+	       (unsigned long long)sum64(c[0].drops + 1, MG_STATS_NDROP - 1),
+	       (unsigned long long)sum64(c[1].msgs, MG_STATS_NCLASS),
+	       (unsigned long long)sum64(c[1].bytes, MG_STATS_NCLASS),
+	       (unsigned long long)sum64(c[1].drops + 1, MG_STATS_NDROP - 1));
+}
+
+/* Tables a process's routers publish (core/acct.h). Returns how many. */
+static int print_user(const char *pid)
+{
+	char dir[64], path[320], link[256], id[16];
+	struct acct_shm *m = malloc(sizeof(*m));
+	struct dirent *e;
+	int shown = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%s/fd", pid);
+	d = m ? opendir(dir) : NULL;
+	while (d && (e = readdir(d))) {
+		ssize_t n;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, "/memfd:" ACCT_SHM_NAME " ", sizeof("/memfd:" ACCT_SHM_NAME)))
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = pread(fd, m, sizeof(*m), 0);
+		close(fd);
+		if (n != (ssize_t)sizeof(*m) || m->magic != ACCT_SHM_MAGIC ||
+		    m->version != ACCT_SHM_VERSION || m->nrows != ACCT_SHM_ROWS)
+			continue;
+		shown++;
+		table_start();
+		printf("pid %s router %u  (user-space counters, not kernel-backed: eBPF is "
+		       "off there)\n", pid, m->router_id);
+		printf("%-6s %-10s %10s %12s %8s %10s %12s %8s\n", "CHAN", "CONTEXT",
+		       "UP MSGS", "UP BYTES", "UP DROPS", "DOWN MSGS", "DOWN BYTES", "DN DROPS");
+		print_user_row("0", "closed", m->closed.dir);
+		for (int i = 0; i < ACCT_SHM_ROWS; i++) {
+			if (!m->rows[i].used)
+				continue;
+			snprintf(id, sizeof(id), "%u", m->rows[i].child_id);
+			print_user_row(id, "(channel)", m->rows[i].dir);
+		}
+		if (m->overflow)
+			printf("(%u more channels not shown)\n", m->overflow);
+	}
+	if (d)
+		closedir(d);
+	free(m);
+	return shown;
+}
+
+static bool pinned(const char *pid)
+{
+	char dir[300];
+
+	snprintf(dir, sizeof(dir), MGB_PIN_ROOT "/%s/counts", pid);
+	return access(dir, F_OK) == 0;
+}
+
 static int print_all(const char *only_pid)
 {
+	tables = 0;
 	char dir[300];
 	DIR *d;
 	struct dirent *e;
@@ -190,10 +289,11 @@ static int print_all(const char *only_pid)
 	if (only_pid) {
 		snprintf(dir, sizeof(dir), MGB_PIN_ROOT "/%s", only_pid);
 		ret = print_pid(dir, only_pid);
-		if (ret < 0) {
-			fprintf(stderr, "mitogen: stats: no kernel-backed counters for pid %s "
-				"(%s: %s): eBPF is off there, or it is not a libmitogen "
-				"process with child channels\n", only_pid, dir, strerror(-ret));
+		if (ret < 0 && print_user(only_pid) == 0) {
+			fprintf(stderr, "mitogen: stats: no counters for pid %s (%s: %s, and no "
+				"readable " ACCT_SHM_NAME " memfd): not a libmitogen process "
+				"with child channels, or not ours to read\n", only_pid, dir,
+				strerror(-ret));
 			return EXIT_NONE;
 		}
 		return 0;
@@ -203,16 +303,24 @@ static int print_all(const char *only_pid)
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
 		snprintf(dir, sizeof(dir), MGB_PIN_ROOT "/%s", e->d_name);
-		if (shown)
-			putchar('\n');
 		if (print_pid(dir, e->d_name) == 0)
 			shown++;
 	}
 	if (d)
 		closedir(d);
+	/* Processes without eBPF: their published counters. */
+	d = opendir("/proc");
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || pinned(e->d_name))
+			continue;
+		shown += print_user(e->d_name);
+	}
+	if (d)
+		closedir(d);
 	if (!shown) {
-		fprintf(stderr, "mitogen: stats: no kernel-backed counters under %s: no "
-			"libmitogen process with child channels runs with eBPF\n", MGB_PIN_ROOT);
+		fprintf(stderr, "mitogen: stats: no libmitogen process with child channels "
+			"found (none pinned under %s, no readable " ACCT_SHM_NAME " memfd)\n",
+			MGB_PIN_ROOT);
 		return EXIT_NONE;
 	}
 	return 0;

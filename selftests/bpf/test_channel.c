@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <grp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include "selftests/lib/harness.h"
@@ -759,6 +760,42 @@ static void count_fallback(enum mg_log_level level, const char *source, const ch
 		__atomic_add_fetch((int *)userdata, 1, __ATOMIC_RELAXED);
 }
 
+/*
+ * `mitogen stats --pid <self>`, run as the same unprivileged user, shows
+ * this process's own counters, not kernel-backed, with the 3 refused
+ * records as drops up on the channel of context id.
+ */
+static void tool_sees_user_counters(uint32_t id)
+{
+	char cmd[512], tool[256], line[512];
+	unsigned long long up_msgs, up_bytes, up_drops;
+	bool header = false, row = false;
+	unsigned chan;
+	char ctx[32];
+	FILE *f;
+
+	if (access(tool_path(tool, sizeof(tool)), X_OK) < 0) {
+		fprintf(stderr, "# no tool at %s: not checked\n", tool);
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "%s stats --pid %d 2>&1", tool, (int)getpid());
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "(user-space counters, not kernel-backed"))
+			header = true;
+		if (sscanf(line, "%u %31s %llu %llu %llu", &chan, ctx, &up_msgs, &up_bytes,
+			   &up_drops) == 5 && chan == id && !strcmp(ctx, "(channel)")) {
+			row = true;
+			assert_int_equal(up_drops, 3);
+			assert_true(up_msgs > 0 && up_bytes > up_msgs * WIRE_HDR_SIZE);
+		}
+	}
+	assert_int_equal(pclose(f), 0);
+	assert_true(header);
+	assert_true(row);
+}
+
 static void unprivileged(void *arg)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -772,6 +809,9 @@ static void unprivileged(void *arg)
 	if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
 	    setresuid(65534, 65534, 65534) < 0)
 		abort();
+	/* As a process started by that user is: changing uid cleared it, and
+	 * /proc/<pid>/fd would stay root's. */
+	prctl(PR_SET_DUMPABLE, 1);
 	mg_log_set_callback(count_fallback, &caps_line);
 	r = mg_router_new(NULL);
 	assert_non_null(r);
@@ -797,6 +837,7 @@ static void unprivileged(void *arg)
 			sent -= (int64_t)st->rows[i].dir[MG_STATS_UP].drops[MG_DROP_SRC_ID];
 	assert_int_equal(sent, 0);
 	mg_router_stats_free(st);
+	tool_sees_user_counters(mg_context_remote_id(a));
 	mg_context_shutdown(a, true);
 	mg_context_shutdown(b, true);
 	mg_context_unref(a);
