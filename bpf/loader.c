@@ -682,8 +682,8 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 	c->child_id = child_id;
 	c->br = br;
 	c->cookie_parent = cookie_of(parent_fd);
-	c->cookie_child = cookie_of(child_fd);
-	if (!c->cookie_parent || !c->cookie_child) {
+	c->cookie_child = child_fd >= 0 ? cookie_of(child_fd) : 0;
+	if (!c->cookie_parent || (child_fd >= 0 && !c->cookie_child)) {
 		free(c);
 		ret = -errno;
 		goto out;
@@ -706,7 +706,8 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 	 * seen with the child's end's cookie).
 	 */
 	if (bpf_map_update_elem(bl.chans_fd, &c->cookie_parent, &up, BPF_ANY) < 0 ||
-	    bpf_map_update_elem(bl.chans_fd, &c->cookie_child, &down, BPF_ANY) < 0 ||
+	    (c->cookie_child &&
+	     bpf_map_update_elem(bl.chans_fd, &c->cookie_child, &down, BPF_ANY) < 0) ||
 	    bpf_map_update_elem(bl.routes_fd, &rk, &c->chan, BPF_ANY) < 0) {
 		ret = -errno;
 		bpf_map_delete_elem(bl.chans_fd, &c->cookie_child);
@@ -721,7 +722,7 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 	c->next = bl.buckets[c->cookie_parent % NBUCKETS];
 	bl.buckets[c->cookie_parent % NBUCKETS] = c;
 	/* Both ends, before the child exists: it can never see them bare. */
-	ret = attach_locked(child_fd);
+	ret = child_fd >= 0 ? attach_locked(child_fd) : 0;
 	if (ret == 0)
 		ret = attach_locked(parent_fd);
 out:
@@ -803,7 +804,8 @@ static void chan_drop(struct bl_chan *c)
 	uint32_t cur;
 
 	fold_closed(c);
-	bpf_map_delete_elem(bl.chans_fd, &c->cookie_child);
+	if (c->cookie_child)
+		bpf_map_delete_elem(bl.chans_fd, &c->cookie_child);
 	bpf_map_delete_elem(bl.chans_fd, &c->cookie_parent);
 	for (size_t i = 0; i <= c->nids; i++) {
 		k.ctx = i < c->nids ? c->ids[i] : MGB_CTX_TOTAL;

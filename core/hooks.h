@@ -23,8 +23,11 @@ struct router_hooks {
 	 * A child channel was made: parent_fd stays here, child_fd is the
 	 * child's end. Called before the child runs (before fork/exec), so
 	 * that whatever is attached to child_fd is in place (and locked)
-	 * before the child can touch it. Returns 0 or -errno (logged; the
-	 * channel is used anyway, with user-space checks only).
+	 * before the child can touch it. child_fd -1: the child made its end
+	 * itself (a connect-back, e.g. after sudo): only the parent's end is
+	 * filtered (checks and counts up; nothing enforced down in the
+	 * kernel). Returns 0 or -errno (logged; the channel is used anyway,
+	 * with user-space checks only).
 	 */
 	int (*child_channel)(struct mg_router *r, uint32_t child_id, int parent_fd,
 			     int child_fd);

@@ -119,7 +119,9 @@ typedef void (*mg_denial_fn)(const struct mg_denial *d, void *userdata);
  * dropped request with a reply_to is answered with a CallError "refused
  * by policy", as the router answers the requests it refuses). One
  * callback per router; NULL removes it. fn must not block. Returns 0 or
- * -EINVAL. Denials only exist where the filter runs in the kernel.
+ * -EINVAL. Denials only exist where the filter runs in the kernel. Events
+ * beyond the ring buffer's room (256 KiB, ~6,500 denials not yet read) are
+ * lost; the drop counters never are.
  */
 MG_API int mg_router_on_denial(struct mg_router *r, mg_denial_fn fn, void *userdata);
 

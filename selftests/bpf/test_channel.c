@@ -611,6 +611,43 @@ static void test_sibling_del_route_dropped(void **state)
 	mg_context_unref(sib);
 }
 
+/*
+ * The hook on a bare socket pair, parent's end only (child_fd -1, as for a
+ * connect-back): a forged record never becomes readable on the parent's
+ * end, an honest one does, and the drop is counted on that channel.
+ */
+static void test_parent_end_only_bare_socketpair(void **state)
+{
+	struct wire_meta m = { .dst_id = 0, .src_id = 777, .auth_id = 777, .handle = 5000 };
+	struct mg_router_stats *st = NULL;
+	const struct mg_stats_row *row;
+	uint8_t rec[WIRE_HDR_SIZE + 1], buf[64];
+	int sv[2];
+
+	need_kernel();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(hooks_child_channel(router, 777, sv[0], -1), 0);
+	rec[WIRE_HDR_SIZE] = 0xc0;
+	m.src_id = 778;		/* not behind this channel */
+	wire_hdr_pack((struct wire_hdr *)rec, &m, WIRE_FLAG_FIRST | WIRE_FLAG_LAST, 1);
+	assert_int_equal(send(sv[1], rec, sizeof(rec), 0), (ssize_t)sizeof(rec));
+	assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	m.src_id = 777;
+	wire_hdr_pack((struct wire_hdr *)rec, &m, WIRE_FLAG_FIRST | WIRE_FLAG_LAST, 1);
+	assert_int_equal(send(sv[1], rec, sizeof(rec), 0), (ssize_t)sizeof(rec));
+	assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), (ssize_t)sizeof(rec));
+	assert_int_equal(mg_router_stats(router, &st), 0);
+	row = row_of(st, 777, MG_STATS_CHANNEL);
+	assert_non_null(row);
+	assert_int_equal(row->dir[MG_STATS_UP].drops[MG_DROP_SRC_ID], 1);
+	assert_int_equal(row->dir[MG_STATS_UP].msgs[MG_STATS_DATA], 1);
+	mg_router_stats_free(st);
+	hooks_channel_closed(router, sv[0]);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* SO_LOCK_FILTER: the child cannot take the filter off its end. */
 static void test_filter_locked(void **state)
 {
@@ -869,6 +906,8 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_counters_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parent_end_only_bare_socketpair, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_sibling_del_route_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_via_tree_nothing_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_maps_bpftool, setup, teardown),
