@@ -136,6 +136,53 @@ obj = $(addprefix $($(1)_DIR)/obj/,$(2))
 
 DEPS_STAMP := $(BUILD)/.deps.stamp
 
+# --- eBPF (bpf/) ---------------------------------------------- begin ---
+#
+# bpf/NAME.bpf.c (listed in Kbuild as bpf-y) -> build/bpf/NAME.bpf.o
+# (clang -target bpf -g -O2) -> build/bpf/NAME.skel.h (bpftool gen
+# skeleton, struct NAME_bpf), against build/bpf/vmlinux.h which bpftool
+# generates from the running kernel's BTF (a build host without BTF gets a
+# stand-in from the UAPI headers, which is all these programs use: the
+# library then finds no BTF at run time and says so). Nothing of it is
+# committed.
+# libbpf, libelf and zlib link statically into static programs (Debian
+# ships libbpf.a, libelf.a and libz.a; this libelf needs nothing else).
+BPF_DIR := $(BUILD)/bpf
+BPF_CLANG ?= clang
+BPFTOOL ?= bpftool
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+bpf-skels := $(patsubst bpf/%.bpf.c,$(BPF_DIR)/%.skel.h,$(bpf-y))
+BPF_MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+
+$(BPF_DIR)/vmlinux.h: | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(Q)$(call msg,GEN,bpf/vmlinux.h)if [ -r $(VMLINUX_BTF) ]; then \
+		$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c >$@; \
+	else \
+		echo "warning: no $(VMLINUX_BTF): bpf/vmlinux.h from the UAPI headers" >&2; \
+		printf '%s\n' '#include <linux/types.h>' '#include <linux/bpf.h>' \
+			'typedef __u32 uint32_t; typedef __u64 uint64_t; typedef _Bool bool;' \
+			'enum { false = 0, true = 1 };' >$@; \
+	fi
+
+$(BPF_DIR)/%.bpf.o: bpf/%.bpf.c bpf/shared.h core/wire.h $(BPF_DIR)/vmlinux.h
+	$(Q)$(call msg,BPF,bpf/$*.bpf.o)$(BPF_CLANG) -target bpf -mcpu=v3 -g -O2 -Wall \
+		-I. -I$(BPF_DIR) $(if $(BPF_MULTIARCH),-idirafter /usr/include/$(BPF_MULTIARCH)) \
+		-c -o $@ $<
+
+$(BPF_DIR)/%.skel.h: $(BPF_DIR)/%.bpf.o
+	$(Q)$(call msg,GEN,bpf/$*.skel.h)$(BPFTOOL) gen skeleton $< name $*_bpf >$@
+
+# bpf/*.c include the skeletons, in every tree.
+$(foreach t,main asan fuzz,$(eval \
+$(call obj,$(t),$(bpf-user-y)): $(bpf-skels)))
+$(foreach t,main asan fuzz,$(eval \
+$(call obj,$(t),$(bpf-user-y)): $(t)_CFLAGS += -I$(BPF_DIR)))
+
+LIBS_STATIC += -l:libbpf.a -l:libelf.a -l:libz.a
+LIBS_SHARED += -lbpf -lelf -lz
+# --- eBPF (bpf/) ------------------------------------------------ end ---
+
 # --- one tree -----------------------------------------------------------
 #
 # $(call tree,NAME) defines the rules of one build tree, with the compiler

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mitogen/stats.h>
 #include "core/context.h"
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
@@ -246,6 +248,7 @@ static void router_destroy(struct mg_router *r)
 		next = m->next;
 		mg_message_free(m);
 	}
+	acct_router_free(r);
 	mg_broker_unref(r->broker);
 	pthread_mutex_destroy(&r->lock);
 	pthread_mutex_destroy(&r->qlock);
@@ -617,7 +620,9 @@ void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream 
 
 void router_receive(struct mg_router *r, struct stream *s, struct mg_message *msg)
 {
-	if (s->role == STREAM_CHILD) {
+	if (s->role == STREAM_CHILD && router_test_unchecked) {
+		acct_rx(s, &msg->meta, msg->len);
+	} else if (s->role == STREAM_CHILD) {
 		struct stream *src, *auth;
 
 		pthread_mutex_lock(&r->lock);
@@ -628,6 +633,7 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 			LOG_ERROR("stream %s: refused message with spoofed src_id %u "
 				  "(context %u is not behind this stream)",
 				  s->name, msg->meta.src_id, msg->meta.src_id);
+			acct_rx_drop(s, MG_DROP_SRC_ID);
 			router_refuse(r, msg, s, "bad src_id");
 			mg_message_free(msg);
 			return;
@@ -635,10 +641,12 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 		if (auth != s) {
 			LOG_ERROR("stream %s: refused message from %u with forged auth_id %u",
 				  s->name, msg->meta.src_id, msg->meta.auth_id);
+			acct_rx_drop(s, MG_DROP_AUTH_ID);
 			router_refuse(r, msg, s, "bad auth_id");
 			mg_message_free(msg);
 			return;
 		}
+		acct_rx(s, &msg->meta, msg->len);
 	}
 	if (msg->meta.dst_id == r->id && (msg->meta.handle == MG_HANDLE_ADD_ROUTE ||
 					  msg->meta.handle == MG_HANDLE_DEL_ROUTE)) {
@@ -855,6 +863,8 @@ int router_route_add(struct mg_router *r, uint32_t id, struct stream *s)
 	pthread_mutex_lock(&r->lock);
 	ret = idmap_put(&r->routes, id, s);
 	pthread_mutex_unlock(&r->lock);
+	if (ret == 0 && s->role == STREAM_CHILD)
+		hooks_route(r, id, s->src.fd, true);
 	return ret;
 }
 
@@ -971,6 +981,11 @@ void router_stream_closed(struct mg_router *r, struct stream *s, const char *rea
 	struct stream **pp;
 	bool parent_lost = false;
 	char why[256];
+
+	if (s->role == STREAM_CHILD) {
+		hooks_channel_closed(r, s->src.fd);
+		acct_stream_closed(s);
+	}
 
 	pthread_mutex_lock(&r->lock);
 	idmap_each(&r->routes, scan_route, &rs);

@@ -47,6 +47,8 @@ struct mg_router {
 
 	uint8_t *scratch;		/* broker thread: one record */
 
+	struct router_acct *acct;	/* acct.c: channel accounting, made on first use */
+
 	/* agent hook: the parent stream went away */
 	void (*on_parent_lost)(struct mg_router *r, void *arg);
 	void *on_parent_lost_arg;

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "core/context.h"
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
@@ -98,10 +99,14 @@ static void on_add_route(struct mg_router *r, struct stream *s, uint32_t id, con
 	pthread_mutex_unlock(&r->lock);
 	if (why) {
 		LOG_ERROR("stream %s: refused ADD_ROUTE for context %u: %s", s->name, id, why);
+		/* The kernel may have learnt it from the record: unlearn. */
+		if (cur != s)
+			hooks_route(r, id, s->src.fd, false);
 		return;
 	}
 	if (ret < 0)
 		return;
+	hooks_route(r, id, s->src.fd, true);
 	LOG_DEBUG("ADD_ROUTE %u (%s) via %s", id, name, s->name);
 	if (name) {
 		struct mg_context *ctx = router_context(r, id, name);
@@ -128,6 +133,7 @@ static void on_del_route(struct mg_router *r, struct stream *s, uint32_t id)
 		}
 		idmap_del(&r->routes, id);
 		idmap_del(&r->allocations, id);
+		hooks_route(r, id, s->src.fd, false);
 	} else if (cur) {
 		/* From above, about a context below us: we know better. */
 		pthread_mutex_unlock(&r->lock);
@@ -144,6 +150,18 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 {
 	struct mg_value *v = NULL;
 
+	/*
+	 * From above, only the parent line speaks about routes: a sibling's
+	 * DEL_ROUTE relayed down by the parent would otherwise mark contexts
+	 * lost here (the kernel filter drops it at this end too).
+	 */
+	if (s->role == STREAM_PARENT && !mg_has_parent_authority(msg, NULL, NULL)) {
+		LOG_ERROR("stream %s: refused %s from %u: auth_id %u is not a parent's",
+			  s->name, msg->meta.handle == MG_HANDLE_ADD_ROUTE ? "ADD_ROUTE"
+			  : "DEL_ROUTE", msg->meta.src_id, msg->meta.auth_id);
+		mg_message_free(msg);
+		return;
+	}
 	if (mg_message_value(msg, false, &v, NULL) < 0 || v->type != MG_LIST || v->len < 1 ||
 	    v->items[0].type != MG_INT || v->items[0].i <= 0 || v->items[0].i > UINT32_MAX) {
 		LOG_ERROR("stream %s: malformed route message", s->name);
@@ -298,6 +316,8 @@ static void add_route_deferred(void *arg)
 	s = idmap_get(&r->routes, ar->via);
 	ar->ret = s ? idmap_put(&r->routes, ar->target, s) : -ENOENT;
 	pthread_mutex_unlock(&r->lock);
+	if (ar->ret == 0 && s->role == STREAM_CHILD)
+		hooks_route(r, ar->target, s->src.fd, true);
 	if (ar->ret == 0 && r->parent)
 		send_on(r, r->parent, MG_HANDLE_ADD_ROUTE, MG_LIST(mg_int(ar->target), mg_nil()));
 }

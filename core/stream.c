@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
@@ -250,6 +251,7 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 		return -errno;
 	m->started = true;
 	m->sent += n;
+	acct_tx_record(s, &m->meta, flags, (size_t)w);
 	return (ssize_t)n;
 }
 

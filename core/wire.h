@@ -14,8 +14,11 @@
 #ifndef CORE_WIRE_H
 #define CORE_WIRE_H
 
+#ifndef __bpf__
+/* BPF C gets the fixed-width types from vmlinux.h (bpf/channel.bpf.c). */
 #include <stdint.h>
 #include <stddef.h>
+#endif
 
 #define WIRE_MAGIC0		'M'
 #define WIRE_MAGIC1		'G'

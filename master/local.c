@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 
 #include "agent/agent.h"
+#include "bpf/loader.h"
+#include "core/hooks.h"
 #include "core/context.h"
 #include "core/latch.h"
 #include "core/log.h"
@@ -313,6 +315,8 @@ void start_cleanup(struct start *st)
 	if (st->keep_fd >= 0)
 		close(st->keep_fd);
 	st->keep_fd = -1;
+	if (st->sv[0] >= 0 && st->id)
+		hooks_channel_closed(st->r, st->sv[0]);
 	for (int i = 0; i < 2; i++) {
 		if (st->sv[i] >= 0)
 			close(st->sv[i]);
@@ -394,6 +398,10 @@ int start_prepare(struct start *st, struct mg_router *r,
 		start_cleanup(st);
 		return -EIO;
 	}
+	/* Kernel checks on both ends (bpf/loader.c) before the child runs. */
+	bpfload_register();
+	if (!st->no_channel)
+		hooks_child_channel(r, st->id, st->sv[0], st->sv[1]);
 	return 0;
 }
 

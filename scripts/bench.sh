@@ -244,6 +244,27 @@ END {
 	    val(O, "call_rtt_us") (has(O, "call_rtt_us") ? " (no sandbox)" : ""),
 	    "n/a", ratio(vf), "<= 1.1x unsandboxed", verdict(vf != "", vf <= 1.1))
 
+	# issue 6: eBPF channel filters on vs off, both ours, same run. The
+	# "floor" column holds the figure with eBPF off.
+	k = "bpf_on_call_rtt_us"
+	vf = has(O, k) && has(O, "bpf_off_call_rtt_us") ? O[k] / O["bpf_off_call_rtt_us"] : ""
+	row("call round trip, eBPF on (us)", val(O, k), "n/a",
+	    val(O, "bpf_off_call_rtt_us") (has(O, "bpf_off_call_rtt_us") ? " (eBPF off)" : ""),
+	    "n/a", vf != "" ? sprintf("%.3fx", vf) : "n/a", "within 5 % of off",
+	    verdict(vf != "", vf <= 1.05 && vf >= 0.95))
+	k = "bpf_on_stream_MBps"
+	vf = has(O, k) && has(O, "bpf_off_stream_MBps") ? O[k] / O["bpf_off_stream_MBps"] : ""
+	row("stream 200 x 1 MiB, eBPF on (MB/s)", val(O, k), "n/a",
+	    val(O, "bpf_off_stream_MBps") (has(O, "bpf_off_stream_MBps") ? " (eBPF off)" : ""),
+	    "n/a", vf != "" ? sprintf("%.3fx", vf) : "n/a", "within 5 % of off",
+	    verdict(vf != "", vf <= 1.05 && vf >= 0.95))
+	k = "bpf_on_create_call_ms"
+	vf = has(O, k) && has(O, "bpf_off_create_call_ms") ? O[k] - O["bpf_off_create_call_ms"] : ""
+	row("create + call, eBPF on (ms)", val(O, k), "n/a",
+	    val(O, "bpf_off_create_call_ms") (has(O, "bpf_off_create_call_ms") ? " (eBPF off)" : ""),
+	    "n/a", vf != "" ? sprintf("%+.3f ms", vf) : "n/a", "<= +0.2 ms",
+	    verdict(vf != "", vf <= 0.2))
+
 	H[1] = "measure"; H[2] = "ours"; H[3] = "Mitogen"; H[4] = "floor"
 	H[5] = "ours vs Mitogen"; H[6] = "ours vs floor"; H[7] = "target"
 	H[8] = "met"
@@ -302,7 +323,9 @@ END {
 		no = split("local_create_call_ms fork_create_call_ms call_rtt_us " \
 		    "fanout10_calls_per_s stream_MBps via1_call_rtt_us " \
 		    "fanout100_calls_per_s create_per_child_ms parent_kb_per_child " \
-		    "sandbox_create_call_ms sandbox_call_rtt_us",
+		    "sandbox_create_call_ms sandbox_call_rtt_us " \
+		    "bpf_on_call_rtt_us bpf_off_call_rtt_us bpf_on_stream_MBps " \
+		    "bpf_off_stream_MBps bpf_on_create_call_ms bpf_off_create_call_ms",
 		    order, " ")
 		for (i = 1; i <= no; i++)
 			if (order[i] in runs)

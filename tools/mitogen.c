@@ -37,6 +37,7 @@
 
 #include "tools/json_args.h"
 #include "tools/targets.h"
+#include "tools/stats.h"
 
 enum {
 	TOOL_EXIT_CALL = 1,
@@ -933,6 +934,8 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		return tool_usage_error("no command given (run or call)");
+	if (!strcmp(argv[i], "stats"))		/* tools/stats.c */
+		return tool_stats(argc - i, argv + i);
 	if (strcmp(argv[i], "run") && strcmp(argv[i], "call") &&
 	    strcmp(argv[i], "help"))
 		return tool_usage_error(

@@ -45,6 +45,7 @@
 #include "agent/agent.h"
 #include "core/broker.h"
 #include "core/context.h"
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "transports/transport.h"
@@ -737,9 +738,12 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	LOG_DEBUG("%s: first stage done in %.1f ms (%zu image bytes sent)", st.namebuf,
 		  (mono_now() - t0) * 1e3, c.sent);
 	if (c.conn >= 0) {
-		/* Back on SEQPACKET: the stdio channel is closed. */
+		/* Back on SEQPACKET: the stdio channel is closed. The kernel
+		 * checks our end (the child made its own: nothing to lock
+		 * there) before BOOT, before the child can send anything. */
 		close(c.chan);
 		st.sv[0] = c.conn;
+		hooks_child_channel(r, st.id, c.conn, -1);
 	} else {
 		st.sv[0] = c.chan;
 		st.bytes = true;

@@ -13,5 +13,6 @@
 #include <mitogen/channel.h>
 #include <mitogen/sandbox.h>
 #include <mitogen/transport.h>
+#include <mitogen/stats.h>
 
 #endif

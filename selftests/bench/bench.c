@@ -59,6 +59,7 @@
 #include <sys/resource.h>
 
 #include <mitogen/mitogen.h>
+#include "bpf/loader.h"		/* bpfload_set_enabled: eBPF on and off in one run */
 
 #define N_CTX 10
 #define N_CALLS 2000
@@ -620,6 +621,66 @@ int main(int argc, char **argv)
 			if (k == reps - 1)
 				report("via1_call_rtt_us", "%.1f", runs, reps);
 		}
+	}
+
+	/* Issue 6: eBPF channel filters on versus off, same run, runs
+	 * interleaved, which goes first alternating from one run to the next;
+	 * contexts made while off have no filter. */
+	if (want("bpf_on_call_rtt_us") || want("bpf_on_stream_MBps") ||
+	    want("bpf_on_create_call_ms")) {
+		struct mg_error err3 = MG_ERROR_INIT;
+		struct mg_context *c_on, *c_off;
+		double off[MAX_REPS];
+
+		progress("bench: %s\n", "eBPF on vs off");
+		bpfload_set_enabled(true);
+		c_on = mg_local(r, NULL, &err3);
+		bpfload_set_enabled(false);
+		c_off = mg_local(r, NULL, &err3);
+		bpfload_set_enabled(true);
+		if (!c_on || !c_off)
+			die("mg_local (eBPF on/off)", &err3);
+		printf("# bpf %s\n", bpfload_active() ? "on" : "unavailable: both rows run without it");
+		call_noop(c_on, "first call");
+		call_noop(c_off, "first call");
+		if (want("bpf_on_call_rtt_us")) {
+			for (int k = 0; k < reps; k++) {
+				if (k % 2)
+					off[k] = call_rtt(c_off);
+				runs[k] = call_rtt(c_on);
+				if (!(k % 2))
+					off[k] = call_rtt(c_off);
+			}
+			report("bpf_on_call_rtt_us", "%.1f", runs, reps);
+			report("bpf_off_call_rtt_us", "%.1f", off, reps);
+		}
+		if (want("bpf_on_stream_MBps")) {
+			for (int k = 0; k < reps; k++) {
+				if (k % 2)
+					off[k] = stream(r, c_off);
+				runs[k] = stream(r, c_on);
+				if (!(k % 2))
+					off[k] = stream(r, c_off);
+			}
+			report("bpf_on_stream_MBps", "%.0f", runs, reps);
+			report("bpf_off_stream_MBps", "%.0f", off, reps);
+		}
+		if (want("bpf_on_create_call_ms")) {
+			for (int k = 0; k < reps; k++) {
+				runs[k] = local_create_call(r, extra);
+				for (int i = 0; i < N_CTX; i++)
+					stop(extra[i]);
+				bpfload_set_enabled(false);
+				off[k] = local_create_call(r, extra);
+				bpfload_set_enabled(true);
+				for (int i = 0; i < N_CTX; i++)
+					stop(extra[i]);
+			}
+			report("bpf_on_create_call_ms", "%.3f", runs, reps);
+			report("bpf_off_create_call_ms", "%.3f", off, reps);
+		}
+		stop(c_on);
+		stop(c_off);
 	}
 
 	if (want("fork_create_call_ms")) {
