@@ -356,6 +356,8 @@ static int ns_check(const struct mg_value *v, unsigned best, char *why, size_t n
 				 "(asked %#x, got %#x)", want, got);
 		return -EOPNOTSUPP;
 	}
+	if ((want & ~got & ~MG_NS_USER) && sb_ns_self_why())
+		LOG_WARN("sandbox: skipped (best effort): namespaces: %s", sb_ns_self_why());
 	return 0;
 }
 

@@ -10,8 +10,10 @@
  * namespaces, which the agent enters itself (the program starts it, not
  * us): only lo, up, no AF_INET (--no-net), a private /tmp, its own
  * hostname, for root and (in a user namespace) for another user, through
- * su, doas and ssh->sudo too. A pid namespace is refused unless best
- * effort. Skipped (saying why) where the machine lacks the feature.
+ * su, doas, ssh->sudo and the tool's `run --no-net -t sudo:USER` too. A
+ * pid namespace is refused unless best effort; an agent's "ns_in" is what
+ * it entered, not what its parent claims. Skipped (saying why) where the
+ * machine lacks the feature.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +39,7 @@
 #include <sys/wait.h>
 
 #include "selftests/transports/fixture.h"
+#include "sandbox/sandbox.h"
 
 /* --- functions the children run (copied from selftests/sandbox/) -------- */
 
@@ -803,6 +806,83 @@ static void test_ssh_sudo(void **state)
 	stop(host);
 }
 
+/* The tool: `mitogen run --no-net -t sudo:mgsudo` sees only lo. */
+static void test_tool_no_net(void **state)
+{
+	const char *bd = getenv("MG_TEST_BUILD_DIR");
+	char cmd[PATH_MAX + 128], out[4096];
+	size_t n;
+	FILE *p;
+
+	NEED_ROOT();
+	NS_REQUIRED(user_uid("mgsudo"));
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s/mitogen run --no-net -t sudo:mgsudo -- "
+		 "sed -n 's/^ *\\([^ ]*\\):.*/\\1/p' /proc/net/dev", bd ? bd : "build");
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	assert_string_equal(out, "lo\n");
+}
+
+/*
+ * What a first-stage agent does, in a forked (single-threaded) child of
+ * ours: it enters the bits it was given, and after BOOT "ns_in" says what
+ * it entered, whatever the parent claimed there. Exit 0: as expected.
+ */
+static int enter_self_child(unsigned given, unsigned claimed)
+{
+	struct mg_value *sb = mg_map();
+	char why[512] = "";
+	struct stat mine, now;
+	const struct mg_value *in;
+	int ret;
+
+	if (stat("/proc/self/ns/net", &mine) < 0)
+		return 10;
+	sandbox_ns_enter_self(given);
+	mg_map_set(sb, "ns", mg_int(MG_NS_NET));
+	mg_map_set(sb, "ns_in", mg_int(claimed));
+	sandbox_ns_record_self(sb);
+	in = mg_map_get(sb, "ns_in");
+	if (!in || in->i != (int64_t)given)
+		return 11;
+	ret = sandbox_apply(sb, why, sizeof(why));
+	mg_value_free(sb);
+	if (stat("/proc/self/ns/net", &now) < 0)
+		return 12;
+	if (given) {
+		/* Entered for real, set up (lo up) without complaint. */
+		return ret == 0 && now.st_ino != mine.st_ino ? 0 : 13;
+	}
+	/* Claimed but not entered: fails closed, saying so. */
+	if (ret != -EOPNOTSUPP || !strstr(why, "started without them"))
+		return 14;
+	return now.st_ino == mine.st_ino ? 0 : 15;
+}
+
+static void test_ns_in_not_taken_from_parent(void **state)
+{
+	for (int i = 0; i < 2; i++) {
+		unsigned given = i ? MG_NS_NET : 0;
+		int st = 0;
+		pid_t pid;
+
+		if (given && ns_missing(0))
+			continue;
+		pid = fork();
+		if (pid == 0)
+			_exit(enter_self_child(given, MG_NS_NET));
+		assert_true(pid > 0);
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		if (WEXITSTATUS(st))
+			print_error("given %#x: child exit %d\n", given, WEXITSTATUS(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -821,6 +901,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pid_ns_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_via_su_doas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_sudo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tool_no_net, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ns_in_not_taken_from_parent, setup, teardown),
 	};
 	if (fixture_up(true) < 0)
 		return 1;
