@@ -178,6 +178,7 @@ reply:
 
 static struct mg_receiver *call_rx;
 static volatile bool main_busy;
+static bool from_first_stage;
 
 static void on_shutdown_msg(struct mg_message *msg, void *userdata)
 {
@@ -401,6 +402,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		const struct mg_value *sb = mg_map_get(boot, "sandbox");
 		char why[512];
 
+		/* Started by a first stage: we say which namespaces we are in. */
+		if (from_first_stage && sb && sb->type == MG_MAP)
+			sandbox_ns_record_self((struct mg_value *)sb);
 		/* sandbox_apply checks what it uses (the parent checked it all). */
 		if (sb && sb->type != MG_NIL && sandbox_apply(sb, why, sizeof(why)) < 0) {
 			fprintf(stderr, "mitogen agent: sandbox: %s\n", why);
@@ -444,17 +448,33 @@ void agent_run_fds(int fd, int wfd, bool bytes)
  * the channel (--mitogen-stdio, a byte stream), or we connect back to our
  * parent's private socket (--mitogen-connect NAME). Either way stdin then
  * reads /dev/null and stdout goes where stderr goes, so nothing a function
- * prints can corrupt the channel.
+ * prints can corrupt the channel. "--mitogen-ns BITS" (MG_NS_*, from the
+ * sandbox) last: we unshare them once connected (an abstract socket name
+ * belongs to a net namespace), before any thread exists.
  */
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
 	int rfd = -1, wfd = -1, devnull;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
+	unsigned long ns = 0;
+
+	for (int i = 2; i + 1 < argc; i++) {
+		char *end;
+
+		if (strcmp(argv[i], "--mitogen-ns"))
+			continue;
+		errno = 0;
+		ns = strtoul(argv[i + 1], &end, 0);
+		if (errno || *end || ns > 0xff) {
+			fprintf(stderr, "mitogen agent: bad --mitogen-ns '%s'\n", argv[i + 1]);
+			_exit(AGENT_EXIT_SETUP);
+		}
+	}
 
 	if (bytes) {
 		rfd = fcntl(0, F_DUPFD_CLOEXEC, 3);
 		wfd = fcntl(1, F_DUPFD_CLOEXEC, 3);
-	} else if (argc >= 3) {
+	} else if (argc >= 3 && strcmp(argv[2], "--mitogen-ns")) {
 		rfd = wfd = agent_connect_parent(argv[2]);
 	}
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -464,6 +484,8 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 		_exit(AGENT_EXIT_SETUP);
 	}
 	close(devnull);
+	from_first_stage = true;
+	sandbox_ns_enter_self((unsigned)ns);
 	if (bytes && write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
 		_exit(AGENT_EXIT_SETUP);
 	agent_run_fds(rfd, wfd, bytes);

@@ -452,6 +452,81 @@ int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n)
 	return 0;
 }
 
+/*
+ * Contexts started by a program (sudo, su, doas, ssh): the program starts
+ * the agent, so the agent enters the namespaces itself. The master gives
+ * the bits on the first stage's command line (--mitogen-ns); the agent
+ * unshares them while it is still single-threaded, before its broker
+ * thread, and after BOOT records in "ns_in" what it entered, whatever the
+ * parent wrote there. No pid namespace: unshare would put only the
+ * agent's future children in it (refused unless best effort, as for fork).
+ */
+static int self_bits = -1;	/* entered by sandbox_ns_enter_self, -1: not called */
+static char self_why[160];
+
+int sandbox_ns_exec_bits(const struct mg_value *sb, const char *kind, unsigned *bits,
+			 char *why, size_t n)
+{
+	unsigned want = sb ? map_uint(sb, "ns") : 0;
+
+	*bits = 0;
+	if ((want & MG_NS_PID) && !(map_uint(sb, "best_effort") & MG_SANDBOX_NAMESPACES)) {
+		snprintf(why, n, "namespaces: pid: not available for %s contexts "
+			 "(use mg_local, or mark namespaces best effort)", kind);
+		return -EINVAL;
+	}
+	if (want & MG_NS_PID)
+		LOG_WARN("sandbox: skipped (best effort): pid namespace (%s context)", kind);
+	*bits = want & ~MG_NS_PID;
+	return 0;
+}
+
+void sandbox_ns_enter_self(unsigned asked)
+{
+	struct spawn_req q = { 0 };
+	char names[64];
+	int e;
+
+	q.bits = asked & (MG_NS_NET | MG_NS_MOUNT | MG_NS_UTS | MG_NS_IPC | MG_NS_USER);
+	if (q.bits && geteuid() != 0)
+		q.bits |= MG_NS_USER;
+	self_bits = 0;
+	if (!q.bits)
+		return;
+	snprintf(q.uid_map, sizeof(q.uid_map), "0 %u 1\n", (unsigned)geteuid());
+	snprintf(q.gid_map, sizeof(q.gid_map), "0 %u 1\n", (unsigned)getegid());
+	if (unshare(ns_clone_flags(q.bits)) < 0) {
+		e = errno;
+		ns_names(q.bits, names, sizeof(names));
+		snprintf(self_why, sizeof(self_why), "cannot create %s: %s", names, strerror(e));
+		/* What works alone, for a sandbox that marked namespaces best effort. */
+		q.bits = ns_probe(q.bits);
+		if ((asked & ~MG_NS_USER) && !(q.bits & ~MG_NS_USER))
+			q.bits = 0;
+		if (q.bits && unshare(ns_clone_flags(q.bits)) < 0)
+			return;
+	}
+	if ((q.bits & MG_NS_USER) && map_ids(&q) < 0) {
+		/* In a user namespace without our uid: claim none at all. */
+		snprintf(self_why, sizeof(self_why), "user: %s: %s", q.step, strerror(errno));
+		return;
+	}
+	self_bits = (int)q.bits;
+}
+
+void sandbox_ns_record_self(struct mg_value *sb)
+{
+	if (self_bits < 0 || !sb || sb->type != MG_MAP)
+		return;
+	mg_map_set(sb, "ns_in", mg_int(self_bits));
+	mg_map_set(sb, "net_ready", mg_bool(false));
+}
+
+const char *sb_ns_self_why(void)
+{
+	return self_why[0] ? self_why : NULL;
+}
+
 /* --- setting up (child, after BOOT) -------------------------------------- */
 
 /* Bring lo up through rtnetlink (libnl): no `ip` program needed. */

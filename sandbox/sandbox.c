@@ -347,10 +347,17 @@ static int ns_check(const struct mg_value *v, unsigned best, char *why, size_t n
 	unsigned got = in && in->type == MG_INT ? (unsigned)in->i : 0;
 
 	if ((want & ~got & ~MG_NS_USER) && !(best & MG_SANDBOX_NAMESPACES)) {
-		snprintf(why, n, "namespaces: this context was started without them "
-			 "(asked %#x, got %#x)", want, got);
+		const char *self = sb_ns_self_why();
+
+		if (self)
+			snprintf(why, n, "namespaces: %s", self);
+		else
+			snprintf(why, n, "namespaces: this context was started without them "
+				 "(asked %#x, got %#x)", want, got);
 		return -EOPNOTSUPP;
 	}
+	if ((want & ~got & ~MG_NS_USER) && sb_ns_self_why())
+		LOG_WARN("sandbox: skipped (best effort): namespaces: %s", sb_ns_self_why());
 	return 0;
 }
 

@@ -136,6 +136,21 @@ pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n);
 /* Forked child, still single-threaded: unshare the namespaces. */
 int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n);
+/* Parent, contexts a program starts (sudo, su, doas, ssh): refuse (or
+ * with best effort drop) a pid namespace; *bits: what the agent is to
+ * enter (--mitogen-ns). kind names the context in the message. */
+int sandbox_ns_exec_bits(const struct mg_value *sb, const char *kind, unsigned *bits,
+			 char *why, size_t n);
+/* Agent started by a first stage, still single-threaded: unshare the
+ * asked bits (plus a user namespace when not root); with best effort in
+ * mind, what can be entered when not all can. Called with 0 too: then
+ * the agent claims no namespace whatever BOOT says. */
+void sandbox_ns_enter_self(unsigned asked);
+/* Agent after BOOT: write what sandbox_ns_enter_self entered into sb's
+ * "ns_in" (the parent's word is not taken); nothing if never called. */
+void sandbox_ns_record_self(struct mg_value *sb);
+/* Why sandbox_ns_enter_self could not enter all it was asked, or NULL. */
+const char *sb_ns_self_why(void);
 /* Child after BOOT: lo up, private /tmp and /proc, hostname. */
 int sb_ns_setup(const struct mg_value *v, char *why, size_t n);
 

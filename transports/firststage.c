@@ -48,6 +48,7 @@
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/message.h"
+#include "sandbox/sandbox.h"
 #include "transports/transport.h"
 
 #define TTY_KEEP 4096
@@ -662,6 +663,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	char *script = NULL, *command = NULL;
 	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, ret;
 	bool owned = false;
+	unsigned ns = 0;
 	double t0 = mono_now();
 	pid_t pid;
 
@@ -677,6 +679,12 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	}
 	c.name = st.namebuf;
 	c.deadline = t0 + st.connect_timeout;
+	/* Namespaces: the agent enters them itself (sandbox/namespaces.c). */
+	if (st.sandbox && sandbox_ns_wanted(st.sandbox) &&
+	    sandbox_ns_exec_bits(st.sandbox, t->kind, &ns, why, sizeof(why)) < 0) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "%s: sandbox: %s", st.namebuf, why);
+		goto fail_early;
+	}
 	c.img = image_get(st.image, &owned, why, sizeof(why));
 	if (!c.img) {
 		error_set(err, MG_ERR_STREAM, EIO, "%s: %s", st.namebuf, why);
@@ -695,6 +703,8 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	} else {
 		snprintf(run, sizeof(run), "--mitogen-stdio");
 	}
+	if (ns)
+		snprintf(run + strlen(run), sizeof(run) - strlen(run), " --mitogen-ns %u", ns);
 	script = malloc(8192);
 	command = malloc(8300);
 	ab = calloc(1, sizeof(*ab));
