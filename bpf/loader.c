@@ -259,12 +259,16 @@ static void unpin_at_exit(void)
 
 /* --- loading ----------------------------------------------------------- */
 
+/*
+ * One event into bl.evq. A negative return stops ring_buffer__consume()
+ * after this event (libbpf has already moved past it), so none is lost
+ * when the queue fills: on_ringbuf() consumes again.
+ */
 static int on_event(void *ctx, void *data, size_t size)
 {
-	if (size >= sizeof(struct mgb_event) &&
-	    bl.nev < sizeof(bl.evq) / sizeof(bl.evq[0]))
+	if (size >= sizeof(struct mgb_event))
 		memcpy(&bl.evq[bl.nev++], data, sizeof(struct mgb_event));
-	return bl.nev < sizeof(bl.evq) / sizeof(bl.evq[0]) ? 0 : 1;
+	return bl.nev < sizeof(bl.evq) / sizeof(bl.evq[0]) ? 0 : -E2BIG;
 }
 
 static void go_off(enum mg_log_level level, const char *fmt, ...)

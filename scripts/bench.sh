@@ -246,14 +246,15 @@ END {
 
 	# issue 6: eBPF channel filters on vs off, both ours, same run. The
 	# "floor" column holds the figure with eBPF off.
+	# The ratio is the median of per-pair ratios (each pair back to back).
 	k = "bpf_on_call_rtt_us"
-	vf = has(O, k) && has(O, "bpf_off_call_rtt_us") ? O[k] / O["bpf_off_call_rtt_us"] : ""
+	vf = has(O, "bpf_call_rtt_ratio") ? O["bpf_call_rtt_ratio"] : ""
 	row("call round trip, eBPF on (us)", val(O, k), "n/a",
 	    val(O, "bpf_off_call_rtt_us") (has(O, "bpf_off_call_rtt_us") ? " (eBPF off)" : ""),
 	    "n/a", vf != "" ? sprintf("%.3fx", vf) : "n/a", "within 5 % of off",
 	    verdict(vf != "", vf <= 1.05 && vf >= 0.95))
 	k = "bpf_on_stream_MBps"
-	vf = has(O, k) && has(O, "bpf_off_stream_MBps") ? O[k] / O["bpf_off_stream_MBps"] : ""
+	vf = has(O, "bpf_stream_ratio") ? O["bpf_stream_ratio"] : ""
 	row("stream 200 x 1 MiB, eBPF on (MB/s)", val(O, k), "n/a",
 	    val(O, "bpf_off_stream_MBps") (has(O, "bpf_off_stream_MBps") ? " (eBPF off)" : ""),
 	    "n/a", vf != "" ? sprintf("%.3fx", vf) : "n/a", "within 5 % of off",
@@ -325,7 +326,8 @@ END {
 		    "fanout100_calls_per_s create_per_child_ms parent_kb_per_child " \
 		    "sandbox_create_call_ms sandbox_call_rtt_us " \
 		    "bpf_on_call_rtt_us bpf_off_call_rtt_us bpf_on_stream_MBps " \
-		    "bpf_off_stream_MBps bpf_on_create_call_ms bpf_off_create_call_ms",
+		    "bpf_off_stream_MBps bpf_on_create_call_ms bpf_off_create_call_ms " \
+		    "bpf_call_rtt_ratio bpf_stream_ratio",
 		    order, " ")
 		for (i = 1; i <= no; i++)
 			if (order[i] in runs)

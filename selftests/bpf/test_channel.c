@@ -445,6 +445,35 @@ static void test_denials_two_routers_one_broker(void **state)
 	mg_broker_unref(b);
 }
 
+static void count_denial(const struct mg_denial *d, void *userdata)
+{
+	__atomic_add_fetch((int *)userdata, 1, __ATOMIC_RELAXED);
+}
+
+static void stall(void *arg)
+{
+	usleep(300000);
+}
+
+/* A burst of 300 denials while the broker is busy (more than one read of
+ * the ring buffer takes): every one reaches the callback. */
+static void test_denial_burst_all_reported(void **state)
+{
+	uint32_t id = mg_context_remote_id(child);
+	int n = 0;
+
+	need_kernel();
+	router_test_unchecked = true;
+	assert_int_equal(mg_router_on_denial(router, count_denial, &n), 0);
+	assert_int_equal(mg_broker_defer(mg_router_broker(router), stall, NULL), 0);
+	assert_int_equal(call_forge(0, 4000, id, 5000, 300), 300);
+	for (double end = mg_test_now() + 5; __atomic_load_n(&n, __ATOMIC_RELAXED) < 300 &&
+	     mg_test_now() < end;)
+		usleep(2000);
+	mg_router_on_denial(router, NULL, NULL);
+	assert_int_equal(n, 300);
+}
+
 static void on_data(struct mg_message *msg, void *userdata)
 {
 	int *n = userdata;
@@ -902,6 +931,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_forged_auth_down_dropped_at_child, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_still_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_denial_burst_all_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_denials_two_routers_one_broker, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_counters_exact, setup, teardown),
