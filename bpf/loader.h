@@ -51,5 +51,12 @@ struct bpf_tenant *bpf_tenant_attach(const char *name, const char *cgdir, unsign
 int bpf_tenant_counts(struct bpf_tenant *t, unsigned long long bytes[2],
 		      unsigned long long packets[2], unsigned long long *denied);
 void bpf_tenant_free(struct bpf_tenant *t);
+/*
+ * The sandbox's tenant_deny: attach the tenant programs to cgdir once per
+ * tenant name for this process's life (the same name again is a no-op;
+ * with another deny mask, -EEXIST). 0 or -errno with why[] filled.
+ */
+int bpf_tenant_ensure(const char *name, const char *cgdir, unsigned deny, char *why,
+		      size_t why_size);
 
 #endif

@@ -8,6 +8,7 @@
  * is made and filled by the caller.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -196,4 +197,68 @@ void bpf_tenant_free(struct bpf_tenant *t)
 	}
 	tenant_bpf__destroy(t->skel);
 	free(t);
+}
+
+/* Tenants this process attached, kept until it exits. */
+static struct tenant_reg {
+	char name[65];
+	unsigned deny;
+	struct bpf_tenant *t;
+	struct tenant_reg *next;
+} *tenants;
+static pthread_mutex_t tenants_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void tenants_free(void)
+{
+	struct tenant_reg *g, *next;
+
+	pthread_mutex_lock(&tenants_lock);
+	for (g = tenants; g; g = next) {
+		next = g->next;
+		bpf_tenant_free(g->t);
+		free(g);
+	}
+	tenants = NULL;
+	pthread_mutex_unlock(&tenants_lock);
+}
+
+int bpf_tenant_ensure(const char *name, const char *cgdir, unsigned deny, char *why,
+		      size_t why_size)
+{
+	static bool atexit_set;
+	struct tenant_reg *g;
+	int ret = 0;
+
+	pthread_mutex_lock(&tenants_lock);
+	for (g = tenants; g; g = g->next)
+		if (!strcmp(g->name, name))
+			break;
+	if (g) {
+		if (g->deny != deny) {
+			say(why, why_size, "tenant %s already refuses families 0x%x here, not 0x%x",
+			    name, g->deny, deny);
+			ret = -EEXIST;
+		}
+		goto out;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	g->t = bpf_tenant_attach(name, cgdir, deny, why, why_size);
+	if (!g->t) {
+		ret = errno ? -errno : -EIO;
+		free(g);
+		goto out;
+	}
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->deny = deny;
+	g->next = tenants;
+	tenants = g;
+	if (!atexit_set)
+		atexit_set = atexit(tenants_free) == 0;
+out:
+	pthread_mutex_unlock(&tenants_lock);
+	return ret;
 }

@@ -325,6 +325,48 @@ void start_cleanup(struct start *st)
 	}
 }
 
+_Static_assert(MG_TENANT_NO_INET == BPF_TENANT_NO_INET &&
+	       MG_TENANT_NO_NETLINK == BPF_TENANT_NO_NETLINK &&
+	       MG_TENANT_NO_PACKET == BPF_TENANT_NO_PACKET, "tenant deny bits");
+
+/*
+ * The sandbox's tenant_deny: the starter (privileged, and on the child's
+ * host) attaches the tenant's eBPF socket policy to its cgroup. Without
+ * eBPF, or for a child on another host, MG_TENANT_NO_INET falls back to
+ * the child's own no_inet seccomp filter (said once); netlink and packet
+ * have no fallback: the creation fails with the reason.
+ */
+static int start_tenant_policy(struct start *st, struct mg_error *err)
+{
+	static bool said;
+	const struct mg_value *t, *d;
+	char dir[256], why[256] = "";
+	int ret = -EOPNOTSUPP;
+
+	if (!st->sandbox || !(d = mg_map_get(st->sandbox, "tenant_deny")) ||
+	    !(t = mg_map_get(st->sandbox, "tenant")))
+		return 0;
+	if (st->remote)
+		snprintf(why, sizeof(why), "the child is on another host");
+	else if ((ret = sandbox_tenant_cgroup(t->str, dir, sizeof(dir))) < 0)
+		snprintf(why, sizeof(why), "no tenant cgroup: %s", strerror(-ret));
+	else
+		ret = bpf_tenant_ensure(t->str, dir, (unsigned)d->i, why, sizeof(why));
+	if (ret == 0)
+		return 0;
+	if ((unsigned)d->i == MG_TENANT_NO_INET) {
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			LOG_WARN("tenant %s: no eBPF socket policy (%s); inet sockets are "
+				 "refused by a seccomp filter in each child instead", t->str, why);
+		mg_map_set(st->sandbox, "no_inet", mg_bool(true));
+		return 0;
+	}
+	error_set(err, MG_ERR_STREAM, -ret,
+		  "%s: tenant %s: cannot refuse netlink/packet sockets: %s", st->namebuf,
+		  t->str, why);
+	return ret;
+}
+
 int start_prepare(struct start *st, struct mg_router *r,
 		  const struct mg_local_opts *o, uint32_t id,
 		  const struct mg_value *sandbox, struct mg_error *err)
@@ -397,6 +439,14 @@ int start_prepare(struct start *st, struct mg_router *r,
 			  st->namebuf);
 		start_cleanup(st);
 		return -EIO;
+	}
+	{
+		int ret = start_tenant_policy(st, err);
+
+		if (ret < 0) {
+			start_cleanup(st);
+			return ret;
+		}
 	}
 	/* Kernel checks on both ends (bpf/loader.c) before the child runs. */
 	bpfload_register();

@@ -178,6 +178,13 @@ static int add_v2(struct mg_value *v, const struct mg_sandbox_opts *o, char *why
 		mg_map_set(v, "pids_max", mg_int(o->pids_max));
 		mg_map_set(v, "memory_max", mg_int(o->memory_max));
 	}
+	if (SB_HAS(o, tenant_deny) && o->tenant_deny) {
+		if (!o->tenant) {
+			snprintf(why, n, "cgroup: tenant_deny needs a tenant");
+			return -EINVAL;
+		}
+		mg_map_set(v, "tenant_deny", mg_int(o->tenant_deny));
+	}
 	return 0;
 }
 
@@ -258,6 +265,11 @@ static int check_v2(const struct mg_value *v, char *why, size_t n)
 	if (x && (x->type != MG_STR || sb_tenant_check(x->str, why, n) < 0)) {
 		if (x->type != MG_STR)
 			snprintf(why, n, "cgroup: tenant is not a string");
+		return -EINVAL;
+	}
+	x = mg_map_get(v, "tenant_deny");
+	if (x && (x->type != MG_INT || x->i < 0 || x->i > 7 || !mg_map_get(v, "tenant"))) {
+		snprintf(why, n, "cgroup: tenant_deny wants MG_TENANT_NO_* bits and a tenant");
 		return -EINVAL;
 	}
 	for (const char *const *k = (const char *const[]){ "pids_max", "memory_max", NULL }; *k;

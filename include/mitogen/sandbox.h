@@ -138,7 +138,22 @@ struct mg_sandbox_opts {
 	const char *tenant;
 	int64_t pids_max;
 	int64_t memory_max;	/* bytes */
+	/*
+	 * Socket families the tenant's cgroup may not open (MG_TENANT_NO_*),
+	 * enforced by a cgroup/sock_create eBPF program the starting process
+	 * attaches to the tenant's cgroup (once per tenant, kept until that
+	 * process exits), which also counts the tenant's network bytes
+	 * (pinned, see README "eBPF"). Every context of the tenant is covered,
+	 * whoever started it. Without eBPF, MG_TENANT_NO_INET falls back to
+	 * the no_inet seccomp filter for this child (logged once); NETLINK and
+	 * PACKET have no fallback and fail the creation. Needs tenant.
+	 */
+	unsigned tenant_deny;
 };
+
+#define MG_TENANT_NO_INET	0x1u	/* AF_INET, AF_INET6 */
+#define MG_TENANT_NO_NETLINK	0x2u	/* AF_NETLINK */
+#define MG_TENANT_NO_PACKET	0x4u	/* AF_PACKET */
 /* PR_SET_NO_NEW_PRIVS is always set in a sandboxed child: no setuid or
  * file-capability program regains what was dropped. */
 

@@ -109,6 +109,14 @@ static int sock_errno(int family, int type)
 	return 0;
 }
 
+/* In a child context: errno of socket(AF_INET, SOCK_DGRAM) (0: it worked). */
+static int inet_errno(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	*ret = mg_int(sock_errno(AF_INET, SOCK_DGRAM));
+	return 0;
+}
+MG_EXPORT(inet_errno);
+
 static void in_tenant_a(void *arg)
 {
 	enter(dir_a);
@@ -215,6 +223,49 @@ static void test_tenant_byte_counters_move(void **state)
 	}
 }
 
+/*
+ * The sandbox option end to end: a child of a tenant with tenant_deny =
+ * MG_TENANT_NO_INET gets EPERM from the kernel's cgroup program (not a
+ * seccomp trap: the call itself succeeds), a child of another tenant
+ * opens its socket, and a second child of the first tenant is covered by
+ * the policy already attached.
+ */
+static void test_sandbox_tenant_deny(void **state)
+{
+	struct mg_router *r = mg_router_new(NULL);
+	struct mg_error err = MG_ERROR_INIT;
+	char deny[32], allow[32];
+	struct mg_value *v = NULL;
+
+	need_tenants();
+	snprintf(deny, sizeof(deny), "bpft-deny-%d", (int)getpid());
+	snprintf(allow, sizeof(allow), "bpft-allow-%d", (int)getpid());
+	for (int i = 0; i < 3; i++) {
+		MG_OPTS(mg_sandbox_opts, sb, .tenant = i < 2 ? deny : allow,
+			.tenant_deny = i < 2 ? MG_TENANT_NO_INET : 0);
+		MG_OPTS(mg_local_opts, lo, .sandbox = &sb);
+		struct mg_context *c = mg_local(r, &lo, &err);
+
+		if (!c)
+			fail_msg("start: %s", err.message);
+		assert_int_equal(mg_call(c, "inet_errno", NULL, &v, &err), 0);
+		assert_int_equal(v->i, i < 2 ? EPERM : 0);
+		mg_value_free(v);
+		v = NULL;
+		mg_context_shutdown(c, true);
+		mg_context_unref(c);
+	}
+	/* tenant_deny without a tenant is refused before anything starts */
+	{
+		MG_OPTS(mg_sandbox_opts, sb, .tenant_deny = MG_TENANT_NO_INET);
+		MG_OPTS(mg_local_opts, lo, .sandbox = &sb);
+
+		assert_null(mg_local(r, &lo, &err));
+		assert_non_null(strstr(err.message, "tenant_deny needs a tenant"));
+	}
+	mg_router_unref(r);
+}
+
 static void test_bad_arguments(void **state)
 {
 	char why[128] = "";
@@ -237,6 +288,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_tenant_byte_counters_move),
 		cmocka_unit_test(test_no_netlink_no_packet_tenant),
 		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_sandbox_tenant_deny),
 	};
 	int failed;
 

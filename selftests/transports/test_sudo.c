@@ -237,6 +237,48 @@ static int unix_type(unsigned long ino)
 	return type;
 }
 
+/*
+ * The connect-back channel of a sudo context is checked and counted by
+ * the kernel at our end: the greeting and the 5 replies coming up show in
+ * the eBPF counters (root masters only; elsewhere the counters are the
+ * router's and say so).
+ */
+static void test_sudo_channel_in_kernel(void **state)
+{
+	struct mg_router_stats *st = NULL;
+	struct mg_context *ctx;
+	uint32_t id;
+	bool found = false;
+
+	NEED_ROOT();
+	ctx = as_user("mgsudo");
+	id = mg_context_remote_id(ctx);
+	for (int i = 0; i < 5; i++)
+		call_int(ctx, "mg.getuid");
+	assert_int_equal(mg_router_stats(router, &st), 0);
+	if (!st->kernel) {
+		fprintf(stderr, "# skip: counters are not kernel-backed here\n");
+		mg_router_stats_free(st);
+		finish(ctx);
+		skip();
+	}
+	for (size_t i = 0; i < st->nrows; i++) {
+		const struct mg_stats_row *row = &st->rows[i];
+
+		if (row->child_id != id || row->context_id != MG_STATS_CHANNEL)
+			continue;
+		found = true;
+		/* Only our end is filtered (the child made its own end), so the
+		 * kernel sees no requests go down and cannot tell the replies
+		 * coming up from other data: count them together. */
+		assert_true(row->dir[MG_STATS_UP].msgs[MG_STATS_REPLY] +
+			    row->dir[MG_STATS_UP].msgs[MG_STATS_DATA] >= 6);
+	}
+	mg_router_stats_free(st);
+	assert_true(found);
+	finish(ctx);
+}
+
 static void test_sudo_seqpacket(void **state)
 {
 	struct mg_context *ctx;
@@ -448,6 +490,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_doas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_sudo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_hops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sudo_channel_in_kernel, setup, teardown),
 	};
 	if (fixture_up(true) < 0)
 		return 1;
