@@ -83,6 +83,9 @@ static const char tool_usage_text[] =
 	"      target at once and print each result as JSON. An ARG that parses as\n"
 	"      JSON (42, -1.5, true, null, \"s\", [1,\"a\"], {\"k\":1}) is passed as\n"
 	"      that value, any other ARG as a plain string.\n"
+	"  mitogen stats [--pid N] [--watch]\n"
+	"      Show every context's messages, bytes and drops each way, and the\n"
+	"      last denials, of this user's (root: any) libmitogen processes.\n"
 	"  mitogen --help | -h\n"
 	"  mitogen --version\n"
 	"\n"
@@ -107,6 +110,9 @@ static const char tool_usage_text[] =
 	"                          execute from /usr /bin /sbin /lib /lib64\n"
 	"      --tenant NAME       join the tenant cgroup mitogen/NAME\n"
 	"      --pids-max N        at most N tasks in the tenant cgroup\n"
+	"      --tenant-deny LIST  the tenant's cgroup may not open these socket\n"
+	"                          families (inet,netlink,packet): eBPF, or for\n"
+	"                          inet a seccomp filter where eBPF is missing\n"
 	"                          (any sandbox option also sets no_new_privs)\n"
 	"      --password-file F   type the first line of F at password prompts\n"
 	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
@@ -231,8 +237,35 @@ enum {
 	TOOL_OPT_RW,
 	TOOL_OPT_EXEC,
 	TOOL_OPT_TENANT,
+	TOOL_OPT_TENANT_DENY,
 	TOOL_OPT_PIDS_MAX,
 };
+
+/* --tenant-deny inet,netlink,packet: MG_TENANT_NO_* bits, or -1. */
+static int tool_tenant_deny(const char *arg)
+{
+	static const struct { const char *name; unsigned bit; } fam[] = {
+		{ "inet", MG_TENANT_NO_INET },
+		{ "netlink", MG_TENANT_NO_NETLINK },
+		{ "packet", MG_TENANT_NO_PACKET },
+	};
+	unsigned bits = 0;
+
+	if (!*arg || arg[strlen(arg) - 1] == ',')
+		return -1;
+	for (const char *p = arg; *p;) {
+		size_t n = strcspn(p, ","), i;
+
+		for (i = 0; i < 3; i++)
+			if (strlen(fam[i].name) == n && !strncmp(fam[i].name, p, n))
+				break;
+		if (i == 3)
+			return -1;
+		bits |= fam[i].bit;
+		p += n + (p[n] == ',');
+	}
+	return bits ? (int)bits : -1;
+}
 
 static int tool_sandbox_opt(struct tool_opts *o, int c, const char *arg)
 {
@@ -262,6 +295,15 @@ static int tool_sandbox_opt(struct tool_opts *o, int c, const char *arg)
 	case TOOL_OPT_TENANT:
 		sb->tenant = arg;
 		return 0;
+	case TOOL_OPT_TENANT_DENY: {
+		int bits = tool_tenant_deny(arg);
+
+		if (bits < 0)
+			return tool_usage_error("--tenant-deny wants a list of inet, netlink, "
+						"packet, not '%s'", arg);
+		sb->tenant_deny = (unsigned)bits;
+		return 0;
+	}
 	default:
 		errno = 0;
 		sb->pids_max = strtoll(arg, &end, 10);
@@ -332,6 +374,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "rw", required_argument, NULL, TOOL_OPT_RW },
 		{ "exec", required_argument, NULL, TOOL_OPT_EXEC },
 		{ "tenant", required_argument, NULL, TOOL_OPT_TENANT },
+		{ "tenant-deny", required_argument, NULL, TOOL_OPT_TENANT_DENY },
 		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "ssh-option", required_argument, NULL, 'O' },

@@ -450,6 +450,18 @@ static void test_targets_fanout(void **state)
 	assert_non_null(strstr(last.err, "-f wants a number of targets from 1 to 1024, not '0'"));
 }
 
+static void test_tenant_deny_flags(void **state)
+{
+	RUN_TOOL("run", "--tenant-deny", "smtp", "--", "true");
+	assert_exit(2);
+	assert_non_null(strstr(last.err, "--tenant-deny wants a list of inet, netlink, packet, not 'smtp'"));
+	RUN_TOOL("run", "--tenant-deny", "inet,", "--", "true");
+	assert_exit(2);
+	RUN_TOOL("run", "--tenant-deny", "inet", "--", "true");
+	assert_exit(3);
+	assert_non_null(strstr(last.err, "tenant_deny needs a tenant"));
+}
+
 static void test_targets_host_ranges(void **state)
 {
 	/* ranges expand before hops are read: local[1-2] names local1, local2 */
@@ -751,6 +763,7 @@ int main(int argc, char **argv)
 					  test_teardown),
 		cmocka_unit_test_teardown(test_targets_fanout, test_teardown),
 		cmocka_unit_test_teardown(test_targets_host_ranges, test_teardown),
+		cmocka_unit_test_teardown(test_tenant_deny_flags, test_teardown),
 		cmocka_unit_test_teardown(test_targets_worst_status,
 					  test_teardown),
 		cmocka_unit_test_teardown(test_targets_call_results,
