@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,57 +18,10 @@
 #include <sys/wait.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 #include "sandbox/sandbox.h"
 
-/* --- functions the children run ------------------------------------------ */
-
-/* my_cgroups() -> text of /proc/self/cgroup */
-static int my_cgroups(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	char buf[4096];
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	size_t n;
-
-	if (!f)
-		return mg_call_fail(call, errno, "/proc/self/cgroup: %s", strerror(errno));
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	*ret = mg_str(buf);
-	return 0;
-}
-MG_EXPORT(my_cgroups);
-
-/* fork_until_fail(max) -> [forks that worked, errno of the first failure] */
-static int fork_until_fail(struct mg_call *call, const struct mg_value *args,
-			   struct mg_value **ret)
-{
-	pid_t pids[64];
-	int max, n = 0, e = 0;
-
-	if (mg_value_unpack(args, NULL, "i", &max) < 0 || max < 1 || max > 64)
-		return mg_call_fail(call, EINVAL, "fork_until_fail(max <= 64)");
-	while (n < max) {
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			pause();
-			_exit(0);
-		}
-		if (pid < 0) {
-			e = errno;
-			break;
-		}
-		pids[n++] = pid;
-	}
-	for (int i = 0; i < n; i++) {
-		kill(pids[i], SIGKILL);
-		waitpid(pids[i], NULL, 0);
-	}
-	*ret = mg_value_build("ii", n, e);
-	return 0;
-}
-MG_EXPORT(fork_until_fail);
+/* The children run my_cgroups and fork_until_fail: selftests/lib/probes.c. */
 
 /* --- helpers ---------------------------------------------------------------- */
 
@@ -96,13 +48,6 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static struct mg_context *start(const struct mg_sandbox_opts *sb, struct mg_error *err)
-{
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20);
-
-	return mg_local(router, &lo, err);
-}
-
 /*
  * The first start of a tenant child: NULL with the reason printed when
  * this machine cannot give tenants cgroups (read-only cgroupfs in a
@@ -113,7 +58,7 @@ static struct mg_context *start_or_skip(const struct mg_sandbox_opts *sb, bool *
 	static const char *const missing[] = { "no pids controller", "no memory controller",
 					       "Read-only file system", "Permission denied" };
 	struct mg_error err = MG_ERROR_INIT;
-	struct mg_context *ctx = start(sb, &err);
+	struct mg_context *ctx = mg_test_start(router, sb, NULL, &err);
 
 	*skipped = false;
 	if (ctx)
@@ -126,12 +71,6 @@ static struct mg_context *start_or_skip(const struct mg_sandbox_opts *sb, bool *
 		}
 	fail_msg("mg_local: %s", err.message);
 	return NULL;
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
 }
 
 /* The line of /proc/self/cgroup text for hierarchy key ("" for cgroup2,
@@ -200,7 +139,7 @@ static void test_tenant_pids_limit(void **state)
 	mg_value_free(res);
 	/* A second child of the tenant shares the limit: the first's two
 	 * threads leave it fewer forks. */
-	ctx2 = start(&sb, &err);
+	ctx2 = mg_test_start(router, &sb, NULL, &err);
 	if (!ctx2)
 		fail_msg("mg_local 2: %s", err.message);
 	res = NULL;
@@ -208,18 +147,18 @@ static void test_tenant_pids_limit(void **state)
 	assert_true(res->items[0].i <= 4);
 	assert_int_equal(res->items[1].i, EAGAIN);
 	mg_value_free(res);
-	stop(ctx2);
-	stop(ctx);
+	mg_test_stop(ctx2);
+	mg_test_stop(ctx);
 	/* Without a tenant: forks are not limited to 8. */
 	struct mg_sandbox_opts plain = { .sz = sizeof(plain), .seccomp = "default" };
 
-	ctx = start(&plain, &err);
+	ctx = mg_test_start(router, &plain, NULL, &err);
 	assert_non_null(ctx);
 	res = NULL;
 	assert_int_equal(mg_call(ctx, "fork_until_fail", MG_LIST(mg_int(16)), &res, &err), 0);
 	assert_int_equal(res->items[0].i, 16);
 	mg_value_free(res);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_tenant_memory_limit(void **state)
@@ -256,7 +195,7 @@ static void test_tenant_memory_limit(void **state)
 	assert_int_equal(fscanf(f, "%lld", &v), 1);
 	fclose(f);
 	assert_int_equal(v, 256 << 20);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_bad_tenant(void **state)
@@ -271,7 +210,7 @@ static void test_bad_tenant(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sb.tenant = bad[i];
 		mg_error_clear(&err);
-		assert_null(start(&sb, &err));
+		assert_null(mg_test_start(router, &sb, NULL, &err));
 		assert_int_equal(err.kind, MG_ERR_STREAM);
 		assert_non_null(strstr(err.message, "is not 1-64 letters"));
 		assert_int_equal(sandbox_tenant_cgroup(bad[i], dir, sizeof(dir)), -EINVAL);
@@ -280,7 +219,7 @@ static void test_bad_tenant(void **state)
 	sb.tenant = NULL;
 	sb.pids_max = 4;
 	mg_error_clear(&err);
-	assert_null(start(&sb, &err));
+	assert_null(mg_test_start(router, &sb, NULL, &err));
 	assert_non_null(strstr(err.message, "pids_max and memory_max need a tenant"));
 	assert_int_equal(mg_test_count_children(0), before);
 }

@@ -20,6 +20,7 @@
 #include <linux/landlock.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 static struct mg_router *router;
 static char tmpdir[PATH_MAX - 64], ro_dir[PATH_MAX], rw_dir[PATH_MAX], other[PATH_MAX];
@@ -35,23 +36,11 @@ static bool landlock_missing(void)
 	return true;
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
-	assert_int_equal(fclose(f), 0);
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	char path[PATH_MAX + 16];
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/mg-landlock-XXXXXX",
-		 base && *base ? base : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
+	mg_test_tmpdir(tmpdir, sizeof(tmpdir), "mg-landlock");
 	snprintf(ro_dir, sizeof(ro_dir), "%s/ro", tmpdir);
 	snprintf(rw_dir, sizeof(rw_dir), "%s/rw", tmpdir);
 	snprintf(other, sizeof(other), "%s/other", tmpdir);
@@ -59,9 +48,9 @@ static int setup(void **state)
 	assert_int_equal(mkdir(rw_dir, 0755), 0);
 	assert_int_equal(mkdir(other, 0755), 0);
 	snprintf(path, sizeof(path), "%s/data", ro_dir);
-	write_text(path, "read me");
+	mg_test_write_text(path, "read me");
 	snprintf(path, sizeof(path), "%s/secret", other);
-	write_text(path, "not for you");
+	mg_test_write_text(path, "not for you");
 	router = mg_router_new(NULL);
 	assert_non_null(router);
 	return 0;
@@ -69,25 +58,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
-
 	mg_router_unref(router);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mg_test_rm_rf(tmpdir), 0);
 	return 0;
-}
-
-static struct mg_context *start(const struct mg_sandbox_opts *sb, struct mg_error *err)
-{
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20);
-
-	return mg_local(router, &lo, err);
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
 }
 
 /* mg.<fn>(args) must fail with EACCES and "denied by landlock: path". */
@@ -120,9 +93,7 @@ static void test_ro_rw_other(void **state)
 		skip();
 		return;
 	}
-	ctx = start(&sb, &err);
-	if (!ctx)
-		fail_msg("mg_local: %s", err.message);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	/* ro: read works, write is refused and names the path. */
 	snprintf(path, sizeof(path), "%s/data", ro_dir);
 	if (mg_call(ctx, "mg.read_file", MG_LIST(mg_str(path)), &res, &err) < 0)
@@ -147,10 +118,10 @@ static void test_ro_rw_other(void **state)
 	snprintf(path, sizeof(path), "%s/new", other);
 	assert_denied(ctx, "mg.write_file", MG_LIST(mg_str(path), mg_bytes("x", 1)), path);
 	/* Not even for root: the master itself can still write there. */
-	write_text(path, "fine out here");
+	mg_test_write_text(path, "fine out here");
 	/* A plain EACCES (file modes) is not blamed on Landlock. */
 	snprintf(path, sizeof(path), "%s/locked", rw_dir);
-	write_text(path, "mode 0");
+	mg_test_write_text(path, "mode 0");
 	assert_int_equal(chmod(path, 0), 0);
 	assert_int_equal(mg_call(ctx, "mg.read_file", MG_LIST(mg_str(path)), NULL, &err),
 			 -EREMOTEIO);
@@ -159,7 +130,7 @@ static void test_ro_rw_other(void **state)
 		print_error("%s\n", err.message);
 	assert_null(strstr(err.message, "denied by landlock"));
 	assert_non_null(strstr(err.message, "open \""));
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_run_inherits(void **state)
@@ -177,9 +148,7 @@ static void test_run_inherits(void **state)
 		skip();
 		return;
 	}
-	ctx = start(&sb, &err);
-	if (!ctx)
-		fail_msg("mg_local: %s", err.message);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	snprintf(script, sizeof(script), "echo ok > %s/a && echo no > %s/b", rw_dir, other);
 	if (mg_call(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/sh"), mg_str("-c"),
 						    mg_str(script))), &res, &err) < 0)
@@ -210,7 +179,7 @@ static void test_run_inherits(void **state)
 	assert_int_equal(err.errnum, EACCES);
 	assert_non_null(strstr(err.message, "denied by landlock: "));
 	assert_non_null(strstr(err.message, "/other/prog"));
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_bad_paths(void **state)
@@ -226,7 +195,7 @@ static void test_bad_paths(void **state)
 		return;
 	}
 	/* Missing: found by the child, which exits 122 with the reason. */
-	assert_null(start(&sb, &err));
+	assert_null(mg_test_start(router, &sb, NULL, &err));
 	assert_int_equal(err.kind, MG_ERR_STREAM);
 	if (!strstr(err.message, "landlock: /nonexistent-mg-landlock: No such file"))
 		print_error("%s\n", err.message);
@@ -234,7 +203,7 @@ static void test_bad_paths(void **state)
 	/* Relative: refused by the parent, nothing started. */
 	sb.ro = relative;
 	mg_error_clear(&err);
-	assert_null(start(&sb, &err));
+	assert_null(mg_test_start(router, &sb, NULL, &err));
 	assert_int_equal(err.kind, MG_ERR_STREAM);
 	assert_non_null(strstr(err.message, "'relative/dir' is not absolute"));
 	assert_int_equal(mg_test_count_children(0), before);

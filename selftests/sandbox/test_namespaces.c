@@ -19,7 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
-#include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/socket.h>
@@ -28,48 +27,11 @@
 #include <grp.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 /* --- functions the children run ------------------------------------------ */
 
-/* net_info() -> [names of interfaces..., lo flags] */
-static int net_info(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	struct if_nameindex *ifs = if_nameindex(), *i;
-	struct ifreq ifr = { 0 };
-	struct mg_value *names = mg_list();
-	int fd, flags = -1;
-
-	if (!ifs) {
-		mg_value_free(names);
-		return mg_call_fail(call, errno, "if_nameindex: %s", strerror(errno));
-	}
-	for (i = ifs; i->if_index; i++)
-		mg_list_append(names, mg_str(i->if_name));
-	if_freenameindex(ifs);
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
-		flags = ifr.ifr_flags;
-	if (fd >= 0)
-		close(fd);
-	*ret = mg_list();
-	mg_list_append(*ret, names);
-	mg_list_append(*ret, mg_int(flags));
-	return 0;
-}
-MG_EXPORT(net_info);
-
-/* inet_socket() -> 0, or the socket() failure. */
-static int inet_socket(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return mg_call_fail(call, errno, "socket(AF_INET): %s", strerror(errno));
-	close(fd);
-	return 0;
-}
-MG_EXPORT(inet_socket);
+/* net_info, inet_socket: selftests/lib/probes.c */
 
 /* proc_info() -> [getpid(), number of numeric /proc entries, hostname,
  * number of System V message queues] */
@@ -110,34 +72,14 @@ static int write_text(const char *path, const char *text)
 	return fclose(f);
 }
 
-/* Can this process make the namespaces at all (not in every container)? */
-static bool ns_missing(void)
-{
-	static int missing = -1;
-	pid_t pid;
-	int st = 0;
-
-	if (missing < 0) {
-		pid = fork();
-		if (pid == 0)
-			_exit(unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS |
-				      CLONE_NEWIPC) < 0 ? errno : 0);
-		waitpid(pid, &st, 0);
-		missing = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
-		if (missing)
-			print_message("# skip: cannot create namespaces here: %s\n",
-				      strerror(missing));
-	}
-	return missing != 0;
-}
-
 /* Skip the test (with the reason, once) where namespaces cannot be made. */
-#define NS_REQUIRED()			\
-	do {				\
-		if (ns_missing()) {	\
-			skip();		\
-			return;		\
-		}			\
+#define NS_ALL (CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC)
+#define NS_REQUIRED()				\
+	do {					\
+		if (mg_test_ns_missing(NS_ALL)) {	\
+			skip();			\
+			return;			\
+		}				\
 	} while (0)
 
 static int setup(void **state)
@@ -151,30 +93,6 @@ static int teardown(void **state)
 {
 	mg_router_unref(router);
 	return 0;
-}
-
-static struct mg_context *start_via(const struct mg_sandbox_opts *sb, struct mg_context *via,
-				    struct mg_error *err)
-{
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20, .via = via);
-
-	return mg_local(router, &lo, err);
-}
-
-static struct mg_context *start_ok(const struct mg_sandbox_opts *sb, struct mg_context *via)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_context *ctx = start_via(sb, via, &err);
-
-	if (!ctx)
-		fail_msg("mg_local: %s", err.message);
-	return ctx;
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
 }
 
 static struct mg_value *call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
@@ -216,21 +134,21 @@ static void test_no_net(void **state)
 	struct mg_value *res;
 
 	NS_REQUIRED();
-	ctx = start_ok(&sb, NULL);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 
 	assert_no_net(ctx);
-	stop(ctx);
+	mg_test_stop(ctx);
 	/* Through via= (the intermediate unsandboxed apart from seccomp). */
-	via = start_ok(&plain, NULL);
-	ctx = start_ok(&sb, via);
+	via = mg_test_start_ok(router, &plain, NULL);
+	ctx = mg_test_start_ok(router, &sb, via);
 	assert_no_net(ctx);
-	stop(ctx);
+	mg_test_stop(ctx);
 	/* The intermediate still sees the host's interfaces, inet allowed. */
 	res = call_ok(via, "net_info", NULL);
 	assert_non_null(res);
 	mg_value_free(res);
 	mg_value_free(call_ok(via, "inet_socket", NULL));
-	stop(via);
+	mg_test_stop(via);
 }
 
 /* net_ns() -> the inode of this process's net namespace */
@@ -261,7 +179,7 @@ static void test_net_ns_only(void **state)
 	for (int i = 0; i < 4; i++) {
 		struct mg_value *res;
 
-		ctx[i] = start_ok(&sb, NULL);
+		ctx[i] = mg_test_start_ok(router, &sb, NULL);
 		res = call_ok(ctx[i], "net_info", NULL);
 		assert_int_equal(res->items[0].len, 1);
 		assert_true(res->items[1].i & IFF_UP);
@@ -275,7 +193,7 @@ static void test_net_ns_only(void **state)
 			assert_int_not_equal(ino[i], ino[j]);
 	}
 	for (int i = 0; i < 4; i++)
-		stop(ctx[i]);
+		mg_test_stop(ctx[i]);
 }
 
 static void test_private_tmp(void **state)
@@ -287,7 +205,7 @@ static void test_private_tmp(void **state)
 	struct stat st;
 
 	NS_REQUIRED();
-	ctx = start_ok(&sb, NULL);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 
 	/* The master's /tmp file is not in the child's /tmp... */
 	snprintf(mine, sizeof(mine), "/tmp/mg-ns-master-%d", (int)getpid());
@@ -304,7 +222,7 @@ static void test_private_tmp(void **state)
 	mg_value_free(call_ok(ctx, "mg.stat", MG_LIST(mg_str(theirs))));
 	assert_int_equal(stat(theirs, &st), -1);
 	assert_int_equal(unlink(mine), 0);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_pid_uts_ipc(void **state)
@@ -317,7 +235,7 @@ static void test_pid_uts_ipc(void **state)
 	int qid;
 
 	NS_REQUIRED();
-	ctx = start_ok(&sb, NULL);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	res = call_ok(ctx, "proc_info", NULL);
 	qid = msgget(IPC_PRIVATE, 0600);
 
@@ -335,7 +253,7 @@ static void test_pid_uts_ipc(void **state)
 	assert_true(atoi((const char *)mg_map_get(run, "stdout")->bytes) < 10);
 	mg_value_free(run);
 	assert_int_equal(msgctl(qid, IPC_RMID, NULL), 0);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_fork_refuses_pid(void **state)
@@ -361,7 +279,7 @@ static void test_fork_refuses_pid(void **state)
 	assert_int_equal(res->items[0].len, 1);
 	assert_true(res->items[1].i & IFF_UP);
 	mg_value_free(res);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 /* As uid 65534: the master gets a user namespace for its child. */
@@ -376,13 +294,13 @@ static void unprivileged(void *arg)
 	if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
 		_exit(10);
 	router = mg_router_new(NULL);
-	ctx = start_ok(&sb, NULL);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	assert_no_net(ctx);
 	res = call_ok(ctx, "mg.getuid", NULL);
 	if (res->i != 0)	/* root in its own user namespace */
 		_exit(11);
 	mg_value_free(res);
-	stop(ctx);
+	mg_test_stop(ctx);
 	mg_router_unref(router);
 	_exit(0);
 }

@@ -21,6 +21,7 @@
 #include <seccomp.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 /* Child exit codes: which step went wrong. */
 enum { OK = 0, E_FILTER = 10, E_STRICT_STARTED, E_STRICT_MSG, E_BEST_FAILED, E_BEST_LOG };
@@ -103,26 +104,6 @@ static void run_case(struct refusal *r)
 			 WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
-/* Can this process make namespaces at all (not in every container)? */
-static bool ns_missing(void)
-{
-	static int missing = -1;
-	pid_t pid;
-	int st = 0;
-
-	if (missing < 0) {
-		pid = fork();
-		if (pid == 0)
-			_exit(unshare(CLONE_NEWNET | CLONE_NEWUTS) < 0 ? errno : 0);
-		waitpid(pid, &st, 0);
-		missing = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
-		if (missing)
-			print_message("# skip: cannot create namespaces here: %s\n",
-				      strerror(missing));
-	}
-	return missing != 0;
-}
-
 static void test_no_landlock(void **state)
 {
 	static const char *const ro[] = { "/usr", NULL };
@@ -152,7 +133,7 @@ static void test_no_netns(void **state)
 		skip();
 		return;
 	}
-	if (ns_missing()) {
+	if (mg_test_ns_missing(CLONE_NEWNET | CLONE_NEWUTS)) {
 		skip();
 		return;
 	}

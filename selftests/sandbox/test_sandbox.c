@@ -13,127 +13,23 @@
  * process, so no test needs mg_test_in_child.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 #include <linux/capability.h>
-#include <netinet/in.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <dirent.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 /* --- functions the children run ---------------------------------------- */
 
-/* try_syscall(name) -> 0, or a CallError with errno and strerror. */
-static int try_syscall(struct mg_call *call, const struct mg_value *args,
-		       struct mg_value **ret)
-{
-	static char image[64];	/* not an ELF module: ENOEXEC if it gets that far */
-	const char *what;
-	long rc;
-
-	if (mg_value_unpack(args, NULL, "s", &what) < 0)
-		return mg_call_fail(call, EINVAL, "try_syscall(name)");
-	errno = 0;
-	if (!strcmp(what, "mount"))
-		rc = mount("none", "/nonexistent-mg-sandbox", "mg-no-such-fs", 0, NULL);
-	else if (!strcmp(what, "ptrace_traceme"))
-		rc = ptrace(PTRACE_TRACEME, 0, NULL, NULL);
-	else if (!strcmp(what, "ptrace_attach"))
-		rc = ptrace(PTRACE_ATTACH, (pid_t)0x3ffffff0, NULL, NULL);	/* no such pid */
-	else if (!strcmp(what, "init_module"))
-		rc = syscall(SYS_init_module, image, sizeof(image), "");
-	else if (!strcmp(what, "bpf"))
-		rc = syscall(SYS_bpf, -1, NULL, 0);	/* no such command */
-	else
-		return mg_call_fail(call, EINVAL, "unknown syscall test '%s'", what);
-	if (rc < 0)
-		return mg_call_fail(call, errno, "%s: %s", what, strerror(errno));
-	*ret = mg_int(rc);
-	return 0;
-}
-MG_EXPORT(try_syscall);
-
-/* open_many(n) -> n, or a CallError with the errno of the first failure. */
-static int open_many(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fds[256], n, i, e = 0;
-
-	if (mg_value_unpack(args, NULL, "i", &n) < 0 || n < 0 || n > 256)
-		return mg_call_fail(call, EINVAL, "open_many(n <= 256)");
-	for (i = 0; i < n; i++) {
-		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (fds[i] < 0) {
-			e = errno;
-			break;
-		}
-	}
-	for (int j = 0; j < i; j++)
-		close(fds[j]);
-	if (e)
-		return mg_call_fail(call, e, "open #%d: %s", i + 1, strerror(e));
-	*ret = mg_int(n);
-	return 0;
-}
-MG_EXPORT(open_many);
-
-/* bind_low() -> the port < 1024 it could bind on 127.0.0.1. */
-static int bind_low(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int e = EADDRINUSE;
-
-	for (int port = 80; port < 1024 && e == EADDRINUSE; port++) {
-		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return mg_call_fail(call, errno, "socket: %s", strerror(errno));
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-			close(fd);
-			*ret = mg_int(port);
-			return 0;
-		}
-		e = errno;
-		close(fd);
-	}
-	return mg_call_fail(call, e, "bind 127.0.0.1:<1024: %s", strerror(e));
-}
-MG_EXPORT(bind_low);
-
-/* chown_file(path): give it to uid/gid 1. */
-static int chown_file(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	const char *path;
-
-	if (mg_value_unpack(args, NULL, "s", &path) < 0)
-		return mg_call_fail(call, EINVAL, "chown_file(path)");
-	if (chown(path, 1, 1) < 0)
-		return mg_call_fail(call, errno, "chown %s: %s", path, strerror(errno));
-	return 0;
-}
-MG_EXPORT(chown_file);
-
-static int raw_socket(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
-
-	if (fd < 0)
-		return mg_call_fail(call, errno, "raw socket: %s", strerror(errno));
-	close(fd);
-	return 0;
-}
-MG_EXPORT(raw_socket);
+/* try_syscall, open_many, bind_port, chown_file, raw_socket: selftests/lib/probes.c */
 
 /* undo() -> [nnp_clear_errno, nnp_still_set, capset_errno, capset_bound_errno] */
 static int undo(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
@@ -228,10 +124,7 @@ static char tmpdir[PATH_MAX];
 
 static int setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/mg-sandbox-XXXXXX", base && *base ? base : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
+	mg_test_tmpdir(tmpdir, sizeof(tmpdir), "mg-sandbox");
 	router = mg_router_new(NULL);
 	assert_non_null(router);
 	return 0;
@@ -239,53 +132,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
-
 	mg_router_unref(router);
 	router = NULL;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(mg_test_rm_rf(tmpdir), 0);
 	return 0;
-}
-
-static struct mg_context *start(const struct mg_sandbox_opts *sb, struct mg_error *err)
-{
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20);
-
-	return mg_local(router, &lo, err);
-}
-
-static struct mg_context *start_ok(const struct mg_sandbox_opts *sb)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_context *ctx = start(sb, &err);
-
-	if (!ctx)
-		print_error("mg_local: %s\n", err.message);
-	assert_non_null(ctx);
-	return ctx;
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
-}
-
-/* Call fn(arg) in ctx expecting failure; returns the CallError's errno,
- * its message in msg. */
-static int call_err(struct mg_context *ctx, const char *fn, struct mg_value *args,
-		    char *msg, size_t n)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	int ret = mg_call(ctx, fn, args, NULL, &err);
-
-	snprintf(msg, n, "%s", err.message);
-	if (ret == 0)
-		return 0;
-	assert_int_equal(ret, -EREMOTEIO);
-	assert_int_equal(err.kind, MG_ERR_CALL);
-	return err.errnum;
 }
 
 static const char *const refused[] = {
@@ -294,73 +144,47 @@ static const char *const refused[] = {
 static const char *const refused_name[] = {
 	"mount", "ptrace", "ptrace", "init_module", "bpf",
 };
-
-static void assert_refused(struct mg_context *ctx, const char *profile)
-{
-	char msg[MG_ERROR_MSG_MAX], want[128];
-
-	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-		int e = call_err(ctx, "try_syscall", MG_LIST(mg_str(refused[i])), msg,
-				 sizeof(msg));
-
-		snprintf(want, sizeof(want), "blocked by seccomp (profile %s): %s", profile,
-			 refused_name[i]);
-		if (e != EPERM || !strstr(msg, want))
-			print_error("%s: errno %d, message '%s', want '%s'\n", refused[i], e,
-				    msg, want);
-		assert_int_equal(e, EPERM);
-		assert_non_null(strstr(msg, want));
-	}
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
-	assert_int_equal(fclose(f), 0);
-}
+#define NREFUSED (sizeof(refused) / sizeof(refused[0]))
 
 /* --- tests -------------------------------------------------------------- */
 
 static void test_default_refuses(void **state)
 {
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "default" };
-	struct mg_context *ctx = start_ok(&sb);
+	struct mg_context *ctx = mg_test_start_ok(router, &sb, NULL);
 	struct mg_value *res = NULL;
 	struct mg_error err = MG_ERROR_INIT;
 
-	assert_refused(ctx, "default");
+	mg_test_assert_refused(ctx, "default", refused, refused_name, NREFUSED);
 	assert_threads_alike(ctx);
 	/* Still a working context after the refusals. */
 	assert_int_equal(mg_call(ctx, "mg.getpid", NULL, &res, &err), 0);
 	mg_value_free(res);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_unsandboxed_not_refused(void **state)
 {
-	struct mg_context *ctx = start_ok(NULL);
+	struct mg_context *ctx = mg_test_start_ok(router, NULL, NULL);
 	char msg[MG_ERROR_MSG_MAX];
 
 	/* Not ptrace_traceme: it would really make the child traced. */
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		if (!strcmp(refused[i], "ptrace_traceme"))
 			continue;
-		call_err(ctx, "try_syscall", MG_LIST(mg_str(refused[i])), msg, sizeof(msg));
+		mg_test_call_err(ctx, "try_syscall", MG_LIST(mg_str(refused[i])), msg, sizeof(msg));
 		/* The kernel answers (ENODEV, ESRCH, ENOEXEC, EINVAL, or EPERM
 		 * where this root lacks the capability): seccomp says nothing. */
 		assert_null(strstr(msg, "seccomp"));
 	}
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_fork_and_via_sandboxed(void **state)
 {
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "default" };
 	struct mg_error err = MG_ERROR_INIT;
-	struct mg_context *mid = start_ok(NULL), *ctx;
+	struct mg_context *mid = mg_test_start_ok(router, NULL, NULL), *ctx;
 
 	/* via=: the intermediate is not sandboxed, the child it starts is. */
 	MG_OPTS(mg_local_opts, lo, .sandbox = &sb, .via = mid, .connect_timeout = 20);
@@ -368,8 +192,8 @@ static void test_fork_and_via_sandboxed(void **state)
 	if (!ctx)
 		print_error("via: %s\n", err.message);
 	assert_non_null(ctx);
-	assert_refused(ctx, "default");
-	stop(ctx);
+	mg_test_assert_refused(ctx, "default", refused, refused_name, NREFUSED);
+	mg_test_stop(ctx);
 
 	MG_OPTS(mg_fork_opts, fo, .local = &lo);
 	lo.via = NULL;
@@ -377,15 +201,15 @@ static void test_fork_and_via_sandboxed(void **state)
 	if (!ctx)
 		print_error("fork: %s\n", err.message);
 	assert_non_null(ctx);
-	assert_refused(ctx, "default");
-	stop(ctx);
-	stop(mid);
+	mg_test_assert_refused(ctx, "default", refused, refused_name, NREFUSED);
+	mg_test_stop(ctx);
+	mg_test_stop(mid);
 }
 
 static void test_strict_runs_builtins(void **state)
 {
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "strict" };
-	struct mg_context *ctx = start_ok(&sb);
+	struct mg_context *ctx = mg_test_start_ok(router, &sb, NULL);
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_value *res = NULL;
 	const struct mg_value *st;
@@ -418,10 +242,10 @@ static void test_strict_runs_builtins(void **state)
 	OK("mg.noop", NULL);
 	mg_value_free(res);
 	/* And what strict does not allow is still named. */
-	assert_int_equal(call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
+	assert_int_equal(mg_test_call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
 				  sizeof(msg)), EPERM);
 	assert_non_null(strstr(msg, "blocked by seccomp (profile strict): mount"));
-	stop(ctx);
+	mg_test_stop(ctx);
 #undef OK
 }
 
@@ -452,8 +276,8 @@ static void test_bad_rule_files(void **state)
 		struct mg_error err = MG_ERROR_INIT;
 		struct mg_context *ctx;
 
-		write_text(path, cases[i].text);
-		ctx = start(&sb, &err);
+		mg_test_write_text(path, cases[i].text);
+		ctx = mg_test_start(router, &sb, NULL, &err);
 		assert_null(ctx);
 		assert_int_equal(err.kind, MG_ERR_STREAM);
 		snprintf(want, sizeof(want), "%s%s", path, cases[i].where);
@@ -468,7 +292,7 @@ static void test_bad_rule_files(void **state)
 		struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "/nonexistent/x.policy" };
 		struct mg_error err = MG_ERROR_INIT;
 
-		assert_null(start(&sb, &err));
+		assert_null(mg_test_start(router, &sb, NULL, &err));
 		assert_non_null(strstr(err.message, "/nonexistent/x.policy: No such file"));
 	}
 }
@@ -480,48 +304,38 @@ static void test_good_rule_file(void **state)
 	struct mg_context *ctx;
 
 	snprintf(path, sizeof(path), "%s/ok.policy", tmpdir);
-	write_text(path, "# refuse mount; uname only with a NULL buffer\n"
+	mg_test_write_text(path, "# refuse mount; uname only with a NULL buffer\n"
 			 "@default allow\n"
 			 "mount trap\n"
 			 "bpf errno:22 arg0==0xffffffff\n"
 			 "bpf trap arg0&0xff==0x5\n");
-	ctx = start_ok(&sb);
-	assert_int_equal(call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
+	ctx = mg_test_start_ok(router, &sb, NULL);
+	assert_int_equal(mg_test_call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
 				  sizeof(msg)), EPERM);
 	snprintf(path + strlen(path), 1, "%s", "");	/* keep -Wformat quiet */
 	assert_non_null(strstr(msg, "blocked by seccomp (profile "));
 	assert_non_null(strstr(msg, "ok.policy): mount"));
 	/* bpf(-1): errno:22 from the filter, not a trap. */
-	assert_int_equal(call_err(ctx, "try_syscall", MG_LIST(mg_str("bpf")), msg, sizeof(msg)),
-			 EINVAL);
+	assert_int_equal(mg_test_call_err(ctx, "try_syscall", MG_LIST(mg_str("bpf")), msg,
+					  sizeof(msg)), EINVAL);
 	assert_null(strstr(msg, "seccomp"));
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_rlimit_nofile(void **state)
 {
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .rlimits.nofile = 64 };
-	struct mg_context *ctx = start_ok(&sb);
+	struct mg_context *ctx = mg_test_start_ok(router, &sb, NULL);
 	struct mg_value *res = NULL;
 	struct mg_error err = MG_ERROR_INIT;
 	char msg[MG_ERROR_MSG_MAX];
 
-	assert_int_equal(call_err(ctx, "open_many", MG_LIST(mg_int(100)), msg, sizeof(msg)),
+	assert_int_equal(mg_test_call_err(ctx, "open_many", MG_LIST(mg_int(100)), msg, sizeof(msg)),
 			 EMFILE);
 	/* A few are fine. */
 	assert_int_equal(mg_call(ctx, "open_many", MG_LIST(mg_int(10)), &res, &err), 0);
 	mg_value_free(res);
-	stop(ctx);
-}
-
-static bool have_cap(int cap)
-{
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2];
-
-	if (syscall(SYS_capget, &hdr, data) < 0)
-		return false;
-	return data[cap / 32].effective & (1u << (cap % 32));
+	mg_test_stop(ctx);
 }
 
 static void test_caps_keep_one(void **state)
@@ -532,22 +346,23 @@ static void test_caps_keep_one(void **state)
 	struct mg_error err = MG_ERROR_INIT;
 	char path[PATH_MAX + 16], msg[MG_ERROR_MSG_MAX];
 
-	if (geteuid() != 0 || !have_cap(CAP_SETPCAP) || !have_cap(CAP_NET_BIND_SERVICE) ||
-	    !have_cap(CAP_CHOWN) || !have_cap(CAP_NET_RAW)) {
+	if (geteuid() != 0 || !mg_test_have_cap(CAP_SETPCAP) ||
+	    !mg_test_have_cap(CAP_NET_BIND_SERVICE) || !mg_test_have_cap(CAP_CHOWN) ||
+	    !mg_test_have_cap(CAP_NET_RAW)) {
 		skip();
 		return;
 	}
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	assert_threads_alike(ctx);
 	snprintf(path, sizeof(path), "%s/owned", tmpdir);
-	write_text(path, "x");
-	if (mg_call(ctx, "bind_low", NULL, &res, &err) < 0)
-		fail_msg("bind_low: %s", err.message);
+	mg_test_write_text(path, "x");
+	if (mg_call(ctx, "bind_port", MG_LIST(mg_int(80)), &res, &err) < 0)
+		fail_msg("bind_port: %s", err.message);
 	assert_true(res->i > 0 && res->i < 1024);
 	mg_value_free(res);
-	assert_int_equal(call_err(ctx, "chown_file", MG_LIST(mg_str(path)), msg, sizeof(msg)),
-			 EPERM);
-	assert_int_equal(call_err(ctx, "raw_socket", NULL, msg, sizeof(msg)), EPERM);
+	assert_int_equal(mg_test_call_err(ctx, "chown_file", MG_LIST(mg_str(path)), msg,
+					  sizeof(msg)), EPERM);
+	assert_int_equal(mg_test_call_err(ctx, "raw_socket", NULL, msg, sizeof(msg)), EPERM);
 	/* No undoing it. */
 	res = NULL;
 	if (mg_call(ctx, "undo", NULL, &res, &err) < 0)
@@ -559,7 +374,7 @@ static void test_caps_keep_one(void **state)
 	mg_value_free(res);
 	/* The unsandboxed master can still chown (sanity of the test). */
 	assert_int_equal(chown(path, 1, 1), 0);
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_caps_unknown(void **state)
@@ -568,7 +383,7 @@ static void test_caps_unknown(void **state)
 	struct mg_error err = MG_ERROR_INIT;
 	int before = mg_test_count_children(0);
 
-	assert_null(start(&sb, &err));
+	assert_null(mg_test_start(router, &sb, NULL, &err));
 	assert_int_equal(err.kind, MG_ERR_STREAM);
 	assert_non_null(strstr(err.message, "unknown capability 'cap_foo'"));
 	assert_int_equal(mg_test_count_children(0), before);
@@ -581,7 +396,7 @@ static void test_apply_failure_is_stream_error(void **state)
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .rlimits.nofile = (int64_t)1 << 40 };
 	struct mg_error err = MG_ERROR_INIT;
 
-	assert_null(start(&sb, &err));
+	assert_null(mg_test_start(router, &sb, NULL, &err));
 	assert_int_equal(err.kind, MG_ERR_STREAM);
 	if (!strstr(err.message, "sandbox: rlimits: nofile="))
 		print_error("%s\n", err.message);
@@ -590,7 +405,7 @@ static void test_apply_failure_is_stream_error(void **state)
 
 	/* Best effort: the same limit is skipped, the child starts. */
 	sb.best_effort = MG_SANDBOX_RLIMITS;
-	stop(start_ok(&sb));
+	mg_test_stop(mg_test_start_ok(router, &sb, NULL));
 }
 
 int main(int argc, char **argv)

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 static char tool[PATH_MAX], tmpdir[256], out[16384];
 
@@ -39,26 +40,6 @@ static int tool_run(const char *args)
 	out[n] = '\0';
 	fclose(f);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Can this process make namespaces at all (not in every container)? */
-static bool ns_missing(void)
-{
-	static int missing = -1;
-	pid_t pid;
-	int st = 0;
-
-	if (missing < 0) {
-		pid = fork();
-		if (pid == 0)
-			_exit(unshare(CLONE_NEWNET | CLONE_NEWUTS) < 0 ? errno : 0);
-		waitpid(pid, &st, 0);
-		missing = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
-		if (missing)
-			print_message("# skip: cannot create namespaces here: %s\n",
-				      strerror(missing));
-	}
-	return missing != 0;
 }
 
 static int setup(void **state)
@@ -89,7 +70,7 @@ static void test_no_net(void **state)
 {
 	int lines = 0;
 
-	if (ns_missing()) {
+	if (mg_test_ns_missing(CLONE_NEWNET | CLONE_NEWUTS)) {
 		skip();
 		return;
 	}

@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/lib/probes.h"
 
 /* --- functions the children run ------------------------------------------ */
 
@@ -101,10 +102,7 @@ static char tmpdir[PATH_MAX - 64];
 
 static int setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/mg-undo-XXXXXX", base && *base ? base : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
+	mg_test_tmpdir(tmpdir, sizeof(tmpdir), "mg-undo");
 	assert_int_equal(chmod(tmpdir, 0755), 0);
 	router = mg_router_new(NULL);
 	assert_non_null(router);
@@ -113,28 +111,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
-
 	mg_router_unref(router);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct mg_context *start_ok(const struct mg_sandbox_opts *sb)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20);
-	struct mg_context *ctx = mg_local(router, &lo, &err);
-
-	if (!ctx)
-		fail_msg("mg_local: %s", err.message);
-	return ctx;
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
+	return mg_test_rm_rf(tmpdir);
 }
 
 static bool root_with_caps(void)
@@ -189,7 +167,7 @@ static void test_securebits_locked(void **state)
 		skip();
 		return;
 	}
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	assert_int_equal(mg_call(ctx, "securebits_undo", NULL, &res, &err), 0);
 	assert_int_equal(res->items[0].i, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
 			 SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
@@ -203,14 +181,14 @@ static void test_securebits_locked(void **state)
 	assert_string_equal(out[0], "0000000000000000");
 	assert_string_equal(out[1], "0000000000000000");
 	assert_string_equal(out[2], "1");
-	stop(ctx);
+	mg_test_stop(ctx);
 
 	/* Without the lock, root's exec keeps what the bounding set allows. */
 	sb.lock_securebits = false;
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	run_status(ctx, MG_LIST(mg_str("/bin/cat"), mg_str("/proc/self/status")), out, keys, 3);
 	assert_string_equal(out[0], "0000000000000400");	/* cap_net_bind_service */
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_setuid_gains_nothing(void **state)
@@ -229,7 +207,7 @@ static void test_setuid_gains_nothing(void **state)
 	snprintf(suid, sizeof(suid), "%s/suid-cat", tmpdir);
 	snprintf(cmd, sizeof(cmd), "cp /bin/cat '%s' && chmod 4755 '%s'", suid, suid);
 	assert_int_equal(system(cmd), 0);
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	/* Become uid 65534, then exec the setuid-root program. */
 	argv = MG_LIST(mg_str("/usr/bin/setpriv"), mg_str("--reuid=65534"),
 		       mg_str("--regid=65534"), mg_str("--clear-groups"), mg_str(suid),
@@ -237,7 +215,7 @@ static void test_setuid_gains_nothing(void **state)
 	run_status(ctx, argv, out, keys, 2);
 	assert_string_equal(out[0], "65534\t65534\t65534\t65534");	/* not root */
 	assert_string_equal(out[1], "0000000000000000");
-	stop(ctx);
+	mg_test_stop(ctx);
 
 	/* Sanity: outside a sandbox the same exec does make it root (unless
 	 * the directory is on a nosuid mount). */
@@ -249,7 +227,7 @@ static void test_setuid_gains_nothing(void **state)
 			return;
 		}
 	}
-	ctx = start_ok(NULL);
+	ctx = mg_test_start_ok(router, NULL, NULL);
 	argv = MG_LIST(mg_str("/usr/bin/setpriv"), mg_str("--reuid=65534"),
 		       mg_str("--regid=65534"), mg_str("--clear-groups"), mg_str(suid),
 		       mg_str("/proc/self/status"));
@@ -264,7 +242,7 @@ static void test_setuid_gains_nothing(void **state)
 		assert_non_null(memmem(so->bytes, so->len, "Uid:\t65534\t0\t", 13));
 		mg_value_free(res);
 	}
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_seccomp_reinstall(void **state)
@@ -272,7 +250,7 @@ static void test_seccomp_reinstall(void **state)
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "default" };
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_value *res = NULL;
-	struct mg_context *ctx = start_ok(&sb);
+	struct mg_context *ctx = mg_test_start_ok(router, &sb, NULL);
 
 	/* The default profile lets it add a filter: that changes nothing. */
 	assert_int_equal(mg_call(ctx, "allow_all_filter", NULL, &res, &err), 0);
@@ -280,17 +258,17 @@ static void test_seccomp_reinstall(void **state)
 	mg_value_free(res);
 	assert_int_equal(mg_call(ctx, "try_mount", NULL, NULL, &err), -EREMOTEIO);
 	assert_non_null(strstr(err.message, "blocked by seccomp (profile default): mount"));
-	stop(ctx);
+	mg_test_stop(ctx);
 
 	/* strict: seccomp() itself is refused. */
 	sb.seccomp = "strict";
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	mg_error_clear(&err);
 	assert_int_equal(mg_call(ctx, "allow_all_filter", NULL, NULL, &err), -EREMOTEIO);
 	if (!strstr(err.message, "blocked by seccomp (profile strict): seccomp"))
 		print_error("%s\n", err.message);
 	assert_non_null(strstr(err.message, "blocked by seccomp (profile strict): seccomp"));
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 static void test_landlock_no_widen(void **state)
@@ -306,14 +284,14 @@ static void test_landlock_no_widen(void **state)
 		skip();
 		return;
 	}
-	ctx = start_ok(&sb);
+	ctx = mg_test_start_ok(router, &sb, NULL);
 	assert_int_equal(mg_call(ctx, "landlock_widen", NULL, &res, &err), 0);
 	assert_int_equal(res->i, 0);	/* allowed: it only adds a layer */
 	mg_value_free(res);
 	assert_int_equal(mg_call(ctx, "mg.read_file", MG_LIST(mg_str("/etc/hostname")), NULL,
 				 &err), -EREMOTEIO);
 	assert_non_null(strstr(err.message, "denied by landlock: /etc/hostname"));
-	stop(ctx);
+	mg_test_stop(ctx);
 }
 
 int main(int argc, char **argv)

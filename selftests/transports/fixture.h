@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * selftests/transports/fixture.h: the real sshd and test users of
- * selftests/fixtures/sshd.sh, for the transport tests (header-only: each
- * test program includes it once).
+ * selftests/fixtures/sshd.sh, for the transport tests, and the helpers
+ * those tests share: a router for each test, skipping without root, int
+ * calls, finishing a context, a test user's uid, running the group between
+ * fixture_up and fixture_down (header-only: each test program includes it
+ * once; helpers a program may not use are static inline).
  */
 #ifndef MITOGEN_SELFTESTS_TRANSPORT_FIXTURE_H
 #define MITOGEN_SELFTESTS_TRANSPORT_FIXTURE_H
@@ -27,6 +30,9 @@ struct sshd_fixture {
 };
 
 static struct sshd_fixture fx;
+
+/* The router each test starts its contexts on (fixture_setup's). */
+static struct mg_router *router;
 
 static const char *fixture_script(void)
 {
@@ -97,5 +103,94 @@ static void fixture_down(void)
 			skip();						\
 		}							\
 	} while (0)
+
+#define NEED_ROOT()							\
+	do {								\
+		if (!fx.users) {					\
+			fprintf(stderr, "# skip: %s\n", fx.skip);	\
+			skip();						\
+		}							\
+	} while (0)
+
+/* cmocka set-up and tear-down: a fresh router for each test. */
+static inline int fixture_setup(void **state)
+{
+	router = mg_router_new(NULL);
+	return router ? 0 : -1;
+}
+
+static inline int fixture_teardown(void **state)
+{
+	mg_router_unref(router);
+	router = NULL;
+	return 0;
+}
+
+/* One test of the group, between fixture_setup and fixture_teardown. */
+#define FIXTURE_TEST(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+
+/* main()'s tail: the fixture up (with sshd), the group run, the fixture down. */
+#define FIXTURE_TEST_RUN(name, tests) \
+	fixture_test_run((name), (tests), sizeof(tests) / sizeof((tests)[0]))
+
+static inline int fixture_test_run(const char *name, const struct CMUnitTest *tests, size_t n)
+{
+	int ret;
+
+	if (fixture_up(true) < 0)
+		return 1;
+	ret = mg_test_run(name, tests, n);
+	fixture_down();
+	return ret;
+}
+
+/* fn() in ctx, which must return an int: that int (the test fails else). */
+static inline int64_t call_int(struct mg_context *ctx, const char *fn)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	int64_t i;
+
+	if (mg_call(ctx, fn, NULL, &v, &err) < 0) {
+		fprintf(stderr, "# %s: %s\n", fn, err.message);
+		fail();
+	}
+	assert_non_null(v);
+	assert_int_equal(v->type, MG_INT);
+	i = v->i;
+	mg_value_free(v);
+	return i;
+}
+
+/* Shut ctx down cleanly (asserted) and drop it. */
+static inline void finish(struct mg_context *ctx)
+{
+	assert_int_equal(mg_context_shutdown(ctx, true), 0);
+	mg_context_unref(ctx);
+}
+
+/* A started context, or the test fails printing err. */
+static inline struct mg_context *must(struct mg_context *ctx, const struct mg_error *err)
+{
+	if (!ctx)
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err->kind), err->message);
+	assert_non_null(ctx);
+	return ctx;
+}
+
+/* The uid of a test user, from `id -u`. */
+static inline uid_t user_uid(const char *user)
+{
+	char cmd[128];
+	unsigned uid = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "id -u %s", user);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%u", &uid), 1);
+	pclose(p);
+	return (uid_t)uid;
+}
 
 #endif

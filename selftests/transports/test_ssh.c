@@ -18,21 +18,6 @@
 
 #include "selftests/transports/fixture.h"
 
-static struct mg_router *router;
-
-static int setup(void **state)
-{
-	router = mg_router_new(NULL);
-	return router ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	mg_router_unref(router);
-	router = NULL;
-	return 0;
-}
-
 /* Options for user@127.0.0.1 with the fixture's known_hosts. */
 struct ssh_case {
 	const char *args[8];
@@ -58,29 +43,6 @@ static void ssh_case_init(struct ssh_case *c, const char *user, bool key)
 	c->o.ssh_args = c->args;
 }
 
-static int64_t call_int(struct mg_context *ctx, const char *fn)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_value *v = NULL;
-	int64_t i;
-
-	if (mg_call(ctx, fn, NULL, &v, &err) < 0) {
-		fprintf(stderr, "# %s: %s\n", fn, err.message);
-		fail();
-	}
-	assert_non_null(v);
-	assert_int_equal(v->type, MG_INT);
-	i = v->i;
-	mg_value_free(v);
-	return i;
-}
-
-static void finish(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
-}
-
 static void test_ssh_call(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -89,10 +51,7 @@ static void test_ssh_call(void **state)
 
 	NEED_SSHD();
 	ssh_case_init(&c, "root", true);
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
 	/* A real remote process: not us, not ssh. */
 	assert_int_not_equal(call_int(ctx, "mg.getpid"), getpid());
@@ -125,20 +84,6 @@ static struct mg_context *ssh_expect_fail(struct ssh_case *c, enum mg_error_kind
 	return NULL;
 }
 
-static uid_t user_uid(const char *user)
-{
-	char cmd[128];
-	FILE *p;
-	unsigned uid = 0;
-
-	snprintf(cmd, sizeof(cmd), "id -u %s", user);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%u", &uid), 1);
-	pclose(p);
-	return (uid_t)uid;
-}
-
 static void test_ssh_password(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -150,10 +95,7 @@ static void test_ssh_password(void **state)
 	c.args[4] = "-o";
 	c.args[5] = "PubkeyAuthentication=no";
 	c.o.password = "mgtest-pw";
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
 	assert_false(mg_context_is_privileged(ctx));
 	finish(ctx);
@@ -184,10 +126,7 @@ static void test_ssh_identity_file(void **state)
 
 	NEED_SSHD();
 	ssh_case_init(&c, "mgtest", true);
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
 	finish(ctx);
 
@@ -228,10 +167,7 @@ static void test_ssh_host_keys(void **state)
 	c.o.check_host_keys = MG_HOST_KEYS_ENFORCE;
 	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
 	c.o.check_host_keys = MG_HOST_KEYS_ACCEPT_NEW;
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	finish(ctx);
 	assert_int_equal(stat(known, &st), 0);
 	assert_true(st.st_size > 0);
@@ -429,10 +365,7 @@ static void test_ssh_via_local(void **state)
 	assert_non_null(mid);
 	ssh_case_init(&c, "mgtest", true);
 	c.lo.via = mid;
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
 	finish(ctx);
 	/* Errors keep their kind across the hop. */
@@ -592,7 +525,7 @@ static int noexec_teardown(void **state)
 		if (system(cmd) != 0)
 			fprintf(stderr, "# cleanup of %s failed\n", dir);
 	}
-	return teardown(state);
+	return fixture_teardown(state);
 }
 
 static void test_ssh_noexec(void **state)
@@ -613,10 +546,7 @@ static void test_ssh_noexec(void **state)
 	/* The cache is noexec: the next candidate (no XDG_RUNTIME_DIR under
 	 * this sshd) takes the image. */
 	ssh_case_init(&c, "mgtest", true);
-	ctx = mg_ssh(router, &c.o, &err);
-	if (!ctx)
-		fprintf(stderr, "# %s\n", err.message);
-	assert_non_null(ctx);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), uid);
 	finish(ctx);
 	snprintf(path, sizeof(path), "/dev/shm/mitogen-%u/%s", (unsigned)uid, sha);
@@ -633,28 +563,23 @@ static void test_ssh_noexec(void **state)
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
-	int ret;
 
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_ssh_call, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_password, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_identity_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_host_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_connect_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_cache, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_arch_mismatch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_killed_mid_call, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_via_local, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_bad_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_large_payloads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_garbage_stream, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_prompt_only_from_tty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_noexec, setup, noexec_teardown),
+		FIXTURE_TEST(test_ssh_call),
+		FIXTURE_TEST(test_ssh_password),
+		FIXTURE_TEST(test_ssh_identity_file),
+		FIXTURE_TEST(test_ssh_host_keys),
+		FIXTURE_TEST(test_ssh_refused),
+		FIXTURE_TEST(test_ssh_connect_timeout),
+		FIXTURE_TEST(test_ssh_cache),
+		FIXTURE_TEST(test_ssh_arch_mismatch),
+		FIXTURE_TEST(test_ssh_killed_mid_call),
+		FIXTURE_TEST(test_ssh_via_local),
+		FIXTURE_TEST(test_ssh_bad_options),
+		FIXTURE_TEST(test_ssh_large_payloads),
+		FIXTURE_TEST(test_ssh_garbage_stream),
+		FIXTURE_TEST(test_ssh_prompt_only_from_tty),
+		cmocka_unit_test_setup_teardown(test_ssh_noexec, fixture_setup, noexec_teardown),
 	};
-	if (fixture_up(true) < 0)
-		return 1;
-	ret = MG_TEST_RUN("transports/ssh", tests);
-	fixture_down();
-	return ret;
+	return FIXTURE_TEST_RUN("transports/ssh", tests);
 }

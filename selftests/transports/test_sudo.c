@@ -16,74 +16,6 @@
 
 #include "selftests/transports/fixture.h"
 
-static struct mg_router *router;
-
-static int setup(void **state)
-{
-	router = mg_router_new(NULL);
-	return router ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	mg_router_unref(router);
-	router = NULL;
-	return 0;
-}
-
-#define NEED_ROOT()							\
-	do {								\
-		if (!fx.users) {				\
-			fprintf(stderr, "# skip: %s\n", fx.skip);	\
-			skip();						\
-		}							\
-	} while (0)
-
-static int64_t call_int(struct mg_context *ctx, const char *fn)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_value *v = NULL;
-	int64_t i;
-
-	if (mg_call(ctx, fn, NULL, &v, &err) < 0) {
-		fprintf(stderr, "# %s: %s\n", fn, err.message);
-		fail();
-	}
-	assert_non_null(v);
-	assert_int_equal(v->type, MG_INT);
-	i = v->i;
-	mg_value_free(v);
-	return i;
-}
-
-static void finish(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
-}
-
-static uid_t user_uid(const char *user)
-{
-	char cmd[128];
-	FILE *p;
-	unsigned uid = 0;
-
-	snprintf(cmd, sizeof(cmd), "id -u %s", user);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%u", &uid), 1);
-	pclose(p);
-	return (uid_t)uid;
-}
-
-static struct mg_context *must(struct mg_context *ctx, const struct mg_error *err)
-{
-	if (!ctx)
-		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err->kind), err->message);
-	assert_non_null(ctx);
-	return ctx;
-}
-
 /* A context as user (sudo from root: no password). */
 static struct mg_context *as_user(const char *user)
 {
@@ -477,24 +409,19 @@ static void test_tool_hops(void **state)
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
-	int ret;
 
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_sudo_root, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_nopasswd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_password, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_args, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_set_home_preserve_env, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_seqpacket, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_su, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_doas, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ssh_sudo, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tool_hops, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sudo_channel_in_kernel, setup, teardown),
+		FIXTURE_TEST(test_sudo_root),
+		FIXTURE_TEST(test_sudo_nopasswd),
+		FIXTURE_TEST(test_sudo_password),
+		FIXTURE_TEST(test_sudo_args),
+		FIXTURE_TEST(test_sudo_set_home_preserve_env),
+		FIXTURE_TEST(test_sudo_seqpacket),
+		FIXTURE_TEST(test_su),
+		FIXTURE_TEST(test_doas),
+		FIXTURE_TEST(test_ssh_sudo),
+		FIXTURE_TEST(test_tool_hops),
+		FIXTURE_TEST(test_sudo_channel_in_kernel),
 	};
-	if (fixture_up(true) < 0)
-		return 1;
-	ret = MG_TEST_RUN("transports/sudo", tests);
-	fixture_down();
-	return ret;
+	return FIXTURE_TEST_RUN("transports/sudo", tests);
 }

@@ -16,171 +16,28 @@
  * machine lacks the feature.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <net/if.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
-#include <netinet/in.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "selftests/transports/fixture.h"
+#include "selftests/lib/probes.h"
 #include "sandbox/sandbox.h"
 
-/* --- functions the children run (copied from selftests/sandbox/) -------- */
-
-/* try_syscall(name) -> 0, or a CallError with errno and strerror. */
-static int try_syscall(struct mg_call *call, const struct mg_value *args,
-		       struct mg_value **ret)
-{
-	const char *what;
-	long rc;
-
-	if (mg_value_unpack(args, NULL, "s", &what) < 0)
-		return mg_call_fail(call, EINVAL, "try_syscall(name)");
-	errno = 0;
-	if (!strcmp(what, "mount"))
-		rc = mount("none", "/nonexistent-mg-sandbox", "mg-no-such-fs", 0, NULL);
-	else if (!strcmp(what, "ptrace_attach"))
-		rc = ptrace(PTRACE_ATTACH, (pid_t)0x3ffffff0, NULL, NULL);	/* no such pid */
-	else if (!strcmp(what, "bpf"))
-		rc = syscall(SYS_bpf, -1, NULL, 0);	/* no such command */
-	else
-		return mg_call_fail(call, EINVAL, "unknown syscall test '%s'", what);
-	if (rc < 0)
-		return mg_call_fail(call, errno, "%s: %s", what, strerror(errno));
-	*ret = mg_int(rc);
-	return 0;
-}
-MG_EXPORT(try_syscall);
-
-/* open_many(n) -> n, or a CallError with the errno of the first failure. */
-static int open_many(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fds[256], n, i, e = 0;
-
-	if (mg_value_unpack(args, NULL, "i", &n) < 0 || n < 0 || n > 256)
-		return mg_call_fail(call, EINVAL, "open_many(n <= 256)");
-	for (i = 0; i < n; i++) {
-		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (fds[i] < 0) {
-			e = errno;
-			break;
-		}
-	}
-	for (int j = 0; j < i; j++)
-		close(fds[j]);
-	if (e)
-		return mg_call_fail(call, e, "open #%d: %s", i + 1, strerror(e));
-	*ret = mg_int(n);
-	return 0;
-}
-MG_EXPORT(open_many);
-
-/* bind_port(port) -> the first port from port up (< 1024) it could bind on
- * 127.0.0.1 (one in use is skipped). */
-static int bind_port(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int port, e = EADDRINUSE;
-
-	if (mg_value_unpack(args, NULL, "i", &port) < 0 || port <= 0 || port >= 1024)
-		return mg_call_fail(call, EINVAL, "bind_port(port < 1024)");
-	for (; port < 1024 && e == EADDRINUSE; port++) {
-		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return mg_call_fail(call, errno, "socket: %s", strerror(errno));
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-			close(fd);
-			*ret = mg_int(port);
-			return 0;
-		}
-		e = errno;
-		close(fd);
-	}
-	return mg_call_fail(call, e, "bind 127.0.0.1:<1024: %s", strerror(e));
-}
-MG_EXPORT(bind_port);
-
-/* chown_file(path): give it to uid/gid 1. */
-static int chown_file(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	const char *path;
-
-	if (mg_value_unpack(args, NULL, "s", &path) < 0)
-		return mg_call_fail(call, EINVAL, "chown_file(path)");
-	if (chown(path, 1, 1) < 0)
-		return mg_call_fail(call, errno, "chown %s: %s", path, strerror(errno));
-	return 0;
-}
-MG_EXPORT(chown_file);
-
-static int raw_socket(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
-
-	if (fd < 0)
-		return mg_call_fail(call, errno, "raw socket: %s", strerror(errno));
-	close(fd);
-	return 0;
-}
-MG_EXPORT(raw_socket);
-
-/* net_info() -> [names of interfaces..., lo flags] */
-static int net_info(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	struct if_nameindex *ifs = if_nameindex(), *i;
-	struct ifreq ifr = { 0 };
-	struct mg_value *names = mg_list();
-	int fd, flags = -1;
-
-	if (!ifs) {
-		mg_value_free(names);
-		return mg_call_fail(call, errno, "if_nameindex: %s", strerror(errno));
-	}
-	for (i = ifs; i->if_index; i++)
-		mg_list_append(names, mg_str(i->if_name));
-	if_freenameindex(ifs);
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-	if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
-		flags = ifr.ifr_flags;
-	if (fd >= 0)
-		close(fd);
-	*ret = mg_list();
-	mg_list_append(*ret, names);
-	mg_list_append(*ret, mg_int(flags));
-	return 0;
-}
-MG_EXPORT(net_info);
-
-/* inet_socket() -> 0, or the socket() failure. */
-static int inet_socket(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return mg_call_fail(call, errno, "socket(AF_INET): %s", strerror(errno));
-	close(fd);
-	return 0;
-}
-MG_EXPORT(inet_socket);
+/* --- functions the children run ------------------------------------------
+ * try_syscall, open_many, bind_port, chown_file, raw_socket, net_info,
+ * inet_socket, my_cgroups, fork_until_fail: selftests/lib/probes.c; and: */
 
 /* ns_info() -> [inode of the net namespace, of the mount namespace, hostname] */
 static int ns_info(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
@@ -196,57 +53,8 @@ static int ns_info(struct mg_call *call, const struct mg_value *args, struct mg_
 }
 MG_EXPORT(ns_info);
 
-/* my_cgroups() -> text of /proc/self/cgroup */
-static int my_cgroups(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
-{
-	char buf[4096];
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	size_t n;
-
-	if (!f)
-		return mg_call_fail(call, errno, "/proc/self/cgroup: %s", strerror(errno));
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	*ret = mg_str(buf);
-	return 0;
-}
-MG_EXPORT(my_cgroups);
-
-/* fork_until_fail(max) -> [forks that worked, errno of the first failure] */
-static int fork_until_fail(struct mg_call *call, const struct mg_value *args,
-			   struct mg_value **ret)
-{
-	pid_t pids[64];
-	int max, n = 0, e = 0;
-
-	if (mg_value_unpack(args, NULL, "i", &max) < 0 || max < 1 || max > 64)
-		return mg_call_fail(call, EINVAL, "fork_until_fail(max <= 64)");
-	while (n < max) {
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			pause();
-			_exit(0);
-		}
-		if (pid < 0) {
-			e = errno;
-			break;
-		}
-		pids[n++] = pid;
-	}
-	for (int i = 0; i < n; i++) {
-		kill(pids[i], SIGKILL);
-		waitpid(pids[i], NULL, 0);
-	}
-	*ret = mg_value_build("ii", n, e);
-	return 0;
-}
-MG_EXPORT(fork_until_fail);
-
 /* --- helpers ------------------------------------------------------------ */
 
-static struct mg_router *router;
 static char tmpdir[PATH_MAX - 64], tenant[64];
 
 static int setup(void **state)
@@ -254,29 +62,19 @@ static int setup(void **state)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-sudosb-XXXXXX");
 	assert_non_null(mkdtemp(tmpdir));
 	snprintf(tenant, sizeof(tenant), "mgsudo-%d", (int)getpid());
-	router = mg_router_new(NULL);
-	return router ? 0 : -1;
+	return fixture_setup(state);
 }
 
 static int teardown(void **state)
 {
 	char cmd[PATH_MAX + 256];
 
-	mg_router_unref(router);
-	router = NULL;
+	fixture_teardown(state);
 	snprintf(cmd, sizeof(cmd),
 		 "rm -rf '%s'; find /sys/fs/cgroup /run/mitogen/cgroup2 -depth -type d "
 		 "-path '*/mitogen/%s' -exec rmdir {} + 2>/dev/null; true", tmpdir, tenant);
 	return system(cmd) == 0 ? 0 : -1;
 }
-
-#define NEED_ROOT()							\
-	do {								\
-		if (!fx.users) {					\
-			fprintf(stderr, "# skip: %s\n", fx.skip);	\
-			skip();						\
-		}							\
-	} while (0)
 
 /* A sandboxed context as user, started by sudo (from root: no password). */
 static struct mg_context *sudo_sb(const char *user, const struct mg_sandbox_opts *sb,
@@ -288,25 +86,11 @@ static struct mg_context *sudo_sb(const char *user, const struct mg_sandbox_opts
 	return mg_sudo(router, &so, err);
 }
 
-static struct mg_context *must(struct mg_context *ctx, const struct mg_error *err)
-{
-	if (!ctx)
-		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err->kind), err->message);
-	assert_non_null(ctx);
-	return ctx;
-}
-
 static struct mg_context *sudo_ok(const char *user, const struct mg_sandbox_opts *sb)
 {
 	struct mg_error err = MG_ERROR_INIT;
 
 	return must(sudo_sb(user, sb, NULL, &err), &err);
-}
-
-static void stop(struct mg_context *ctx)
-{
-	assert_int_equal(mg_context_shutdown(ctx, true), 0);
-	mg_context_unref(ctx);
 }
 
 static struct mg_value *call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
@@ -319,37 +103,12 @@ static struct mg_value *call_ok(struct mg_context *ctx, const char *fn, struct m
 	return res ? res : mg_nil();
 }
 
-/* Call fn(args) expecting a CallError: its errno, its message in msg. */
-static int call_err(struct mg_context *ctx, const char *fn, struct mg_value *args,
-		    char *msg, size_t n)
-{
-	struct mg_error err = MG_ERROR_INIT;
-	int ret = mg_call(ctx, fn, args, NULL, &err);
-
-	snprintf(msg, n, "%s", err.message);
-	if (ret == 0)
-		return 0;
-	assert_int_equal(ret, -EREMOTEIO);
-	assert_int_equal(err.kind, MG_ERR_CALL);
-	return err.errnum;
-}
-
 static void assert_refused(struct mg_context *ctx, const char *profile)
 {
 	static const char *const what[] = { "mount", "ptrace_attach", "bpf" };
 	static const char *const name[] = { "mount", "ptrace", "bpf" };
-	char msg[MG_ERROR_MSG_MAX], want[128];
 
-	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
-		int e = call_err(ctx, "try_syscall", MG_LIST(mg_str(what[i])), msg, sizeof(msg));
-
-		snprintf(want, sizeof(want), "blocked by seccomp (profile %s): %s", profile,
-			 name[i]);
-		if (e != EPERM || !strstr(msg, want))
-			print_error("%s: errno %d, '%s', want '%s'\n", what[i], e, msg, want);
-		assert_int_equal(e, EPERM);
-		assert_non_null(strstr(msg, want));
-	}
+	mg_test_assert_refused(ctx, profile, what, name, sizeof(what) / sizeof(what[0]));
 }
 
 static int64_t getuid_of(struct mg_context *ctx)
@@ -372,20 +131,6 @@ static uid_t host_uid_of(struct mg_context *ctx)
 	mg_value_free(v);
 	assert_int_equal(stat(path, &st), 0);
 	return st.st_uid;
-}
-
-static uid_t user_uid(const char *user)
-{
-	char cmd[128];
-	unsigned uid = 0;
-	FILE *p;
-
-	snprintf(cmd, sizeof(cmd), "id -u %s", user);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%u", &uid), 1);
-	pclose(p);
-	return (uid_t)uid;
 }
 
 /* Namespaces as root (what a root agent unshares), or as uid in a user
@@ -422,25 +167,6 @@ static bool ns_missing(uid_t uid)
 		}				\
 	} while (0)
 
-static bool have_cap(int cap)
-{
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2];
-
-	if (syscall(SYS_capget, &hdr, data) < 0)
-		return false;
-	return data[cap / 32].effective & (1u << (cap % 32));
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
-	assert_int_equal(fclose(f), 0);
-}
-
 /* Only lo, up; AF_INET refused by the no-net filter, naming socket. */
 static void assert_no_net(struct mg_context *ctx)
 {
@@ -451,7 +177,7 @@ static void assert_no_net(struct mg_context *ctx)
 	assert_string_equal(res->items[0].items[0].str, "lo");
 	assert_true(res->items[1].i & IFF_UP);
 	mg_value_free(res);
-	assert_int_equal(call_err(ctx, "inet_socket", NULL, msg, sizeof(msg)), EPERM);
+	assert_int_equal(mg_test_call_err(ctx, "inet_socket", NULL, msg, sizeof(msg)), EPERM);
 	if (!strstr(msg, "blocked by seccomp (no-net: no inet sockets): socket"))
 		print_error("%s\n", msg);
 	assert_non_null(strstr(msg, "blocked by seccomp (no-net: no inet sockets): socket"));
@@ -479,7 +205,7 @@ static void assert_private_tmp(struct mg_context *ctx)
 	struct stat st;
 
 	snprintf(mine, sizeof(mine), "/tmp/mg-sudosb-master-%d", (int)getpid());
-	write_text(mine, "x");
+	mg_test_write_text(mine, "x");
 	assert_int_equal(mg_call(ctx, "mg.stat", MG_LIST(mg_str(mine)), NULL, &err), -EREMOTEIO);
 	assert_int_equal(err.errnum, ENOENT);
 	unlink(mine);
@@ -501,12 +227,12 @@ static void test_default_refuses(void **state)
 	ctx = sudo_ok("root", &sb);
 	assert_int_equal(getuid_of(ctx), 0);
 	assert_refused(ctx, "default");
-	stop(ctx);
+	finish(ctx);
 	/* Another user: the same. */
 	ctx = sudo_ok("mgsudo", &sb);
 	assert_int_equal(getuid_of(ctx), user_uid("mgsudo"));
 	assert_refused(ctx, "default");
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_strict_runs_builtins(void **state)
@@ -532,10 +258,10 @@ static void test_strict_runs_builtins(void **state)
 	assert_int_equal(getuid_of(ctx), 0);
 	mg_value_free(call_ok(ctx, "mg.uname", NULL));
 	mg_value_free(call_ok(ctx, "mg.environ", NULL));
-	assert_int_equal(call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
+	assert_int_equal(mg_test_call_err(ctx, "try_syscall", MG_LIST(mg_str("mount")), msg,
 				  sizeof(msg)), EPERM);
 	assert_non_null(strstr(msg, "blocked by seccomp (profile strict): mount"));
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_root_keeps_one_cap(void **state)
@@ -546,25 +272,25 @@ static void test_root_keeps_one_cap(void **state)
 	char path[PATH_MAX], msg[MG_ERROR_MSG_MAX];
 
 	NEED_ROOT();
-	if (!have_cap(CAP_SETPCAP) || !have_cap(CAP_NET_BIND_SERVICE) || !have_cap(CAP_CHOWN) ||
-	    !have_cap(CAP_NET_RAW)) {
+	if (!mg_test_have_cap(CAP_SETPCAP) || !mg_test_have_cap(CAP_NET_BIND_SERVICE) ||
+	    !mg_test_have_cap(CAP_CHOWN) || !mg_test_have_cap(CAP_NET_RAW)) {
 		print_message("# skip: this root lacks the capabilities the test drops\n");
 		skip();
 		return;
 	}
 	ctx = sudo_ok("root", &sb);
 	snprintf(path, sizeof(path), "%s/owned", tmpdir);
-	write_text(path, "x");
+	mg_test_write_text(path, "x");
 	/* 80, or the next free one below 1024 if the host uses it. */
 	res = call_ok(ctx, "bind_port", MG_LIST(mg_int(80)));
 	assert_true(res->i >= 80 && res->i < 1024);
 	mg_value_free(res);
-	assert_int_equal(call_err(ctx, "raw_socket", NULL, msg, sizeof(msg)), EPERM);
-	assert_int_equal(call_err(ctx, "chown_file", MG_LIST(mg_str(path)), msg, sizeof(msg)),
-			 EPERM);
+	assert_int_equal(mg_test_call_err(ctx, "raw_socket", NULL, msg, sizeof(msg)), EPERM);
+	assert_int_equal(mg_test_call_err(ctx, "chown_file", MG_LIST(mg_str(path)), msg,
+					  sizeof(msg)), EPERM);
 	/* The unsandboxed master can (sanity of the test). */
 	assert_int_equal(chown(path, 1, 1), 0);
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_landlock(void **state)
@@ -587,7 +313,7 @@ static void test_landlock(void **state)
 	assert_int_equal(mkdir(ro_dir, 0755), 0);
 	assert_int_equal(mkdir(rw_dir, 0755), 0);
 	snprintf(path, sizeof(path), "%s/data", ro_dir);
-	write_text(path, "read me");
+	mg_test_write_text(path, "read me");
 	ctx = sudo_ok("root", &sb);
 	res = call_ok(ctx, "mg.read_file", MG_LIST(mg_str(path)));
 	assert_int_equal(res->len, 7);
@@ -604,7 +330,7 @@ static void test_landlock(void **state)
 	assert_int_equal(err.errnum, EACCES);
 	assert_non_null(strstr(err.message, want));
 	assert_int_equal(access(path, F_OK), -1);
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_rlimit_nofile(void **state)
@@ -615,10 +341,10 @@ static void test_rlimit_nofile(void **state)
 
 	NEED_ROOT();
 	ctx = sudo_ok("root", &sb);
-	assert_int_equal(call_err(ctx, "open_many", MG_LIST(mg_int(100)), msg, sizeof(msg)),
+	assert_int_equal(mg_test_call_err(ctx, "open_many", MG_LIST(mg_int(100)), msg, sizeof(msg)),
 			 EMFILE);
 	mg_value_free(call_ok(ctx, "open_many", MG_LIST(mg_int(10))));
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_tenant_pids_max(void **state)
@@ -651,7 +377,7 @@ static void test_tenant_pids_max(void **state)
 	assert_true(res->items[0].i >= 1 && res->items[0].i <= 6);
 	assert_int_equal(res->items[1].i, EAGAIN);
 	mg_value_free(res);
-	stop(ctx);
+	finish(ctx);
 }
 
 /* The tool's --no-net, and the other namespaces, as root. */
@@ -671,7 +397,7 @@ static void test_no_net_root(void **state)
 	assert_own_namespaces(ctx);
 	assert_private_tmp(ctx);
 	assert_refused(ctx, "default");
-	stop(ctx);
+	finish(ctx);
 	/* Ours are untouched. */
 	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
 	assert_string_not_equal(host, "mitogen");
@@ -693,7 +419,7 @@ static void test_no_net_user(void **state)
 	assert_no_net(ctx);
 	assert_own_namespaces(ctx);
 	assert_private_tmp(ctx);
-	stop(ctx);
+	finish(ctx);
 }
 
 /* A net namespace alone: inet works there, on lo only. */
@@ -714,7 +440,7 @@ static void test_net_ns_inet(void **state)
 	res = call_ok(ctx, "bind_port", MG_LIST(mg_int(80)));
 	assert_int_equal(res->i, 80);
 	mg_value_free(res);
-	stop(ctx);
+	finish(ctx);
 }
 
 static void test_pid_ns_refused(void **state)
@@ -738,7 +464,7 @@ static void test_pid_ns_refused(void **state)
 	res = call_ok(ctx, "net_info", NULL);
 	assert_int_equal(res->items[0].len, 1);
 	mg_value_free(res);
-	stop(ctx);
+	finish(ctx);
 }
 
 /* Through an unsandboxed intermediate (mgsudo), then sudo to root, su, doas. */
@@ -756,7 +482,7 @@ static void test_via_su_doas(void **state)
 	assert_int_equal(getuid_of(ctx), 0);
 	assert_no_net(ctx);
 	assert_private_tmp(ctx);
-	stop(ctx);
+	finish(ctx);
 	if (access("/usr/bin/doas", X_OK) == 0) {
 		MG_OPTS(mg_local_opts, lo, .via = mid, .sandbox = &sb, .connect_timeout = 20);
 		MG_OPTS(mg_doas_opts, dopts, .local = &lo);
@@ -764,11 +490,11 @@ static void test_via_su_doas(void **state)
 		ctx = must(mg_doas(router, &dopts, &err), &err);
 		assert_int_equal(getuid_of(ctx), 0);
 		assert_no_net(ctx);
-		stop(ctx);
+		finish(ctx);
 	} else {
 		print_message("# doas part skipped: doas is not installed (opendoas)\n");
 	}
-	stop(mid);
+	finish(mid);
 	/* su from root to mgsu (no password asked of root): a user namespace. */
 	if (!ns_missing(user_uid("mgsu"))) {
 		MG_OPTS(mg_local_opts, lo, .sandbox = &sb, .connect_timeout = 20);
@@ -778,7 +504,7 @@ static void test_via_su_doas(void **state)
 		assert_int_equal(host_uid_of(ctx), user_uid("mgsu"));
 		assert_int_equal(getuid_of(ctx), 0);	/* root of its user namespace */
 		assert_no_net(ctx);
-		stop(ctx);
+		finish(ctx);
 	}
 }
 
@@ -802,8 +528,8 @@ static void test_ssh_sudo(void **state)
 	assert_no_net(ctx);
 	assert_own_namespaces(ctx);
 	assert_refused(ctx, "default");
-	stop(ctx);
-	stop(host);
+	finish(ctx);
+	finish(host);
 }
 
 /* The tool: `mitogen run --no-net -t sudo:mgsudo` sees only lo. */
@@ -886,7 +612,6 @@ static void test_ns_in_not_taken_from_parent(void **state)
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
-	int ret;
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_default_refuses, setup, teardown),
@@ -904,9 +629,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_tool_no_net, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ns_in_not_taken_from_parent, setup, teardown),
 	};
-	if (fixture_up(true) < 0)
-		return 1;
-	ret = MG_TEST_RUN("transports/sudo_sandbox", tests);
-	fixture_down();
-	return ret;
+	return FIXTURE_TEST_RUN("transports/sudo_sandbox", tests);
 }
