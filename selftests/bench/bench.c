@@ -555,6 +555,19 @@ int main(int argc, char **argv)
 		report("local_create_call_ms", "%.2f", runs, reps);
 	}
 
+	/*
+	 * Forks first, while this master is small, as a program starting
+	 * forks is: fork() copies the page tables, and later rows (the 200
+	 * MiB stream, sandboxes, eBPF maps) leave this process several times
+	 * bigger, which would be measured as fork cost.
+	 */
+	if (want("fork_create_call_ms")) {
+		progress("bench: %s\n", "fork create + call");
+		for (int k = 0; k < reps; k++)
+			runs[k] = fork_create_call(r);
+		report("fork_create_call_ms", "%.2f", runs, reps);
+	}
+
 	if (want("call_rtt_us")) {
 		progress("bench: %s\n", "call round trip");
 		for (int k = 0; k < reps; k++)
@@ -689,13 +702,6 @@ int main(int argc, char **argv)
 		}
 		stop(c_on);
 		stop(c_off);
-	}
-
-	if (want("fork_create_call_ms")) {
-		progress("bench: %s\n", "fork create + call");
-		for (int k = 0; k < reps; k++)
-			runs[k] = fork_create_call(r);
-		report("fork_create_call_ms", "%.2f", runs, reps);
 	}
 
 	if (want("fanout100_calls_per_s")) {
