@@ -317,6 +317,8 @@ END {
 	print "floor: raw AF_UNIX SOCK_SEQPACKET socketpair between two" \
 	    " processes (64 KiB writes for"
 	print "  throughput), fork+exec of /bin/true, fork+_exit+wait alone."
+	print "eBPF on/off: median of the ratios of at least 15 back-to-back pairs" \
+	    " (round trip, stream)."
 	nr = 0
 	for (k in runs) nr++
 	if (nr) {
