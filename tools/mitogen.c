@@ -508,7 +508,6 @@ enum tool_mode {
 /* One target's call. */
 struct tool_task {
 	struct target *target;
-	struct mg_receiver *rx;	/* the call's result arrives here; owned */
 	/* Sent and not answered when we gave up: its last hop may still be
 	 * busy, so stopping it must not wait. */
 	bool busy;
