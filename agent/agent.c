@@ -24,6 +24,7 @@
 
 #include "agent/agent.h"
 #include "core/context.h"
+#include "core/receiver.h"
 #include "core/log.h"
 #include "core/router.h"
 #include "core/stream.h"
@@ -417,6 +418,8 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	call_rx = mg_receiver_new(r, &call_opts);
 	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, NULL, &shut_opts) < 0)
 		_exit(AGENT_EXIT_SETUP);
+	/* Between calls this thread reads the parent stream itself (lend.c). */
+	receiver_set_lend(call_rx, bi.parents[0]);
 	broker_set_exit_hook(b, on_broker_exit, NULL);
 	/* The greeting: we are ready to serve. */
 	{

@@ -35,6 +35,13 @@ struct mg_broker {
 	bool joined;
 	pthread_mutex_t lock;		/* defer queue, clients, state */
 	pthread_mutex_t inline_lock;	/* recursive: deferred work after stop */
+	/*
+	 * The broker's role: held by whoever handles events, deferred work
+	 * and timers. That is the broker thread, except while another thread
+	 * handles the input of a stream lent to it (broker_enter).
+	 */
+	pthread_mutex_t dispatch;
+	double wait_until;		/* the thread's next timeout (monotonic) */
 	pthread_cond_t stopped_cond;
 	struct defer *dq_head, *dq_tail;
 	bool wake_pending;
@@ -231,6 +238,34 @@ static int defer(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool now
 	return 0;
 }
 
+bool broker_enter(struct mg_broker *b)
+{
+	pthread_mutex_lock(&b->dispatch);
+	if (b->stopped) {
+		pthread_mutex_unlock(&b->dispatch);
+		return false;
+	}
+	tls_broker = b;
+	return true;
+}
+
+void broker_leave(struct mg_broker *b)
+{
+	bool wake_thread = b->timers && b->timers->when < b->wait_until;
+
+	tls_broker = NULL;
+	pthread_mutex_unlock(&b->dispatch);
+	/* A timer armed meanwhile, earlier than the thread will look. */
+	if (wake_thread) {
+		pthread_mutex_lock(&b->lock);
+		if (!b->wake_pending) {
+			b->wake_pending = true;
+			wake(b);
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
 int mg_broker_defer(struct mg_broker *b, void (*fn)(void *arg), void *arg)
 {
 	return defer(b, fn, arg, true);
@@ -362,6 +397,7 @@ static void *broker_main(void *arg)
 
 	tls_broker = b;
 	broker_profile_start(b);
+	pthread_mutex_lock(&b->dispatch);
 	for (;;) {
 		int timeout = -1, n;
 
@@ -377,7 +413,10 @@ static void *broker_main(void *arg)
 			if (timeout < 0 || t < timeout)
 				timeout = t;
 		}
+		b->wait_until = timeout < 0 ? 1e300 : mono_now() + timeout / 1000.0;
+		pthread_mutex_unlock(&b->dispatch);
 		n = epoll_wait(b->epfd, evs, 64, timeout);
+		pthread_mutex_lock(&b->dispatch);
 		if (n < 0 && errno != EINTR) {
 			LOG_ERROR("broker: epoll_wait: %s", strerror(errno));
 			break;
@@ -411,6 +450,7 @@ static void *broker_main(void *arg)
 	pthread_mutex_unlock(&b->lock);
 	/* Work deferred after this point runs inline in mg_broker_defer. */
 	run_deferred(b);
+	pthread_mutex_unlock(&b->dispatch);
 	tls_broker = NULL;
 	profile_thread_stop();
 	if (b->exit_hook)
@@ -435,6 +475,7 @@ struct mg_broker *mg_broker_new(const struct mg_broker_opts *opts)
 	pthread_mutexattr_t ma;
 
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_mutex_init(&b->dispatch, NULL);
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&b->inline_lock, &ma);
@@ -530,6 +571,7 @@ static void broker_destroy(struct mg_broker *b)
 	pthread_cond_destroy(&b->stopped_cond);
 	pthread_mutex_destroy(&b->lock);
 	pthread_mutex_destroy(&b->inline_lock);
+	pthread_mutex_destroy(&b->dispatch);
 	free(b);
 }
 

@@ -7,6 +7,7 @@
 #ifndef CORE_BROKER_H
 #define CORE_BROKER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <mitogen/router.h>
 
@@ -52,6 +53,18 @@ void broker_profile(struct mg_broker *b);
  * the current batch of events (so an object closed in this batch can be
  * freed safely). */
 int broker_defer_later(struct mg_broker *b, void (*fn)(void *arg), void *arg);
+
+/*
+ * Take the broker's role on this thread (leader/follower): until
+ * broker_leave, this thread may do what only the broker thread does, one
+ * thread at a time; mg_broker_on_thread() says yes meanwhile. Used to
+ * handle the input of a stream lent to a waiting thread (stream_lend), so
+ * the message it waits for needs no hand-off between threads. Returns
+ * false, without the role, once the broker thread has stopped.
+ * Must not be held while waiting for anything the broker thread does.
+ */
+bool broker_enter(struct mg_broker *b);
+void broker_leave(struct mg_broker *b);
 
 int broker_add(struct mg_broker *b, struct broker_source *src, uint32_t events);
 int broker_mod(struct mg_broker *b, struct broker_source *src, uint32_t events);

@@ -26,6 +26,7 @@ struct mg_latch {
 	void **items;		/* ring buffer */
 	size_t head, count, cap;
 	unsigned waiters;
+	int wake_fd;		/* a waiter in poll() (latch_arm_wake), or -1 */
 	bool closed;
 	void (*free_fn)(void *item);
 };
@@ -36,6 +37,7 @@ struct mg_latch *mg_latch_new(void)
 
 	if (!l)
 		return NULL;
+	l->wake_fd = -1;
 	pthread_mutex_init(&l->lock, NULL);
 	return l;
 }
@@ -84,6 +86,31 @@ static void futex_wake(uint32_t *word, int n)
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+/* Wake a waiter that sleeps in poll() instead of on the futex. */
+static void fd_wake(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd >= 0)
+		while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
+bool latch_arm_wake(struct mg_latch *l, int fd)
+{
+	bool armed = false;
+
+	pthread_mutex_lock(&l->lock);
+	if (fd < 0) {
+		l->wake_fd = -1;
+	} else if (!l->count && !l->closed && l->wake_fd < 0) {
+		l->wake_fd = fd;
+		armed = true;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return armed;
+}
+
 /* Sleep while *word == val, until the absolute monotonic deadline (NULL:
  * forever). Spurious returns are fine: callers re-check. */
 static void futex_wait(uint32_t *word, uint32_t val, const struct timespec *deadline)
@@ -109,6 +136,8 @@ int mg_latch_put(struct mg_latch *l, void *item)
 		l->count++;
 		__atomic_add_fetch(&l->seq, 1, __ATOMIC_RELEASE);
 		wake = l->waiters > 0;
+		/* Under the lock: once disarmed, the fd is never written. */
+		fd_wake(l->wake_fd);
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (wake)
@@ -202,6 +231,7 @@ void mg_latch_close(struct mg_latch *l)
 	l->closed = true;
 	__atomic_add_fetch(&l->seq, 1, __ATOMIC_RELEASE);
 	wake = l->waiters > 0;
+	fd_wake(l->wake_fd);
 	pthread_mutex_unlock(&l->lock);
 	if (wake)
 		futex_wake(&l->seq, INT32_MAX);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "core/latch.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "core/receiver.h"
@@ -22,6 +23,8 @@ struct mg_receiver {
 	mg_notify_fn notify;
 	void *notify_data;
 	bool registered;
+	bool lend;		/* wait by reading the stream toward lend_id */
+	uint32_t lend_id;	/* (lend.c) */
 };
 
 struct mg_sender {
@@ -92,6 +95,12 @@ int receiver_take(struct mg_receiver *rx, struct mg_message **ret_msg)
 	return ret;
 }
 
+void receiver_set_lend(struct mg_receiver *rx, uint32_t id)
+{
+	rx->lend = true;
+	rx->lend_id = id;
+}
+
 struct mg_receiver *mg_receiver_new(struct mg_router *r, const struct mg_receiver_opts *opts)
 {
 	struct mg_handler_opts hopts = { .sz = sizeof(hopts) };
@@ -118,6 +127,8 @@ struct mg_receiver *mg_receiver_new(struct mg_router *r, const struct mg_receive
 		hopts.handle = opts->handle;
 		hopts.once = opts->once;
 		hopts.respondent = opts->respondent;
+		if (opts->respondent)
+			receiver_set_lend(rx, opts->respondent->id);
 		hopts.policy = opts->policy;
 		hopts.policy_data = opts->policy_data;
 	}
@@ -164,7 +175,11 @@ int mg_receiver_get(struct mg_receiver *rx, double timeout, struct mg_message **
 
 	if (!rx || !ret_msg)
 		return -EINVAL;
-	ret = mg_latch_get(rx->latch, timeout, &item);
+	if (rx->lend && timeout != 0 &&
+	    router_wait_lent(rx->router, rx->lend_id, rx->latch, &timeout) == -ETIMEDOUT)
+		ret = -ETIMEDOUT;
+	else
+		ret = mg_latch_get(rx->latch, timeout, &item);
 	if (ret == -ETIMEDOUT) {
 		error_set(err, MG_ERR_TIMEOUT, ETIMEDOUT, "timed out after %.3f s waiting for a reply",
 			  timeout);

@@ -90,6 +90,14 @@ void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint3
 			   size_t n);
 /* Register a stream with the router and broker (any thread, waits). */
 int router_add_stream(struct mg_router *r, struct stream *s);
+/*
+ * Wait until latch l has something or is closed, handling the input of
+ * the stream toward dst_id on this thread (lend.c). *timeout (seconds, <0:
+ * no limit) is reduced by the time spent. Returns 0, -ETIMEDOUT, or
+ * -EAGAIN when this thread cannot do that now (it is the broker's, or the
+ * stream is lent already): then wait on the latch for what is left.
+ */
+int router_wait_lent(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, double *timeout);
 /* Broker thread: route id through s (ADD_ROUTE). */
 int router_route_add(struct mg_router *r, uint32_t id, struct stream *s);
 /* The context object for id, creating it; reference returned. */

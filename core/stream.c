@@ -91,15 +91,37 @@ int stream_start(struct mg_broker *b, struct stream *s)
 	return ret;
 }
 
-/* Ask (or stop asking) to be told when the write side has room. */
+/* Ask (or stop asking) to be told when the write side has room. Under
+ * wlock. While the input is lent, the broker watches only for room. */
 static void stream_want_out(struct stream *s, bool on)
 {
 	struct mg_broker *b = s->router->broker;
+	uint32_t in = s->lent ? 0 : EPOLLIN;
 
 	if (s->wsrc.fd >= 0)
 		broker_mod(b, &s->wsrc, on ? EPOLLOUT : 0);
 	else
-		broker_mod(b, &s->src, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
+		broker_mod(b, &s->src, on ? in | EPOLLOUT : in);
+}
+
+int stream_lend(struct stream *s, bool lend)
+{
+	int ret = -EPIPE;
+
+	pthread_mutex_lock(&s->wlock);
+	if (!s->closed && s->registered) {
+		uint32_t out = s->wsrc.fd < 0 ? s->src.events & EPOLLOUT : 0;
+
+		s->lent = lend;
+		ret = broker_mod(s->router->broker, &s->src, (lend ? 0 : EPOLLIN) | out);
+	}
+	pthread_mutex_unlock(&s->wlock);
+	return ret;
+}
+
+void stream_input(struct stream *s, uint32_t events)
+{
+	stream_on_event(&s->src, events & (EPOLLIN | EPOLLHUP | EPOLLERR));
 }
 
 void stream_free(struct stream *s)

@@ -29,6 +29,7 @@ struct stream {
 	size_t out_bytes;
 	bool closed;
 	bool registered;
+	bool lent;			/* input handled by a waiting thread */
 	struct stream *next;		/* router's list */
 	/*
 	 * Byte stream (ssh stdio, pipes): the same records, read from a
@@ -48,6 +49,17 @@ struct stream {
 	void (*on_close)(struct stream *s, const char *reason, void *arg);
 	void *on_close_arg;
 };
+
+/*
+ * Lend the stream's input to a thread that waits for a message from it
+ * (the agent's main thread between calls): the broker thread stops
+ * watching it for input (it still flushes output), and the borrower polls
+ * src.fd itself and, holding the broker's role (broker_enter), passes
+ * what it saw to stream_input. lend=false gives it back. Either way under
+ * the broker's role. Returns 0, -EPIPE once closed, or -errno.
+ */
+int stream_lend(struct stream *s, bool lend);
+void stream_input(struct stream *s, uint32_t events);
 
 /* Largest output backlog before the stream is closed as stuck. */
 #define STREAM_OUT_MAX ((size_t)1 << 30)

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +281,72 @@ static void test_100_concurrent_calls(void **state)
 		mg_value_free(v);
 		mg_receiver_free(rx[i]);
 	}
+}
+
+/*
+ * Several threads call the same child at once. The first to wait reads
+ * the child's stream itself (core/lend.c) and hands the others' replies
+ * over; a timeout on the reader gives the stream back. Every result must
+ * reach its own caller, with none lost or crossed, and nothing hangs.
+ */
+#define CC_THREADS 4
+#define CC_CALLS 300
+
+struct cc_arg {
+	struct mg_context *ctx;
+	int base;
+	int bad;
+};
+
+static void *cc_thread(void *p)
+{
+	struct cc_arg *a = p;
+
+	for (int i = 0; i < CC_CALLS; i++) {
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_value *v = NULL;
+		int want = a->base + i;
+
+		if (i % 50 == 7) {
+			/* Wait less than the call takes: TimeoutError, and the
+			 * late reply must not reach the next call's receiver. */
+			struct mg_receiver *rx = mg_call_async(a->ctx, "sleep_ms",
+							       mg_value_build("i", 20), NULL);
+
+			if (!rx || mg_receiver_get_data(rx, 0.001, &v, &err) != -ETIMEDOUT ||
+			    err.kind != MG_ERR_TIMEOUT)
+				a->bad++;
+			mg_receiver_free(rx);
+			continue;
+		}
+		if (mg_call(a->ctx, "echo", MG_LIST(mg_int(want)), &v, &err) < 0 ||
+		    v->type != MG_INT || v->i != want)
+			a->bad++;
+		mg_value_free(v);
+	}
+	return NULL;
+}
+
+static void test_threads_call_one_child(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *other = mg_local(router, NULL, &err);
+	struct cc_arg args[CC_THREADS + 1];
+	pthread_t t[CC_THREADS + 1];
+
+	assert_non_null(other);
+	for (int i = 0; i <= CC_THREADS; i++) {
+		/* The last thread calls another child meanwhile. */
+		args[i] = (struct cc_arg){ .ctx = i < CC_THREADS ? child : other,
+					   .base = i * 100000 };
+		assert_int_equal(pthread_create(&t[i], NULL, cc_thread, &args[i]), 0);
+	}
+	for (int i = 0; i <= CC_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(args[i].bad, 0);
+	}
+	assert_int_equal(mg_context_shutdown(other, true), 0);
+	mg_context_unref(other);
 }
 
 static void test_receiver_timeout(void **state)
@@ -692,6 +759,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_start_failures_are_stream_errors),
 		cmocka_unit_test(test_message_size_limit),
 		cmocka_unit_test(test_run_with_router),
+		cmocka_unit_test(test_threads_call_one_child),
 	};
 
 	int ret;
