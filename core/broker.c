@@ -238,6 +238,11 @@ static int defer(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool now
 	return 0;
 }
 
+void broker_forked_child(void)
+{
+	tls_broker = NULL;
+}
+
 bool broker_enter(struct mg_broker *b)
 {
 	pthread_mutex_lock(&b->dispatch);
@@ -304,6 +309,12 @@ int broker_call(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool late
 	}
 	if (tls_broker == b)
 		return -EDEADLK;	/* a barrier cannot wait on itself */
+	/* Run it here in the broker's role: no hand-off to its thread. */
+	if (!later && broker_enter(b)) {
+		fn(arg);
+		broker_leave(b);
+		return 0;
+	}
 	req.done = mg_latch_new();
 	if (!req.done)
 		return -ENOMEM;

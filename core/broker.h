@@ -41,9 +41,11 @@ struct broker_client {
 
 double mono_now(void);
 /*
- * Run fn(arg) on the broker thread and wait for it to return (inline when
- * called on the broker thread). With later, it runs only after the work
- * already queued (a barrier). Returns 0, or -ENOMEM/-ESHUTDOWN/-EINVAL
+ * Run fn(arg) in the broker's role and wait for it to return: inline on
+ * the broker thread, and on any other thread inline too, holding the role
+ * (broker_enter), so it may run before work deferred earlier. With later,
+ * it runs on the broker thread only after the work already queued (a
+ * barrier). Returns 0, or -ENOMEM/-ESHUTDOWN/-EINVAL
  * when it could not be queued (fn did not run).
  */
 int broker_call(struct mg_broker *b, void (*fn)(void *arg), void *arg, bool later);
@@ -65,6 +67,8 @@ int broker_defer_later(struct mg_broker *b, void (*fn)(void *arg), void *arg);
  */
 bool broker_enter(struct mg_broker *b);
 void broker_leave(struct mg_broker *b);
+/* In the child of a fork() made holding the role: we are not its broker. */
+void broker_forked_child(void);
 
 int broker_add(struct mg_broker *b, struct broker_source *src, uint32_t events);
 int broker_mod(struct mg_broker *b, struct broker_source *src, uint32_t events);

@@ -715,79 +715,11 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	return start_finish(&st, pid, err);
 }
 
-/* Heap-allocated: the broker frees it once released. */
-struct park {
-	struct mg_broker *b;
-	struct mg_latch *parked;
-	struct mg_latch *release;
-	bool inline_;		/* the broker had stopped: ran in our thread */
-};
-
-static void park_free(struct park *p)
-{
-	mg_latch_free(p->parked);
-	mg_latch_free(p->release);
-	free(p);
-}
-
-static void park_deferred(void *arg)
-{
-	struct park *p = arg;
-	void *item;
-
-	if (!mg_broker_on_thread(p->b)) {
-		/* No broker thread left to park: nothing to wait for. */
-		p->inline_ = true;
-		mg_latch_put(p->parked, p);
-		return;
-	}
-	mg_latch_put(p->parked, p);
-	mg_latch_get(p->release, MG_FOREVER, &item);
-	park_free(p);
-}
-
-/* Returns the park to release after fork(), NULL when none was needed
- * (or possible); -EDEADLK through *ret when called on the broker thread. */
-static struct park *fork_park(struct mg_broker *b, int *ret)
-{
-	struct park *p;
-	void *item;
-
-	*ret = 0;
-	if (mg_broker_on_thread(b)) {
-		*ret = -EDEADLK;
-		return NULL;
-	}
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return NULL;
-	p->b = b;
-	p->parked = mg_latch_new();
-	p->release = mg_latch_new();
-	if (!p->parked || !p->release || broker_stopped(b) ||
-	    mg_broker_defer(b, park_deferred, p) < 0) {
-		/* Cannot park: fork anyway (nothing runs there, or no memory). */
-		park_free(p);
-		return NULL;
-	}
-	mg_latch_get(p->parked, MG_FOREVER, &item);
-	return p;
-}
-
-static void fork_unpark(struct park *p)
-{
-	if (p && p->inline_)
-		park_free(p);
-	else if (p)
-		mg_latch_put(p->release, p);
-}
-
 struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *opts,
 			      uint32_t id, const struct mg_value *sandbox,
 			      struct mg_error *err)
 {
-	struct park *park;
-	int parked;
+	bool parked;
 	const struct mg_local_opts *lo = NULL;
 	void (*on_fork)(void *) = NULL;
 	void *on_fork_data = NULL;
@@ -825,19 +757,24 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 	/*
 	 * fork() copies only this thread; a lock another thread holds at that
 	 * instant stays held forever in the child (malloc's under ASan, our
-	 * own). Park the broker thread in a known state across the fork.
+	 * own). Hold the broker's role across the fork: its thread then waits
+	 * in epoll_wait or for the role, holding nothing (nor does any thread
+	 * reading a lent stream). Not possible once the broker has stopped,
+	 * and then not needed.
 	 */
-	park = fork_park(r->broker, &parked);
-	if (parked < 0) {
+	if (mg_broker_on_thread(r->broker)) {
 		error_set(err, MG_ERR_STREAM, EDEADLK, "%s: mg_fork from the broker thread",
 			  st.namebuf);
 		start_cleanup(&st);
 		errno = EDEADLK;
 		return NULL;
 	}
+	parked = broker_enter(r->broker);
 	pid = fork();
-	if (pid != 0)
-		fork_unpark(park);
+	if (pid == 0)
+		broker_forked_child();
+	else if (parked)
+		broker_leave(r->broker);
 	if (pid < 0) {
 		int e = errno;
 
