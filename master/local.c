@@ -108,19 +108,19 @@ static void out_close(struct child_proc *cp)
 	cp->out_open = false;
 }
 
-static void on_output(struct broker_source *src, uint32_t events)
+/* Read once what the child printed. Returns the bytes read, 0 when the
+ * pipe closed (or failed), -1 when nothing is there now. */
+static ssize_t out_read(struct child_proc *cp)
 {
-	struct child_proc *cp = (struct child_proc *)((char *)src -
-						       offsetof(struct child_proc, outsrc));
 	char buf[4096];
-	ssize_t n = read(src->fd, buf, sizeof(buf));
+	ssize_t n = read(cp->outsrc.fd, buf, sizeof(buf));
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return -1;
 	if (n <= 0) {
 		out_close(cp);
 		child_proc_maybe_free(cp);
-		return;
+		return 0;
 	}
 	for (ssize_t i = 0; i < n; i++) {
 		if (buf[i] == '\n' || cp->linelen == LINE_MAX_ - 1) {
@@ -130,6 +130,12 @@ static void on_output(struct broker_source *src, uint32_t events)
 		}
 		cp->line[cp->linelen++] = buf[i];
 	}
+	return n;
+}
+
+static void on_output(struct broker_source *src, uint32_t events)
+{
+	out_read((struct child_proc *)((char *)src - offsetof(struct child_proc, outsrc)));
 }
 
 static void describe_status(int status, char *buf, size_t size)
@@ -157,6 +163,14 @@ static void reap(struct child_proc *cp, bool block)
 		return;
 	if (p < 0)
 		status = 0;
+	/*
+	 * It exited: what it printed is in the pipe now (the pipe's own event
+	 * may come later). Take it before saying so, so that a start-up error
+	 * can quote its last lines. At most 64 KiB here: a process it left
+	 * behind may keep writing.
+	 */
+	for (int i = 0; i < 16 && cp->out_open && out_read(cp) > 0; i++)
+		;
 	cp->reaped = true;
 	if (cp->pidsrc.fd >= 0) {
 		broker_del(cp->b, &cp->pidsrc);

@@ -396,22 +396,75 @@ pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 	return pid;
 }
 
+/*
+ * After unshare(CLONE_NEWPID) only this process's future children are in
+ * the new pid namespace. So fork once more: the child, pid 1 in there,
+ * returns 0 and goes on as the agent; this process stays outside as its
+ * keeper and never returns. The keeper closes every fd (the channel is the
+ * agent's alone: its EOF means the agent is gone), waits, and ends as the
+ * agent ended (the same exit status, or the same signal), so whoever
+ * started it (the master, sudo, sshd) sees the agent's fate; and the agent
+ * gets SIGKILL when the keeper dies (PR_SET_PDEATHSIG), so killing the pid
+ * the master knows kills the context. Single-threaded callers only.
+ * Returns 0 in the agent, -errno when the fork fails.
+ */
+static int pid_ns_keeper(void)
+{
+	int alive[2], st;
+	sigset_t none;
+	pid_t pid;
+	char c;
+
+	if (pipe2(alive, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(alive[0]);
+		close(alive[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		close(alive[1]);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+		    fcntl(alive[0], F_SETFL, O_NONBLOCK) < 0)
+			_exit(127);
+		/* The keeper holds the other end while it lives: EOF now means
+		 * it died before the prctl above could matter. */
+		if (read(alive[0], &c, 1) == 0)
+			_exit(127);
+		close(alive[0]);
+		return 0;
+	}
+	/* The keeper: nothing of the agent's stays open here, and none of
+	 * the program's signal handlers run here. */
+	if (dup2(alive[1], 3) < 0)
+		_exit(127);
+	syscall(SYS_close_range, 0, 2, 0);
+	syscall(SYS_close_range, 4, ~0U, 0);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(127);
+	if (WIFSIGNALED(st)) {
+		raise(WTERMSIG(st));
+		_exit(128 + WTERMSIG(st));
+	}
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 127);
+}
+
 /* A forked child that had to leave some namespaces out (best effort):
  * what it entered, or -1. */
 static int forked_bits = -1;
 
 int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n)
 {
-	unsigned bits = ns_wanted(sb);
-
-	if ((bits & MG_NS_PID) && !(map_uint(sb, "best_effort") & MG_SANDBOX_NAMESPACES)) {
-		snprintf(why, n, "namespaces: pid: not available for fork contexts "
-			 "(use mg_local, or mark namespaces best effort)");
-		return -EINVAL;
-	}
-	if (bits & MG_NS_PID)
-		LOG_WARN("sandbox: skipped (best effort): pid namespace (fork context)");
-	mg_map_set(sb, "ns_in", mg_int(bits & ~MG_NS_PID));
+	mg_map_set(sb, "ns_in", mg_int(ns_wanted(sb)));
 	return 0;
 }
 
@@ -419,8 +472,9 @@ int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n)
 {
 	struct spawn_req q = { 0 };
 	char names[64];
+	int ret;
 
-	q.bits = ns_wanted(sb) & ~MG_NS_PID;
+	q.bits = ns_wanted(sb);
 	if (!q.bits)
 		return 0;
 	snprintf(q.uid_map, sizeof(q.uid_map), "0 %u 1\n", (unsigned)geteuid());
@@ -449,6 +503,10 @@ int sandbox_ns_unshare(const struct mg_value *sb, char *why, size_t n)
 		snprintf(why, n, "namespaces: user: %s: %s", q.step, strerror(errno));
 		return -errno;
 	}
+	if ((q.bits & MG_NS_PID) && (ret = pid_ns_keeper()) < 0) {
+		snprintf(why, n, "namespaces: pid: fork: %s", strerror(-ret));
+		return ret;
+	}
 	return 0;
 }
 
@@ -469,15 +527,7 @@ int sandbox_ns_exec_bits(const struct mg_value *sb, const char *kind, unsigned *
 {
 	unsigned want = sb ? map_uint(sb, "ns") : 0;
 
-	*bits = 0;
-	if ((want & MG_NS_PID) && !(map_uint(sb, "best_effort") & MG_SANDBOX_NAMESPACES)) {
-		snprintf(why, n, "namespaces: pid: not available for %s contexts "
-			 "(use mg_local, or mark namespaces best effort)", kind);
-		return -EINVAL;
-	}
-	if (want & MG_NS_PID)
-		LOG_WARN("sandbox: skipped (best effort): pid namespace (%s context)", kind);
-	*bits = want & ~MG_NS_PID;
+	*bits = want;
 	return 0;
 }
 
@@ -487,7 +537,7 @@ void sandbox_ns_enter_self(unsigned asked)
 	char names[64];
 	int e;
 
-	q.bits = asked & (MG_NS_NET | MG_NS_MOUNT | MG_NS_UTS | MG_NS_IPC | MG_NS_USER);
+	q.bits = asked & (MG_NS_NET | MG_NS_MOUNT | MG_NS_PID | MG_NS_UTS | MG_NS_IPC | MG_NS_USER);
 	if (q.bits && geteuid() != 0)
 		q.bits |= MG_NS_USER;
 	self_bits = 0;
@@ -510,6 +560,11 @@ void sandbox_ns_enter_self(unsigned asked)
 		/* In a user namespace without our uid: claim none at all. */
 		snprintf(self_why, sizeof(self_why), "user: %s: %s", q.step, strerror(errno));
 		return;
+	}
+	if ((q.bits & MG_NS_PID) && (e = pid_ns_keeper()) < 0) {
+		/* Not in it after all: the namespace is only our children's. */
+		snprintf(self_why, sizeof(self_why), "pid: fork: %s", strerror(-e));
+		q.bits &= ~MG_NS_PID;
 	}
 	self_bits = (int)q.bits;
 }

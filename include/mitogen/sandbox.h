@@ -65,7 +65,7 @@ extern "C" {
 /* Bits of mg_sandbox_opts.namespaces. */
 #define MG_NS_NET 0x1u		/* new network namespace, only lo, up */
 #define MG_NS_MOUNT 0x2u	/* new mount namespace, private tmpfs /tmp (and /proc with MG_NS_PID) */
-#define MG_NS_PID 0x4u		/* new pid namespace: the agent is its pid 1 (not for mg_fork) */
+#define MG_NS_PID 0x4u		/* new pid namespace: the agent is its pid 1 */
 #define MG_NS_UTS 0x8u		/* new UTS namespace (hostname "mitogen") */
 #define MG_NS_IPC 0x10u		/* new IPC namespace */
 #define MG_NS_USER 0x20u	/* new user namespace (implied when the master is not root) */

@@ -7,7 +7,8 @@
  * namespace its /tmp is its own (neither side sees the other's files);
  * with a pid namespace it is pid 1 and its /proc shows only its own
  * processes; a UTS namespace gives it its own hostname; an IPC namespace
- * its own System V IPC. A fork context refuses a pid namespace clearly.
+ * its own System V IPC. A fork context gets a pid namespace too (through
+ * a keeper process).
  * Through via= too. The namespaces go away with the child.
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <grp.h>
 
 #include "selftests/lib/harness.h"
@@ -256,30 +258,59 @@ static void test_pid_uts_ipc(void **state)
 	mg_test_stop(ctx);
 }
 
-static void test_fork_refuses_pid(void **state)
+/*
+ * A fork context in a pid namespace: unshare() only moves a process's
+ * children, so the fork forks once more and stays outside as the agent's
+ * keeper (sandbox/namespaces.c). The agent is pid 1 and sees only itself;
+ * the pid the master knows is the keeper's, and killing it takes the
+ * agent down (its channel closes); nothing is left behind.
+ */
+static void test_fork_pid_ns(void **state)
 {
-	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_PID | MG_NS_NET };
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb),
+				      .namespaces = MG_NS_PID | MG_NS_MOUNT | MG_NS_NET };
 	MG_OPTS(mg_local_opts, lo, .sandbox = &sb);
 	MG_OPTS(mg_fork_opts, fo, .local = &lo);
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *ctx;
 	struct mg_value *res;
+	pid_t keeper;
+	double t0;
+	int ret;
 
 	NS_REQUIRED();
-
-	assert_null(mg_fork(router, &fo, &err));
-	assert_int_equal(err.kind, MG_ERR_STREAM);
-	assert_non_null(strstr(err.message, "namespaces: pid: not available for fork contexts"));
-	/* Best effort: a fork in a net namespace, without the pid one. */
-	sb.best_effort = MG_SANDBOX_NAMESPACES;
 	ctx = mg_fork(router, &fo, &err);
 	if (!ctx)
 		fail_msg("mg_fork: %s", err.message);
-	res = call_ok(ctx, "net_info", NULL);
-	assert_int_equal(res->items[0].len, 1);
-	assert_true(res->items[1].i & IFF_UP);
+	res = call_ok(ctx, "proc_info", NULL);
+	assert_int_equal(res->items[0].i, 1);		/* pid 1 */
+	assert_int_equal(res->items[1].i, 1);		/* /proc: only itself */
 	mg_value_free(res);
+	res = call_ok(ctx, "net_info", NULL);
+	assert_int_equal(res->items[0].len, 1);		/* only lo */
+	mg_value_free(res);
+	/* A clean shutdown ends the keeper too (the master reaps it). */
+	keeper = mg_context_pid(ctx);
+	assert_true(keeper > 0);
 	mg_test_stop(ctx);
+	assert_true(mg_test_pid_gone(keeper));
+
+	/* SIGKILL of the pid the master knows ends the context. */
+	ctx = mg_fork(router, &fo, &err);
+	if (!ctx)
+		fail_msg("mg_fork: %s", err.message);
+	keeper = mg_context_pid(ctx);
+	assert_int_equal(kill(keeper, SIGKILL), 0);
+	/* The agent's SIGKILL follows the keeper's death (asynchronously). */
+	t0 = mg_test_now();
+	while ((ret = mg_call(ctx, "proc_info", NULL, NULL, &err)) == 0 &&
+	       mg_test_now() - t0 < 2.0)
+		usleep(5000);
+	assert_int_equal(ret, -EPIPE);
+	assert_int_equal(err.kind, MG_ERR_CHANNEL);
+	assert_true(mg_test_now() - t0 < 2.0);
+	assert_int_equal(mg_context_shutdown(ctx, true), 0);
+	mg_context_unref(ctx);
 }
 
 /* As uid 65534: the master gets a user namespace for its child. */
@@ -344,7 +375,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_net_ns_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_private_tmp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pid_uts_ipc, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fork_refuses_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fork_pid_ns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unprivileged_master, setup, teardown),
 	};
 	return MG_TEST_RUN("sandbox/namespaces", tests);

@@ -443,27 +443,39 @@ static void test_net_ns_inet(void **state)
 	finish(ctx);
 }
 
-static void test_pid_ns_refused(void **state)
+/*
+ * A pid namespace through sudo: the agent unshares it and forks once more
+ * (sandbox/namespaces.c), so it is pid 1 in there, and what it runs gets
+ * low pids; as root, and as another user (inside its user namespace).
+ */
+static void assert_pid_ns(struct mg_context *ctx)
 {
-	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .namespaces = MG_NS_PID | MG_NS_NET };
-	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *res = call_ok(ctx, "mg.getpid", NULL);
+
+	assert_int_equal(res->i, 1);
+	mg_value_free(res);
+	res = call_ok(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/sh"), mg_str("-c"),
+						      mg_str("echo $$"))));
+	assert_true(atoi((const char *)mg_map_get(res, "stdout")->bytes) < 10);
+	mg_value_free(res);
+}
+
+static void test_pid_ns(void **state)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb),
+				      .namespaces = MG_NS_PID | MG_NS_MOUNT | MG_NS_NET | MG_NS_UTS };
 	struct mg_context *ctx;
-	struct mg_value *res;
 
 	NEED_ROOT();
-	ctx = sudo_sb("root", &sb, NULL, &err);
-	assert_null(ctx);
-	assert_int_equal(err.kind, MG_ERR_STREAM);
-	if (!strstr(err.message, "pid: not available for sudo contexts"))
-		print_error("%s\n", err.message);
-	assert_non_null(strstr(err.message, "pid: not available for sudo contexts"));
-	/* Best effort: started without it, the net namespace still there. */
 	NS_REQUIRED(0);
-	sb.best_effort = MG_SANDBOX_NAMESPACES;
 	ctx = sudo_ok("root", &sb);
-	res = call_ok(ctx, "net_info", NULL);
-	assert_int_equal(res->items[0].len, 1);
-	mg_value_free(res);
+	assert_pid_ns(ctx);
+	assert_own_namespaces(ctx);
+	finish(ctx);
+	NS_REQUIRED(user_uid("mgsudo"));
+	ctx = sudo_ok("mgsudo", &sb);
+	assert_int_equal(getuid_of(ctx), 0);	/* root of its user namespace */
+	assert_pid_ns(ctx);
 	finish(ctx);
 }
 
@@ -623,7 +635,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_no_net_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_net_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_net_ns_inet, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pid_ns_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pid_ns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_via_su_doas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssh_sudo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tool_no_net, setup, teardown),
