@@ -19,7 +19,10 @@
  *  - otherwise picks the first candidate where a probe script can be
  *    executed (noexec mounts are skipped), says "MGSEND", reads exactly
  *    the gzip bytes from stdin, checks the hash, renames into place and
- *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>".
+ *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>";
+ *  - a cache hit touches the image (its mtime: last used); storing a new
+ *    image prunes that directory (prune(): the newest MG_CACHE_KEEP_S of
+ *    our images and any used in the last MG_CACHE_GRACE_S minutes stay).
  * The master writes nothing but the image, and that only when asked,
  * until the agent greets (MGREADY, or connecting back).
  */
@@ -50,6 +53,11 @@
 #include "core/message.h"
 #include "sandbox/sandbox.h"
 #include "transports/transport.h"
+
+/* The cache keeps this many images (the newest one used or stored
+ * included) and any image used in the last MG_CACHE_GRACE_S minutes. */
+#define MG_CACHE_KEEP_S "4"
+#define MG_CACHE_GRACE_S "60"
 
 #define TTY_KEEP 4096
 #define LINE_KEEP 1024
@@ -235,12 +243,22 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 			     const char *arch, const char *run)
 {
 	int n = snprintf(buf, size,
-		"H=%s;A=%s;umask 077;m=$(uname -m);"
+		"H=%s;A=%s;echo MGSTART;umask 077;m=$(uname -m);"
 		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};"
 		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
 		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
 		"look(){ f=\"$1/$H\";[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&[ -O \"$f\" ]&&ok \"$1\"&&"
-		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&exec \"$f\" %s; };"
+		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&{ touch -c \"$f\" 2>/dev/null;exec \"$f\" %s; }; };"
+		/* Keep the 4 most recently used images (ours: 64 hex digits, a
+		 * regular file we own) and any used in the last hour. */
+		"prune(){ (set -f;cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
+		"case $f in \"$H\"|*[!0-9a-f]*)continue;;esac;[ ${#f} = 64 ]&&[ -f \"$f\" ]&&"
+		"[ ! -L \"$f\" ]&&[ -O \"$f\" ]||continue;"
+		"k=$((k+1));[ $k -lt " MG_CACHE_KEEP_S " ]||l=\"$l $f\";done;"
+		"[ -z \"$l\" ]||find $l -prune -type f -user $u -mmin +" MG_CACHE_GRACE_S " -exec rm -f {} +;"
+		"find . -maxdepth 1 -type f -user $u \\( -name \".p[0-9]*\" -o -name \".[0-9a-f]*.[0-9]*\" \\) "
+		"-mmin +" MG_CACHE_GRACE_S " -exec rm -f {} +"
+		") >/dev/null 2>&1; };"
 		"[ -n \"$C\" ]&&look \"$C\";u=$(id -u);R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
@@ -248,7 +266,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
 		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
 		"[ \"$(sha256sum<\"$t\")\" = \"$H  -\" ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
-		"exec \"$1/$H\" %s;rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
+		"{ prune \"$1\";exec \"$1/$H\" %s; };rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
 		img->sha, arch, run, run);
 
@@ -276,6 +294,7 @@ struct conv {
 	size_t linelen;
 	char outtail[LINE_KEEP];	/* last non-protocol stdout line */
 	bool typed;			/* the password was typed */
+	bool started;			/* MGSTART seen: the target side runs */
 	bool ready;			/* MGREADY seen */
 	size_t sent;			/* image bytes written */
 	char pre[24];			/* "<gzip size>\n", sent before them */
@@ -423,6 +442,11 @@ static int read_tty(struct conv *c, struct mg_error *err)
 /* One stdout line of the first stage. */
 static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 {
+	if (!strcmp(line, "MGSTART")) {
+		/* The first stage runs: the program asks nothing any more. */
+		c->started = true;
+		return 0;
+	}
 	if (!strcmp(line, "MGREADY")) {
 		c->ready = true;
 		return 0;

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -314,6 +316,158 @@ static void test_ssh_cache(void **state)
 	assert_int_equal(st.st_mode & 0777, 0700);
 }
 
+/* Run a shell command line (printf-style); the test fails if it does. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "# failed: %s\n", cmd);
+		fail();
+	}
+}
+
+/* A name like an image's: 64 hex digits, from a seed. */
+static void fake_sha(char *out, unsigned seed)
+{
+	for (int i = 0; i < 64; i++)
+		out[i] = "0123456789abcdef"[(seed * 2654435761u + (unsigned)i * 40503u) >> 7 & 15];
+	out[64] = '\0';
+}
+
+/* Seconds since mtime of path (not following a symlink), or -1. */
+static long age_of(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return -1;
+	return (long)(time(NULL) - st.st_mtime);
+}
+
+/*
+ * When a new image arrives, the first stage prunes the directory it stores
+ * into: of our images (64 hex digits, regular files owned by the user) it
+ * keeps the 4 most recently used (the new one included) and any used in
+ * the last hour, and removes stale leftovers of interrupted transfers;
+ * everything else (other names, other owners, symlinks, directories) stays.
+ * A cache hit refreshes the image's mtime (its "last used").
+ */
+static void test_ssh_cache_prune(void **state)
+{
+	static const struct {
+		unsigned seed;
+		long minutes;		/* age */
+		bool kept;
+	} imgs[] = {
+		{ 1, 5, true },		/* the newest 3 others: kept */
+		{ 2, 10, true },
+		{ 3, 20, true },
+		{ 4, 30, true },	/* 4th, but used in the last hour: kept */
+		{ 5, 2 * 1440, false },	/* beyond the newest 3, stale: removed */
+		{ 6, 30 * 1440, false },
+	};
+	const char *dir = "/home/mgtest/.cache/mitogen";
+	struct mg_error err = MG_ERROR_INIT;
+	char sha[65], name[65], path[256], other[256];
+	struct ssh_case c;
+	struct mg_context *ctx;
+
+	NEED_SSHD();
+	image_sha(sha);
+	sh("rm -rf %s", dir);
+	ssh_case_init(&c, "mgtest", true);
+	finish(must(mg_ssh(router, &c.o, &err), &err));	/* makes the directory */
+	for (size_t i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
+		fake_sha(name, imgs[i].seed);
+		sh("cd %s && printf 'old build %u' > %s && chmod 700 %s && chown mgtest %s && "
+		   "touch -d '%ld minutes ago' %s", dir, imgs[i].seed, name, name, name,
+		   imgs[i].minutes, name);
+	}
+	/* Not ours: another owner, a symlink (and its old target outside),
+	 * a directory, other names (one a 60-digit prefix of the image's
+	 * name), a hidden file that is not a leftover. Newer than the stale
+	 * images, older than the fresh ones. */
+	fake_sha(name, 100);
+	sh("cd %s && echo root > %s && touch -d '1 day ago' %s", dir, name, name);
+	fake_sha(name, 101);
+	snprintf(other, sizeof(other), "%s/link-target", fx.dir);
+	sh("echo target > %s && chown mgtest %s && touch -d '40 days ago' %s && cd %s && "
+	   "ln -s %s %s && chown -h mgtest %s && touch -h -d '1 day ago' %s",
+	   other, other, other, dir, other, name, name, name);
+	fake_sha(name, 102);
+	sh("cd %s && mkdir %s && chown mgtest %s && touch -d '1 day ago' %s", dir, name, name,
+	   name);
+	sh("cd %s && for f in notes.txt .notes %.60s; do echo x > $f; chown mgtest $f; "
+	   "touch -d '40 days ago' $f; done", dir, sha);
+	/* Leftovers of interrupted transfers: stale go, fresh (in flight) stay. */
+	sh("cd %s && for f in .%s.123 .p456; do echo x > $f; chown mgtest $f; "
+	   "touch -d '2 days ago' $f; done && echo x > .p789 && chown mgtest .p789", dir, sha);
+
+	/* A cache hit marks the image used and prunes nothing. */
+	sh("touch -d '3 days ago' %s/%s", dir, sha);
+	finish(must(mg_ssh(router, &c.o, &err), &err));
+	snprintf(path, sizeof(path), "%s/%s", dir, sha);
+	assert_true(age_of(path) >= 0 && age_of(path) < 120);
+	fake_sha(name, 6);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(access(path, F_OK), 0);
+
+	/* A new image arrives (here: the same one, removed first): prune. */
+	sh("rm -f %s/%s", dir, sha);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+	snprintf(path, sizeof(path), "%s/%s", dir, sha);
+	assert_int_equal(access(path, X_OK), 0);	/* the image in use */
+	for (size_t i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
+		fake_sha(name, imgs[i].seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		fprintf(stderr, "# image %u, %ld min old: %s\n", imgs[i].seed, imgs[i].minutes,
+			access(path, F_OK) == 0 ? "kept" : "removed");
+		assert_int_equal(access(path, F_OK) == 0, imgs[i].kept);
+	}
+	for (unsigned seed = 100; seed <= 102; seed++) {
+		fake_sha(name, seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		assert_true(age_of(path) > 86000);
+	}
+	assert_true(age_of(other) > 39 * 86400);
+	snprintf(path, sizeof(path), "%s/notes.txt", dir);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/.notes", dir);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/%.60s", dir, sha);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/.%s.123", dir, sha);
+	assert_int_equal(age_of(path), -1);
+	snprintf(path, sizeof(path), "%s/.p456", dir);
+	assert_int_equal(age_of(path), -1);
+	snprintf(path, sizeof(path), "%s/.p789", dir);
+	assert_true(age_of(path) >= 0);
+
+	/* Once stale, the 4th goes; the newest 3 stay however old. */
+	fake_sha(name, 4);
+	sh("touch -d '3 days ago' %s/%s", dir, name);
+	for (unsigned seed = 1; seed <= 3; seed++) {
+		fake_sha(name, seed);
+		sh("touch -d '%u days ago' %s/%s", seed, dir, name);
+	}
+	sh("rm -f %s/%s", dir, sha);
+	finish(must(mg_ssh(router, &c.o, &err), &err));
+	for (unsigned seed = 1; seed <= 4; seed++) {
+		fake_sha(name, seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		assert_int_equal(access(path, F_OK) == 0, seed <= 3);
+	}
+}
+
 static void test_ssh_arch_mismatch(void **state)
 {
 	struct ssh_case c;
@@ -572,6 +726,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_ssh_refused),
 		FIXTURE_TEST(test_ssh_connect_timeout),
 		FIXTURE_TEST(test_ssh_cache),
+		FIXTURE_TEST(test_ssh_cache_prune),
 		FIXTURE_TEST(test_ssh_arch_mismatch),
 		FIXTURE_TEST(test_ssh_killed_mid_call),
 		FIXTURE_TEST(test_ssh_via_local),
