@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -295,6 +296,8 @@ struct conv {
 	char outtail[LINE_KEEP];	/* last non-protocol stdout line */
 	bool typed;			/* the password was typed */
 	bool started;			/* MGSTART seen: the target side runs */
+	bool eof;			/* the channel is closed */
+	char comm[32];			/* the program's comm when started */
 	bool ready;			/* MGREADY seen */
 	size_t sent;			/* image bytes written */
 	char pre[24];			/* "<gzip size>\n", sent before them */
@@ -378,6 +381,88 @@ static int fail(struct conv *c, struct mg_error *err, enum mg_error_kind kind, i
 	return -e;
 }
 
+static int read_chan(struct conv *c, struct mg_error *err);
+
+/* comm, state and parent of pid from /proc/PID/stat. 0 or -1. */
+static int proc_stat(pid_t pid, char *comm, size_t size, char *state, pid_t *ppid)
+{
+	char path[64], buf[512], *open_, *close_;
+	int fd, p = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	open_ = strchr(buf, '(');
+	close_ = strrchr(buf, ')');
+	if (!open_ || !close_ || close_ < open_ || sscanf(close_ + 1, " %c %d", state, &p) != 2)
+		return -1;
+	snprintf(comm, size, "%.*s", (int)(close_ - open_ - 1), open_ + 1);
+	*ppid = p;
+	return 0;
+}
+
+/* Has pid a child process? */
+static bool has_child(pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+
+	while (d && !found && (e = readdir(d))) {
+		char comm[32], state;
+		pid_t ppid;
+
+		if (isdigit((unsigned char)e->d_name[0]) &&
+		    proc_stat((pid_t)atoi(e->d_name), comm, sizeof(comm), &state, &ppid) == 0)
+			found = ppid == pid;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Has the target side started, so that a prompt now is not the program's?
+ * The first stage said MGSTART (read what is in the channel first: what
+ * the target side wrote before the prompt is there by now); or, for
+ * programs that ask before they start anything (sudo, su, doas), the
+ * program has a child or has exec'd (comm changed) or exited. A program
+ * we cannot see in /proc (hidepid) is judged by MGSTART alone.
+ * 1: started, 0: not, <0: failed (err set).
+ */
+static int target_started(struct conv *c, struct mg_error *err)
+{
+	char comm[sizeof(c->comm)], state;
+	pid_t ppid;
+
+	if (!c->eof && read_chan(c, err) < 0)
+		return -1;
+	if (c->started || c->ready)
+		return 1;
+	if (!c->req->t->solo_prompt || !c->comm[0] ||
+	    proc_stat(c->pid, comm, sizeof(comm), &state, &ppid) < 0)
+		return 0;
+	return state == 'Z' || strcmp(comm, c->comm) || has_child(c->pid);
+}
+
+/* Does the new text end in a password prompt from where the program asks? */
+static bool prompt_seen(struct conv *c, const char *low)
+{
+	const struct transport *t = c->req->t;
+
+	/* su's (PAM's) prompt comes on stderr; the others' on the pty. */
+	if (t->prompt_on_stderr == c->last_from_tty)
+		return false;
+	return pty_is_prompt(low, t->prompts);
+}
+
 /* Look at new pty output: prompts, refusals. <0: failed (err set). */
 static int tty_check(struct conv *c, struct mg_error *err)
 {
@@ -392,11 +477,22 @@ static int tty_check(struct conv *c, struct mg_error *err)
 			    c->typed ? "password rejected"
 				     : c->req->password ? "authentication failed"
 							: "authentication failed and no password was given");
-	if ((c->last_from_tty || t->prompt_on_stderr) && pty_is_prompt(low, t->prompts)) {
+	if (prompt_seen(c, low)) {
 		char pw[1100];
 		int fd = t->pw_on_stdin ? c->chan : c->tty;
+		int started = target_started(c, err);
 		size_t n;
 
+		if (started < 0)
+			return -1;
+		if (started) {
+			/* Not the program's: its target side's (a login
+			 * shell, a banner). Nothing is typed, nothing fails. */
+			LOG_WARN("%s: ignored a password prompt written after %s started the "
+				 "target side", c->name, t->kind);
+			c->scan = c->ttylen;
+			return 0;
+		}
 		if (!c->req->password)
 			return fail(c, err, MG_ERR_PASSWORD, EACCES,
 				    "%s asked for a password and none was given", t->kind);
@@ -475,14 +571,14 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 	return 0;
 }
 
-static int read_chan(struct conv *c, struct mg_error *err, bool *eof)
+static int read_chan(struct conv *c, struct mg_error *err)
 {
 	char buf[1024];
 	ssize_t n = -1;
 
 	while (!c->ready && (n = read(c->chan, buf, sizeof(buf))) != 0) {
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : (*eof = true, 0);
+			return errno == EAGAIN || errno == EINTR ? 0 : (c->eof = true, 0);
 		for (ssize_t i = 0; i < n; i++) {
 			if (c->ready)
 				/* The agent writes nothing before BOOT. */
@@ -500,7 +596,7 @@ static int read_chan(struct conv *c, struct mg_error *err, bool *eof)
 		}
 	}
 	if (!c->ready && n == 0)
-		*eof = true;
+		c->eof = true;
 	return 0;
 }
 
@@ -586,8 +682,6 @@ static bool exited(pid_t pid)
 
 static int converse(struct conv *c, struct mg_error *err)
 {
-	bool eof = false;
-
 	for (;;) {
 		struct pollfd p[4] = {
 			{ .fd = c->tty, .events = POLLIN },
@@ -600,7 +694,7 @@ static int converse(struct conv *c, struct mg_error *err)
 
 		if (c->ready || c->conn >= 0)
 			return 0;
-		if (eof) {
+		if (c->eof) {
 			/* Gone: collect its last words, then say why. */
 			for (int i = 0; i < 20 && !exited(c->pid); i++)
 				usleep(10000);
@@ -633,7 +727,7 @@ static int converse(struct conv *c, struct mg_error *err)
 			accept_child(c, err);
 		if ((p[1].revents & POLLOUT) && send_image(c, err) < 0)
 			return -1;
-		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_chan(c, err, &eof) < 0)
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !c->eof && read_chan(c, err) < 0)
 			return -1;
 	}
 }
@@ -763,6 +857,14 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		goto fail_early;
 	}
 	c.pid = pid;
+	{
+		char state;
+		pid_t ppid;
+
+		/* posix_spawn returned after the exec: the program's own comm. */
+		if (proc_stat(pid, c.comm, sizeof(c.comm), &state, &ppid) < 0)
+			c.comm[0] = '\0';
+	}
 	c.chan = sv[0];
 	fcntl(c.chan, F_SETFL, fcntl(c.chan, F_GETFL) | O_NONBLOCK);
 	if (converse(&c, err) < 0) {
