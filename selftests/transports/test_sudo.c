@@ -304,18 +304,19 @@ static void slurp(const char *file, char *out, size_t size)
 		fclose(f);
 }
 
-static int restore_mgsu_shell(void **state)
+static int restore_mgshell_shell(void **state)
 {
-	if (system("usermod -s /bin/sh mgsu") != 0)
-		fprintf(stderr, "# could not restore mgsu's shell\n");
+	if (system("usermod -s /bin/sh mgshell") != 0)
+		fprintf(stderr, "# could not restore mgshell's shell\n");
 	return fixture_teardown(state);
 }
 
 /*
  * su's prompt comes on stderr, where the target user's side writes too:
- * mgsu's login shell here prints "Password: " on stderr and records what
- * it can read from stdin for a second before running the command. Typed
- * only to su itself (su has not started anything yet): from root (su asks
+ * the login shell of mgshell (a user no other test uses: the change is
+ * seen system-wide) prints "Password: " on stderr and records what it can
+ * read from stdin for a second before running the command. Typed only to
+ * su itself (su has not started anything yet): from root (su asks
  * nothing) the password is never typed; from mgtest it is typed once, to
  * su, and the shell's fake prompt gets nothing and fails nothing.
  */
@@ -328,28 +329,29 @@ static void test_su_fake_prompt(void **state)
 	NEED_SSHD();
 	snprintf(dir, sizeof(dir), "%s/fakesh", fx.dir);
 	snprintf(got, sizeof(got), "%s/got", dir);
-	sh("mkdir -p %s && chown mgsu %s && printf '#!/bin/sh\\nprintf \"Password: \" >&2\\n"
+	sh("mkdir -p %s && chown mgshell %s && printf '#!/bin/sh\\nprintf \"Password: \" >&2\\n"
 	   "timeout 1 dd bs=1 count=100 of=%s 2>/dev/null\\nexec /bin/sh \"$@\"\\n' > %s/sh && "
-	   "chmod 755 %s/sh && usermod -s %s/sh mgsu", dir, dir, got, dir, dir, dir);
+	   "chmod 755 %s/sh && usermod -s %s/sh mgshell", dir, dir, got, dir, dir, dir);
 
 	MG_OPTS(mg_local_opts, lo, .connect_timeout = 15);
-	MG_OPTS(mg_su_opts, so, .local = &lo, .username = "mgsu", .password = "mgsu-pw");
+	MG_OPTS(mg_su_opts, so, .local = &lo, .username = "mgshell",
+		.password = "mgshell-pw");
 	ctx = must(mg_su(router, &so, &err), &err);
-	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsu"));
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgshell"));
 	finish(ctx);
 	slurp(got, out, sizeof(out));
 	fprintf(stderr, "# the shell read '%s'\n", out);
-	assert_null(strstr(out, "mgsu-pw"));
+	assert_null(strstr(out, "mgshell-pw"));
 
 	sh("rm -f %s", got);
 	mid = as_user("mgtest");
 	lo.via = mid;
 	ctx = must(mg_su(router, &so, &err), &err);
-	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsu"));
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgshell"));
 	finish(ctx);
 	slurp(got, out, sizeof(out));
 	fprintf(stderr, "# the shell read '%s'\n", out);
-	assert_null(strstr(out, "mgsu-pw"));
+	assert_null(strstr(out, "mgshell-pw"));
 	finish(mid);
 }
 
@@ -364,30 +366,32 @@ static void script(const char *path, const char *body)
 	assert_int_equal(chmod(path, 0755), 0);
 }
 
+/* Shell: record a non-empty line read from stdin or the terminal in $G. */
+#define REC_STDIN "read -r l; [ -z \"$l\" ] || echo \"got:$l\" >$G"
+#define REC_TTY "read -r l </dev/tty; [ -z \"$l\" ] || echo \"got:$l\" >$G"
+
 /*
  * The prompt rules, with a stand-in program (su_path, sudo_path) whose
- * body records in $G what it reads after prompting; then it sleeps (the
- * start times out). $C is a helper script that prompts and records too,
- * run as a child. Returns what was recorded.
+ * body prompts and records (REC_*); then it sleeps (the start times out).
+ * $C is a helper script that prompts and records too, run as a child (su:
+ * on stderr and stdin, sudo: on the terminal). Returns what was recorded.
  */
 static void stub(bool su, const char *body, char *out, size_t size)
 {
+	static int round;
 	struct mg_error err = MG_ERROR_INIT;
 	char path[128], child[128], got[128], text[512];
 	struct mg_context *ctx;
 
 	snprintf(path, sizeof(path), "%s/stub", fx.dir);
 	snprintf(child, sizeof(child), "%s/stub-child", fx.dir);
-	snprintf(got, sizeof(got), "%s/stub-got", fx.dir);
-	unlink(got);
+	/* One file per round: a child can outlive its start (until its read
+	 * fails, which records nothing). */
+	snprintf(got, sizeof(got), "%s/stub-got-%d", fx.dir, ++round);
 	snprintf(text, sizeof(text), "export G=%s C=%s\n%s\nsleep 30", got, child, body);
 	script(path, text);
-	snprintf(text, sizeof(text), "printf 'Password: ' >&%d; read -r l <%s; echo \"got:$l\" >$G",
-		 su ? 2 : 1, su ? "&0" : "/dev/tty");
-	if (!su)	/* the child writes to the terminal like sudo */
-		snprintf(text, sizeof(text),
-			 "printf 'Password: ' >/dev/tty; read -r l </dev/tty; echo \"got:$l\" >$G");
-	script(child, text);
+	script(child, su ? "printf 'Password: ' >&2; " REC_STDIN
+			 : "printf 'Password: ' >/dev/tty; " REC_TTY);
 	MG_OPTS(mg_local_opts, lo, .connect_timeout = 2);
 	MG_OPTS(mg_su_opts, suo, .local = &lo, .username = "mgsu", .su_path = path,
 		.password = "s3cret");
@@ -401,25 +405,22 @@ static void stub(bool su, const char *body, char *out, size_t size)
 /*
  * su (PAM) asks on stderr: typed to a prompt there while su has started
  * nothing (the control); never to one on the terminal, nor after the first
- * stage said MGSTART, nor to one a child of su writes.
+ * stage said MGSTART, nor to one a child of su writes; and only once.
  */
 static void test_su_prompt_rules(void **state)
 {
 	char out[128];
 
 	NEED_SSHD();
-	stub(true, "printf 'Password: ' >&2; read -r l; echo \"got:$l\" >$G", out, sizeof(out));
+	stub(true, "printf 'Password: ' >&2; " REC_STDIN, out, sizeof(out));
 	assert_string_equal(out, "got:s3cret\n");	/* the control */
-	stub(true, "printf 'Password: ' >/dev/tty; read -r l; echo \"got:$l\" >$G", out,
-	     sizeof(out));
+	stub(true, "printf 'Password: ' >/dev/tty; " REC_STDIN, out, sizeof(out));
 	assert_string_equal(out, "");
-	stub(true, "echo MGSTART; printf 'Password: ' >&2; read -r l; echo \"got:$l\" >$G", out,
-	     sizeof(out));
+	stub(true, "echo MGSTART; printf 'Password: ' >&2; " REC_STDIN, out, sizeof(out));
 	assert_string_equal(out, "");
 	stub(true, "$C", out, sizeof(out));
 	assert_string_equal(out, "");
-	stub(true, "printf 'Password: ' >&2; read -r l; echo \"got:$l\" >$G; $C", out,
-	     sizeof(out));
+	stub(true, "printf 'Password: ' >&2; " REC_STDIN "; $C", out, sizeof(out));
 	assert_string_equal(out, "got:s3cret\n");	/* once, to su only */
 }
 
@@ -429,14 +430,11 @@ static void test_sudo_prompt_rules(void **state)
 	char out[128];
 
 	NEED_SSHD();
-	stub(false, "printf '[sudo] password for x: ' >/dev/tty; read -r l </dev/tty; "
-	     "echo \"got:$l\" >$G", out, sizeof(out));
+	stub(false, "printf '[sudo] password for x: ' >/dev/tty; " REC_TTY, out, sizeof(out));
 	assert_string_equal(out, "got:s3cret\n");	/* the control */
-	stub(false, "printf 'Password: ' >&2; read -r l </dev/tty; echo \"got:$l\" >$G", out,
-	     sizeof(out));
+	stub(false, "printf 'Password: ' >&2; " REC_TTY, out, sizeof(out));
 	assert_string_equal(out, "");
-	stub(false, "echo MGSTART; printf 'Password: ' >/dev/tty; read -r l </dev/tty; "
-	     "echo \"got:$l\" >$G", out, sizeof(out));
+	stub(false, "echo MGSTART; printf 'Password: ' >/dev/tty; " REC_TTY, out, sizeof(out));
 	assert_string_equal(out, "");
 	stub(false, "$C", out, sizeof(out));
 	assert_string_equal(out, "");
@@ -589,7 +587,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_sudo_seqpacket),
 		FIXTURE_TEST(test_su),
 		cmocka_unit_test_setup_teardown(test_su_fake_prompt, fixture_setup,
-						restore_mgsu_shell),
+						restore_mgshell_shell),
 		FIXTURE_TEST(test_su_prompt_rules),
 		FIXTURE_TEST(test_sudo_prompt_rules),
 		FIXTURE_TEST(test_doas),
