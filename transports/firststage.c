@@ -6,6 +6,8 @@
  * README.md ("ssh, sudo, su, doas") for the cache rules.
  *
  * The first stage (a POSIX sh script given on the command line):
+ *  - says "MGSTART" first: from then on the target side runs, and no
+ *    password prompt is the program's (tty_check, target_started);
  *  - refuses another CPU architecture ("MGARCH <uname -m>") before any
  *    image byte is sent (MITOGEN_TEST_ARCH in the master pretends ours is
  *    another, for tests);

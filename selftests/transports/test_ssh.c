@@ -598,6 +598,16 @@ static void test_ssh_config(void **state)
 	c.o.hostname = "mgf-unknown";
 	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
 	assert_int_equal(conf_leftovers(), 0);
+
+	/* No file of ours possible: the defaults go on the command line. */
+	setenv("TMPDIR", "/nonexistent/mitogen-test", 1);
+	ssh_case_init(&c, "mgtest", true);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+	c.args[1] = "UserKnownHostsFile=/dev/null";	/* enforced: unknown key */
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+	unsetenv("TMPDIR");
 }
 
 static void test_ssh_arch_mismatch(void **state)
