@@ -6,6 +6,8 @@
  * README.md ("ssh, sudo, su, doas") for the cache rules.
  *
  * The first stage (a POSIX sh script given on the command line):
+ *  - says "MGSTART" first: from then on the target side runs, and no
+ *    password prompt is the program's (tty_check, target_started);
  *  - refuses another CPU architecture ("MGARCH <uname -m>") before any
  *    image byte is sent (MITOGEN_TEST_ARCH in the master pretends ours is
  *    another, for tests);
@@ -19,7 +21,10 @@
  *  - otherwise picks the first candidate where a probe script can be
  *    executed (noexec mounts are skipped), says "MGSEND", reads exactly
  *    the gzip bytes from stdin, checks the hash, renames into place and
- *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>".
+ *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>";
+ *  - a cache hit touches the image (its mtime: last used); storing a new
+ *    image prunes that directory (prune(): the newest MG_CACHE_KEEP_S of
+ *    our images and any used in the last MG_CACHE_GRACE_S minutes stay).
  * The master writes nothing but the image, and that only when asked,
  * until the agent greets (MGREADY, or connecting back).
  */
@@ -34,6 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -50,6 +56,11 @@
 #include "core/message.h"
 #include "sandbox/sandbox.h"
 #include "transports/transport.h"
+
+/* The cache keeps this many images (the newest one used or stored
+ * included) and any image used in the last MG_CACHE_GRACE_S minutes. */
+#define MG_CACHE_KEEP_S "4"
+#define MG_CACHE_GRACE_S "60"
 
 #define TTY_KEEP 4096
 #define LINE_KEEP 1024
@@ -235,12 +246,22 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 			     const char *arch, const char *run)
 {
 	int n = snprintf(buf, size,
-		"H=%s;A=%s;umask 077;m=$(uname -m);"
+		"H=%s;A=%s;echo MGSTART;umask 077;m=$(uname -m);"
 		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};"
 		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
 		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
 		"look(){ f=\"$1/$H\";[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&[ -O \"$f\" ]&&ok \"$1\"&&"
-		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&exec \"$f\" %s; };"
+		"[ \"$(sha256sum<\"$f\")\" = \"$H  -\" ]&&{ touch -c \"$f\" 2>/dev/null;exec \"$f\" %s; }; };"
+		/* Keep the 4 most recently used images (ours: 64 hex digits, a
+		 * regular file we own) and any used in the last hour. */
+		"prune(){ (set -f;cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
+		"case $f in \"$H\"|*[!0-9a-f]*)continue;;esac;[ ${#f} = 64 ]&&[ -f \"$f\" ]&&"
+		"[ ! -L \"$f\" ]&&[ -O \"$f\" ]||continue;"
+		"k=$((k+1));[ $k -lt " MG_CACHE_KEEP_S " ]||l=\"$l $f\";done;"
+		"[ -z \"$l\" ]||find $l -prune -type f -user $u -mmin +" MG_CACHE_GRACE_S " -exec rm -f {} +;"
+		"find . -maxdepth 1 -type f -user $u \\( -name \".p[0-9]*\" -o -name \".[0-9a-f]*.[0-9]*\" \\) "
+		"-mmin +" MG_CACHE_GRACE_S " -exec rm -f {} +"
+		") >/dev/null 2>&1; };"
 		"[ -n \"$C\" ]&&look \"$C\";u=$(id -u);R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
 		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
@@ -248,7 +269,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
 		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
 		"[ \"$(sha256sum<\"$t\")\" = \"$H  -\" ]&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
-		"exec \"$1/$H\" %s;rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
+		"{ prune \"$1\";exec \"$1/$H\" %s; };rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
 		img->sha, arch, run, run);
 
@@ -276,6 +297,9 @@ struct conv {
 	size_t linelen;
 	char outtail[LINE_KEEP];	/* last non-protocol stdout line */
 	bool typed;			/* the password was typed */
+	bool started;			/* MGSTART seen: the target side runs */
+	bool eof;			/* the channel is closed */
+	char comm[32];			/* the program's comm when started */
 	bool ready;			/* MGREADY seen */
 	size_t sent;			/* image bytes written */
 	char pre[24];			/* "<gzip size>\n", sent before them */
@@ -359,6 +383,88 @@ static int fail(struct conv *c, struct mg_error *err, enum mg_error_kind kind, i
 	return -e;
 }
 
+static int read_chan(struct conv *c, struct mg_error *err);
+
+/* comm, state and parent of pid from /proc/PID/stat. 0 or -1. */
+static int proc_stat(pid_t pid, char *comm, size_t size, char *state, pid_t *ppid)
+{
+	char path[64], buf[512], *open_, *close_;
+	int fd, p = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	open_ = strchr(buf, '(');
+	close_ = strrchr(buf, ')');
+	if (!open_ || !close_ || close_ < open_ || sscanf(close_ + 1, " %c %d", state, &p) != 2)
+		return -1;
+	snprintf(comm, size, "%.*s", (int)(close_ - open_ - 1), open_ + 1);
+	*ppid = p;
+	return 0;
+}
+
+/* Has pid a child process? */
+static bool has_child(pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+
+	while (d && !found && (e = readdir(d))) {
+		char comm[32], state;
+		pid_t ppid;
+
+		if (isdigit((unsigned char)e->d_name[0]) &&
+		    proc_stat((pid_t)atoi(e->d_name), comm, sizeof(comm), &state, &ppid) == 0)
+			found = ppid == pid;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Has the target side started, so that a prompt now is not the program's?
+ * The first stage said MGSTART (read what is in the channel first: what
+ * the target side wrote before the prompt is there by now); or, for
+ * programs that ask before they start anything (sudo, su, doas), the
+ * program has a child or has exec'd (comm changed) or exited. A program
+ * we cannot see in /proc (hidepid) is judged by MGSTART alone.
+ * 1: started, 0: not, <0: failed (err set).
+ */
+static int target_started(struct conv *c, struct mg_error *err)
+{
+	char comm[sizeof(c->comm)], state;
+	pid_t ppid;
+
+	if (!c->eof && read_chan(c, err) < 0)
+		return -1;
+	if (c->started || c->ready)
+		return 1;
+	if (!c->req->t->solo_prompt || !c->comm[0] ||
+	    proc_stat(c->pid, comm, sizeof(comm), &state, &ppid) < 0)
+		return 0;
+	return state == 'Z' || strcmp(comm, c->comm) || has_child(c->pid);
+}
+
+/* Does the new text end in a password prompt from where the program asks? */
+static bool prompt_seen(struct conv *c, const char *low)
+{
+	const struct transport *t = c->req->t;
+
+	/* su's (PAM's) prompt comes on stderr; the others' on the pty. */
+	if (t->prompt_on_stderr == c->last_from_tty)
+		return false;
+	return pty_is_prompt(low, t->prompts);
+}
+
 /* Look at new pty output: prompts, refusals. <0: failed (err set). */
 static int tty_check(struct conv *c, struct mg_error *err)
 {
@@ -373,11 +479,22 @@ static int tty_check(struct conv *c, struct mg_error *err)
 			    c->typed ? "password rejected"
 				     : c->req->password ? "authentication failed"
 							: "authentication failed and no password was given");
-	if ((c->last_from_tty || t->prompt_on_stderr) && pty_is_prompt(low, t->prompts)) {
+	if (prompt_seen(c, low)) {
 		char pw[1100];
 		int fd = t->pw_on_stdin ? c->chan : c->tty;
+		int started = target_started(c, err);
 		size_t n;
 
+		if (started < 0)
+			return -1;
+		if (started) {
+			/* Not the program's: its target side's (a login
+			 * shell, a banner). Nothing is typed, nothing fails. */
+			LOG_WARN("%s: ignored a password prompt written after %s started the "
+				 "target side", c->name, t->kind);
+			c->scan = c->ttylen;
+			return 0;
+		}
 		if (!c->req->password)
 			return fail(c, err, MG_ERR_PASSWORD, EACCES,
 				    "%s asked for a password and none was given", t->kind);
@@ -423,6 +540,11 @@ static int read_tty(struct conv *c, struct mg_error *err)
 /* One stdout line of the first stage. */
 static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 {
+	if (!strcmp(line, "MGSTART")) {
+		/* The first stage runs: the program asks nothing any more. */
+		c->started = true;
+		return 0;
+	}
 	if (!strcmp(line, "MGREADY")) {
 		c->ready = true;
 		return 0;
@@ -451,14 +573,14 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 	return 0;
 }
 
-static int read_chan(struct conv *c, struct mg_error *err, bool *eof)
+static int read_chan(struct conv *c, struct mg_error *err)
 {
 	char buf[1024];
 	ssize_t n = -1;
 
 	while (!c->ready && (n = read(c->chan, buf, sizeof(buf))) != 0) {
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : (*eof = true, 0);
+			return errno == EAGAIN || errno == EINTR ? 0 : (c->eof = true, 0);
 		for (ssize_t i = 0; i < n; i++) {
 			if (c->ready)
 				/* The agent writes nothing before BOOT. */
@@ -476,7 +598,7 @@ static int read_chan(struct conv *c, struct mg_error *err, bool *eof)
 		}
 	}
 	if (!c->ready && n == 0)
-		*eof = true;
+		c->eof = true;
 	return 0;
 }
 
@@ -562,8 +684,6 @@ static bool exited(pid_t pid)
 
 static int converse(struct conv *c, struct mg_error *err)
 {
-	bool eof = false;
-
 	for (;;) {
 		struct pollfd p[4] = {
 			{ .fd = c->tty, .events = POLLIN },
@@ -576,7 +696,7 @@ static int converse(struct conv *c, struct mg_error *err)
 
 		if (c->ready || c->conn >= 0)
 			return 0;
-		if (eof) {
+		if (c->eof) {
 			/* Gone: collect its last words, then say why. */
 			for (int i = 0; i < 20 && !exited(c->pid); i++)
 				usleep(10000);
@@ -609,7 +729,7 @@ static int converse(struct conv *c, struct mg_error *err)
 			accept_child(c, err);
 		if ((p[1].revents & POLLOUT) && send_image(c, err) < 0)
 			return -1;
-		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_chan(c, err, &eof) < 0)
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !c->eof && read_chan(c, err) < 0)
 			return -1;
 	}
 }
@@ -739,6 +859,14 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		goto fail_early;
 	}
 	c.pid = pid;
+	{
+		char state;
+		pid_t ppid;
+
+		/* posix_spawn returned after the exec: the program's own comm. */
+		if (proc_stat(pid, c.comm, sizeof(c.comm), &state, &ppid) < 0)
+			c.comm[0] = '\0';
+	}
 	c.chan = sv[0];
 	fcntl(c.chan, F_SETFL, fcntl(c.chan, F_GETFL) | O_NONBLOCK);
 	if (converse(&c, err) < 0) {

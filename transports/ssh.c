@@ -6,11 +6,15 @@
  * errors appear (transports/pty.c, firststage.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mitogen/transport.h>
 
+#include "core/log.h"
 #include "core/message.h"
 #include "transports/transport.h"
 
@@ -35,23 +39,112 @@ static const struct transport ssh_transport = {
 	.hostkey_fail = ssh_hostkey_fail,
 };
 
+/*
+ * Our options come in two kinds. What the caller asked for (identity_file,
+ * port, username, check_host_keys other than the default, no_compression,
+ * connect_timeout, ssh_args) goes on the command line, where it beats any
+ * configuration. Our defaults (LogLevel, StrictHostKeyChecking=yes,
+ * Compression, ConnectTimeout, NumberOfPasswordPrompts) go last in a
+ * configuration file of ours given with -F, after Include of the user's
+ * ~/.ssh/config and /etc/ssh/ssh_config (what ssh reads without -F), so
+ * that a value the user's configuration sets wins: ssh keeps the first
+ * value it reads. A caller's own -F FILE (in ssh_args) is included
+ * instead of those two ("-F none": nothing). When no such file can be
+ * made (no writable $TMPDIR or /tmp; a -F bundled with other flags), the
+ * defaults go on the command line, where they beat the configuration.
+ */
+struct ssh_run {
+	double timeout;
+	bool timeout_set;		/* connect_timeout given by the caller */
+	const char *conf;		/* our -F file, or NULL */
+	int skip_from, skip_n;		/* the caller's -F in ssh_args */
+};
+
+/* ssh options that take a value (ssh(1)). */
+static const char ssh_valued[] = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/*
+ * The caller's -F in args (the last one, as ssh): its index and how many
+ * arguments it takes (1: "-Ffile", 2: "-F" "file"), its file in *file.
+ * -1: none. -2: one bundled with other flags ("-vF"), which we cannot
+ * take out.
+ */
+static int find_config_arg(const char *const *args, int *n, const char **file)
+{
+	int found = -1;
+
+	for (int i = 0; args && args[i]; i++) {
+		const char *a = args[i];
+
+		if (a[0] != '-' || !a[1])
+			continue;
+		if (!strcmp(a, "--"))
+			break;
+		for (const char *p = a + 1; *p; p++) {
+			if (!strchr(ssh_valued, *p))
+				continue;
+			if (*p == 'F') {
+				if (p != a + 1)
+					return -2;
+				found = i;
+				*n = p[1] ? 1 : 2;
+				*file = p[1] ? p + 1 : args[i + 1];
+			}
+			if (!p[1] && args[i + 1])
+				i++;
+			break;
+		}
+	}
+	if (found >= 0 && !*file)
+		return -2;	/* "-F" at the end: let ssh say so */
+	return found;
+}
+
+static void ssh_defaults_args(const struct mg_ssh_opts *o, const struct ssh_run *run,
+			      struct argv_buf *ab)
+{
+	argv_add(ab, "-o");
+	argv_add(ab, "LogLevel=ERROR");
+	if (!run->timeout_set) {
+		argv_add(ab, "-o");
+		argv_add(ab, "ConnectTimeout=%d",
+			 run->timeout < 1 ? 1 : (int)(run->timeout + 0.999));
+	}
+	if (o->check_host_keys == MG_HOST_KEYS_ENFORCE) {
+		argv_add(ab, "-o");
+		argv_add(ab, "StrictHostKeyChecking=yes");
+	}
+	if (!o->no_compression)
+		argv_add(ab, "-C");
+	if (!o->password) {
+		/* Nothing to type: fail at once instead of prompting. */
+		argv_add(ab, "-o");
+		argv_add(ab, "NumberOfPasswordPrompts=1");
+	}
+}
+
 static int ssh_build(const struct transport_req *req, const char *command, const char *script,
 		     struct argv_buf *ab, char *why, size_t why_size)
 {
 	const struct mg_ssh_opts *o = req->opts;
-	double timeout = *(const double *)req->extra;
+	const struct ssh_run *run = req->extra;
 
 	argv_add(ab, "%s", o->ssh_path ? o->ssh_path : "ssh");
 	argv_add(ab, "-T");
-	argv_add(ab, "-o");
-	argv_add(ab, "LogLevel=ERROR");
-	argv_add(ab, "-o");
-	argv_add(ab, "ConnectTimeout=%d", timeout < 1 ? 1 : (int)(timeout + 0.999));
+	if (run->conf) {
+		argv_add(ab, "-F");
+		argv_add(ab, "%s", run->conf);
+	} else {
+		ssh_defaults_args(o, run, ab);
+	}
+	if (run->timeout_set) {
+		argv_add(ab, "-o");
+		argv_add(ab, "ConnectTimeout=%d",
+			 run->timeout < 1 ? 1 : (int)(run->timeout + 0.999));
+	}
 	switch (o->check_host_keys) {
 	case MG_HOST_KEYS_ENFORCE:
-		argv_add(ab, "-o");
-		argv_add(ab, "StrictHostKeyChecking=yes");
-		break;
+		break;		/* the default: a default (see above) */
 	case MG_HOST_KEYS_ACCEPT_NEW:
 		argv_add(ab, "-o");
 		argv_add(ab, "StrictHostKeyChecking=accept-new");
@@ -76,13 +169,10 @@ static int ssh_build(const struct transport_req *req, const char *command, const
 		argv_add(ab, "-o");
 		argv_add(ab, "IdentityAgent=none");
 	}
-	if (!o->password) {
-		/* Nothing to type: fail at once instead of prompting. */
+	if (o->no_compression) {
 		argv_add(ab, "-o");
-		argv_add(ab, "NumberOfPasswordPrompts=1");
+		argv_add(ab, "Compression=no");
 	}
-	if (!o->no_compression)
-		argv_add(ab, "-C");
 	if (o->port) {
 		argv_add(ab, "-p");
 		argv_add(ab, "%d", o->port);
@@ -91,8 +181,9 @@ static int ssh_build(const struct transport_req *req, const char *command, const
 		argv_add(ab, "-l");
 		argv_add(ab, "%s", o->username);
 	}
-	for (const char *const *a = o->ssh_args; a && *a; a++)
-		argv_add(ab, "%s", *a);
+	for (int i = 0; o->ssh_args && o->ssh_args[i]; i++)
+		if (i < run->skip_from || i >= run->skip_from + run->skip_n)
+			argv_add(ab, "%s", o->ssh_args[i]);
 	argv_add(ab, "%s", o->hostname);
 	argv_add(ab, "%s", command);
 	return 0;
@@ -122,20 +213,84 @@ static int ssh_check(const struct mg_ssh_opts *o, char *why, size_t size)
 	return 0;
 }
 
+/* An Include line for path, quoted (ssh's configuration syntax). */
+static void conf_include(FILE *f, const char *path)
+{
+	char cwd[4096];
+
+	if (path[0] == '/' || path[0] == '~' || !getcwd(cwd, sizeof(cwd)))
+		fprintf(f, "Include \"%s\"\n", path);
+	else	/* ssh takes a relative -F from the cwd, Include from ~/.ssh */
+		fprintf(f, "Include \"%s/%s\"\n", cwd, path);
+}
+
+/* Our -F file (see ssh_build) in conf, 0; or -1 (then no file). */
+static int ssh_write_conf(const struct mg_ssh_opts *o, struct ssh_run *run, char *conf,
+			  size_t size)
+{
+	const char *tmp = getenv("TMPDIR"), *user = NULL;
+	int n = 0, at = find_config_arg(o->ssh_args, &n, &user);
+	FILE *f;
+	int fd;
+
+	if (at == -2)
+		return -1;
+	snprintf(conf, size, "%s/mitogen-ssh-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
+	fd = mkostemp(conf, O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(conf);
+		return -1;
+	}
+	fprintf(f, "# libmitogen (transports/ssh.c): the configuration first, then our defaults\n");
+	if (at < 0) {
+		fprintf(f, "Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+	} else {
+		if (strcmp(user, "none"))
+			conf_include(f, user);
+		run->skip_from = at;
+		run->skip_n = n;
+	}
+	fprintf(f, "Match all\nLogLevel ERROR\n");
+	if (!run->timeout_set)
+		fprintf(f, "ConnectTimeout %d\n",
+			run->timeout < 1 ? 1 : (int)(run->timeout + 0.999));
+	if (o->check_host_keys == MG_HOST_KEYS_ENFORCE)
+		fprintf(f, "StrictHostKeyChecking yes\n");
+	if (!o->no_compression)
+		fprintf(f, "Compression yes\n");
+	if (!o->password)
+		fprintf(f, "NumberOfPasswordPrompts 1\n");
+	if (fclose(f) != 0) {
+		unlink(conf);
+		return -1;
+	}
+	run->conf = conf;
+	return 0;
+}
+
 struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 			     uint32_t id, const struct mg_value *sandbox, struct mg_error *err)
 {
 	const struct mg_local_opts *lo = o->local;
-	double timeout = lo && lo->connect_timeout > 0 ? lo->connect_timeout : 30.0;
-	char name[96], why[256];
+	struct ssh_run run = {
+		.timeout = lo && lo->connect_timeout > 0 ? lo->connect_timeout : 30.0,
+		.timeout_set = lo && lo->connect_timeout > 0,
+	};
+	char name[96], why[256], conf[4200];
 	struct transport_req req = {
 		.t = &ssh_transport,
 		.default_name = name,
 		.password = o->password,
 		.build = ssh_build,
 		.opts = o,
-		.extra = &timeout,
+		.extra = &run,
 	};
+	struct mg_context *ctx;
+	int e;
 
 	if (ssh_check(o, why, sizeof(why)) < 0) {
 		error_set(err, MG_ERR_STREAM, EINVAL, "%s", why);
@@ -143,7 +298,15 @@ struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 		return NULL;
 	}
 	snprintf(name, sizeof(name), "ssh.%.80s", o->hostname);
-	return transport_start(r, &req, lo, id, sandbox, err);
+	if (ssh_write_conf(o, &run, conf, sizeof(conf)) < 0)
+		LOG_DEBUG("%s: no configuration file of ours: defaults on the command line", name);
+	ctx = transport_start(r, &req, lo, id, sandbox, err);
+	/* ssh has read it (and any ProxyJump ssh it started) by now. */
+	e = errno;
+	if (run.conf)
+		unlink(run.conf);
+	errno = e;
+	return ctx;
 }
 
 /* Options as they travel to mg._proxy_start (via=). */

@@ -32,15 +32,20 @@ static const char *const doas_fatal[] = { "not permitted", "unknown user", NULL 
 
 static const struct transport sudo_transport = {
 	.kind = "sudo", .connect_back = true, .privileged = true, .c_locale = true,
+	.solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = sudo_pw_fail, .fatal = sudo_fatal,
 };
+/* su has no prompt option: PAM asks "Password:" on stderr, where the
+ * target side writes too; solo_prompt tells them apart (see
+ * firststage.c, target_started). */
 static const struct transport su_transport = {
 	.kind = "su", .connect_back = true, .privileged = true, .c_locale = true,
-	.pw_on_stdin = true, .prompt_on_stderr = true,
+	.pw_on_stdin = true, .prompt_on_stderr = true, .solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = su_pw_fail, .fatal = su_fatal,
 };
 static const struct transport doas_transport = {
 	.kind = "doas", .connect_back = true, .privileged = true, .c_locale = true,
+	.solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = doas_pw_fail, .fatal = doas_fatal,
 };
 

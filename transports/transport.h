@@ -11,11 +11,14 @@
  *  2. a socketpair (SOCK_STREAM) becomes the program's stdin and stdout, a
  *     new pty its controlling terminal and stderr (prompts, errors);
  *  3. the transport builds argv around the first-stage script;
- *  4. the conversation: password prompts answered from the pty, host-key
- *     and password failures recognised, the first stage's requests
- *     ("MGSEND": send the image; "MGARCH m", "MGNOEXEC", "MGERR": fail)
- *     served, until the agent says MGREADY (byte stream) or connects back
- *     to our private SEQPACKET socket (sudo, su, doas);
+ *  4. the conversation: password prompts answered from the pty (su:
+ *     stderr), at most once and only before the target side runs (no
+ *     MGSTART from the first stage yet; sudo, su, doas: the program has
+ *     no child and has not exec'd), host-key and password failures
+ *     recognised, the first
+ *     stage's requests ("MGSEND": send the image; "MGARCH m", "MGNOEXEC",
+ *     "MGERR": fail) served, until the agent says MGREADY (byte stream)
+ *     or connects back to our private SEQPACKET socket (sudo, su, doas);
  *  5. start_finish (master/local.c): BOOT, greeting.
  */
 #ifndef TRANSPORTS_TRANSPORT_H
@@ -62,6 +65,9 @@ struct transport {
 	bool pw_on_stdin;		/* type the password on stdin (su), not the pty */
 	bool prompt_on_stderr;		/* its prompt comes on stderr (su: PAM) */
 	bool c_locale;			/* run the program with LC_ALL=C */
+	bool solo_prompt;		/* prompts only while it has started
+					 * nothing: no child, not exec'd (sudo,
+					 * su, doas authenticate first) */
 	const char *const *prompts;	/* lowercase: a last line with one, ending in ':' */
 	const char *const *pw_fail;	/* lowercase: the password was refused */
 	const char *const *hostkey_fail;/* lowercase: host key not verified */

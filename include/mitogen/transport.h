@@ -60,7 +60,10 @@ struct mg_ssh_opts {
 	/* ssh -C is on by default (as in the reference); true turns it off. */
 	bool no_compression;
 	/* Extra ssh arguments, NULL-terminated (e.g. "-o", "X=y"), placed
-	 * before the host name. ~/.ssh/config is read as usual. */
+	 * before the host name. ~/.ssh/config is read as usual, and what it
+	 * sets for the host beats our defaults (check_host_keys' enforce,
+	 * compression, the default connect timeout); explicit options and
+	 * these arguments beat it (README: "ssh options"). */
 	const char *const *ssh_args;
 };
 

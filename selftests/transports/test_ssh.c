@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -314,6 +316,300 @@ static void test_ssh_cache(void **state)
 	assert_int_equal(st.st_mode & 0777, 0700);
 }
 
+/* Run a shell command line (printf-style); the test fails if it does. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "# failed: %s\n", cmd);
+		fail();
+	}
+}
+
+/* A name like an image's: 64 hex digits, from a seed. */
+static void fake_sha(char *out, unsigned seed)
+{
+	for (int i = 0; i < 64; i++)
+		out[i] = "0123456789abcdef"[(seed * 2654435761u + (unsigned)i * 40503u) >> 7 & 15];
+	out[64] = '\0';
+}
+
+/* Seconds since mtime of path (not following a symlink), or -1. */
+static long age_of(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return -1;
+	return (long)(time(NULL) - st.st_mtime);
+}
+
+/*
+ * When a new image arrives, the first stage prunes the directory it stores
+ * into: of our images (64 hex digits, regular files owned by the user) it
+ * keeps the 4 most recently used (the new one included) and any used in
+ * the last hour, and removes stale leftovers of interrupted transfers;
+ * everything else (other names, other owners, symlinks, directories) stays.
+ * A cache hit refreshes the image's mtime (its "last used"). User mgprune:
+ * no other test (nor another worktree's run at the same time) uses its
+ * cache.
+ */
+static void test_ssh_cache_prune(void **state)
+{
+	static const struct {
+		unsigned seed;
+		long minutes;		/* age */
+		bool kept;
+	} imgs[] = {
+		{ 1, 5, true },		/* the newest 3 others: kept */
+		{ 2, 10, true },
+		{ 3, 20, true },
+		{ 4, 30, true },	/* 4th, but used in the last hour: kept */
+		{ 5, 2 * 1440, false },	/* beyond the newest 3, stale: removed */
+		{ 6, 30 * 1440, false },
+	};
+	const char *dir = "/home/mgprune/.cache/mitogen";
+	struct mg_error err = MG_ERROR_INIT;
+	char sha[65], name[65], path[256], other[256];
+	struct ssh_case c;
+	struct mg_context *ctx;
+
+	NEED_SSHD();
+	image_sha(sha);
+	sh("rm -rf %s", dir);
+	ssh_case_init(&c, "mgprune", true);
+	finish(must(mg_ssh(router, &c.o, &err), &err));	/* makes the directory */
+	for (size_t i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
+		fake_sha(name, imgs[i].seed);
+		sh("cd %s && printf 'old build %u' > %s && chmod 700 %s && chown mgprune %s && "
+		   "touch -d '%ld minutes ago' %s", dir, imgs[i].seed, name, name, name,
+		   imgs[i].minutes, name);
+	}
+	/* Not ours: another owner, a symlink (and its old target outside),
+	 * a directory, other names (one a 60-digit prefix of the image's
+	 * name), a hidden file that is not a leftover. Newer than the stale
+	 * images, older than the fresh ones. */
+	fake_sha(name, 100);
+	sh("cd %s && echo root > %s && touch -d '1 day ago' %s", dir, name, name);
+	fake_sha(name, 101);
+	snprintf(other, sizeof(other), "%s/link-target", fx.dir);
+	sh("echo target > %s && chown mgprune %s && touch -d '40 days ago' %s && cd %s && "
+	   "ln -s %s %s && chown -h mgprune %s && touch -h -d '1 day ago' %s",
+	   other, other, other, dir, other, name, name, name);
+	fake_sha(name, 102);
+	sh("cd %s && mkdir %s && chown mgprune %s && touch -d '1 day ago' %s", dir, name, name,
+	   name);
+	sh("cd %s && for f in notes.txt .notes %.60s; do echo x > $f; chown mgprune $f; "
+	   "touch -d '40 days ago' $f; done", dir, sha);
+	/* Leftovers of interrupted transfers: stale go, fresh (in flight) stay. */
+	sh("cd %s && for f in .%s.123 .p456; do echo x > $f; chown mgprune $f; "
+	   "touch -d '2 days ago' $f; done && echo x > .p789 && chown mgprune .p789", dir, sha);
+
+	/* A cache hit marks the image used and prunes nothing. */
+	sh("touch -d '3 days ago' %s/%s", dir, sha);
+	finish(must(mg_ssh(router, &c.o, &err), &err));
+	snprintf(path, sizeof(path), "%s/%s", dir, sha);
+	assert_true(age_of(path) >= 0 && age_of(path) < 120);
+	fake_sha(name, 6);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(access(path, F_OK), 0);
+
+	/* A new image arrives (here: the same one, removed first): prune. */
+	sh("rm -f %s/%s", dir, sha);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgprune"));
+	finish(ctx);
+	snprintf(path, sizeof(path), "%s/%s", dir, sha);
+	assert_int_equal(access(path, X_OK), 0);	/* the image in use */
+	for (size_t i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
+		fake_sha(name, imgs[i].seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		fprintf(stderr, "# image %u, %ld min old: %s\n", imgs[i].seed, imgs[i].minutes,
+			access(path, F_OK) == 0 ? "kept" : "removed");
+		assert_int_equal(access(path, F_OK) == 0, imgs[i].kept);
+	}
+	for (unsigned seed = 100; seed <= 102; seed++) {
+		fake_sha(name, seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		assert_true(age_of(path) > 86000);
+	}
+	assert_true(age_of(other) > 39 * 86400);
+	snprintf(path, sizeof(path), "%s/notes.txt", dir);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/.notes", dir);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/%.60s", dir, sha);
+	assert_true(age_of(path) > 0);
+	snprintf(path, sizeof(path), "%s/.%s.123", dir, sha);
+	assert_int_equal(age_of(path), -1);
+	snprintf(path, sizeof(path), "%s/.p456", dir);
+	assert_int_equal(age_of(path), -1);
+	snprintf(path, sizeof(path), "%s/.p789", dir);
+	assert_true(age_of(path) >= 0);
+
+	/* Once stale, the 4th goes; the newest 3 stay however old. */
+	fake_sha(name, 4);
+	sh("touch -d '4 days ago' %s/%s", dir, name);
+	for (unsigned seed = 1; seed <= 3; seed++) {
+		fake_sha(name, seed);
+		sh("touch -d '%u days ago' %s/%s", seed, dir, name);
+	}
+	sh("rm -f %s/%s", dir, sha);
+	finish(must(mg_ssh(router, &c.o, &err), &err));
+	for (unsigned seed = 1; seed <= 4; seed++) {
+		fake_sha(name, seed);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		assert_int_equal(access(path, F_OK) == 0, seed <= 3);
+	}
+}
+
+/* A context as user through sudo (from root: no password). */
+static struct mg_context *sudo_as(const char *user)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
+	return must(mg_sudo(router, &so, &err), &err);
+}
+
+/* Our temporary -F files left in /tmp (there must be none). */
+static int conf_leftovers(void)
+{
+	FILE *p = popen("ls /tmp | grep -c '^mitogen-ssh-'", "r");
+	int n = -1;
+
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+static int ssh_config_teardown(void **state)
+{
+	if (system("rm -rf /home/mgtest/.ssh") != 0)
+		fprintf(stderr, "# could not remove mgtest's ~/.ssh\n");
+	return fixture_teardown(state);
+}
+
+/*
+ * The user's ~/.ssh/config is read (ssh runs as mgtest here, through a
+ * sudo context: ssh finds ~ in /etc/passwd, so this leaves root's alone):
+ * a Host alias gives host, port, user, key and known_hosts. What the
+ * configuration sets beats our defaults (StrictHostKeyChecking=yes), what
+ * the caller asks for beats the configuration, and a caller's own -F
+ * file is read with our defaults still under it.
+ */
+static void test_ssh_config(void **state)
+{
+	const char *ssh = "/home/mgtest/.ssh";
+	struct mg_error err = MG_ERROR_INIT;
+	char conf[160], *hosts = NULL;
+	struct mg_context *mid, *ctx;
+	struct ssh_case c;
+	struct stat st;
+	FILE *f;
+	size_t n = 0;
+
+	NEED_SSHD();
+	snprintf(conf, sizeof(conf), "%s/config", ssh);
+	sh("rm -rf %s && mkdir -m 700 %s && cp %s %s/mg_id && cp %s/known_hosts %s/mg_known && "
+	   ": > %s/mg_new_known && : > %s/mg_new2_known && : > %s/mg_strict_known",
+	   ssh, ssh, fx.key, ssh, fx.dir, ssh, ssh, ssh, ssh);
+	f = open_memstream(&hosts, &n);
+	assert_non_null(f);
+	fprintf(f, "Host mgalias\n  User mgtest\n  UserKnownHostsFile ~/.ssh/mg_known\n");
+	fprintf(f, "Host mgalias-new\n  User mgsudo\n  UserKnownHostsFile ~/.ssh/mg_new_known\n"
+		   "  StrictHostKeyChecking accept-new\n");
+	fprintf(f, "Host mgalias-new2\n  UserKnownHostsFile ~/.ssh/mg_new2_known\n"
+		   "  StrictHostKeyChecking accept-new\n");
+	fprintf(f, "Host mgalias-strict\n  UserKnownHostsFile ~/.ssh/mg_strict_known\n"
+		   "  StrictHostKeyChecking yes\n");
+	fprintf(f, "Host mgalias*\n  HostName 127.0.0.1\n  Port %d\n  IdentityFile ~/.ssh/mg_id\n"
+		   "  IdentitiesOnly yes\n  GlobalKnownHostsFile /dev/null\n  User mgtest\n",
+		fx.port);
+	fclose(f);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fputs(hosts, f);
+	fclose(f);
+	free(hosts);
+	sh("chown -R mgtest: %s && chmod 600 %s/*", ssh, ssh);
+
+	mid = sudo_as("mgtest");
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);
+	MG_OPTS(mg_ssh_opts, o, .local = &lo, .hostname = "mgalias");
+	ctx = must(mg_ssh(router, &o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+
+	/* The configuration's accept-new beats our default enforcement. */
+	o.hostname = "mgalias-new";
+	ctx = must(mg_ssh(router, &o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsudo"));
+	finish(ctx);
+	assert_int_equal(stat("/home/mgtest/.ssh/mg_new_known", &st), 0);
+	assert_true(st.st_size > 0);
+
+	/* The caller's explicit choice beats the configuration, both ways. */
+	o.hostname = "mgalias-strict";
+	o.check_host_keys = MG_HOST_KEYS_ACCEPT_NEW;
+	ctx = must(mg_ssh(router, &o, &err), &err);
+	finish(ctx);
+	{
+		const char *strict[] = { "-o", "StrictHostKeyChecking=yes", NULL };
+
+		o.hostname = "mgalias-new2";
+		o.check_host_keys = MG_HOST_KEYS_ENFORCE;
+		o.ssh_args = strict;
+		assert_null(mg_ssh(router, &o, &err));
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+		assert_int_equal(err.kind, MG_ERR_HOSTKEY);
+	}
+	finish(mid);
+
+	/* A caller's -F (root's own configuration untouched): its alias
+	 * works, and our defaults still apply under it (enforcement). */
+	snprintf(conf, sizeof(conf), "%s/caller_config", fx.dir);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fprintf(f, "Host mgf\n  UserKnownHostsFile %s/known_hosts\n"
+		   "Host mgf-unknown\n  UserKnownHostsFile /dev/null\n"
+		   "Host mgf*\n  HostName 127.0.0.1\n  Port %d\n  User mgtest\n  IdentityFile %s\n"
+		   "  IdentitiesOnly yes\n  GlobalKnownHostsFile /dev/null\n",
+		fx.dir, fx.port, fx.key);
+	fclose(f);
+	ssh_case_init(&c, NULL, false);
+	c.args[0] = "-F";
+	c.args[1] = conf;
+	c.args[2] = NULL;
+	c.o.port = 0;
+	c.o.hostname = "mgf";
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+	c.o.hostname = "mgf-unknown";
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+	assert_int_equal(conf_leftovers(), 0);
+
+	/* No file of ours possible: the defaults go on the command line. */
+	setenv("TMPDIR", "/nonexistent/mitogen-test", 1);
+	ssh_case_init(&c, "mgtest", true);
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+	finish(ctx);
+	c.args[1] = "UserKnownHostsFile=/dev/null";	/* enforced: unknown key */
+	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
+	unsetenv("TMPDIR");
+}
+
 static void test_ssh_arch_mismatch(void **state)
 {
 	struct ssh_case c;
@@ -572,6 +868,8 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_ssh_refused),
 		FIXTURE_TEST(test_ssh_connect_timeout),
 		FIXTURE_TEST(test_ssh_cache),
+		FIXTURE_TEST(test_ssh_cache_prune),
+		cmocka_unit_test_setup_teardown(test_ssh_config, fixture_setup, ssh_config_teardown),
 		FIXTURE_TEST(test_ssh_arch_mismatch),
 		FIXTURE_TEST(test_ssh_killed_mid_call),
 		FIXTURE_TEST(test_ssh_via_local),

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "selftests/transports/fixture.h"
 
@@ -275,6 +276,173 @@ static void test_su(void **state)
 	finish(mid);
 }
 
+/* Run a shell command line (printf-style); the test fails if it does. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "# failed: %s\n", cmd);
+		fail();
+	}
+}
+
+/* What file holds (empty if it does not exist). */
+static void slurp(const char *file, char *out, size_t size)
+{
+	FILE *f = fopen(file, "r");
+	size_t n = f ? fread(out, 1, size - 1, f) : 0;
+
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+}
+
+static int restore_mgshell_shell(void **state)
+{
+	if (system("usermod -s /bin/sh mgshell") != 0)
+		fprintf(stderr, "# could not restore mgshell's shell\n");
+	return fixture_teardown(state);
+}
+
+/*
+ * su's prompt comes on stderr, where the target user's side writes too:
+ * the login shell of mgshell (a user no other test uses: the change is
+ * seen system-wide) prints "Password: " on stderr and records what it can
+ * read from stdin for a second before running the command. Typed only to
+ * su itself (su has not started anything yet): from root (su asks
+ * nothing) the password is never typed; from mgtest it is typed once, to
+ * su, and the shell's fake prompt gets nothing and fails nothing.
+ */
+static void test_su_fake_prompt(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *ctx;
+	char dir[128], got[160], out[256];
+
+	NEED_SSHD();
+	snprintf(dir, sizeof(dir), "%s/fakesh", fx.dir);
+	snprintf(got, sizeof(got), "%s/got", dir);
+	sh("mkdir -p %s && chown mgshell %s && printf '#!/bin/sh\\nprintf \"Password: \" >&2\\n"
+	   "timeout 1 dd bs=1 count=100 of=%s 2>/dev/null\\nexec /bin/sh \"$@\"\\n' > %s/sh && "
+	   "chmod 755 %s/sh && usermod -s %s/sh mgshell", dir, dir, got, dir, dir, dir);
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 15);
+	MG_OPTS(mg_su_opts, so, .local = &lo, .username = "mgshell",
+		.password = "mgshell-pw");
+	ctx = must(mg_su(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgshell"));
+	finish(ctx);
+	slurp(got, out, sizeof(out));
+	fprintf(stderr, "# the shell read '%s'\n", out);
+	assert_null(strstr(out, "mgshell-pw"));
+
+	sh("rm -f %s", got);
+	mid = as_user("mgtest");
+	lo.via = mid;
+	ctx = must(mg_su(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgshell"));
+	finish(ctx);
+	slurp(got, out, sizeof(out));
+	fprintf(stderr, "# the shell read '%s'\n", out);
+	assert_null(strstr(out, "mgshell-pw"));
+	finish(mid);
+}
+
+/* Write an executable shell script. */
+static void script(const char *path, const char *body)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+}
+
+/* Shell: record a non-empty line read from stdin or the terminal in $G. */
+#define REC_STDIN "read -r l; [ -z \"$l\" ] || echo \"got:$l\" >$G"
+#define REC_TTY "read -r l </dev/tty; [ -z \"$l\" ] || echo \"got:$l\" >$G"
+
+/*
+ * The prompt rules, with a stand-in program (su_path, sudo_path) whose
+ * body prompts and records (REC_*); then it sleeps (the start times out).
+ * $C is a helper script that prompts and records too, run as a child (su:
+ * on stderr and stdin, sudo: on the terminal). Returns what was recorded.
+ */
+static void stub(bool su, const char *body, char *out, size_t size)
+{
+	static int round;
+	struct mg_error err = MG_ERROR_INIT;
+	char path[128], child[128], got[128], text[512];
+	struct mg_context *ctx;
+
+	snprintf(path, sizeof(path), "%s/stub", fx.dir);
+	snprintf(child, sizeof(child), "%s/stub-child", fx.dir);
+	/* One file per round: a child can outlive its start (until its read
+	 * fails, which records nothing). */
+	snprintf(got, sizeof(got), "%s/stub-got-%d", fx.dir, ++round);
+	snprintf(text, sizeof(text), "export G=%s C=%s\n%s\nsleep 30", got, child, body);
+	script(path, text);
+	script(child, su ? "printf 'Password: ' >&2; " REC_STDIN
+			 : "printf 'Password: ' >/dev/tty; " REC_TTY);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 2);
+	MG_OPTS(mg_su_opts, suo, .local = &lo, .username = "mgsu", .su_path = path,
+		.password = "s3cret");
+	MG_OPTS(mg_sudo_opts, sudoo, .local = &lo, .sudo_path = path, .password = "s3cret");
+	ctx = su ? mg_su(router, &suo, &err) : mg_sudo(router, &sudoo, &err);
+	assert_null(ctx);
+	fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+	slurp(got, out, size);
+}
+
+/*
+ * su (PAM) asks on stderr: typed to a prompt there while su has started
+ * nothing (the control); never to one on the terminal, nor after the first
+ * stage said MGSTART, nor to one a child of su writes; and only once.
+ */
+static void test_su_prompt_rules(void **state)
+{
+	char out[128];
+
+	NEED_SSHD();
+	stub(true, "printf 'Password: ' >&2; " REC_STDIN, out, sizeof(out));
+	assert_string_equal(out, "got:s3cret\n");	/* the control */
+	stub(true, "printf 'Password: ' >/dev/tty; " REC_STDIN, out, sizeof(out));
+	assert_string_equal(out, "");
+	stub(true, "echo MGSTART; printf 'Password: ' >&2; " REC_STDIN, out, sizeof(out));
+	assert_string_equal(out, "");
+	stub(true, "$C", out, sizeof(out));
+	assert_string_equal(out, "");
+	stub(true, "printf 'Password: ' >&2; " REC_STDIN "; $C", out, sizeof(out));
+	assert_string_equal(out, "got:s3cret\n");	/* once, to su only */
+}
+
+/* sudo (and doas) ask on the terminal: the same rules there. */
+static void test_sudo_prompt_rules(void **state)
+{
+	char out[128];
+
+	NEED_SSHD();
+	stub(false, "printf '[sudo] password for x: ' >/dev/tty; " REC_TTY, out, sizeof(out));
+	assert_string_equal(out, "got:s3cret\n");	/* the control */
+	stub(false, "printf 'Password: ' >&2; " REC_TTY, out, sizeof(out));
+	assert_string_equal(out, "");
+	stub(false, "echo MGSTART; printf 'Password: ' >/dev/tty; " REC_TTY, out, sizeof(out));
+	assert_string_equal(out, "");
+	stub(false, "$C", out, sizeof(out));
+	assert_string_equal(out, "");
+	/* exec'd (doas does not fork): the new program is not doas */
+	stub(false, "exec $C", out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
 static void test_doas(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -418,6 +586,10 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_sudo_set_home_preserve_env),
 		FIXTURE_TEST(test_sudo_seqpacket),
 		FIXTURE_TEST(test_su),
+		cmocka_unit_test_setup_teardown(test_su_fake_prompt, fixture_setup,
+						restore_mgshell_shell),
+		FIXTURE_TEST(test_su_prompt_rules),
+		FIXTURE_TEST(test_sudo_prompt_rules),
 		FIXTURE_TEST(test_doas),
 		FIXTURE_TEST(test_ssh_sudo),
 		FIXTURE_TEST(test_tool_hops),
