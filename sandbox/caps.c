@@ -65,6 +65,70 @@ int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
 	return ret;
 }
 
+/*
+ * Dropping from the bounding set costs a credentials copy per capability
+ * (PR_CAPBSET_DROP takes one at a time): ~40 of them, in every thread, were
+ * most of a sandboxed start's capability step. The bounding set only
+ * limits what exec and capset can grant later, not what the process holds
+ * now, so a child can drop it as soon as it runs, while it is still the
+ * only thread: its threads then inherit the smaller set, and the full
+ * step after BOOT finds nothing left to drop there (it still checks each
+ * capability, and drops what is left). The keep set reaches an exec'd
+ * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
+ */
+static void bset_drop_early(uint64_t keep)
+{
+	for (unsigned c = 0; c < 64; c++) {
+		int have = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+
+		if (have < 0)
+			break;		/* past the kernel's last capability */
+		/* Not permitted (no CAP_SETPCAP): the step after BOOT says so. */
+		if (have == 1 && !(keep & (1ull << c)) &&
+		    prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+			break;
+	}
+}
+
+char *sandbox_early_env(const struct mg_value *sb)
+{
+	const struct mg_value *caps = sb ? mg_map_get(sb, "caps") : NULL;
+	uint64_t keep;
+	char why[8], *env;
+
+	if (!caps || caps->type != MG_STR || sb_caps_parse(caps->str, &keep, why, sizeof(why)) < 0)
+		return NULL;
+	if (asprintf(&env, SANDBOX_BSET_ENV "=%llx", (unsigned long long)keep) < 0)
+		return NULL;
+	return env;
+}
+
+void sandbox_early_from_env(void)
+{
+	const char *env = getenv(SANDBOX_BSET_ENV);
+	unsigned long long keep;
+	char *end;
+
+	if (!env)
+		return;
+	errno = 0;
+	keep = strtoull(env, &end, 16);
+	/* A bad value drops nothing: the step after BOOT does it all. */
+	if (!errno && end != env && !*end)
+		bset_drop_early((uint64_t)keep);
+	unsetenv(SANDBOX_BSET_ENV);
+}
+
+void sandbox_early_caps(const struct mg_value *sb)
+{
+	const struct mg_value *caps = sb ? mg_map_get(sb, "caps") : NULL;
+	uint64_t keep;
+	char why[8];
+
+	if (caps && caps->type == MG_STR && sb_caps_parse(caps->str, &keep, why, sizeof(why)) == 0)
+		bset_drop_early(keep);
+}
+
 /* What every thread must end up with; written before the signals go out. */
 static struct {
 	bool have_caps;

@@ -529,34 +529,32 @@ const char *sb_ns_self_why(void)
 
 /* --- setting up (child, after BOOT) -------------------------------------- */
 
-/* Bring lo up through rtnetlink (libnl): no `ip` program needed. */
+/*
+ * Bring lo up through rtnetlink (libnl): no `ip` program needed. One
+ * RTM_NEWLINK naming "lo" with IFF_UP in the change mask: no RTM_GETLINK
+ * first (its reply, lo's every attribute and statistic, was most of
+ * libnl's part), the kernel finds the device by name and changes only
+ * that flag.
+ */
 static int lo_up(char *why, size_t n)
 {
-	struct rtnl_link *lo = NULL, *change = NULL;
+	struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
 	struct nl_sock *sk = nl_socket_alloc();
-	int ret;
+	int ret = -NLE_NOMEM;
 
-	if (!sk) {
-		snprintf(why, n, "namespaces: net: out of memory");
-		return -ENOMEM;
-	}
-	ret = nl_connect(sk, NETLINK_ROUTE);
-	if (ret == 0)
-		ret = rtnl_link_get_kernel(sk, 0, "lo", &lo);
-	if (ret == 0) {
-		change = rtnl_link_alloc();
-		if (!change) {
-			ret = -NLE_NOMEM;
-		} else {
-			rtnl_link_set_flags(change, IFF_UP);
-			ret = rtnl_link_change(sk, lo, change, 0);
-		}
+	if (sk && orig && change) {
+		rtnl_link_set_name(change, "lo");
+		rtnl_link_set_flags(change, IFF_UP);
+		ret = nl_connect(sk, NETLINK_ROUTE);
+		if (ret == 0)
+			ret = rtnl_link_change(sk, orig, change, 0);
 	}
 	if (ret < 0)
 		snprintf(why, n, "namespaces: net: bringing lo up: %s", nl_geterror(ret));
 	rtnl_link_put(change);
-	rtnl_link_put(lo);
-	nl_socket_free(sk);
+	rtnl_link_put(orig);
+	if (sk)
+		nl_socket_free(sk);
 	return ret < 0 ? -EIO : 0;
 }
 
