@@ -12,7 +12,9 @@
  *    drops the rest from its bounding set before its first thread: every
  *    thread ends with exactly the keep set, the variable is gone from the
  *    child's environment, a stray one in the master's environment changes
- *    nothing, and a bad value drops nothing (the step after BOOT does it).
+ *    nothing, and a bad value drops nothing (the step after BOOT does it);
+ *  - the net namespace pool, drained by a burst and refilled in a pause,
+ *    never hands one namespace to two children, and lo is up in each.
  *
  * Uses library internals (sandbox_to_value, local_start): the tests build
  * the BOOT "sandbox" map themselves to damage it.
@@ -25,7 +27,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <net/if.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "selftests/lib/harness.h"
 #include "selftests/lib/probes.h"
@@ -71,6 +76,19 @@ static int status_field(struct mg_call *call, const struct mg_value *args,
 	return 0;
 }
 MG_EXPORT(status_field);
+
+/* net_ns_ino() -> inode of this process's net namespace */
+static int net_ns_ino(struct mg_call *call, const struct mg_value *args,
+		      struct mg_value **ret)
+{
+	struct stat st;
+
+	if (stat("/proc/self/ns/net", &st) < 0)
+		return mg_call_fail(call, errno, "/proc/self/ns/net: %s", strerror(errno));
+	*ret = mg_int((int64_t)st.st_ino);
+	return 0;
+}
+MG_EXPORT(net_ns_ino);
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -345,6 +363,60 @@ static void test_early_hint_values(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/*
+ * More children at once than the namespace pool holds (16), then a pause
+ * (the pool refills in the quiet), then more: each child is in a net
+ * namespace of its own, never one another child had, with lo up.
+ */
+#define BURST 20
+#define AFTER 6
+
+static void start_net_children(struct mg_context **ctx, int64_t *ino, int n)
+{
+	MG_OPTS(mg_sandbox_opts, sb, .caps = "", .namespaces = MG_NS_NET);
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *res = NULL;
+
+	for (int i = 0; i < n; i++) {
+		ctx[i] = mg_test_start_ok(router, &sb, NULL);
+		if (mg_call(ctx[i], "net_ns_ino", NULL, &res, &err) < 0)
+			fail_msg("net_ns_ino: %s", err.message);
+		ino[i] = res->i;
+		mg_value_free(res);
+		res = NULL;
+		if (mg_call(ctx[i], "net_info", NULL, &res, &err) < 0)
+			fail_msg("net_info: %s", err.message);
+		assert_int_equal(res->items[0].len, 1);
+		assert_string_equal(res->items[0].items[0].str, "lo");
+		assert_true(res->items[1].i & IFF_UP);
+		mg_value_free(res);
+		res = NULL;
+	}
+}
+
+static void test_pool_burst_then_pause(void **state)
+{
+	struct mg_context *ctx[BURST + AFTER];
+	int64_t ino[BURST + AFTER];
+	struct stat mine;
+
+	if (geteuid() != 0 || mg_test_ns_missing(CLONE_NEWNET)) {
+		skip();
+		return;
+	}
+	assert_int_equal(stat("/proc/self/ns/net", &mine), 0);
+	start_net_children(ctx, ino, BURST);
+	usleep(100 * 1000);
+	start_net_children(ctx + BURST, ino + BURST, AFTER);
+	for (int i = 0; i < BURST + AFTER; i++) {
+		assert_true(ino[i] != (int64_t)mine.st_ino);
+		for (int j = 0; j < i; j++)
+			assert_true(ino[i] != ino[j]);
+	}
+	for (int i = 0; i < BURST + AFTER; i++)
+		mg_test_stop(ctx[i]);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -355,6 +427,7 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_early_bset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_hint_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_burst_then_pause, setup, teardown),
 	};
 	return MG_TEST_RUN("sandbox/startup", tests);
 }
