@@ -663,6 +663,8 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	char *argv[2] = { argv0, NULL };
 	const char *image;
 	char **env, *sb_env;
+	struct mg_context *ctx;
+	bool ns_spawn = false;
 	pid_t pid;
 	int ret;
 
@@ -692,6 +694,7 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		/* Namespaces: clone() with CLONE_NEW* (sandbox/namespaces.c). */
 		char why[256];
 
+		ns_spawn = env != NULL;
 		pid = env ? sandbox_spawn(st.sandbox, image, argv, env, st.sv[1], CHILD_FD,
 					  st.out[1], why, sizeof(why)) : -ENOMEM;
 		ret = pid < 0 ? (int)-pid : 0;
@@ -708,6 +711,8 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	free(env);
 	free(sb_env);
 	if (ret < 0) {
+		if (ns_spawn)
+			sandbox_spawn_done();
 		start_cleanup(&st);
 		errno = err && err->errnum ? err->errnum : EPERM;
 		return NULL;
@@ -719,7 +724,10 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		errno = ret;
 		return NULL;
 	}
-	return start_finish(&st, pid, err);
+	ctx = start_finish(&st, pid, err);
+	if (ns_spawn)
+		sandbox_spawn_done();	/* up or gone: the pool may refill */
+	return ctx;
 }
 
 /* Heap-allocated: the broker frees it once released. */

@@ -217,16 +217,14 @@ static unsigned ns_probe(unsigned bits)
  * at N (0: no pool).
  *
  * When it refills: making a namespace is one long system call that this
- * kernel does not preempt, so made while children are being started it
- * takes a CPU from them (measured on 2 CPUs: a burst of sandboxed starts
- * right after a pause, 1.13 ms each instead of 1.43). So the pool refills
- * once no child took a namespace for POOL_QUIET_NS (the master is doing
- * something else), and at once only when it is down to a quarter; and it
- * looks only after the child that took one has exec'd, not while that
- * child is being cloned.
+ * kernel does not preempt, so made while a child is being started it takes
+ * a CPU from that child (on 2 CPUs, +0.1-0.3 ms per sandboxed start; and a
+ * slowed start let more refills in). So the pool refills only when no
+ * child is being started (sandbox_spawn until sandbox_spawn_done) and
+ * none was for POOL_QUIET_NS; at once only when it is down to a quarter.
  */
 #define POOL_MAX 16
-#define POOL_QUIET_NS (1500 * 1000LL)
+#define POOL_QUIET_NS (1000 * 1000LL)
 
 static struct {
 	pthread_mutex_t lock;
@@ -237,7 +235,8 @@ static struct {
 	int size;		/* target; -1: not read from the environment yet */
 	bool fixed;		/* size set by MITOGEN_NETNS_POOL */
 	bool started;
-	int64_t last_take;	/* CLOCK_MONOTONIC ns */
+	int starting;		/* children being started (sandbox_spawn) */
+	int64_t last_done;	/* when the last one was up, CLOCK_MONOTONIC ns */
 } pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .size = -1 };
 
 static int lo_up(char *why, size_t n);
@@ -263,8 +262,12 @@ static void pool_wait_turn(void)
 		}
 		if (pool.n + pool.making < (pool.size + 3) / 4)
 			return;		/* running low: now */
+		if (pool.starting > 0) {
+			pthread_cond_wait(&pool.want, &pool.lock);
+			continue;
+		}
 		now = mono_ns();
-		until = pool.last_take + POOL_QUIET_NS;
+		until = pool.last_done + POOL_QUIET_NS;
 		if (now >= until)
 			return;		/* quiet */
 		ts.tv_sec = (time_t)(until / 1000000000LL);
@@ -327,6 +330,7 @@ static void pool_child(void)
 		close(pool.fd[i]);
 	pool.n = 0;
 	pool.making = 0;
+	pool.starting = 0;
 	pool.started = false;
 	/* Held by pool_prepare in the parent: a fresh one, unlocked. */
 	pthread_mutex_init(&pool.lock, NULL);
@@ -373,7 +377,6 @@ static int pool_take(void)
 
 	pthread_mutex_lock(&pool.lock);
 	pool_start();
-	pool.last_take = mono_ns();
 	if (pool.n > 0)
 		fd = pool.fd[--pool.n];
 	else if (!pool.fixed && pool.size > 0 && pool.size < POOL_MAX)
@@ -391,6 +394,16 @@ static void pool_kick(void)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+void sandbox_spawn_done(void)
+{
+	pthread_mutex_lock(&pool.lock);
+	if (pool.starting > 0)
+		pool.starting--;
+	pool.last_done = mono_ns();
+	pthread_cond_broadcast(&pool.want);
+	pthread_mutex_unlock(&pool.lock);
+}
+
 pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
 		    size_t n)
@@ -403,6 +416,9 @@ pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 	char names[64];
 	pid_t pid;
 
+	pthread_mutex_lock(&pool.lock);
+	pool.starting++;	/* until sandbox_spawn_done() */
+	pthread_mutex_unlock(&pool.lock);
 	if (!stack) {
 		snprintf(why, n, "out of memory");
 		return -ENOMEM;

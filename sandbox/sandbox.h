@@ -146,6 +146,9 @@ bool sandbox_ns_wanted(const struct mg_value *sb);
 pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
 		    size_t n);
+/* Parent, after sandbox_spawn: the child is up (or failed). The net
+ * namespace pool refills only while no child is being started. */
+void sandbox_spawn_done(void);
 /* Parent, fork contexts, before fork(): refuse (or with best effort drop)
  * a pid namespace; record in "ns_in" what the child will unshare. */
 int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n);
