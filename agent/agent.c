@@ -514,5 +514,7 @@ int mg_main_(int argc, char **argv, const struct mg_export *start,
 	if (errno || *end || fd < 0 || fd > 1024)
 		return -EINVAL;
 	unsetenv(AGENT_FD_ENV);
+	/* A sandboxed child's bounding set, before any thread (sandbox/caps.c). */
+	sandbox_early_from_env();
 	agent_run((int)fd);
 }

@@ -644,20 +644,25 @@ fail:
 	return NULL;
 }
 
-static char **child_env(void)
+/* Our environment, with the agent's fd and (sb_env, sandbox/caps.c) the
+ * capabilities a sandboxed child keeps; any of ours of those names left out. */
+static char **child_env(char *sb_env)
 {
 	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ && environ[n])
 		n++;
-	env = malloc((n + 2) * sizeof(*env));
+	env = malloc((n + 3) * sizeof(*env));
 	if (!env)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)))
+		if (strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)) &&
+		    strncmp(environ[i], SANDBOX_BSET_ENV "=", sizeof(SANDBOX_BSET_ENV)))
 			env[k++] = environ[i];
 	env[k++] = AGENT_FD_ENV "=3";
+	if (sb_env)
+		env[k++] = sb_env;
 	env[k] = NULL;
 	return env;
 }
@@ -671,7 +676,9 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	char argv0[128];
 	char *argv[2] = { argv0, NULL };
 	const char *image;
-	char **env;
+	char **env, *sb_env;
+	struct mg_context *ctx;
+	bool ns_spawn = false;
 	pid_t pid;
 	int ret;
 
@@ -688,7 +695,8 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	}
 	image = st.image ? st.image : "/proc/self/exe";
 	snprintf(argv0, sizeof(argv0), "mitogen:%s", st.namebuf);
-	env = child_env();
+	sb_env = sandbox_early_env(st.sandbox);
+	env = child_env(sb_env);
 	posix_spawn_file_actions_init(&fa);
 	/* dup2 clears FD_CLOEXEC on the target; sources may not be 0..3. */
 	posix_spawn_file_actions_adddup2(&fa, st.sv[1], CHILD_FD);
@@ -700,6 +708,7 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		/* Namespaces: clone() with CLONE_NEW* (sandbox/namespaces.c). */
 		char why[256];
 
+		ns_spawn = env != NULL;
 		pid = env ? sandbox_spawn(st.sandbox, image, argv, env, st.sv[1], CHILD_FD,
 					  st.out[1], why, sizeof(why)) : -ENOMEM;
 		ret = pid < 0 ? (int)-pid : 0;
@@ -714,7 +723,10 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 	}
 	posix_spawn_file_actions_destroy(&fa);
 	free(env);
+	free(sb_env);
 	if (ret < 0) {
+		if (ns_spawn)
+			sandbox_spawn_done();
 		start_cleanup(&st);
 		errno = err && err->errnum ? err->errnum : EPERM;
 		return NULL;
@@ -726,7 +738,10 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		errno = ret;
 		return NULL;
 	}
-	return start_finish(&st, pid, err);
+	ctx = start_finish(&st, pid, err);
+	if (ns_spawn)
+		sandbox_spawn_done();	/* up or gone: the pool may refill */
+	return ctx;
 }
 
 struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *opts,
@@ -813,6 +828,8 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 				dprintf(2, "mitogen agent: sandbox: %s\n", why);
 				_exit(AGENT_EXIT_SANDBOX);
 			}
+			/* Before the agent's threads: see sandbox/caps.c. */
+			sandbox_early_caps(st.sandbox);
 		}
 		agent_after_fork(st.namebuf);
 		if (on_fork)

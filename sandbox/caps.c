@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -63,6 +64,70 @@ int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
 	}
 	free(copy);
 	return ret;
+}
+
+/*
+ * Dropping from the bounding set costs a credentials copy per capability
+ * (PR_CAPBSET_DROP takes one at a time): ~40 of them, in every thread, were
+ * most of a sandboxed start's capability step. The bounding set only
+ * limits what exec and capset can grant later, not what the process holds
+ * now, so a child can drop it as soon as it runs, while it is still the
+ * only thread: its threads then inherit the smaller set, and the full
+ * step after BOOT finds nothing left to drop there (it still checks each
+ * capability, and drops what is left). The keep set reaches an exec'd
+ * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
+ */
+static void bset_drop_early(uint64_t keep)
+{
+	for (unsigned c = 0; c < 64; c++) {
+		int have = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+
+		if (have < 0)
+			break;		/* past the kernel's last capability */
+		/* Not permitted (no CAP_SETPCAP): the step after BOOT says so. */
+		if (have == 1 && !(keep & (1ull << c)) &&
+		    prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+			break;
+	}
+}
+
+char *sandbox_early_env(const struct mg_value *sb)
+{
+	const struct mg_value *caps = sb ? mg_map_get(sb, "caps") : NULL;
+	uint64_t keep;
+	char why[8], *env;
+
+	if (!caps || caps->type != MG_STR || sb_caps_parse(caps->str, &keep, why, sizeof(why)) < 0)
+		return NULL;
+	if (asprintf(&env, SANDBOX_BSET_ENV "=%llx", (unsigned long long)keep) < 0)
+		return NULL;
+	return env;
+}
+
+void sandbox_early_from_env(void)
+{
+	const char *env = getenv(SANDBOX_BSET_ENV);
+	unsigned long long keep;
+	char *end;
+
+	if (!env)
+		return;
+	errno = 0;
+	keep = strtoull(env, &end, 16);
+	/* A bad value drops nothing: the step after BOOT does it all. */
+	if (!errno && end != env && !*end)
+		bset_drop_early((uint64_t)keep);
+	unsetenv(SANDBOX_BSET_ENV);
+}
+
+void sandbox_early_caps(const struct mg_value *sb)
+{
+	const struct mg_value *caps = sb ? mg_map_get(sb, "caps") : NULL;
+	uint64_t keep;
+	char why[8];
+
+	if (caps && caps->type == MG_STR && sb_caps_parse(caps->str, &keep, why, sizeof(why)) == 0)
+		bset_drop_early(keep);
 }
 
 /* What every thread must end up with; written before the signals go out. */
@@ -118,14 +183,19 @@ static void on_sync_signal(int sig)
 
 #define SYNC_SIGNAL (SIGRTMIN + 4)
 
+static int wait_threads(int sent, const struct sigaction *old, char *why, size_t n);
+
 /* Tell every other thread of the process to run apply_self_raw(); *sent
  * is how many were told, *old the signal's previous action. */
 static int signal_threads(int *sent, struct sigaction *old, char *why, size_t n)
 {
 	struct sigaction sa = { .sa_handler = on_sync_signal, .sa_flags = SA_RESTART };
-	pid_t self = (pid_t)syscall(SYS_gettid);
-	struct dirent *de;
-	DIR *d;
+	pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
+	/* Raw getdents64 into the stack: opendir's 32 KiB buffer is fresh
+	 * heap in a new child, and faulting it in cost more than the rest. */
+	char buf[4096] __attribute__((aligned(8)));
+	long got;
+	int fd;
 
 	*sent = 0;
 	atomic_store(&want.done, 0);
@@ -135,21 +205,34 @@ static int signal_threads(int *sent, struct sigaction *old, char *why, size_t n)
 		snprintf(why, n, "caps: sigaction: %s", strerror(errno));
 		return -errno;
 	}
-	d = opendir("/proc/self/task");
-	if (!d) {
+	fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
 		snprintf(why, n, "caps: /proc/self/task: %s", strerror(errno));
 		sigaction(SYNC_SIGNAL, old, NULL);
 		return -ENOENT;
 	}
-	while ((de = readdir(d))) {
-		pid_t tid = (pid_t)atoi(de->d_name);
+	while ((got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < got;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			pid_t tid = (pid_t)atoi(de->d_name);
 
-		if (tid <= 0 || tid == self)
-			continue;
-		if (syscall(SYS_tgkill, getpid(), tid, SYNC_SIGNAL) == 0)
-			(*sent)++;
+			off += de->d_reclen;
+			if (tid <= 0 || tid == self)
+				continue;
+			if (syscall(SYS_tgkill, pid, tid, SYNC_SIGNAL) == 0)
+				(*sent)++;
+		}
 	}
-	closedir(d);
+	close(fd);
+	if (got < 0) {
+		int e = errno;
+		char why2[160];
+
+		/* Some threads may have been told: let them finish first. */
+		wait_threads(*sent, old, why2, sizeof(why2));
+		snprintf(why, n, "caps: /proc/self/task: %s", strerror(e));
+		return -EIO;
+	}
 	return 0;
 }
 

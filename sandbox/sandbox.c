@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/sha2.h>
 #include <seccomp.h>
 
 #include "core/log.h"
@@ -80,6 +81,55 @@ static int policy_of(const struct mg_value *v, struct sb_policy *p, const char *
 }
 
 /*
+ * The compiled filter is bound to the policy it was made from: "bpf_sum"
+ * is SHA-256 over a tag, the profile name, the policy text, the
+ * architecture and the program. A child loads "bpf" only when the sum it
+ * computes from its own copy of the policy (its built-in profile, or the
+ * map's rule text) matches; otherwise the filter is stale (made from
+ * another policy or another build's profile) or damaged, and the child
+ * compiles the policy itself, saying so.
+ */
+#define BPF_SUM_LEN SHA256_DIGEST_SIZE
+
+static void bpf_sum(const char *name, const char *text, int64_t arch, const void *prog,
+		    size_t len, uint8_t out[BPF_SUM_LEN])
+{
+	static const char tag[] = "mitogen seccomp filter v1";
+	uint8_t a[8];
+	struct sha256_ctx c;
+
+	for (int i = 0; i < 8; i++)
+		a[i] = (uint8_t)((uint64_t)arch >> (8 * i));
+	sha256_init(&c);
+	sha256_update(&c, sizeof(tag), (const uint8_t *)tag);
+	sha256_update(&c, strlen(name) + 1, (const uint8_t *)name);
+	sha256_update(&c, strlen(text) + 1, (const uint8_t *)text);
+	sha256_update(&c, sizeof(a), a);
+	sha256_update(&c, len, prog);
+	sha256_digest(&c, BPF_SUM_LEN, out);
+}
+
+/* Does the map carry a compiled filter for this policy and architecture? */
+static bool bpf_matches(const struct mg_value *v)
+{
+	const struct mg_value *bpf = mg_map_get(v, "bpf"), *arch = mg_map_get(v, "bpf_arch");
+	const struct mg_value *sum = mg_map_get(v, "bpf_sum");
+	const char *name = map_str(v, "seccomp"), *text = map_str(v, "rules");
+	uint8_t want[BPF_SUM_LEN];
+
+	if (!name || !bpf || bpf->type != MG_BYTES || !arch || arch->type != MG_INT ||
+	    arch->i != (int64_t)seccomp_arch_native() || !sum || sum->type != MG_BYTES ||
+	    sum->len != BPF_SUM_LEN)
+		return false;
+	if (!text)
+		text = sb_profile_text(name);
+	if (!text)
+		return false;
+	bpf_sum(name, text, arch->i, bpf->bytes, bpf->len, want);
+	return !memcmp(want, sum->bytes, BPF_SUM_LEN);
+}
+
+/*
  * The last policy compiled, kept: starting many children with the same
  * sandbox compiles it once. Keyed by profile name and rule text.
  */
@@ -87,6 +137,7 @@ static pthread_mutex_t bpf_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *bpf_key;
 static void *bpf_prog;
 static size_t bpf_len;
+static uint8_t bpf_cached_sum[BPF_SUM_LEN];
 
 static void bpf_attach(struct mg_value *v, char *why, size_t n)
 {
@@ -111,12 +162,15 @@ static void bpf_attach(struct mg_value *v, char *why, size_t n)
 			key = NULL;
 			bpf_prog = prog;
 			bpf_len = len;
+			bpf_sum(name, rules ? rules : sb_profile_text(name),
+				(int64_t)seccomp_arch_native(), prog, len, bpf_cached_sum);
 		}
 		sb_policy_free(&p);
 	}
 	if (prog) {
 		mg_map_set(v, "bpf", mg_bytes(prog, len));
 		mg_map_set(v, "bpf_arch", mg_int(seccomp_arch_native()));
+		mg_map_set(v, "bpf_sum", mg_bytes(bpf_cached_sum, BPF_SUM_LEN));
 	}
 	pthread_mutex_unlock(&bpf_lock);
 	free(key);
@@ -385,14 +439,15 @@ int sandbox_apply(const struct mg_value *v, char *why, size_t n)
 	int ret, have_policy;
 
 	const struct mg_value *bpf = mg_map_get(v, "bpf");
-	const struct mg_value *arch = mg_map_get(v, "bpf_arch");
-	bool compiled = bpf && bpf->type == MG_BYTES && arch && arch->type == MG_INT &&
-			arch->i == (int64_t)seccomp_arch_native();
+	bool compiled = bpf_matches(v);
 
 	if (sb_caps_parse(caps, &req.keep, why, n) < 0)
 		return -EINVAL;
 	req.have_caps = caps != NULL;
 	req.securebits = sbits && sbits->type == MG_BOOL && sbits->b;
+	if (bpf && !compiled)
+		LOG_WARN("sandbox: seccomp: the compiled filter does not match policy '%s' "
+			 "(stale or damaged): compiling the policy here", map_str(v, "seccomp"));
 	if (compiled) {
 		/* The parent parsed and compiled it: nothing to parse here. */
 		name = map_str(v, "seccomp");

@@ -11,7 +11,9 @@
  * "nofile"/"nproc"/"as"/"cpu"/"fsize": ints, "best_effort": int,
  * "ro"/"rw"/"exec": lists of paths (Landlock), "ns": MG_NS_* bits asked,
  * "ns_in": bits the child was started in (written by the starter),
- * "securebits": bool, "no_inet": bool, "tenant": str, "pids_max"/"memory_max": ints }.
+ * "securebits": bool, "no_inet": bool, "tenant": str, "pids_max"/"memory_max": ints,
+ * "bpf": the policy compiled by the parent, "bpf_arch": its AUDIT_ARCH,
+ * "bpf_sum": SHA-256 binding it to the policy (sandbox.c) }.
  */
 #ifndef SANDBOX_SANDBOX_H
 #define SANDBOX_SANDBOX_H
@@ -105,6 +107,19 @@ struct sb_caps_req {
 /* Apply req and set no_new_privs, in every thread of the process. */
 int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n);
 
+/* Child environment variable: the capabilities to keep (hex mask), so an
+ * exec'd child drops the rest from its bounding set before its threads. */
+#define SANDBOX_BSET_ENV "MITOGEN_SANDBOX_BSET"
+/* Parent, exec'd local contexts: "SANDBOX_BSET_ENV=MASK" (malloc'd) when
+ * the map has a capability list, else NULL. Only saves time: the child
+ * still applies (and checks) everything after BOOT. */
+char *sandbox_early_env(const struct mg_value *sb);
+/* Child, single-threaded, before BOOT: drop from the bounding set what
+ * SANDBOX_BSET_ENV does not keep; unset it (programs we run never see it). */
+void sandbox_early_from_env(void);
+/* Forked child, single-threaded: the same from its sandbox map. */
+void sandbox_early_caps(const struct mg_value *sb);
+
 /* --- Landlock (landlock.c) --- */
 
 /* Does the map ask for Landlock? */
@@ -131,6 +146,9 @@ bool sandbox_ns_wanted(const struct mg_value *sb);
 pid_t sandbox_spawn(struct mg_value *sb, const char *image, char *const argv[],
 		    char *const env[], int chan_fd, int child_fd, int out_fd, char *why,
 		    size_t n);
+/* Parent, after sandbox_spawn: the child is up (or failed). The net
+ * namespace pool refills only while no child is being started. */
+void sandbox_spawn_done(void);
 /* Parent, fork contexts, before fork(): refuse (or with best effort drop)
  * a pid namespace; record in "ns_in" what the child will unshare. */
 int sandbox_ns_prepare_fork(struct mg_value *sb, char *why, size_t n);
