@@ -184,6 +184,8 @@ static void reap(struct child_proc *cp, bool block)
 		LOG_DEBUG("context %u (%s) pid %d %s", cp->ctx->id, cp->ctx->name, cp->pid, why);
 	}
 	context_set_reaped(cp->ctx, status);
+	/* The drain above may have seen the output's end: nothing else will. */
+	child_proc_maybe_free(cp);
 }
 
 static void on_pidfd(struct broker_source *src, uint32_t events)

@@ -860,12 +860,15 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	}
 	c.pid = pid;
 	{
-		char state;
-		pid_t ppid;
+		/*
+		 * The program's own comm, as the kernel names it from the path
+		 * it execs: its last component, cut to 15 bytes. Not read from
+		 * /proc: a loaded machine may let the program exec something
+		 * else before we would look.
+		 */
+		const char *base = strrchr(ab->argv[0], '/');
 
-		/* posix_spawn returned after the exec: the program's own comm. */
-		if (proc_stat(pid, c.comm, sizeof(c.comm), &state, &ppid) < 0)
-			c.comm[0] = '\0';
+		snprintf(c.comm, sizeof(c.comm), "%.15s", base ? base + 1 : ab->argv[0]);
 	}
 	c.chan = sv[0];
 	fcntl(c.chan, F_SETFL, fcntl(c.chan, F_GETFL) | O_NONBLOCK);
