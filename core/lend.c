@@ -20,6 +20,7 @@
  * sleeps on its latch as before, and the borrower hands its messages over.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -149,7 +150,8 @@ int router_wait_lent(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, d
 				ret = -ETIMEDOUT;
 				break;
 			}
-			ms = (int)(left * 1000) + 1;
+			/* Past INT_MAX ms (24 days): no limit, as poll() has. */
+			ms = left < INT_MAX / 1000.0 ? (int)(left * 1000) + 1 : -1;
 		}
 		ret = lent_turn(r, dst_id, l, efd, ms);
 		if (ret < 0)

@@ -318,7 +318,11 @@ END {
 	    " processes (64 KiB writes for"
 	print "  throughput), fork+exec of /bin/true, fork+_exit+wait alone."
 	print "eBPF on/off: median of the ratios of at least 15 back-to-back pairs" \
-	    " (round trip, stream)."
+	    " (round trip, stream),"
+	print "  with the bench and both children on one CPU (a round trip here takes" \
+	    " ~25 or ~55 us"
+	print "  as the scheduler puts the two threads on one CPU or two: it would" \
+	    " swamp a 5 % question)."
 	nr = 0
 	for (k in runs) nr++
 	if (nr) {
