@@ -101,6 +101,30 @@ static void pin_threads(const cpu_set_t *set)
 		closedir(d);
 }
 
+/* Pin to the first CPU we may use; *all keeps the old set for pin_end.
+ * Returns false (nothing changed) when the set cannot be read. */
+static bool pin_begin(cpu_set_t *all)
+{
+	cpu_set_t one;
+	int cpu = 0;
+
+	if (sched_getaffinity(0, sizeof(*all), all) < 0)
+		return false;
+	while (cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, all))
+		cpu++;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	pin_threads(&one);
+	return true;
+}
+
+static void pin_end(bool pinned, const cpu_set_t *all)
+{
+	if (pinned)
+		pin_threads(all);
+}
+
+
 /* --- exported functions (run in the children) ------------------------ */
 
 static int noop(struct mg_call *call, const struct mg_value *args,
@@ -278,6 +302,23 @@ static double call_rtt(struct mg_context *ctx)
 	for (int i = 0; i < N_CALLS; i++)
 		call_noop(ctx, "noop call");
 	return (now() - t) / N_CALLS * 1e6;
+}
+
+/*
+ * pairs back-to-back round trips on ctx_a and ctx_b, which goes first
+ * alternating; a[] and b[] get the figures, ratio[] a/b of each pair.
+ */
+static void paired_rtt(struct mg_context *ctx_a, struct mg_context *ctx_b, int pairs,
+		       double *a, double *b, double *ratio)
+{
+	for (int k = 0; k < pairs; k++) {
+		if (k % 2)
+			b[k] = call_rtt(ctx_b);
+		a[k] = call_rtt(ctx_a);
+		if (!(k % 2))
+			b[k] = call_rtt(ctx_b);
+		ratio[k] = a[k] / b[k];
+	}
 }
 
 /* One no-op call on each of the n contexts, all in flight at once,
@@ -611,13 +652,25 @@ int main(int argc, char **argv)
 		MG_OPTS(mg_sandbox_opts, strict, .seccomp = "strict", .caps = "", .ro = ro,
 			.rw = rw, .namespaces = MG_NS_NET);
 
+		double plain[MAX_REPS], ratio[MAX_REPS];
+
+		/* Each against a plain create right before or after it: two
+		 * medians taken minutes apart compare two states of the VM. */
 		progress("bench: %s\n", "sandboxed create");
 		for (int k = 0; k < reps; k++) {
-			runs[k] = local_create_call_sb(r, extra, &strict);
-			for (int i = 0; i < N_CTX; i++)
-				stop(extra[i]);
+			for (int j = 0; j < 2; j++) {
+				bool sandboxed = (j == 0) == (k % 2 == 0);
+				double t = local_create_call_sb(r, extra, sandboxed ? &strict : NULL);
+
+				*(sandboxed ? &runs[k] : &plain[k]) = t;
+				for (int i = 0; i < N_CTX; i++)
+					stop(extra[i]);
+			}
+			ratio[k] = runs[k] / plain[k];
 		}
 		report("sandbox_create_call_ms", "%.2f", runs, reps);
+		report("sandbox_plain_create_call_ms", "%.2f", plain, reps);
+		report("sandbox_create_ratio", "%.3f", ratio, reps);
 	}
 	if (want("sandbox_call_rtt_us")) {
 		MG_OPTS(mg_sandbox_opts, dflt, .seccomp = "default");
@@ -627,11 +680,29 @@ int main(int argc, char **argv)
 
 		if (!sbx)
 			die("mg_local (sandboxed)", &err2);
-		progress("bench: %s\n", "sandboxed round trip");
-		for (int k = 0; k < reps; k++)
-			runs[k] = call_rtt(sbx);
-		report("sandbox_call_rtt_us", "%.1f", runs, reps);
+		struct mg_context *plain_ctx;
+		double plain[MAX_REPS], ratio[MAX_REPS];
+		int pairs = reps < BPF_PAIRS ? BPF_PAIRS : reps;
+		cpu_set_t all;
+		bool pinned;
+
+		/* Pinned pairs against a plain child, as for eBPF below. */
 		stop(sbx);
+		pinned = pin_begin(&all);
+		sbx = mg_local(r, &lo, &err2);
+		plain_ctx = mg_local(r, NULL, &err2);
+		if (!sbx || !plain_ctx)
+			die("mg_local (sandboxed pair)", &err2);
+		call_noop(sbx, "first call");
+		call_noop(plain_ctx, "first call");
+		progress("bench: %s\n", "sandboxed round trip");
+		paired_rtt(sbx, plain_ctx, pairs, runs, plain, ratio);
+		report("sandbox_call_rtt_us", "%.1f", runs, pairs);
+		report("sandbox_plain_call_rtt_us", "%.1f", plain, pairs);
+		report("sandbox_call_rtt_ratio", "%.3f", ratio, pairs);
+		stop(sbx);
+		stop(plain_ctx);
+		pin_end(pinned, &all);
 	}
 
 	if (want("fanout10_calls_per_s")) {
@@ -671,19 +742,13 @@ int main(int argc, char **argv)
 	    want("bpf_on_create_call_ms")) {
 		struct mg_error err3 = MG_ERROR_INIT;
 		struct mg_context *c_on, *c_off;
-		double off[MAX_REPS];
-		cpu_set_t all, one;
-		int cpu = 0;
+		double off[MAX_REPS], ratio[MAX_REPS];
+		cpu_set_t all;
+		bool pinned;
 
 		progress("bench: %s\n", "eBPF on vs off");
 		/* On the first CPU we may use, we and both children. */
-		CPU_ZERO(&one);
-		if (sched_getaffinity(0, sizeof(all), &all) == 0) {
-			while (cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, &all))
-				cpu++;
-			CPU_SET(cpu, &one);
-			pin_threads(&one);
-		}
+		pinned = pin_begin(&all);
 		bpfload_set_enabled(true);
 		c_on = mg_local(r, NULL, &err3);
 		bpfload_set_enabled(false);
@@ -697,20 +762,12 @@ int main(int argc, char **argv)
 		if (want("bpf_on_call_rtt_us")) {
 			int pairs = reps < BPF_PAIRS ? BPF_PAIRS : reps;
 
-			for (int k = 0; k < pairs; k++) {
-				if (k % 2)
-					off[k] = call_rtt(c_off);
-				runs[k] = call_rtt(c_on);
-				if (!(k % 2))
-					off[k] = call_rtt(c_off);
-			}
+			paired_rtt(c_on, c_off, pairs, runs, off, ratio);
 			report("bpf_on_call_rtt_us", "%.1f", runs, pairs);
 			report("bpf_off_call_rtt_us", "%.1f", off, pairs);
 			/* Each pair ran back to back: their ratio cancels the drift
 			 * of a shared machine better than two medians. */
-			for (int k = 0; k < pairs; k++)
-				off[k] = runs[k] / off[k];
-			report("bpf_call_rtt_ratio", "%.3f", off, pairs);
+			report("bpf_call_rtt_ratio", "%.3f", ratio, pairs);
 		}
 		if (want("bpf_on_stream_MBps")) {
 			int pairs = reps < BPF_PAIRS ? BPF_PAIRS : reps;
@@ -744,8 +801,7 @@ int main(int argc, char **argv)
 		}
 		stop(c_on);
 		stop(c_off);
-		if (CPU_COUNT(&one))
-			pin_threads(&all);
+		pin_end(pinned, &all);
 	}
 
 	if (want("fanout100_calls_per_s")) {
