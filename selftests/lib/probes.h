@@ -81,4 +81,7 @@ int mg_test_rm_rf(const char *dir);
 /* Write text to path (created or truncated), asserting every step. */
 void mg_test_write_text(const char *path, const char *text);
 
+/* Run a shell command built like printf; fail the test if it fails. */
+void mg_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "selftests/lib/probes.h"
 #include "selftests/transports/fixture.h"
 
 /* Options for user@127.0.0.1 with the fixture's known_hosts. */
@@ -317,22 +318,6 @@ static void test_ssh_cache(void **state)
 }
 
 /* Run a shell command line (printf-style); the test fails if it does. */
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "# failed: %s\n", cmd);
-		fail();
-	}
-}
-
 /* A name like an image's: 64 hex digits, from a seed. */
 static void fake_sha(char *out, unsigned seed)
 {
@@ -383,12 +368,12 @@ static void test_ssh_cache_prune(void **state)
 
 	NEED_SSHD();
 	image_sha(sha);
-	sh("rm -rf %s", dir);
+	mg_test_sh("rm -rf %s", dir);
 	ssh_case_init(&c, "mgprune", true);
 	finish(must(mg_ssh(router, &c.o, &err), &err));	/* makes the directory */
 	for (size_t i = 0; i < sizeof(imgs) / sizeof(imgs[0]); i++) {
 		fake_sha(name, imgs[i].seed);
-		sh("cd %s && printf 'old build %u' > %s && chmod 700 %s && chown mgprune %s && "
+		mg_test_sh("cd %s && printf 'old build %u' > %s && chmod 700 %s && chown mgprune %s && "
 		   "touch -d '%ld minutes ago' %s", dir, imgs[i].seed, name, name, name,
 		   imgs[i].minutes, name);
 	}
@@ -397,23 +382,23 @@ static void test_ssh_cache_prune(void **state)
 	 * name), a hidden file that is not a leftover. Newer than the stale
 	 * images, older than the fresh ones. */
 	fake_sha(name, 100);
-	sh("cd %s && echo root > %s && touch -d '1 day ago' %s", dir, name, name);
+	mg_test_sh("cd %s && echo root > %s && touch -d '1 day ago' %s", dir, name, name);
 	fake_sha(name, 101);
 	snprintf(other, sizeof(other), "%s/link-target", fx.dir);
-	sh("echo target > %s && chown mgprune %s && touch -d '40 days ago' %s && cd %s && "
+	mg_test_sh("echo target > %s && chown mgprune %s && touch -d '40 days ago' %s && cd %s && "
 	   "ln -s %s %s && chown -h mgprune %s && touch -h -d '1 day ago' %s",
 	   other, other, other, dir, other, name, name, name);
 	fake_sha(name, 102);
-	sh("cd %s && mkdir %s && chown mgprune %s && touch -d '1 day ago' %s", dir, name, name,
+	mg_test_sh("cd %s && mkdir %s && chown mgprune %s && touch -d '1 day ago' %s", dir, name, name,
 	   name);
-	sh("cd %s && for f in notes.txt .notes %.60s; do echo x > $f; chown mgprune $f; "
+	mg_test_sh("cd %s && for f in notes.txt .notes %.60s; do echo x > $f; chown mgprune $f; "
 	   "touch -d '40 days ago' $f; done", dir, sha);
 	/* Leftovers of interrupted transfers: stale go, fresh (in flight) stay. */
-	sh("cd %s && for f in .%s.123 .p456; do echo x > $f; chown mgprune $f; "
+	mg_test_sh("cd %s && for f in .%s.123 .p456; do echo x > $f; chown mgprune $f; "
 	   "touch -d '2 days ago' $f; done && echo x > .p789 && chown mgprune .p789", dir, sha);
 
 	/* A cache hit marks the image used and prunes nothing. */
-	sh("touch -d '3 days ago' %s/%s", dir, sha);
+	mg_test_sh("touch -d '3 days ago' %s/%s", dir, sha);
 	finish(must(mg_ssh(router, &c.o, &err), &err));
 	snprintf(path, sizeof(path), "%s/%s", dir, sha);
 	assert_true(age_of(path) >= 0 && age_of(path) < 120);
@@ -422,7 +407,7 @@ static void test_ssh_cache_prune(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 
 	/* A new image arrives (here: the same one, removed first): prune. */
-	sh("rm -f %s/%s", dir, sha);
+	mg_test_sh("rm -f %s/%s", dir, sha);
 	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgprune"));
 	finish(ctx);
@@ -456,12 +441,12 @@ static void test_ssh_cache_prune(void **state)
 
 	/* Once stale, the 4th goes; the newest 3 stay however old. */
 	fake_sha(name, 4);
-	sh("touch -d '4 days ago' %s/%s", dir, name);
+	mg_test_sh("touch -d '4 days ago' %s/%s", dir, name);
 	for (unsigned seed = 1; seed <= 3; seed++) {
 		fake_sha(name, seed);
-		sh("touch -d '%u days ago' %s/%s", seed, dir, name);
+		mg_test_sh("touch -d '%u days ago' %s/%s", seed, dir, name);
 	}
-	sh("rm -f %s/%s", dir, sha);
+	mg_test_sh("rm -f %s/%s", dir, sha);
 	finish(must(mg_ssh(router, &c.o, &err), &err));
 	for (unsigned seed = 1; seed <= 4; seed++) {
 		fake_sha(name, seed);
@@ -520,7 +505,7 @@ static void test_ssh_config(void **state)
 
 	NEED_SSHD();
 	snprintf(conf, sizeof(conf), "%s/config", ssh);
-	sh("rm -rf %s && mkdir -m 700 %s && cp %s %s/mg_id && cp %s/known_hosts %s/mg_known && "
+	mg_test_sh("rm -rf %s && mkdir -m 700 %s && cp %s %s/mg_id && cp %s/known_hosts %s/mg_known && "
 	   ": > %s/mg_new_known && : > %s/mg_new2_known && : > %s/mg_strict_known",
 	   ssh, ssh, fx.key, ssh, fx.dir, ssh, ssh, ssh, ssh);
 	f = open_memstream(&hosts, &n);
@@ -541,7 +526,7 @@ static void test_ssh_config(void **state)
 	fputs(hosts, f);
 	fclose(f);
 	free(hosts);
-	sh("chown -R mgtest: %s && chmod 600 %s/*", ssh, ssh);
+	mg_test_sh("chown -R mgtest: %s && chmod 600 %s/*", ssh, ssh);
 
 	mid = sudo_as("mgtest");
 	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);

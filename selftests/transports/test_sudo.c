@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "selftests/lib/probes.h"
 #include "selftests/transports/fixture.h"
 
 /* A context as user (sudo from root: no password). */
@@ -277,22 +278,6 @@ static void test_su(void **state)
 }
 
 /* Run a shell command line (printf-style); the test fails if it does. */
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "# failed: %s\n", cmd);
-		fail();
-	}
-}
-
 /* What file holds (empty if it does not exist). */
 static void slurp(const char *file, char *out, size_t size)
 {
@@ -329,7 +314,7 @@ static void test_su_fake_prompt(void **state)
 	NEED_SSHD();
 	snprintf(dir, sizeof(dir), "%s/fakesh", fx.dir);
 	snprintf(got, sizeof(got), "%s/got", dir);
-	sh("mkdir -p %s && chown mgshell %s && printf '#!/bin/sh\\nprintf \"Password: \" >&2\\n"
+	mg_test_sh("mkdir -p %s && chown mgshell %s && printf '#!/bin/sh\\nprintf \"Password: \" >&2\\n"
 	   "timeout 1 dd bs=1 count=100 of=%s 2>/dev/null\\nexec /bin/sh \"$@\"\\n' > %s/sh && "
 	   "chmod 755 %s/sh && usermod -s %s/sh mgshell", dir, dir, got, dir, dir, dir);
 
@@ -343,7 +328,7 @@ static void test_su_fake_prompt(void **state)
 	fprintf(stderr, "# the shell read '%s'\n", out);
 	assert_null(strstr(out, "mgshell-pw"));
 
-	sh("rm -f %s", got);
+	mg_test_sh("rm -f %s", got);
 	mid = as_user("mgtest");
 	lo.via = mid;
 	ctx = must(mg_su(router, &so, &err), &err);
