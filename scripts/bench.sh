@@ -232,7 +232,7 @@ END {
 	    ">= 5x Mitogen", verdict(vm != "", vm >= 5))
 
 	# issue 5: sandboxed vs unsandboxed, both ours, same run, in
-	# back-to-back pairs; the ratio is the median of the pairs' ratios.
+	# back-to-back pairs; the ratio is the median of the ratios of the pairs.
 	# The "floor" column holds the unsandboxed figure.
 	k = "sandbox_create_call_ms"
 	vf = has(O, "sandbox_create_ratio") ? O["sandbox_create_ratio"] : ""
