@@ -170,16 +170,18 @@ uint32_t mg_receiver_handle(const struct mg_receiver *rx)
 int mg_receiver_get(struct mg_receiver *rx, double timeout, struct mg_message **ret_msg,
 		    struct mg_error *err)
 {
+	double left = timeout;
 	void *item;
 	int ret;
 
 	if (!rx || !ret_msg)
 		return -EINVAL;
+	/* The lent wait leaves in left what it did not use. */
 	if (rx->lend && timeout != 0 &&
-	    router_wait_lent(rx->router, rx->lend_id, rx->latch, &timeout) == -ETIMEDOUT)
+	    router_wait_lent(rx->router, rx->lend_id, rx->latch, &left) == -ETIMEDOUT)
 		ret = -ETIMEDOUT;
 	else
-		ret = mg_latch_get(rx->latch, timeout, &item);
+		ret = mg_latch_get(rx->latch, left, &item);
 	if (ret == -ETIMEDOUT) {
 		error_set(err, MG_ERR_TIMEOUT, ETIMEDOUT, "timed out after %.3f s waiting for a reply",
 			  timeout);

@@ -359,6 +359,8 @@ static void test_receiver_timeout(void **state)
 	assert_non_null(rx);
 	assert_int_equal(mg_receiver_get_data(rx, 0.05, &v, &err), -ETIMEDOUT);
 	assert_int_equal(err.kind, MG_ERR_TIMEOUT);
+	/* It names the time asked for, not what was left of it. */
+	assert_non_null(strstr(err.message, "timed out after 0.050 s"));
 	assert_true(mg_test_now() - t0 < 0.25);
 	/* The reply still arrives afterwards. */
 	assert_int_equal(mg_receiver_get_data(rx, 5, &v, &err), 0);
