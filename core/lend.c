@@ -69,19 +69,6 @@ static int thread_evfd(void)
 	return tls_evfd;
 }
 
-/* The stream a message to dst_id leaves by. Broker's role. */
-static struct stream *route_to(struct mg_router *r, uint32_t dst_id)
-{
-	struct stream *s;
-
-	pthread_mutex_lock(&r->lock);
-	s = idmap_get(&r->routes, dst_id);
-	if (!s)
-		s = r->parent;
-	pthread_mutex_unlock(&r->lock);
-	return s;
-}
-
 /*
  * One turn: borrow the stream, sleep until it or our eventfd has
  * something (at most ms milliseconds, -1: no limit), handle the input,
@@ -98,7 +85,7 @@ static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, i
 
 	if (!broker_enter(b))
 		return -EAGAIN;
-	s = route_to(r, dst_id);
+	s = router_next_hop(r, dst_id);
 	if (!s || s->closed || s->lent || stream_lend(s, true) < 0) {
 		broker_leave(b);
 		return -EAGAIN;
@@ -121,7 +108,7 @@ static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, i
 	if (!broker_enter(b))
 		return 0;	/* stopped: every stream is closed */
 	/* Closed (and perhaps freed) meanwhile: not ours to touch. */
-	if (route_to(r, dst_id) == s && !s->closed) {
+	if (router_next_hop(r, dst_id) == s && !s->closed) {
 		if (pfd[0].revents)
 			stream_input(s, (uint32_t)pfd[0].revents);
 		if (!s->closed)

@@ -585,6 +585,24 @@ static void deliver_local(struct mg_router *r, struct mg_message *msg, struct st
 		release_deferred(h);
 }
 
+/* Where a message to id leaves: its route, else up to the parent. */
+static struct stream *next_hop_locked(struct mg_router *r, uint32_t id)
+{
+	struct stream *s = idmap_get(&r->routes, id);
+
+	return s ? s : r->parent;
+}
+
+struct stream *router_next_hop(struct mg_router *r, uint32_t id)
+{
+	struct stream *s;
+
+	pthread_mutex_lock(&r->lock);
+	s = next_hop_locked(r, id);
+	pthread_mutex_unlock(&r->lock);
+	return s;
+}
+
 void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream *in)
 {
 	struct stream *s;
@@ -600,11 +618,7 @@ void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream 
 		deliver_local(r, msg, in);
 		return;
 	}
-	pthread_mutex_lock(&r->lock);
-	s = idmap_get(&r->routes, msg->meta.dst_id);
-	if (!s)
-		s = r->parent;
-	pthread_mutex_unlock(&r->lock);
+	s = router_next_hop(r, msg->meta.dst_id);
 	if (!s || s == in || s->closed) {
 		if (!mg_message_is_dead(msg)) {
 			LOG_DEBUG("no route to %u for message from %u", msg->meta.dst_id,
@@ -727,9 +741,7 @@ static int route_direct(struct mg_router *r, struct mg_message *msg)
 			  msg->meta.reply_to, msg->len);
 	pthread_mutex_lock(&r->lock);
 	if (!r->booting && !r->shutting_down) {
-		s = idmap_get(&r->routes, msg->meta.dst_id);
-		if (!s)
-			s = r->parent;
+		s = next_hop_locked(r, msg->meta.dst_id);
 		if (s)
 			ret = stream_send_direct(s, msg);
 	}

@@ -90,6 +90,9 @@ void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint3
 			   size_t n);
 /* Register a stream with the router and broker (any thread, waits). */
 int router_add_stream(struct mg_router *r, struct stream *s);
+/* The stream a message to context id leaves by: the route to it, else the
+ * parent stream (NULL in the master). Takes r->lock. */
+struct stream *router_next_hop(struct mg_router *r, uint32_t id);
 /*
  * Wait until latch l has something or is closed, handling the input of
  * the stream toward dst_id on this thread (lend.c). *timeout (seconds, <0:

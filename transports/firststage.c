@@ -608,32 +608,35 @@ static int read_chan(struct conv *c, struct mg_error *err)
 	return 0;
 }
 
+/* Send what is left of buf[len] (*done sent so far) until the channel is
+ * full. Returns 1 when all of it went, 0 when full, <0 on failure. */
+static int send_part(struct conv *c, const void *buf, size_t len, size_t *done,
+		     struct mg_error *err)
+{
+	while (*done < len) {
+		ssize_t n = send(c->chan, (const char *)buf + *done, len - *done,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0)
+			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
+				    strerror(errno));
+		*done += (size_t)n;
+	}
+	return 1;
+}
+
+/* The size line, then the compressed image. */
 static int send_image(struct conv *c, struct mg_error *err)
 {
-	while (c->present < c->prelen) {
-		ssize_t n = send(c->chan, c->pre + c->present, c->prelen - c->present,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
+	int ret = send_part(c, c->pre, c->prelen, &c->present, err);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return 0;
-		if (n < 0)
-			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
-				    strerror(errno));
-		c->present += (size_t)n;
-	}
-	while (c->sent < c->img->gzlen) {
-		ssize_t n = send(c->chan, c->img->gz + c->sent, c->img->gzlen - c->sent,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return 0;
-		if (n < 0)
-			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
-				    strerror(errno));
-		c->sent += (size_t)n;
-	}
-	c->sending = false;
-	return 0;
+	if (ret > 0)
+		ret = send_part(c, c->img->gz, c->img->gzlen, &c->sent, err);
+	if (ret > 0)
+		c->sending = false;
+	return ret < 0 ? ret : 0;
 }
 
 /* Is pid a descendant of (or) ancestor? */
