@@ -19,6 +19,7 @@
 #include "core/broker.h"
 #include "core/log.h"
 #include "core/profile.h"
+#include "core/spin.h"
 
 struct defer {
 	void (*fn)(void *arg);
@@ -52,6 +53,7 @@ struct mg_broker {
 	double shutdown_deadline;
 	struct broker_timer *timers;	/* sorted by when */
 	struct broker_client *clients;
+	struct spin spin;		/* the thread's recent waits (spin.h) */
 	void (*exit_hook)(void *arg);
 	void *exit_arg;
 };
@@ -401,10 +403,26 @@ void broker_profile(struct mg_broker *b)
 	mg_broker_defer(b, broker_profile_start, b);
 }
 
+struct epoll_check {
+	int epfd;
+	struct epoll_event *evs;
+	int n;
+};
+
+/* spin_wait's check: are there events? (kept for the loop) */
+static bool epoll_ready(void *arg)
+{
+	struct epoll_check *c = arg;
+
+	c->n = epoll_wait(c->epfd, c->evs, 64, 0);
+	return c->n > 0;
+}
+
 static void *broker_main(void *arg)
 {
 	struct mg_broker *b = arg;
 	struct epoll_event evs[64];
+	struct epoll_check ew;
 
 	tls_broker = b;
 	broker_profile_start(b);
@@ -426,7 +444,12 @@ static void *broker_main(void *arg)
 		}
 		b->wait_until = timeout < 0 ? 1e300 : mono_now() + timeout / 1000.0;
 		pthread_mutex_unlock(&b->dispatch);
-		n = epoll_wait(b->epfd, evs, 64, timeout);
+		ew = (struct epoll_check){ b->epfd, evs, 0 };
+		if (timeout != 0 && spin_wait(&b->spin, epoll_ready, &ew)) {
+			n = ew.n;
+		} else {
+			n = epoll_wait(b->epfd, evs, 64, timeout);
+		}
 		pthread_mutex_lock(&b->dispatch);
 		if (n < 0 && errno != EINTR) {
 			LOG_ERROR("broker: epoll_wait: %s", strerror(errno));
@@ -485,8 +508,8 @@ struct mg_broker *mg_broker_new(const struct mg_broker_opts *opts)
 		b->shutdown_timeout = opts->shutdown_timeout;
 	pthread_mutexattr_t ma;
 
-	pthread_mutex_init(&b->lock, NULL);
-	pthread_mutex_init(&b->dispatch, NULL);
+	spin_mutex_init(&b->lock);
+	spin_mutex_init(&b->dispatch);
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&b->inline_lock, &ma);

@@ -7,7 +7,8 @@
  * condition variable: one FUTEX_WAKE per put with a sleeper and one
  * FUTEX_WAIT per sleep, woken after the lock is dropped, so the woken
  * thread never contends for it (a condvar costs about twice the futex
- * calls on the call round trip).
+ * calls on the call round trip). Before sleeping, a waiter whose recent
+ * spins paid off watches the sequence number for a while (spin.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 
 #include <mitogen/router.h>
 #include "core/latch.h"
+#include "core/spin.h"
 
 struct mg_latch {
 	pthread_mutex_t lock;
@@ -38,7 +40,7 @@ struct mg_latch *mg_latch_new(void)
 	if (!l)
 		return NULL;
 	l->wake_fd = -1;
-	pthread_mutex_init(&l->lock, NULL);
+	spin_mutex_init(&l->lock);
 	return l;
 }
 
@@ -156,6 +158,22 @@ void latch_deadline(struct timespec *ts, double timeout)
 	}
 }
 
+/* This thread's history of waits on latches (spin.h). */
+static __thread struct spin tls_spin;
+
+struct seq_check {
+	const uint32_t *word;
+	uint32_t val;
+};
+
+/* spin_wait's check: has a put or close bumped the sequence? */
+static bool seq_moved(void *arg)
+{
+	const struct seq_check *c = arg;
+
+	return __atomic_load_n(c->word, __ATOMIC_ACQUIRE) != c->val;
+}
+
 int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
 {
 	struct timespec deadline, now;
@@ -181,6 +199,12 @@ int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
 				return -ETIMEDOUT;
 			}
 		}
+		pthread_mutex_unlock(&l->lock);
+		if (spin_wait(&tls_spin, seq_moved, &(struct seq_check){ &l->seq, seq })) {
+			pthread_mutex_lock(&l->lock);
+			continue;
+		}
+		pthread_mutex_lock(&l->lock);
 		l->waiters++;
 		pthread_mutex_unlock(&l->lock);
 		futex_wait(&l->seq, seq, timeout > 0 ? &deadline : NULL);

@@ -30,11 +30,13 @@
 #include "core/broker.h"
 #include "core/latch.h"
 #include "core/router.h"
+#include "core/spin.h"
 #include "core/stream.h"
 
 static pthread_key_t evfd_key;
 static pthread_once_t evfd_once = PTHREAD_ONCE_INIT;
 static __thread int tls_evfd = -1;
+static __thread struct spin tls_spin;
 
 static void evfd_destroy(void *p)
 {
@@ -69,9 +71,15 @@ static int thread_evfd(void)
 	return tls_evfd;
 }
 
+/* spin_wait's check: has either fd something? */
+static bool poll_ready(void *arg)
+{
+	return poll(arg, 2, 0) > 0;
+}
+
 /*
- * One turn: borrow the stream, sleep until it or our eventfd has
- * something (at most ms milliseconds, -1: no limit), handle the input,
+ * One turn: borrow the stream, spin (spin.h) or sleep until it or our
+ * eventfd has something (at most ms milliseconds, -1: no limit), handle the input,
  * give the stream back. Returns 0, or -EAGAIN when the stream cannot be
  * borrowed (the caller sleeps on the latch instead).
  */
@@ -96,8 +104,10 @@ static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, i
 
 	armed = latch_arm_wake(l, efd);
 	if (armed) {
-		while (poll(pfd, 2, ms) < 0 && errno == EINTR)
-			;
+		if (!ms || !spin_wait(&tls_spin, poll_ready, pfd)) {
+			while (poll(pfd, 2, ms) < 0 && errno == EINTR)
+				;
+		}
 		latch_arm_wake(l, -1);
 		if (pfd[1].revents && read(efd, &v, sizeof(v)) < 0)
 			v = 0;

@@ -13,6 +13,7 @@
 #include "core/message.h"
 #include "core/receiver.h"
 #include "core/router.h"
+#include "core/spin.h"
 
 struct mg_receiver {
 	int refs;
@@ -120,7 +121,7 @@ struct mg_receiver *mg_receiver_new(struct mg_router *r, const struct mg_receive
 		return NULL;
 	}
 	mg_latch_set_free(rx->latch, msg_free);
-	pthread_mutex_init(&rx->lock, NULL);
+	spin_mutex_init(&rx->lock);
 	rx->router = mg_router_ref(r);
 	rx->refs = 2;		/* caller + handler registration */
 	if (opts) {

@@ -20,6 +20,7 @@
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
+#include "core/spin.h"
 #include "core/stream.h"
 
 struct handler {
@@ -96,8 +97,8 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	r->max_message_size = max ? max : MG_DEFAULT_MAX_MESSAGE_SIZE;
 	r->next_handle = MG_HANDLE_USER_MIN;
 	r->next_id = 1;
-	pthread_mutex_init(&r->lock, NULL);
-	pthread_mutex_init(&r->qlock, NULL);
+	spin_mutex_init(&r->lock);
+	spin_mutex_init(&r->qlock);
 	idmap_init(&r->handlers);
 	idmap_init(&r->routes);
 	idmap_init(&r->contexts);

@@ -16,6 +16,7 @@
 #include "core/latch.h"
 #include "core/message.h"
 #include "core/receiver.h"
+#include "core/spin.h"
 
 enum member_kind { MEMBER_RX, MEMBER_SELECT };
 
@@ -67,7 +68,7 @@ struct mg_select *mg_select_new(bool oneshot)
 		free(sel);
 		return NULL;
 	}
-	pthread_mutex_init(&sel->lock, NULL);
+	spin_mutex_init(&sel->lock);
 	sel->oneshot = oneshot;
 	return sel;
 }

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
+#include "core/spin.h"
 #include "core/stream.h"
 #include "core/value.h"
 
@@ -43,7 +44,7 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 	s->wfd = fd;
 	s->wsrc.fd = -1;
 	s->src.on_event = stream_on_event;
-	pthread_mutex_init(&s->wlock, NULL);
+	spin_mutex_init(&s->wlock);
 	s->role = role;
 	s->remote_id = remote_id;
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "?");

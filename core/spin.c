@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+/*
+ * spin.c — wait a little before sleeping, where waiting has paid off
+ * (see spin.h for why and when).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/spin.h"
+
+#define SPIN_DEFAULT_US 200
+#define SPIN_MAX_US 10000
+#define SPIN_MISSES 3		/* spins in a row that found nothing: stop */
+#define SPIN_PROBE_EVERY 16	/* then spin on one wait in this many */
+
+static uint32_t window_ns;
+static pthread_once_t window_once = PTHREAD_ONCE_INIT;
+
+static void window_init(void)
+{
+	const char *e = getenv("MITOGEN_SPIN_US");
+	long us = SPIN_DEFAULT_US;
+	cpu_set_t set;
+
+	if (e && *e) {
+		char *end;
+
+		us = strtol(e, &end, 10);
+		if (*end || us < 0)
+			us = SPIN_DEFAULT_US;
+		else if (us > SPIN_MAX_US)
+			us = SPIN_MAX_US;
+	}
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < 2)
+		us = 0;
+	window_ns = (uint32_t)us * 1000;
+}
+
+uint32_t spin_window_ns(void)
+{
+	pthread_once(&window_once, window_init);
+	return window_ns;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
+{
+	uint64_t t0, t;
+
+	if (!spin_window_ns())
+		return false;
+	/* Out of luck lately: sleep, but try again now and then. */
+	if (sp->misses >= SPIN_MISSES && (++sp->skipped % SPIN_PROBE_EVERY))
+		return false;
+	t0 = now_ns();
+	for (;;) {
+		if (ready(arg)) {
+			sp->misses = 0;
+			return true;
+		}
+		t = now_ns();
+		if (t - t0 >= window_ns)
+			break;
+		sched_yield();
+	}
+	if (sp->misses < SPIN_MISSES)
+		sp->misses++;
+	return false;
+}
+
+void spin_mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t ma;
+
+	pthread_mutexattr_init(&ma);
+	if (spin_window_ns())
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(m, &ma);
+	pthread_mutexattr_destroy(&ma);
+}

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_spin.c — waiting a little before sleeping (core/spin.h): the
+ * window read from MITOGEN_SPIN_US (bad values, the cap, off on one CPU),
+ * the rule that stops a waiter spinning after spins that found nothing
+ * and probes now and then, and what users see: calls made at a slow
+ * pace cost the agent no spinning CPU, and calls still return right.
+ *
+ * The window is read once per process, so each case that sets the
+ * environment runs in a forked child (mg_test_in_child) before anything
+ * in it has waited.
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "selftests/lib/harness.h"
+#include "core/spin.h"
+
+/* MITOGEN_SPIN_US as set in the child (NULL: unset), and what it must give. */
+struct window_case {
+	const char *env;
+	uint32_t want_ns;
+	bool one_cpu;
+};
+
+static void check_window(void *arg)
+{
+	const struct window_case *c = arg;
+
+	if (c->env)
+		setenv("MITOGEN_SPIN_US", c->env, 1);
+	else
+		unsetenv("MITOGEN_SPIN_US");
+	if (c->one_cpu) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(sched_getcpu(), &set);
+		assert_int_equal(sched_setaffinity(0, sizeof(set), &set), 0);
+	}
+	if (spin_window_ns() != c->want_ns) {
+		fprintf(stderr, "MITOGEN_SPIN_US=%s: window %u ns, want %u\n",
+			c->env ? c->env : "(unset)", spin_window_ns(), c->want_ns);
+		abort();
+	}
+}
+
+static bool two_cpus(void)
+{
+	cpu_set_t set;
+
+	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) >= 2;
+}
+
+static void test_window_from_environment(void **state)
+{
+	const struct window_case cases[] = {
+		{ NULL, 200000, false },		/* the default */
+		{ "50", 50000, false },
+		{ "0", 0, false },			/* off */
+		{ "abc", 200000, false },		/* not a number: default */
+		{ "-5", 200000, false },
+		{ "12x", 200000, false },
+		{ "99999999", 10000000, false },	/* capped at 10 ms */
+		{ "50", 0, true },			/* one CPU: never */
+	};
+	int st;
+
+	if (!two_cpus()) {
+		print_message("# skip: this process may run on one CPU only: the window is always 0\n");
+		skip();
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(mg_test_in_child(check_window, (void *)&cases[i], 10, &st), 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			fail_msg("case %zu (MITOGEN_SPIN_US=%s) failed", i,
+				 cases[i].env ? cases[i].env : "(unset)");
+	}
+}
+
+/* A check that counts how often it was asked, and says yes on call `yes_at`
+ * (0: never). */
+struct probe {
+	unsigned calls;
+	unsigned yes_at;
+};
+
+static bool probe_ready(void *arg)
+{
+	struct probe *p = arg;
+
+	return ++p->calls == p->yes_at;
+}
+
+static void check_miss_rule(void *arg)
+{
+	struct spin sp = { 0 };
+	struct probe p = { 0 };
+
+	(void)arg;
+	setenv("MITOGEN_SPIN_US", "100", 1);
+	/* Nothing comes: the first three waits spin the whole window... */
+	for (int i = 0; i < 3; i++) {
+		p.calls = 0;
+		assert_false(spin_wait(&sp, probe_ready, &p));
+		assert_true(p.calls > 1);
+	}
+	/* ...then 15 waits in 16 go straight to sleep, and one probes. */
+	for (int round = 0; round < 2; round++) {
+		unsigned spun = 0;
+
+		for (int i = 0; i < 16; i++) {
+			p.calls = 0;
+			assert_false(spin_wait(&sp, probe_ready, &p));
+			spun += p.calls > 0;
+		}
+		assert_int_equal(spun, 1);
+	}
+	/* A probe that finds something starts the spinning again at once. */
+	for (int i = 0; i < 16; i++) {
+		p.calls = 0;
+		p.yes_at = 3;
+		if (spin_wait(&sp, probe_ready, &p))
+			break;
+	}
+	assert_int_equal(p.calls, 3);
+	p.calls = 0;
+	p.yes_at = 2;
+	assert_true(spin_wait(&sp, probe_ready, &p));
+	assert_int_equal(p.calls, 2);
+}
+
+static void test_misses_stop_spinning(void **state)
+{
+	int st;
+
+	if (!two_cpus()) {
+		print_message("# skip: this process may run on one CPU only: it never spins\n");
+		skip();
+	}
+	assert_int_equal(mg_test_in_child(check_miss_rule, NULL, 10, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static int noop(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	*ret = mg_int(getpid());
+	return 0;
+}
+MG_EXPORT(noop);
+
+/* utime + stime of pid in clock ticks, or -1. */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	/* comm may hold spaces: fields 14 and 15 count from after its ')'. */
+	if (!p || !(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (long)(ut + st);
+}
+
+/*
+ * A child called every 2 ms: each wait for the next call is far longer
+ * than the window, so after a few spins that found nothing it sleeps at
+ * once. Spinning every time costs it up to a window (200 us) per call,
+ * 40-80 ms over these 400 calls (40 ms measured with the rule broken);
+ * it may use at most 20 ms in all (0-10 ms measured, under ASan too).
+ * The calls themselves (a few microseconds each) return the child's pid.
+ */
+static void test_slow_calls_cost_no_spinning(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	struct mg_context *c;
+	long ticks0, ticks1, hz = sysconf(_SC_CLK_TCK);
+	pid_t pid;
+
+	if (!two_cpus()) {
+		print_message("# skip: this process may run on one CPU only: it never spins\n");
+		skip();
+	}
+	assert_non_null(r);
+	c = mg_local(r, NULL, &err);
+	assert_non_null(c);
+	pid = mg_context_pid(c);
+	for (int i = 0; i < 20; i++) {		/* fast calls: spinning pays */
+		struct mg_value *v = NULL;
+
+		assert_int_equal(mg_call(c, "noop", NULL, &v, &err), 0);
+		mg_value_free(v);
+	}
+	ticks0 = cpu_ticks(pid);
+	assert_true(ticks0 >= 0);
+	for (int i = 0; i < 400; i++) {
+		struct timespec gap = { 0, 2000000 };
+		struct mg_value *v = NULL;
+
+		nanosleep(&gap, NULL);
+		assert_int_equal(mg_call(c, "noop", NULL, &v, &err), 0);
+		assert_int_equal(v->i, pid);
+		mg_value_free(v);
+	}
+	ticks1 = cpu_ticks(pid);
+	printf("# child CPU over 400 calls 2 ms apart: %ld ms\n", (ticks1 - ticks0) * 1000 / hz);
+	assert_true((ticks1 - ticks0) * 1000 / hz <= 20);
+	mg_context_shutdown(c, true);
+	mg_context_unref(c);
+	mg_router_unref(r);
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_window_from_environment),
+		cmocka_unit_test(test_misses_stop_spinning),
+		cmocka_unit_test(test_slow_calls_cost_no_spinning),
+	};
+	return MG_TEST_RUN("core/spin", tests);
+}
