@@ -88,6 +88,30 @@ static void futex_wake(uint32_t *word, int n)
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+#define DEFER_MAX 4
+static __thread bool tls_deferring;
+static __thread unsigned tls_ndeferred;
+static __thread uint32_t *tls_deferred[DEFER_MAX];
+
+void latch_defer_wakes(bool on)
+{
+	tls_deferring = on;
+	if (on)
+		return;
+	for (unsigned i = 0; i < tls_ndeferred; i++)
+		futex_wake(tls_deferred[i], 1);
+	tls_ndeferred = 0;
+}
+
+/* Wake one sleeper on word now, or at latch_defer_wakes(false). */
+static void wake_one(uint32_t *word)
+{
+	if (tls_deferring && tls_ndeferred < DEFER_MAX)
+		tls_deferred[tls_ndeferred++] = word;
+	else
+		futex_wake(word, 1);
+}
+
 /* Wake a waiter that sleeps in poll() instead of on the futex. */
 static void fd_wake(int fd)
 {
@@ -143,7 +167,7 @@ int mg_latch_put(struct mg_latch *l, void *item)
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (wake)
-		futex_wake(&l->seq, 1);
+		wake_one(&l->seq);
 	return ret;
 }
 

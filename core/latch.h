@@ -17,5 +17,14 @@ bool latch_closed(struct mg_latch *l);
  * latch is closed, or another waiter armed it. fd < 0 disarms.
  */
 bool latch_arm_wake(struct mg_latch *l, int fd);
+/*
+ * Between latch_defer_wakes(true) and latch_defer_wakes(false), puts on
+ * this thread wake their sleepers only at the end: for a put made under a
+ * lock that the woken thread takes next (a receiver's, while it notifies
+ * its select), so that it does not wake only to sleep again on the lock.
+ * The wake may then reach a latch freed meanwhile; a FUTEX_WAKE touches
+ * no memory and waiters re-check, so that costs at most a spurious wake.
+ */
+void latch_defer_wakes(bool on);
 
 #endif

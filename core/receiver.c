@@ -66,14 +66,20 @@ static void receiver_on_message(struct mg_message *msg, void *userdata)
 		mg_message_free(msg);
 		return;
 	}
-	/* Under the lock, so that once mg_receiver_set_notify(NULL) returns
-	 * the old callback is no longer running (selects free their state). */
+	/*
+	 * Under the lock, so that once mg_receiver_set_notify(NULL) returns
+	 * the old callback is no longer running (selects free their state).
+	 * The select's waiter, woken by the callback, takes that lock next
+	 * (a oneshot select drops the member): wake it once the lock is free.
+	 */
+	latch_defer_wakes(true);
 	pthread_mutex_lock(&rx->lock);
 	notify = rx->notify;
 	nd = rx->notify_data;
 	if (notify)
 		notify(rx, nd);
 	pthread_mutex_unlock(&rx->lock);
+	latch_defer_wakes(false);
 }
 
 bool receiver_has_notify(struct mg_receiver *rx)

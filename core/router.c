@@ -83,6 +83,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	MG_OPTS(mg_handler_opts, log_opts, .handle = MG_HANDLE_FORWARD_LOG);
 
 	struct mg_router *r = calloc(1, sizeof(*r));
+	pthread_rwlockattr_t rwa;
 
 	if (!r)
 		return NULL;
@@ -99,6 +100,12 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	r->next_id = 1;
 	spin_mutex_init(&r->lock);
 	spin_mutex_init(&r->qlock);
+	/* The broker thread frees closed streams: it must not wait behind
+	 * a steady flow of user threads' writes. No reader nests. */
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&r->life, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	idmap_init(&r->handlers);
 	idmap_init(&r->routes);
 	idmap_init(&r->contexts);
@@ -252,6 +259,7 @@ static void router_destroy(struct mg_router *r)
 	acct_router_free(r);
 	mg_broker_unref(r->broker);
 	pthread_mutex_destroy(&r->lock);
+	pthread_rwlock_destroy(&r->life);
 	pthread_mutex_destroy(&r->qlock);
 	free(r->scratch);
 	free(r);
@@ -741,12 +749,14 @@ static int route_direct(struct mg_router *r, struct mg_message *msg)
 			  msg->meta.src_id, msg->meta.dst_id, msg->meta.handle,
 			  msg->meta.reply_to, msg->len);
 	pthread_mutex_lock(&r->lock);
-	if (!r->booting && !r->shutting_down) {
-		s = next_hop_locked(r, msg->meta.dst_id);
-		if (s)
-			ret = stream_send_direct(s, msg);
-	}
+	s = r->booting || r->shutting_down ? NULL : next_hop_locked(r, msg->meta.dst_id);
+	if (s)
+		pthread_rwlock_rdlock(&r->life);
 	pthread_mutex_unlock(&r->lock);
+	if (s) {
+		ret = stream_send_direct(s, msg);
+		pthread_rwlock_unlock(&r->life);
+	}
 	return ret;
 }
 
@@ -948,6 +958,7 @@ static void free_dead_streams(struct mg_router *r)
 {
 	struct stream **pp, *s;
 
+	pthread_rwlock_wrlock(&r->life);
 	pthread_mutex_lock(&dead_lock);
 	for (pp = &dead_streams; (s = *pp);) {
 		if (s->router == r) {
@@ -958,6 +969,7 @@ static void free_dead_streams(struct mg_router *r)
 		}
 	}
 	pthread_mutex_unlock(&dead_lock);
+	pthread_rwlock_unlock(&r->life);
 }
 
 static void free_dead_timer(void *arg)

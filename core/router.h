@@ -42,6 +42,13 @@ struct mg_router {
 	bool shutting_down;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
+	/*
+	 * Read-held by a thread writing straight to a stream it found under
+	 * lock (route_direct), write-held while closed streams are freed: the
+	 * write (a syscall that may wake the reader and be preempted by it)
+	 * then holds no lock the broker thread needs to dispatch.
+	 */
+	pthread_rwlock_t life;
 	struct mg_message *q_head, *q_tail;
 	bool q_scheduled;
 
