@@ -258,7 +258,11 @@ bool broker_enter(struct mg_broker *b)
 
 void broker_leave(struct mg_broker *b)
 {
-	bool wake_thread = b->timers && b->timers->when < b->wait_until;
+	/*
+	 * The thread's wait is rounded up to whole milliseconds: a timer
+	 * armed meanwhile within that of when it will look can wait too.
+	 */
+	bool wake_thread = b->timers && b->timers->when + 0.001 < b->wait_until;
 
 	tls_broker = NULL;
 	pthread_mutex_unlock(&b->dispatch);
