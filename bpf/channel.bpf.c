@@ -42,8 +42,9 @@ typedef __u8 uint8_t;
 #define H_USER_MIN	1000
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);	/* ~410 bytes an entry per CPU */
 	__type(key, __u64);
 	__type(value, struct mgb_chan);
 } chans SEC(".maps");
@@ -114,11 +115,19 @@ static __always_inline bool in_auth(const struct mgb_chan *ch, __u32 id)
 	return false;
 }
 
+/*
+ * The channel's own child is routed through it for as long as the
+ * channel lives (the loader writes both together): most records come
+ * from or go to it, and skip the lookup.
+ */
 static __always_inline bool routed_here(const struct mgb_chan *ch, __u32 id)
 {
 	struct mgb_route_key k = { .rkey = ch->rkey, .id = id };
-	__u32 *chan = bpf_map_lookup_elem(&routes, &k);
+	__u32 *chan;
 
+	if (id == ch->child_id)
+		return true;
+	chan = bpf_map_lookup_elem(&routes, &k);
 	return chan && *chan == ch->chan;
 }
 
@@ -136,23 +145,34 @@ static __always_inline struct mgb_counts *counts_of(__u32 chan, __u32 ctx, __u32
 	return c;
 }
 
-static __always_inline void count_pass(__u32 chan, __u32 ctx, __u32 dir, __u32 cls,
-				       __u32 bytes, bool first)
+/*
+ * Counting: this CPU's copy of a chans entry with plain adds (the program
+ * runs with migration off; another sender on this CPU could interleave
+ * only by preempting it mid-add, the usual price of per-CPU statistics),
+ * or a counts entry, shared by every CPU, with atomic ones.
+ */
+static __always_inline void add_pass(struct mgb_counts *c, __u32 cls, __u32 bytes, bool first,
+				     bool percpu)
 {
-	struct mgb_counts *c = counts_of(chan, ctx, dir);
-
 	if (!c || cls >= MGB_NCLASS)
 		return;
+	if (percpu) {
+		c->msgs[cls] += first;
+		c->bytes[cls] += bytes;
+		return;
+	}
 	if (first)
 		__sync_fetch_and_add(&c->msgs[cls], 1);
 	__sync_fetch_and_add(&c->bytes[cls], bytes);
 }
 
-static __always_inline void count_drop(__u32 chan, __u32 ctx, __u32 dir, __u32 reason)
+static __always_inline void add_drop(struct mgb_counts *c, __u32 reason, bool percpu)
 {
-	struct mgb_counts *c = counts_of(chan, ctx, dir);
-
-	if (c && reason < MGB_NDROP)
+	if (!c || reason >= MGB_NDROP)
+		return;
+	if (percpu)
+		c->drops[reason]++;
+	else
 		__sync_fetch_and_add(&c->drops[reason], 1);
 }
 
@@ -161,21 +181,21 @@ static __always_inline void count_drop(__u32 chan, __u32 ctx, __u32 dir, __u32 r
  * channel on it with its reason and fails what waits on it (DESIGN §3),
  * which a silent drop here would turn into a hang.
  */
-static __always_inline int malformed(const struct mgb_chan *ch, __u32 len)
+static __always_inline int malformed(struct mgb_chan *ch, __u32 len)
 {
-	count_drop(ch->chan, MGB_CTX_TOTAL, ch->dir, MGB_DROP_MALFORMED);
+	add_drop(&ch->total, MGB_DROP_MALFORMED, true);
 	return len;
 }
 
-static __always_inline int deny(const struct mgb_chan *ch, const struct wire_hdr *h,
+static __always_inline int deny(struct mgb_chan *ch, const struct wire_hdr *h,
 				__u32 reason, __u32 len)
 {
 	struct mgb_event ev, *e;
 	__u32 zero = 0, slot;
 	__u64 *seq;
 
-	count_drop(ch->chan, MGB_CTX_TOTAL, ch->dir, reason);
-	count_drop(ch->chan, ch->child_id, ch->dir, reason);
+	add_drop(&ch->total, reason, true);
+	add_drop(&ch->child, reason, true);
 	ev.time_ns = bpf_ktime_get_ns();
 	ev.chan = ch->chan;
 	ev.child_id = ch->child_id;
@@ -285,7 +305,7 @@ int mg_channel(struct __sk_buff *skb)
 	bool first;
 
 	if (!ch) {
-		count_drop(MGB_CHAN_CLOSED, MGB_CTX_TOTAL, MGB_UP, MGB_DROP_UNKNOWN);
+		add_drop(counts_of(MGB_CHAN_CLOSED, MGB_CTX_TOTAL, MGB_UP), MGB_DROP_UNKNOWN, false);
 		return 0;
 	}
 	if (len < WIRE_HDR_SIZE || bpf_skb_load_bytes(skb, 0, &h, sizeof(h)) < 0)
@@ -330,8 +350,11 @@ int mg_channel(struct __sk_buff *skb)
 			pk->handle = reply_to;
 		}
 	}
-	count_pass(ch->chan, MGB_CTX_TOTAL, ch->dir, cls, len, first);
-	count_pass(ch->chan, ctx, ch->dir, cls, len, first);
+	add_pass(&ch->total, cls, len, first, true);
+	if (ctx == ch->child_id)
+		add_pass(&ch->child, cls, len, first, true);
+	else
+		add_pass(counts_of(ch->chan, ctx, ch->dir), cls, len, first, false);
 	return len;
 }
 

@@ -657,13 +657,78 @@ static int attach_locked(int fd)
 	return 0;
 }
 
+/* The number of CPUs a per-CPU map holds a copy for, or -errno. */
+static int ncpus(void)
+{
+	static int n;
+
+	if (!n)
+		n = libbpf_num_possible_cpus();
+	return n;
+}
+
+/* With bl.lock held: every CPU's copy of chans[cookie] := e. 0 or -1 (errno). */
+static int chan_write(__u64 cookie, const struct mgb_chan *e)
+{
+	int n = ncpus(), ret;
+	struct mgb_chan *v;
+
+	if (n <= 0) {
+		errno = -n;
+		return -1;
+	}
+	v = malloc((size_t)n * sizeof(*v));
+	if (!v)
+		return -1;
+	for (int i = 0; i < n; i++)
+		v[i] = *e;
+	ret = bpf_map_update_elem(bl.chans_fd, &cookie, v, BPF_ANY);
+	free(v);
+	return ret;
+}
+
+static void counts_sum(struct mgb_counts *to, const struct mgb_counts *from)
+{
+	for (int i = 0; i < MGB_NCLASS; i++) {
+		to->msgs[i] += from->msgs[i];
+		to->bytes[i] += from->bytes[i];
+	}
+	for (int i = 0; i < MGB_NDROP; i++)
+		to->drops[i] += from->drops[i];
+}
+
+int bpfload_chan_read(int fd, unsigned long long cookie, struct mgb_chan *ret)
+{
+	_Static_assert(sizeof(struct mgb_chan) % 8 == 0, "per-CPU values are 8-byte aligned");
+	int n = ncpus();
+	struct mgb_chan *v;
+	__u64 key = cookie;
+
+	if (n <= 0)
+		return n ? n : -EINVAL;
+	v = malloc((size_t)n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &key, v) < 0) {
+		int e = -errno;
+
+		free(v);
+		return e;
+	}
+	*ret = v[0];
+	for (int i = 1; i < n; i++) {
+		counts_sum(&ret->total, &v[i].total);
+		counts_sum(&ret->child, &v[i].child);
+	}
+	free(v);
+	return 0;
+}
+
 static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent_fd,
 			      int child_fd)
 {
 	struct mgb_chan up = { 0 }, down;
 	struct mgb_route_key rk;
-	struct mgb_count_key ck = { .ctx = MGB_CTX_TOTAL };
-	struct mgb_counts zero = { 0 };
 	uint32_t pids[64];
 	struct bl_router *br;
 	struct bl_chan *c;
@@ -709,9 +774,8 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 	 * sk_filter() runs (checked on 6.18: a record the parent sends is
 	 * seen with the child's end's cookie).
 	 */
-	if (bpf_map_update_elem(bl.chans_fd, &c->cookie_parent, &up, BPF_ANY) < 0 ||
-	    (c->cookie_child &&
-	     bpf_map_update_elem(bl.chans_fd, &c->cookie_child, &down, BPF_ANY) < 0) ||
+	if (chan_write(c->cookie_parent, &up) < 0 ||
+	    (c->cookie_child && chan_write(c->cookie_child, &down) < 0) ||
 	    bpf_map_update_elem(bl.routes_fd, &rk, &c->chan, BPF_ANY) < 0) {
 		ret = -errno;
 		bpf_map_delete_elem(bl.chans_fd, &c->cookie_child);
@@ -719,9 +783,6 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 		free(c);
 		goto out;
 	}
-	ck.chan = c->chan;
-	for (ck.dir = 0; ck.dir < MGB_NDIR; ck.dir++)
-		bpf_map_update_elem(bl.counts_fd, &ck, &zero, BPF_ANY);
 	chan_note_id(c, child_id);
 	c->next = bl.buckets[c->cookie_parent % NBUCKETS];
 	bl.buckets[c->cookie_parent % NBUCKETS] = c;
@@ -776,26 +837,35 @@ static void counts_add(struct mg_stats_counts *to, const struct mgb_counts *from
 		to->drops[i] += from->drops[i];
 }
 
+/*
+ * With bl.lock held: the chans entry of the end that receives records
+ * going dir (the parent's end for up, the child's for down), or false
+ * when there is none (a connect-back channel has no filter at the child).
+ */
+static bool chan_entry(const struct bl_chan *c, int dir, struct mgb_chan *ret)
+{
+	__u64 cookie = dir == MGB_UP ? c->cookie_parent : c->cookie_child;
+
+	return cookie && bpfload_chan_read(bl.chans_fd, cookie, ret) == 0;
+}
+
 /* With bl.lock held: the channel's totals join chan 0 (map) and its router's. */
 static void fold_closed(struct bl_chan *c)
 {
-	struct mgb_count_key k = { .chan = c->chan, .ctx = MGB_CTX_TOTAL };
 	struct mgb_count_key z = { .chan = MGB_CHAN_CLOSED, .ctx = MGB_CTX_TOTAL };
-	struct mgb_counts v, tot;
+	struct mgb_counts tot;
+	struct mgb_chan e;
 
-	for (k.dir = 0; k.dir < MGB_NDIR; k.dir++) {
-		if (bpf_map_lookup_elem(bl.counts_fd, &k, &v) < 0)
+	for (int dir = 0; dir < MGB_NDIR; dir++) {
+		const struct mgb_counts *v = &e.total;
+
+		if (!chan_entry(c, dir, &e))
 			continue;
-		counts_add(&c->br->closed[k.dir], &v);
-		z.dir = k.dir;
+		counts_add(&c->br->closed[dir], v);
+		z.dir = dir;
 		memset(&tot, 0, sizeof(tot));
 		bpf_map_lookup_elem(bl.counts_fd, &z, &tot);
-		for (int i = 0; i < MGB_NCLASS; i++) {
-			tot.msgs[i] += v.msgs[i];
-			tot.bytes[i] += v.bytes[i];
-		}
-		for (int i = 0; i < MGB_NDROP; i++)
-			tot.drops[i] += v.drops[i];
+		counts_sum(&tot, v);
 		bpf_map_update_elem(bl.counts_fd, &z, &tot, BPF_ANY);
 	}
 }
@@ -916,6 +986,24 @@ static struct mg_stats_row *row_find(struct mg_router_stats *st, uint32_t chan, 
 	return NULL;
 }
 
+/* Counts of ctx through c going dir into st's row for them (made if new). */
+static int row_put(struct mg_router_stats *st, size_t *cap, const struct bl_chan *c,
+		   uint32_t ctx, int dir, const struct mgb_counts *v)
+{
+	struct mg_stats_row *row = row_find(st, c->chan, ctx);
+
+	if (!row) {
+		row = row_add(st, cap);
+		if (!row)
+			return -ENOMEM;
+		row->channel = c->chan;
+		row->child_id = c->child_id;
+		row->context_id = ctx;
+	}
+	memcpy(&row->dir[dir], v, sizeof(*v));
+	return 0;
+}
+
 static int hook_stats(struct mg_router *r, struct mg_router_stats **ret)
 {
 	struct mg_router_stats *st;
@@ -942,34 +1030,33 @@ static int hook_stats(struct mg_router *r, struct mg_router_stats **ret)
 	row->context_id = MG_STATS_CHANNEL;
 	row->dir[0] = br->closed[0];
 	row->dir[1] = br->closed[1];
-	/* Channel rows first: walk the map once per pass. */
+	/* Channel rows first, then each channel's child (chans entries)... */
 	for (int pass = 0; pass < 2 && !err; pass++) {
-		prev = NULL;
-		while (bpf_map_get_next_key(bl.counts_fd, prev, &next) == 0) {
-			struct bl_chan *c;
+		for (size_t i = 0; i < NBUCKETS && !err; i++) {
+			for (struct bl_chan *c = bl.buckets[i]; c && !err; c = c->next) {
+				struct mgb_chan e;
 
-			k = next;
-			prev = &k;
-			if (k.chan == MGB_CHAN_CLOSED || k.dir >= MGB_NDIR ||
-			    (k.ctx == MGB_CTX_TOTAL) != (pass == 0))
-				continue;
-			c = chan_by_number(k.chan);
-			if (!c || c->br != br ||
-			    bpf_map_lookup_elem(bl.counts_fd, &k, &v) < 0)
-				continue;
-			row = row_find(st, k.chan, k.ctx);
-			if (!row) {
-				row = row_add(st, &cap);
-				if (!row) {
-					err = -ENOMEM;
-					break;
-				}
-				row->channel = k.chan;
-				row->child_id = c->child_id;
-				row->context_id = k.ctx;
+				if (c->br != br)
+					continue;
+				for (int dir = 0; dir < MGB_NDIR && !err; dir++)
+					if (chan_entry(c, dir, &e))
+						err = row_put(st, &cap, c, pass ? c->child_id
+									: MGB_CTX_TOTAL,
+							      dir, pass ? &e.child : &e.total);
 			}
-			memcpy(&row->dir[k.dir], &v, sizeof(v));
 		}
+	}
+	/* ...then the other contexts behind them (counts). */
+	while (!err && bpf_map_get_next_key(bl.counts_fd, prev, &next) == 0) {
+		struct bl_chan *c;
+
+		k = next;
+		prev = &k;
+		if (k.chan == MGB_CHAN_CLOSED || k.dir >= MGB_NDIR || k.ctx == MGB_CTX_TOTAL)
+			continue;
+		c = chan_by_number(k.chan);
+		if (c && c->br == br && bpf_map_lookup_elem(bl.counts_fd, &k, &v) == 0)
+			err = row_put(st, &cap, c, k.ctx, k.dir, &v);
 	}
 out:
 	pthread_mutex_unlock(&bl.lock);

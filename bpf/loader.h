@@ -26,6 +26,14 @@ const char *bpfload_pin_path(void);
 /* Why the filters are off ("" when on or never tried). */
 const char *bpfload_off_reason(void);
 
+struct mgb_chan;
+/*
+ * Read the chans entry (bpf/shared.h) of the socket whose SO_COOKIE is
+ * cookie from map fd (this process's or a pinned one): the settings, and
+ * the counts summed over every CPU's copy. 0 or -errno (-ENOENT: none).
+ */
+int bpfload_chan_read(int fd, unsigned long long cookie, struct mgb_chan *ret);
+
 /* libbpf's messages go to the library's log (debug), not stderr. */
 void bpfload_libbpf_log(void);
 

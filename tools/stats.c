@@ -23,6 +23,7 @@
 #include <bpf/bpf.h>
 
 #include <mitogen/stats.h>
+#include "bpf/loader.h"
 #include "bpf/shared.h"
 #include "core/acct.h"
 #include "tools/stats.h"
@@ -86,44 +87,68 @@ static int cmp_row(const void *a, const void *b)
 	return 0;
 }
 
-static int read_counts(int fd, struct row **ret, size_t *ret_n)
+struct rows {
+	struct row *v;
+	size_t n, cap;
+};
+
+/* The row of {chan, ctx}, made (zeroed) if new; NULL when out of memory. */
+static struct row *row_of(struct rows *rs, __u32 chan, __u32 ctx)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->v[i].key.chan == chan && rs->v[i].key.ctx == ctx)
+			return &rs->v[i];
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 32;
+		struct row *p = realloc(rs->v, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		rs->v = p;
+		rs->cap = cap;
+	}
+	memset(&rs->v[rs->n], 0, sizeof(rs->v[0]));
+	rs->v[rs->n].key.chan = chan;
+	rs->v[rs->n].key.ctx = ctx;
+	return &rs->v[rs->n++];
+}
+
+/* Rows from the counts map: closed channels, contexts behind a channel. */
+static int read_counts(int fd, struct rows *rs)
 {
 	struct mgb_count_key k, next, *prev = NULL;
-	struct row *rows = NULL;
-	size_t n = 0, cap = 0;
 	struct mgb_counts v;
+	struct row *r;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		size_t i;
-
 		k = next;
 		prev = &k;
 		if (k.dir >= MGB_NDIR || bpf_map_lookup_elem(fd, &k, &v) < 0)
 			continue;
-		for (i = 0; i < n; i++)
-			if (rows[i].key.chan == k.chan && rows[i].key.ctx == k.ctx)
-				break;
-		if (i == n) {
-			if (n == cap) {
-				struct row *p = realloc(rows, (cap = cap ? cap * 2 : 32) *
-							sizeof(*p));
-
-				if (!p) {
-					free(rows);
-					return -ENOMEM;
-				}
-				rows = p;
-			}
-			memset(&rows[n], 0, sizeof(rows[n]));
-			rows[n].key = k;
-			rows[n].key.dir = 0;
-			n++;
-		}
-		rows[i].c[k.dir] = v;
+		if (!(r = row_of(rs, k.chan, k.ctx)))
+			return -ENOMEM;
+		r->c[k.dir] = v;
 	}
-	qsort(rows, n, sizeof(*rows), cmp_row);
-	*ret = rows;
-	*ret_n = n;
+	return 0;
+}
+
+/* Rows from the chans map: each channel's totals and its child's counts. */
+static int read_chans(int fd, struct rows *rs)
+{
+	__u64 k, next, *prev = NULL;
+	struct mgb_chan e;
+	struct row *t, *c;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		if (bpfload_chan_read(fd, k, &e) < 0 || e.dir >= MGB_NDIR)
+			continue;
+		if (!(t = row_of(rs, e.chan, MGB_CTX_TOTAL)) || !(c = row_of(rs, e.chan, e.child_id)))
+			return -ENOMEM;
+		t->c[e.dir] = e.total;
+		c->c[e.dir] = e.child;
+	}
 	return 0;
 }
 
@@ -167,18 +192,34 @@ static void print_denials(const char *dir)
 static int print_pid(const char *dir, const char *pid)
 {
 	char path[400];
-	struct row *rows = NULL;
-	size_t n = 0;
-	int fd, ret;
+	struct rows rs = { 0 };
+	struct row *rows;
+	size_t n;
+	int fd, fd2, ret;
 
 	snprintf(path, sizeof(path), "%s/counts", dir);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return -errno;
-	ret = read_counts(fd, &rows, &n);
-	close(fd);
-	if (ret < 0)
+	snprintf(path, sizeof(path), "%s/chans", dir);
+	fd2 = bpf_obj_get(path);
+	if (fd2 < 0) {
+		ret = -errno;
+		close(fd);
 		return ret;
+	}
+	ret = read_chans(fd2, &rs);
+	if (ret == 0)
+		ret = read_counts(fd, &rs);
+	close(fd2);
+	close(fd);
+	if (ret < 0) {
+		free(rs.v);
+		return ret;
+	}
+	qsort(rs.v, rs.n, sizeof(*rs.v), cmp_row);
+	rows = rs.v;
+	n = rs.n;
 	table_start();
 	printf("pid %s  (kernel-backed: %s)\n", pid, dir);
 	printf("%-6s %-10s %10s %12s %8s %10s %12s %8s\n", "CHAN", "CONTEXT", "UP MSGS",

@@ -693,14 +693,14 @@ static void test_filter_locked(void **state)
 /* bpftool reads the pinned maps from outside the process. */
 static void test_pinned_maps_bpftool(void **state)
 {
-	char cmd[512], buf[4096];
+	char cmd[512], buf[65536];
 	size_t n;
 	FILE *f;
 	int rc;
 
 	need_kernel();
 	assert_true(bpfload_pin_path()[0] != '\0');
-	snprintf(cmd, sizeof(cmd), "bpftool map dump pinned %s/counts 2>&1", bpfload_pin_path());
+	snprintf(cmd, sizeof(cmd), "bpftool map dump pinned %s/chans 2>&1", bpfload_pin_path());
 	f = popen(cmd, "r");
 	if (!f) {
 		fprintf(stderr, "# SKIP: cannot run bpftool\n");
@@ -714,10 +714,16 @@ static void test_pinned_maps_bpftool(void **state)
 		skip();
 	}
 	assert_int_equal(rc, 0);
-	/* BTF-formatted: field names of struct mgb_counts appear. */
+	/*
+	 * BTF-formatted: field names of struct mgb_chan and of the counts it
+	 * holds (a channel's totals and its child's) appear, per CPU.
+	 */
+	assert_non_null(strstr(buf, "\"child_id\""));
+	assert_non_null(strstr(buf, "\"total\""));
 	assert_non_null(strstr(buf, "\"msgs\""));
 	assert_non_null(strstr(buf, "\"drops\""));
-	snprintf(cmd, sizeof(cmd), "bpftool map show pinned %s/chans >/dev/null 2>&1",
+	assert_non_null(strstr(buf, "\"cpu\""));
+	snprintf(cmd, sizeof(cmd), "bpftool map show pinned %s/counts >/dev/null 2>&1",
 		 bpfload_pin_path());
 	assert_int_equal(system(cmd), 0);
 }
