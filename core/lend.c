@@ -79,9 +79,9 @@ static bool poll_ready(void *arg)
 
 /*
  * One turn: borrow the stream, spin (spin.h) or sleep until it or our
- * eventfd has something (at most ms milliseconds, -1: no limit), handle the input,
- * give the stream back. Returns 0, or -EAGAIN when the stream cannot be
- * borrowed (the caller sleeps on the latch instead).
+ * eventfd has something (at most ms milliseconds, -1: no limit), handle
+ * the input, give the stream back. Returns 0, or -EAGAIN when the stream
+ * cannot be borrowed (the caller sleeps on the latch instead).
  */
 static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, int efd, int ms)
 {
