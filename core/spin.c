@@ -10,10 +10,11 @@
 
 #include "core/spin.h"
 
-#define SPIN_DEFAULT_US 200
+#define SPIN_DEFAULT_US 500
 #define SPIN_MAX_US 10000
 #define SPIN_MISSES 3		/* spins in a row that found nothing: stop */
-#define SPIN_PROBE_EVERY 16	/* then spin on one wait in this many */
+#define SPIN_PROBE_EVERY 16	/* then spin on one wait in this many, */
+#define SPIN_BACKOFF_MAX 6	/* doubled per empty try, up to 1 in 1,024 */
 
 static uint32_t window_ns;
 static pthread_once_t window_once = PTHREAD_ONCE_INIT;
@@ -58,13 +59,21 @@ bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
 
 	if (!spin_window_ns())
 		return false;
-	/* Out of luck lately: sleep, but try again now and then. */
-	if (sp->misses >= SPIN_MISSES && (++sp->skipped % SPIN_PROBE_EVERY))
-		return false;
+	/*
+	 * Out of luck lately: sleep, but try again now and then, half as
+	 * often after each try that found nothing too, so that a waiter
+	 * whose waits stay long spends ever less on trying.
+	 */
+	if (sp->misses >= SPIN_MISSES) {
+		if (++sp->skipped < (SPIN_PROBE_EVERY << sp->backoff))
+			return false;
+		sp->skipped = 0;
+	}
 	t0 = now_ns();
 	for (;;) {
 		if (ready(arg)) {
 			sp->misses = 0;
+			sp->backoff = 0;
 			return true;
 		}
 		t = now_ns();
@@ -74,6 +83,8 @@ bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
 	}
 	if (sp->misses < SPIN_MISSES)
 		sp->misses++;
+	else if (sp->backoff < SPIN_BACKOFF_MAX)
+		sp->backoff++;
 	return false;
 }
 

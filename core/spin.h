@@ -10,9 +10,10 @@
  * checks so that a thread with work to do is never kept off it, and
  * sleeps only when that did not pay off. Each waiter remembers whether
  * its recent spins found anything: an agent idle between calls, or a
- * child whose next call is far off, soon goes straight to sleep.
+ * child whose next call is far off, soon goes straight to sleep, and
+ * tries again ever more rarely while that stays so.
  *
- * The window is MITOGEN_SPIN_US microseconds (default 200, 0: never
+ * The window is MITOGEN_SPIN_US microseconds (default 500, 0: never
  * spin), read once per process; a process allowed to run on one CPU only
  * never spins (its peer could not run meanwhile).
  */
@@ -25,12 +26,14 @@
 
 struct spin {
 	uint8_t misses;		/* spins in a row that ended with nothing */
-	uint8_t skipped;	/* waits since, counted to probe now and then */
+	uint8_t backoff;	/* tries since that found nothing too */
+	uint16_t skipped;	/* waits since the last try */
 };
 
 /*
- * Before sleeping: unless this waiter's last few spins all found
- * nothing (then only on one wait in 16, to notice when things change),
+ * Before sleeping: unless this waiter's last 3 spins all found nothing
+ * (then only on one wait in 16 to notice when things change, one in 32
+ * after such a try found nothing too, and so on down to one in 1,024),
  * call ready(arg) between sched_yield()s until it returns true or the
  * window ends. Returns true when ready() said so; false: sleep as usual.
  */

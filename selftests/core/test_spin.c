@@ -59,12 +59,12 @@ static bool two_cpus(void)
 static void test_window_from_environment(void **state)
 {
 	const struct window_case cases[] = {
-		{ NULL, 200000, false },		/* the default */
+		{ NULL, 500000, false },		/* the default */
 		{ "50", 50000, false },
 		{ "0", 0, false },			/* off */
-		{ "abc", 200000, false },		/* not a number: default */
-		{ "-5", 200000, false },
-		{ "12x", 200000, false },
+		{ "abc", 500000, false },		/* not a number: default */
+		{ "-5", 500000, false },
+		{ "12x", 500000, false },
 		{ "99999999", 10000000, false },	/* capped at 10 ms */
 		{ "50", 0, true },			/* one CPU: never */
 	};
@@ -109,19 +109,26 @@ static void check_miss_rule(void *arg)
 		assert_false(spin_wait(&sp, probe_ready, &p));
 		assert_true(p.calls > 1);
 	}
-	/* ...then 15 waits in 16 go straight to sleep, and one probes. */
-	for (int round = 0; round < 2; round++) {
-		unsigned spun = 0;
+	/*
+	 * ...then 15 waits in 16 go straight to sleep and the 16th tries;
+	 * each try that finds nothing doubles that: 1 in 32, 1 in 64...
+	 */
+	for (unsigned every = 16; every <= 128; every *= 2) {
+		unsigned spun = 0, last = 0;
 
-		for (int i = 0; i < 16; i++) {
+		for (unsigned i = 1; i <= every; i++) {
 			p.calls = 0;
 			assert_false(spin_wait(&sp, probe_ready, &p));
-			spun += p.calls > 0;
+			if (p.calls > 0) {
+				spun++;
+				last = i;
+			}
 		}
 		assert_int_equal(spun, 1);
+		assert_int_equal(last, every);
 	}
-	/* A probe that finds something starts the spinning again at once. */
-	for (int i = 0; i < 16; i++) {
+	/* A try that finds something starts the spinning again at once. */
+	for (int i = 0; i < 256; i++) {
 		p.calls = 0;
 		p.yes_at = 3;
 		if (spin_wait(&sp, probe_ready, &p))
@@ -176,9 +183,9 @@ static long cpu_ticks(pid_t pid)
 /*
  * A child called every 2 ms: each wait for the next call is far longer
  * than the window, so after a few spins that found nothing it sleeps at
- * once. Spinning every time costs it up to a window (200 us) per call,
- * 40-80 ms over these 400 calls (40 ms measured with the rule broken);
- * it may use at most 20 ms in all (0-10 ms measured, under ASan too).
+ * once. Spinning every time costs it up to a window (500 us) per call:
+ * 100 ms over these 400 calls, measured with the rule broken. It may
+ * use at most 20 ms in all (0-10 ms measured, under ASan too).
  * The calls themselves (a few microseconds each) return the child's pid.
  */
 static void test_slow_calls_cost_no_spinning(void **state)
