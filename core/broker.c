@@ -407,6 +407,15 @@ void broker_profile(struct mg_broker *b)
 	mg_broker_defer(b, broker_profile_start, b);
 }
 
+/*
+ * The broker thread spins a tenth of the window (spin.h): what it waits
+ * for when that pays (the next reply of a fan-out, the next record of a
+ * relay) comes within microseconds, and a longer spin measurably slowed
+ * what it does not wait for (mg_fork: 0.25 -> 0.5-0.7 ms a create + call
+ * in 4 runs of 6, against none at a tenth, fan-outs unchanged).
+ */
+#define BROKER_SPIN_DIV 10
+
 struct epoll_check {
 	int epfd;
 	struct epoll_event *evs;
@@ -449,7 +458,7 @@ static void *broker_main(void *arg)
 		b->wait_until = timeout < 0 ? 1e300 : mono_now() + timeout / 1000.0;
 		pthread_mutex_unlock(&b->dispatch);
 		ew = (struct epoll_check){ b->epfd, evs, 0 };
-		if (timeout != 0 && spin_wait(&b->spin, epoll_ready, &ew)) {
+		if (timeout != 0 && spin_wait_for(&b->spin, epoll_ready, &ew, BROKER_SPIN_DIV)) {
 			n = ew.n;
 		} else {
 			n = epoll_wait(b->epfd, evs, 64, timeout);

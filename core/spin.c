@@ -55,10 +55,16 @@ static uint64_t now_ns(void)
 
 bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
 {
-	uint64_t t0, t;
+	return spin_wait_for(sp, ready, arg, 1);
+}
+
+bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div)
+{
+	uint64_t t0, t, window;
 
 	if (!spin_window_ns())
 		return false;
+	window = window_ns / (div ? div : 1);
 	/*
 	 * Out of luck lately: sleep, but try again now and then, half as
 	 * often after each try that found nothing too, so that a waiter
@@ -77,7 +83,7 @@ bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
 			return true;
 		}
 		t = now_ns();
-		if (t - t0 >= window_ns)
+		if (t - t0 >= window)
 			break;
 		sched_yield();
 	}

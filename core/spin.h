@@ -38,6 +38,8 @@ struct spin {
  * window ends. Returns true when ready() said so; false: sleep as usual.
  */
 bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg);
+/* spin_wait for a div-th of the window (div >= 1). */
+bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div);
 /* The window in nanoseconds (0: spinning is off in this process). */
 uint32_t spin_window_ns(void);
 /*

@@ -2,8 +2,9 @@
 /*
  * test_spin.c — waiting a little before sleeping (core/spin.h): the
  * window read from MITOGEN_SPIN_US (bad values, the cap, off on one CPU),
- * the rule that stops a waiter spinning after spins that found nothing
- * and probes now and then, and what users see: calls made at a slow
+ * the shorter window of the broker thread (spin_wait_for), the rule that
+ * stops a waiter spinning after spins that found nothing and tries now
+ * and then, less often each time, and what users see: calls made at a slow
  * pace cost the agent no spinning CPU, and calls still return right.
  *
  * The window is read once per process, so each case that sets the
@@ -153,6 +154,47 @@ static void test_misses_stop_spinning(void **state)
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A spin that finds nothing lasts the window, or a div-th of it. */
+static void check_window_div(void *arg)
+{
+	struct spin a = { 0 }, b = { 0 };
+	struct probe p = { 0 };
+	double t, full, tenth;
+
+	(void)arg;
+	setenv("MITOGEN_SPIN_US", "10000", 1);
+	t = mono_ms();
+	assert_false(spin_wait(&a, probe_ready, &p));
+	full = mono_ms() - t;
+	t = mono_ms();
+	assert_false(spin_wait_for(&b, probe_ready, &p, 10));
+	tenth = mono_ms() - t;
+	if (full < 10 || tenth < 1 || tenth >= 8) {
+		fprintf(stderr, "spins took %.2f ms (window) and %.2f ms (a tenth)\n", full, tenth);
+		abort();
+	}
+}
+
+static void test_window_divided(void **state)
+{
+	int st;
+
+	if (!two_cpus()) {
+		print_message("# skip: this process may run on one CPU only: it never spins\n");
+		skip();
+	}
+	assert_int_equal(mg_test_in_child(check_window_div, NULL, 10, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static int noop(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
 	*ret = mg_int(getpid());
@@ -236,6 +278,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_window_from_environment),
 		cmocka_unit_test(test_misses_stop_spinning),
+		cmocka_unit_test(test_window_divided),
 		cmocka_unit_test(test_slow_calls_cost_no_spinning),
 	};
 	return MG_TEST_RUN("core/spin", tests);
