@@ -1004,6 +1004,20 @@ static int row_put(struct mg_router_stats *st, size_t *cap, const struct bl_chan
 	return 0;
 }
 
+/* c's row of totals (or of its child's counts) into st, both directions. */
+static int chan_rows(struct mg_router_stats *st, size_t *cap, const struct bl_chan *c,
+		     bool child)
+{
+	struct mgb_chan e;
+	int err = 0;
+
+	for (int dir = 0; dir < MGB_NDIR && !err; dir++)
+		if (chan_entry(c, dir, &e))
+			err = row_put(st, cap, c, child ? c->child_id : MGB_CTX_TOTAL, dir,
+				      child ? &e.child : &e.total);
+	return err;
+}
+
 static int hook_stats(struct mg_router *r, struct mg_router_stats **ret)
 {
 	struct mg_router_stats *st;
@@ -1031,21 +1045,11 @@ static int hook_stats(struct mg_router *r, struct mg_router_stats **ret)
 	row->dir[0] = br->closed[0];
 	row->dir[1] = br->closed[1];
 	/* Channel rows first, then each channel's child (chans entries)... */
-	for (int pass = 0; pass < 2 && !err; pass++) {
-		for (size_t i = 0; i < NBUCKETS && !err; i++) {
-			for (struct bl_chan *c = bl.buckets[i]; c && !err; c = c->next) {
-				struct mgb_chan e;
-
-				if (c->br != br)
-					continue;
-				for (int dir = 0; dir < MGB_NDIR && !err; dir++)
-					if (chan_entry(c, dir, &e))
-						err = row_put(st, &cap, c, pass ? c->child_id
-									: MGB_CTX_TOTAL,
-							      dir, pass ? &e.child : &e.total);
-			}
-		}
-	}
+	for (int pass = 0; pass < 2 && !err; pass++)
+		for (size_t i = 0; i < NBUCKETS && !err; i++)
+			for (struct bl_chan *c = bl.buckets[i]; c && !err; c = c->next)
+				if (c->br == br)
+					err = chan_rows(st, &cap, c, pass == 1);
 	/* ...then the other contexts behind them (counts). */
 	while (!err && bpf_map_get_next_key(bl.counts_fd, prev, &next) == 0) {
 		struct bl_chan *c;

@@ -57,6 +57,25 @@ static bool two_cpus(void)
 	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) >= 2;
 }
 
+/* Skip the test, saying why, unless this process may use two CPUs. */
+static void need_two_cpus(const char *why)
+{
+	if (!two_cpus()) {
+		print_message("# skip: this process may run on one CPU only: %s\n", why);
+		skip();
+	}
+}
+
+/* Run fn in a forked child (its own window); it must exit 0. */
+static void in_spinning_child(void (*fn)(void *))
+{
+	int st;
+
+	need_two_cpus("it never spins");
+	assert_int_equal(mg_test_in_child(fn, NULL, 10, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static void test_window_from_environment(void **state)
 {
 	const struct window_case cases[] = {
@@ -71,10 +90,7 @@ static void test_window_from_environment(void **state)
 	};
 	int st;
 
-	if (!two_cpus()) {
-		print_message("# skip: this process may run on one CPU only: the window is always 0\n");
-		skip();
-	}
+	need_two_cpus("the window is always 0");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(mg_test_in_child(check_window, (void *)&cases[i], 10, &st), 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
@@ -144,14 +160,7 @@ static void check_miss_rule(void *arg)
 
 static void test_misses_stop_spinning(void **state)
 {
-	int st;
-
-	if (!two_cpus()) {
-		print_message("# skip: this process may run on one CPU only: it never spins\n");
-		skip();
-	}
-	assert_int_equal(mg_test_in_child(check_miss_rule, NULL, 10, &st), 0);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	in_spinning_child(check_miss_rule);
 }
 
 static double mono_ms(void)
@@ -185,14 +194,7 @@ static void check_window_div(void *arg)
 
 static void test_window_divided(void **state)
 {
-	int st;
-
-	if (!two_cpus()) {
-		print_message("# skip: this process may run on one CPU only: it never spins\n");
-		skip();
-	}
-	assert_int_equal(mg_test_in_child(check_window_div, NULL, 10, &st), 0);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	in_spinning_child(check_window_div);
 }
 
 static int noop(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
@@ -238,10 +240,7 @@ static void test_slow_calls_cost_no_spinning(void **state)
 	long ticks0, ticks1, hz = sysconf(_SC_CLK_TCK);
 	pid_t pid;
 
-	if (!two_cpus()) {
-		print_message("# skip: this process may run on one CPU only: it never spins\n");
-		skip();
-	}
+	need_two_cpus("it never spins");
 	assert_non_null(r);
 	c = mg_local(r, NULL, &err);
 	assert_non_null(c);
