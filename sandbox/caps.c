@@ -77,17 +77,32 @@ int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
  * capability, and drops what is left). The keep set reaches an exec'd
  * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
  */
+/*
+ * Set once the early drop left exactly the keep set: the step after BOOT
+ * then skips its per-thread check of ~40 capabilities (two system calls
+ * each, in every thread) when it is asked for the same set. Every thread
+ * was made after the drop and inherited it.
+ */
+static struct {
+	bool done;
+	uint64_t keep;
+} bset_early;
+
 static void bset_drop_early(uint64_t keep)
 {
 	for (unsigned c = 0; c < 64; c++) {
 		int have = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
 
-		if (have < 0)
-			break;		/* past the kernel's last capability */
+		if (have < 0) {
+			/* Past the kernel's last capability: all done. */
+			bset_early.done = true;
+			bset_early.keep = keep;
+			return;
+		}
 		/* Not permitted (no CAP_SETPCAP): the step after BOOT says so. */
 		if (have == 1 && !(keep & (1ull << c)) &&
 		    prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
-			break;
+			return;
 	}
 }
 
@@ -137,6 +152,7 @@ static struct {
 	bool securebits;
 	int landlock_fd;
 	unsigned last;
+	bool bset_done;		/* the early drop left exactly keep */
 	struct __user_cap_header_struct hdr;
 	struct __user_cap_data_struct data[2];
 	atomic_int done, failed;
@@ -145,7 +161,7 @@ static struct {
 static int apply_self_raw(void)
 {
 	if (want.have_caps) {
-		for (unsigned c = 0; c <= want.last; c++)
+		for (unsigned c = 0; !want.bset_done && c <= want.last; c++)
 			if (!(want.keep & (1ull << c)) &&
 			    syscall(SYS_prctl, PR_CAPBSET_READ, c, 0, 0, 0) == 1 &&
 			    syscall(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
@@ -355,6 +371,7 @@ int sb_caps_apply(const struct sb_caps_req *req, char *why, size_t n)
 	want.securebits = req->securebits;
 	want.landlock_fd = req->landlock_fd;
 	want.last = (unsigned)cap_max_bits() - 1;
+	want.bset_done = bset_early.done && bset_early.keep == req->keep;
 	/* What every thread sets: exactly the keep set, in e, p and i. */
 	want.hdr.version = _LINUX_CAPABILITY_VERSION_3;
 	for (unsigned v = 0; v <= want.last && v < 64; v++) {
