@@ -21,7 +21,8 @@
 # Environment:
 #   BENCH        our benchmark (default build/bench/bench)
 #   MITOGEN      our tool, only asked for its version (default build/mitogen)
-#   BENCH_REPS   runs per figure for ours; the median is shown (default 5)
+#   BENCH_REPS   runs per figure for ours (and of Mitogen's fan-out to 100);
+#                the median is shown (default 5)
 #   BENCH_STRICT 1: exit 1 when a target is missed (default: only report)
 #   PYTHON       interpreter for the Mitogen script (default /usr/bin/python3)
 #   BENCH_CPUS   run all three under `taskset -c BENCH_CPUS` (e.g. 0, or 0,1);
@@ -308,7 +309,9 @@ END {
 	    " child, from the first"
 	print "  run of 1,000 children (later runs reuse the first run'"'"'s" \
 	    " memory); Mitogen and floor:"
-	print "  one run each (their scripts in selftests/bench/ref/)." \
+	print "  one run each (their scripts in selftests/bench/ref/), except" \
+	    " Mitogen'"'"'s fan-out to 100,"
+	print "  the median of as many runs as ours in its one script run." \
 	    " Creating children: ours starts"
 	print "  1,000 and holds them at once; Mitogen 100 (a child costs it" \
 	    " ~100 ms and ~24 MB, so"
