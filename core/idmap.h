@@ -6,22 +6,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct idmap_entry {
+/*
+ * Open addressing with linear probing in one array: no allocation per
+ * entry (a call puts and deletes a handle or two on every round trip).
+ * A slot is free when its val is NULL, so NULL cannot be stored.
+ */
+struct idmap_slot {
 	uint32_t key;
 	void *val;
-	struct idmap_entry *next;
 };
 
 struct idmap {
-	struct idmap_entry **buckets;
-	size_t nbuckets;	/* power of two */
+	struct idmap_slot *slots;
+	size_t nslots;		/* power of two, or 0 */
 	size_t count;
 };
 
 void idmap_init(struct idmap *m);
 void idmap_free(struct idmap *m);
 void *idmap_get(const struct idmap *m, uint32_t key);
-/* Insert or replace. Returns 0 or -ENOMEM. */
+/* Insert or replace; val must not be NULL. Returns 0, -EINVAL or -ENOMEM. */
 int idmap_put(struct idmap *m, uint32_t key, void *val);
 /* Remove; returns the old value or NULL. */
 void *idmap_del(struct idmap *m, uint32_t key);
