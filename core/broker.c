@@ -60,6 +60,10 @@ struct mg_broker {
 
 static __thread struct mg_broker *tls_broker;
 
+/* Events one broker_help() takes at most: a helper handles a few, then
+ * looks at its latch again. */
+#define BROKER_HELP_EVENTS 16
+
 double mono_now(void)
 {
 	struct timespec ts;
@@ -275,6 +279,32 @@ void broker_leave(struct mg_broker *b)
 		}
 		pthread_mutex_unlock(&b->lock);
 	}
+}
+
+int broker_help(struct mg_broker *b)
+{
+	struct epoll_event evs[BROKER_HELP_EVENTS];
+	int n, done = 0;
+
+	if (tls_broker == b || pthread_mutex_trylock(&b->dispatch))
+		return 0;
+	if (b->stopped) {
+		pthread_mutex_unlock(&b->dispatch);
+		return 0;
+	}
+	tls_broker = b;
+	n = epoll_wait(b->epfd, evs, BROKER_HELP_EVENTS, 0);
+	for (int i = 0; i < n; i++) {
+		struct broker_source *src = evs[i].data.ptr;
+
+		/* The eventfd (NULL), child output, pidfds: the thread's. */
+		if (src && src->helpable) {
+			src->on_event(src, evs[i].events);
+			done++;
+		}
+	}
+	broker_leave(b);
+	return done;
 }
 
 int mg_broker_defer(struct mg_broker *b, void (*fn)(void *arg), void *arg)

@@ -15,6 +15,8 @@ struct broker_source {
 	int fd;
 	uint32_t events;
 	void (*on_event)(struct broker_source *src, uint32_t events);
+	/* on_event may also run on a thread that helps (broker_help). */
+	bool helpable;
 };
 
 struct broker_timer {
@@ -67,6 +69,17 @@ int broker_defer_later(struct mg_broker *b, void (*fn)(void *arg), void *arg);
  */
 bool broker_enter(struct mg_broker *b);
 void broker_leave(struct mg_broker *b);
+/*
+ * For a thread that waits on a select and spins (spin.h) before sleeping:
+ * when nobody holds the broker's role, take it for a moment and handle
+ * the events ready now on helpable sources (stream sockets) as the broker
+ * thread would; anything else stays for the broker thread. The replies a
+ * select waits for then reach its latch on the waiting thread, with no
+ * hand-off from the broker thread (and one thread less busy per round).
+ * Returns how many events it handled: 0 when none were ready, the role
+ * was taken, the broker has stopped, or this thread holds the role.
+ */
+int broker_help(struct mg_broker *b);
 /* In the child of a fork() made holding the role: we are not its broker. */
 void broker_forked_child(void);
 

@@ -198,7 +198,7 @@ static bool seq_moved(void *arg)
 	return __atomic_load_n(c->word, __ATOMIC_ACQUIRE) != c->val;
 }
 
-int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
+static int latch_get(struct mg_latch *l, double timeout, void **ret_item, bool spin)
 {
 	struct timespec deadline, now;
 	int ret;
@@ -224,7 +224,7 @@ int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
 			}
 		}
 		pthread_mutex_unlock(&l->lock);
-		if (spin_wait(&tls_spin, seq_moved, &(struct seq_check){ &l->seq, seq })) {
+		if (spin && spin_wait(&tls_spin, seq_moved, &(struct seq_check){ &l->seq, seq })) {
 			pthread_mutex_lock(&l->lock);
 			continue;
 		}
@@ -245,6 +245,16 @@ int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
 	}
 	pthread_mutex_unlock(&l->lock);
 	return ret;
+}
+
+int mg_latch_get(struct mg_latch *l, double timeout, void **ret_item)
+{
+	return latch_get(l, timeout, ret_item, true);
+}
+
+int latch_get_nospin(struct mg_latch *l, double timeout, void **ret_item)
+{
+	return latch_get(l, timeout, ret_item, false);
 }
 
 bool mg_latch_empty(struct mg_latch *l)

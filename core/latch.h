@@ -26,5 +26,7 @@ bool latch_arm_wake(struct mg_latch *l, int fd);
  * no memory and waiters re-check, so that costs at most a spurious wake.
  */
 void latch_defer_wakes(bool on);
+/* mg_latch_get without its spin: for a waiter that has spun already. */
+int latch_get_nospin(struct mg_latch *l, double timeout, void **ret_item);
 
 #endif

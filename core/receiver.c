@@ -340,3 +340,8 @@ void mg_sender_free(struct mg_sender *tx)
 	mg_router_unref(tx->router);
 	free(tx);
 }
+
+struct mg_broker *receiver_broker(struct mg_receiver *rx)
+{
+	return rx->router->broker;
+}

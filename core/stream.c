@@ -44,6 +44,7 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 	s->wfd = fd;
 	s->wsrc.fd = -1;
 	s->src.on_event = stream_on_event;
+	s->src.helpable = true;
 	spin_mutex_init(&s->wlock);
 	s->role = role;
 	s->remote_id = remote_id;

@@ -2,10 +2,12 @@
 /*
  * test_select.c — mg_select: arrival order over many receivers, oneshot
  * iteration, nesting, remove, empty/count, close waking a waiter with
- * LatchError, timeouts, and mg_select_all gathering parallel calls.
+ * LatchError, timeouts, and mg_select_all gathering parallel calls: from
+ * several threads at once over the same children, and when a child dies.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +249,107 @@ static void test_all_gathers_in_arrival_order(void **state)
 	}
 }
 
+/*
+ * Threads gathering at once over the same children: a waiting select
+ * handles replies itself while it spins (broker_help), several of them
+ * and the broker thread taking turns, and each reply must still reach the
+ * receiver it answers, once.
+ */
+struct gather {
+	struct mg_context **ctx;
+	int n, id, rounds;
+	int bad;		/* counted here: cmocka asserts on the main thread */
+};
+
+static void *gather_thread(void *arg)
+{
+	struct gather *g = arg;
+	struct mg_receiver *rx[8];
+	struct mg_value *vals[8];
+	size_t order[8];
+
+	for (int r = 0; r < g->rounds; r++) {
+		int base = g->id * 1000000 + r * 100;
+
+		for (int i = 0; i < g->n; i++) {
+			rx[i] = mg_call_async(g->ctx[i], "slow_echo",
+					      mg_value_build("ii", 0, base + i), NULL);
+			g->bad += !rx[i];
+		}
+		if (g->bad)
+			return NULL;
+		if (mg_select_all(rx, (size_t)g->n, 10, vals, order, NULL) < 0) {
+			g->bad++;
+		} else {
+			for (int k = 0; k < g->n; k++) {
+				g->bad += vals[k]->i != base + (int64_t)order[k];
+				mg_value_free(vals[k]);
+			}
+		}
+		for (int i = 0; i < g->n; i++)
+			mg_receiver_free(rx[i]);
+	}
+	return NULL;
+}
+
+static void test_all_from_many_threads(void **state)
+{
+	enum { NCTX = 6, NTHREADS = 4 };
+	struct mg_context *c[NCTX];
+	struct gather g[NTHREADS];
+	pthread_t t[NTHREADS];
+
+	for (int i = 0; i < NCTX; i++) {
+		c[i] = mg_local(router, NULL, NULL);
+		assert_non_null(c[i]);
+	}
+	for (int k = 0; k < NTHREADS; k++) {
+		g[k] = (struct gather){ .ctx = c, .n = NCTX, .id = k + 1, .rounds = 200 };
+		assert_int_equal(pthread_create(&t[k], NULL, gather_thread, &g[k]), 0);
+	}
+	for (int k = 0; k < NTHREADS; k++) {
+		pthread_join(t[k], NULL);
+		assert_int_equal(g[k].bad, 0);
+	}
+	for (int i = 0; i < NCTX; i++) {
+		mg_context_shutdown(c[i], false);
+		mg_context_unref(c[i]);
+	}
+}
+
+/* A child killed while a gather waits on it: the gather ends at once with
+ * ChannelError, whichever thread handled the closed stream. */
+static void test_all_child_killed(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *c[2];
+	struct mg_receiver *rx[2];
+	struct mg_value *vals[2], *pid = NULL;
+	struct timespec t0, t1;
+
+	for (int i = 0; i < 2; i++) {
+		c[i] = mg_local(router, NULL, NULL);
+		assert_non_null(c[i]);
+	}
+	assert_int_equal(mg_call(c[1], "mg.getpid", NULL, &pid, NULL), 0);
+	rx[0] = mg_call_async(c[0], "slow_echo", mg_value_build("ii", 0, 0), NULL);
+	rx[1] = mg_call_async(c[1], "slow_echo", mg_value_build("ii", 5000, 1), NULL);
+	assert_non_null(rx[0]);
+	assert_non_null(rx[1]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(kill((pid_t)pid->i, SIGKILL), 0);
+	assert_int_equal(mg_select_all(rx, 2, 10, vals, NULL, &err), -EPIPE);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(err.kind, MG_ERR_CHANNEL);
+	assert_true((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9 < 1.0);
+	mg_value_free(pid);
+	for (int i = 0; i < 2; i++) {
+		mg_receiver_free(rx[i]);
+		mg_context_shutdown(c[i], false);
+		mg_context_unref(c[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +359,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_close_wakes_waiter),
 		cmocka_unit_test(test_dead_message_returned),
 		cmocka_unit_test(test_all_gathers_in_arrival_order),
+		cmocka_unit_test(test_all_from_many_threads),
+		cmocka_unit_test(test_all_child_killed),
 	};
 	int ret;
 
