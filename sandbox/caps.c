@@ -37,6 +37,7 @@
 			SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | \
 			SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
+#include "core/spin.h"
 #include "sandbox/sandbox.h"
 
 int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
@@ -252,9 +253,23 @@ static int signal_threads(int *sent, struct sigaction *old, char *why, size_t n)
 	return 0;
 }
 
-/* Wait (at most 5 s in all) for the threads told to say they are done. */
+/* spin_wait's check: have the threads told all said they are done? */
+static bool threads_done(void *arg)
+{
+	return atomic_load(&want.done) >= *(int *)arg;
+}
+
+/*
+ * Wait (at most 5 s in all) for the threads told to say they are done,
+ * spinning first (spin.h): the broker thread's part takes microseconds,
+ * and sleeping for it costs a wake-up across CPUs.
+ */
 static int wait_threads(int sent, const struct sigaction *old, char *why, size_t n)
 {
+	struct spin sp = { 0 };
+
+	if (sent > 0)
+		spin_wait(&sp, threads_done, &sent);
 	for (int i = 0; i < 5000; i++) {
 		struct timespec ts = { 0, 1000000 };
 		int done = atomic_load(&want.done);
