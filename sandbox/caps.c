@@ -68,17 +68,6 @@ int sb_caps_parse(const char *list, uint64_t *keep, char *why, size_t n)
 }
 
 /*
- * Dropping from the bounding set costs a credentials copy per capability
- * (PR_CAPBSET_DROP takes one at a time): ~40 of them, in every thread, were
- * most of a sandboxed start's capability step. The bounding set only
- * limits what exec and capset can grant later, not what the process holds
- * now, so a child can drop it as soon as it runs, while it is still the
- * only thread: its threads then inherit the smaller set, and the full
- * step after BOOT finds nothing left to drop there (it still checks each
- * capability, and drops what is left). The keep set reaches an exec'd
- * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
- */
-/*
  * Set once the early drop left exactly the keep set: the step after BOOT
  * then skips its per-thread check of ~40 capabilities (two system calls
  * each, in every thread) when it is asked for the same set. Every thread
@@ -89,8 +78,21 @@ static struct {
 	uint64_t keep;
 } bset_early;
 
+/*
+ * Dropping from the bounding set costs a credentials copy per capability
+ * (PR_CAPBSET_DROP takes one at a time): ~40 of them, in every thread, were
+ * most of a sandboxed start's capability step. The bounding set only
+ * limits what exec and capset can grant later, not what the process holds
+ * now, so a child can drop it as soon as it runs, while it is still the
+ * only thread: its threads then inherit the smaller set, and the full
+ * step after BOOT skips the bounding set (bset_early), or, when this drop
+ * did not go through, checks each capability and drops what is left. The
+ * keep set reaches an exec'd
+ * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
+ */
 static void bset_drop_early(uint64_t keep)
 {
+	bset_early.done = false;	/* a forked child's copy says nothing */
 	for (unsigned c = 0; c < 64; c++) {
 		int have = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
 
