@@ -201,6 +201,7 @@ static bool seq_moved(void *arg)
 static int latch_get(struct mg_latch *l, double timeout, void **ret_item, bool spin)
 {
 	struct timespec deadline, now;
+	uint64_t max_ns;
 	int ret;
 
 	if (!l || !ret_item)
@@ -215,6 +216,7 @@ static int latch_get(struct mg_latch *l, double timeout, void **ret_item, bool s
 			pthread_mutex_unlock(&l->lock);
 			return -ETIMEDOUT;
 		}
+		max_ns = UINT64_MAX;
 		if (timeout > 0) {
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (now.tv_sec > deadline.tv_sec ||
@@ -222,9 +224,13 @@ static int latch_get(struct mg_latch *l, double timeout, void **ret_item, bool s
 				pthread_mutex_unlock(&l->lock);
 				return -ETIMEDOUT;
 			}
+			/* The spin must not outlast the timeout. */
+			max_ns = (uint64_t)(deadline.tv_sec - now.tv_sec) * 1000000000u +
+				 (uint64_t)deadline.tv_nsec - (uint64_t)now.tv_nsec;
 		}
 		pthread_mutex_unlock(&l->lock);
-		if (spin && spin_wait(&tls_spin, seq_moved, &(struct seq_check){ &l->seq, seq })) {
+		if (spin && spin_wait_max(&tls_spin, seq_moved, &(struct seq_check){ &l->seq, seq },
+					  max_ns)) {
 			pthread_mutex_lock(&l->lock);
 			continue;
 		}

@@ -289,9 +289,11 @@ static int select_wait(struct mg_select *sel, double timeout, void **item)
 	if (!h.broker || mg_broker_on_thread(h.broker))
 		return mg_latch_get(sel->latch, timeout, item);
 	start = mono_now();
-	spin_wait(&tls_spin, helped_ready, &h);
+	/* Within the timeout, for the spin must not outlast it. */
+	spin_wait_max(&tls_spin, helped_ready, &h,
+		      timeout > 0 && timeout < 1 ? (uint64_t)(timeout * 1e9) : UINT64_MAX);
 	if (timeout > 0) {
-		/* The spin counts against the timeout (0 would not wait). */
+		/* What the spin took counts against the timeout (0: no wait). */
 		timeout -= mono_now() - start;
 		if (timeout <= 0)
 			timeout = 1e-9;

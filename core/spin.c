@@ -53,18 +53,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
+static bool spin(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t window)
 {
-	return spin_wait_for(sp, ready, arg, 1);
-}
+	uint64_t t0, t;
 
-bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div)
-{
-	uint64_t t0, t, window;
-
-	if (!spin_window_ns())
-		return false;
-	window = window_ns / (div ? div : 1);
 	/*
 	 * Out of luck lately: sleep, but try again now and then, half as
 	 * often after each try that found nothing too, so that a waiter
@@ -92,6 +84,25 @@ bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigne
 	else if (sp->backoff < SPIN_BACKOFF_MAX)
 		sp->backoff++;
 	return false;
+}
+
+bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
+{
+	return spin_wait_for(sp, ready, arg, 1);
+}
+
+bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div)
+{
+	if (!spin_window_ns())
+		return false;
+	return spin(sp, ready, arg, window_ns / (div ? div : 1));
+}
+
+bool spin_wait_max(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t max_ns)
+{
+	if (!spin_window_ns())
+		return false;
+	return spin(sp, ready, arg, max_ns < window_ns ? max_ns : window_ns);
 }
 
 void spin_mutex_init(pthread_mutex_t *m)

@@ -40,6 +40,9 @@ struct spin {
 bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg);
 /* spin_wait for a div-th of the window (div >= 1). */
 bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div);
+/* spin_wait for at most max_ns, for a wait with a timeout shorter than the
+ * window: the spin must not outlast it. */
+bool spin_wait_max(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t max_ns);
 /* The window in nanoseconds (0: spinning is off in this process). */
 uint32_t spin_window_ns(void);
 /*

@@ -197,6 +197,53 @@ static void test_window_divided(void **state)
 	in_spinning_child(check_window_div);
 }
 
+/*
+ * A wait with a timeout shorter than the window spins no longer than the
+ * timeout: with a 10 ms window, a latch get and a select get of 1 ms on
+ * nothing time out after ~1 ms, not 10.
+ */
+static void check_timeout_bounds_spin(void *arg)
+{
+	struct mg_router *r;
+	struct mg_receiver *rx;
+	struct mg_select *sel;
+	struct mg_latch *l;
+	struct mg_message *msg;
+	void *item;
+	double t, latch_ms, select_ms;
+
+	(void)arg;
+	setenv("MITOGEN_SPIN_US", "10000", 1);
+	l = mg_latch_new();
+	r = mg_router_new(NULL);
+	rx = mg_receiver_new(r, NULL);
+	sel = mg_select_new(false);
+	if (!l || !r || !rx || !sel || mg_select_add(sel, rx) < 0)
+		abort();
+	t = mono_ms();
+	if (mg_latch_get(l, 0.001, &item) != -ETIMEDOUT)
+		abort();
+	latch_ms = mono_ms() - t;
+	t = mono_ms();
+	if (mg_select_get(sel, 0.001, &msg, NULL) != -ETIMEDOUT)
+		abort();
+	select_ms = mono_ms() - t;
+	if (latch_ms < 1 || latch_ms >= 8 || select_ms < 1 || select_ms >= 8) {
+		fprintf(stderr, "1 ms timeouts took %.2f ms (latch) and %.2f ms (select)\n",
+			latch_ms, select_ms);
+		abort();
+	}
+	mg_select_free(sel);
+	mg_receiver_free(rx);
+	mg_router_unref(r);
+	mg_latch_free(l);
+}
+
+static void test_timeout_bounds_spin(void **state)
+{
+	in_spinning_child(check_timeout_bounds_spin);
+}
+
 static int noop(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
 	*ret = mg_int(getpid());
@@ -278,6 +325,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_window_from_environment),
 		cmocka_unit_test(test_misses_stop_spinning),
 		cmocka_unit_test(test_window_divided),
+		cmocka_unit_test(test_timeout_bounds_spin),
 		cmocka_unit_test(test_slow_calls_cost_no_spinning),
 	};
 	return MG_TEST_RUN("core/spin", tests);
