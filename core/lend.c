@@ -104,7 +104,8 @@ static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, i
 
 	armed = latch_arm_wake(l, efd);
 	if (armed) {
-		if (!ms || !spin_wait(&tls_spin, poll_ready, pfd)) {
+		if (!ms || !spin_wait_max(&tls_spin, poll_ready, pfd,
+					  ms > 0 ? (uint64_t)ms * 1000000u : UINT64_MAX)) {
 			while (poll(pfd, 2, ms) < 0 && errno == EINTR)
 				;
 		}

@@ -197,20 +197,30 @@ static void test_window_divided(void **state)
 	in_spinning_child(check_window_div);
 }
 
+static int nap(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	usleep(200000);
+	*ret = NULL;
+	return 0;
+}
+MG_EXPORT(nap);
+
 /*
  * A wait with a timeout shorter than the window spins no longer than the
- * timeout: with a 10 ms window, a latch get and a select get of 1 ms on
+ * timeout: with a 10 ms window, a latch get, a select get and a call's
+ * receiver get (which reads the child's stream itself, lend.c) of 1 ms on
  * nothing time out after ~1 ms, not 10.
  */
 static void check_timeout_bounds_spin(void *arg)
 {
 	struct mg_router *r;
-	struct mg_receiver *rx;
+	struct mg_receiver *rx, *call;
+	struct mg_context *ctx;
 	struct mg_select *sel;
 	struct mg_latch *l;
 	struct mg_message *msg;
 	void *item;
-	double t, latch_ms, select_ms;
+	double t, latch_ms, select_ms, call_ms;
 
 	(void)arg;
 	setenv("MITOGEN_SPIN_US", "10000", 1);
@@ -228,11 +238,22 @@ static void check_timeout_bounds_spin(void *arg)
 	if (mg_select_get(sel, 0.001, &msg, NULL) != -ETIMEDOUT)
 		abort();
 	select_ms = mono_ms() - t;
-	if (latch_ms < 1 || latch_ms >= 8 || select_ms < 1 || select_ms >= 8) {
-		fprintf(stderr, "1 ms timeouts took %.2f ms (latch) and %.2f ms (select)\n",
-			latch_ms, select_ms);
+	ctx = mg_local(r, NULL, NULL);
+	if (!ctx || !(call = mg_call_async(ctx, "nap", NULL, NULL)))
+		abort();
+	t = mono_ms();
+	if (mg_receiver_get(call, 0.001, &msg, NULL) != -ETIMEDOUT)
+		abort();
+	call_ms = mono_ms() - t;
+	if (latch_ms < 1 || latch_ms >= 8 || select_ms < 1 || select_ms >= 8 ||
+	    call_ms < 1 || call_ms >= 8) {
+		fprintf(stderr, "1 ms timeouts took %.2f ms (latch), %.2f ms (select), "
+			"%.2f ms (call)\n", latch_ms, select_ms, call_ms);
 		abort();
 	}
+	mg_receiver_free(call);
+	mg_context_shutdown(ctx, true);
+	mg_context_unref(ctx);
 	mg_select_free(sel);
 	mg_receiver_free(rx);
 	mg_router_unref(r);
