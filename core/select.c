@@ -289,7 +289,7 @@ static int select_wait(struct mg_select *sel, double timeout, void **item)
 	if (!h.broker || mg_broker_on_thread(h.broker))
 		return mg_latch_get(sel->latch, timeout, item);
 	start = mono_now();
-	/* Within the timeout, for the spin must not outlast it. */
+	/* The spin must not outlast the timeout. */
 	spin_wait_max(&tls_spin, helped_ready, &h,
 		      timeout > 0 && timeout < 1 ? (uint64_t)(timeout * 1e9) : UINT64_MAX);
 	if (timeout > 0) {
