@@ -194,6 +194,7 @@ static void close_all_streams(struct mg_router *r)
 			break;
 		stream_close(s, "router shut down");
 	}
+	routes_stop(r);
 }
 
 static void close_deferred(void *arg)
@@ -257,6 +258,7 @@ static void router_destroy(struct mg_router *r)
 		mg_message_free(m);
 	}
 	acct_router_free(r);
+	free(r->down);
 	mg_broker_unref(r->broker);
 	pthread_mutex_destroy(&r->lock);
 	pthread_rwlock_destroy(&r->life);

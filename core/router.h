@@ -56,6 +56,12 @@ struct mg_router {
 
 	struct router_acct *acct;	/* acct.c: channel accounting, made on first use */
 
+	/* routes.c, broker role: ids lost lately, to tell the children in one
+	 * DEL_ROUTE each when down_timer fires */
+	struct lost_id *down;
+	size_t ndown, down_cap;
+	struct broker_timer down_timer;
+
 	/* agent hook: the parent stream went away */
 	void (*on_parent_lost)(struct mg_router *r, void *arg);
 	void *on_parent_lost_arg;
@@ -95,6 +101,8 @@ void routes_announce(struct mg_router *r, struct stream *s);
 /* routes.c, broker thread: ids behind `from` are gone: DEL_ROUTE up and down. */
 void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
 			   size_t n);
+/* routes.c, broker role: the router closes: nothing more goes down. */
+void routes_stop(struct mg_router *r);
 /* Register a stream with the router and broker (any thread, waits). */
 int router_add_stream(struct mg_router *r, struct stream *s);
 /* The stream a message to context id leaves by: the route to it, else the

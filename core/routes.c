@@ -44,21 +44,101 @@ void routes_announce(struct mg_router *r, struct stream *s)
 			MG_LIST(mg_int(s->remote_id), mg_str(s->name)));
 }
 
+/*
+ * DEL_ROUTE down. Every child is told of every lost context (a child may
+ * watch any context as a respondent without ever having talked to it), so
+ * children leaving one by one cost n^2 messages: shutting 1,000 down one
+ * after another, each waited for, took 5 s, nearly all of it the master
+ * sending DEL_ROUTEs. So the ids lost within DOWN_BATCH_S of the first go
+ * to each child in one DEL_ROUTE, [id, id, ...], at most DOWN_MAX_IDS a
+ * message; a child is not told of itself nor of what it told us.
+ */
+#define DOWN_BATCH_S 0.02
+#define DOWN_MAX_IDS 1024
+
+struct lost_id {
+	uint32_t id;
+	uint32_t from;		/* remote id of the stream that told us */
+};
+
+static void send_down(struct mg_router *r, struct stream *s)
+{
+	struct mg_value *v = NULL;
+	size_t k = 0;
+
+	for (size_t i = 0; i < r->ndown; i++) {
+		if (r->down[i].from == s->remote_id || r->down[i].id == s->remote_id)
+			continue;
+		if (!v && !(v = mg_list()))
+			return;
+		if (mg_list_append(v, mg_int(r->down[i].id)) < 0) {
+			v = NULL;	/* freed by the append */
+			return;
+		}
+		if (++k == DOWN_MAX_IDS) {
+			send_on(r, s, MG_HANDLE_DEL_ROUTE, v);
+			v = NULL;
+			k = 0;
+		}
+	}
+	if (v)
+		send_on(r, s, MG_HANDLE_DEL_ROUTE, v);
+}
+
+static void flush_down(void *arg)
+{
+	struct mg_router *r = arg;
+
+	for (struct stream *s = r->streams; !r->shutting_down && s; s = s->next)
+		if (s->role == STREAM_CHILD && !s->closed)
+			send_down(r, s);
+	r->ndown = 0;
+}
+
+static bool queue_down(struct mg_router *r, uint32_t id, uint32_t from)
+{
+	if (r->ndown == r->down_cap) {
+		size_t cap = r->down_cap ? r->down_cap * 2 : 64;
+		struct lost_id *d = realloc(r->down, cap * sizeof(*d));
+
+		if (!d)
+			return false;
+		r->down = d;
+		r->down_cap = cap;
+	}
+	r->down[r->ndown++] = (struct lost_id){ id, from };
+	return true;
+}
+
 void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
 			   size_t n)
 {
 	/* Shutting down, every child is going too: telling each of them about
-	 * each other would cost n^2 messages for nothing. */
-	bool down = !r->shutting_down;
+	 * each other would cost n^2 messages for nothing. Being destroyed, no
+	 * timer may outlive us. */
+	bool down = !r->shutting_down && !__atomic_load_n(&r->dying, __ATOMIC_ACQUIRE);
 
 	for (size_t i = 0; i < n; i++) {
 		if (r->parent && r->parent != from)
 			send_on(r, r->parent, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
-		for (struct stream *s = r->streams; down && s; s = s->next)
+		if (!down || queue_down(r, ids[i], from->remote_id))
+			continue;
+		/* Out of memory: at once, one message each. */
+		for (struct stream *s = r->streams; s; s = s->next)
 			if (s != from && s->role == STREAM_CHILD && !s->closed &&
 			    s->remote_id != ids[i])
 				send_on(r, s, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
 	}
+	if (r->ndown && !r->down_timer.armed)
+		broker_timer_arm(r->broker, &r->down_timer, DOWN_BATCH_S, flush_down, r);
+}
+
+void routes_stop(struct mg_router *r)
+{
+	broker_timer_cancel(r->broker, &r->down_timer);
+	free(r->down);
+	r->down = NULL;
+	r->ndown = r->down_cap = 0;
 }
 
 static bool is_self_or_parent(struct mg_router *r, uint32_t id)
@@ -146,6 +226,15 @@ static void on_del_route(struct mg_router *r, struct stream *s, uint32_t id)
 	routes_propagate_lost(r, s, &id, 1);
 }
 
+/* Are the first n items of list v context ids? */
+static bool ids_valid(const struct mg_value *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v->items[i].type != MG_INT || v->items[i].i <= 0 || v->items[i].i > UINT32_MAX)
+			return false;
+	return true;
+}
+
 void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message *msg)
 {
 	struct mg_value *v = NULL;
@@ -163,7 +252,7 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 		return;
 	}
 	if (mg_message_value(msg, false, &v, NULL) < 0 || v->type != MG_LIST || v->len < 1 ||
-	    v->items[0].type != MG_INT || v->items[0].i <= 0 || v->items[0].i > UINT32_MAX) {
+	    !ids_valid(v, msg->meta.handle == MG_HANDLE_ADD_ROUTE ? 1 : v->len)) {
 		LOG_ERROR("stream %s: malformed route message", s->name);
 	} else if (msg->meta.handle == MG_HANDLE_ADD_ROUTE) {
 		if (s->role == STREAM_CHILD)
@@ -173,7 +262,9 @@ void routes_on_message(struct mg_router *r, struct stream *s, struct mg_message 
 		else
 			routes_note_allocation(r, msg);
 	} else {
-		on_del_route(r, s, (uint32_t)v->items[0].i);
+		/* [id, ...]: from a child one, from the parent a batch (above). */
+		for (size_t i = 0; i < v->len; i++)
+			on_del_route(r, s, (uint32_t)v->items[i].i);
 	}
 	mg_value_free(v);
 	mg_message_free(msg);

@@ -153,6 +153,41 @@ static int watch(struct mg_call *call, const struct mg_value *args, struct mg_va
 }
 MG_EXPORT(watch);
 
+/* watch_many([id, ...], ms): watch each as a respondent; how many died. */
+static int watch_many(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct mg_router *r = mg_call_router(call);
+	const struct mg_value *ids;
+	struct mg_receiver *rx[16];
+	struct mg_context *ctx[16];
+	int64_t dead = 0;
+	size_t n;
+
+	if (args->type != MG_LIST || args->len != 2 || (ids = &args->items[0])->type != MG_LIST ||
+	    ids->len > 16 || args->items[1].type != MG_INT)
+		return mg_call_fail(call, EINVAL, "watch_many([id, ...], ms)");
+	n = ids->len;
+	for (size_t i = 0; i < n; i++) {
+		MG_OPTS(mg_receiver_opts, ro);
+
+		ctx[i] = mg_router_context_by_id(r, (uint32_t)ids->items[i].i);
+		ro.respondent = ctx[i];
+		rx[i] = mg_receiver_new(r, &ro);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct mg_message *msg;
+		struct mg_error err = MG_ERROR_INIT;
+
+		if (mg_receiver_get(rx[i], args->items[1].i / 1000.0, &msg, &err) == -EPIPE)
+			dead++;
+		mg_receiver_free(rx[i]);
+		mg_context_unref(ctx[i]);
+	}
+	*ret = mg_int(dead);
+	return 0;
+}
+MG_EXPORT(watch_many);
+
 static int make_bytes(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
 	int64_t n;
@@ -444,6 +479,44 @@ static void test_far_sibling_disconnect_seen(void **state)
 	shutdown_all(c, 5);
 }
 
+/*
+ * Siblings lost together reach a watching sibling in one DEL_ROUTE
+ * carrying all their ids (routes.c batches what goes down): every one of
+ * them is seen dead, within 1 s.
+ */
+static void test_siblings_lost_together_seen(void **state)
+{
+	struct mg_context *w, *x[4];
+	struct mg_value *ids = mg_list(), *v = NULL;
+	struct mg_receiver *rx;
+	pid_t pid[4];
+	double t0;
+
+	w = start_via(router, NULL, "lt-watcher", false);
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "lt-%d", i);
+		x[i] = start_via(router, NULL, name, false);
+		pid[i] = (pid_t)call_int(x[i], "mg.getpid", NULL);
+		mg_list_append(ids, mg_int(mg_context_remote_id(x[i])));
+	}
+	rx = mg_call_async(w, "watch_many", MG_LIST(ids, mg_int(5000)), NULL);
+	assert_non_null(rx);
+	usleep(100000);
+	t0 = mg_test_now();
+	for (int i = 0; i < 4; i++)
+		kill(pid[i], SIGKILL);
+	assert_int_equal(mg_receiver_get_data(rx, 5, &v, NULL), 0);
+	assert_int_equal(v->i, 4);
+	assert_true(mg_test_now() - t0 < 1.0);
+	mg_value_free(v);
+	mg_receiver_free(rx);
+	for (int i = 0; i < 4; i++)
+		mg_context_unref(x[i]);
+	shutdown_all(&w, 1);
+}
+
 static void test_limit_inherited_and_shutdown_deep(void **state)
 {
 	MG_OPTS(mg_router_opts, ro, .max_message_size = 1 << 20);
@@ -516,6 +589,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_forged_route_on_intermediate),
 		cmocka_unit_test(test_kill_middle_hop),
 		cmocka_unit_test(test_far_sibling_disconnect_seen),
+		cmocka_unit_test(test_siblings_lost_together_seen),
 		cmocka_unit_test(test_limit_inherited_and_shutdown_deep),
 		cmocka_unit_test(test_channel_two_hops),
 	};
