@@ -72,7 +72,7 @@ static void send_down(struct mg_router *r, struct stream *s)
 		if (!v && !(v = mg_list()))
 			return;
 		if (mg_list_append(v, mg_int(r->down[i].id)) < 0) {
-			v = NULL;	/* freed by the append */
+			mg_value_free(v);	/* out of memory: this child is not told */
 			return;
 		}
 		if (++k == DOWN_MAX_IDS) {
