@@ -60,9 +60,31 @@ struct mg_broker {
 
 static __thread struct mg_broker *tls_broker;
 
-/* Events one broker_help() takes at most: a helper handles a few, then
- * looks at its latch again. */
+/* Events one turn of the thread takes at most, and one broker_help(): a
+ * helper handles a few, then looks at its latch again. */
+#define BROKER_EVENTS 64
 #define BROKER_HELP_EVENTS 16
+
+/*
+ * Run the handlers of n ready events, in the broker's role; with
+ * only_helpable, those of helpable sources only (the rest stay ready, the
+ * registrations being level-triggered, for the broker thread). The
+ * eventfd's events (no source) only wake the thread. Returns how many ran.
+ */
+static int handle_events(const struct epoll_event *evs, int n, bool only_helpable)
+{
+	int done = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct broker_source *src = evs[i].data.ptr;
+
+		if (src && (src->helpable || !only_helpable)) {
+			src->on_event(src, evs[i].events);
+			done++;
+		}
+	}
+	return done;
+}
 
 double mono_now(void)
 {
@@ -284,7 +306,7 @@ void broker_leave(struct mg_broker *b)
 int broker_help(struct mg_broker *b)
 {
 	struct epoll_event evs[BROKER_HELP_EVENTS];
-	int n, done = 0;
+	int done;
 
 	if (tls_broker == b || pthread_mutex_trylock(&b->dispatch))
 		return 0;
@@ -293,16 +315,8 @@ int broker_help(struct mg_broker *b)
 		return 0;
 	}
 	tls_broker = b;
-	n = epoll_wait(b->epfd, evs, BROKER_HELP_EVENTS, 0);
-	for (int i = 0; i < n; i++) {
-		struct broker_source *src = evs[i].data.ptr;
-
-		/* The eventfd (NULL), child output, pidfds: the thread's. */
-		if (src && src->helpable) {
-			src->on_event(src, evs[i].events);
-			done++;
-		}
-	}
+	/* Child output, pidfds, the eventfd: left to the thread. */
+	done = handle_events(evs, epoll_wait(b->epfd, evs, BROKER_HELP_EVENTS, 0), true);
 	broker_leave(b);
 	return done;
 }
@@ -457,14 +471,14 @@ static bool epoll_ready(void *arg)
 {
 	struct epoll_check *c = arg;
 
-	c->n = epoll_wait(c->epfd, c->evs, 64, 0);
+	c->n = epoll_wait(c->epfd, c->evs, BROKER_EVENTS, 0);
 	return c->n > 0;
 }
 
 static void *broker_main(void *arg)
 {
 	struct mg_broker *b = arg;
-	struct epoll_event evs[64];
+	struct epoll_event evs[BROKER_EVENTS];
 	struct epoll_check ew;
 
 	tls_broker = b;
@@ -491,19 +505,14 @@ static void *broker_main(void *arg)
 		if (timeout != 0 && spin_wait_for(&b->spin, epoll_ready, &ew, BROKER_SPIN_DIV)) {
 			n = ew.n;
 		} else {
-			n = epoll_wait(b->epfd, evs, 64, timeout);
+			n = epoll_wait(b->epfd, evs, BROKER_EVENTS, timeout);
 		}
 		pthread_mutex_lock(&b->dispatch);
 		if (n < 0 && errno != EINTR) {
 			LOG_ERROR("broker: epoll_wait: %s", strerror(errno));
 			break;
 		}
-		for (int i = 0; i < n; i++) {
-			struct broker_source *src = evs[i].data.ptr;
-
-			if (src)
-				src->on_event(src, evs[i].events);
-		}
+		handle_events(evs, n, false);
 		run_deferred(b);
 		run_timers(b);
 

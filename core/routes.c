@@ -61,17 +61,19 @@ struct lost_id {
 	uint32_t from;		/* remote id of the stream that told us */
 };
 
-static void send_down(struct mg_router *r, struct stream *s)
+/* Tell child s of the ids in lost[n] it does not know of already. */
+static void send_down(struct mg_router *r, struct stream *s, const struct lost_id *lost,
+		      size_t n)
 {
 	struct mg_value *v = NULL;
 	size_t k = 0;
 
-	for (size_t i = 0; i < r->ndown; i++) {
-		if (r->down[i].from == s->remote_id || r->down[i].id == s->remote_id)
+	for (size_t i = 0; i < n; i++) {
+		if (lost[i].from == s->remote_id || lost[i].id == s->remote_id)
 			continue;
 		if (!v && !(v = mg_list()))
 			return;
-		if (mg_list_append(v, mg_int(r->down[i].id)) < 0) {
+		if (mg_list_append(v, mg_int(lost[i].id)) < 0) {
 			mg_value_free(v);	/* out of memory: this child is not told */
 			return;
 		}
@@ -85,13 +87,19 @@ static void send_down(struct mg_router *r, struct stream *s)
 		send_on(r, s, MG_HANDLE_DEL_ROUTE, v);
 }
 
+static void tell_children(struct mg_router *r, const struct lost_id *lost, size_t n)
+{
+	for (struct stream *s = r->streams; s; s = s->next)
+		if (s->role == STREAM_CHILD && !s->closed)
+			send_down(r, s, lost, n);
+}
+
 static void flush_down(void *arg)
 {
 	struct mg_router *r = arg;
 
-	for (struct stream *s = r->streams; !r->shutting_down && s; s = s->next)
-		if (s->role == STREAM_CHILD && !s->closed)
-			send_down(r, s);
+	if (!r->shutting_down)
+		tell_children(r, r->down, r->ndown);
 	r->ndown = 0;
 }
 
@@ -119,15 +127,13 @@ void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint3
 	bool down = !r->shutting_down && !__atomic_load_n(&r->dying, __ATOMIC_ACQUIRE);
 
 	for (size_t i = 0; i < n; i++) {
+		struct lost_id one = { ids[i], from->remote_id };
+
 		if (r->parent && r->parent != from)
 			send_on(r, r->parent, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
-		if (!down || queue_down(r, ids[i], from->remote_id))
-			continue;
-		/* Out of memory: at once, one message each. */
-		for (struct stream *s = r->streams; s; s = s->next)
-			if (s != from && s->role == STREAM_CHILD && !s->closed &&
-			    s->remote_id != ids[i])
-				send_on(r, s, MG_HANDLE_DEL_ROUTE, MG_LIST(mg_int(ids[i])));
+		/* Out of memory to queue it: told at once, on its own. */
+		if (down && !queue_down(r, one.id, one.from))
+			tell_children(r, &one, 1);
 	}
 	if (r->ndown && !r->down_timer.armed)
 		broker_timer_arm(r->broker, &r->down_timer, DOWN_BATCH_S, flush_down, r);

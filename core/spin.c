@@ -93,9 +93,7 @@ bool spin_wait(struct spin *sp, bool (*ready)(void *arg), void *arg)
 
 bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigned div)
 {
-	if (!spin_window_ns())
-		return false;
-	return spin(sp, ready, arg, window_ns / (div ? div : 1));
+	return spin_wait_max(sp, ready, arg, spin_window_ns() / (div ? div : 1));
 }
 
 bool spin_wait_max(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t max_ns)

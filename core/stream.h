@@ -78,8 +78,8 @@ int stream_start(struct mg_broker *b, struct stream *s);
 void stream_send(struct stream *s, struct mg_message *msg);
 /*
  * Any thread, with the router's life lock read-held (so s cannot be
- * freed; router.h): write a
- * one-record msg straight to the socket when nothing is queued ahead of it.
+ * freed; router.h): write a one-record msg straight to the socket when
+ * nothing is queued ahead of it.
  * Returns 0 (msg taken) or -EAGAIN (msg untouched: queue it instead).
  */
 int stream_send_direct(struct stream *s, struct mg_message *msg);

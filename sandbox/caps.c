@@ -87,8 +87,8 @@ static struct {
  * only thread: its threads then inherit the smaller set, and the full
  * step after BOOT skips the bounding set (bset_early), or, when this drop
  * did not go through, checks each capability and drops what is left. The
- * keep set reaches an exec'd
- * child as SANDBOX_BSET_ENV (hex), a forked one as its sandbox map.
+ * keep set reaches an exec'd child as SANDBOX_BSET_ENV (hex), a forked
+ * one as its sandbox map.
  */
 static void bset_drop_early(uint64_t keep)
 {
