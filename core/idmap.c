@@ -111,8 +111,8 @@ void *idmap_del(struct idmap *m, uint32_t key)
 	}
 	m->slots[i].val = NULL;
 	m->count--;
-	/* Shrink a map that emptied out (1,000 contexts gone, say). */
-	if (m->nslots > IDMAP_MIN_SLOTS && m->count * 8 < m->nslots)
+	/* Shrink a big map that emptied out (10,000 contexts gone, say). */
+	if (m->nslots > IDMAP_KEEP_SLOTS && m->count * 8 < m->nslots)
 		resize(m, m->nslots / 2);	/* on ENOMEM: stays as it is */
 	return val;
 }

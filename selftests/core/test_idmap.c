@@ -4,7 +4,8 @@
  * every key put is found with its latest value, deleted keys are gone
  * and the rest stay reachable (deletion shifts entries back along their
  * probe run, including runs that wrap past the end of the array), the
- * map grows and shrinks, NULL is refused, and each/values see exactly
+ * map grows and shrinks back (but not below IDMAP_KEEP_SLOTS, so that
+ * one filled and emptied on every round keeps its array), NULL is refused, and each/values see exactly
  * the live entries. Checked against a plain array over random work.
  */
 #include <errno.h>
@@ -105,10 +106,11 @@ static void test_random_against_model(void **state)
 	free(vals);
 
 	/* Emptied: every key gone, and the array shrank back. */
+	assert_true(m.nslots > IDMAP_KEEP_SLOTS);
 	for (size_t k = 0; k < NKEYS; k++)
 		idmap_del(&m, md.keys[k]);
 	assert_int_equal(m.count, 0);
-	assert_true(m.nslots <= 16);
+	assert_int_equal(m.nslots, IDMAP_KEEP_SLOTS);
 	for (size_t k = 0; k < NKEYS; k++)
 		assert_null(idmap_get(&m, md.keys[k]));
 	idmap_free(&m);
@@ -143,6 +145,35 @@ static void test_wrapping_run(void **state)
 	idmap_free(&m);
 }
 
+/* 100 handles put and deleted on every round, as a fan-out's calls are:
+ * after the first round the map is neither grown nor shrunk again. */
+static void test_round_keeps_array(void **state)
+{
+	struct idmap m;
+	struct idmap_slot *slots = NULL;
+	size_t nslots = 0;
+
+	(void)state;
+	idmap_init(&m);
+	assert_int_equal(idmap_put(&m, 1, (void *)1), 0);	/* a standing entry */
+	for (uint32_t round = 0; round < 50; round++) {
+		for (uint32_t i = 0; i < 100; i++)
+			assert_int_equal(idmap_put(&m, 1000 + round * 100 + i, (void *)2), 0);
+		for (uint32_t i = 0; i < 100; i++)
+			assert_non_null(idmap_del(&m, 1000 + round * 100 + i));
+		assert_int_equal(m.count, 1);
+		if (round == 0) {
+			slots = m.slots;
+			nslots = m.nslots;
+			assert_true(nslots >= 256);
+		}
+		assert_ptr_equal(m.slots, slots);
+		assert_int_equal(m.nslots, nslots);
+	}
+	assert_ptr_equal(idmap_get(&m, 1), (void *)1);
+	idmap_free(&m);
+}
+
 static void test_null_refused(void **state)
 {
 	struct idmap m;
@@ -167,6 +198,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random_against_model),
 		cmocka_unit_test(test_wrapping_run),
+		cmocka_unit_test(test_round_keeps_array),
 		cmocka_unit_test(test_null_refused),
 	};
 	return MG_TEST_RUN("core/idmap", tests);
