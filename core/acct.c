@@ -37,15 +37,23 @@ void hooks_register(const struct router_hooks *h)
 	__atomic_store_n(&router_hooks, h, __ATOMIC_RELEASE);
 }
 
-/* Reply handles remembered per channel and direction, at most this many. */
-#define PENDING_MAX 4096
+/*
+ * Reply handles remembered per channel and direction: direct-mapped, as
+ * in bpf/channel.bpf.c (slot = handle mod this; handles are given out in
+ * sequence, so the last this-many of one context never collide). A newer
+ * handle evicts an older one in its slot, and the replies to an evicted
+ * handle count as user data. 1 KiB, made on first use: a map that kept
+ * every handle grew with every call (to 128 KiB a channel) and missed
+ * the cache on every message.
+ */
+#define PENDING_SLOTS 256
 
 struct acct_chan {
 	uint32_t child_id;
 	struct mg_stats_counts dir[2];
 	struct acct_shm_row *row;	/* published copy, or NULL */
 	struct idmap ctx;		/* context id -> struct mg_stats_counts[2] */
-	struct idmap pending[2];	/* reply handle -> (void *)1, by direction */
+	uint32_t *pending[2];		/* PENDING_SLOTS reply handles, by direction */
 };
 
 struct router_acct {
@@ -124,8 +132,8 @@ static void chan_free(struct acct_chan *c)
 {
 	idmap_each(&c->ctx, ctx_free, NULL);
 	idmap_free(&c->ctx);
-	idmap_free(&c->pending[0]);
-	idmap_free(&c->pending[1]);
+	free(c->pending[0]);
+	free(c->pending[1]);
 	free(c);
 }
 
@@ -141,8 +149,6 @@ static struct acct_chan *chan_of(struct router_acct *a, uint32_t child_id)
 		return NULL;
 	c->child_id = child_id;
 	idmap_init(&c->ctx);
-	idmap_init(&c->pending[0]);
-	idmap_init(&c->pending[1]);
 	if (idmap_put(&a->chans, child_id, c) < 0) {
 		chan_free(c);
 		return NULL;
@@ -191,22 +197,22 @@ static int class_of(struct acct_chan *c, int dir, const struct wire_meta *m)
 	case MG_HANDLE_DETACHING:
 		return MG_STATS_ROUTE;
 	}
-	if (m->reply_to == MG_IS_DEAD || idmap_get(&c->pending[dir], m->handle))
+	if (m->reply_to == MG_IS_DEAD ||
+	    (c->pending[dir] && c->pending[dir][m->handle % PENDING_SLOTS] == m->handle))
 		return MG_STATS_REPLY;
 	return MG_STATS_DATA;
 }
 
 static void note_reply_to(struct acct_chan *c, int dir, const struct wire_meta *m)
 {
-	struct idmap *p = &c->pending[!dir];
+	uint32_t **p = &c->pending[!dir];
 
+	/* Handles below MG_HANDLE_USER_MIN are never stored: 0 is a free slot. */
 	if (m->reply_to < MG_HANDLE_USER_MIN)
 		return;
-	if (p->count >= PENDING_MAX) {
-		idmap_free(p);
-		idmap_init(p);
-	}
-	idmap_put(p, m->reply_to, (void *)1);
+	if (!*p && !(*p = calloc(PENDING_SLOTS, sizeof(**p))))
+		return;		/* not remembered: its replies count as data */
+	(*p)[m->reply_to % PENDING_SLOTS] = m->reply_to;
 }
 
 /* One message (msgs 1, bytes) or more records of it (msgs 0). */
@@ -224,7 +230,8 @@ static void count(struct stream *s, int dir, uint32_t ctx, const struct wire_met
 	c = chan_of(a, s->remote_id);
 	if (c) {
 		cls = class_of(c, dir, m);
-		if (first)
+		/* Going down, acct_tx_note did it before the send. */
+		if (first && dir == MG_STATS_UP)
 			note_reply_to(c, dir, m);
 		c->dir[dir].msgs[cls] += first;
 		c->dir[dir].bytes[cls] += bytes;
@@ -235,6 +242,21 @@ static void count(struct stream *s, int dir, uint32_t ctx, const struct wire_met
 		}
 		shm_publish(c);
 	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+void acct_tx_note(struct stream *s, const struct wire_meta *meta)
+{
+	struct router_acct *a;
+	struct acct_chan *c;
+
+	if (s->role != STREAM_CHILD || !s->router || meta->reply_to < MG_HANDLE_USER_MIN ||
+	    !(a = acct_of(s->router)))
+		return;
+	pthread_mutex_lock(&a->lock);
+	c = chan_of(a, s->remote_id);
+	if (c)
+		note_reply_to(c, MG_STATS_DOWN, meta);
 	pthread_mutex_unlock(&a->lock);
 }
 

@@ -89,6 +89,10 @@ struct stream;
 struct wire_meta;
 struct mg_denial;
 
+/* A message about to go down a child stream, before its first record is
+ * written: its reply_to is remembered now, so that a reply read by another
+ * thread before the send returns counts as one. */
+void acct_tx_note(struct stream *s, const struct wire_meta *meta);
 /* Records sent down a child stream (stream.c, one per record written). */
 void acct_tx_record(struct stream *s, const struct wire_meta *meta, uint8_t flags,
 		    size_t bytes);

@@ -186,6 +186,8 @@ static ssize_t write_record_bytes(struct stream *s, struct mg_message *m)
 		uint8_t flags = (m->started ? 0 : WIRE_FLAG_FIRST) |
 				(m->sent + n == m->len ? WIRE_FLAG_LAST : 0);
 
+		if (!m->started)
+			acct_tx_note(s, &m->meta);
 		wire_hdr_pack(&s->whdr, &m->meta, flags, (uint32_t)n);
 		s->wrec_len = sizeof(s->whdr) + n;
 		s->wrec_off = 0;
@@ -229,6 +231,7 @@ again:
 	s->wrec_off += (size_t)w;
 	if (s->wrec_off < s->wrec_len)
 		goto again;	/* partial: the next write says if it is full */
+	acct_tx_record(s, &m->meta, m->started ? 0 : WIRE_FLAG_FIRST, s->wrec_len);
 	s->wrec_len = 0;
 	m->started = true;
 	m->sent += n;
@@ -253,6 +256,8 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 		flags |= WIRE_FLAG_FIRST;
 	if (m->sent + n == m->len)
 		flags |= WIRE_FLAG_LAST;
+	if (!m->started)
+		acct_tx_note(s, &m->meta);
 	wire_hdr_pack(&hdr, &m->meta, flags, (uint32_t)n);
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "core/hooks.h"
 #include "selftests/lib/probes.h"
 #include "selftests/transports/fixture.h"
 
@@ -46,6 +47,32 @@ static void ssh_case_init(struct ssh_case *c, const char *user, bool key)
 	c->o.ssh_args = c->args;
 }
 
+/*
+ * The router's own counters cover an ssh channel (a byte stream the
+ * kernel does not filter): at least calls calls went down, and their
+ * replies came up as replies.
+ */
+static void ssh_counted(struct mg_context *ctx, uint64_t calls)
+{
+	struct mg_router_stats *st = NULL;
+	uint32_t id = mg_context_remote_id(ctx);
+	bool found = false;
+
+	assert_int_equal(acct_snapshot(router, &st), 0);
+	for (size_t i = 0; i < st->nrows; i++) {
+		const struct mg_stats_row *row = &st->rows[i];
+
+		if (row->child_id != id || row->context_id != MG_STATS_CHANNEL)
+			continue;
+		found = true;
+		assert_true(row->dir[MG_STATS_DOWN].msgs[MG_STATS_CALL] >= calls);
+		assert_true(row->dir[MG_STATS_UP].msgs[MG_STATS_REPLY] >= calls);
+		assert_true(row->dir[MG_STATS_DOWN].bytes[MG_STATS_CALL] > 0);
+	}
+	mg_router_stats_free(st);
+	assert_true(found);
+}
+
 static void test_ssh_call(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -60,6 +87,7 @@ static void test_ssh_call(void **state)
 	assert_int_not_equal(call_int(ctx, "mg.getpid"), getpid());
 	assert_int_not_equal(call_int(ctx, "mg.getpid"), mg_context_pid(ctx));
 	assert_true(mg_context_is_privileged(ctx));	/* root on the other side */
+	ssh_counted(ctx, 3);
 	finish(ctx);
 }
 
