@@ -17,9 +17,9 @@
  * are record bytes on the wire (28-byte headers included), drops are
  * records. A reply is a message to a handle that an earlier message the
  * other way on the same channel named as its reply_to, or a dead message
- * (the kernel remembers 8192 such handles per process, direct-mapped: a
- * handle evicted by a newer one in its slot has its replies counted as
- * data).
+ * (the kernel remembers 8192 such handles per process, the router 256 per
+ * channel and direction, both direct-mapped: a handle evicted by a newer
+ * one in its slot has its replies counted as data).
  */
 #ifndef MITOGEN_STATS_H
 #define MITOGEN_STATS_H
