@@ -43,7 +43,7 @@ void hooks_register(const struct router_hooks *h)
  * sequence, so the last this-many of one context never collide). A newer
  * handle evicts an older one in its slot, and the replies to an evicted
  * handle count as user data. 1 KiB, made on first use: a map that kept
- * every handle grew with every call (to 128 KiB a channel) and missed
+ * every handle grew with every call (to 128 KiB a direction) and missed
  * the cache on every message.
  */
 #define PENDING_SLOTS 256

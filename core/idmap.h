@@ -7,17 +7,17 @@
 #include <stdint.h>
 
 /*
- * Open addressing with linear probing in one array: no allocation per
- * entry (a call puts and deletes a handle or two on every round trip).
- * A slot is free when its val is NULL, so NULL cannot be stored.
- */
-/*
  * An emptied map shrinks back to this many slots (16 KiB), never below:
  * one that fills and empties on every round (100 calls in flight, then
  * none) would otherwise be rebuilt several times a round.
  */
 #define IDMAP_KEEP_SLOTS 1024
 
+/*
+ * Open addressing with linear probing in one array: no allocation per
+ * entry (a call puts and deletes a handle or two on every round trip).
+ * A slot is free when its val is NULL, so NULL cannot be stored.
+ */
 struct idmap_slot {
 	uint32_t key;
 	void *val;
