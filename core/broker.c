@@ -160,8 +160,11 @@ void broker_timer_cancel(struct mg_broker *b, struct broker_timer *t)
 
 static void run_timers(struct mg_broker *b)
 {
-	double now = mono_now();
+	double now;
 
+	if (!b->timers)
+		return;		/* and no clock read: see lend.c */
+	now = mono_now();
 	while (b->timers && b->timers->when <= now) {
 		struct broker_timer *t = b->timers;
 

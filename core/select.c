@@ -288,7 +288,7 @@ static int select_wait(struct mg_select *sel, double timeout, void **item)
 	h.broker = select_broker(sel);
 	if (!h.broker || mg_broker_on_thread(h.broker))
 		return mg_latch_get(sel->latch, timeout, item);
-	start = mono_now();
+	start = timeout > 0 ? mono_now() : 0;	/* no clock read when not needed */
 	/* The spin must not outlast the timeout. */
 	spin_wait_max(&tls_spin, helped_ready, &h,
 		      timeout > 0 && timeout < 1 ? (uint64_t)(timeout * 1e9) : UINT64_MAX);
