@@ -197,8 +197,10 @@ static int class_of(struct acct_chan *c, int dir, const struct wire_meta *m)
 	case MG_HANDLE_DETACHING:
 		return MG_STATS_ROUTE;
 	}
+	/* Only handles >= MG_HANDLE_USER_MIN are stored (0 marks a free slot). */
 	if (m->reply_to == MG_IS_DEAD ||
-	    (c->pending[dir] && c->pending[dir][m->handle % PENDING_SLOTS] == m->handle))
+	    (m->handle >= MG_HANDLE_USER_MIN && c->pending[dir] &&
+	     c->pending[dir][m->handle % PENDING_SLOTS] == m->handle))
 		return MG_STATS_REPLY;
 	return MG_STATS_DATA;
 }
@@ -207,7 +209,6 @@ static void note_reply_to(struct acct_chan *c, int dir, const struct wire_meta *
 {
 	uint32_t **p = &c->pending[!dir];
 
-	/* Handles below MG_HANDLE_USER_MIN are never stored: 0 is a free slot. */
 	if (m->reply_to < MG_HANDLE_USER_MIN)
 		return;
 	if (!*p && !(*p = calloc(PENDING_SLOTS, sizeof(**p))))
