@@ -163,7 +163,7 @@ static void run_timers(struct mg_broker *b)
 	double now;
 
 	if (!b->timers)
-		return;		/* and no clock read: see lend.c */
+		return;		/* and no clock read (see spin.c) */
 	now = mono_now();
 	while (b->timers && b->timers->when <= now) {
 		struct broker_timer *t = b->timers;

@@ -135,7 +135,8 @@ static int lent_turn(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, i
 int router_wait_lent(struct mg_router *r, uint32_t dst_id, struct mg_latch *l, double *timeout)
 {
 	/* The clock only for a wait with a timeout: an agent's wait for its
-	 * next call has none, and a read costs it a cold vDSO page. */
+	 * next call has none, and a clock read right after a context switch
+	 * costs ~0.35 us here (see spin.c). */
 	double start = *timeout >= 0 ? mono_now() : 0, left = *timeout;
 	int efd, ret = 0;
 
