@@ -125,6 +125,7 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 	struct mg_value *req = NULL, *result = NULL;
 	const struct mg_value *name, *args;
 	struct mg_call call = { .router = r, .msg = msg };
+	uint64_t start = r->audited ? agent_audit_now() : 0;
 	mg_export_fn fn;
 	int ret;
 
@@ -168,6 +169,12 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 		result = mg_nil();
 	}
 reply:
+	if (r->audited) {
+		const struct mg_value *e = result && result->type == MG_ERROR ? result : NULL;
+
+		agent_audit_call(r, msg, call.function, req && req->type == MG_LIST && req->len == 2 ?
+				 &req->items[1] : NULL, e ? e->err.message : NULL, start);
+	}
 	if (msg->meta.reply_to)
 		mg_message_reply(msg, r, result);
 	else
@@ -387,6 +394,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		profile_thread_start("main");
 		broker_profile(b);
 	}
+	/* Audited: decided now, syslog opened before the sandbox. */
+	if (agent_audit_boot(r, boot))
+		LOG_DEBUG("audited: every call served here is recorded");
 	if (bi.debug) {
 		/* Debug mode: our own log file, and our children get one too. */
 		r->debug = true;

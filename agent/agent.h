@@ -4,6 +4,7 @@
 #define AGENT_AGENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Environment variable naming the channel fd of an exec'd child. */
 #define AGENT_FD_ENV "MITOGEN_AGENT_FD"
@@ -27,6 +28,19 @@ int agent_connect_parent(const char *name);
  * anything else: the first stage is over, records follow (after BOOT).
  */
 #define AGENT_READY_LINE "MGREADY\n"
+
+struct mg_router;
+struct mg_message;
+struct mg_value;
+
+/* audit.c: decide from BOOT whether this context is audited (and if so
+ * open syslog, before the sandbox); returns r->audited. */
+bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot);
+/* CLOCK_MONOTONIC in ns: a call's start, for agent_audit_call. */
+uint64_t agent_audit_now(void);
+/* Record a served call (error: NULL when it succeeded). */
+void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
+		      const struct mg_value *args, const char *error, uint64_t start_ns);
 
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);

@@ -38,6 +38,7 @@ typedef __u8 uint8_t;
 #define H_DETACHING	109
 #define H_CALL_SERVICE	110
 #define H_BOOT		111
+#define H_AUDIT		112
 #define H_IS_DEAD	999
 #define H_USER_MIN	1000
 
@@ -240,6 +241,7 @@ static __always_inline __u32 class_of(const struct mgb_chan *ch, __u32 handle,
 	case H_BOOT:
 		return MGB_CLASS_CALL;
 	case H_FORWARD_LOG:
+	case H_AUDIT:
 		return MGB_CLASS_LOG;
 	case H_ADD_ROUTE:
 	case H_DEL_ROUTE:

@@ -190,6 +190,7 @@ static int class_of(struct acct_chan *c, int dir, const struct wire_meta *m)
 	case MG_HANDLE_BOOT:
 		return MG_STATS_CALL;
 	case MG_HANDLE_FORWARD_LOG:
+	case MG_HANDLE_AUDIT:
 		return MG_STATS_LOG;
 	case MG_HANDLE_ADD_ROUTE:
 	case MG_HANDLE_DEL_ROUTE:

@@ -87,6 +87,11 @@ bool mg_context_is_privileged(const struct mg_context *ctx)
 	return ctx && ctx->privileged;
 }
 
+bool mg_context_is_audited(const struct mg_context *ctx)
+{
+	return ctx && (ctx->audited || ctx->privileged);
+}
+
 void context_set_disconnected(struct mg_context *ctx)
 {
 	pthread_mutex_lock(&ctx->lock);

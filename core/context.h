@@ -19,6 +19,7 @@ struct mg_context {
 	bool reaped;
 	int status;			/* wait status once reaped */
 	bool privileged;		/* see mg_context_is_privileged */
+	bool audited;			/* see mg_context_is_audited */
 	/* Transport hook: forcibly stop the process (SIGKILL). */
 	void (*kill)(struct mg_context *ctx);
 };

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <mitogen/stats.h>
+#include "core/audit.h"
 #include "core/context.h"
 #include "core/hooks.h"
 #include "core/log.h"
@@ -117,6 +118,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	r->client.arg = r;
 	broker_client_add(b, &r->client);
 	mg_router_add_handler(r, on_forward_log, NULL, &log_opts);
+	audit_router_init(r);
 	routes_init(r);
 	return r;
 }
@@ -151,6 +153,8 @@ struct mg_router *mg_router_new(const struct mg_router_opts *opts)
 		return NULL;
 	}
 	r->id = mg_context_id();
+	if (r->id == 0)
+		audit_router_env(r);
 	return r;
 }
 
@@ -258,6 +262,7 @@ static void router_destroy(struct mg_router *r)
 		mg_message_free(m);
 	}
 	acct_router_free(r);
+	audit_router_free(r);
 	free(r->down);
 	mg_broker_unref(r->broker);
 	pthread_mutex_destroy(&r->lock);

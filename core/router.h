@@ -25,6 +25,9 @@ struct mg_router {
 	uint32_t id;
 	bool booting;			/* child waiting for BOOT: id unknown */
 	bool debug;			/* children get debug logs too */
+	bool audited;			/* calls served here are recorded, and
+					 * every child is audited too */
+	int audit_fd;			/* master: the JSON-lines file, or -1 */
 	size_t max_message_size;
 
 	pthread_mutex_t lock;		/* everything below */

@@ -402,7 +402,11 @@ int start_prepare(struct start *st, struct mg_router *r,
 		st->debug = o->debug;
 		st->profiling = o->profiling;
 		st->image = o->image;
+		st->audit = o->sz > offsetof(struct mg_local_opts, audit) && o->audit;
 	}
+	/* Below an audited context: audited too. */
+	if (r->audited)
+		st->audit = true;
 	if (st->name && (strchr(st->name, '/') || !*st->name)) {
 		error_set(err, MG_ERR_STREAM, EINVAL,
 			  "remote_name must be non-empty and contain no '/'");
@@ -558,6 +562,17 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 								      : mg_log_get_level()));
 	mg_map_set(boot, "debug", mg_bool(st->debug || r->debug));
 	mg_map_set(boot, "profiling", mg_bool(st->profiling || profile_enabled()));
+	/*
+	 * Audited (README, Audit): asked for, below an audited context, or
+	 * privileged as far as we know yet. The child applies the rest of
+	 * the privileged rule to itself, as we do to its greeting below:
+	 * another uid than ours on this host, root on another.
+	 */
+	mg_map_set(boot, "audit", mg_bool(st->audit || st->privileged));
+	if (st->remote)
+		mg_map_set(boot, "audit_root", mg_bool(true));
+	else
+		mg_map_set(boot, "audit_unless_uid", mg_int((int64_t)getuid()));
 	if (st->sandbox) {
 		mg_map_set(boot, "sandbox", st->sandbox);
 		st->sandbox = NULL;
@@ -585,6 +600,7 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 			st->privileged = true;
 		mg_value_free(hello);
 		ctx->privileged = st->privileged;
+		ctx->audited = st->audit || st->privileged;
 		mg_message_free(msg);
 		mg_receiver_free(rx);
 		child_proc_unref(cp);

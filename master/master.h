@@ -36,6 +36,7 @@ struct start {
 	bool bytes;			/* sv[0] is a byte stream */
 	bool remote;			/* another host: uids are not ours */
 	bool privileged;		/* mark the context privileged */
+	bool audit;			/* audit it (mg_local_opts.audit) */
 	int keep_fd;			/* held until the child is gone (a pty
 					 * master: closing it would hang up the
 					 * program); -1: none */

@@ -23,7 +23,8 @@ static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "f
 
 /*
  * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
- * [, image [, sandbox [, transport]]]) -> {pid, privileged}. transport is
+ * [, image [, sandbox [, transport [, audit]]]]) -> {pid, privileged,
+ * audited}. transport (nil: none) is
  * the option list of ssh/sudo/su/doas (ssh_opts_value, become_opts_value)
  * whose first item is the kind. image "" means none; sandbox is the BOOT
  * "sandbox" map the caller built (sandbox_to_value: rule files already
@@ -38,13 +39,15 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	const char *kind, *name, *image = NULL;
 	const struct mg_value *sandbox = NULL, *topts = NULL;
 	double timeout;
-	bool debug, profiling;
+	bool debug, profiling, audit = false;
 	int64_t id;
 	struct mg_context *ctx;
 
-	if (mg_value_unpack(args, &err, "slsdbb|svv", &kind, &id, &name, &timeout, &debug,
-			    &profiling, &image, &sandbox, &topts) < 0)
+	if (mg_value_unpack(args, &err, "slsdbb|svvb", &kind, &id, &name, &timeout, &debug,
+			    &profiling, &image, &sandbox, &topts, &audit) < 0)
 		return mg_call_fail(call, EINVAL, "%s", err.message);
+	if (topts && topts->type == MG_NIL)
+		topts = NULL;
 	if (image && !*image)
 		image = NULL;
 	if (sandbox && sandbox->type == MG_NIL)
@@ -52,7 +55,7 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	if (id <= 0 || id > UINT32_MAX)
 		return mg_call_fail(call, EINVAL, "bad context id %lld", (long long)id);
 	MG_OPTS(mg_local_opts, lo, .remote_name = name, .connect_timeout = timeout,
-		.debug = debug, .profiling = profiling, .image = image);
+		.debug = debug, .profiling = profiling, .image = image, .audit = audit);
 	if (!strcmp(kind, "local")) {
 		ctx = local_start(mg_call_router(call), &lo, (uint32_t)id, sandbox, &err);
 	} else if (!strcmp(kind, "fork")) {
@@ -73,6 +76,7 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	*ret = mg_map();
 	mg_map_set(*ret, "pid", mg_int(mg_context_pid(ctx)));
 	mg_map_set(*ret, "privileged", mg_bool(mg_context_is_privileged(ctx)));
+	mg_map_set(*ret, "audited", mg_bool(mg_context_is_audited(ctx)));
 	/* The router keeps the context; shutdown comes from above. */
 	mg_context_unref(ctx);
 	return 0;
@@ -137,6 +141,7 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 	const char *msg;
 	char name[96];
 	uint32_t id;
+	bool audit;
 	int ret;
 
 	if (!r || via->router != r) {
@@ -178,16 +183,19 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 	args = mg_value_build("slsdbb", kind, (int64_t)id, name,
 			      o->connect_timeout > 0 ? o->connect_timeout : 30.0,
 			      (int)o->debug, (int)o->profiling);
-	if (args && (o->image || sandbox || topts))
+	audit = o->sz > offsetof(struct mg_local_opts, audit) && o->audit;
+	if (args && (o->image || sandbox || topts || audit))
 		mg_list_append(args, mg_str(o->image ? o->image : ""));
-	if (args && (sandbox || topts))
+	if (args && (sandbox || topts || audit))
 		mg_list_append(args, sandbox ? sandbox : mg_nil());
 	else
 		mg_value_free(sandbox);
-	if (args && topts)
-		mg_list_append(args, topts);
+	if (args && (topts || audit))
+		mg_list_append(args, topts ? topts : mg_nil());
 	else
 		mg_value_free(topts);
+	if (args && audit)
+		mg_list_append(args, mg_bool(true));
 	ret = mg_call(via, "mg._proxy_start", args, &res, &e2);
 	if (ret < 0) {
 		msg = e2.message;
@@ -205,6 +213,11 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 		priv = res && res->type == MG_MAP ? mg_map_get(res, "privileged") : NULL;
 		if (via->privileged || (priv && priv->type == MG_BOOL && priv->b))
 			ctx->privileged = true;
+		/* Below an audited context, or audited itself. */
+		priv = res && res->type == MG_MAP ? mg_map_get(res, "audited") : NULL;
+		if (mg_context_is_audited(via) || audit ||
+		    (priv && priv->type == MG_BOOL && priv->b))
+			ctx->audited = true;
 	}
 	mg_value_free(res);
 	return ctx;

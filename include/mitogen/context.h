@@ -123,6 +123,10 @@ struct mg_local_opts {
 	/* Sandbox the child (borrowed, read during the call; see
 	 * mitogen/sandbox.h). NULL: no sandbox. */
 	const struct mg_sandbox_opts *sandbox;
+	/* Audit the child even if it is not privileged: every call it (or a
+	 * context below it) serves is recorded (mg_router_audit_to_file).
+	 * Privileged contexts are always audited; there is no opting out. */
+	bool audit;
 };
 
 struct mg_fork_opts {
@@ -166,10 +170,16 @@ MG_API pid_t mg_context_pid(const struct mg_context *ctx);
 /*
  * True when ctx is privileged: it was reached through sudo, su or doas
  * (at any hop of its via= chain), or runs as another uid than its parent
- * on the same host, or as root on another host (ssh). Later work (audit)
- * keys on this. False for NULL.
+ * on the same host, or as root on another host (ssh). Privileged contexts
+ * are always audited (mg_context_is_audited). False for NULL.
  */
 MG_API bool mg_context_is_privileged(const struct mg_context *ctx);
+/*
+ * True when the calls ctx serves are recorded (README, Audit): it is
+ * privileged, or was started with mg_local_opts.audit, or below (via=) an
+ * audited context, or started from an audited context. False for NULL.
+ */
+MG_API bool mg_context_is_audited(const struct mg_context *ctx);
 
 /*
  * Call fn in ctx with args (a list, taken; NULL for none) and wait for the

@@ -36,6 +36,8 @@ enum {
 	MG_HANDLE_CALL_SERVICE = 110,
 	/* parent -> new child: id, parent ids, name, options */
 	MG_HANDLE_BOOT = 111,
+	/* an audited context -> the master: one record per call it served */
+	MG_HANDLE_AUDIT = 112,
 	/* reply_to value marking a dead message */
 	MG_IS_DEAD = 999,
 	/* first handle handed out by mg_router_add_handler */
@@ -166,6 +168,19 @@ MG_API uint32_t mg_router_id(const struct mg_router *r);
  * -errno from opening this process's log.
  */
 MG_API int mg_router_enable_debug(struct mg_router *r);
+/*
+ * The audit trail (README, Audit): every call served in an audited
+ * context (mg_context_is_audited) is recorded where it ran (syslog,
+ * facility authpriv) and sent to the master, whose router appends it to
+ * path as one JSON line (opened O_APPEND, created mode 0600). Master only:
+ * records are addressed to context 0. Replaces an earlier file. The
+ * environment variable MITOGEN_AUDIT_FILE does the same for every router
+ * a master creates (mg_router_new). Without a file, records go to the log
+ * at INFO. Returns 0, -EINVAL (not the master, no path) or -errno from
+ * open(2), with err filled.
+ */
+MG_API int mg_router_audit_to_file(struct mg_router *r, const char *path,
+				   struct mg_error *err);
 /*
  * A new context id, unique in the whole tree, with a route leading to this
  * context. The master counts; a child asks the master (ALLOCATE_ID) and

@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: MIT
+/*
+ * selftests/transports/test_audit.c — the audit trail (README, Audit):
+ * which contexts are audited (asked for, privileged through sudo, below an
+ * audited context; not a plain child), what the master's JSON lines hold
+ * (function, status, error, authority, a digest of the arguments with
+ * secrets redacted, never the secret), that a context cannot file a record
+ * in another's name, that a malformed record is dropped, the syslog line
+ * on the target host, MITOGEN_AUDIT_FILE, and bad audit file paths.
+ * Uses the test users and the sshd of selftests/fixtures/sshd.sh.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <mitogen/sandbox.h>
+
+#include "selftests/transports/fixture.h"
+
+static char audit_path[64];
+
+static int audit_echo(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	*ret = mg_int(args ? args->len : 0);
+	return 0;
+}
+MG_EXPORT(audit_echo);
+
+static int audit_fails(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	return mg_call_fail(call, EACCES, "refused on purpose");
+}
+MG_EXPORT(audit_fails);
+
+/* Send the master a record claiming another context, then a malformed one. */
+static int audit_forge(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct mg_router *r = mg_call_router(call);
+	struct mg_value *rec = mg_map();
+	struct mg_message *m;
+
+	mg_map_set(rec, "context_id", mg_int(4242));
+	mg_map_set(rec, "function", mg_str("forged"));
+	m = mg_message_new(0, MG_HANDLE_AUDIT, rec);
+	if (!m || mg_router_route(r, m) < 0)
+		return -EIO;
+	m = mg_message_new(0, MG_HANDLE_AUDIT, MG_LIST(mg_str("not a map")));
+	if (!m || mg_router_route(r, m) < 0)
+		return -EIO;
+	*ret = mg_nil();
+	return 0;
+}
+MG_EXPORT(audit_forge);
+
+/* The audit file's text (the test fails on a read error); caller frees. */
+static char *audit_text(void)
+{
+	FILE *f = fopen(audit_path, "re");
+	char *buf = calloc(1, 1 << 16);
+	size_t n;
+
+	assert_non_null(buf);
+	if (!f)
+		return buf;	/* not created yet: nothing recorded */
+	n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/*
+ * Line i (0-based) of the file, in buf. Records reach the master before
+ * the reply that follows them on the same channel, so they are there when
+ * the call returns; allow 2 s anyway.
+ */
+static void audit_line(size_t i, char *buf, size_t size)
+{
+	for (int tries = 0; tries < 200; tries++) {
+		char *text = audit_text(), *p = text;
+
+		if (count_lines(text) > i) {
+			for (size_t k = 0; k < i; k++)
+				p = strchr(p, '\n') + 1;
+			snprintf(buf, size, "%.*s", (int)(strchr(p, '\n') - p), p);
+			free(text);
+			return;
+		}
+		free(text);
+		usleep(10000);
+	}
+	fprintf(stderr, "# audit file has no line %zu\n", i);
+	fail();
+}
+
+/* The value of "key" in a compact JSON line, as text, in out. */
+static const char *field(const char *line, const char *key, char *out, size_t size)
+{
+	char pat[64];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(line, pat);
+	if (!p) {
+		snprintf(out, size, "(missing)");
+		return out;
+	}
+	p += strlen(pat);
+	if (*p == '"') {
+		for (p++; p[n] && p[n] != '"' && n + 1 < size; n++)
+			out[n] = p[n];
+	} else {
+		for (; p[n] && p[n] != ',' && p[n] != '}' && n + 1 < size; n++)
+			out[n] = p[n];
+	}
+	out[n] = '\0';
+	return out;
+}
+
+static int audit_setup(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	if (fixture_setup(state) < 0)
+		return -1;
+	snprintf(audit_path, sizeof(audit_path), "/tmp/mg-audit.%d.jsonl", (int)getpid());
+	unlink(audit_path);
+	return mg_router_audit_to_file(router, audit_path, &err);
+}
+
+static int audit_teardown(void **state)
+{
+	unlink(audit_path);
+	return fixture_teardown(state);
+}
+
+static void call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	if (mg_call(ctx, fn, args, NULL, &err) < 0) {
+		fprintf(stderr, "# %s: %s\n", fn, err.message);
+		fail();
+	}
+}
+
+/* Asked for with mg_local_opts.audit: every call recorded, as it went. */
+static void test_audit_requested(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char line[2048], v[128], id[16], d1[80], d2[80], d3[80], *text;
+	struct mg_context *ctx;
+	struct stat st;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	assert_true(mg_context_is_audited(ctx));
+	assert_false(mg_context_is_privileged(ctx));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
+
+	call_ok(ctx, "audit_echo", MG_LIST(mg_str("x"), mg_secret("hunter2")));
+	call_ok(ctx, "audit_echo", MG_LIST(mg_str("x"), mg_secret("other-secret")));
+	call_ok(ctx, "audit_echo", MG_LIST(mg_str("y"), mg_secret("hunter2")));
+	assert_int_equal(mg_call(ctx, "audit_fails", NULL, NULL, &err), -EREMOTEIO);
+	assert_int_equal(mg_call(ctx, "audit_nope", NULL, NULL, &err), -EREMOTEIO);
+
+	audit_line(0, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
+	assert_string_equal(field(line, "status", v, sizeof(v)), "ok");
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	assert_string_equal(field(line, "src_id", v, sizeof(v)), "0");
+	assert_string_equal(field(line, "auth_id", v, sizeof(v)), "0");
+	assert_int_equal(atol(field(line, "uid", v, sizeof(v))), getuid());
+	assert_true(atol(field(line, "duration_us", v, sizeof(v))) >= 0);
+	field(line, "time", v, sizeof(v));
+	assert_int_equal(strlen(v), strlen("2026-12-03T15:40:01.123456Z"));
+	assert_int_equal(v[strlen(v) - 1], 'Z');
+	field(line, "args_sha256", d1, sizeof(d1));
+	assert_int_equal(strlen(d1), 64);
+	/* Secrets are redacted before the digest: only "x" vs "y" counts. */
+	audit_line(1, line, sizeof(line));
+	field(line, "args_sha256", d2, sizeof(d2));
+	audit_line(2, line, sizeof(line));
+	field(line, "args_sha256", d3, sizeof(d3));
+	assert_string_equal(d1, d2);
+	assert_string_not_equal(d1, d3);
+
+	audit_line(3, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_fails");
+	assert_string_equal(field(line, "status", v, sizeof(v)), "error");
+	assert_string_equal(field(line, "error", v, sizeof(v)), "refused on purpose");
+	audit_line(4, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_nope");
+	assert_string_equal(field(line, "status", v, sizeof(v)), "error");
+	assert_non_null(strstr(line, "no exported function named 'audit_nope'"));
+
+	text = audit_text();
+	assert_null(strstr(text, "hunter2"));
+	assert_null(strstr(text, "other-secret"));
+	assert_int_equal(count_lines(text), 5);
+	free(text);
+	assert_int_equal(stat(audit_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	finish(ctx);
+}
+
+/* A plain child is not audited: nothing recorded. */
+static void test_audit_plain_child_not_recorded(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx = must(mg_local(router, NULL, &err), &err);
+	char *text;
+
+	assert_false(mg_context_is_audited(ctx));
+	call_ok(ctx, "audit_echo", NULL);
+	call_ok(ctx, "audit_echo", NULL);
+	finish(ctx);
+	text = audit_text();
+	assert_string_equal(text, "");
+	free(text);
+}
+
+/* A record filed in another's name gets the sender's id; a malformed one
+ * is dropped. The forging child is not audited: its own call is not
+ * recorded, only what it sent. */
+static void test_audit_forged_context_id(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx = must(mg_local(router, NULL, &err), &err);
+	char line[2048], v[64], id[16], *text;
+
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
+	call_ok(ctx, "audit_forge", NULL);
+	audit_line(0, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "forged");
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	assert_null(strstr(line, "4242"));
+	finish(ctx);
+	text = audit_text();
+	assert_int_equal(count_lines(text), 1);
+	assert_null(strstr(text, "not a map"));
+	free(text);
+}
+
+/* Privileged through sudo: audited without asking, and so is a context
+ * started below it (same uid: not privileged on its own). */
+static void test_audit_sudo_and_below(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *mid, *below;
+	char line[2048], v[64], uid[16], id[16];
+
+	NEED_ROOT();
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo");
+	mid = must(mg_sudo(router, &so, &err), &err);
+	assert_true(mg_context_is_privileged(mid));
+	assert_true(mg_context_is_audited(mid));
+	assert_int_equal(call_int(mid, "mg.getuid"), user_uid("mgsudo"));
+	audit_line(0, line, sizeof(line));
+	snprintf(uid, sizeof(uid), "%u", (unsigned)user_uid("mgsudo"));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(mid));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
+	assert_string_equal(field(line, "uid", v, sizeof(v)), uid);
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+
+	MG_OPTS(mg_local_opts, blo, .via = mid, .connect_timeout = 20);
+	below = must(mg_local(router, &blo, &err), &err);
+	assert_true(mg_context_is_audited(below));
+	assert_int_equal(call_int(below, "mg.getuid"), user_uid("mgsudo"));
+	/* Line 1 is mid serving mg._proxy_start (it started `below`). */
+	audit_line(1, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "mg._proxy_start");
+	audit_line(2, line, sizeof(line));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	finish(below);
+	finish(mid);
+}
+
+/* Root on another host (ssh): privileged, so audited; its record comes
+ * up the byte stream. And a strictly sandboxed child is audited as well:
+ * syslog was opened before the sandbox. */
+static void test_audit_ssh_root_and_sandboxed(void **state)
+{
+	static const char *const args[] = { "-o", fx.known, "-o",
+					    "GlobalKnownHostsFile=/dev/null", NULL };
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "strict", .caps = "" };
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char line[2048], v[64], id[16];
+
+	NEED_SSHD();
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_ssh_opts, so, .local = &lo, .hostname = "127.0.0.1", .port = fx.port,
+		.username = "root", .identity_file = fx.key, .ssh_args = args);
+	ctx = must(mg_ssh(router, &so, &err), &err);
+	assert_true(mg_context_is_audited(ctx));
+	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+	audit_line(0, line, sizeof(line));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	assert_string_equal(field(line, "uid", v, sizeof(v)), "0");
+	finish(ctx);
+
+	MG_OPTS(mg_local_opts, slo, .audit = true, .sandbox = &sb);
+	ctx = must(mg_local(router, &slo, &err), &err);
+	call_ok(ctx, "audit_echo", NULL);
+	assert_int_equal(mg_call(ctx, "audit_fails", NULL, NULL, &err), -EREMOTEIO);
+	audit_line(1, line, sizeof(line));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
+	audit_line(2, line, sizeof(line));
+	assert_string_equal(field(line, "status", v, sizeof(v)), "error");
+	finish(ctx);
+}
+
+/* The target host's syslog gets a line (facility authpriv, level notice). */
+static void test_audit_syslog(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/dev/log" };
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct pollfd pfd;
+	char buf[2048];
+	ssize_t n = 0;
+	int fd;
+
+	NEED_ROOT();
+	if (access("/dev/log", F_OK) == 0) {
+		fprintf(stderr, "# skip: /dev/log exists: a syslog daemon owns it\n");
+		skip();
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = mg_local(router, &lo, &err);
+	if (ctx) {
+		call_ok(ctx, "audit_echo", MG_LIST(mg_secret("hunter2")));
+		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, 2000) == 1)
+			n = recv(fd, buf, sizeof(buf) - 1, 0);
+		finish(ctx);
+	}
+	close(fd);
+	unlink("/dev/log");
+	assert_non_null(ctx);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	/* <PRI>: LOG_AUTHPRIV (10 << 3) | LOG_NOTICE (5) */
+	assert_memory_equal(buf, "<85>", 4);
+	assert_non_null(strstr(buf, "mitogen["));
+	assert_non_null(strstr(buf, "function=audit_echo"));
+	assert_non_null(strstr(buf, "status=ok"));
+	assert_non_null(strstr(buf, "args_sha256="));
+	assert_null(strstr(buf, "hunter2"));
+}
+
+/* MITOGEN_AUDIT_FILE names the file for routers made afterwards. */
+static void test_audit_file_from_environment(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r;
+	struct mg_context *ctx;
+	char path[64], buf[4096] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/mg-audit-env.%d.jsonl", (int)getpid());
+	unlink(path);
+	setenv("MITOGEN_AUDIT_FILE", path, 1);
+	r = mg_router_new(NULL);
+	unsetenv("MITOGEN_AUDIT_FILE");
+	assert_non_null(r);
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(r, &lo, &err), &err);
+	call_ok(ctx, "audit_echo", NULL);
+	finish(ctx);
+	mg_router_unref(r);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	assert_true(fread(buf, 1, sizeof(buf) - 1, f) > 0);
+	fclose(f);
+	unlink(path);
+	assert_non_null(strstr(buf, "\"function\":\"audit_echo\""));
+	assert_int_equal(count_lines(buf), 1);
+}
+
+/* Bad paths: a clear error, the old file kept. */
+static void test_audit_file_errors(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	assert_int_equal(mg_router_audit_to_file(router, "/nonexistent-dir/audit.jsonl", &err),
+			 -ENOENT);
+	assert_non_null(strstr(err.message, "/nonexistent-dir/audit.jsonl"));
+	assert_int_equal(mg_router_audit_to_file(router, "", &err), -EINVAL);
+	assert_int_equal(mg_router_audit_to_file(NULL, audit_path, &err), -EINVAL);
+	/* Still writing to the first file. */
+	{
+		MG_OPTS(mg_local_opts, lo, .audit = true);
+		struct mg_context *ctx = must(mg_local(router, &lo, &err), &err);
+		char line[2048], v[64];
+
+		call_ok(ctx, "audit_echo", NULL);
+		audit_line(0, line, sizeof(line));
+		assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
+		finish(ctx);
+	}
+}
+
+#define AUDIT_TEST(fn) cmocka_unit_test_setup_teardown(fn, audit_setup, audit_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		AUDIT_TEST(test_audit_requested),
+		AUDIT_TEST(test_audit_plain_child_not_recorded),
+		AUDIT_TEST(test_audit_forged_context_id),
+		AUDIT_TEST(test_audit_sudo_and_below),
+		AUDIT_TEST(test_audit_ssh_root_and_sandboxed),
+		AUDIT_TEST(test_audit_syslog),
+		AUDIT_TEST(test_audit_file_from_environment),
+		AUDIT_TEST(test_audit_file_errors),
+	};
+	int ret;
+
+	mg_main(argc, argv);
+	if (fixture_up(true) < 0)
+		return 1;
+	ret = mg_test_run("transports/audit", tests, sizeof(tests) / sizeof(tests[0]));
+	fixture_down();
+	return ret;
+}
