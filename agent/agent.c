@@ -126,6 +126,7 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 	const struct mg_value *name, *args;
 	struct mg_call call = { .router = r, .msg = msg };
 	uint64_t start = r->audited ? agent_audit_now() : 0;
+	bool failed;
 	mg_export_fn fn;
 	int ret;
 
@@ -169,16 +170,18 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 		result = mg_nil();
 	}
 reply:
-	if (r->audited) {
-		const struct mg_value *e = result && result->type == MG_ERROR ? result : NULL;
-
-		agent_audit_call(r, msg, call.function, req && req->type == MG_LIST && req->len == 2 ?
-				 &req->items[1] : NULL, e ? e->err.message : NULL, start);
-	}
+	/* The error's text outlives the reply, which takes result. */
+	failed = result && result->type == MG_ERROR;
+	if (r->audited && failed)
+		snprintf(call.message, sizeof(call.message), "%s", result->err.message);
 	if (msg->meta.reply_to)
 		mg_message_reply(msg, r, result);
 	else
 		mg_value_free(result);
+	/* After the reply: the caller does not wait for the record. */
+	if (r->audited)
+		agent_audit_call(r, msg, call.function, req && req->type == MG_LIST && req->len == 2 ?
+				 &req->items[1] : NULL, failed ? call.message : NULL, start);
 	mg_value_free(req);
 }
 

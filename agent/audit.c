@@ -5,8 +5,9 @@
  * An audited context records every CALL_FUNCTION it serves: when, which
  * context, on whose authority (src_id and auth_id as the routers checked
  * them), which function, a SHA-256 of its arguments with every secret
- * replaced by "<secret>" (the arguments' JSON text: equal arguments give
- * equal digests, and a digest cannot be used to guess a password), the
+ * replaced by "<secret>" (the arguments' JSON text, hashed as it is
+ * written, so a large upload costs no copy: equal arguments give equal
+ * digests, and a digest cannot be used to guess a password), the
  * status, the error if any, and the duration. The record goes to syslog
  * on this host (facility authpriv; the connection is made at boot, before
  * the sandbox could forbid it) and, as a map, to the master
@@ -23,14 +24,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <paths.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <nettle/sha2.h>
+
 #include "agent/agent.h"
 #include "core/context.h"
 #include "core/router.h"
-#include "transports/transport.h"
+#include "core/value.h"
+
+/* syslog is there (at boot): otherwise glibc would try to connect again
+ * on every record, two failing syscalls a call. */
+static bool use_syslog;
+static char host[256];		/* this host's name, read at boot */
 
 static bool flag(const struct mg_value *boot, const char *key)
 {
@@ -47,8 +56,50 @@ bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 		     (uid && uid->type == MG_INT && uid->i != (int64_t)getuid()) ||
 		     (flag(boot, "audit_root") && getuid() == 0);
 	if (r->audited)
+		gethostname(host, sizeof(host) - 1);
+	if (r->audited && access(_PATH_LOG, W_OK) == 0) {
 		openlog("mitogen", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+		use_syslog = true;
+	}
 	return r->audited;
+}
+
+static void hash_piece(void *arg, const char *s, size_t n)
+{
+	sha256_update(arg, n, (const uint8_t *)s);
+}
+
+/* Hex SHA-256 of the JSON text of v, secrets redacted. */
+static void args_digest(const struct mg_value *v, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t d[SHA256_DIGEST_SIZE];
+	struct sha256_ctx c;
+
+	sha256_init(&c);
+	value_json_stream(v, hash_piece, &c);
+	sha256_digest(&c, sizeof(d), d);
+	for (size_t i = 0; i < sizeof(d); i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+/* s for a syslog line: at most size - 1 bytes, control characters (and
+ * spaces, unless spaces) as '?': a name cannot forge a field, nor any
+ * text a line. */
+static const char *plain(const char *s, char *buf, size_t size, bool spaces)
+{
+	size_t i;
+
+	for (i = 0; s && s[i] && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		buf[i] = c < ' ' || c == 0x7f || (c == ' ' && !spaces) ? '?' : (char)c;
+	}
+	buf[i] = '\0';
+	return buf;
 }
 
 uint64_t agent_audit_now(void)
@@ -72,27 +123,35 @@ static void utc_stamp(char *buf, size_t size)
 	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
+/* One line on this host's syslog; the error last: the rest of the line
+ * is fields without spaces. */
+static void to_syslog(const struct mg_message *msg, const char *function, const char *digest,
+		      const char *error, uint64_t dur_us)
+{
+	char name[128], fn[128], why[256];
+
+	syslog(LOG_NOTICE, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u function=%s "
+	       "args_sha256=%s status=%s duration_us=%llu%s%s",
+	       mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
+	       msg->meta.src_id, msg->meta.auth_id, (unsigned)getuid(),
+	       plain(function, fn, sizeof(fn), false), *digest ? digest : "-",
+	       error ? "error" : "ok", (unsigned long long)dur_us, error ? " error=" : "",
+	       error ? plain(error, why, sizeof(why), true) : "");
+}
+
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
 		      const struct mg_value *args, const char *error, uint64_t start_ns)
 {
 	uint64_t dur_us = (agent_audit_now() - start_ns) / 1000;
-	char stamp[48], host[256] = "", digest[65] = "", *json;
+	char stamp[48], digest[65] = "";
 	struct mg_value *rec;
 	struct mg_message *up;
 
-	json = args ? mg_value_to_json_alloc(args) : NULL;
-	if (json) {
-		sha256_hex(json, strlen(json), digest);
-		free(json);
-	}
+	if (args)
+		args_digest(args, digest);
 	utc_stamp(stamp, sizeof(stamp));
-	gethostname(host, sizeof(host) - 1);
-	syslog(LOG_NOTICE, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u function=%s "
-	       "args_sha256=%s status=%s duration_us=%llu%s%s",
-	       mg_context_id(), mg_context_name_self(), msg->meta.src_id, msg->meta.auth_id,
-	       (unsigned)getuid(), function ? function : "", *digest ? digest : "-",
-	       error ? "error" : "ok", (unsigned long long)dur_us, error ? " error=" : "",
-	       error ? error : "");
+	if (use_syslog)
+		to_syslog(msg, function, digest, error, dur_us);
 
 	rec = mg_map();
 	if (!rec)

@@ -27,6 +27,15 @@
  */
 #define VALUE_MAX_NODES (16u << 20)
 
+/*
+ * The JSON text of v (as mg_value_to_json writes it: secrets as
+ * "<secret>") handed to sink in pieces of at most 4 KiB, with no
+ * allocation whatever its size (the audit digest of a call's arguments).
+ * Returns the text's length.
+ */
+size_t value_json_stream(const struct mg_value *v, void (*sink)(void *arg, const char *s, size_t n),
+			 void *arg);
+
 /* --- payloads (value_msgpack.c) --------------------------------------- */
 
 /*

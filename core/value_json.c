@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include <mitogen/value.h>
+#include "core/value.h"
 
 struct value_json {
 	char *buf;
@@ -34,7 +35,18 @@ struct value_json {
 	unsigned level;
 	bool grow; /* buf is malloc'd and grows (mg_value_to_json_alloc) */
 	bool nomem;
+	/* value_json_stream: buf is a fixed window, handed to sink when full */
+	void (*sink)(void *arg, const char *s, size_t n);
+	void *sink_arg;
+	size_t fill; /* bytes of buf not yet handed to sink */
 };
+
+static void value_json_flush(struct value_json *w)
+{
+	if (w->fill)
+		w->sink(w->sink_arg, w->buf, w->fill);
+	w->fill = 0;
+}
 
 /* Append n raw bytes, keeping room for the NUL. */
 static void value_json_raw(struct value_json *w, const char *s, size_t n)
@@ -42,6 +54,20 @@ static void value_json_raw(struct value_json *w, const char *s, size_t n)
 	size_t room, cap;
 	char *buf;
 
+	if (w->sink) {
+		w->len += n;
+		while (n) {
+			size_t k = w->size - w->fill < n ? w->size - w->fill : n;
+
+			memcpy(w->buf + w->fill, s, k);
+			w->fill += k;
+			s += k;
+			n -= k;
+			if (w->fill == w->size)
+				value_json_flush(w);
+		}
+		return;
+	}
 	if (w->grow && !w->nomem && w->len + n + 1 > w->size) {
 		cap = w->size * 2;
 		if (cap < w->len + n + 1)
@@ -402,6 +428,19 @@ int mg_value_to_json(const struct mg_value *v, char *buf, size_t size)
 	if (size)
 		buf[w.len < size ? w.len : size - 1] = '\0';
 	return w.len > INT_MAX ? -EOVERFLOW : (int)w.len;
+}
+
+size_t value_json_stream(const struct mg_value *v, void (*sink)(void *arg, const char *s, size_t n),
+			 void *arg)
+{
+	char buf[4096];
+	struct value_json w = { .buf = buf, .size = sizeof(buf), .sink = sink, .sink_arg = arg };
+
+	if (!v)
+		return 0;
+	value_json_value(&w, v);
+	value_json_flush(&w);
+	return w.len;
 }
 
 char *mg_value_to_json_alloc(const struct mg_value *v)

@@ -4,9 +4,10 @@
  * which contexts are audited (asked for, privileged through sudo, below an
  * audited context; not a plain child), what the master's JSON lines hold
  * (function, status, error, authority, a digest of the arguments with
- * secrets redacted, never the secret), that a context cannot file a record
+ * secrets redacted, never the secret, exactly as README defines it, for
+ * 4 MiB of arguments too), that a context cannot file a record
  * in another's name, that a malformed record is dropped, the syslog line
- * on the target host, MITOGEN_AUDIT_FILE, and bad audit file paths.
+ * on the target host (a function name cannot forge a field or a line), MITOGEN_AUDIT_FILE, and bad audit file paths.
  * Uses the test users and the sshd of selftests/fixtures/sshd.sh.
  */
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+
+#include <nettle/sha2.h>
 
 #include <mitogen/sandbox.h>
 
@@ -84,9 +87,8 @@ static size_t count_lines(const char *s)
 }
 
 /*
- * Line i (0-based) of the file, in buf. Records reach the master before
- * the reply that follows them on the same channel, so they are there when
- * the call returns; allow 2 s anyway.
+ * Line i (0-based) of the file, in buf. An agent sends a call's record
+ * right after its reply: wait for it up to 2 s.
  */
 static void audit_line(size_t i, char *buf, size_t size)
 {
@@ -219,6 +221,48 @@ static void test_audit_requested(void **state)
 	finish(ctx);
 }
 
+/*
+ * The digest is SHA-256 of the arguments' JSON text with secrets as
+ * "<secret>", as README says, whatever their size (4 MiB of bytes here:
+ * hashed as it is written, no copy).
+ */
+static void test_audit_digest_definition(void **state)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct mg_error err = MG_ERROR_INIT;
+	size_t big = 4 << 20;
+	uint8_t *blob = malloc(big), d[SHA256_DIGEST_SIZE];
+	char line[2048], got[80], want[65], *json;
+	struct mg_value *args;
+	struct mg_context *ctx;
+	struct sha256_ctx c;
+
+	assert_non_null(blob);
+	for (size_t i = 0; i < big; i++)
+		blob[i] = (uint8_t)(i * 7 + i / 251);
+	args = MG_LIST(mg_str("x\n\"y\""), mg_bytes(blob, big), mg_secret("pw"), mg_float(0.5));
+	free(blob);
+	json = mg_value_to_json_alloc(args);
+	assert_non_null(json);
+	assert_null(strstr(json, "\"pw\""));
+	sha256_init(&c);
+	sha256_update(&c, strlen(json), (const uint8_t *)json);
+	sha256_digest(&c, sizeof(d), d);
+	free(json);
+	for (size_t i = 0; i < sizeof(d); i++) {
+		want[2 * i] = hex[d[i] >> 4];
+		want[2 * i + 1] = hex[d[i] & 15];
+	}
+	want[64] = '\0';
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	call_ok(ctx, "audit_echo", args);
+	audit_line(0, line, sizeof(line));
+	assert_string_equal(field(line, "args_sha256", got, sizeof(got)), want);
+	finish(ctx);
+}
+
 /* A plain child is not audited: nothing recorded. */
 static void test_audit_plain_child_not_recorded(void **state)
 {
@@ -338,8 +382,8 @@ static void test_audit_syslog(void **state)
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *ctx;
 	struct pollfd pfd;
-	char buf[2048];
-	ssize_t n = 0;
+	char buf[2048], buf2[2048];
+	ssize_t n = 0, n2 = 0;
 	int fd;
 
 	NEED_ROOT();
@@ -357,6 +401,10 @@ static void test_audit_syslog(void **state)
 		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
 		if (poll(&pfd, 1, 2000) == 1)
 			n = recv(fd, buf, sizeof(buf) - 1, 0);
+		/* A name that would forge a field, and a line in a text log. */
+		mg_call(ctx, "audit_nope\nforged=1 x", NULL, NULL, &err);
+		if (poll(&pfd, 1, 2000) == 1)
+			n2 = recv(fd, buf2, sizeof(buf2) - 1, 0);
 		finish(ctx);
 	}
 	close(fd);
@@ -371,6 +419,11 @@ static void test_audit_syslog(void **state)
 	assert_non_null(strstr(buf, "status=ok"));
 	assert_non_null(strstr(buf, "args_sha256="));
 	assert_null(strstr(buf, "hunter2"));
+	assert_true(n2 > 0);
+	buf2[n2] = '\0';
+	assert_non_null(strstr(buf2, "function=audit_nope?forged=1?x args_sha256="));
+	assert_non_null(strstr(buf2, "status=error"));
+	assert_null(strchr(buf2, '\n'));
 }
 
 /* MITOGEN_AUDIT_FILE names the file for routers made afterwards. */
@@ -431,6 +484,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		AUDIT_TEST(test_audit_requested),
+		AUDIT_TEST(test_audit_digest_definition),
 		AUDIT_TEST(test_audit_plain_child_not_recorded),
 		AUDIT_TEST(test_audit_forged_context_id),
 		AUDIT_TEST(test_audit_sudo_and_below),
