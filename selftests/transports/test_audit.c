@@ -263,6 +263,37 @@ static void test_audit_digest_definition(void **state)
 	finish(ctx);
 }
 
+/* mg_fork takes the option too, and a fork of an audited context is
+ * audited (it runs as the same uid: only the parent's mark says so). */
+static void test_audit_fork(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx, *below;
+	char line[2048], v[64], id[16];
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	MG_OPTS(mg_fork_opts, fo, .local = &lo);
+	ctx = must(mg_fork(router, &fo, &err), &err);
+	assert_true(mg_context_is_audited(ctx));
+	call_ok(ctx, "audit_echo", NULL);
+	audit_line(0, line, sizeof(line));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+
+	MG_OPTS(mg_local_opts, blo, .via = ctx);
+	MG_OPTS(mg_fork_opts, bfo, .local = &blo);
+	below = must(mg_fork(router, &bfo, &err), &err);
+	assert_true(mg_context_is_audited(below));
+	call_ok(below, "audit_echo", NULL);
+	/* Line 1: ctx serving mg._proxy_start; line 2: below's call. */
+	audit_line(2, line, sizeof(line));
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
+	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	finish(below);
+	finish(ctx);
+}
+
 /* A plain child is not audited: nothing recorded. */
 static void test_audit_plain_child_not_recorded(void **state)
 {
@@ -485,6 +516,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		AUDIT_TEST(test_audit_requested),
 		AUDIT_TEST(test_audit_digest_definition),
+		AUDIT_TEST(test_audit_fork),
 		AUDIT_TEST(test_audit_plain_child_not_recorded),
 		AUDIT_TEST(test_audit_forged_context_id),
 		AUDIT_TEST(test_audit_sudo_and_below),
