@@ -125,7 +125,7 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 	struct mg_value *req = NULL, *result = NULL;
 	const struct mg_value *name, *args;
 	struct mg_call call = { .router = r, .msg = msg };
-	uint64_t start = r->audited ? agent_audit_now() : 0;
+	uint64_t start = r->audited ? agent_audit_now() : 0, end;
 	bool failed;
 	mg_export_fn fn;
 	int ret;
@@ -170,6 +170,7 @@ static void serve(struct mg_router *r, struct mg_message *msg)
 		result = mg_nil();
 	}
 reply:
+	end = r->audited ? agent_audit_now() : 0;
 	/* The error's text outlives the reply, which takes result. */
 	failed = result && result->type == MG_ERROR;
 	if (r->audited && failed)
@@ -181,7 +182,7 @@ reply:
 	/* After the reply: the caller does not wait for the record. */
 	if (r->audited)
 		agent_audit_call(r, msg, call.function, req && req->type == MG_LIST && req->len == 2 ?
-				 &req->items[1] : NULL, failed ? call.message : NULL, start);
+				 &req->items[1] : NULL, failed ? call.message : NULL, start, end);
 	mg_value_free(req);
 }
 

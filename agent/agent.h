@@ -36,11 +36,12 @@ struct mg_value;
 /* audit.c: decide from BOOT whether this context is audited (and if so
  * open syslog, before the sandbox); returns r->audited. */
 bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot);
-/* CLOCK_MONOTONIC in ns: a call's start, for agent_audit_call. */
+/* CLOCK_MONOTONIC in ns: a call's start and end, for agent_audit_call. */
 uint64_t agent_audit_now(void);
 /* Record a served call (error: NULL when it succeeded). */
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
-		      const struct mg_value *args, const char *error, uint64_t start_ns);
+		      const struct mg_value *args, const char *error, uint64_t start_ns,
+		      uint64_t end_ns);
 
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);

@@ -110,14 +110,20 @@ uint64_t agent_audit_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* "2026-12-03T15:40:01.123456Z" */
-static void utc_stamp(char *buf, size_t size)
+/* Now less ago_ns, as "2026-12-03T15:40:01.123456Z". */
+static void utc_stamp(char *buf, size_t size, uint64_t ago_ns)
 {
 	struct timespec ts;
 	struct tm tm;
 	char sec[32];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec -= (time_t)(ago_ns / 1000000000u);
+	ts.tv_nsec -= (long)(ago_ns % 1000000000u);
+	if (ts.tv_nsec < 0) {
+		ts.tv_nsec += 1000000000L;
+		ts.tv_sec--;
+	}
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
@@ -140,16 +146,18 @@ static void to_syslog(const struct mg_message *msg, const char *function, const 
 }
 
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
-		      const struct mg_value *args, const char *error, uint64_t start_ns)
+		      const struct mg_value *args, const char *error, uint64_t start_ns,
+		      uint64_t end_ns)
 {
-	uint64_t dur_us = (agent_audit_now() - start_ns) / 1000;
+	uint64_t dur_us = (end_ns - start_ns) / 1000;
 	char stamp[48], digest[65] = "";
 	struct mg_value *rec;
 	struct mg_message *up;
 
 	if (args)
 		args_digest(args, digest);
-	utc_stamp(stamp, sizeof(stamp));
+	/* When the call started. */
+	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
 	if (use_syslog)
 		to_syslog(msg, function, digest, error, dur_us);
 

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <nettle/sha2.h>
 
@@ -40,6 +41,16 @@ static int audit_fails(struct mg_call *call, const struct mg_value *args, struct
 	return mg_call_fail(call, EACCES, "refused on purpose");
 }
 MG_EXPORT(audit_fails);
+
+static int audit_sleep(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	struct timespec ts = { 0, 300 * 1000000L };
+
+	nanosleep(&ts, NULL);
+	*ret = mg_nil();
+	return 0;
+}
+MG_EXPORT(audit_sleep);
 
 /* Send the master a record claiming another context, then a malformed one. */
 static int audit_forge(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
@@ -260,6 +271,44 @@ static void test_audit_digest_definition(void **state)
 	call_ok(ctx, "audit_echo", args);
 	audit_line(0, line, sizeof(line));
 	assert_string_equal(field(line, "args_sha256", got, sizeof(got)), want);
+	finish(ctx);
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* "time" is when the call started, "duration_us" how long it ran. */
+static void test_audit_time_and_duration(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char line[2048], v[64];
+	double before, after, t;
+	struct mg_context *ctx;
+	struct tm tm = { 0 };
+	const char *rest;
+	long dur;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	before = wall_now();
+	call_ok(ctx, "audit_sleep", NULL);
+	after = wall_now();
+	audit_line(0, line, sizeof(line));
+	dur = atol(field(line, "duration_us", v, sizeof(v)));
+	assert_true(dur >= 300000 && dur < 5000000);
+	field(line, "time", v, sizeof(v));
+	rest = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	assert_non_null(rest);
+	t = (double)timegm(&tm) + atof(rest);	/* rest: ".uuuuuuZ" */
+	printf("# call started %.6f s after we sent it, ran %ld us; it returned %.6f s later\n",
+	       t - before, dur, after - t);
+	assert_true(t >= before - 0.001);
+	assert_true(t + 0.3 <= after + 0.001);
 	finish(ctx);
 }
 
@@ -516,6 +565,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		AUDIT_TEST(test_audit_requested),
 		AUDIT_TEST(test_audit_digest_definition),
+		AUDIT_TEST(test_audit_time_and_duration),
 		AUDIT_TEST(test_audit_fork),
 		AUDIT_TEST(test_audit_plain_child_not_recorded),
 		AUDIT_TEST(test_audit_forged_context_id),
