@@ -35,6 +35,7 @@
 #include "core/context.h"
 #include "core/router.h"
 #include "core/value.h"
+#include "transports/transport.h"
 
 /* syslog is there (at boot): otherwise glibc would try to connect again
  * on every record, two failing syscalls a call. */
@@ -72,18 +73,11 @@ static void hash_piece(void *arg, const char *s, size_t n)
 /* Hex SHA-256 of the JSON text of v, secrets redacted. */
 static void args_digest(const struct mg_value *v, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
-	uint8_t d[SHA256_DIGEST_SIZE];
 	struct sha256_ctx c;
 
 	sha256_init(&c);
 	value_json_stream(v, hash_piece, &c);
-	sha256_digest(&c, sizeof(d), d);
-	for (size_t i = 0; i < sizeof(d); i++) {
-		out[2 * i] = hex[d[i] >> 4];
-		out[2 * i + 1] = hex[d[i] & 15];
-	}
-	out[64] = '\0';
+	sha256_hex_digest(&c, out);
 }
 
 /* s for a syslog line: at most size - 1 bytes, control characters (and

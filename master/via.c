@@ -137,7 +137,7 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 	struct mg_context *via = o->via, *ctx;
 	struct mg_error e2 = MG_ERROR_INIT;
 	struct mg_value *args, *sandbox = NULL, *res = NULL;
-	const struct mg_value *priv;
+	const struct mg_value *flag;
 	const char *msg;
 	char name[96];
 	uint32_t id;
@@ -210,13 +210,13 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 		error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
 	} else {
 		/* Below a privileged context, or privileged itself. */
-		priv = res && res->type == MG_MAP ? mg_map_get(res, "privileged") : NULL;
-		if (via->privileged || (priv && priv->type == MG_BOOL && priv->b))
+		flag = res && res->type == MG_MAP ? mg_map_get(res, "privileged") : NULL;
+		if (via->privileged || (flag && flag->type == MG_BOOL && flag->b))
 			ctx->privileged = true;
 		/* Below an audited context, or audited itself. */
-		priv = res && res->type == MG_MAP ? mg_map_get(res, "audited") : NULL;
+		flag = res && res->type == MG_MAP ? mg_map_get(res, "audited") : NULL;
 		if (mg_context_is_audited(via) || audit ||
-		    (priv && priv->type == MG_BOOL && priv->b))
+		    (flag && flag->type == MG_BOOL && flag->b))
 			ctx->audited = true;
 	}
 	mg_value_free(res);

@@ -34,7 +34,10 @@
 #include "master/master.h"
 
 /* sha256.c */
+struct sha256_ctx;
 void sha256_hex(const void *data, size_t len, char out[65]);
+/* Finish c (nettle's, fed by the caller) as 64 hex digits. */
+void sha256_hex_digest(struct sha256_ctx *c, char out[65]);
 
 /* The image a first stage receives. */
 struct image {

@@ -145,6 +145,18 @@ static const char *field(const char *line, const char *key, char *out, size_t si
 	return out;
 }
 
+/* Line i of the file (into line) records ctx serving function. */
+static void expect_record(size_t i, const char *function, const struct mg_context *ctx,
+			  char *line, size_t size)
+{
+	char v[128], id[16];
+
+	audit_line(i, line, size);
+	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
+	assert_string_equal(field(line, "function", v, sizeof(v)), function);
+	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+}
+
 static int audit_setup(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -335,10 +347,7 @@ static void test_audit_fork(void **state)
 	assert_true(mg_context_is_audited(below));
 	call_ok(below, "audit_echo", NULL);
 	/* Line 1: ctx serving mg._proxy_start; line 2: below's call. */
-	audit_line(2, line, sizeof(line));
-	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
-	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
-	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	expect_record(2, "audit_echo", below, line, sizeof(line));
 	finish(below);
 	finish(ctx);
 }
@@ -387,7 +396,7 @@ static void test_audit_sudo_and_below(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *mid, *below;
-	char line[2048], v[64], uid[16], id[16];
+	char line[2048], v[64], uid[16];
 
 	NEED_ROOT();
 	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
@@ -396,12 +405,9 @@ static void test_audit_sudo_and_below(void **state)
 	assert_true(mg_context_is_privileged(mid));
 	assert_true(mg_context_is_audited(mid));
 	assert_int_equal(call_int(mid, "mg.getuid"), user_uid("mgsudo"));
-	audit_line(0, line, sizeof(line));
+	expect_record(0, "mg.getuid", mid, line, sizeof(line));
 	snprintf(uid, sizeof(uid), "%u", (unsigned)user_uid("mgsudo"));
-	snprintf(id, sizeof(id), "%u", mg_context_remote_id(mid));
-	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
 	assert_string_equal(field(line, "uid", v, sizeof(v)), uid);
-	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
 
 	MG_OPTS(mg_local_opts, blo, .via = mid, .connect_timeout = 20);
 	below = must(mg_local(router, &blo, &err), &err);
@@ -410,10 +416,7 @@ static void test_audit_sudo_and_below(void **state)
 	/* Line 1 is mid serving mg._proxy_start (it started `below`). */
 	audit_line(1, line, sizeof(line));
 	assert_string_equal(field(line, "function", v, sizeof(v)), "mg._proxy_start");
-	audit_line(2, line, sizeof(line));
-	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
-	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
-	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	expect_record(2, "mg.getuid", below, line, sizeof(line));
 	finish(below);
 	finish(mid);
 }
@@ -428,7 +431,7 @@ static void test_audit_ssh_root_and_sandboxed(void **state)
 	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "strict", .caps = "" };
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *ctx;
-	char line[2048], v[64], id[16];
+	char line[2048], v[64];
 
 	NEED_SSHD();
 	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
@@ -437,10 +440,7 @@ static void test_audit_ssh_root_and_sandboxed(void **state)
 	ctx = must(mg_ssh(router, &so, &err), &err);
 	assert_true(mg_context_is_audited(ctx));
 	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
-	audit_line(0, line, sizeof(line));
-	snprintf(id, sizeof(id), "%u", mg_context_remote_id(ctx));
-	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.getuid");
-	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
+	expect_record(0, "mg.getuid", ctx, line, sizeof(line));
 	assert_string_equal(field(line, "uid", v, sizeof(v)), "0");
 	finish(ctx);
 
