@@ -226,12 +226,18 @@ static void forward_log(enum mg_log_level level, const char *source, const char 
 {
 	struct mg_router *r = userdata;
 	struct mg_message *msg;
+	uint32_t origin;
 
 	if (in_forward)
 		return;
 	in_forward = true;
+	/* A line from below keeps the origin our router verified, and the
+	 * source it claimed. */
+	if (!router_log_origin(&origin, &source))
+		origin = mg_context_id();
 	msg = mg_message_new(mg_parent_id(), MG_HANDLE_FORWARD_LOG,
-			     MG_LIST(mg_int(level), mg_str(source), mg_str(line)));
+			     MG_LIST(mg_int(level), mg_str(source), mg_str(line),
+				     mg_int(origin)));
 	if (msg)
 		router_route_later(r, msg);
 	in_forward = false;

@@ -8,8 +8,12 @@
  *
  * At the parent's end (records coming up from child C): src_id and auth_id
  * must be routed through this channel (C's subtree, the routes map the
- * router keeps and that ADD_ROUTE records teach at once), and a privileged
- * handle may not be addressed to the parent or one of its parents.
+ * router keeps and that ADD_ROUTE records teach at once), a privileged
+ * handle may not be addressed to the parent or one of its parents, and a
+ * record to one of the parent's reply handles (WIRE_REPLY_MIN up) must go
+ * to a handle that the parent named as a reply_to down this channel
+ * (where the child's end is filtered too: a connect-back channel's is not,
+ * and there the router's check stands alone).
  * At the child's end (records going down to C): a privileged handle
  * addressed to C must carry auth_id = C's parent or one of its parent ids.
  * Every record, passed or dropped, is counted per channel and per context;
@@ -74,6 +78,29 @@ struct {
 static __always_inline __u32 pending_slot(__u32 chan, __u32 dir, __u32 handle)
 {
 	return ((handle * 2654435761u) ^ (chan * 40503u) ^ dir) & (MGB_PENDING_SLOTS - 1);
+}
+
+/*
+ * The process's own reply handles, by slot: core/handles.c gives out a
+ * reply handle only in a slot no other live one holds, so an entry is
+ * never evicted while its call waits. A slot holds the channel the handle
+ * was last sent down (as a reply_to of a message from this process), and
+ * the handle; stale entries are overwritten when the slot is reused.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WIRE_REPLY_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mgb_pending_key);
+} replies SEC(".maps");
+
+/* Up, to the parent itself: was handle sent down this channel? */
+static __always_inline bool reply_expected(const struct mgb_chan *ch, __u32 handle)
+{
+	__u32 slot = handle & (WIRE_REPLY_SLOTS - 1);
+	struct mgb_pending_key *pk = bpf_map_lookup_elem(&replies, &slot);
+
+	return pk && pk->chan == ch->chan && pk->handle == handle;
 }
 
 struct {
@@ -228,7 +255,7 @@ static __always_inline bool privileged(__u32 handle)
 	       handle == H_SHUTDOWN || handle == H_BOOT;
 }
 
-static __always_inline __u32 class_of(const struct mgb_chan *ch, __u32 handle,
+static __always_inline __u32 class_of(const struct mgb_chan *ch, __u32 dst, __u32 handle,
 				      __u32 reply_to)
 {
 	struct mgb_pending_key *pk;
@@ -250,6 +277,10 @@ static __always_inline __u32 class_of(const struct mgb_chan *ch, __u32 handle,
 		return MGB_CLASS_ROUTE;
 	}
 	if (reply_to == H_IS_DEAD)
+		return MGB_CLASS_REPLY;
+	/* Checked by the caller: one of the parent's reply handles. */
+	if (ch->dir == MGB_UP && handle >= WIRE_REPLY_MIN && (ch->flags & MGB_CHAN_BOTH_ENDS) &&
+	    ch->nauth && dst == ch->auth[0])
 		return MGB_CLASS_REPLY;
 	slot = pending_slot(ch->chan, ch->dir, handle);
 	pk = bpf_map_lookup_elem(&pending, &slot);
@@ -330,6 +361,11 @@ int mg_channel(struct __sk_buff *skb)
 			return deny(ch, &h, MGB_DROP_AUTH, len);
 		if (privileged(handle) && in_auth(ch, dst))
 			return deny(ch, &h, MGB_DROP_PRIV_UP, len);
+		/* Replies are bound to their respondent: a context can only
+		 * answer, on this channel, a call that went down it. */
+		if (handle >= WIRE_REPLY_MIN && (ch->flags & MGB_CHAN_BOTH_ENDS) && ch->nauth &&
+		    dst == ch->auth[0] && !reply_expected(ch, handle))
+			return deny(ch, &h, MGB_DROP_REPLY, len);
 		if (handle == H_ADD_ROUTE && first && ch->nauth && dst == ch->auth[0])
 			learn_route(skb, ch);
 		ctx = src;
@@ -340,9 +376,20 @@ int mg_channel(struct __sk_buff *skb)
 		ctx = routed_here(ch, dst) ? dst : ch->child_id;
 	}
 
-	__u32 cls = class_of(ch, handle, reply_to);
+	__u32 cls = class_of(ch, dst, handle, reply_to);
 
-	if (first && reply_to >= H_USER_MIN) {
+	if (first && reply_to >= WIRE_REPLY_MIN && ch->dir == MGB_DOWN && ch->nauth &&
+	    src == ch->auth[0]) {
+		/* A call of the parent's own: its reply may come up. */
+		__u32 slot = reply_to & (WIRE_REPLY_SLOTS - 1);
+		struct mgb_pending_key *pk = bpf_map_lookup_elem(&replies, &slot);
+
+		if (pk) {
+			pk->chan = ch->chan;
+			pk->dir = MGB_UP;
+			pk->handle = reply_to;
+		}
+	} else if (first && reply_to >= H_USER_MIN) {
 		__u32 slot = pending_slot(ch->chan, !ch->dir, reply_to);
 		struct mgb_pending_key *pk = bpf_map_lookup_elem(&pending, &slot);
 

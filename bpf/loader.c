@@ -60,6 +60,7 @@
 _Static_assert((int)MGB_NCLASS == (int)MG_STATS_NCLASS, "classes");
 _Static_assert((int)MGB_NDROP == (int)MG_STATS_NDROP, "drop reasons");
 _Static_assert((int)MGB_DROP_NO_AUTHORITY == (int)MG_DROP_NO_AUTHORITY, "drop reasons");
+_Static_assert((int)MGB_DROP_REPLY == (int)MG_DROP_REPLY, "drop reasons");
 _Static_assert((int)MGB_CLASS_DATA == (int)MG_STATS_DATA, "classes");
 _Static_assert((int)MGB_DOWN == (int)MG_STATS_DOWN, "directions");
 _Static_assert(MGB_CTX_TOTAL == MG_STATS_CHANNEL, "channel rows");
@@ -81,6 +82,7 @@ struct bl_chan {
 	struct bl_router *br;
 	uint32_t *ids;			/* every id ever routed through it */
 	size_t nids, cap;
+	bool reply_logged;		/* a foreign reply was logged */
 	struct bl_chan *next;		/* bucket by cookie_parent */
 };
 
@@ -423,6 +425,11 @@ static void log_denial(const struct mg_denial *d)
 		snprintf(what, sizeof(what), "refused handle %u to context %u: auth_id %u "
 			 "is not one of its parents", d->handle, d->dst_id, d->auth_id);
 		break;
+	case MG_DROP_REPLY:
+		snprintf(what, sizeof(what), "dropped reply from unexpected context %u to "
+			 "handle %u: no call to it went down this channel (further ones on "
+			 "this channel are counted, not logged)", d->src_id, d->handle);
+		break;
 	default:
 		snprintf(what, sizeof(what), "dropped a record: %s",
 			 mg_stats_drop_name(d->reason));
@@ -487,6 +494,7 @@ static void on_ringbuf(struct broker_source *src, uint32_t events)
 {
 	struct mgb_event ev[64];
 	struct mg_router *rs[64];
+	bool quiet[64];
 	size_t n;
 
 	pthread_mutex_lock(&bl.dispatch);
@@ -501,6 +509,12 @@ static void on_ringbuf(struct broker_source *src, uint32_t events)
 			struct bl_chan *c = chan_by_number(ev[i].chan);
 
 			rs[i] = c ? c->br->r : NULL;
+			/* Foreign replies: one line a channel, as the router. */
+			quiet[i] = false;
+			if (c && ev[i].reason == MG_DROP_REPLY) {
+				quiet[i] = c->reply_logged;
+				c->reply_logged = true;
+			}
 		}
 		pthread_mutex_unlock(&bl.lock);
 		for (size_t i = 0; i < n; i++) {
@@ -513,7 +527,8 @@ static void on_ringbuf(struct broker_source *src, uint32_t events)
 				.len = ev[i].len,
 			};
 
-			log_denial(&d);
+			if (!quiet[i])
+				log_denial(&d);
 			if (rs[i]) {
 				refuse(rs[i], &d);
 				acct_denial(rs[i], &d);
@@ -765,6 +780,8 @@ static int hook_child_channel(struct mg_router *r, uint32_t child_id, int parent
 	np = mg_parent_ids(pids, 64);
 	for (size_t i = 0; i < np && i < 64 && up.nauth < MGB_MAX_AUTH; i++)
 		up.auth[up.nauth++] = pids[i];
+	if (child_fd >= 0)
+		up.flags = MGB_CHAN_BOTH_ENDS;
 	down = up;
 	up.dir = MGB_UP;
 	down.dir = MGB_DOWN;

@@ -47,7 +47,8 @@ enum mgb_drop {
 	MGB_DROP_PRIV_UP = 3,	/* up: privileged handle to the parent or its parents */
 	MGB_DROP_NO_AUTHORITY = 4, /* down: privileged handle without parent authority */
 	MGB_DROP_UNKNOWN = 5,	/* a socket of ours with no channel entry */
-	MGB_NDROP = 6,
+	MGB_DROP_REPLY = 6,	/* up: to a reply handle never sent down this channel */
+	MGB_NDROP = 7,
 };
 
 /* Most parent ids a channel entry carries (the tree's depth limit here). */
@@ -77,10 +78,14 @@ struct mgb_chan {
 	__u32 child_id;		/* the child context of the channel */
 	__u32 nauth;		/* used entries of auth */
 	__u32 auth[MGB_MAX_AUTH]; /* the parent's id, then its parent ids */
-	__u32 pad;
+	__u32 flags;		/* MGB_CHAN_* */
 	struct mgb_counts total; /* {chan, MGB_CTX_TOTAL, dir} */
 	struct mgb_counts child; /* {chan, child_id, dir} */
 };
+
+/* The child's end is filtered too (not a connect-back channel): the
+ * parent's reply handles sent down are seen, and replies can be checked. */
+#define MGB_CHAN_BOTH_ENDS	1u
 
 /* routes: {router, context id} -> channel the id is routed through. */
 struct mgb_route_key {

@@ -457,6 +457,40 @@ static void chan_ctx_rows(uint32_t key, void *val, void *arg)
 	idmap_each(&cr.c->ctx, ctx_row, &cr);
 }
 
+/*
+ * The kernel counts what it drops; replies from the wrong context that it
+ * let through (to a handle that did go down the channel, from another
+ * context behind it) are dropped by the router, which counts them here:
+ * add those to the kernel's rows, channel and child, so that one
+ * snapshot says how many forged replies each channel carried.
+ */
+static void add_router_drops(struct mg_router *r, struct mg_router_stats *st)
+{
+	struct router_acct *a = __atomic_load_n(&r->acct, __ATOMIC_ACQUIRE);
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < st->nrows; i++) {
+		struct mg_stats_row *row = &st->rows[i];
+		const struct mg_stats_counts *from;
+		struct acct_chan *c;
+
+		if (row->context_id != MG_STATS_CHANNEL && row->context_id != row->child_id)
+			continue;
+		if (row->channel == 0 && row->context_id == MG_STATS_CHANNEL) {
+			from = &a->closed[MG_STATS_UP];
+		} else {
+			c = idmap_get(&a->chans, row->child_id);
+			if (!c)
+				continue;
+			from = &c->dir[MG_STATS_UP];
+		}
+		row->dir[MG_STATS_UP].drops[MG_DROP_REPLY] += from->drops[MG_DROP_REPLY];
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
 int mg_router_stats(struct mg_router *r, struct mg_router_stats **ret_stats)
 {
 	const struct router_hooks *h = __atomic_load_n(&router_hooks, __ATOMIC_ACQUIRE);
@@ -466,6 +500,8 @@ int mg_router_stats(struct mg_router *r, struct mg_router_stats **ret_stats)
 		return -EINVAL;
 	if (h && h->stats) {
 		ret = h->stats(r, ret_stats);
+		if (ret == 0)
+			add_router_drops(r, *ret_stats);
 		if (ret != -ENOENT)
 			return ret;
 	}
@@ -520,7 +556,8 @@ const char *mg_stats_class_name(enum mg_stats_class c)
 const char *mg_stats_drop_name(enum mg_stats_drop d)
 {
 	static const char *const names[] = { "malformed", "src_id", "auth_id",
-					     "privileged_up", "no_authority", "unknown" };
+					     "privileged_up", "no_authority", "unknown",
+					     "reply" };
 
 	return (unsigned)d < MG_STATS_NDROP ? names[d] : "?";
 }

@@ -4,22 +4,31 @@
  *
  * An audited context records each call it serves (agent/audit.c) and
  * sends the record, a map, to context 0 on MG_HANDLE_AUDIT. Here the
- * master writes it as one JSON line. The record is the serving agent's
- * account, except its "context_id": that is set here from the message's
- * src_id, which every router on the way checked against the stream it
- * came in on, so a context cannot file records in another's name.
- * Anyone may send a record (a record grants nothing); what it claims is
- * signed by its verified context id.
+ * master writes it as one JSON line.
+ *
+ * Records are taken only from contexts this master started and knows are
+ * audited (mg_context_is_audited): any other context could otherwise fill
+ * the trail with calls that never ran. The message's src_id is verified
+ * (every router on the way checked it against the stream it came in on),
+ * so the line opens with what the master knows itself: the context's id,
+ * its name, the chain of contexts it was started through, whether it is
+ * privileged, and when the record arrived. What the agent says (time,
+ * host, uid, function, digest, status...) follows under "claimed": its
+ * own account, which a compromised context could falsify for itself but
+ * never put in another's name. Refusals are logged, not one line each: a
+ * flood from a hostile child costs a line at every power of two.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/uio.h>
 
 #include "core/audit.h"
+#include "core/context.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
@@ -39,10 +48,76 @@ static void audit_write(int fd, char *line, size_t len)
 		LOG_ERROR("audit: short write to the audit file (%zd of %zu bytes)", n, len + 1);
 }
 
+/*
+ * The chain of names from the master down to ctx, "a/b/c": each id's
+ * parent is the context its id was allocated for (r->allocations).
+ * Caller holds r->lock.
+ */
+static struct mg_value *chain_locked(struct mg_router *r, uint32_t id)
+{
+	uint32_t ids[32];
+	size_t n = 0;
+	struct mg_value *list = mg_list();
+
+	while (id && n < 32) {
+		uintptr_t up = (uintptr_t)idmap_get(&r->allocations, id);
+
+		ids[n++] = id;
+		if (!up)
+			break;
+		id = (uint32_t)(up - 1);
+	}
+	while (list && n--) {
+		struct mg_context *c = idmap_get(&r->contexts, ids[n]);
+		char unknown[32];
+
+		snprintf(unknown, sizeof(unknown), "context %u", ids[n]);
+		mg_list_append(list, mg_str(c ? c->name : unknown));
+	}
+	return list;
+}
+
+/* The master's own part of a record from id, or NULL: not audited. */
+static struct mg_value *known_locked(struct mg_router *r, uint32_t id)
+{
+	struct mg_context *ctx = idmap_get(&r->contexts, id);
+	struct timespec ts;
+	struct tm tm;
+	char stamp[64];
+	struct mg_value *rec;
+
+	if (!mg_context_is_audited(ctx))
+		return NULL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec, (long)(ts.tv_nsec / 1000) % 1000000);
+	rec = mg_map();
+	if (!rec)
+		return NULL;
+	mg_map_set(rec, "context_id", mg_int(id));
+	mg_map_set(rec, "context", mg_str(ctx->name));
+	mg_map_set(rec, "chain", chain_locked(r, id));
+	mg_map_set(rec, "privileged", mg_bool(mg_context_is_privileged(ctx)));
+	mg_map_set(rec, "received", mg_str(stamp));
+	return rec;
+}
+
+static void refused(struct mg_router *r, uint32_t id)
+{
+	uint64_t n = __atomic_add_fetch(&r->audit_refused, 1, __ATOMIC_RELAXED);
+
+	if ((n & (n - 1)) == 0)
+		LOG_WARN("audit: refused a record from context %u: it is not an audited "
+			 "context of this master (%llu refused so far)", id,
+			 (unsigned long long)n);
+}
+
 static void on_audit(struct mg_message *msg, void *userdata)
 {
 	struct mg_router *r = userdata;
-	struct mg_value *rec = NULL;
+	struct mg_value *rec = NULL, *claimed = NULL;
 	char *json;
 	size_t len;
 
@@ -50,11 +125,19 @@ static void on_audit(struct mg_message *msg, void *userdata)
 		mg_message_free(msg);
 		return;
 	}
-	if (mg_message_value(msg, false, &rec, NULL) < 0 || rec->type != MG_MAP) {
-		LOG_WARN("audit: malformed record from context %u: dropped", msg->meta.src_id);
+	pthread_mutex_lock(&r->lock);
+	rec = known_locked(r, msg->meta.src_id);
+	pthread_mutex_unlock(&r->lock);
+	if (!rec) {
+		refused(r, msg->meta.src_id);
 		goto out;
 	}
-	mg_map_set(rec, "context_id", mg_int(msg->meta.src_id));
+	if (mg_message_value(msg, false, &claimed, NULL) < 0 || claimed->type != MG_MAP) {
+		LOG_WARN("audit: malformed record from context %u: dropped", msg->meta.src_id);
+		mg_value_free(claimed);
+		goto out;
+	}
+	mg_map_set(rec, "claimed", claimed);
 	/* No file, and the log would drop it: no text to make. (A file
 	 * set meanwhile gets the next record.) */
 	if (__atomic_load_n(&r->audit_fd, __ATOMIC_RELAXED) < 0 && mg_log_get_level() > MG_LOG_INFO)

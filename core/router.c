@@ -18,6 +18,7 @@
 #include <mitogen/stats.h>
 #include "core/audit.h"
 #include "core/context.h"
+#include "core/handles.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
@@ -31,10 +32,20 @@ struct handler {
 	void (*release)(void *userdata);
 	bool once;
 	bool has_respondent;
+	bool reply_slot;		/* handle came from handle_reply_take */
 	uint32_t respondent_id;
 	mg_policy_fn policy;
 	void *policy_data;
 };
+
+static void handler_free(struct handler *h)
+{
+	if (h->release)
+		h->release(h->userdata);
+	if (h->reply_slot)
+		handle_reply_put(h->handle);
+	free(h);
+}
 
 static void router_on_shutdown(void *arg)
 {
@@ -63,18 +74,115 @@ static void router_on_stop(void *arg);
 static bool router_keep_alive(void *arg);
 
 /*
- * FORWARD_LOG: [level, source, line] from a descendant. Emitted here with
- * the source it names; in a child the log callback sends it on upwards.
- * Anyone may send it: a log line grants nothing.
+ * Forwarded log lines. A line names its source, and a context could name
+ * any: "master", another context, a host it is not on. So the source
+ * shown is the name this router knows for the context the line verifiably
+ * came from, and a different claim is kept beside it, marked as claimed;
+ * control characters (and C1 controls in UTF-8) are escaped, so that a
+ * line can neither start a forged line of its own nor drive a terminal.
+ *
+ * The message is [level, source, line, origin]: origin is the context
+ * that logged it, as the first router above it verified. A router takes
+ * it from a stream only for a context behind that same stream (an
+ * intermediate can speak for its own subtree, which it could anyway,
+ * never for others); otherwise the origin is the message's src_id.
  */
+static __thread uint32_t log_origin;	/* set while a forwarded line is emitted */
+static __thread const char *log_claimed;	/* its source, as claimed */
+static __thread bool log_forwarding;
+
+bool router_log_origin(uint32_t *ret_id, const char **ret_source)
+{
+	if (!log_forwarding)
+		return false;
+	*ret_id = log_origin;
+	*ret_source = log_claimed;
+	return true;
+}
+
+/* s with control characters escaped (\n, \xNN); caller frees. */
+static char *escape_controls(const char *s)
+{
+	size_t n = strlen(s);
+	char *out = malloc(n * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t') {
+			*o++ = '\\';
+			*o++ = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+		} else if (*p < 0x20 || *p == 0x7f) {
+			o += sprintf(o, "\\x%02x", *p);
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			/* U+0080..U+009F: C1 controls (CSI is U+009B) */
+			o += sprintf(o, "\\u%04x", p[1]);
+			p++;
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 static void on_forward_log(struct mg_message *msg, void *userdata)
 {
+	struct mg_router *r = userdata;
 	struct mg_value *v = NULL;
+	uint32_t origin;
+	char known[112], *source = NULL, *line = NULL, *shown = NULL;
+	int64_t level;
 
-	if (!mg_message_is_dead(msg) && mg_message_value(msg, false, &v, NULL) == 0 &&
-	    v->type == MG_LIST && v->len == 3 && v->items[0].type == MG_INT &&
-	    v->items[1].type == MG_STR && v->items[2].type == MG_STR)
-		log_emit((enum mg_log_level)v->items[0].i, v->items[1].str, v->items[2].str);
+	if (mg_message_is_dead(msg) || mg_message_value(msg, false, &v, NULL) < 0 ||
+	    v->type != MG_LIST || v->len < 3 || v->items[0].type != MG_INT ||
+	    v->items[1].type != MG_STR || v->items[2].type != MG_STR)
+		goto out;
+	origin = msg->meta.src_id;
+	if (v->len >= 4 && v->items[3].type == MG_INT && v->items[3].i >= 0 &&
+	    v->items[3].i <= UINT32_MAX && (uint32_t)v->items[3].i != origin) {
+		uint32_t claimed = (uint32_t)v->items[3].i;
+		struct stream *via, *of;
+
+		pthread_mutex_lock(&r->lock);
+		via = idmap_get(&r->routes, origin);
+		of = idmap_get(&r->routes, claimed);
+		pthread_mutex_unlock(&r->lock);
+		if (via && via == of && via->role == STREAM_CHILD)
+			origin = claimed;
+	}
+	pthread_mutex_lock(&r->lock);
+	{
+		struct mg_context *ctx = idmap_get(&r->contexts, origin);
+
+		if (origin == r->id)
+			snprintf(known, sizeof(known), "%s", log_self_name());
+		else if (ctx)
+			snprintf(known, sizeof(known), "%s", ctx->name);
+		else
+			snprintf(known, sizeof(known), "context %u", origin);
+	}
+	pthread_mutex_unlock(&r->lock);
+	source = escape_controls(v->items[1].str);
+	line = escape_controls(v->items[2].str);
+	if (!source || !line)
+		goto out;
+	if (strcmp(source, known) != 0 && asprintf(&shown, "%s (claims: %s)", known, source) < 0)
+		goto out;
+	level = v->items[0].i;
+	if (level < MG_LOG_DEBUG)
+		level = MG_LOG_DEBUG;
+	if (level > MG_LOG_ERROR)
+		level = MG_LOG_ERROR;
+	log_origin = origin;
+	log_claimed = source;
+	log_forwarding = true;
+	log_emit((enum mg_log_level)level, shown ? shown : source, line);
+	log_forwarding = false;
+out:
+	free(shown);
+	free(source);
+	free(line);
 	mg_value_free(v);
 	mg_message_free(msg);
 }
@@ -117,7 +225,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	r->client.keep_alive = router_keep_alive;
 	r->client.arg = r;
 	broker_client_add(b, &r->client);
-	mg_router_add_handler(r, on_forward_log, NULL, &log_opts);
+	mg_router_add_handler(r, on_forward_log, r, &log_opts);
 	audit_router_init(r);
 	routes_init(r);
 	return r;
@@ -238,9 +346,7 @@ static void router_destroy(struct mg_router *r)
 			break;
 		for (size_t i = 0; i < n; i++) {
 			idmap_del(&r->handlers, hs[i]->handle);
-			if (hs[i]->release)
-				hs[i]->release(hs[i]->userdata);
-			free(hs[i]);
+			handler_free(hs[i]);
 		}
 	}
 	for (;;) {
@@ -327,11 +433,7 @@ int mg_router_enable_debug(struct mg_router *r)
 
 static void release_deferred(void *arg)
 {
-	struct handler *h = arg;
-
-	if (h->release)
-		h->release(h->userdata);
-	free(h);
+	handler_free(arg);
 }
 
 static void deliver_dead_deferred(void *arg);
@@ -370,17 +472,30 @@ int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *user
 		h->has_respondent = true;
 		h->respondent_id = resp->id;
 	}
+	/* A call's reply: a handle nobody can guess, that the kernel can
+	 * check (core/handles.c). Taken outside r->lock. */
+	if (!handle && resp && h->once) {
+		handle = handle_reply_take();
+		h->reply_slot = handle != 0;
+	}
 	pthread_mutex_lock(&r->lock);
 	if (handle) {
 		if (idmap_get(&r->handlers, handle)) {
 			pthread_mutex_unlock(&r->lock);
+			if (h->reply_slot) {
+				/* Taken by an explicit registration: the
+				 * same slot comes back with other bits. */
+				handle_reply_put(handle);
+				free(h);
+				return router_add_handler_release(r, fn, userdata, release, opts);
+			}
 			free(h);
 			return -EEXIST;
 		}
 	} else {
 		do {
 			handle = r->next_handle++;
-			if (r->next_handle == MG_IS_DEAD || r->next_handle >= 0x7fffffff)
+			if (r->next_handle >= MG_HANDLE_REPLY_MIN)
 				r->next_handle = MG_HANDLE_USER_MIN;
 		} while (idmap_get(&r->handlers, handle));
 	}
@@ -388,6 +503,8 @@ int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *user
 	ret = idmap_put(&r->handlers, handle, h);
 	pthread_mutex_unlock(&r->lock);
 	if (ret < 0) {
+		if (h->reply_slot)
+			handle_reply_put(handle);
 		free(h);
 		return ret;
 	}
@@ -545,6 +662,59 @@ void router_refuse(struct mg_router *r, struct mg_message *msg, struct stream *i
 	}
 }
 
+/*
+ * Replies are bound to their respondent (README, Security): a message to a
+ * handler that has one is delivered when it comes from the respondent, or
+ * from a router on the path between here and the respondent. Those send
+ * a dead message when they lose it ("no route", a channel closed) and a
+ * CallError when they refuse the call (a policy, the kernel filter); they
+ * could put any source behind them on a message anyway, since routers
+ * check a source only against the stream it came in on, so admitting all
+ * they send costs nothing. The path is: this router; the routers the ids
+ * of contexts below us were allocated for (r->allocations: id -> its
+ * parent + 1), from the respondent up to us; and our own parents, through
+ * which everything outside our subtree is reached.
+ */
+static bool on_path_locked(struct mg_router *r, uint32_t respondent, uint32_t src)
+{
+	uint32_t ids[64], id = respondent;
+	size_t n;
+
+	if (src == r->id)
+		return true;
+	for (int hops = 0; hops < 64; hops++) {
+		uintptr_t up = (uintptr_t)idmap_get(&r->allocations, id);
+
+		if (!up || (id = (uint32_t)(up - 1)) == r->id)
+			break;
+		if (id == src)
+			return true;
+	}
+	n = mg_parent_ids(ids, 64);
+	for (size_t i = 0; i < n && i < 64; i++)
+		if (ids[i] == src)
+			return true;
+	return false;
+}
+
+/* A reply from someone other than its respondent: drop it, say so once a
+ * stream, count it. The sender is verified: router_receive checked that
+ * it is behind `in` (a child stream), or it came from above. */
+static void drop_foreign_reply(struct mg_router *r, struct mg_message *msg, struct stream *in,
+			       uint32_t respondent)
+{
+	if (in && !in->reply_warned) {
+		in->reply_warned = true;
+		LOG_ERROR("stream %s: dropped reply from unexpected context %u to handle %u "
+			  "(it waits for context %u); further ones on this stream are "
+			  "counted, not logged", in->name, msg->meta.src_id, msg->meta.handle,
+			  respondent);
+	}
+	if (in && in->role == STREAM_CHILD)
+		acct_rx_drop(in, MG_DROP_REPLY);
+	mg_message_free(msg);
+}
+
 static void deliver_local(struct mg_router *r, struct mg_message *msg, struct stream *in)
 {
 	struct handler *h;
@@ -556,6 +726,14 @@ static void deliver_local(struct mg_router *r, struct mg_message *msg, struct st
 
 	pthread_mutex_lock(&r->lock);
 	h = idmap_get(&r->handlers, msg->meta.handle);
+	if (h && h->has_respondent && msg->meta.src_id != h->respondent_id &&
+	    !on_path_locked(r, h->respondent_id, msg->meta.src_id)) {
+		uint32_t respondent = h->respondent_id;
+
+		pthread_mutex_unlock(&r->lock);
+		drop_foreign_reply(r, msg, in, respondent);
+		return;
+	}
 	policy = h ? h->policy : NULL;
 	policy_data = h ? h->policy_data : NULL;
 	/* No policy to consult: take a one-shot handler out right away (one

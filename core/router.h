@@ -28,6 +28,7 @@ struct mg_router {
 	bool audited;			/* calls served here are recorded, and
 					 * every child is audited too */
 	int audit_fd;			/* master: the JSON-lines file, or -1 */
+	uint64_t audit_refused;		/* records from unaudited contexts */
 	size_t max_message_size;
 
 	pthread_mutex_t lock;		/* everything below */
@@ -70,6 +71,14 @@ struct mg_router {
 	void *on_parent_lost_arg;
 };
 
+/*
+ * While a forwarded log line is being emitted on this thread (the log
+ * callback runs inside), the context that verifiably logged it and the
+ * source it claimed (borrowed, for the call's duration): a child passes
+ * both on with the line, so that the next router judges the claim
+ * itself. False otherwise.
+ */
+bool router_log_origin(uint32_t *ret_id, const char **ret_source);
 /* Create the router of a child whose parent is on `fd` (agent). */
 struct mg_router *router_new_child(struct mg_broker *b, size_t max_message_size);
 /* Broker thread: a complete message arrived on stream s (taken). */

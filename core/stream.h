@@ -30,6 +30,7 @@ struct stream {
 	bool closed;
 	bool registered;
 	bool lent;			/* input handled by a waiting thread */
+	bool reply_warned;		/* a foreign reply was logged (router.c) */
 	struct stream *next;		/* router's list */
 	/*
 	 * Byte stream (ssh stdio, pipes): the same records, read from a

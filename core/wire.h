@@ -38,6 +38,14 @@
 #define WIRE_OFF_LENGTH		24
 #define WIRE_HDR_SIZE		28
 
+/*
+ * Reply handles (core/handles.c, MG_HANDLE_REPLY_MIN): from WIRE_REPLY_MIN
+ * up, the low bits a slot among WIRE_REPLY_SLOTS that no other live reply
+ * handle of the process holds; the kernel filter remembers them by slot.
+ */
+#define WIRE_REPLY_MIN		0x40000000u
+#define WIRE_REPLY_SLOTS	8192u
+
 /* A record, header included, is at most 64 KiB. */
 #define WIRE_RECORD_MAX		65536
 #define WIRE_PAYLOAD_MAX	(WIRE_RECORD_MAX - WIRE_HDR_SIZE)

@@ -42,6 +42,15 @@ enum {
 	MG_IS_DEAD = 999,
 	/* first handle handed out by mg_router_add_handler */
 	MG_HANDLE_USER_MIN = 1000,
+	/*
+	 * Handles from here up (to 2^31 - 1) are reply handles: given to a
+	 * receiver that has a respondent and takes one message (a call's
+	 * reply), never in sequence (the low 13 bits name a slot free among
+	 * this process's live reply handles, the rest are random), and only
+	 * ever sent as the reply_to of messages to that respondent. Other
+	 * handles count up from MG_HANDLE_USER_MIN, below this.
+	 */
+	MG_HANDLE_REPLY_MIN = 0x40000000,
 };
 
 /* Default for mg_router_opts.max_message_size: 128 MiB. */
@@ -141,11 +150,20 @@ typedef void (*mg_handler_fn)(struct mg_message *msg, void *userdata);
 
 struct mg_handler_opts {
 	size_t sz;
-	/* Explicit handle to register; 0 allocates one from 1000 up. */
+	/* Explicit handle to register; 0 allocates one: from 1000 up, or a
+	 * reply handle (MG_HANDLE_REPLY_MIN) when once and respondent are
+	 * both set. */
 	uint32_t handle;
 	/* Unregister after the first message (persist=False). */
 	bool once;
-	/* Deliver a dead message when this context disconnects. Borrowed. */
+	/*
+	 * Deliver only messages from this context (Borrowed). A message from
+	 * another is dropped (logged once per stream with its verified
+	 * sender, counted as MG_DROP_REPLY), except a dead message or a
+	 * refusal from a router on the path to it, which could forge any
+	 * source behind it anyway (README, Security). A dead message is
+	 * delivered when it disconnects.
+	 */
 	struct mg_context *respondent;
 	/* NULL: accept every message. */
 	mg_policy_fn policy;
@@ -271,7 +289,11 @@ struct mg_receiver_opts {
 	size_t sz;
 	uint32_t handle;		/* 0 allocates */
 	bool once;			/* unregister after one message */
-	struct mg_context *respondent;	/* dead message when it goes away */
+	/* Only messages from this context are delivered (replies from
+	 * anyone else are dropped, logged and counted as MG_DROP_REPLY; dead
+	 * messages may also come from a router on the path to it); a dead
+	 * message arrives when it goes away. */
+	struct mg_context *respondent;
 	mg_policy_fn policy;
 	void *policy_data;
 };

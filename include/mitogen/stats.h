@@ -50,7 +50,11 @@ enum mg_stats_drop {
 	MG_DROP_PRIV_UP = 3,	/* up: privileged handle to the parent or its parents */
 	MG_DROP_NO_AUTHORITY = 4, /* down: privileged handle without parent authority */
 	MG_DROP_UNKNOWN = 5,	/* kernel: a filtered socket with no channel entry */
-	MG_STATS_NDROP = 6,
+	/* up: a reply that does not come from the call's respondent (the
+	 * router), or to a reply handle never sent down this channel (the
+	 * kernel). README, Security: replies are bound to their respondent. */
+	MG_DROP_REPLY = 6,
+	MG_STATS_NDROP = 7,
 };
 
 enum mg_stats_dir {
