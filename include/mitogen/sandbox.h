@@ -77,7 +77,7 @@ struct mg_sandbox_opts {
 	 * seccomp profile: "default" (allow all but module loading, kexec,
 	 * reboot, mount, swap, ptrace, bpf, perf_event_open, keys,
 	 * userfaultfd, namespaces (clone3 fails with ENOSYS), personality,
-	 * chroot, io_uring (EPERM)...), "strict" (only
+	 * chroot, io_uring (EPERM), pidfd_getfd...), "strict" (only
 	 * what the agent and the mg.* built-ins need), a path to a rule file
 	 * (read by the process calling mg_local; one rule a line: `syscall
 	 * action [argN OP VALUE]...`, actions allow, trap, kill, log,
