@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -434,6 +435,15 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		}
 	}
 	mg_value_free(boot);
+	/*
+	 * Not dumpable from here on: a program mg.run starts runs as our uid,
+	 * and could otherwise take our channel (pidfd_getfd), write our memory
+	 * (/proc/PID/mem) or ptrace us, and speak as this context; no core
+	 * dump holds our secrets either. After the sandbox: a user namespace's
+	 * uid_map is written while dumpable (sandbox/namespaces.c).
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		_exit(AGENT_EXIT_SETUP);
 
 	call_rx = mg_receiver_new(r, &call_opts);
 	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, NULL, &shut_opts) < 0)

@@ -10,6 +10,16 @@
 
 #include "sandbox/sandbox.h"
 
+/*
+ * The profiles refuse CLONE_NEW* by testing clone's flags as arg0, which
+ * holds on x86_64 and aarch64 (and i386/arm: CLONE_BACKWARDS keeps flags
+ * first), not on s390 (flags in arg1) nor wherever else the order is
+ * turned: a port must change those rules, not only build them.
+ */
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "sandbox/profiles: the clone rules read flags as arg0 (x86_64, aarch64): check them here"
+#endif
+
 #define SB_EMBED(sym, file)						\
 	__asm__(".section .rodata\n"					\
 		".balign 16\n"						\

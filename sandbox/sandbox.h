@@ -79,7 +79,8 @@ int sb_seccomp_export(const struct sb_policy *p, const char *profile, void **ret
 int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char *why,
 			size_t n);
 /* Child: stack a filter that traps socket() for AF_INET, AF_INET6 and
- * AF_PACKET, every thread; no_new_privs must already be set. */
+ * AF_PACKET, and fails io_uring (which opens sockets without socket())
+ * with EPERM, every thread; no_new_privs must already be set. */
 int sb_seccomp_no_inet(char *why, size_t n);
 /* Forget a trapped syscall of this thread (before a call). */
 void sandbox_trap_clear(void);

@@ -410,9 +410,21 @@ int sb_seccomp_load_bpf(const void *prog, size_t len, const char *profile, char 
 
 /* --- no_inet: a second, stacked filter ------------------------------------ */
 
+/*
+ * Why io_uring too: its IORING_OP_SOCKET (Linux 5.19) opens a socket, and
+ * its connect/accept/... operations use it, without the socket syscall
+ * this filter checks; seccomp cannot see inside the rings. This filter is
+ * what stands for a tenant's eBPF socket policy where that cannot be
+ * attached (master/local.c), and the eBPF program does see io_uring's
+ * sockets: without io_uring the two refuse the same thing. EPERM rather
+ * than a trap, as in the default profile: programs that probe io_uring
+ * fall back to plain syscalls on an error, a trap would kill them.
+ */
 int sb_seccomp_no_inet(char *why, size_t n)
 {
 	static const int families[] = { AF_INET, AF_INET6, AF_PACKET };
+	static const int uring[] = { SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_enter),
+				     SCMP_SYS(io_uring_register) };
 	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 	int ret = ctx ? 0 : -ENOMEM;
@@ -420,6 +432,8 @@ int sb_seccomp_no_inet(char *why, size_t n)
 	for (size_t i = 0; ret == 0 && i < sizeof(families) / sizeof(families[0]); i++)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(socket), 1,
 				       SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+	for (size_t i = 0; ret == 0 && i < sizeof(uring) / sizeof(uring[0]); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), uring[i], 0);
 	if (ret == 0)
 		ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	sigemptyset(&sa.sa_mask);

@@ -76,7 +76,8 @@ struct mg_sandbox_opts {
 	/*
 	 * seccomp profile: "default" (allow all but module loading, kexec,
 	 * reboot, mount, swap, ptrace, bpf, perf_event_open, keys,
-	 * userfaultfd, namespaces, personality, chroot...), "strict" (only
+	 * userfaultfd, namespaces (clone3 fails with ENOSYS), personality,
+	 * chroot, io_uring (EPERM), pidfd_getfd...), "strict" (only
 	 * what the agent and the mg.* built-ins need), a path to a rule file
 	 * (read by the process calling mg_local; one rule a line: `syscall
 	 * action [argN OP VALUE]...`, actions allow, trap, kill, log,
@@ -123,8 +124,9 @@ struct mg_sandbox_opts {
 	unsigned namespaces;
 	/* No AF_INET, AF_INET6 or AF_PACKET sockets: a second seccomp filter
 	 * (stacked on any profile) traps socket() for them; the CallError
-	 * says "blocked by seccomp (no-net: no inet sockets): socket". With
-	 * MG_NS_NET this is the tool's --no-net. */
+	 * says "blocked by seccomp (no-net: no inet sockets): socket". It
+	 * also fails io_uring with EPERM (io_uring opens sockets without
+	 * socket()). With MG_NS_NET this is the tool's --no-net. */
 	bool no_inet;
 	/* Lock the securebits (noroot, no_setuid_fixup, keep_caps off,
 	 * no_cap_ambient_raise): needs CAP_SETPCAP when applied. */
