@@ -524,6 +524,24 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 	agent_run_fds(rfd, wfd, bytes);
 }
 
+/*
+ * The master is not dumpable either (docs/security.md): its children, and
+ * the commands they run, often share its uid, and a dumpable master's
+ * memory is open to them through /proc/PID/mem (a sandboxed child wrote
+ * it), as its fds are through pidfd_getfd, whatever seccomp allows; a
+ * core dump would also hold the passwords it was given. Root, and
+ * CAP_SYS_PTRACE, still can. MITOGEN_DUMPABLE=1 keeps it dumpable, for
+ * a debugger run as the same user.
+ */
+static void master_not_dumpable(void)
+{
+	const char *keep = getenv("MITOGEN_DUMPABLE");
+
+	if (keep && !strcmp(keep, "1"))
+		return;
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 int mg_main_(int argc, char **argv, const struct mg_export *start,
 	     const struct mg_export *stop)
 {
@@ -537,8 +555,10 @@ int mg_main_(int argc, char **argv, const struct mg_export *start,
 					     !strcmp(argv[1], "--mitogen-connect")))
 		agent_from_first_stage(argc, argv);
 	env = getenv(AGENT_FD_ENV);
-	if (!env)
+	if (!env) {
+		master_not_dumpable();
 		return 0;
+	}
 	errno = 0;
 	fd = strtol(env, &end, 10);
 	if (errno || *end || fd < 0 || fd > 1024)
