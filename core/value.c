@@ -108,6 +108,10 @@ void value_clear(struct mg_value *v)
 		free(v->items);
 		break;
 	default:
+		/* A secret's bytes (a password on its way to a prompt) do
+		 * not outlive it in freed memory. */
+		if (v->type == MG_SECRET && v->str)
+			explicit_bzero((char *)v->str, v->len);
 		block = value_blob_block(v);
 		if (block != v)
 			free(block);
