@@ -15,18 +15,30 @@
  *  - a program using the library with MITOGEN_PASSWORD in its own
  *    environment starts a local child, a sudo -E child and a su child.
  *
+ * And the private socket a sudo/su/doas agent connects back to: another
+ * user floods it with connections during a start; every one is refused,
+ * the start succeeds and the log gets one line, not one per connection.
+ *
  * Owns: nothing outside its own temporary directory. Test users come from
  * selftests/fixtures/sshd.sh (root only; the tests that need them skip
  * otherwise, saying so).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 
 #include "selftests/transports/fixture.h"
 
@@ -248,6 +260,212 @@ static void test_library_children_env(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* --- refusal floods on the connect-back socket ------------------------ */
+
+/* Connections the attacker makes during one sudo start. */
+#define FLOOD 300
+
+/* Our own log lines that mention a refusal, counted (any thread). */
+static pthread_mutex_t flood_lock = PTHREAD_MUTEX_INITIALIZER;
+static int flood_lines;
+static char flood_last[1024];
+
+static void flood_log(enum mg_log_level level, const char *source, const char *line,
+		      void *userdata)
+{
+	if (!strstr(line, "refused"))
+		return;
+	pthread_mutex_lock(&flood_lock);
+	flood_lines++;
+	snprintf(flood_last, sizeof(flood_last), "%s", line);
+	pthread_mutex_unlock(&flood_lock);
+}
+
+struct flood_start {
+	struct mg_context *ctx;
+	struct mg_error err;
+	const char *sudo_path;
+};
+
+static void *flood_start_sudo(void *arg)
+{
+	struct flood_start *fs = arg;
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 120);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo",
+		.sudo_path = fs->sudo_path);
+	fs->ctx = mg_sudo(router, &so, &fs->err);
+	return NULL;
+}
+
+/* The inode of our listening "@mitogen-..." socket (from /proc/self/fd
+ * and /proc/net/unix), or 0. */
+static unsigned long our_connect_back_inode(void)
+{
+	char line[512], path[300];
+	unsigned long found = 0;
+	FILE *f = fopen("/proc/net/unix", "r");
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long ino, flags;
+		char link[64], want[64];
+		struct dirent *de;
+		DIR *d;
+
+		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %lu %299s", &flags, &ino, path) != 3 ||
+		    strncmp(path, "@mitogen-", 9) || !(flags & 0x10000 /* __SO_ACCEPTCON */))
+			continue;
+		snprintf(want, sizeof(want), "socket:[%lu]", ino);
+		d = opendir("/proc/self/fd");
+		assert_non_null(d);
+		while ((de = readdir(d))) {
+			char fdpath[300];
+			ssize_t n;
+
+			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%s", de->d_name);
+			n = readlink(fdpath, link, sizeof(link) - 1);
+			if (n > 0) {
+				link[n] = '\0';
+				if (!strcmp(link, want))
+					found = ino;
+			}
+		}
+		closedir(d);
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * The attacker, as user uid: told the socket's inode, finds its name in
+ * /proc/net/unix (readable by anyone; the sudo command line in
+ * /proc/PID/cmdline names it too), connects FLOOD times and reports how
+ * many connects went through.
+ */
+static void flood_attacker(uid_t uid, gid_t gid, int in, int out)
+{
+	unsigned long ino = 0;
+	char line[512], path[300], name[128] = "";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int ok = 0;
+	FILE *f;
+
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		_exit(100);
+	if (read(in, &ino, sizeof(ino)) != sizeof(ino))
+		_exit(101);
+	f = fopen("/proc/net/unix", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long i;
+
+		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %299s", &i, path) == 2 && i == ino)
+			snprintf(name, sizeof(name), "%.120s", path);
+	}
+	if (f)
+		fclose(f);
+	if (name[0] != '@')
+		_exit(102);
+	memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name));
+	for (int i = 0; i < FLOOD; i++) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, len) == 0)
+			ok++;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (write(out, &ok, sizeof(ok)) != sizeof(ok))
+		_exit(103);
+	_exit(0);
+}
+
+/*
+ * Another user (mgtest) floods the connect-back socket of a sudo start
+ * with connections while sudo waits (a sudo that starts when told, so the
+ * flood is all in before the agent connects): the start succeeds, every
+ * connection was refused, and the log says so once, with the count and
+ * the uid, not once per connection.
+ */
+static void test_connect_back_flood(void **state)
+{
+	char sudo[128], go[128], started[128], want[128];
+	struct flood_start fs = { .err = MG_ERROR_INIT };
+	int to_att[2], from_att[2], connects = 0, status;
+	unsigned long ino = 0;
+	struct passwd *pw;
+	pthread_t th;
+	double t0;
+	pid_t att;
+	FILE *f;
+
+	NEED_ROOT();
+	pw = getpwnam("mgtest");
+	assert_non_null(pw);
+	snprintf(sudo, sizeof(sudo), "%s/sudo", tmpdir);
+	snprintf(go, sizeof(go), "%s/go", tmpdir);
+	snprintf(started, sizeof(started), "%s/started", tmpdir);
+	f = fopen(sudo, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n: > %s\nuntil [ -e %s ]; do sleep 0.05; done\nexec sudo \"$@\"\n",
+		started, go);
+	fclose(f);
+	assert_int_equal(chmod(sudo, 0755), 0);
+	assert_int_equal(pipe(to_att), 0);
+	assert_int_equal(pipe(from_att), 0);
+	att = fork();
+	assert_true(att >= 0);
+	if (att == 0) {
+		close(to_att[1]);
+		close(from_att[0]);
+		flood_attacker(pw->pw_uid, pw->pw_gid, to_att[0], from_att[1]);
+	}
+	close(to_att[0]);
+	close(from_att[1]);
+
+	flood_lines = 0;
+	mg_log_set_callback(flood_log, NULL);
+	fs.sudo_path = sudo;
+	assert_int_equal(pthread_create(&th, NULL, flood_start_sudo, &fs), 0);
+	/* Our "sudo" runs: the socket listens (made before it starts). */
+	t0 = mg_test_now();
+	while (access(started, F_OK) < 0 && mg_test_now() - t0 < 120)
+		usleep(10000);
+	ino = our_connect_back_inode();
+	assert_true(ino != 0);
+	assert_int_equal(write(to_att[1], &ino, sizeof(ino)), sizeof(ino));
+	/* All its connects are through (queued or refused) before sudo goes on. */
+	assert_int_equal(read(from_att[0], &connects, sizeof(connects)), sizeof(connects));
+	assert_int_equal(waitpid(att, &status, 0), att);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	f = fopen(go, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	mg_log_set_callback(NULL, NULL);
+	close(to_att[1]);
+	close(from_att[0]);
+	unlink(sudo);
+	unlink(go);
+	unlink(started);
+
+	fprintf(stderr, "# %d connects by uid %u; %d log lines about refusals; last: %s\n",
+		connects, (unsigned)pw->pw_uid, flood_lines, flood_last);
+	if (!fs.ctx)
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(fs.err.kind), fs.err.message);
+	assert_non_null(fs.ctx);
+	assert_int_equal(call_int(fs.ctx, "mg.getuid"), user_uid("mgsudo"));
+	finish(fs.ctx);
+	assert_int_equal(connects, FLOOD);
+	assert_int_equal(flood_lines, 1);
+	snprintf(want, sizeof(want), "refused %d connection", FLOOD);
+	assert_non_null(strstr(flood_last, want));
+	snprintf(want, sizeof(want), "uid %u", (unsigned)pw->pw_uid);
+	assert_non_null(strstr(flood_last, want));
+}
+
 int main(int argc, char **argv)
 {
 	int ret;
@@ -260,6 +478,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_tool_proc_environ),
 		FIXTURE_TEST(test_su_target_env),
 		FIXTURE_TEST(test_library_children_env),
+		FIXTURE_TEST(test_connect_back_flood),
 	};
 
 	snprintf(mark, sizeof(mark), "mg-secret-%d-%ld", (int)getpid(), (long)time(NULL));
