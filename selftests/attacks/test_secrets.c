@@ -409,8 +409,9 @@ static void test_connect_back_flood(void **state)
 	snprintf(started, sizeof(started), "%s/started", tmpdir);
 	f = fopen(sudo, "w");
 	assert_non_null(f);
-	fprintf(f, "#!/bin/sh\n: > %s\nuntil [ -e %s ]; do sleep 0.05; done\nexec sudo \"$@\"\n",
-		started, go);
+	/* Waits for go (at most ~2 min: a failed test leaves nothing behind). */
+	fprintf(f, "#!/bin/sh\n: > %s\nn=0\nuntil [ -e %s ] || [ $n -ge 2400 ]; do\n"
+		"sleep 0.05; n=$((n + 1))\ndone\nexec sudo \"$@\"\n", started, go);
 	fclose(f);
 	assert_int_equal(chmod(sudo, 0755), 0);
 	assert_int_equal(pipe(to_att), 0);
