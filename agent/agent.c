@@ -411,8 +411,7 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	if (bi.debug) {
 		/* Debug mode: our own log file, and our children get one too. */
 		r->debug = true;
-		if (log_debug_file() < 0)
-			LOG_WARN("cannot open /tmp/mitogen.%d.log", (int)getpid());
+		log_debug_file();	/* says why itself when it cannot */
 	}
 	/*
 	 * The sandbox, before the greeting: the parent never sees a ready

@@ -4,9 +4,11 @@
  * a profiled context samples its own CPU time (a per-thread POSIX timer,
  * CLOCK_THREAD_CPUTIME_ID, 1 kHz, SIGPROF) and, on graceful exit, writes
  *
- *	/tmp/mitogen.stats.<pid>.<thread>.folded
+ *	<private directory>/mitogen.stats.<pid>.<thread>.folded
  *
- * in the "folded stacks" format (one line per distinct stack, frames from
+ * (the debug log's directory, log_private_dir: $XDG_RUNTIME_DIR/mitogen-debug
+ * or ${TMPDIR:-/tmp}/mitogen-debug-<uid>, ours and 0700, the file created
+ * there O_EXCL|O_NOFOLLOW|O_NONBLOCK and checked) in the "folded stacks" format (one line per distinct stack, frames from
  * the outermost, separated by ';', then the sample count), which
  * flamegraph.pl, inferno-flamegraph and speedscope read directly. Frames
  * are named from the executable's own symbol table; frames elsewhere are
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <signal.h>
 #include <stdio.h>
@@ -244,21 +247,26 @@ void profile_thread_stop(void)
 {
 	struct thread_profile *p = self;
 	struct symtab t;
-	char path[128];
+	char dir[PATH_MAX], file[96], why[PATH_MAX + 128];
 	FILE *f;
-	int fd;
+	int dfd, fd;
 
 	if (!p)
 		return;
 	timer_delete(p->timer);
 	self = NULL;
-	snprintf(path, sizeof(path), "/tmp/mitogen.stats.%d.%s.folded", (int)getpid(), p->name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	snprintf(file, sizeof(file), "mitogen.stats.%d.%s.folded", (int)getpid(), p->name);
+	dfd = log_private_dir(dir, sizeof(dir), why, sizeof(why));
+	fd = dfd < 0 ? dfd : log_private_create(dfd, dir, file, why, sizeof(why));
+	if (dfd >= 0)
+		close(dfd);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
-		if (fd >= 0)
+		if (fd >= 0) {
+			snprintf(why, sizeof(why), "%s/%s: %s", dir, file, strerror(errno));
 			close(fd);
-		LOG_WARN("profiling: cannot write %s: %s", path, strerror(errno));
+		}
+		LOG_WARN("profiling: %s not written: %s", file, why);
 		goto out;
 	}
 	symtab_load(&t);
@@ -284,7 +292,7 @@ void profile_thread_stop(void)
 	free(t.syms);
 	if (t.map)
 		munmap(t.map, t.maplen);
-	LOG_DEBUG("profile written to %s", path);
+	LOG_DEBUG("profile written to %s/%s", dir, file);
 out:
 	free(p->slots);
 	free(p);

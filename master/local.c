@@ -663,7 +663,9 @@ fail:
 }
 
 /* Our environment, with the agent's fd and (sb_env, sandbox/caps.c) the
- * capabilities a sandboxed child keeps; any of ours of those names left out. */
+ * capabilities a sandboxed child keeps; any of ours of those names left
+ * out, and MITOGEN_PASSWORD (the tool's password: a child and the
+ * commands it runs have no use for it). */
 static char **child_env(char *sb_env)
 {
 	size_t n = 0, k = 0;
@@ -676,7 +678,8 @@ static char **child_env(char *sb_env)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)) &&
-		    strncmp(environ[i], SANDBOX_BSET_ENV "=", sizeof(SANDBOX_BSET_ENV)))
+		    strncmp(environ[i], SANDBOX_BSET_ENV "=", sizeof(SANDBOX_BSET_ENV)) &&
+		    strncmp(environ[i], "MITOGEN_PASSWORD=", 17))
 			env[k++] = environ[i];
 	env[k++] = AGENT_FD_ENV "=3";
 	if (sb_env)

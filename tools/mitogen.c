@@ -22,6 +22,7 @@
  * highest of the targets' codes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -328,26 +329,61 @@ static void tool_sandbox_paths(struct tool_opts *o)
 	o->sandbox.exec = o->npaths[2] ? o->paths[2] : NULL;
 }
 
-/* Passwords for ssh/sudo/su/doas prompts: never from the command line. */
+/* Passwords for ssh/sudo/su/doas prompts: never from the command line.
+ * Zeroed when the tool exits (tool_password_forget). */
 static char tool_password[1024];
 
-/* --password-file FILE: its first line. Returns 0 or -1 (said why). */
+static void tool_password_forget(void)
+{
+	explicit_bzero(tool_password, sizeof(tool_password));
+}
+
+/* --password-file FILE: its first line. Returns 0 or -1 (said why). Read
+ * with read(2): no stdio buffer keeps a copy in freed memory. */
 static int tool_read_password(const char *path)
 {
-	FILE *f = fopen(path, "re");
-	size_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+	ssize_t k;
 
-	if (!f) {
+	if (fd < 0) {
 		fprintf(stderr, "mitogen: --password-file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	if (!fgets(tool_password, sizeof(tool_password), f))
-		tool_password[0] = '\0';
-	fclose(f);
-	n = strcspn(tool_password, "\r\n");
+	while (n < sizeof(tool_password) - 1 &&
+	       (k = read(fd, tool_password + n, sizeof(tool_password) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
 	tool_password[n] = '\0';
+	n = strcspn(tool_password, "\r\n");
+	explicit_bzero(tool_password + n, sizeof(tool_password) - n);
 	target_set_password(tool_password);
 	return 0;
+}
+
+/*
+ * MITOGEN_PASSWORD: taken when no --password-file gave a password, and in
+ * every case gone from the environment before anything starts: unset, so
+ * that no child, su target (su keeps its caller's environment) or command
+ * run by mg.run inherits it, and its value zeroed where execve put it,
+ * which unsetenv() leaves alone and /proc/PID/environ shows to every
+ * process of our uid.
+ */
+static void tool_take_env_password(void)
+{
+	static const char name[] = "MITOGEN_PASSWORD=";
+	const size_t len = sizeof(name) - 1;
+
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, name, len))
+			continue;
+		if (!tool_password[0]) {
+			snprintf(tool_password, sizeof(tool_password), "%s", *e + len);
+			target_set_password(tool_password);
+		}
+		explicit_bzero(*e + len, strlen(*e + len));
+	}
+	unsetenv("MITOGEN_PASSWORD");
 }
 
 /*
@@ -481,10 +517,8 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		}
 	}
 	tool_sandbox_paths(o);
-	if (!tool_password[0] && getenv("MITOGEN_PASSWORD")) {
-		snprintf(tool_password, sizeof(tool_password), "%s", getenv("MITOGEN_PASSWORD"));
-		target_set_password(tool_password);
-	}
+	tool_take_env_password();
+	atexit(tool_password_forget);
 	if (o->targets.n == 0) {
 		int ret = target_list_parse(&o->targets, "local", NULL, 0);
 

@@ -312,6 +312,11 @@ struct conv {
 	size_t prelen, present;
 	bool sending;
 	int conn;			/* connect_back: accepted fd */
+	/* connect_back: connections refused, said once (refused_report) */
+	unsigned refused;
+	unsigned refused_nuids;
+	uid_t refused_uids[8];		/* the first distinct ones */
+	pid_t refused_pid;		/* the first one's */
 };
 
 static void tty_append(struct conv *c, const char *p, size_t n)
@@ -662,20 +667,54 @@ static bool descends_from(pid_t pid, pid_t ancestor)
 	return false;
 }
 
+/*
+ * Someone else connected to the private socket: refused (closed unread),
+ * counted, not logged one by one; any local user can connect to an
+ * abstract socket and reconnect as fast as we refuse.
+ */
+static void refused_note(struct conv *c, const struct ucred *cr)
+{
+	unsigned i;
+
+	if (!c->refused++)
+		c->refused_pid = cr->pid;
+	for (i = 0; i < c->refused_nuids && c->refused_uids[i] != cr->uid; i++)
+		;
+	if (i == c->refused_nuids && i < sizeof(c->refused_uids) / sizeof(c->refused_uids[0]))
+		c->refused_uids[c->refused_nuids++] = cr->uid;
+}
+
+/* One WARNING for every connection refused during this start. */
+static void refused_report(const struct conv *c)
+{
+	char uids[128] = "";
+	size_t n = 0;
+
+	if (!c->refused)
+		return;
+	for (unsigned i = 0; i < c->refused_nuids && n < sizeof(uids); i++)
+		n += (size_t)snprintf(uids + n, sizeof(uids) - n, "%s%u", i ? ", " : "",
+				      (unsigned)c->refused_uids[i]);
+	LOG_WARN("%s: refused %u connection%s to the private socket from uid%s %s%s "
+		 "(first from pid %d; expected a process under pid %d%s)", c->name, c->refused,
+		 c->refused == 1 ? "" : "s", c->refused_nuids > 1 ? "s" : "", uids,
+		 c->refused_nuids == sizeof(c->refused_uids) / sizeof(c->refused_uids[0])
+			 ? " and maybe more" : "",
+		 (int)c->refused_pid, (int)c->pid, c->req->check_uid ? " with the target uid" : "");
+}
+
 static int accept_child(struct conv *c, struct mg_error *err)
 {
-	struct ucred cr;
+	struct ucred cr = { 0 };
 	socklen_t len = sizeof(cr);
 	int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-	    !descends_from(cr.pid, c->pid) ||
-	    (c->req->check_uid && cr.uid != c->req->want_uid)) {
-		LOG_WARN("%s: refused a connection to the private socket from pid %d uid %d "
-			 "(expected a process under pid %d%s)", c->name, (int)cr.pid, (int)cr.uid,
-			 (int)c->pid, c->req->check_uid ? " with the target uid" : "");
+	    (c->req->check_uid && cr.uid != c->req->want_uid) ||
+	    !descends_from(cr.pid, c->pid)) {
+		refused_note(c, &cr);
 		close(fd);
 		return 0;
 	}
@@ -881,7 +920,9 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	}
 	c.chan = sv[0];
 	fcntl(c.chan, F_SETFL, fcntl(c.chan, F_GETFL) | O_NONBLOCK);
-	if (converse(&c, err) < 0) {
+	ret = converse(&c, err);
+	refused_report(&c);
+	if (ret < 0) {
 		reap_now(pid);
 		goto fail_early;
 	}

@@ -81,6 +81,12 @@ bool pty_is_prompt(const char *text, const char *const *words)
 	return false;
 }
 
+/*
+ * The program's environment: ours without the agent's fd, without
+ * MITOGEN_PASSWORD (the tool's password, should a program using the
+ * library have it: sudo -E and su pass our environment on to the target
+ * user), and with LC_ALL=C when asked.
+ */
 static char **spawn_env(bool c_locale)
 {
 	size_t n = 0, k = 0;
@@ -92,7 +98,8 @@ static char **spawn_env(bool c_locale)
 	if (!env)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (!strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)))
+		if (!strncmp(environ[i], AGENT_FD_ENV "=", sizeof(AGENT_FD_ENV)) ||
+		    !strncmp(environ[i], "MITOGEN_PASSWORD=", 17))
 			continue;
 		if (c_locale && !strncmp(environ[i], "LC_ALL=", 7))
 			continue;

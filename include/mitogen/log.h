@@ -44,14 +44,16 @@ MG_API int mg_log_level_parse(const char *name);
 /*
  * Also write every line (this context's and forwarded ones) to a file
  * (path, created mode 0600, appended; never through a symlink, never a
- * file another user owns), or to standard error when path is NULL, as
+ * file another user owns, a FIFO or a file with other hard links; opening
+ * never blocks), or to standard error when path is NULL, as
  * "YYYY-mm-dd HH:MM:SS[.uuuuuu] LEVEL source: line". With io, every
  * message routed is logged too (at DEBUG). level is a level name ("DEBUG",
  * "INFO", ...), NULL for INFO; it also becomes the process's level.
  * The environment overrides the arguments (the reference's names):
  *   MITOGEN_LOG_LEVEL=NAME, MITOGEN_LOG_USEC=1, MITOGEN_LOG_IO=1.
- * Returns 0, -EINVAL (bad level), or -errno from opening the file.
- * Thread-safe; a second call replaces the first file.
+ * Returns 0, -EINVAL (bad level), -EPERM (not a regular file of ours
+ * with one link), or -errno from opening the file (-ENXIO: a FIFO no one
+ * reads). Thread-safe; a second call replaces the first file.
  */
 MG_API int mg_log_to_file(const char *path, bool io, bool usec, const char *level);
 /*
@@ -59,10 +61,11 @@ MG_API int mg_log_to_file(const char *path, bool io, bool usec, const char *leve
  * broker thread started afterwards in this process, and the broker and
  * main threads of every context started from it (and below it), sample
  * their own CPU time and, on graceful exit, write
- * /tmp/mitogen.stats.<pid>.<thread>.folded (mode 0600): one line per
+ * mitogen.stats.<pid>.<thread>.folded (mode 0600) in the user's private
+ * directory (see mg_router_enable_debug): one line per
  * stack, "thread;outermost;...;innermost count", the folded-stacks format
  * that flamegraph.pl, inferno-flamegraph and speedscope read
- * (`flamegraph.pl /tmp/mitogen.stats.*.folded > profile.svg`). A single
+ * (`flamegraph.pl /tmp/mitogen-debug-0/mitogen.stats.*.folded > profile.svg`). A single
  * context can be profiled with mg_local_opts.profiling instead.
  */
 MG_API void mg_profiling_enable(bool on);

@@ -181,9 +181,12 @@ MG_API int mg_router_del_handler(struct mg_router *r, uint32_t handle);
 MG_API uint32_t mg_router_id(const struct mg_router *r);
 /*
  * Make this context, and every context started from it (or below it)
- * from now on, write a debug log to /tmp/mitogen.<pid>.log (mode 0600,
- * microsecond timestamps, level DEBUG; see mg_log_to_file). Returns 0 or
- * -errno from opening this process's log.
+ * from now on, write a debug log, mitogen.<pid>.log (mode 0600,
+ * microsecond timestamps, level DEBUG; see mg_log_to_file), in its user's
+ * private directory: $XDG_RUNTIME_DIR/mitogen-debug or
+ * ${TMPDIR:-/tmp}/mitogen-debug-<euid> (README, Logging). Returns 0 or
+ * -errno from opening this process's log (a WARNING says why: e.g. the
+ * directory belongs to another user).
  */
 MG_API int mg_router_enable_debug(struct mg_router *r);
 /*

@@ -17,6 +17,10 @@
 
 #include "selftests/lib/harness.h"
 
+/* Where debug logs and profiles go: main() sets TMPDIR to a directory of
+ * this run's, so ${TMPDIR}/mitogen-debug-<euid>. */
+static char debug_dir[128];
+
 static int say(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
 	const char *text;
@@ -114,7 +118,7 @@ static void test_debug_logs_in_descendants(void **state)
 	struct mg_router *r = mg_router_new(NULL);
 	struct mg_context *a, *g;
 	struct mg_value *v = NULL;
-	char path[64], *text;
+	char path[256], *text;
 	struct stat st;
 	pid_t gpid;
 
@@ -132,17 +136,17 @@ static void test_debug_logs_in_descendants(void **state)
 	/* The grandchild's line reached the master under its name... */
 	assert_true(mg_test_log_contains("dbg-grandchild: said:hello", 5));
 	/* ... and its own debug log, private to its user. */
-	snprintf(path, sizeof(path), "/tmp/mitogen.%d.log", (int)gpid);
+	snprintf(path, sizeof(path), "%s/mitogen.%d.log", debug_dir, (int)gpid);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	text = slurp(path);
 	assert_non_null(strstr(text, " DEBUG dbg-grandchild: "));
 	assert_non_null(strstr(text, "said:hello"));
 	unlink(path);
-	snprintf(path, sizeof(path), "/tmp/mitogen.%d.log", (int)mg_context_pid(a));
+	snprintf(path, sizeof(path), "%s/mitogen.%d.log", debug_dir, (int)mg_context_pid(a));
 	assert_int_equal(stat(path, &st), 0);
 	unlink(path);
-	snprintf(path, sizeof(path), "/tmp/mitogen.%d.log", (int)getpid());
+	snprintf(path, sizeof(path), "%s/mitogen.%d.log", debug_dir, (int)getpid());
 	assert_int_equal(stat(path, &st), 0);
 	mg_context_shutdown(g, true);
 	mg_context_shutdown(a, true);
@@ -183,7 +187,7 @@ static void test_profiling_writes_folded_stacks(void **state)
 	MG_OPTS(mg_local_opts, lo, .remote_name = "prof", .profiling = true);
 	struct mg_context *c = mg_local(r, &lo, NULL);
 	struct mg_value *v = NULL;
-	char path[96], *text, *line;
+	char path[256], *text, *line;
 	struct stat st;
 	pid_t pid;
 
@@ -192,7 +196,7 @@ static void test_profiling_writes_folded_stacks(void **state)
 	pid = (pid_t)v->i;
 	mg_value_free(v);
 	assert_int_equal(mg_context_shutdown(c, true), 0);	/* graceful exit */
-	snprintf(path, sizeof(path), "/tmp/mitogen.stats.%d.main.folded", (int)pid);
+	snprintf(path, sizeof(path), "%s/mitogen.stats.%d.main.folded", debug_dir, (int)pid);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	text = slurp(path);
@@ -206,7 +210,7 @@ static void test_profiling_writes_folded_stacks(void **state)
 	/* The broker thread wrote its own. */
 	glob_t g;
 
-	snprintf(path, sizeof(path), "/tmp/mitogen.stats.%d.broker.*.folded", (int)pid);
+	snprintf(path, sizeof(path), "%s/mitogen.stats.%d.broker.*.folded", debug_dir, (int)pid);
 	assert_int_equal(glob(path, 0, NULL, &g), 0);
 	assert_int_equal(g.gl_pathc, 1);
 	unlink(g.gl_pathv[0]);
@@ -223,6 +227,20 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_profiling_writes_folded_stacks),
 	};
 
+	char tmp[] = "/tmp/mg-test-log.XXXXXX", cmd[64];
+	int ret;
+
 	mg_main(argc, argv);
-	return MG_TEST_RUN("core/log", tests);
+	/* Debug logs and profiles go to the private directory under TMPDIR:
+	 * ours, for this run (children inherit it). */
+	if (!mkdtemp(tmp))
+		return 1;
+	setenv("TMPDIR", tmp, 1);
+	unsetenv("XDG_RUNTIME_DIR");
+	snprintf(debug_dir, sizeof(debug_dir), "%s/mitogen-debug-%u", tmp, (unsigned)geteuid());
+	ret = MG_TEST_RUN("core/log", tests);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0)
+		fprintf(stderr, "# could not remove %s\n", tmp);
+	return ret;
 }
