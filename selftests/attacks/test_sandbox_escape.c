@@ -31,6 +31,7 @@
  * what matters, on and off as said above.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -252,6 +253,28 @@ static int esc_dumpable(struct mg_call *call, const struct mg_value *args, struc
 	return 0;
 }
 MG_EXPORT(esc_dumpable);
+
+/* Open the master's /proc/PID/mem read-write: "opened", or the refusal. */
+static int esc_master_mem(struct mg_call *call, const struct mg_value *args,
+			  struct mg_value **ret)
+{
+	char path[64];
+	int64_t pid;
+	int fd;
+
+	if (mg_value_unpack(args, NULL, "l", &pid) < 0)
+		return mg_call_fail(call, EINVAL, "esc_master_mem(pid)");
+	snprintf(path, sizeof(path), "/proc/%lld/mem", (long long)pid);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		*ret = mg_str("opened");
+	} else {
+		*ret = mg_str(strerror(errno));
+	}
+	return 0;
+}
+MG_EXPORT(esc_master_mem);
 
 /* --- the command that attacks its agent (this binary, --esc-attack) -------- */
 
@@ -895,12 +918,81 @@ static void test_command_cannot_take_over_agent(void **state)
 		}
 }
 
+/*
+ * --esc-master-mem: be a master (run as a normal user by the test below),
+ * start a child with the default seccomp profile, have it open our
+ * memory, print what it got.
+ */
+static int master_mem_probe(void)
+{
+	struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = "default" };
+	MG_OPTS(mg_local_opts, lo, .sandbox = &sb, .connect_timeout = 60);
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	struct mg_context *ctx = r ? mg_local(r, &lo, &err) : NULL;
+	struct mg_value *res = NULL;
+
+	if (!ctx || mg_call(ctx, "esc_master_mem", MG_LIST(mg_int(getpid())), &res, &err) < 0) {
+		printf("error: %s\n", err.message);
+		return 1;
+	}
+	printf("%s\n", res->str);
+	mg_value_free(res);
+	mg_context_shutdown(ctx, true);
+	mg_context_unref(ctx);
+	mg_router_unref(r);
+	return 0;
+}
+
+/* Run the probe above as mgtest; its output in out. */
+static void master_mem_as_mgtest(const char *env, char *out, size_t size)
+{
+	char cmd[PATH_MAX + 128];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "runuser -u mgtest -- env %s %s --esc-master-mem 2>&1",
+		 env, self_exe);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	pclose(p);
+}
+
+/*
+ * A sandboxed child of the master's own uid opens the master's memory
+ * read-write: against e454782 it could, under any seccomp profile (as a
+ * normal user: a root master has capabilities its children dropped, and
+ * the kernel refuses them for that), and could then rewrite the master.
+ * The master is not dumpable (mg_main), so the kernel refuses. With
+ * MITOGEN_DUMPABLE=1 (the old behaviour) the attack works: the control.
+ */
+static void test_child_cannot_open_master_memory(void **state)
+{
+	char out[512];
+
+	if (geteuid() != 0 || getpwnam("mgtest") == NULL) {
+		fprintf(stderr, "# SKIP: needs root and the test user mgtest "
+			"(selftests/fixtures/sshd.sh users)\n");
+		skip();
+	}
+	master_mem_as_mgtest("MITOGEN_DUMPABLE=0", out, sizeof(out));
+	if (strcmp(out, "Permission denied\n") != 0)
+		fail_msg("a default-sandboxed child of mgtest's master got: %s", out);
+	master_mem_as_mgtest("MITOGEN_DUMPABLE=1", out, sizeof(out));
+	if (strcmp(out, "opened\n") != 0)
+		fail_msg("control: with the master dumpable the child got: %s", out);
+}
+
 int main(int argc, char **argv)
 {
 	/* A command this test runs through mg.run, attacking its agent. */
 	if (argc == 3 && !strcmp(argv[1], "--esc-attack"))
 		attack_agent(argv[2]);
 	mg_main(argc, argv);
+	if (argc == 2 && !strcmp(argv[1], "--esc-master-mem"))
+		return master_mem_probe();
 	if (!realpath("/proc/self/exe", self_exe)) {
 		perror("realpath /proc/self/exe");
 		return 1;
@@ -916,6 +1008,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_io_uring_tenant_without_ebpf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_uring_tenant_with_ebpf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_cannot_take_over_agent, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_child_cannot_open_master_memory, setup,
 						teardown),
 	};
 	return MG_TEST_RUN("attacks/sandbox_escape", tests);
