@@ -57,16 +57,18 @@ static int spray(struct mg_call *call, const struct mg_value *args, struct mg_va
 		struct mg_message *m = mg_message_new((uint32_t)dst, (uint32_t)h,
 						      mg_str("forged"));
 		uint8_t rec[WIRE_HDR_SIZE + 64];
+		size_t len;
 
 		if (!m || m->prefix_len || m->len > 64)
 			return mg_call_fail(call, ENOMEM, "message");
 		m->meta.src_id = m->meta.auth_id = mg_context_id();
 		m->meta.reply_to = dead ? MG_IS_DEAD : 0;
+		len = m->len;
 		wire_hdr_pack((struct wire_hdr *)rec, &m->meta, WIRE_FLAG_FIRST | WIRE_FLAG_LAST,
-			      (uint32_t)m->len);
-		memcpy(rec + WIRE_HDR_SIZE, m->data, m->len);
+			      (uint32_t)len);
+		memcpy(rec + WIRE_HDR_SIZE, m->data, len);
 		mg_message_free(m);
-		if (send(CHANNEL_FD, rec, WIRE_HDR_SIZE + m->len, MSG_NOSIGNAL) < 0)
+		if (send(CHANNEL_FD, rec, WIRE_HDR_SIZE + len, MSG_NOSIGNAL) < 0)
 			return mg_call_fail(call, errno, "send");
 		n++;
 	}
