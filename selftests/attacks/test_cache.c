@@ -214,12 +214,18 @@ static int root_owned(const char *dir)
 	return root_entries;
 }
 
-/* ctx runs as uid 0 from an image outside the user's home. */
+/*
+ * ctx runs as uid 0 from an image outside the user's home, exec'd from the
+ * fd the first stage checked and hashed (argv[0] /proc/self/fd/3), not
+ * from a path looked up again: what would stop a swap that the directory
+ * rules did not.
+ */
 static void assert_root_outside_home(struct mg_context *ctx)
 {
-	char path[64], exe[PATH_MAX];
+	char path[64], exe[PATH_MAX], argv0[64] = "";
 	pid_t pid;
 	ssize_t n;
+	FILE *f;
 
 	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
 	pid = (pid_t)call_int(ctx, "mg.getpid");
@@ -229,6 +235,13 @@ static void assert_root_outside_home(struct mg_context *ctx)
 	exe[n] = '\0';
 	fprintf(stderr, "# root's agent runs %s\n", exe);
 	assert_true(strncmp(exe, sc.home, strlen(sc.home)) != 0);
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	n = (ssize_t)fread(argv0, 1, sizeof(argv0) - 1, f);
+	fclose(f);
+	argv0[n > 0 ? n : 0] = '\0';
+	assert_string_equal(argv0, "/proc/self/fd/3");
 }
 
 /* --- contexts -------------------------------------------------------- */
