@@ -3,7 +3,7 @@
  * firststage.c — starting a context through a program (ssh, sudo, su,
  * doas): the image, the first-stage script, and the conversation with the
  * program until the agent is up. See transport.h for the sequence and
- * README.md ("ssh, sudo, su, doas") for the cache rules.
+ * docs/firststage.md for the cache rules.
  *
  * The first stage (a POSIX sh script given on the command line):
  *  - says "MGSTART" first: from then on the target side runs, and no
@@ -12,16 +12,21 @@
  *    image byte is sent (MITOGEN_TEST_ARCH in the master pretends ours is
  *    another, for tests);
  *  - looks for <sha256> in the candidate directories, in order:
- *      ${XDG_CACHE_HOME:-$HOME/.cache}/mitogen  (only when we own $HOME)
+ *      ${XDG_CACHE_HOME:-HOME/.cache}/mitogen  (HOME: the target's own,
+ *          see first_stage_home; XDG_CACHE_HOME only inside it)
  *      $XDG_RUNTIME_DIR/mitogen, /dev/shm/mitogen-UID,
  *      /var/tmp/mitogen-UID, /tmp/mitogen-UID
- *    each used only when it is a directory we own, not a symlink, made
- *    0700; a file is executed only when it is a regular file (not a
- *    symlink) whose SHA-256 (openssl's or sha256sum's) is the name;
- *  - otherwise picks the first candidate where a probe script can be
+ *    each used only when every component up to / is owned by root or
+ *    the target and writable by no one else (sticky directories
+ *    excepted), the directory itself ours, made 0700 (docs/firststage.md);
+ *    an image runs only from the fd it was checked and hashed through
+ *    (exec /proc/self/fd/3), never from a path opened again;
+ *  - otherwise picks the first such candidate where a probe script can be
  *    executed (noexec mounts are skipped), says "MGSEND", reads exactly
  *    the gzip bytes from stdin, checks the hash, renames into place and
- *    execs; when no candidate allows exec it says "MGNOEXEC <dirs>";
+ *    execs; when no candidate is usable, a private mktemp -d directory
+ *    that is removed before the exec ("MGPRIVATE <reasons>": logged);
+ *    when that fails too, "MGNODIR <reasons>";
  *  - a cache hit touches the image (its mtime: last used); storing a new
  *    image prunes that directory (prune(): the newest MG_CACHE_KEEP_S of
  *    our images and any used in the last MG_CACHE_GRACE_S minutes stay).
@@ -239,28 +244,82 @@ static void arch_of_image(char *buf, size_t size)
 }
 
 /*
- * The first stage. No single quote in it, so `sh -c '...'` carries it
- * through one more shell (ssh, su). run: arguments after the image path.
+ * The first stage. No single quote and no newline in it, so `sh -c '...'`
+ * carries it through one more shell (ssh, su), whatever the login shell.
+ * home: what the target's home is, as a shell word ("$HOME", "~USER") or
+ * "" (none); run: arguments after the image path. The rules it keeps are
+ * docs/firststage.md's; in short:
+ *  - sp DIR: DIR's physical path, when every component of DIR as written
+ *    and as resolved (ls -ldnq: symlinks not followed, one line each) is
+ *    owned by root or us and, unless it is a symlink or a sticky
+ *    directory, writable by neither group nor others; else the reason;
+ *  - the image runs from the fd that was checked and hashed
+ *    (/proc/self/fd/3), never from a path opened again;
+ *  - nothing is created or changed before sp has passed the parent.
+ * Why: this script is where a privileged target (root through sudo/su)
+ * touches the filesystem on behalf of a less privileged caller, whose
+ * environment it inherits (HOME, XDG_*) and who may race it. Paths
+ * another user can change are refused outright, and the exec does not
+ * depend on a path at all, so neither a planted environment nor a
+ * swapped directory decides what runs as the target.
  */
 static int firststage_script(char *buf, size_t size, const struct image *img,
-			     const char *arch, const char *run)
+			     const char *arch, const char *home, const char *run)
 {
 	int n = snprintf(buf, size,
-		"H=%s;A=%s;echo MGSTART;umask 077;m=$(uname -m);"
+		"H=%s;A=%s;T=%s;echo MGSTART;umask 077;set -f;"
+		/* The kernel's architecture (Linux 6.1+ says it without our
+		 * running uname; a personality may make uname -m differ) */
+		"m=;read -r m </proc/sys/kernel/arch 2>/dev/null;[ \"$m\" = \"$A\" ]||m=$(uname -m);"
 		"[ \"$m\" = \"$A\" ]||{ echo \"MGARCH $m\";exit 1;};"
-		"C=;[ -O \"${HOME:-/nonexistent}\" ]&&C=\"${XDG_CACHE_HOME:-$HOME/.cache}/mitogen\";"
-		"ok(){ [ -d \"$1\" ]&&[ ! -L \"$1\" ]&&[ -O \"$1\" ]&&chmod 700 \"$1\"; };"
-		/* Is $1's SHA-256 $H? openssl's is several times faster than
-		 * coreutils' where the CPU has SHA instructions: asked first;
-		 * anything but a match (no openssl, another output format, a
-		 * damaged file) asks sha256sum. */
+		/* u: our effective uid, read without running anything */
+		"u=;while read -r k a b c;do [ \"$k\" = Uid: ]&&{ u=$b;break;};done</proc/self/status;"
+		"[ -n \"$u\" ]||u=$(id -u);W=;"
+		/* The home cache: ~/.cache, or XDG_CACHE_HOME only inside the
+		 * target's own home (sudo -E and su carry the caller's over). */
+		"case $T in /*);;*)T=;;esac;K=;[ -z \"$T\" ]||{ K=$T/.cache;"
+		"case $XDG_CACHE_HOME/ in \"$T\"/?*)case /$XDG_CACHE_HOME/ in */../*);;"
+		"*)K=$XDG_CACHE_HOME;;esac;;esac;K=$K/mitogen;};"
+		"R=;case $XDG_RUNTIME_DIR in /?*)R=$XDG_RUNTIME_DIR/mitogen;;esac;"
+		/* Lines we print carry names others chose: printf, never echo
+		 * (dash's echo expands backslashes), and no candidate from the
+		 * environment with a control character (a newline would start
+		 * a line of the protocol). */
+		"say(){ printf \"%%s\\n\" \"$*\"; };"
+		"case $K$R in *[![:print:]]*)W=\"a cache path from the environment has control characters; \";"
+		"case $K in *[![:print:]]*)K=;;esac;case $R in *[![:print:]]*)R=;;esac;;esac;"
+		/* sp runs only in $(...), a subshell: its cd and IFS stay
+		 * there. One ls, its lines split on a newline taken from the
+		 * default IFS (the script has none of its own): no pipe, no
+		 * more forks. */
+		"sp(){ a=$1;cd -P \"$a\" 2>/dev/null||{ [ -d \"$a\" ]&&say \"$a: cannot enter it\"||"
+		"say \"$a: no such directory\";exit 1;};p=$PWD;"
+		"case $p in *[![:print:]]*)say \"$a: control characters in its path\";exit 1;;esac;"
+		"set --;for x in \"$a\" \"$p\";do while [ -n \"$x\" ];do set -- \"$@\" \"$x\";"
+		"x=${x%%/*};done;done;N=$(($#+1));"
+		"l=$(LC_ALL=C ls -ldnq / \"$@\" 2>/dev/null)||{ say \"$a: cannot list it\";exit 1;};"
+		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ say \"$a: cannot check it\";exit 1;};i=0;"
+		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;shift 8;"
+		"case $o in 0|$u);;*)say \"$*: owned by another user (uid $o)\";exit 1;;esac;"
+		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*);;"
+		"*)say \"$*: writable by group or others ($m)\";exit 1;;esac;done;"
+		"[ $i -ge $N ]||{ say \"$a: cannot list it\";exit 1;};say \"$p\"; };"
+		/* Is $1 (a path to the image) what $H names? openssl's SHA-256
+		 * is several times faster than coreutils' where the CPU has SHA
+		 * instructions: asked first; anything but a match asks
+		 * sha256sum. */
 		"S(){ x=$(openssl dgst -sha256 -r<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]||"
 		"{ x=$(sha256sum<\"$1\");[ \"${x%%%% *}\" = \"$H\" ]; }; };"
-		"look(){ f=\"$1/$H\";[ -f \"$f\" ]&&[ ! -L \"$f\" ]&&[ -O \"$f\" ]&&ok \"$1\"&&"
-		"S \"$f\"&&{ touch -c \"$f\" 2>/dev/null;exec \"$f\" %s; }; };"
+		/* Open $1 as fd 3: ours, a regular file, executable here (not
+		 * on a noexec mount: a failed exec would end the shell), the
+		 * right bytes? */
+		"fd(){ { command exec 3<\"$1\";} 2>/dev/null&&[ -f /proc/self/fd/3 ]&&"
+		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]&&S /proc/self/fd/3; };"
+		"look(){ [ -f \"$1/$H\" ]&&p=$(sp \"$1\")&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
+		"fd \"$p/$H\"&&{ touch -c \"$p/$H\" 2>/dev/null;exec /proc/self/fd/3 %s; };exec 3<&-; };"
 		/* Keep the 4 most recently used images (ours: 64 hex digits, a
 		 * regular file we own) and any used in the last hour. */
-		"prune(){ (set -f;cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
+		"prune(){ (cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
 		"case $f in \"$H\"|*[!0-9a-f]*)continue;;esac;[ ${#f} = 64 ]&&[ -f \"$f\" ]&&"
 		"[ ! -L \"$f\" ]&&[ -O \"$f\" ]||continue;"
 		"k=$((k+1));[ $k -lt " MG_CACHE_KEEP_S " ]||l=\"$l $f\";done;"
@@ -268,16 +327,34 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"find . -maxdepth 1 -type f -user $u \\( -name \".p[0-9]*\" -o -name \".[0-9a-f]*.[0-9]*\" \\) "
 		"-mmin +" MG_CACHE_GRACE_S " -exec rm -f {} +"
 		") >/dev/null 2>&1; };"
-		"[ -n \"$C\" ]&&look \"$C\";u=$(id -u);R=;[ -n \"$XDG_RUNTIME_DIR\" ]&&R=\"$XDG_RUNTIME_DIR/mitogen\";"
-		"each(){ for d in \"$C\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
+		/* Can a file in $1 be executed (noexec mounts)? */
+		"pr(){ f=$1/.p$$;{ printf \"#!/bin/sh\\n\">\"$f\"&&chmod 700 \"$f\"&&\"$f\";} 2>/dev/null;"
+		"r=$?;rm -f \"$f\";return $r; };"
+		/* Receive the image into $1 and open it as fd 3 (checked). */
+		"get(){ echo MGSEND;read Z;head -c $Z|gzip -dc>\"$1\"&&chmod 700 \"$1\"&&fd \"$1\"; };"
+		/* Store into $1: its parent (for the home cache only, made
+		 * inside the checked home when missing: ~/.cache) must pass sp,
+		 * $1 be a directory of ours. */
+		"store(){ e=$1;c=${e%%/*};[ -d \"$c\" ]||[ \"$e\" != \"$K\" ]||"
+		"{ q=$(sp \"${c%%/*}\")&&mkdir \"$q/${c##*/}\" 2>/dev/null;};"
+		"p=$(sp \"$c\")||{ W=\"$W$e: $p; \";return;};L=$p/${e##*/};"
+		"[ -e \"$L\" ]||[ -L \"$L\" ]||mkdir \"$L\" 2>/dev/null;"
+		"[ -d \"$L\" ]&&[ ! -L \"$L\" ]&&[ -O \"$L\" ]||{ set -- $(LC_ALL=C ls -ldnq \"$L\" 2>/dev/null);"
+		"case $3 in \"\")W=\"$W$e: cannot make it; \";;$u)W=\"$W$e: not a directory; \";;"
+		"*)W=\"$W$e: owned by another user (uid $3); \";;esac;return;};"
+		"chmod 700 \"$L\";pr \"$L\"||{ W=\"$W$e: noexec; \";return;};t=$L/.$H.$$;"
+		"get \"$t\"&&mv -f \"$t\" \"$L/$H\"&&{ prune \"$L\";exec /proc/self/fd/3 %s; };"
+		"rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
+		/* No candidate: a private directory, gone before the exec. */
+		"priv(){ for b in /dev/shm /tmp /var/tmp;do p=$(sp \"$b\")||{ W=\"$W$p; \";continue;};"
+		"q=$(mktemp -d \"$p/mitogen-$u.XXXXXXXXXX\" 2>/dev/null)||{ W=\"$W$b: mktemp failed; \";continue;};"
+		"if pr \"$q\";then say \"MGPRIVATE $W\";get \"$q/$H\";r=$?;rm -rf \"$q\";"
+		"[ $r = 0 ]&&exec /proc/self/fd/3 %s;echo MGERR image transfer failed;exit 1;fi;"
+		"rm -rf \"$q\";W=\"$W$b (private directory): noexec; \";done; };"
+		"each(){ for d in \"$K\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
-		"store(){ mkdir -p \"$1\" 2>/dev/null;ok \"$1\"||return;p=\"$1/.p$$\";"
-		"{ printf \"#!/bin/sh\\n\">\"$p\"&&chmod 700 \"$p\"&&\"$p\";} 2>/dev/null||{ rm -f \"$p\";return;};"
-		"rm -f \"$p\";t=\"$1/.$H.$$\";echo MGSEND;read Z;head -c $Z|gzip -dc>\"$t\"&&"
-		"S \"$t\"&&chmod 700 \"$t\"&&mv -f \"$t\" \"$1/$H\"&&"
-		"{ prune \"$1\";exec \"$1/$H\" %s; };rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
-		"each look;each store;echo \"MGNOEXEC $C $R /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u\";exit 1",
-		img->sha, arch, run, run);
+		"each look;each store;priv;say \"MGNODIR $W\";exit 1",
+		img->sha, arch, home, run, run, run);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
@@ -548,6 +625,22 @@ static int read_tty(struct conv *c, struct mg_error *err)
 	return read_out(c, c->errfd, err);
 }
 
+/*
+ * The first stage's reasons ("DIR: why; DIR: why; "), for a log line or an
+ * error: control bytes (from names someone else chose) shown as '?', the
+ * last separator dropped.
+ */
+static void reasons_copy(char *dst, const char *src, size_t size)
+{
+	size_t n = 0;
+
+	for (; *src && n < size - 1; src++)
+		dst[n++] = (unsigned char)*src < 0x20 || *src == 0x7f ? '?' : *src;
+	while (n && (dst[n - 1] == ' ' || dst[n - 1] == ';'))
+		n--;
+	dst[n] = '\0';
+}
+
 /* One stdout line of the first stage. */
 static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 {
@@ -573,10 +666,23 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 		return fail(c, err, MG_ERR_STREAM, ENOEXEC,
 			    "architecture mismatch: the target runs %.64s, this image is for %.64s",
 			    line + 7, c->arch);
-	if (!strncmp(line, "MGNOEXEC ", 9))
+	if (!strncmp(line, "MGPRIVATE ", 10)) {
+		char why[LINE_KEEP];
+
+		/* Say why, once per start: a cache we cannot use is someone
+		 * else's directory (or noexec), worth an operator's look. */
+		reasons_copy(why, line + 10, sizeof(why));
+		LOG_WARN("%s: no cache directory can be used (%s): the image runs from a private "
+			 "directory, not cached", c->name, why);
+		return 0;
+	}
+	if (!strncmp(line, "MGNODIR ", 8)) {
+		char why[LINE_KEEP];
+
+		reasons_copy(why, line + 8, sizeof(why));
 		return fail(c, err, MG_ERR_STREAM, EACCES,
-			    "no cache directory allows executing the image (noexec?): tried %.400s",
-			    line + 9);
+			    "no directory can hold the image: %.440s", why);
+	}
 	if (!strncmp(line, "MGERR ", 6))
 		return fail(c, err, MG_ERR_STREAM, EIO, "first stage: %.400s", line + 6);
 	/* Something else (a login script talking): keep it for messages. */
@@ -784,6 +890,27 @@ static int converse(struct conv *c, struct mg_error *err)
 
 /* --- starting ---------------------------------------------------------- */
 
+/*
+ * The target's home, as a shell word for the first stage (firststage_script
+ * takes ~/.cache and XDG_CACHE_HOME only inside it). ssh: $HOME, which sshd
+ * set from the target's own passwd entry. sudo, su, doas: ~USER, looked up
+ * by the target's shell; never $HOME, which sudo -E keeps from the caller
+ * (and sudo -H -E or su pair with the caller's XDG_CACHE_HOME). Nothing
+ * (no home cache) for a user that is not a plain name (sudo -u '#0').
+ */
+static void first_stage_home(const struct transport_req *req, char *buf, size_t size)
+{
+	static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789._-";
+	const char *u = req->target_user;
+
+	buf[0] = '\0';
+	if (req->t->remote)
+		snprintf(buf, size, "$HOME");
+	else if (u && *u && *u != '-' && strlen(u) < size - 1 && !u[strspn(u, plain)])
+		snprintf(buf, size, "~%s", u);
+}
+
 static int listen_private(char *name, size_t size)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -827,7 +954,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	struct conv c = { .req = req, .tty = -1, .slave = -1, .errfd = -1, .chan = -1, .lfd = -1,
 			  .conn = -1 };
 	struct argv_buf *ab = NULL;
-	char slave[64], sock[64] = "", run[96], arch[64], why[512];
+	char slave[64], sock[64] = "", run[96], arch[64], why[512], home[72];
 	char *script = NULL, *command = NULL;
 	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, ret;
 	bool owned = false;
@@ -877,7 +1004,8 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	command = malloc(8300);
 	ab = calloc(1, sizeof(*ab));
 	if (!script || !command || !ab ||
-	    firststage_script(script, 8192, c.img, arch, run) < 0) {
+	    (first_stage_home(req, home, sizeof(home)),
+	     firststage_script(script, 8192, c.img, arch, home, run)) < 0) {
 		error_set(err, MG_ERR_STREAM, ENOMEM, "%s: out of memory", st.namebuf);
 		goto fail_early;
 	}

@@ -102,7 +102,7 @@ static struct mg_context *become_start(struct mg_router *r, struct become *b,
 	char name[96];
 	struct transport_req req = {
 		.t = b->t, .default_name = name, .password = b->password,
-		.build = become_build, .opts = b,
+		.target_user = b->user, .build = become_build, .opts = b,
 	};
 
 	if (!valid_user(b->user)) {

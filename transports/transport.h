@@ -15,10 +15,10 @@
  *     stderr), at most once and only before the target side runs (no
  *     MGSTART from the first stage yet; sudo, su, doas: the program has
  *     no child and has not exec'd), host-key and password failures
- *     recognised, the first
- *     stage's requests ("MGSEND": send the image; "MGARCH m", "MGNOEXEC",
- *     "MGERR": fail) served, until the agent says MGREADY (byte stream)
- *     or connects back to our private SEQPACKET socket (sudo, su, doas);
+ *     recognised, the first stage's requests ("MGSEND": send the image;
+ *     "MGPRIVATE why": log it; "MGARCH m", "MGNODIR why", "MGERR": fail)
+ *     served, until the agent says MGREADY (byte stream) or connects back
+ *     to our private SEQPACKET socket (sudo, su, doas);
  *  5. start_finish (master/local.c): BOOT, greeting.
  */
 #ifndef TRANSPORTS_TRANSPORT_H
@@ -83,6 +83,7 @@ struct transport_req {
 	const char *default_name;
 	const char *password;		/* NULL: none (a prompt is a PasswordError) */
 	const char *program;		/* ssh_path, sudo_path: for messages */
+	const char *target_user;	/* sudo, su, doas: whose home holds the cache */
 	uid_t want_uid;			/* connect_back: peer's uid must be this... */
 	bool check_uid;			/* ...when known */
 	/* Fill ab with argv running `command` (a shell command line) or, for
