@@ -29,6 +29,10 @@ struct mg_router {
 					 * every child is audited too */
 	int audit_fd;			/* master: the JSON-lines file, or -1 */
 	size_t max_message_size;
+	/* stream.c, broker thread: bytes the child streams hold in unfinished
+	 * messages, and the most they may (0: MG_DEFAULT_REASSEMBLY_BUDGET) */
+	size_t rx_held;
+	size_t rx_budget;
 
 	pthread_mutex_t lock;		/* everything below */
 	struct idmap handlers;		/* handle -> struct handler */

@@ -24,6 +24,10 @@ struct stream {
 	uint32_t remote_id;
 	char name[96];
 	struct wire_rx rx;
+	/* What rx holds as counted in the router's rx_held (child streams
+	 * only: the reassembly budget, docs/limits.md). */
+	size_t rx_charged;
+	bool drop_logged;		/* a refused oversize message was logged */
 	pthread_mutex_t wlock;		/* output queue and writes to fd */
 	struct mg_message *out_head, *out_tail;
 	size_t out_bytes;
