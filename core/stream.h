@@ -27,6 +27,10 @@ struct stream {
 	/* What rx holds as counted in the router's rx_held (child streams
 	 * only: the reassembly budget, docs/limits.md). */
 	size_t rx_charged;
+	/* routes.c, master: ids allocated for contexts behind this child
+	 * stream and not yet released (at most ROUTES_MAX_IDS). */
+	uint32_t ids_held;
+	bool ids_refused_logged;
 	bool drop_logged;		/* a refused oversize message was logged */
 	pthread_mutex_t wlock;		/* output queue and writes to fd */
 	struct mg_message *out_head, *out_tail;
