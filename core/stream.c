@@ -37,6 +37,10 @@
 /* Records read per wake-up before yielding to other fds. */
 #define STREAM_READ_BATCH 64
 
+/* What a queued message holds: its payload, its struct and two glibc
+ * chunk headers (a small reply's real cost is about twice its length). */
+#define STREAM_HELD(m) ((m)->len + sizeof(struct mg_message) + 32)
+
 static void stream_on_event(struct broker_source *src, uint32_t events);
 static void stream_on_wevent(struct broker_source *src, uint32_t events);
 
@@ -104,16 +108,19 @@ int stream_start(struct mg_broker *b, struct stream *s)
 }
 
 /* Ask (or stop asking) to be told when the write side has room. Under
- * wlock. While the input is lent, the broker watches only for room. */
+ * wlock. While the input is lent or paused, the broker watches only for
+ * room. */
 static void stream_want_out(struct stream *s, bool on)
 {
 	struct mg_broker *b = s->router->broker;
-	uint32_t in = s->lent ? 0 : EPOLLIN;
+	uint32_t in = s->lent || s->paused ? 0 : EPOLLIN;
 
-	if (s->wsrc.fd >= 0)
+	if (s->wsrc.fd >= 0) {
 		broker_mod(b, &s->wsrc, on ? EPOLLOUT : 0);
-	else
+		broker_mod(b, &s->src, in);	/* nothing when unchanged */
+	} else {
 		broker_mod(b, &s->src, on ? in | EPOLLOUT : in);
+	}
 }
 
 int stream_lend(struct stream *s, bool lend)
@@ -121,11 +128,14 @@ int stream_lend(struct stream *s, bool lend)
 	int ret = -EPIPE;
 
 	pthread_mutex_lock(&s->wlock);
-	if (!s->closed && s->registered) {
+	if (lend && s->paused) {
+		ret = -EAGAIN;	/* not to be read now: the borrower waits instead */
+	} else if (!s->closed && s->registered) {
 		uint32_t out = s->wsrc.fd < 0 ? s->src.events & EPOLLOUT : 0;
 
 		s->lent = lend;
-		ret = broker_mod(s->router->broker, &s->src, (lend ? 0 : EPOLLIN) | out);
+		ret = broker_mod(s->router->broker, &s->src,
+				 (lend || s->paused ? 0 : EPOLLIN) | out);
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return ret;
@@ -308,6 +318,13 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 	return (ssize_t)n;
 }
 
+/* Under wlock: read a paused child again once its backlog is low. */
+static void stream_unpause_locked(struct stream *s)
+{
+	if (s->paused && s->out_held <= STREAM_PAUSE_BYTES / 4)
+		__atomic_store_n(&s->paused, false, __ATOMIC_RELAXED);
+}
+
 /*
  * Write queued records until the socket is full. Called with wlock held;
  * returns 0, or -errno when the stream must be closed (after unlocking).
@@ -319,6 +336,7 @@ static int stream_flush_locked(struct stream *s)
 		ssize_t n = write_record(s, m);
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK) {
+			stream_unpause_locked(s);
 			stream_want_out(s, true);
 			return 0;
 		}
@@ -329,9 +347,11 @@ static int stream_flush_locked(struct stream *s)
 			s->out_head = m->next;
 			if (!s->out_head)
 				s->out_tail = NULL;
+			s->out_held -= STREAM_HELD(m);
 			mg_message_free(m);
 		}
 	}
+	stream_unpause_locked(s);
 	stream_want_out(s, false);
 	return 0;
 }
@@ -372,6 +392,7 @@ int stream_send_direct(struct stream *s, struct mg_message *msg)
 			msg->next = NULL;
 			s->out_head = s->out_tail = msg;
 			s->out_bytes += msg->len;
+			s->out_held += STREAM_HELD(msg);
 			stream_want_out(s, true);
 			pthread_mutex_unlock(&s->wlock);
 			return 0;
@@ -413,6 +434,13 @@ void stream_send(struct stream *s, struct mg_message *msg)
 			s->out_head = msg;
 		s->out_tail = msg;
 		s->out_bytes += msg->len;
+		s->out_held += STREAM_HELD(msg);
+		if (s->out_held > STREAM_PAUSE_BYTES && s->role == STREAM_CHILD && !s->paused) {
+			/* Stop reading it; an idle stream's flush does that. */
+			__atomic_store_n(&s->paused, true, __ATOMIC_RELAXED);
+			if (!idle && s->registered)
+				stream_want_out(s, true);
+		}
 	}
 	pthread_mutex_unlock(&s->wlock);
 	if (too_big) {
@@ -747,6 +775,22 @@ static void stream_on_wevent(struct broker_source *src, uint32_t events)
 		stream_flush(s);
 }
 
+static bool stream_paused(struct stream *s)
+{
+	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED);
+}
+
+/*
+ * Input to read? Not while paused (an event from before the pause), but
+ * a hang-up or error is read whatever: what is left, then the end.
+ */
+static bool stream_readable(struct stream *s, uint32_t events)
+{
+	if (events & (EPOLLHUP | EPOLLERR))
+		return true;
+	return (events & EPOLLIN) && !stream_paused(s);
+}
+
 static void stream_on_event(struct broker_source *src, uint32_t events)
 {
 	struct stream *s = (struct stream *)src;
@@ -759,7 +803,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 			if (s->closed)
 				return;
 		}
-		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		if (stream_readable(s, events))
 			stream_read_bytes(s);
 		return;
 	}
@@ -768,7 +812,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 		if (s->closed)
 			return;
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+	if (stream_readable(s, events)) {
 		/*
 		 * Keep reading while inside a multi-record message; otherwise one
 		 * message per wake-up: epoll is level-triggered and will say if
@@ -778,7 +822,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 		for (int i = 0; i < STREAM_READ_BATCH; i++) {
 			int ret = stream_read_record(s);
 
-			if (ret <= 0 || !s->rx.in_msg)
+			if (ret <= 0 || !s->rx.in_msg || stream_paused(s))
 				return;
 		}
 	}
