@@ -260,6 +260,8 @@ struct mg_router *mg_router_new(const struct mg_router_opts *opts)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (opts && opts->sz >= offsetof(struct mg_router_opts, reassembly_budget) + sizeof(size_t))
+		r->rx_budget = opts->reassembly_budget;
 	r->id = mg_context_id();
 	if (r->id == 0)
 		audit_router_env(r);

@@ -30,6 +30,10 @@ struct mg_router {
 	int audit_fd;			/* master: the JSON-lines file, or -1 */
 	uint64_t audit_refused;		/* records from unaudited contexts */
 	size_t max_message_size;
+	/* stream.c, broker thread: bytes the child streams hold in unfinished
+	 * messages, and the most they may (0: MG_DEFAULT_REASSEMBLY_BUDGET) */
+	size_t rx_held;
+	size_t rx_budget;
 
 	pthread_mutex_t lock;		/* everything below */
 	struct idmap handlers;		/* handle -> struct handler */
@@ -43,6 +47,9 @@ struct mg_router {
 	/* id -> 1 + the context it was allocated for: every id in the master,
 	 * those of contexts below us elsewhere (routes_note_allocation) */
 	struct idmap allocations;
+	/* routes.c, master: id -> 1 + the remote id of the child stream it
+	 * was allocated through (charged to that stream's ids_held) */
+	struct idmap alloc_charge;
 	bool shutting_down;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
@@ -101,6 +108,15 @@ uint32_t router_alloc_id(struct mg_router *r, uint32_t owner);
 /* Contexts ids were lost: mark them, tell respondents (dead messages). */
 void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_upstream,
 		 const char *why);
+/*
+ * The most ids the master keeps allocated at once for the contexts behind
+ * one child stream (that child and everything below it): each is a live
+ * context or one about to start. Past it ALLOCATE_ID is answered with a
+ * CallError; ids go back when their context is lost, and all of them
+ * when the stream closes (docs/limits.md).
+ */
+#define ROUTES_MAX_IDS 16384
+
 /* routes.c: register the ALLOCATE_ID handler. */
 void routes_init(struct mg_router *r);
 /* routes.c, broker thread: ADD_ROUTE / DEL_ROUTE addressed to us from s. */

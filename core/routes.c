@@ -15,6 +15,14 @@
  * intermediate too can tell that a child claiming, say, a sibling's id
  * is lying (instead of drawing that id's traffic). A DEL_ROUTE from below
  * only removes a route that points at that stream.
+ *
+ * Why ALLOCATE_ID is capped: every id the master hands out is remembered
+ * until its context is lost, so a child asking in a loop would grow the
+ * master without end (200,000 requests: +8 MiB, never given back). The
+ * ids held by the contexts behind one child stream of the master count
+ * against that stream (the child can make up any context below it, so
+ * it answers for all of them), at most ROUTES_MAX_IDS at once; they go
+ * back as their contexts are lost, and all at once when the stream closes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +126,9 @@ static bool queue_down(struct mg_router *r, uint32_t id, uint32_t from)
 	return true;
 }
 
+static void release_ids(struct mg_router *r, struct stream *from, const uint32_t *ids,
+			size_t n);
+
 void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint32_t *ids,
 			   size_t n)
 {
@@ -137,6 +148,7 @@ void routes_propagate_lost(struct mg_router *r, struct stream *from, const uint3
 	}
 	if (r->ndown && !r->down_timer.armed)
 		broker_timer_arm(r->broker, &r->down_timer, DOWN_BATCH_S, flush_down, r);
+	release_ids(r, from, ids, n);
 }
 
 void routes_stop(struct mg_router *r)
@@ -145,6 +157,9 @@ void routes_stop(struct mg_router *r)
 	free(r->down);
 	r->down = NULL;
 	r->ndown = r->down_cap = 0;
+	pthread_mutex_lock(&r->lock);
+	idmap_free(&r->alloc_charge);
+	pthread_mutex_unlock(&r->lock);
 }
 
 static bool is_self_or_parent(struct mg_router *r, uint32_t id)
@@ -317,32 +332,121 @@ static void announce_allocation(struct mg_router *r, uint32_t id, uint32_t owner
 	mg_router_route(r, m);
 }
 
-static uint32_t alloc_local(struct mg_router *r, uint32_t owner)
+/* An id for owner, charged to child stream `charge` (NULL: to nobody). */
+static uint32_t alloc_local(struct mg_router *r, uint32_t owner, struct stream *charge)
 {
 	uint32_t id;
 
 	pthread_mutex_lock(&r->lock);
 	id = r->next_id++;
 	/* Stored +1 so that owner 0 (the master itself) is not NULL. */
-	if (idmap_put(&r->allocations, id, (void *)(uintptr_t)(owner + 1)) < 0)
+	if (idmap_put(&r->allocations, id, (void *)(uintptr_t)(owner + 1)) < 0) {
 		id = 0;
+	} else if (charge) {
+		if (idmap_put(&r->alloc_charge, id,
+			      (void *)(uintptr_t)(charge->remote_id + 1)) < 0) {
+			idmap_del(&r->allocations, id);
+			id = 0;
+		} else {
+			charge->ids_held++;
+		}
+	}
 	pthread_mutex_unlock(&r->lock);
 	if (id)
 		announce_allocation(r, id, owner);
 	return id;
 }
 
+/* The ids charged to one stream (idmap_each over alloc_charge). */
+struct charged {
+	uintptr_t charge;
+	uint32_t *ids;
+	size_t n, max;
+};
+
+static void collect_charged(uint32_t key, void *val, void *arg)
+{
+	struct charged *c = arg;
+
+	if ((uintptr_t)val == c->charge && c->n < c->max)
+		c->ids[c->n++] = key;
+}
+
+/*
+ * Broker thread: ids were lost (or their stream `from` closed): forget
+ * their allocations and give them back to the stream they were charged
+ * to. When `from` is a closed child stream, whatever is still charged to
+ * it goes too (ids allocated below it and never announced).
+ */
+static void release_ids(struct mg_router *r, struct stream *from, const uint32_t *ids,
+			size_t n)
+{
+	uint32_t *left = NULL;
+	size_t nleft = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		uintptr_t c = (uintptr_t)idmap_del(&r->alloc_charge, ids[i]);
+		struct stream *s;
+
+		idmap_del(&r->allocations, ids[i]);
+		if (!c)
+			continue;
+		s = c - 1 == from->remote_id ? from : idmap_get(&r->routes, (uint32_t)(c - 1));
+		if (s && s->remote_id == c - 1 && s->ids_held)
+			s->ids_held--;
+	}
+	if (from->closed && from->role == STREAM_CHILD && from->ids_held &&
+	    (left = malloc(from->ids_held * sizeof(*left)))) {
+		struct charged ch = { from->remote_id + 1, left, 0, from->ids_held };
+
+		idmap_each(&r->alloc_charge, collect_charged, &ch);
+		nleft = ch.n;
+		for (size_t i = 0; i < nleft; i++) {
+			idmap_del(&r->alloc_charge, left[i]);
+			idmap_del(&r->allocations, left[i]);
+		}
+		from->ids_held = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	free(left);
+}
+
+/* The child stream that context id is behind (NULL: none, or it is us). */
+static struct stream *child_stream_of(struct mg_router *r, uint32_t id)
+{
+	struct stream *s;
+
+	pthread_mutex_lock(&r->lock);
+	s = idmap_get(&r->routes, id);
+	pthread_mutex_unlock(&r->lock);
+	return s && s->role == STREAM_CHILD ? s : NULL;
+}
+
 /* Master: ALLOCATE_ID from a descendant; the router has checked src_id. */
 static void on_allocate_id(struct mg_message *msg, void *userdata)
 {
 	struct mg_router *r = userdata;
+	struct stream *s;
+	char why[160];
 	uint32_t id;
 
 	if (!mg_message_is_dead(msg) && msg->meta.reply_to) {
 		if (r->parent) {
 			router_refuse(r, msg, NULL, "ALLOCATE_ID must go to the master");
+		} else if ((s = child_stream_of(r, msg->meta.src_id)) &&
+			   s->ids_held >= ROUTES_MAX_IDS) {
+			snprintf(why, sizeof(why), "the contexts behind stream %s hold %u ids, "
+				 "the most allowed", s->name, (unsigned)ROUTES_MAX_IDS);
+			if (!s->ids_refused_logged)
+				LOG_ERROR("refused ALLOCATE_ID from context %u: %s (further "
+					  "refusals on this stream are not logged)",
+					  msg->meta.src_id, why);
+			s->ids_refused_logged = true;
+			mg_message_reply(msg, r, mg_error_value(MG_ERR_CALL, EDQUOT,
+								log_self_name(), "", why));
 		} else {
-			id = alloc_local(r, msg->meta.src_id);
+			id = alloc_local(r, msg->meta.src_id, s);
 			LOG_DEBUG("allocated id %u for context %u", id, msg->meta.src_id);
 			mg_message_reply(msg, r, id ? mg_int(id) : mg_nil());
 		}
@@ -367,7 +471,7 @@ uint32_t router_alloc_id(struct mg_router *r, uint32_t owner)
 	int ret;
 
 	if (!r->parent && !r->booting)
-		return alloc_local(r, owner);
+		return alloc_local(r, owner, NULL);
 	master = router_context(r, 0, "master");
 	if (!master)
 		return 0;

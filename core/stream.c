@@ -4,6 +4,14 @@
  * is checked on its own (magic, version, flags, length); a violation closes
  * this stream only, with the reason logged, and the router fails whatever
  * depended on it. Runs on the broker thread.
+ *
+ * Memory a peer can make us hold (docs/limits.md): an unfinished message
+ * grows with the records that arrived (core/wire.c), and what the child
+ * streams of a router hold together is kept within the router's
+ * reassembly budget by closing the stream that holds the most. A message
+ * to a handle whose handler decodes it on the broker thread (log, audit,
+ * routes: wire_handle_capped) is dropped record by record when it does
+ * not fit in one, and the stream carries on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +24,8 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include <mitogen/stats.h>
+
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/message.h"
@@ -26,6 +36,10 @@
 
 /* Records read per wake-up before yielding to other fds. */
 #define STREAM_READ_BATCH 64
+
+/* What a queued message holds: its payload, its struct and two glibc
+ * chunk headers (a small reply's real cost is about twice its length). */
+#define STREAM_HELD(m) ((m)->len + sizeof(struct mg_message) + 32)
 
 static void stream_on_event(struct broker_source *src, uint32_t events);
 static void stream_on_wevent(struct broker_source *src, uint32_t events);
@@ -94,16 +108,19 @@ int stream_start(struct mg_broker *b, struct stream *s)
 }
 
 /* Ask (or stop asking) to be told when the write side has room. Under
- * wlock. While the input is lent, the broker watches only for room. */
+ * wlock. While the input is lent or paused, the broker watches only for
+ * room. */
 static void stream_want_out(struct stream *s, bool on)
 {
 	struct mg_broker *b = s->router->broker;
-	uint32_t in = s->lent ? 0 : EPOLLIN;
+	uint32_t in = s->lent || s->paused ? 0 : EPOLLIN;
 
-	if (s->wsrc.fd >= 0)
+	if (s->wsrc.fd >= 0) {
 		broker_mod(b, &s->wsrc, on ? EPOLLOUT : 0);
-	else
+		broker_mod(b, &s->src, in);	/* nothing when unchanged */
+	} else {
 		broker_mod(b, &s->src, on ? in | EPOLLOUT : in);
+	}
 }
 
 int stream_lend(struct stream *s, bool lend)
@@ -111,11 +128,14 @@ int stream_lend(struct stream *s, bool lend)
 	int ret = -EPIPE;
 
 	pthread_mutex_lock(&s->wlock);
-	if (!s->closed && s->registered) {
+	if (lend && s->paused) {
+		ret = -EAGAIN;	/* not to be read now: the borrower waits instead */
+	} else if (!s->closed && s->registered) {
 		uint32_t out = s->wsrc.fd < 0 ? s->src.events & EPOLLOUT : 0;
 
 		s->lent = lend;
-		ret = broker_mod(s->router->broker, &s->src, (lend ? 0 : EPOLLIN) | out);
+		ret = broker_mod(s->router->broker, &s->src,
+				 (lend || s->paused ? 0 : EPOLLIN) | out);
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return ret;
@@ -136,7 +156,7 @@ void stream_free(struct stream *s)
 		next = m->next;
 		mg_message_free(m);
 	}
-	wire_rx_reset(&s->rx);
+	wire_rx_reset(&s->rx);	/* uncharged when it closed */
 	free(s->bin);
 	if (s->wfd >= 0 && s->wfd != s->src.fd)
 		close(s->wfd);
@@ -146,6 +166,16 @@ void stream_free(struct stream *s)
 	free(s);
 }
 
+/* Count what s's unfinished message holds in its router's total. */
+static void stream_rx_charge(struct stream *s)
+{
+	if (s->role != STREAM_CHILD)
+		return;
+	s->router->rx_held -= s->rx_charged;
+	s->router->rx_held += s->rx.cap;
+	s->rx_charged = s->rx.cap;
+}
+
 void stream_close(struct stream *s, const char *reason)
 {
 	struct mg_router *r = s->router;
@@ -153,6 +183,10 @@ void stream_close(struct stream *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
+	/* Nothing more will arrive: what was reassembled goes now, not when
+	 * the stream is freed, and out of the router's total. */
+	wire_rx_reset(&s->rx);
+	stream_rx_charge(s);
 	if (s->registered) {
 		broker_del(r->broker, &s->src);
 		if (s->wsrc.fd >= 0)
@@ -284,6 +318,13 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 	return (ssize_t)n;
 }
 
+/* Under wlock: read a paused child again once its backlog is low. */
+static void stream_unpause_locked(struct stream *s)
+{
+	if (s->paused && s->out_held <= STREAM_PAUSE_BYTES / 4)
+		__atomic_store_n(&s->paused, false, __ATOMIC_RELAXED);
+}
+
 /*
  * Write queued records until the socket is full. Called with wlock held;
  * returns 0, or -errno when the stream must be closed (after unlocking).
@@ -295,6 +336,7 @@ static int stream_flush_locked(struct stream *s)
 		ssize_t n = write_record(s, m);
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK) {
+			stream_unpause_locked(s);
 			stream_want_out(s, true);
 			return 0;
 		}
@@ -305,9 +347,11 @@ static int stream_flush_locked(struct stream *s)
 			s->out_head = m->next;
 			if (!s->out_head)
 				s->out_tail = NULL;
+			s->out_held -= STREAM_HELD(m);
 			mg_message_free(m);
 		}
 	}
+	stream_unpause_locked(s);
 	stream_want_out(s, false);
 	return 0;
 }
@@ -348,6 +392,7 @@ int stream_send_direct(struct stream *s, struct mg_message *msg)
 			msg->next = NULL;
 			s->out_head = s->out_tail = msg;
 			s->out_bytes += msg->len;
+			s->out_held += STREAM_HELD(msg);
 			stream_want_out(s, true);
 			pthread_mutex_unlock(&s->wlock);
 			return 0;
@@ -389,6 +434,13 @@ void stream_send(struct stream *s, struct mg_message *msg)
 			s->out_head = msg;
 		s->out_tail = msg;
 		s->out_bytes += msg->len;
+		s->out_held += STREAM_HELD(msg);
+		if (s->out_held > STREAM_PAUSE_BYTES && s->role == STREAM_CHILD && !s->paused) {
+			/* Stop reading it; an idle stream's flush does that. */
+			__atomic_store_n(&s->paused, true, __ATOMIC_RELAXED);
+			if (!idle && s->registered)
+				stream_want_out(s, true);
+		}
 	}
 	pthread_mutex_unlock(&s->wlock);
 	if (too_big) {
@@ -414,6 +466,121 @@ static void stream_protocol_error(struct stream *s, const char *why)
 	stream_close(s, reason);
 }
 
+static size_t stream_budget_of(const struct mg_router *r)
+{
+	return r->rx_budget ? r->rx_budget : MG_DEFAULT_REASSEMBLY_BUDGET;
+}
+
+/*
+ * The router's child streams would hold more of their unfinished messages
+ * than its reassembly budget once s holds `more` bytes more: close the
+ * stream holding the most (s counted with `more`), and again, until they
+ * fit. A peer that sends only part of a message costs us what it sent,
+ * and together they cost at most the budget. Returns false when s itself
+ * was closed.
+ */
+static bool stream_budget(struct stream *s, size_t more)
+{
+	struct mg_router *r = s->router;
+	size_t budget = stream_budget_of(r);
+
+	while (r->rx_held + more > budget) {
+		struct stream *big = s, *t;
+		size_t most = s->rx_charged + more, total = r->rx_held + more;
+		char why[200];
+
+		pthread_mutex_lock(&r->lock);
+		for (t = r->streams; t; t = t->next) {
+			if (!t->closed && t->rx_charged > most) {
+				big = t;
+				most = t->rx_charged;
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+		snprintf(why, sizeof(why), "holding %zu bytes of an unfinished message, "
+			 "over the router's reassembly budget (%zu of %zu bytes)", most, total,
+			 budget);
+		LOG_ERROR("stream %s (context %u): %s; closing it (the stream holding the most)",
+			  big->name, big->remote_id, why);
+		router_flush_queue(r);
+		stream_close(big, why);
+		if (big == s)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Room for n more payload bytes of s's unfinished message, within the
+ * router's budget. Returns 0, or -1 when s was closed.
+ */
+static int stream_rx_reserve(struct stream *s, size_t n)
+{
+	size_t cap = wire_rx_grow_size(&s->rx, n);
+	int ret;
+
+	if (cap > s->rx.cap && s->role == STREAM_CHILD &&
+	    !stream_budget(s, cap - s->rx_charged))
+		return -1;
+	ret = wire_rx_reserve(&s->rx, n);
+	if (ret < 0) {
+		stream_protocol_error(s, ret == -EMSGSIZE ? "payload longer than its header says"
+							  : "out of memory");
+		return -1;
+	}
+	stream_rx_charge(s);
+	return 0;
+}
+
+static const char *stream_handle_name(uint32_t handle)
+{
+	switch (handle) {
+	case MG_HANDLE_FORWARD_LOG:
+		return "FORWARD_LOG";
+	case MG_HANDLE_ADD_ROUTE:
+		return "ADD_ROUTE";
+	case MG_HANDLE_DEL_ROUTE:
+		return "DEL_ROUTE";
+	case MG_HANDLE_ALLOCATE_ID:
+		return "ALLOCATE_ID";
+	case MG_HANDLE_SHUTDOWN:
+		return "SHUTDOWN";
+	case MG_HANDLE_DETACHING:
+		return "DETACHING";
+	case MG_HANDLE_AUDIT:
+		return "AUDIT";
+	default:
+		return "?";
+	}
+}
+
+/*
+ * A record of a message refused as it arrives (rx.dropping: longer than
+ * one record to a handle where one is the most). Counted as a drop; on its
+ * first record, the refusal is logged (once a stream: each costs the peer
+ * only two small records) and a request is answered with a CallError on
+ * this stream. The stream stays open: a long log line is a bug, not a
+ * broken channel, and dropping it costs nothing.
+ */
+static void stream_drop_record(struct stream *s, const struct wire_meta *meta, uint8_t flags)
+{
+	struct mg_message refused = { .meta = *meta };
+	char why[96];
+
+	acct_rx_drop(s, MG_DROP_MALFORMED);
+	if (!(flags & WIRE_FLAG_FIRST))
+		return;
+	snprintf(why, sizeof(why), "a message to handle %u is at most one record", meta->handle);
+	if (!s->drop_logged)
+		LOG_ERROR("stream %s (context %u): refused a message to handle %u (%s) from %u "
+			  "longer than one record (%u bytes): dropped as it arrives; the stream "
+			  "stays open, further ones on it are counted only", s->name,
+			  s->remote_id, meta->handle, stream_handle_name(meta->handle),
+			  meta->src_id, (unsigned)WIRE_PAYLOAD_MAX);
+	s->drop_logged = true;
+	router_refuse(s->router, &refused, s, why);
+}
+
 static int stream_deliver(struct stream *s, const struct wire_meta *meta, uint8_t flags,
 			  const uint8_t *payload, uint32_t length);
 
@@ -431,18 +598,19 @@ static int stream_read_record(struct stream *s)
 	ssize_t n;
 	size_t room = WIRE_PAYLOAD_MAX;
 
-	if (s->rx.in_msg) {
+	if (s->rx.in_msg && !s->rx.dropping) {
 		if (s->rx.split) {
-			/* Exactly sized from the header: never grow (no copy). */
-			room = s->rx.cap - 1 - s->rx.len;
-			if (room > WIRE_PAYLOAD_MAX)
-				room = WIRE_PAYLOAD_MAX;
-		} else if (wire_rx_reserve(&s->rx, WIRE_PAYLOAD_MAX) < 0) {
-			stream_protocol_error(s, "out of memory");
+			/* Room for a record, but not past the body's declared end. */
+			if (room > s->rx.body - s->rx.len)
+				room = s->rx.body - s->rx.len;
+			if (stream_rx_reserve(s, room) < 0)
+				return -1;
+		} else if (stream_rx_reserve(s, WIRE_PAYLOAD_MAX) < 0) {
 			return -1;
 		}
 		payload = s->rx.buf + s->rx.len;
 	} else {
+		/* A message's first record, or one being dropped. */
 		payload = r->scratch;
 	}
 	iov[0].iov_base = &hdr;
@@ -501,11 +669,24 @@ static int stream_deliver(struct stream *s, const struct wire_meta *meta, uint8_
 		stream_protocol_error(s, why);
 		return -1;
 	}
+	if (s->rx.dropping) {
+		stream_drop_record(s, meta, flags);
+		return s->closed ? -1 : 1;
+	}
+	if (s->rx.in_msg && s->rx.cap != s->rx_charged) {
+		/* A first record, stored: at most one record's worth. */
+		stream_rx_charge(s);
+		if (s->role == STREAM_CHILD && !stream_budget(s, 0))
+			return -1;
+	}
 	if (done) {
 		size_t len;
 		uint8_t prefix[8], plen;
 		uint8_t *buf = wire_rx_take(&s->rx, &len, prefix, &plen);
 		struct mg_message *msg;
+
+		if (s->rx_charged)
+			stream_rx_charge(s);	/* the message has it now */
 
 		if (plen ? value_split_check(prefix, plen, len) < 0 : value_check(buf, len) < 0) {
 			free(buf);
@@ -530,17 +711,10 @@ static int stream_deliver(struct stream *s, const struct wire_meta *meta, uint8_
 static int stream_bytes_record(struct stream *s, const struct wire_meta *meta, uint8_t flags,
 			       const uint8_t *payload, uint32_t length)
 {
-	if (s->rx.in_msg) {
+	if (s->rx.in_msg && !s->rx.dropping) {
 		/* Continuations are expected in place, after what came before. */
-		if (s->rx.split) {
-			if (length > s->rx.cap - 1 - s->rx.len) {
-				stream_protocol_error(s, "payload longer than its header says");
-				return -1;
-			}
-		} else if (wire_rx_reserve(&s->rx, length ? length : 1) < 0) {
-			stream_protocol_error(s, "out of memory");
+		if (stream_rx_reserve(s, s->rx.split ? length : length ? length : 1) < 0)
 			return -1;
-		}
 		if (length)
 			memcpy(s->rx.buf + s->rx.len, payload, length);
 	}
@@ -601,6 +775,22 @@ static void stream_on_wevent(struct broker_source *src, uint32_t events)
 		stream_flush(s);
 }
 
+static bool stream_paused(struct stream *s)
+{
+	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED);
+}
+
+/*
+ * Input to read? Not while paused (an event from before the pause), but
+ * a hang-up or error is read whatever: what is left, then the end.
+ */
+static bool stream_readable(struct stream *s, uint32_t events)
+{
+	if (events & (EPOLLHUP | EPOLLERR))
+		return true;
+	return (events & EPOLLIN) && !stream_paused(s);
+}
+
 static void stream_on_event(struct broker_source *src, uint32_t events)
 {
 	struct stream *s = (struct stream *)src;
@@ -613,7 +803,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 			if (s->closed)
 				return;
 		}
-		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		if (stream_readable(s, events))
 			stream_read_bytes(s);
 		return;
 	}
@@ -622,7 +812,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 		if (s->closed)
 			return;
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+	if (stream_readable(s, events)) {
 		/*
 		 * Keep reading while inside a multi-record message; otherwise one
 		 * message per wake-up: epoll is level-triggered and will say if
@@ -632,7 +822,7 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 		for (int i = 0; i < STREAM_READ_BATCH; i++) {
 			int ret = stream_read_record(s);
 
-			if (ret <= 0 || !s->rx.in_msg)
+			if (ret <= 0 || !s->rx.in_msg || stream_paused(s))
 				return;
 		}
 	}

@@ -24,13 +24,23 @@ struct stream {
 	uint32_t remote_id;
 	char name[96];
 	struct wire_rx rx;
+	/* What rx holds as counted in the router's rx_held (child streams
+	 * only: the reassembly budget, docs/limits.md). */
+	size_t rx_charged;
+	/* routes.c, master: ids allocated for contexts behind this child
+	 * stream and not yet released (at most ROUTES_MAX_IDS). */
+	uint32_t ids_held;
+	bool ids_refused_logged;
+	bool drop_logged;		/* a refused oversize message was logged */
 	pthread_mutex_t wlock;		/* output queue and writes to fd */
 	struct mg_message *out_head, *out_tail;
 	size_t out_bytes;
+	size_t out_held;		/* what the queue holds (STREAM_HELD) */
 	bool closed;
 	bool registered;
 	bool lent;			/* input handled by a waiting thread */
 	bool reply_warned;		/* a foreign reply was logged (router.c) */
+	bool paused;			/* child not read: its backlog is full (wlock) */
 	struct stream *next;		/* router's list */
 	/*
 	 * Byte stream (ssh stdio, pipes): the same records, read from a
@@ -64,6 +74,16 @@ void stream_input(struct stream *s, uint32_t events);
 
 /* Largest output backlog before the stream is closed as stuck. */
 #define STREAM_OUT_MAX ((size_t)1 << 30)
+/*
+ * Backpressure: while what we queued for a child and it has not read
+ * holds more than this (payloads and message structs: out_held), the
+ * child is not read (nor lent), until that is down to a quarter of it.
+ * A child that never reads cannot make us queue more than this in
+ * answers to what it sends (docs/limits.md). A parent stream is always
+ * read: every context reads its parent, so streams paused along a tree
+ * cannot wait on each other.
+ */
+#define STREAM_PAUSE_BYTES ((size_t)4 << 20)
 
 /* A stream on fd (taken: closed with the stream). NULL+errno. */
 struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,

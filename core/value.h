@@ -28,6 +28,22 @@
 #define VALUE_MAX_NODES (16u << 20)
 
 /*
+ * What one decode of len bytes may allocate: VALUE_DECODE_FACTOR * len +
+ * VALUE_DECODE_SLACK bytes, counted as glibc's malloc spends them at
+ * worst (a node: its 48-byte struct mg_value and 32 bytes of a blob's
+ * chunk header; blobs' bytes: at most len; an items array: one more
+ * header), when a container's header is read. Past it the decode fails
+ * with -E2BIG before allocating the array that would cross it. Without
+ * it N bytes of nils become N nodes, 48N bytes (16 MiB of nils: 768 MiB).
+ * Typical payloads cost 1x (one large str/bytes) to ~16x (maps of short
+ * keys and small ints: a stat result is ~14x); only trees of tiny scalars
+ * cost more, and those still decode up to the slack (a list of about a
+ * million small ints). docs/limits.md.
+ */
+#define VALUE_DECODE_FACTOR 16
+#define VALUE_DECODE_SLACK ((size_t)64 << 20)
+
+/*
  * The JSON text of v (as mg_value_to_json writes it: secrets as
  * "<secret>") handed to sink in pieces of at most 4 KiB, with no
  * allocation whatever its size (the audit digest of a call's arguments).
@@ -44,6 +60,13 @@ size_t value_json_stream(const struct mg_value *v, void (*sink)(void *arg, const
  * (-EBADMSG/-E2BIG).
  */
 int value_check(const void *buf, size_t len);
+
+/*
+ * mg_value_decode with another slack than VALUE_DECODE_SLACK (the fuzz
+ * target checks the factor alone with 0). Same errors.
+ */
+int value_decode_limited(const void *buf, size_t len, size_t slack,
+			 struct mg_value **ret_value);
 
 /* Decode buf, taking it (see value_msgpack.c). Same errors as mg_value_decode. */
 int value_decode_owned(void *buf, size_t len, struct mg_value **ret_value);

@@ -23,7 +23,10 @@
  * the bytes that remain before anything is allocated, so an allocation is
  * never larger than a small multiple of the input; and it counts the nodes
  * that container headers promise, so one decode never builds more than
- * VALUE_MAX_NODES of them whatever the input's size.
+ * VALUE_MAX_NODES of them whatever the input's size. A decode also adds up
+ * what it allocates, before allocating, and stops at VALUE_DECODE_FACTOR
+ * times its input plus VALUE_DECODE_SLACK (value_charge): what a peer's
+ * bytes can make us hold is a documented multiple of their number.
  */
 #include <assert.h>
 #include <errno.h>
@@ -268,7 +271,46 @@ struct value_reader {
 	/* Nodes promised by the container headers read so far (root not
 	 * counted): at most VALUE_MAX_NODES - 1. */
 	uint32_t nodes;
+	/* Decoding: bytes allocated so far, and the most allowed. */
+	size_t cost, budget;
 };
+
+/*
+ * What a decode allocates, counted where it is cheap to: each node costs
+ * its 48-byte struct mg_value (in its container's items array, or alone:
+ * the root) plus, if it holds a str, bytes, secret or error, its blob: the
+ * blob's bytes, which come from the input (all blobs together: at most
+ * len) and up to 32 bytes of glibc chunk (8-byte header, 16-byte steps,
+ * 32 at least). So a decode charges VALUE_NODE_COST a node and one chunk
+ * header an items array, when it reads a container's header, against
+ * the budget less len (value_budget): one check per container, none per
+ * scalar.
+ */
+#define VALUE_NODE_COST (sizeof(struct mg_value) + 32)
+#define VALUE_CHUNK_COST 32
+
+/*
+ * The decode budget of an input of len bytes (VALUE_DECODE_FACTOR * len +
+ * slack), less what its blobs' bytes may take (len) and the root node.
+ */
+static size_t value_budget(size_t len, size_t slack)
+{
+	size_t b;
+
+	if (len > (SIZE_MAX - slack) / VALUE_DECODE_FACTOR)
+		return SIZE_MAX;
+	b = (VALUE_DECODE_FACTOR - 1) * len + slack;
+	return b > VALUE_NODE_COST ? b - VALUE_NODE_COST : 0;
+}
+
+/* Count c bytes of allocation against r's budget: 0, or -E2BIG. */
+static inline int value_charge(struct value_reader *r, size_t c)
+{
+	if (c > r->budget - r->cost)
+		return -E2BIG;
+	r->cost += c;
+	return 0;
+}
 
 /*
  * One msgpack item header, with its payload bytes for str/bin/ext. type is
@@ -573,6 +615,9 @@ static int value_read_items(struct value_reader *r, unsigned depth,
 
 	if (depth >= MG_VALUE_MAX_DEPTH)
 		return -E2BIG;
+	/* n nodes, counted before the array is allocated. */
+	if (n && value_charge(r, (size_t)n * VALUE_NODE_COST + VALUE_CHUNK_COST) < 0)
+		return -E2BIG;
 	v = value_node(slot, t->type);
 	if (!v)
 		return -ENOMEM;
@@ -650,7 +695,8 @@ static int value_read(struct value_reader *r, unsigned depth,
 	return 0;
 }
 
-int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value)
+int value_decode_limited(const void *buf, size_t len, size_t slack,
+			 struct mg_value **ret_value)
 {
 	struct value_reader r = { 0 };
 	struct mg_value *v;
@@ -660,6 +706,7 @@ int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value)
 		return -EINVAL;
 	r.p = buf;
 	r.end = r.p + len;
+	r.budget = value_budget(len, slack);
 	err = value_read(&r, 0, NULL, &v);
 	if (err < 0)
 		return err;
@@ -669,6 +716,11 @@ int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value)
 	}
 	*ret_value = v;
 	return 0;
+}
+
+int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value)
+{
+	return value_decode_limited(buf, len, VALUE_DECODE_SLACK, ret_value);
 }
 
 /*

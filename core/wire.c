@@ -69,20 +69,41 @@ void wire_rx_reset(struct wire_rx *rx)
 	rx->buf = NULL;
 	rx->len = rx->cap = 0;
 	rx->in_msg = false;
+	rx->split = false;
+	rx->dropping = false;
+}
+
+size_t wire_rx_grow_size(const struct wire_rx *rx, size_t n)
+{
+	size_t want = rx->len + n, cap;
+
+	if (rx->dropping || (rx->split && n > rx->body - rx->len))
+		return rx->cap;		/* nothing to grow, or an error */
+	if (rx->split)
+		want++;			/* the spare byte the value's NUL goes in */
+	if (want <= rx->cap)
+		return rx->cap;
+	/*
+	 * At least double: a message of n bytes costs log2(n / 64 KiB)
+	 * reallocations, and never more room than twice what arrived plus
+	 * the record asked for (a header's claim is not believed).
+	 */
+	cap = rx->cap * 2 > want ? rx->cap * 2 : want;
+	if (rx->split && cap > rx->body + 1)
+		cap = rx->body + 1;
+	return cap;
 }
 
 int wire_rx_reserve(struct wire_rx *rx, size_t n)
 {
-	size_t want = rx->len + n, cap;
+	size_t cap;
 	uint8_t *p;
 
-	if (want <= rx->cap)
+	if (rx->split && !rx->dropping && n > rx->body - rx->len)
+		return -EMSGSIZE;
+	cap = wire_rx_grow_size(rx, n);
+	if (cap == rx->cap)
 		return 0;
-	if (rx->split)
-		return -EMSGSIZE;	/* sized from its header: never grows */
-	cap = rx->cap ? rx->cap : want;
-	while (cap < want)
-		cap *= 2;
 	p = realloc(rx->buf, cap);
 	if (!p)
 		return -ENOMEM;
@@ -114,8 +135,13 @@ int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t fla
 		}
 		rx->len = 0;
 		rx->split = false;
-		if (!(flags & WIRE_FLAG_LAST) && length > 5 &&
-		    (payload[0] == 0xc6 || payload[0] == 0xdb)) {
+		rx->dropping = false;
+		if (!(flags & WIRE_FLAG_LAST) && wire_handle_capped(meta->handle)) {
+			/* Longer than one record where one is the most: drop it. */
+			rx->len = length;
+			rx->dropping = true;
+		} else if (!(flags & WIRE_FLAG_LAST) && length > 5 &&
+			   (payload[0] == 0xc6 || payload[0] == 0xdb)) {
 			/* str32/bin32: the header says how big the body is. */
 			size_t body = (size_t)payload[1] << 24 | (size_t)payload[2] << 16 |
 				      (size_t)payload[3] << 8 | payload[4];
@@ -128,14 +154,16 @@ int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t fla
 				*why = "payload longer than its header says";
 				return -EBADMSG;
 			}
+			/* What arrived and the spare byte; it grows as the rest comes. */
 			free(rx->buf);
-			rx->buf = malloc(body + 1);
+			rx->buf = malloc(length - 5 + 1);
 			if (!rx->buf) {
 				rx->cap = 0;
 				*why = "out of memory";
 				return -ENOMEM;
 			}
-			rx->cap = body + 1;
+			rx->cap = length - 5 + 1;
+			rx->body = body;
 			memcpy(rx->prefix, payload, 5);
 			memcpy(rx->buf, payload + 5, length - 5);
 			rx->len = length - 5;
@@ -160,15 +188,19 @@ int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t fla
 			*why = "header changed inside a message";
 			return -EBADMSG;
 		}
-		/* The payload was received in place at buf + len. */
+		/* The payload was received in place at buf + len (or dropped). */
 		if (rx->len + length + (rx->split ? 5 : 0) > rx->max) {
 			*why = "message too large";
 			return -EMSGSIZE;
 		}
+		if (rx->split && length > rx->body - rx->len) {
+			*why = "payload longer than its header says";
+			return -EBADMSG;
+		}
 		rx->len += length;
 	}
 	if (flags & WIRE_FLAG_LAST) {
-		if (rx->split && rx->len + 1 != rx->cap) {
+		if (rx->split && rx->len != rx->body) {
 			*why = "payload shorter than its header says";
 			return -EBADMSG;
 		}

@@ -100,11 +100,31 @@ static inline size_t wire_records(size_t len)
 }
 
 /*
+ * Messages to these handles must fit in one record (FIRST|LAST, at most
+ * WIRE_PAYLOAD_MAX = 65,508 bytes of payload): log lines, audit records
+ * and the route messages, which their handlers decode on the broker
+ * thread. What honest senders put there is a few KiB at most (a log line
+ * is cut at 2 KiB, DEL_ROUTE carries at most 1,024 ids). A longer one is
+ * dropped record by record as it arrives — never stored, never decoded —
+ * and the stream carries on (docs/limits.md).
+ */
+static inline bool wire_handle_capped(uint32_t handle)
+{
+	/* FORWARD_LOG 102, ADD_ROUTE 103, DEL_ROUTE 104, ALLOCATE_ID 105,
+	 * SHUTDOWN 106, DETACHING 109, AUDIT 112 (include/mitogen/router.h) */
+	return (handle >= 102 && handle <= 106) || handle == 109 || handle == 112;
+}
+
+/*
  * Reassembly of one stream's records into messages. Feed each record's
  * header and payload; when a message is complete, *ret_done is set and the
  * caller takes buf/len (wire_rx_take). Errors are protocol violations that
  * must close the stream: -EBADMSG (unexpected FIRST/continuation, header
  * fields changing inside a message) or -EMSGSIZE (beyond max).
+ *
+ * Memory follows what arrived, never what a header claims: buf starts at
+ * the first record's size and at most doubles when a record needs room,
+ * so cap <= 2 * len + 2 * WIRE_PAYLOAD_MAX while a message is unfinished.
  */
 struct wire_rx {
 	uint8_t *buf;
@@ -115,22 +135,39 @@ struct wire_rx {
 	/*
 	 * Split mode: the message is one large str/bytes (its first record
 	 * starts with a msgpack str32/bin32 header). The 5 header bytes are
-	 * kept in prefix and buf is sized from the header (plus one spare
-	 * byte) to hold just the body, so it is never grown or copied and
-	 * can become the value's storage as is.
+	 * kept in prefix and buf holds just the body (plus one spare byte at
+	 * the end), growing with what arrives up to the size the header
+	 * declares (body), so the finished buffer can become the value's
+	 * storage as is.
 	 */
 	bool split;
+	/*
+	 * Dropping: the message is refused as it arrives (wire_handle_capped
+	 * and longer than one record). Its records are checked like any
+	 * other's and counted in len, but not stored; buf stays NULL. Set
+	 * from its FIRST record until the next message's FIRST.
+	 */
+	bool dropping;
 	uint8_t prefix[5];
+	size_t body;		/* split: body bytes the header declares */
 	struct wire_meta meta;
 };
 
 void wire_rx_init(struct wire_rx *rx, size_t max);
 void wire_rx_reset(struct wire_rx *rx);
-/* Make room for one more record's payload at buf + len. */
+/*
+ * Make room for n more payload bytes at buf + len, growing buf to at
+ * least twice its size when it must grow. Split mode: room for n more
+ * body bytes, -EMSGSIZE when that passes the size the header declared.
+ * Dropping: nothing to do. Returns 0, -EMSGSIZE or -ENOMEM.
+ */
 int wire_rx_reserve(struct wire_rx *rx, size_t n);
+/* The cap wire_rx_reserve(rx, n) would leave (rx->cap: no growth). */
+size_t wire_rx_grow_size(const struct wire_rx *rx, size_t n);
 /*
  * Account for a record whose payload (length bytes) is already at
- * rx->buf + rx->len (when rx->in_msg) or at `payload` (otherwise: copied).
+ * rx->buf + rx->len (when rx->in_msg and not dropping) or at `payload`
+ * (otherwise: copied, or ignored when dropping).
  */
 int wire_rx_record(struct wire_rx *rx, const struct wire_meta *meta, uint8_t flags,
 		   const uint8_t *payload, uint32_t length, bool *ret_done,

@@ -55,6 +55,8 @@ enum {
 
 /* Default for mg_router_opts.max_message_size: 128 MiB. */
 #define MG_DEFAULT_MAX_MESSAGE_SIZE (128u << 20)
+/* Default for mg_router_opts.reassembly_budget: 1 GiB. */
+#define MG_DEFAULT_REASSEMBLY_BUDGET ((size_t)1 << 30)
 
 struct mg_broker;
 struct mg_router;
@@ -107,6 +109,18 @@ struct mg_router_opts {
 	/* Largest message accepted or sent; inherited by every descendant.
 	 * 0 means MG_DEFAULT_MAX_MESSAGE_SIZE. */
 	size_t max_message_size;
+	/*
+	 * Most bytes the router's child streams may hold together in
+	 * messages still arriving (chunked, FIRST to LAST). Past it, the
+	 * stream holding the most is closed as a protocol error, its reason
+	 * logged and given to its pending calls as a ChannelError ("over the
+	 * router's reassembly budget"). Each stream holds at most about twice
+	 * what it has received of its message, whatever the message claims
+	 * (docs/limits.md). Make it at least max_message_size, or a lone
+	 * message of that size cannot arrive. Routers that children start
+	 * use the default. 0 means MG_DEFAULT_REASSEMBLY_BUDGET.
+	 */
+	size_t reassembly_budget;
 };
 
 /* Returns a new router reference, or NULL with errno set. */

@@ -168,7 +168,9 @@ MG_API const char *mg_type_name(enum mg_type type);
 MG_API int mg_value_encode(const struct mg_value *v, void **ret_buf, size_t *ret_len);
 /*
  * Decode exactly one msgpack value filling buf[0..len). Fails with -EBADMSG
- * on malformed, truncated or trailing data, -E2BIG past MG_VALUE_MAX_DEPTH.
+ * on malformed, truncated or trailing data, -E2BIG past MG_VALUE_MAX_DEPTH,
+ * past 16 Mi nodes, or when the value would take more memory than 16 times
+ * len plus 64 MiB (refused before allocating it; a node takes 48 bytes).
  * The value owns its memory (it does not point into buf).
  */
 MG_API int mg_value_decode(const void *buf, size_t len, struct mg_value **ret_value);

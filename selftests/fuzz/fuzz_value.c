@@ -6,7 +6,9 @@
  * Whatever decodes must survive the rest of the value API: it re-encodes to
  * the same canonical bytes every time, decodes again to an equal value,
  * copies to an equal value, and prints as JSON (both ways agree, and no
- * raw control character reaches the text).
+ * raw control character reaches the text). And a decode allocates at most
+ * VALUE_DECODE_FACTOR times its input (checked with no slack, against what
+ * ASan counts as allocated).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include <mitogen/value.h>
+#include <sanitizer/allocator_interface.h>
 
 #include "core/value.h"
 
@@ -41,6 +44,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(value_check(data ? (const void *)data : "", size) == r);
 	if (r < 0)
 		return 0;
+
+	/* What a decode costs is within the factor, the slack aside (which
+	 * also covers the root node: a one-byte int is a 48-byte node). */
+	{
+		size_t before = __sanitizer_get_current_allocated_bytes();
+		struct mg_value *w = NULL;
+
+		r = value_decode_limited(data ? (const void *)data : "", size, 0, &w);
+		FUZZ_CHECK(r == 0 || r == -E2BIG || r == -ENOMEM);
+		if (r == 0)
+			FUZZ_CHECK(__sanitizer_get_current_allocated_bytes() - before <=
+				   VALUE_DECODE_FACTOR * size + sizeof(struct mg_value) + 32);
+		mg_value_free(w);
+	}
 
 	r = mg_value_encode(v, &enc, &len);
 	FUZZ_CHECK(r == 0);

@@ -39,14 +39,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (wire_hdr_parse(&hdr, &meta, &flags, &length, &why) < 0 ||
 		    length != n - sizeof(hdr))
 			break;
-		if (rx.in_msg) {
+		if (rx.in_msg && !rx.dropping) {
 			if (wire_rx_reserve(&rx, length) < 0)
 				break;
 			memcpy(rx.buf + rx.len, data + sizeof(hdr), length);
 		}
 		if (wire_rx_record(&rx, &meta, flags, data + sizeof(hdr), length, &done, &why) < 0)
 			break;
-		if (done) {
+		/* Memory follows what arrived (wire.h). */
+		if (rx.in_msg && rx.cap > 2 * rx.len + 2 * WIRE_PAYLOAD_MAX)
+			__builtin_trap();
+		if (done && !rx.dropping) {
 			size_t len;
 			uint8_t prefix[8], plen;
 			uint8_t *buf = wire_rx_take(&rx, &len, prefix, &plen);
