@@ -819,6 +819,12 @@ int target_list_parse_file(struct target_list *list, const char *path,
 		e = p + strlen(p);
 		while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
 			*--e = '\0';
+		/* blanks separate nothing a target can hold: "a, b" is "a,b" */
+		e = p;
+		for (char *q = p; *q; q++)
+			if (*q != ' ' && *q != '\t')
+				*e++ = *q;
+		*e = '\0';
 		if (!*p)
 			continue;
 		ret = target_list_parse(list, p, why, why_size);
