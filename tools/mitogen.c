@@ -116,6 +116,8 @@ static const char tool_usage_text[] =
 	"  -i, --identity KEY      log in with this key only (ssh -i, IdentitiesOnly)\n"
 	"  -p, --port PORT         ssh port for ssh hops that name none\n"
 	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
+	"      --ssh-config FILE   ssh -F FILE for every ssh hop: host names, users,\n"
+	"                          keys and ports from FILE instead of ~/.ssh/config\n"
 	"      --password-file F   type the first line of F at password prompts\n"
 	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
 	"                          environment does the same\n"
@@ -487,6 +489,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "ssh-option", required_argument, NULL, 'O' },
+		{ "ssh-config", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, ret;
@@ -625,6 +628,13 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			if (target_add_ssh_option(optarg) < 0)
 				return tool_usage_error("too many --ssh-option (at most %d)",
 							TARGET_SSH_OPTIONS_MAX);
+			break;
+		case 'F':
+			if (access(optarg, R_OK) < 0)
+				return tool_usage_error("--ssh-config %s: %s", optarg,
+							strerror(errno));
+			if (target_add_ssh_config(optarg) < 0)
+				return tool_usage_error("too many --ssh-option and --ssh-config");
 			break;
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",

@@ -92,6 +92,15 @@ void target_set_password(const char *password)
 	hop_password = password;
 }
 
+int target_add_ssh_config(const char *path)
+{
+	if (hop_ssh_nargs + 2 >= sizeof(hop_ssh_args) / sizeof(hop_ssh_args[0]))
+		return -E2BIG;
+	hop_ssh_args[hop_ssh_nargs++] = "-F";
+	hop_ssh_args[hop_ssh_nargs++] = path;
+	return 0;
+}
+
 int target_add_ssh_option(const char *opt)
 {
 	if (hop_ssh_nargs + 2 >= sizeof(hop_ssh_args) / sizeof(hop_ssh_args[0]))
@@ -775,8 +784,11 @@ int target_list_exclude(struct target_list *list, const char *spec, char *why,
 			ret = -ENOMEM;
 			goto out;
 		}
+		/* "web1" and "ssh:web1" name one target */
 		for (size_t k = 0; k < nnames && !drop; k++)
-			drop = !strcmp(names[k], t->spec) || !strcmp(names[k], host);
+			drop = !strcmp(names[k], t->spec) || !strcmp(names[k], host) ||
+			       (!strncmp(names[k], "ssh:", 4) && !strcmp(names[k] + 4, t->spec)) ||
+			       (!strncmp(t->spec, "ssh:", 4) && !strcmp(t->spec + 4, names[k]));
 		free(host);
 		if (drop) {
 			target_clear(t);

@@ -103,6 +103,8 @@ bool target_have_password(void);
 #define TARGET_SSH_OPTIONS_MAX 32
 /* Password typed at any hop's prompt (borrowed; NULL: none). */
 void target_set_password(const char *password);
+/* "-F PATH" (an ssh_config file) for every ssh hop (borrowed). 0 or -E2BIG. */
+int target_add_ssh_config(const char *path);
 /* One more "-o OPT" for every ssh hop (borrowed). 0 or -E2BIG. */
 int target_add_ssh_option(const char *opt);
 /* Shut t's hops down deepest first (force: kill a stuck first hop). */
