@@ -85,6 +85,8 @@ static void obuf_put(struct obuf *b, const void *p, size_t len)
 {
 	if (b->failed)
 		return;
+	if (!p)
+		p = "";		/* len is 0: memcpy wants a pointer all the same */
 	if (b->len + len + 1 > b->cap) {
 		size_t c = b->cap ? b->cap : 256;
 		char *np;

@@ -182,7 +182,7 @@ static void test_fleet_held_steps(void **state)
 	assert_exit(0);
 	assert_int_equal(toolrun_count_lines(r.out), 6);
 	for (int i = 1; i <= 3; i++) {
-		char prefix[16], first[64];
+		char prefix[32], first[600];
 		const char *p;
 
 		snprintf(prefix, sizeof(prefix), "host%02d: ", i);

@@ -241,12 +241,21 @@ static void test_run_no_command(void **state)
 	assert_exit(2);
 }
 
+/*
+ * A command that never ends by itself but does not outlive the agent that
+ * runs it (the tool stops a target that timed out by killing its chain):
+ * no test leaves a process behind.
+ */
+#define UNTIL_AGENT_GOES "exec tail --pid=$PPID -f /dev/null"
+
 static void test_run_timeout(void **state)
 {
-	RUN_TOOL("run", "--timeout", "1", "--", "sleep", "10");
+	/* --timeout: --connect-timeout and --command-timeout, 5 s each */
+	RUN_TOOL("run", "--timeout", "5", "--", "sh", "-c", UNTIL_AGENT_GOES);
 	assert_exit(253);
-	/* bounded by the timeout plus shutting the child down, not by sleep */
-	assert_true(last.seconds < 8);
+	/* ended by the timeout (plus shutting the child down), not by sleep */
+	assert_true(last.seconds >= 5);
+	assert_true(last.seconds < 50);
 }
 
 /* --- call ----------------------------------------------------------------- */
@@ -570,31 +579,31 @@ static void test_targets_call_results(void **state)
 static void test_targets_timeout(void **state)
 {
 	/* the second target does not answer in time; the first still counts */
-	RUN_TOOL("run", "--timeout", "2", "-t", "local,local/local", "--", "sh",
-		 "-c", IF_TARGET("t1.*", "sleep 5") "echo fast");
+	RUN_TOOL("run", "--command-timeout", "2", "-t", "local,local/local", "--", "sh",
+		 "-c", IF_TARGET("t1.*", UNTIL_AGENT_GOES) "echo fast");
 	assert_exit(253);
 	assert_string_equal(last.out, "local: fast\n");
 	assert_non_null(
 		strstr(last.err, "mitogen: local/local: TimeoutError: "));
 	assert_null(strstr(last.err, "mitogen: local: "));
-	assert_true(last.seconds < 8);
+	assert_true(last.seconds < 50);
 
 	/* none answers, chains included: no hang on the busy hops */
-	RUN_TOOL("run", "--timeout", "1", "-t", "local/fork/local,fork", "--",
-		 "sleep", "5");
+	RUN_TOOL("run", "--command-timeout", "1", "-t", "local/fork/local,fork", "--",
+		 "sh", "-c", UNTIL_AGENT_GOES);
 	assert_exit(253);
 	assert_string_equal(last.out, "");
 	assert_non_null(
 		strstr(last.err, "mitogen: local/fork/local: TimeoutError: "));
 	assert_non_null(strstr(last.err, "mitogen: fork: TimeoutError: "));
-	assert_true(last.seconds < 8);
+	assert_true(last.seconds < 50);
 
 	/* a call's status goes with the timeout too */
-	RUN_TOOL("call", "--timeout", "1", "-t", "local/local", "mg.run",
-		 "[\"sleep\",\"5\"]");
+	RUN_TOOL("call", "--command-timeout", "1", "-t", "local/local", "mg.run",
+		 "[\"sh\",\"-c\",\"" UNTIL_AGENT_GOES "\"]");
 	assert_exit(253);
 	assert_non_null(strstr(last.err, "mitogen: TimeoutError: "));
-	assert_true(last.seconds < 8);
+	assert_true(last.seconds < 50);
 }
 
 static void assert_bad_spec(const char *spec, const char *what)
