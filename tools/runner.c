@@ -118,6 +118,37 @@ static void timeout_error(struct session *s, struct mg_error *err)
 		 s->o->command_timeout);
 }
 
+/*
+ * The next message of sel that comes from the target's last hop (from) or
+ * from our own router (self: a dead message saying the hop is gone).
+ * Why: a handle of ours is a number any context that can route to us may
+ * send to, and the router does not bind a reply to the context the call
+ * went to; without this a compromised target could answer, or end,
+ * another target's step (selftests/attacks/test_tool_output.c).
+ * Returns as mg_select_get.
+ */
+static int get_from(struct mg_select *sel, double timeout, uint32_t from,
+		    uint32_t self, struct mg_message **ret_msg, struct mg_error *err)
+{
+	double deadline = timeout < 0 ? -1 : target_clock() + timeout;	/* MG_FOREVER is -1 */
+
+	for (;;) {
+		struct mg_message *msg = NULL;
+		uint32_t src;
+		int rc = mg_select_get(sel, deadline < 0 ? MG_FOREVER : remaining(deadline),
+				       &msg, err);
+
+		if (rc < 0)
+			return rc;
+		src = mg_message_src_id(msg);
+		if (src == from || (src == self && mg_message_is_dead(msg))) {
+			*ret_msg = msg;
+			return 0;
+		}
+		mg_message_free(msg);
+	}
+}
+
 /* A chunk message from the program (msg freed). Returns bytes consumed. */
 static size_t run_chunk(struct session *s, size_t ti, size_t step,
 			struct mg_channel *ch, struct mg_message *msg,
@@ -204,7 +235,8 @@ static enum out_outcome step_run(struct session *s, size_t ti, size_t step,
 	/* the reply comes after the last chunk: once it is in, take what is
 	 * queued (timeout 0) and stop */
 	for (;;) {
-		rc = mg_select_get(sel, replied ? 0 : remaining(deadline), &msg, &err);
+		rc = get_from(sel, replied ? 0 : remaining(deadline), from,
+			      mg_router_id(s->router), &msg, &err);
 		if (rc == -ETIMEDOUT && replied)
 			break;
 		if (rc == -ETIMEDOUT) {
@@ -285,6 +317,7 @@ static enum out_outcome step_call(struct session *s, size_t ti, size_t step,
 	struct mg_message *msg = NULL;
 	struct mg_value *result = NULL;
 	struct mg_receiver *rx;
+	struct mg_select *sel;
 	enum out_outcome oc;
 	char *json;
 	int rc;
@@ -301,8 +334,13 @@ static enum out_outcome step_call(struct session *s, size_t ti, size_t step,
 		goto fail;
 	}
 	*busy = true;
-	rc = mg_receiver_get(rx, o->command_timeout > 0 ? o->command_timeout : MG_FOREVER,
-			     &msg, &err);
+	sel = mg_select_new(false);
+	rc = sel ? mg_select_add(sel, rx) : -ENOMEM;
+	if (rc == 0)
+		rc = get_from(sel, o->command_timeout > 0 ? o->command_timeout : MG_FOREVER,
+			      mg_context_remote_id(target_last(t)), mg_router_id(s->router),
+			      &msg, &err);
+	mg_select_free(sel);
 	mg_receiver_free(rx);
 	if (rc == -ETIMEDOUT) {
 		timeout_error(s, &err);
