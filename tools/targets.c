@@ -533,6 +533,18 @@ static void err_setf(struct mg_error *err, enum mg_error_kind kind,
 
 static void hop_explain(const struct hop *h, struct mg_error *e);
 
+/* "t0.local", "t0.fork1": the remote name of hop i of t (its process's
+ * argv[0] on the target); no '/', unique in the tool's tree. */
+static void hop_name(struct target *t, size_t i)
+{
+	struct hop *h = &t->hops[i];
+
+	if (i == 0)
+		snprintf(h->name, sizeof(h->name), "t%zu.%s", t->index, h->type->name);
+	else
+		snprintf(h->name, sizeof(h->name), "t%zu.%s%zu", t->index, h->type->name, i);
+}
+
 /* Does starting t fork this process (its first hop is a fork)? */
 bool target_forks_here(const struct target *t)
 {
@@ -570,15 +582,8 @@ int target_start(struct target *t, struct mg_router *r,
 		double left = 0;	/* connect_timeout 0: the default */
 		int ret;
 
-		/* "t0.local", "t0.fork1": no '/', unique in the tool's tree */
-		if (h->name[0])
-			;	/* named by target_list_name */
-		else if (i == 0)
-			snprintf(h->name, sizeof(h->name), "t%zu.%s", t->index,
-				 h->type->name);
-		else
-			snprintf(h->name, sizeof(h->name), "t%zu.%s%zu", t->index,
-				 h->type->name, i);
+		if (!h->name[0])	/* else target_list_name did */
+			hop_name(t, i);
 		if (t->nhops > 1)
 			snprintf(where, sizeof(where), "hop %zu of %zu (%s): ",
 				 i + 1, t->nhops, h->text);
@@ -624,9 +629,7 @@ int target_start(struct target *t, struct mg_router *r,
 					 "%scannot start a context: %s", where,
 					 strerror(-ret));
 			/* the library names the hop by its remote name */
-			t->nstarted++;
 			target_scrub(t, err->message, sizeof(err->message));
-			t->nstarted--;
 			return ret;
 		}
 		t->nstarted++;
@@ -673,20 +676,9 @@ const struct hop *target_hop_by_name(const struct target *t, const char *name)
 
 void target_list_name(struct target_list *list)
 {
-	for (size_t k = 0; k < list->n; k++) {
-		struct target *t = &list->v[k];
-
-		for (size_t i = 0; i < t->nhops; i++) {
-			struct hop *h = &t->hops[i];
-
-			if (i == 0)
-				snprintf(h->name, sizeof(h->name), "t%zu.%s", t->index,
-					 h->type->name);
-			else
-				snprintf(h->name, sizeof(h->name), "t%zu.%s%zu", t->index,
-					 h->type->name, i);
-		}
-	}
+	for (size_t k = 0; k < list->n; k++)
+		for (size_t i = 0; i < list->v[k].nhops; i++)
+			hop_name(&list->v[k], i);
 }
 
 void target_scrub(const struct target *t, char *text, size_t size)
