@@ -6,14 +6,18 @@
 # addresses (Linux routes all of 127.0.0.0/8 to lo), named through an
 # ssh_config of their own:
 #
-#   host01..host06   127.0.2.1-6    up, user mgtest, the client key
+#   host01..host06   127.0.2.1-6    up, user mgfleet, the client key
 #   host07, host08   127.0.2.7-8    down: nothing listens there
 #   host09           127.0.2.9      up, but known_hosts holds another key
 #   host10           127.0.2.10     up, user mgnosuchuser (does not exist)
 #
 #   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
 #                          ssh_config), start sshd; prints "PORT PID".
-#                          The test users come from ../fixtures/sshd.sh.
+#
+# The user mgfleet (made here when missing; password "mgfleet-pw", as
+# sshd refuses locked accounts even for key logins) is this test's alone:
+# the ssh transport tests empty and remount mgtest's image caches, and
+# other checks may run those at the same time on this machine.
 #   fleet.sh stop DIR      stop that sshd and remove DIR
 set -eu
 
@@ -22,6 +26,10 @@ dir=${2:-}
 
 start() {
 	[ -n "$dir" ] || { echo "usage: fleet.sh start DIR" >&2; exit 2; }
+	if ! id mgfleet >/dev/null 2>&1; then
+		useradd -m -s /bin/sh mgfleet
+	fi
+	echo 'mgfleet:mgfleet-pw' | chpasswd
 	mkdir -p "$dir"
 	chmod 0755 "$dir"
 	ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
@@ -66,7 +74,7 @@ EOC
 		cat <<EOC
 Host host*
   Port $port
-  User mgtest
+  User mgfleet
   IdentityFile $dir/id_ed25519
   IdentitiesOnly yes
   UserKnownHostsFile $dir/known_hosts

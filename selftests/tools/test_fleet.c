@@ -8,8 +8,9 @@
  * one, plain names are ssh hosts, -l/-i/-p log in without a config, and
  * held steps use one connection per host.
  *
- * Owns: the fleet directory and its sshd (stopped in the group teardown).
- * Needs root (sshd, the test users of selftests/fixtures/sshd.sh).
+ * Owns: the fleet directory and its sshd (stopped in the group teardown),
+ * the user mgfleet (no other test logs in as it). Needs root (sshd,
+ * useradd).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -85,9 +86,9 @@ static void test_fleet_each_named(void **state)
 	for (int i = 1; i <= 6; i++) {
 		char want[64];
 
-		snprintf(want, sizeof(want), "host%02d: hello from mgtest", i);
+		snprintf(want, sizeof(want), "host%02d: hello from mgfleet", i);
 		if (!toolrun_has_line(r.out, want))
-			fail_msg("no \"%s\" in:\n%s", want, r.out);
+			fail_msg("no \"%s\" in:\n%s\nstderr:\n%s", want, r.out, r.err_raw);
 	}
 	assert_int_equal(toolrun_count_lines(r.out), 6);
 	/* each failure on its own line, naming the host as written */
@@ -150,16 +151,17 @@ static void test_fleet_gather_and_json(void **state)
 static void test_fleet_user_key_port(void **state)
 {
 	char key[PATH_MAX + 32], known[PATH_MAX + 48], uid[32];
-	struct passwd *pw = getpwnam("mgtest");
+	struct passwd *pw;
 
 	(void)state;
 	NEED_FLEET();
+	pw = getpwnam("mgfleet");
 	assert_non_null(pw);
 	snprintf(key, sizeof(key), "%s/id_ed25519", fleet);
 	snprintf(known, sizeof(known), "UserKnownHostsFile=%s/known_hosts", fleet);
 	snprintf(uid, sizeof(uid), "127.0.2.1: %u", (unsigned)pw->pw_uid);
 	/* no config: -l, -i and -p say it all */
-	TOOLRUN(&r, "call", "-l", "mgtest", "-i", key, "-p", port, "--ssh-option", known,
+	TOOLRUN(&r, "call", "-l", "mgfleet", "-i", key, "-p", port, "--ssh-option", known,
 		"-t", "127.0.2.1,127.0.2.2", "mg.getuid");
 	assert_exit(0);
 	assert_has(r.out, uid);
@@ -211,13 +213,7 @@ static int group_setup(void **state)
 	if (toolrun_setup() < 0)
 		return -1;
 	if (geteuid() != 0) {
-		snprintf(skip_why, sizeof(skip_why), "needs root (sshd, test users)");
-		return 0;
-	}
-	snprintf(cmd, sizeof(cmd), "%s/selftests/fixtures/sshd.sh users >&2",
-		 src ? src : ".");
-	if (system(cmd) != 0) {
-		snprintf(skip_why, sizeof(skip_why), "cannot create the test users");
+		snprintf(skip_why, sizeof(skip_why), "needs root (sshd, useradd)");
 		return 0;
 	}
 	snprintf(fleet, sizeof(fleet), "%s/fleet", toolrun_dir());
