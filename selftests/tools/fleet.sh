@@ -10,6 +10,8 @@
 #   host07, host08   127.0.2.7-8    down: nothing listens there
 #   host09           127.0.2.9      up, but known_hosts holds another key
 #   host10           127.0.2.10     up, user mgnosuchuser (does not exist)
+#   host11           127.0.2.11     whatever the test puts there (a listener
+#                                   that never answers: a hung host)
 #
 #   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
 #                          ssh_config), start sshd; prints "PORT PID".
@@ -68,7 +70,7 @@ EOC
 	{
 		# first value wins in ssh_config: the exceptions come first
 		printf 'Host host10\n  User mgnosuchuser\n'
-		for i in 1 2 3 4 5 6 7 8 9 10; do
+		for i in 1 2 3 4 5 6 7 8 9 10 11; do
 			printf 'Host host%02d\n  HostName 127.0.2.%s\n' "$i" "$i"
 		done
 		cat <<EOC

@@ -17,6 +17,9 @@
 #endif
 #include <limits.h>
 #include <pwd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +177,38 @@ static void test_fleet_user_key_port(void **state)
 	assert_null(strstr(r.err, "no password was given"));
 }
 
+/*
+ * --connect-timeout is per target, from when its turn comes: with -f 1 a
+ * hung host (a listener on 127.0.2.11 that never answers, so ssh waits
+ * for its banner) fails after its own 3 s, and the hosts after it still
+ * get theirs; one deadline for the run would have failed them too.
+ */
+static void test_fleet_connect_timeout_per_target(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd;
+
+	(void)state;
+	NEED_FLEET();
+	a.sin_port = htons((uint16_t)atoi(port));
+	a.sin_addr.s_addr = htonl(0x7f00020b);	/* 127.0.2.11 */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	TOOLRUN(&r, "run", "--summary", "-f", "1", "--connect-timeout", "3",
+		"--ssh-config", config, "-t", "host01,host11,host02,host03", "--", "echo", "up");
+	close(fd);
+	assert_exit(255);
+	assert_has(r.out, "host01: up\n");
+	assert_has(r.out, "host02: up\n");
+	assert_has(r.out, "host03: up\n");
+	/* the library's word for it: a StreamError, "connect timeout" */
+	assert_has(line_of(r.err, "mitogen: host11: "), "StreamError: connect timeout");
+	assert_has(r.err, "mitogen:   host11 (1): unreachable (StreamError)\n");
+	assert_true(r.seconds >= 3);
+}
+
 /* Two steps over one connection per host: the same agent runs both. */
 static void test_fleet_held_steps(void **state)
 {
@@ -257,6 +292,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fleet_gather_and_json, teardown),
 		cmocka_unit_test_teardown(test_fleet_user_key_port, teardown),
 		cmocka_unit_test_teardown(test_fleet_held_steps, teardown),
+		cmocka_unit_test_teardown(test_fleet_connect_timeout_per_target, teardown),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
