@@ -654,6 +654,305 @@ out:
 }
 MG_EXPORT_AS("mg.run", builtin_run);
 
+/* --- mg.run_stream ------------------------------------------------------ */
+/*
+ * mg.run_stream(channel, argv, env = nil, cwd = nil, stdin = nil) -> map
+ *	mg.run for output that must not wait for the end, nor be held whole:
+ *	argv, env, cwd and stdin as for mg.run; the program's stdout and
+ *	stderr go to the caller as they come, over `channel` (the value of
+ *	the caller's mg_channel_new end, MG_SENDER), and only counts come
+ *	back in the result:
+ *	    {"status": int, "stdout_bytes": int, "stderr_bytes": int}
+ *	Messages on the channel: first this end's own channel value (for
+ *	mg_channel_set_peer), then {"fd": 1|2, "data": bytes} chunks of at
+ *	most RUN_STREAM_CHUNK bytes in the order they were read, all sent
+ *	before the reply. The caller acknowledges with {"ack": N}, N the
+ *	bytes it has consumed so far; while RUN_STREAM_WINDOW bytes are
+ *	unacknowledged the pipes are not read, so a slow reader slows the
+ *	program (it blocks writing) instead of filling memory on either side.
+ *	Acks are taken only from the context that made the call. A program
+ *	that cannot be started fails as for mg.run; a channel that goes dead
+ *	kills the program and fails with EPIPE.
+ *
+ * Kept apart from mg.run (whose contract stays "everything in the
+ * reply"); shares its spawn, environment and the running pid that an
+ * agent's shutdown kills.
+ */
+
+/* Bytes read from a pipe per chunk message (one 64 KiB record with its header). */
+#define RUN_STREAM_CHUNK ((size_t)32 << 10)
+/* Bytes sent and not yet acknowledged before the pipes are left unread. */
+#define RUN_STREAM_WINDOW ((uint64_t)256 << 10)
+
+struct run_stream {
+	struct builtin_run r;
+	struct mg_channel *ch;
+	uint32_t caller;	/* src id of the call: the only one that acks */
+	uint64_t sent[2];	/* stdout, stderr bytes sent */
+	uint64_t acked;
+};
+
+/* Take one ack message (msg freed); 0, or -EPIPE for a dead channel. */
+static int run_stream_ack(struct run_stream *s, struct mg_message *msg)
+{
+	struct mg_value *v = NULL;
+	const struct mg_value *n;
+
+	if (mg_message_is_dead(msg)) {
+		mg_message_free(msg);
+		return -EPIPE;
+	}
+	if (mg_message_src_id(msg) == s->caller &&
+	    mg_message_value(msg, false, &v, NULL) == 0 && v &&
+	    (n = mg_map_get(v, "ack")) && n->type == MG_INT && n->i > 0 &&
+	    (uint64_t)n->i > s->acked && (uint64_t)n->i <= s->sent[0] + s->sent[1])
+		s->acked = (uint64_t)n->i;
+	mg_value_free(v);
+	mg_message_free(msg);
+	return 0;
+}
+
+/* Read a chunk of fd (1 or 2) and send it. > 0 sent, 0 EOF, -EAGAIN, -errno. */
+static ssize_t run_stream_relay(struct run_stream *s, int which, int fd)
+{
+	uint8_t *buf = malloc(RUN_STREAM_CHUNK);
+	struct mg_value *m;
+	ssize_t n;
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	n = read(fd, buf, RUN_STREAM_CHUNK);
+	if (n <= 0) {
+		free(buf);
+		if (n < 0)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		return 0;
+	}
+	m = mg_map();
+	rc = mg_map_set(m, "fd", mg_int(which));
+	if (rc == 0)
+		rc = mg_map_set(m, "data", mg_bytes_take(buf, (size_t)n));
+	else
+		free(buf);
+	if (rc == 0)
+		rc = mg_channel_send(s->ch, m);
+	else
+		mg_value_free(m);
+	if (rc < 0)
+		return rc;
+	s->sent[which - 1] += (uint64_t)n;
+	return n;
+}
+
+/* Feed stdin, relay stdout and stderr until both reach EOF. SIGPIPE as in
+ * builtin_run_loop. Returns 0 or -errno with *which naming the stream. */
+static int run_stream_loop(struct run_stream *s, const char **which)
+{
+	struct builtin_run *r = &s->r;
+	sigset_t pipe_set, old_set, pending;
+	bool sigpipe_was_pending, caused_sigpipe = false;
+	int rc = 0;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	sigpending(&pending);
+	sigpipe_was_pending = sigismember(&pending, SIGPIPE);
+	if (r->in_fd >= 0 && r->in_len == 0)
+		builtin_close(&r->in_fd);
+
+	while (r->in_fd >= 0 || r->out_fd >= 0 || r->err_fd >= 0) {
+		bool full = s->sent[0] + s->sent[1] - s->acked >= RUN_STREAM_WINDOW;
+		struct pollfd pfd[3] = {
+			{ .fd = r->in_fd, .events = POLLOUT },
+			{ .fd = full ? -1 : r->out_fd, .events = POLLIN },
+			{ .fd = full ? -1 : r->err_fd, .events = POLLIN },
+		};
+		struct mg_message *msg = NULL;
+
+		/* acks already here cost nothing to take */
+		while (!mg_receiver_empty(mg_channel_receiver(s->ch)) &&
+		       mg_channel_get(s->ch, 0, &msg, NULL) == 0) {
+			if (run_stream_ack(s, msg) < 0) {
+				rc = -EPIPE;
+				*which = "channel";
+				goto out;
+			}
+		}
+		if (full && s->sent[0] + s->sent[1] - s->acked >= RUN_STREAM_WINDOW &&
+		    r->in_fd < 0) {
+			/* nothing to do but wait for the reader */
+			rc = mg_channel_get(s->ch, MG_FOREVER, &msg, NULL);
+			if (rc == 0)
+				rc = run_stream_ack(s, msg);
+			if (rc < 0) {
+				rc = -EPIPE;
+				*which = "channel";
+				goto out;
+			}
+			continue;
+		}
+		if (poll(pfd, 3, full ? 50 : -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			*which = "poll";
+			break;
+		}
+		if (pfd[0].revents) {
+			size_t n = r->in_len > BUILTIN_RUN_CHUNK ? BUILTIN_RUN_CHUNK : r->in_len;
+			ssize_t w = write(r->in_fd, r->in, n);
+
+			if (w > 0) {
+				r->in += w;
+				r->in_len -= (size_t)w;
+				if (r->in_len == 0)
+					builtin_close(&r->in_fd);
+			} else if (w < 0 && errno == EPIPE) {
+				caused_sigpipe = true;
+				builtin_close(&r->in_fd);
+			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				rc = -errno;
+				*which = "stdin";
+				break;
+			}
+		}
+		for (int i = 1; i < 3; i++) {
+			int *fd = i == 1 ? &r->out_fd : &r->err_fd;
+			ssize_t n;
+
+			if (!pfd[i].revents)
+				continue;
+			n = run_stream_relay(s, i, *fd);
+			if (n == 0) {
+				builtin_close(fd);
+			} else if (n < 0 && n != -EAGAIN && n != -EINTR) {
+				rc = (int)n;
+				*which = i == 1 ? "stdout" : "stderr";
+				goto out;
+			}
+		}
+	}
+out:
+	if (caused_sigpipe && !sigpipe_was_pending) {
+		static const struct timespec zero;
+
+		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+	return rc;
+}
+
+static int builtin_run_stream(struct mg_call *call, const struct mg_value *args,
+			      struct mg_value **ret_result)
+{
+	struct mg_error uerr = MG_ERROR_INIT;
+	const struct mg_value *ch_v = NULL, *argv_v = NULL, *env_v = NULL, *stdin_v = NULL;
+	const char *cwd = NULL, *why = NULL, *which = NULL;
+	struct run_stream s = {
+		.r = { .pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1 },
+		.caller = mg_call_src_id(call),
+	};
+	struct mg_value *result = NULL;
+	char **argv = NULL, **envp = NULL;
+	int rc, status = 0;
+
+	if (mg_value_unpack(args, &uerr, "vv|vsv", &ch_v, &argv_v, &env_v, &cwd,
+			    &stdin_v) < 0)
+		return builtin_fail_args(call, &uerr);
+	if (ch_v->type != MG_SENDER)
+		return mg_call_fail(call, EINVAL, "channel must be a sender, not %s",
+				    mg_type_name(ch_v->type));
+	if (argv_v->type != MG_LIST || argv_v->len == 0)
+		return mg_call_fail(call, EINVAL,
+				    "argv must be a non-empty list of strings");
+	for (uint32_t i = 0; i < argv_v->len; i++)
+		if (!builtin_is_cstr(&argv_v->items[i]))
+			return mg_call_fail(call, EINVAL,
+					    "argv[%u] must be a string without NUL", i);
+	if (env_v && env_v->type != MG_NIL && env_v->type != MG_MAP)
+		return mg_call_fail(call, EINVAL, "env must be a map or nil, not %s",
+				    mg_type_name(env_v->type));
+	if (stdin_v && stdin_v->type != MG_NIL && stdin_v->type != MG_STR &&
+	    stdin_v->type != MG_BYTES && stdin_v->type != MG_SECRET)
+		return mg_call_fail(call, EINVAL, "stdin must be bytes, str or nil, not %s",
+				    mg_type_name(stdin_v->type));
+
+	s.ch = mg_channel_from_value(mg_call_router(call), ch_v);
+	argv = calloc((size_t)argv_v->len + 1, sizeof(*argv));
+	if (!s.ch || !argv) {
+		rc = mg_call_fail(call, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < argv_v->len; i++)
+		argv[i] = (char *)argv_v->items[i].str;
+	if (env_v && env_v->type == MG_MAP) {
+		rc = builtin_env_build(env_v, &envp, &why);
+		if (rc < 0) {
+			rc = mg_call_fail(call, -rc, "%s", why ? why : "out of memory");
+			goto out;
+		}
+	}
+	if (stdin_v && stdin_v->type != MG_NIL) {
+		s.r.in = stdin_v->bytes;
+		s.r.in_len = stdin_v->len;
+	}
+	/* the caller learns where to send acks before any output */
+	rc = mg_channel_send(s.ch, mg_channel_to_value(s.ch));
+	if (rc < 0) {
+		rc = mg_call_fail(call, -rc, "cannot answer on the channel: %s",
+				  strerror(-rc));
+		goto out;
+	}
+	rc = builtin_run_spawn(&s.r, argv, envp, cwd, stdin_v && stdin_v->type != MG_NIL);
+	if (rc < 0) {
+		if (cwd)
+			rc = mg_call_fail(call, -rc, "cannot run \"%s\" in \"%s\": %s",
+					  argv[0], cwd, strerror(-rc));
+		else
+			rc = mg_call_fail(call, -rc, "cannot run \"%s\": %s", argv[0],
+					  strerror(-rc));
+		goto out;
+	}
+	__atomic_store_n(&run_pid, s.r.pid, __ATOMIC_RELEASE);
+	rc = run_stream_loop(&s, &which);
+	if (rc < 0)
+		kill(s.r.pid, SIGKILL);
+	builtin_close(&s.r.in_fd);
+	builtin_close(&s.r.out_fd);
+	builtin_close(&s.r.err_fd);
+	if (builtin_waitpid(s.r.pid, &status) < 0 && rc == 0)
+		rc = -errno;
+	__atomic_store_n(&run_pid, 0, __ATOMIC_RELEASE);
+	if (rc < 0) {
+		rc = mg_call_fail(call, -rc, "running \"%s\": %s: %s", argv[0],
+				  which ? which : "waitpid", strerror(-rc));
+		goto out;
+	}
+	status = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+	result = mg_map();
+	rc = mg_map_set(result, "status", mg_int(status));
+	if (rc == 0)
+		rc = mg_map_set(result, "stdout_bytes", mg_int((int64_t)s.sent[0]));
+	if (rc == 0)
+		rc = mg_map_set(result, "stderr_bytes", mg_int((int64_t)s.sent[1]));
+	if (rc < 0) {
+		mg_value_free(result);
+		rc = mg_call_fail(call, ENOMEM, "out of memory");
+		goto out;
+	}
+	*ret_result = result;
+	rc = 0;
+out:
+	mg_channel_free(s.ch);
+	builtin_free_strv(envp);
+	free(argv);
+	return rc;
+}
+MG_EXPORT_AS("mg.run_stream", builtin_run_stream);
+
 /* --- files ------------------------------------------------------------- */
 
 /* Unpack a single path argument (a string). */

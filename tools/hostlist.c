@@ -287,3 +287,226 @@ void hostlist_free(char **v, size_t n)
 		free(v[i]);
 	free(v);
 }
+
+/* --- folding ------------------------------------------------------------ */
+
+/* One name, split around its last run of digits. */
+struct fold_item {
+	const char *name;
+	size_t pre;		/* bytes before the digits */
+	size_t digits;		/* 0: no digits (or too many): kept whole */
+	unsigned long num;
+	int width;		/* zero-padded width, 0: not padded */
+	size_t group;		/* index of its group */
+};
+
+struct fold_group {
+	size_t first;		/* its first item */
+	int width;
+	unsigned long *nums;
+	size_t n;
+};
+
+/* Same prefix and suffix around the digits? */
+static bool fold_same_frame(const struct fold_item *a, const struct fold_item *b)
+{
+	size_t sa = strlen(a->name + a->pre + a->digits);
+	size_t sb = strlen(b->name + b->pre + b->digits);
+
+	return a->pre == b->pre && sa == sb &&
+	       !memcmp(a->name, b->name, a->pre) &&
+	       !memcmp(a->name + a->pre + a->digits, b->name + b->pre + b->digits, sa);
+}
+
+static void fold_split(struct fold_item *it, const char *name)
+{
+	size_t len = strlen(name), end = len, start;
+
+	memset(it, 0, sizeof(*it));
+	it->name = name;
+	while (end > 0 && (name[end - 1] < '0' || name[end - 1] > '9'))
+		end--;
+	start = end;
+	while (start > 0 && name[start - 1] >= '0' && name[start - 1] <= '9')
+		start--;
+	/* a '[' or ']' in the name would make the folded text ambiguous */
+	if (end == start || end - start > NUM_DIGITS_MAX || strpbrk(name, "[],")) {
+		it->pre = len;
+		return;
+	}
+	it->pre = start;
+	it->digits = end - start;
+	for (size_t i = start; i < end; i++)
+		it->num = it->num * 10 + (unsigned long)(name[i] - '0');
+	it->width = it->digits > 1 && name[start] == '0' ? (int)it->digits : 0;
+}
+
+static int fold_cmp_ul(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Append text[0..len) to *buf (size *cap, *used bytes). */
+static int fold_put(char **buf, size_t *used, size_t *cap, const char *text, size_t len)
+{
+	if (*used + len + 1 > *cap) {
+		size_t c = (*cap ? *cap : 64);
+		char *p;
+
+		while (c < *used + len + 1)
+			c *= 2;
+		p = realloc(*buf, c);
+		if (!p)
+			return -ENOMEM;
+		*buf = p;
+		*cap = c;
+	}
+	memcpy(*buf + *used, text, len);
+	*used += len;
+	(*buf)[*used] = '\0';
+	return 0;
+}
+
+/* Write group g ("web[01-03,05]" or "web01" for one number). */
+static int fold_write_group(char **buf, size_t *used, size_t *cap,
+			    const struct fold_item *first, const struct fold_group *g)
+{
+	const char *suffix = first->name + first->pre + first->digits;
+	char num[2 * NUM_DIGITS_MAX + 8];
+	bool ranged = g->n > 1;
+	int rc;
+
+	rc = fold_put(buf, used, cap, first->name, first->pre);
+	if (!rc && ranged)
+		rc = fold_put(buf, used, cap, "[", 1);
+	for (size_t i = 0; !rc && i < g->n;) {
+		size_t j = i;
+		int n;
+
+		while (j + 1 < g->n && g->nums[j + 1] == g->nums[j] + 1)
+			j++;
+		if (j == i)
+			n = snprintf(num, sizeof(num), "%s%0*lu", i ? "," : "",
+				     g->width, g->nums[i]);
+		else
+			n = snprintf(num, sizeof(num), "%s%0*lu-%0*lu", i ? "," : "",
+				     g->width, g->nums[i], g->width, g->nums[j]);
+		rc = fold_put(buf, used, cap, num, (size_t)n);
+		i = j + 1;
+	}
+	if (!rc && ranged)
+		rc = fold_put(buf, used, cap, "]", 1);
+	if (!rc)
+		rc = fold_put(buf, used, cap, suffix, strlen(suffix));
+	return rc;
+}
+
+char *hostlist_fold(const char *const *names, size_t n)
+{
+	struct fold_item *it = NULL;
+	struct fold_group *g = NULL;
+	size_t ng = 0, used = 0, cap = 0;
+	char *buf = NULL;
+	int rc = 0;
+
+	if (!names && n) {
+		errno = EINVAL;
+		return NULL;
+	}
+	it = calloc(n ? n : 1, sizeof(*it));
+	g = calloc(n ? n : 1, sizeof(*g));
+	if (!it || !g)
+		goto nomem;
+	for (size_t i = 0; i < n; i++)
+		fold_split(&it[i], names[i]);
+	/*
+	 * Groups: padded widths first, so that an unpadded number as long
+	 * as a padded group's width (web10 beside web01) joins that group.
+	 */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			size_t k;
+
+			if (!it[i].digits || (pass == 0) != (it[i].width > 0))
+				continue;
+			for (k = 0; k < ng; k++) {
+				const struct fold_item *f = &it[g[k].first];
+
+				if (!fold_same_frame(f, &it[i]))
+					continue;
+				if (g[k].width == it[i].width ||
+				    (it[i].width == 0 && g[k].width == (int)it[i].digits))
+					break;
+			}
+			if (k == ng) {
+				g[ng].first = i;
+				g[ng].width = it[i].width;
+				ng++;
+			}
+			it[i].group = k;
+			if (g[k].first > i)
+				g[k].first = i;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct fold_group *gr = &g[it[i].group];
+
+		if (!it[i].digits)
+			continue;
+		if (!gr->nums) {
+			gr->nums = calloc(n, sizeof(*gr->nums));
+			if (!gr->nums)
+				goto nomem;
+		}
+		gr->nums[gr->n++] = it[i].num;
+	}
+	for (size_t k = 0; k < ng; k++) {
+		size_t m = 0;
+
+		qsort(g[k].nums, g[k].n, sizeof(*g[k].nums), fold_cmp_ul);
+		for (size_t i = 0; i < g[k].n; i++)
+			if (!m || g[k].nums[m - 1] != g[k].nums[i])
+				g[k].nums[m++] = g[k].nums[i];
+		g[k].n = m;
+	}
+	/* in the order of first appearance; each group at its first item */
+	rc = fold_put(&buf, &used, &cap, "", 0);
+	for (size_t i = 0; !rc && i < n; i++) {
+		bool dup = false;
+
+		if (it[i].digits && g[it[i].group].first != i)
+			continue;
+		if (!it[i].digits) {
+			for (size_t j = 0; j < i && !dup; j++)
+				dup = !it[j].digits && !strcmp(it[j].name, it[i].name);
+			if (dup)
+				continue;
+		}
+		if (used)
+			rc = fold_put(&buf, &used, &cap, ",", 1);
+		if (rc)
+			break;
+		if (it[i].digits)
+			rc = fold_write_group(&buf, &used, &cap, &it[i], &g[it[i].group]);
+		else
+			rc = fold_put(&buf, &used, &cap, it[i].name, strlen(it[i].name));
+	}
+	if (rc)
+		goto nomem;
+	for (size_t k = 0; k < ng; k++)
+		free(g[k].nums);
+	free(g);
+	free(it);
+	return buf;
+nomem:
+	if (g)
+		for (size_t k = 0; k < ng; k++)
+			free(g[k].nums);
+	free(g);
+	free(it);
+	free(buf);
+	errno = ENOMEM;
+	return NULL;
+}

@@ -1,25 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * tools/mitogen.c — the `mitogen` command: run a command or call one
- * exported function on one or more targets at once (-t local/fork,local),
+ * tools/mitogen.c — the `mitogen` command: run commands or call exported
+ * functions on one or more targets at once (-t local/fork,local,web[01-20]),
  * each target a chain of child contexts, and report the outcome. Children
  * of the tool are copies of the tool, so every built-in "mg." function is
  * there to call.
  *
- * Owns: argument parsing, the log callback of the tool (where library log
- * lines go: stderr), starting every target's call and gathering the
- * results as they arrive, relaying them to stdout/stderr (prefixed by
- * target when there are several) and the exit code; the syntax of -t and
- * the table of hop kinds (the one place that says which kinds exist, what
- * argument each takes and how it starts a context), remote names, and the
- * order contexts are started and stopped in.
+ * Owns: the command line (subcommands, options, --help, which is the
+ * reference for every option), the log callback of the tool (where
+ * library log lines go: stderr, hops named as written), reading -I's
+ * standard input, and handing the targets and steps to tools/runner.c.
+ * The syntax of -t and the table of hop kinds are tools/targets.c's, how
+ * output looks tools/output.c's, steps and scripts tools/script.c's.
  * Must not touch: library internals; it uses only the public headers.
  *
- * Exit status: `run` exits with the command's status (128+N when it was
- * killed by signal N), `call` with 0; on failure 1 CallError, 2 usage
- * error, 3 a context could not be started or a deadline passed
- * (StreamError, TimeoutError), 4 ChannelError. With several targets, the
- * highest of the targets' codes.
+ * Exit status: the table in tool_usage_text (and docs/tool.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,24 +32,32 @@
 #include <mitogen/mitogen.h>
 
 #include "tools/json_args.h"
+#include "tools/output.h"
+#include "tools/runner.h"
+#include "tools/script.h"
 #include "tools/targets.h"
 #include "tools/stats.h"
 
 enum {
-	TOOL_EXIT_CALL = 1,
-	TOOL_EXIT_USAGE = 2,
-	TOOL_EXIT_START = 3,
-	TOOL_EXIT_CHANNEL = 4,
+	TOOL_EXIT_USAGE = OUT_EXIT_USAGE,
+	TOOL_EXIT_START = OUT_EXIT_UNREACHABLE,
 };
 
 /* --ro, --rw, --exec: at most this many of each. */
 #define TOOL_PATHS_MAX 64
 
+/* -I: at most this much standard input (it goes in every call). */
+#define TOOL_STDIN_MAX ((size_t)64 << 20)
+
 struct tool_opts {
 	/* from -t (appended to by each -t); "local" when none was given */
 	struct target_list targets;
-	/* seconds for start-up and calls together; < 0: no limit */
-	double timeout;
+	/* -x: applied once every -t is read; NULL-terminated */
+	const char *exclude[TOOL_PATHS_MAX + 1];
+	int nexclude;
+	/* --connect-timeout, --command-timeout (seconds; <= 0: not given) */
+	double connect_timeout;
+	double command_timeout;
 	bool verbose;
 	/* --sandbox/--caps/--nofile: for the last hop of every target */
 	struct mg_sandbox_opts sandbox;
@@ -64,42 +67,101 @@ struct tool_opts {
 	/* --ro/--rw/--exec: NULL-terminated path lists for sandbox */
 	const char *paths[3][TOOL_PATHS_MAX + 1];
 	int npaths[3];
+	/* -l, -i, -p: for ssh hops that do not say */
+	const char *user;
+	const char *identity;
+	int port;
+	/* output: -b, --diff, --json, -q, --summary */
+	bool gather, diff, json, quiet, summary;
+	/* -I: every target's command reads the tool's standard input */
+	bool stdin_all;
+	/* -k: a target goes on after a failed step */
+	bool keep_going;
 };
 
 /* -f when none is given: pdsh's default width. */
 #define TOOL_FANOUT_DEFAULT 32
 
-/* Room for "<Kind>: <context>: <function>: <message>". */
-#define TOOL_ERRBUF (MG_ERROR_MSG_MAX + 2 * MG_ERROR_NAME_MAX + 64)
-
 static const char tool_usage_text[] =
 	"usage: mitogen [-v] COMMAND [OPTIONS] ...\n"
 	"\n"
-	"  mitogen run [-t TARGETS] [--timeout SECONDS] [-v] [--] CMD [ARGS...]\n"
-	"      Run CMD on every target at once; relay its stdout and stderr and exit\n"
-	"      with its status (128+N when killed by signal N). The tool's standard\n"
-	"      input is not forwarded (CMD reads /dev/null).\n"
-	"  mitogen call [-t TARGETS] [--timeout SECONDS] [-v] NAME [ARGS...]\n"
+	"  mitogen run [OPTIONS] [--] CMD [ARGS...] [\\; CMD2 [ARGS...] ...]\n"
+	"      Run CMD on every target; relay its output as it comes and exit with\n"
+	"      its status (128+N when killed by signal N). Words ';' (written \\; in\n"
+	"      a shell) separate steps, run in order over one connection per target.\n"
+	"      CMD reads /dev/null unless -I is given.\n"
+	"  mitogen call [OPTIONS] NAME [ARGS...]\n"
 	"      Call the exported function NAME (e.g. mg.stat, mg.uname) on every\n"
-	"      target at once and print each result as JSON. An ARG that parses as\n"
-	"      JSON (42, -1.5, true, null, \"s\", [1,\"a\"], {\"k\":1}) is passed as\n"
-	"      that value, any other ARG as a plain string.\n"
+	"      target and print each result as JSON. An ARG that parses as JSON\n"
+	"      (42, -1.5, true, null, \"s\", [1,\"a\"], {\"k\":1}) is passed as that\n"
+	"      value, any other ARG as a plain string.\n"
+	"  mitogen script [OPTIONS] FILE\n"
+	"      Run the steps of FILE ('-': standard input), one a line: \"run [--] CMD\n"
+	"      [ARGS...]\" or \"call NAME [ARGS...]\", words quoted as sh quotes them\n"
+	"      (no expansions); blank lines and # comments are skipped. Each target\n"
+	"      is connected once for all its steps.\n"
 	"  mitogen stats [--pid N] [--watch]\n"
 	"      Show every context's messages, bytes and drops each way, and the\n"
 	"      last denials, of this user's (root: any) libmitogen processes.\n"
 	"  mitogen --help | -h\n"
 	"  mitogen --version\n"
 	"\n"
-	"Options:\n"
-	"  -t, --target TARGETS    where to run (default: local); see Targets\n"
+	"Selecting targets:\n"
+	"  -t, -w, --target TARGETS  where to run (default: local); see Targets.\n"
+	"                          -t ^FILE reads targets from FILE (as --hostfile);\n"
+	"                          --type is an old name of --target\n"
+	"      --hostfile FILE     targets from FILE: one or more a line, as -t\n"
+	"                          takes them; # comments and blank lines skipped\n"
+	"  -x, --exclude NAMES     leave out the targets (or hosts) NAMES names:\n"
+	"                          a comma-separated list with ranges (web[03-05])\n"
+	"  -l, --user USER         log in as USER on ssh hops that name no user\n"
+	"  -i, --identity KEY      log in with this key only (ssh -i, IdentitiesOnly)\n"
+	"  -p, --port PORT         ssh port for ssh hops that name none\n"
+	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
+	"      --ssh-config FILE   ssh -F FILE for every ssh hop: host names, users,\n"
+	"                          keys and ports from FILE instead of ~/.ssh/config\n"
+	"      --password-file F   type the first line of F at password prompts\n"
+	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
+	"                          environment does the same\n"
+	"\n"
+	"Running:\n"
 	"  -f, --fanout N          work on at most N targets at once (default 32);\n"
-	"                          each is started, called and stopped in turn\n"
-	"      --timeout SECONDS   give up after SECONDS (start-up and calls\n"
-	"                          together); targets that have not answered by\n"
-	"                          then fail with TimeoutError\n"
+	"                          each is started, run and stopped in turn\n"
+	"      --connect-timeout S give each target S seconds to start its whole\n"
+	"                          chain, from when its turn comes (default 30)\n"
+	"      --command-timeout S give each step S seconds on each target, from\n"
+	"                          when it started there (default: no limit); what\n"
+	"                          it printed until then is shown\n"
+	"      --timeout S         both of the above, S each (per target, not for\n"
+	"                          the whole run)\n"
+	"  -I, --stdin             read the tool's standard input (up to 64 MiB)\n"
+	"                          and give all of it to CMD on every target\n"
+	"  -k, --keep-going        run a target's later steps after one failed\n"
+	"                          (default: a target stops at its first failed step)\n"
+	"\n"
+	"Output:\n"
+	"  -b, --gather            hold the output to the end, then show identical\n"
+	"                          results (stdout, stderr, status) once, under\n"
+	"                          their hosts folded into ranges (web[01-20,22])\n"
+	"      --diff              with -b: show each result as a diff against the\n"
+	"                          most common one\n"
+	"      --json              one JSON object per line as things happen (start,\n"
+	"                          stdout/stderr chunks, exit, result, error, done,\n"
+	"                          end); schema mitogen-tool/1, docs/json-schema.md\n"
+	"      --summary           print the summary (counts, failed hosts and how)\n"
+	"                          even when stderr is not a terminal\n"
+	"  -q, --quiet             no progress line and no summary\n"
 	"  -v, --verbose           also log DEBUG and INFO lines (default: WARNING+)\n"
-	"      --sandbox PROFILE   run the last hop of each target under a seccomp\n"
-	"                          profile: default, strict, or a rule file\n"
+	"  With more than one target every line is prefixed with the target's host\n"
+	"  and \": \" as pdsh does (\"web01: hello\"; the whole chain, \"ssh:web01/sudo\",\n"
+	"  where two targets share a host), so dshbak and clubak read it; a target\n"
+	"  that fails says so on stderr (\"mitogen: web01: exit status 3\"). On a\n"
+	"  terminal, with more than one target, a progress line (done/total,\n"
+	"  running, failed, elapsed, rate) is redrawn on stderr while they run and\n"
+	"  a summary printed at the end.\n"
+	"\n"
+	"Sandbox (the last hop of every target):\n"
+	"      --sandbox PROFILE   a seccomp profile: default, strict, or a rule file\n"
 	"      --caps LIST         keep only these capabilities (comma-separated,\n"
 	"                          e.g. cap_net_bind_service; '' drops all)\n"
 	"      --nofile N          limit open files of the last hop to N\n"
@@ -115,34 +177,36 @@ static const char tool_usage_text[] =
 	"                          families (inet,netlink,packet): eBPF, or for\n"
 	"                          inet a seccomp filter where eBPF is missing\n"
 	"                          (any sandbox option also sets no_new_privs)\n"
-	"      --password-file F   type the first line of F at password prompts\n"
-	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
-	"                          environment does the same\n"
-	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
 	"\n"
 	"Targets:\n"
-	"  TARGETS is a comma-separated list of targets, run in parallel (see -f). A\n"
-	"  target is a chain of hops separated by '/', each hop started through\n"
-	"  the one before it; CMD or NAME runs in the last hop. Hop kinds: local\n"
-	"  (a new process from the tool's image), fork (a fork of its parent),\n"
-	"  ssh:[USER@]HOST[:PORT], sudo[:USER] (root), su:USER, doas[:USER].\n"
+	"  TARGETS is a comma-separated list of targets. A target is a chain of\n"
+	"  hops separated by '/', each hop started through the one before it; CMD\n"
+	"  or NAME runs in the last hop. Hop kinds: local (a new process from the\n"
+	"  tool's image), fork (a fork of its parent), ssh:[USER@]HOST[:PORT],\n"
+	"  sudo[:USER] (root), su:USER, doas[:USER]; a hop that names no kind is an\n"
+	"  ssh host: web01 is ssh:web01, deploy@web01:2222 ssh:deploy@web01:2222.\n"
 	"      -t local                  a local child (the default)\n"
 	"      -t local/fork/local       a local child, a fork inside it, and a\n"
 	"                                local child of that fork\n"
-	"      -t local,fork,local/local three targets\n"
+	"      -t web01,web02/sudo       two hosts, root on the second\n"
 	"  Host ranges as pdsh writes them make one target per name:\n"
 	"  web[01-20] is web01 to web20, db[1,3,5] is db1, db3 and db5; a bracket\n"
 	"  group with anything but digits, ',' and '-' ([::1]) is kept as is.\n"
-	"      -t ssh:deploy@web1/sudo   root on web1, through sudo\n"
-	"  -t may be given more than once; the targets add up. With more than one\n"
-	"  target every line of output is prefixed with the target and \": \"\n"
-	"  (\"local/fork: hello\"; call prints \"TARGET: <json>\"), on stdout or\n"
-	"  stderr as the target wrote it, and errors read \"mitogen: TARGET: ...\".\n"
+	"      -t bastion/web[1-9]/sudo  root on web1..web9, through bastion\n"
+	"  -t may be given more than once; the targets add up. Errors name the\n"
+	"  target and the hop as written (\"mitogen: web03: StreamError: ...\").\n"
 	"\n"
-	"Exit status: the command's own (run) or 0 (call) on success; 1 CallError,\n"
-	"2 usage error, 3 the context could not start or the timeout passed,\n"
-	"4 ChannelError (the context went away). With several targets, the\n"
-	"worst (highest) of the targets' statuses.\n";
+	"Exit status (the worst over all targets and steps, highest wins):\n"
+	"  0        every step succeeded on every target\n"
+	"  1-251    run: the command's own exit status (128+N: killed by signal N)\n"
+	"  1        call: the function failed (CallError)\n"
+	"  2        usage error: bad options or targets; nothing was started\n"
+	"  252      run: the command could not be run (not found, not executable)\n"
+	"  253      a step did not finish within --command-timeout\n"
+	"  254      a connection went away while a step ran (ChannelError)\n"
+	"  255      a target could not be reached: its chain did not start\n"
+	"           (refused, unknown host, login or host key failed, or\n"
+	"           --connect-timeout passed)\n";
 
 static int tool_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -173,61 +237,43 @@ static int tool_version(void)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* Library log lines: "[source] LEVEL line" on stderr. */
+/* The targets, for naming log sources as written; set once parsed. */
+static const struct target_list *tool_log_targets;
+
+/*
+ * Library log lines: "[source] LEVEL line" on stderr. A source that is one
+ * of our hops ("t3.ssh1") is shown as its chain as written, up to that hop
+ * ("web03/sudo").
+ */
 static void tool_log(enum mg_log_level level, const char *source,
 		     const char *line, void *userdata)
 {
 	const bool *verbose = userdata;
+	const struct target_list *tl = tool_log_targets;
+	char shown[256];
+	unsigned long ti;
+	char *end;
 
 	if (level < MG_LOG_WARNING && !*verbose)
 		return;
-	fprintf(stderr, "[%s] %s %s\n", source ? source : "?",
-		mg_log_level_name(level), line ? line : "");
-}
+	snprintf(shown, sizeof(shown), "%s", source ? source : "?");
+	if (tl && source && source[0] == 't' &&
+	    (ti = strtoul(source + 1, &end, 10), end != source + 1 && *end == '.') &&
+	    ti < tl->n) {
+		const struct target *t = &tl->v[ti];
+		const struct hop *h = target_hop_by_name(t, source);
 
-/*
- * When a library call failed without saying why in err, say it from rc so
- * that the message and exit code are never empty.
- */
-static void tool_error_fill(struct mg_error *err, int rc,
-			    enum mg_error_kind kind, const char *what)
-{
-	if (err->kind != MG_ERR_NONE)
-		return;
-	err->kind = kind;
-	err->errnum = -rc;
-	snprintf(err->message, sizeof(err->message), "%s: %s", what,
-		 strerror(-rc));
-}
+		if (h) {
+			size_t used = 0;
 
-static int tool_exit_code(const struct mg_error *err)
-{
-	switch (err->kind) {
-	case MG_ERR_CHANNEL:
-	case MG_ERR_LATCH:
-		return TOOL_EXIT_CHANNEL;
-	case MG_ERR_STREAM:
-	case MG_ERR_TIMEOUT:
-	case MG_ERR_PASSWORD:
-	case MG_ERR_HOSTKEY:
-		return TOOL_EXIT_START;
-	case MG_ERR_CALL:
-	default:
-		return TOOL_EXIT_CALL;
+			for (const struct hop *x = t->hops; x <= h && used < sizeof(shown); x++)
+				used += (size_t)snprintf(shown + used, sizeof(shown) - used,
+							 "%s%s", x == t->hops ? "" : "/",
+							 x->text);
+		}
 	}
-}
-
-/* The kind a bare -errno from a call most likely stands for. */
-static enum mg_error_kind tool_kind_of(int rc)
-{
-	switch (rc) {
-	case -ETIMEDOUT:
-		return MG_ERR_TIMEOUT;
-	case -EPIPE:
-		return MG_ERR_CHANNEL;
-	default:
-		return MG_ERR_CALL;
-	}
+	fprintf(stderr, "[%s] %s %s\n", shown, mg_log_level_name(level),
+		line ? line : "");
 }
 
 /* --- sandbox options (issue 5, second part) ----------------------------- */
@@ -391,6 +437,58 @@ static void tool_take_env_password(void)
  * argv of the first operand. Returns 0 or the exit code to leave with
  * (-1 for "help printed, exit 0").
  */
+
+/* A positive number of seconds, or -1 (said why). */
+static double tool_seconds(const char *opt, const char *arg)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || end == arg || *end || !isfinite(v) || v <= 0) {
+		tool_usage_error("%s wants a positive number of seconds, not '%s'",
+				 opt, arg);
+		return -1;
+	}
+	return v;
+}
+
+/* -t TARGETS or -t ^FILE, --hostfile FILE. 0 or the exit code. */
+static int tool_add_targets(struct tool_opts *o, const char *arg, bool file)
+{
+	char why[1024];
+	int ret;
+
+	if (!file && arg[0] == '^') {
+		file = true;
+		arg++;
+	}
+	ret = file ? target_list_parse_file(&o->targets, arg, why, sizeof(why))
+		   : target_list_parse(&o->targets, arg, why, sizeof(why));
+	if (ret == -ENOMEM) {
+		fprintf(stderr, "mitogen: -t: %s\n", strerror(-ret));
+		return TOOL_EXIT_START;
+	}
+	if (ret < 0)
+		return tool_usage_error("%s", why);
+	return 0;
+}
+
+enum {
+	TOOL_OPT_CONNECT_TIMEOUT = 300,
+	TOOL_OPT_COMMAND_TIMEOUT,
+	TOOL_OPT_HOSTFILE,
+	TOOL_OPT_DIFF,
+	TOOL_OPT_JSON,
+	TOOL_OPT_SUMMARY,
+};
+
+/*
+ * Parse the options of a subcommand; on success *ret_first is the index in
+ * argv of the first operand. Returns 0 or the exit code to leave with
+ * (-1 for "help printed, exit 0").
+ */
 static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			   int *ret_first)
 {
@@ -399,7 +497,21 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "target", required_argument, NULL, 't' },
 		/* the first version's name for it */
 		{ "type", required_argument, NULL, 't' },
+		{ "hostfile", required_argument, NULL, TOOL_OPT_HOSTFILE },
+		{ "exclude", required_argument, NULL, 'x' },
+		{ "user", required_argument, NULL, 'l' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "port", required_argument, NULL, 'p' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "connect-timeout", required_argument, NULL, TOOL_OPT_CONNECT_TIMEOUT },
+		{ "command-timeout", required_argument, NULL, TOOL_OPT_COMMAND_TIMEOUT },
+		{ "stdin", no_argument, NULL, 'I' },
+		{ "keep-going", no_argument, NULL, 'k' },
+		{ "gather", no_argument, NULL, 'b' },
+		{ "diff", no_argument, NULL, TOOL_OPT_DIFF },
+		{ "json", no_argument, NULL, TOOL_OPT_JSON },
+		{ "summary", no_argument, NULL, TOOL_OPT_SUMMARY },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "sandbox", required_argument, NULL, 'S' },
 		{ "caps", required_argument, NULL, 'C' },
@@ -414,44 +526,95 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "ssh-option", required_argument, NULL, 'O' },
+		{ "ssh-config", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
+	int c, ret;
 
 	/* argv[0] is the subcommand; "+": stop at the first operand, so a
 	 * command's own options and negative numbers pass through untouched */
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:hf:t:v", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:hf:t:w:x:l:i:p:Ikbqv", longopts,
+				NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			return tool_help() == 0 ? -1 : 1;
-		case 't': {
-			char why[512];
-			int ret = target_list_parse(&o->targets, optarg, why,
-						    sizeof(why));
-
-			if (ret == -EINVAL)
-				return tool_usage_error("%s", why);
-			if (ret < 0) {
-				fprintf(stderr, "mitogen: -t: %s\n",
-					strerror(-ret));
-				return TOOL_EXIT_START;
-			}
+		case 't':
+		case 'w':
+			ret = tool_add_targets(o, optarg, false);
+			if (ret)
+				return ret;
 			break;
-		}
-		case 'T': {
+		case TOOL_OPT_HOSTFILE:
+			ret = tool_add_targets(o, optarg, true);
+			if (ret)
+				return ret;
+			break;
+		case 'x':
+			if (o->nexclude == TOOL_PATHS_MAX)
+				return tool_usage_error("more than %d -x", TOOL_PATHS_MAX);
+			o->exclude[o->nexclude++] = optarg;
+			break;
+		case 'l':
+			if (!optarg[0] || optarg[0] == '-')
+				return tool_usage_error("-l wants a user name, not '%s'", optarg);
+			o->user = optarg;
+			break;
+		case 'i':
+			if (access(optarg, R_OK) < 0)
+				return tool_usage_error("-i %s: %s", optarg, strerror(errno));
+			o->identity = optarg;
+			break;
+		case 'p': {
 			char *end;
+			long port;
 
 			errno = 0;
-			o->timeout = strtod(optarg, &end);
-			if (errno || end == optarg || *end ||
-			    !isfinite(o->timeout) || o->timeout <= 0)
+			port = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || port <= 0 || port > 65535)
 				return tool_usage_error(
-					"--timeout wants a positive number of seconds, not '%s'",
-					optarg);
+					"-p wants a port from 1 to 65535, not '%s'", optarg);
+			o->port = (int)port;
 			break;
 		}
+		case 'T':
+		case TOOL_OPT_CONNECT_TIMEOUT:
+		case TOOL_OPT_COMMAND_TIMEOUT: {
+			const char *name = c == 'T' ? "--timeout" :
+					   c == TOOL_OPT_CONNECT_TIMEOUT ? "--connect-timeout" :
+									   "--command-timeout";
+			double v = tool_seconds(name, optarg);
+
+			if (v < 0)
+				return TOOL_EXIT_USAGE;
+			if (c != TOOL_OPT_COMMAND_TIMEOUT)
+				o->connect_timeout = v;
+			if (c != TOOL_OPT_CONNECT_TIMEOUT)
+				o->command_timeout = v;
+			break;
+		}
+		case 'I':
+			o->stdin_all = true;
+			break;
+		case 'k':
+			o->keep_going = true;
+			break;
+		case 'b':
+			o->gather = true;
+			break;
+		case TOOL_OPT_DIFF:
+			o->gather = o->diff = true;
+			break;
+		case TOOL_OPT_JSON:
+			o->json = true;
+			break;
+		case TOOL_OPT_SUMMARY:
+			o->summary = true;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
 		case 'f': {
 			char *end;
 			long long n;
@@ -489,8 +652,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			break;
 		}
 		case TOOL_OPT_NO_NET ... TOOL_OPT_PIDS_MAX: {
-			int ret = tool_sandbox_opt(o, c, optarg);
-
+			ret = tool_sandbox_opt(o, c, optarg);
 			if (ret)
 				return ret;
 			break;
@@ -504,6 +666,13 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 				return tool_usage_error("too many --ssh-option (at most %d)",
 							TARGET_SSH_OPTIONS_MAX);
 			break;
+		case 'F':
+			if (access(optarg, R_OK) < 0)
+				return tool_usage_error("--ssh-config %s: %s", optarg,
+							strerror(errno));
+			if (target_add_ssh_config(optarg) < 0)
+				return tool_usage_error("too many --ssh-option and --ssh-config");
+			break;
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -516,426 +685,137 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 						argv[optind - 1], argv[0]);
 		}
 	}
+	if (o->json && o->gather)
+		return tool_usage_error("--json and -b/--diff do not go together");
 	tool_sandbox_paths(o);
 	tool_take_env_password();
 	atexit(tool_password_forget);
-	if (o->targets.n == 0) {
-		int ret = target_list_parse(&o->targets, "local", NULL, 0);
-
+	target_set_ssh_defaults(o->user, o->identity, o->port);
+	if (o->targets.n == 0 && o->nexclude == 0) {
+		ret = target_list_parse(&o->targets, "local", NULL, 0);
 		if (ret < 0) {
 			fprintf(stderr, "mitogen: -t: %s\n", strerror(-ret));
 			return TOOL_EXIT_START;
 		}
 	}
+	for (int i = 0; i < o->nexclude; i++) {
+		char why[512];
+
+		ret = target_list_exclude(&o->targets, o->exclude[i], why, sizeof(why));
+		if (ret == -ENOMEM) {
+			fprintf(stderr, "mitogen: -x: %s\n", strerror(-ret));
+			return TOOL_EXIT_START;
+		}
+		if (ret < 0)
+			return tool_usage_error("-x: %s", why);
+	}
+	if (o->targets.n == 0)
+		return tool_usage_error("no target left (every one was excluded by -x)");
 	*ret_first = optind;
 	return 0;
 }
 
-/* --- targets, calls and results ------------------------------------------ */
-
-/* What the tool asks of every target. */
-enum tool_mode {
-	TOOL_RUN,	/* mg.run(cmd): relay output, exit with its status */
-	TOOL_CALL,	/* any function: print its result as JSON */
-};
-
-/* One target's call. */
-struct tool_task {
-	struct target *target;
-	/* Sent and not answered when we gave up: its last hop may still be
-	 * busy, so stopping it must not wait. */
-	bool busy;
-};
-
-struct tool_session {
-	enum tool_mode mode;
-	const char *fn;
-	struct mg_router *router;
-	struct target_list *targets;
-	struct tool_task *tasks;	/* one per target */
-	/* target_clock() time the whole command must end by; < 0: none */
-	double deadline;
-	double timeout;			/* --timeout, for messages */
-	/* more than one target: every line of output says whose it is */
-	bool prefix;
-	/* for the last hop of every target, or NULL */
-	const struct mg_sandbox_opts *sandbox;
-	/* the exit status: the worst (highest) code reported so far */
-	int worst;
-	/* the call's arguments, copied for each target */
-	const struct mg_value *args;
-	/* output, worst and next */
-	pthread_mutex_t lock;
-	/* the next target no worker has taken */
-	size_t next;
-	/* held shared by workers, alone by one forking this process */
-	pthread_rwlock_t forklock;
-};
-
-/* Seconds left before the deadline (MG_FOREVER when there is none). */
-static double tool_remaining(const struct tool_session *s)
+/* -I: all of standard input, at most TOOL_STDIN_MAX. 0 or exit code. */
+static int tool_read_stdin(char **ret, size_t *ret_len)
 {
-	double left;
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
 
-	if (s->deadline < 0)
-		return MG_FOREVER;
-	left = s->deadline - target_clock();
-	return left > 0 ? left : 0;
-}
+	for (;;) {
+		ssize_t n;
 
-static void tool_worst(struct tool_session *s, int code)
-{
-	if (code > s->worst)
-		s->worst = code;
-}
+		if (cap - len < 65536) {
+			char *p;
 
-static void tool_say(const struct tool_session *s, const struct tool_task *t,
-		     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* "mitogen: [TARGET: ]<text>" on stderr, in one write. */
-static void tool_say(const struct tool_session *s, const struct tool_task *t,
-		     const char *fmt, ...)
-{
-	char text[TOOL_ERRBUF];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if (s->prefix && t)
-		fprintf(stderr, "mitogen: %s: %s\n", t->target->spec, text);
-	else
-		fprintf(stderr, "mitogen: %s\n", text);
-}
-
-/* Report a failed target: print its error and count its exit code. */
-static void tool_task_fail(struct tool_session *s, const struct tool_task *t,
-			   const struct mg_error *err)
-{
-	char buf[TOOL_ERRBUF];
-
-	tool_say(s, t, "%s", mg_error_str(err, buf, sizeof(buf)));
-	tool_worst(s, tool_exit_code(err));
-}
-
-static int tool_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
+			cap = cap ? 2 * cap : 65536;
+			if (cap > TOOL_STDIN_MAX + 1)
+				cap = TOOL_STDIN_MAX + 1;
+			p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				fprintf(stderr, "mitogen: -I: %s\n", strerror(ENOMEM));
+				return TOOL_EXIT_START;
+			}
+			buf = p;
+		}
+		n = read(STDIN_FILENO, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= n;
+		if (n < 0) {
+			free(buf);
+			return tool_usage_error("-I: reading standard input: %s",
+						strerror(errno));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > TOOL_STDIN_MAX) {
+			free(buf);
+			return tool_usage_error("-I: standard input is larger than %zu MiB",
+						TOOL_STDIN_MAX >> 20);
+		}
 	}
+	*ret = buf;
+	*ret_len = len;
 	return 0;
 }
 
-/*
- * Write data to fd with "<prefix>: " before every line; a last line
- * without a newline gets one. Built in memory and written at once, so that
- * the lines of one target are not split by a library log line.
- */
-static int tool_write_prefixed(int fd, const char *prefix, const char *data,
-			       size_t len)
+/* Run steps on every target with the options in o. Takes the steps. */
+static int tool_go(struct tool_opts *o, const char *command,
+		   struct run_step *steps, size_t nsteps)
 {
-	size_t plen = strlen(prefix), lines = 0, used = 0;
-	char *buf;
-	int ret;
-
-	if (len == 0)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		lines += data[i] == '\n';
-	if (data[len - 1] != '\n')
-		lines++;
-	buf = malloc(len + lines * (plen + 3));
-	if (!buf)
-		return -ENOMEM;
-	for (size_t i = 0; i < len;) {
-		const char *nl = memchr(data + i, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - (data + i)) : len - i;
-
-		memcpy(buf + used, prefix, plen);
-		used += plen;
-		buf[used++] = ':';
-		buf[used++] = ' ';
-		memcpy(buf + used, data + i, n);
-		used += n;
-		buf[used++] = '\n';
-		i += n + 1;
-	}
-	ret = tool_write_all(fd, buf, used);
-	free(buf);
-	return ret;
-}
-
-/* A bytes (or str) field of a mg.run result. */
-static bool tool_bytes_field(const struct mg_value *m, const char *key,
-			     const void **ret_p, size_t *ret_len)
-{
-	const struct mg_value *v = mg_map_get(m, key);
-
-	if (!v || (v->type != MG_BYTES && v->type != MG_STR))
-		return false;
-	*ret_p = v->bytes;
-	*ret_len = v->len;
-	return true;
-}
-
-/* Relay the result of mg.run (borrowed) and count the command's status. */
-static void tool_run_result(struct tool_session *s, const struct tool_task *t,
-			    const struct mg_value *result)
-{
-	const struct mg_value *status = mg_map_get(result, "status");
-	const void *out = NULL, *err = NULL;
-	size_t out_len = 0, err_len = 0;
-
-	if (!result || result->type != MG_MAP || !status ||
-	    status->type != MG_INT ||
-	    !tool_bytes_field(result, "stdout", &out, &out_len) ||
-	    !tool_bytes_field(result, "stderr", &err, &err_len)) {
-		tool_say(s, t, "%s returned an unexpected result", s->fn);
-		tool_worst(s, TOOL_EXIT_CALL);
-		return;
-	}
-	/* Our own stdout may be closed or a broken pipe: that is not the
-	 * command's failure, so its status still wins. */
-	if (s->prefix) {
-		if (tool_write_prefixed(STDOUT_FILENO, t->target->spec, out,
-					out_len) == -ENOMEM ||
-		    tool_write_prefixed(STDERR_FILENO, t->target->spec, err,
-					err_len) == -ENOMEM) {
-			tool_say(s, t, "cannot relay the output: %s",
-				 strerror(ENOMEM));
-			tool_worst(s, TOOL_EXIT_CALL);
-		}
-	} else {
-		tool_write_all(STDOUT_FILENO, out, out_len);
-		tool_write_all(STDERR_FILENO, err, err_len);
-	}
-	if (status->i < 0)
-		tool_worst(s, 128 + (int)(-status->i & 0x7f));
-	else
-		tool_worst(s, (int)(status->i & 0xff));
-}
-
-/* Print a call's result (borrowed; NULL is nil) as one line of JSON. */
-static void tool_call_result(struct tool_session *s, const struct tool_task *t,
-			     const struct mg_value *result)
-{
-	char *json = result ? mg_value_to_json_alloc(result) : strdup("null");
-
-	if (!json) {
-		tool_say(s, t, "cannot format the result: %s", strerror(ENOMEM));
-		tool_worst(s, TOOL_EXIT_CALL);
-		return;
-	}
-	if (s->prefix)
-		printf("%s: %s\n", t->target->spec, json);
-	else
-		printf("%s\n", json);
-	free(json);
-	if (fflush(stdout) != 0) {
-		tool_say(s, t, "writing the result: %s", strerror(errno));
-		tool_worst(s, TOOL_EXIT_CALL);
-	}
-}
-
-/*
- * Report an answer (msg taken; NULL: none came, rc says why) for task t.
- * Called with s->lock held, so that one target's output is never split
- * by another's.
- */
-static void tool_task_report(struct tool_session *s, struct tool_task *t,
-			     struct mg_message *msg, int rc,
-			     struct mg_error *err)
-{
-	struct mg_value *result = NULL;
-
-	if (!msg) {
-		if (rc == -ETIMEDOUT) {
-			mg_error_clear(err);
-			err->kind = MG_ERR_TIMEOUT;
-			err->errnum = ETIMEDOUT;
-			snprintf(err->message, sizeof(err->message),
-				 "no reply from %s within the timeout (%g s)",
-				 s->fn, s->timeout);
-		} else {
-			tool_error_fill(err, rc, tool_kind_of(rc), s->fn);
-		}
-		tool_task_fail(s, t, err);
-		return;
-	}
-	t->busy = false;
-	mg_error_clear(err);
-	rc = mg_message_value(msg, true, &result, err);
-	mg_message_free(msg);
-	if (rc < 0) {
-		tool_error_fill(err, rc, tool_kind_of(rc), s->fn);
-		tool_task_fail(s, t, err);
-		return;
-	}
-	if (s->mode == TOOL_RUN)
-		tool_run_result(s, t, result);
-	else
-		tool_call_result(s, t, result);
-	mg_value_free(result);
-}
-
-/*
- * One target from start to stop: start its chain, send the call (args
- * taken), wait for the answer until the deadline, report it, and stop the
- * chain, so that a worker holds one target's contexts at a time.
- */
-static void tool_task_run(struct tool_session *s, struct tool_task *t,
-			  struct mg_value *args)
-{
-	bool forks = target_forks_here(t->target);
-	struct mg_error err = MG_ERROR_INIT;
-	struct mg_message *msg = NULL;
-	struct mg_receiver *rx;
+	bool tty = isatty(STDERR_FILENO) == 1, several = o->targets.n > 1;
+	struct run_opts ro = {
+		.targets = &o->targets,
+		.steps = steps,
+		.nsteps = nsteps,
+		.fanout = o->fanout,
+		.connect_timeout = o->connect_timeout > 0 ? o->connect_timeout :
+							    RUN_CONNECT_TIMEOUT_DEFAULT,
+		.command_timeout = o->command_timeout,
+		.keep_going = o->keep_going,
+		.sandbox = o->have_sandbox ? &o->sandbox : NULL,
+		.out = {
+			.mode = o->json ? OUT_JSON : o->gather ? OUT_GATHER :
+				several ? OUT_PREFIX : OUT_RAW,
+			.diff = o->diff,
+			.summary = !o->json && (o->summary || (tty && several && !o->quiet)),
+			.progress = !o->json && tty && several && !o->quiet,
+			.out_fd = STDOUT_FILENO,
+			.err_fd = STDERR_FILENO,
+			.command = command,
+		},
+	};
+	char *in = NULL;
 	int rc;
 
-	/*
-	 * fork() copies only the thread that calls it: a lock another worker
-	 * holds at that instant (the allocator's, under the sanitizers,
-	 * which do not lock it across fork) stays held in the child for
-	 * ever. So a target that forks this process starts alone; the others
-	 * hold the lock shared while they are not asleep.
-	 */
-	if (forks)
-		pthread_rwlock_wrlock(&s->forklock);
-	else
-		pthread_rwlock_rdlock(&s->forklock);
-	rc = target_start(t->target, s->router, s->deadline, s->sandbox, &err);
-	if (forks) {
-		pthread_rwlock_unlock(&s->forklock);
-		pthread_rwlock_rdlock(&s->forklock);
-	}
-	if (rc < 0) {
-		mg_value_free(args);
-		tool_error_fill(&err, rc, MG_ERR_STREAM,
-				"cannot start a context");
-		goto report;
-	}
-	/* a NULL args (ENOMEM) makes the call fail with the reason */
-	rx = mg_call_async(target_last(t->target), s->fn, args, &err);
-	if (!rx) {
-		rc = errno ? -errno : -EIO;
-		tool_error_fill(&err, rc, tool_kind_of(rc),
-				"cannot send the call");
-		goto report;
-	}
-	t->busy = true;
-	pthread_rwlock_unlock(&s->forklock);
-	rc = mg_receiver_get(rx, tool_remaining(s), &msg, &err);
-	pthread_rwlock_rdlock(&s->forklock);
-	pthread_mutex_lock(&s->lock);
-	tool_task_report(s, t, msg, rc, &err);
-	pthread_mutex_unlock(&s->lock);
-	mg_receiver_free(rx);
-	/* still busy: its last hop may be stuck in the call, stop by force */
-	target_stop(t->target, t->busy);
-	pthread_rwlock_unlock(&s->forklock);
-	return;
-report:
-	pthread_mutex_lock(&s->lock);
-	tool_task_fail(s, t, &err);
-	pthread_mutex_unlock(&s->lock);
-	target_stop(t->target, false);
-	pthread_rwlock_unlock(&s->forklock);
-}
-
-/* A worker: take the next target not yet taken until none is left. */
-static void *tool_worker(void *arg)
-{
-	struct tool_session *s = arg;
-
-	for (;;) {
-		struct mg_value *a;
-		size_t i;
-
-		pthread_mutex_lock(&s->lock);
-		i = s->next++;
-		a = i < s->targets->n ? mg_value_copy(s->args) : NULL;
-		pthread_mutex_unlock(&s->lock);
-		if (i >= s->targets->n)
-			return NULL;
-		s->tasks[i].target = &s->targets->v[i];
-		tool_task_run(s, &s->tasks[i], a);
-	}
-}
-
-/*
- * Run every target, at most o->fanout at once, each from start to stop in
- * one worker, reporting each answer as it arrives. args is taken (each
- * target gets a copy). Returns the exit status: the worst of them.
- */
-static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
-		   struct mg_value *args)
-{
-	struct tool_session s = {
-		.mode = mode,
-		.fn = fn,
-		.targets = &o->targets,
-		.timeout = o->timeout,
-		.prefix = o->targets.n > 1,
-		.sandbox = o->have_sandbox ? &o->sandbox : NULL,
-		.args = args,
-	};
-	size_t nworkers = o->fanout < o->targets.n ? o->fanout : o->targets.n;
-	pthread_t *workers = NULL;
-	pthread_rwlockattr_t rwa;
-	size_t started = 0;
-
 	mg_log_set_level(o->verbose ? MG_LOG_DEBUG : MG_LOG_WARNING);
-	pthread_mutex_init(&s.lock, NULL);
-	/* a forking worker must not wait behind a stream of shared takers */
-	pthread_rwlockattr_init(&rwa);
-	pthread_rwlockattr_setkind_np(&rwa,
-				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&s.forklock, &rwa);
-	pthread_rwlockattr_destroy(&rwa);
-	s.deadline = o->timeout > 0 ? target_clock() + o->timeout : -1;
-	s.tasks = calloc(o->targets.n, sizeof(*s.tasks));
-	workers = calloc(nworkers, sizeof(*workers));
-	s.router = mg_router_new(NULL);
-	if (!s.tasks || !workers || !s.router) {
-		struct mg_error err = MG_ERROR_INIT;
-
-		tool_error_fill(&err, errno ? -errno : -ENOMEM, MG_ERR_STREAM,
-				"cannot make a router");
-		tool_task_fail(&s, NULL, &err);
-		goto out;
+	if (o->stdin_all) {
+		rc = tool_read_stdin(&in, &ro.stdin_len);
+		if (rc) {
+			script_steps_free(steps, nsteps);
+			return rc;
+		}
+		ro.has_stdin = true;
+		ro.stdin_data = in ? in : "";
 	}
-	/* this thread is worker 0; a worker that cannot start leaves its
-	 * share to the others */
-	for (size_t i = 1; i < nworkers; i++)
-		if (pthread_create(&workers[started], NULL, tool_worker, &s) == 0)
-			started++;
-	tool_worker(&s);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(workers[i], NULL);
-out:
-	mg_value_free(args);
-	free(workers);
-	free(s.tasks);
-	mg_router_unref(s.router);
-	pthread_mutex_destroy(&s.lock);
-	pthread_rwlock_destroy(&s.forklock);
-	return s.worst;
+	fflush(stdout);
+	target_list_name(&o->targets);
+	tool_log_targets = &o->targets;
+	rc = runner_go(&ro);
+	tool_log_targets = NULL;
+	free(in);
+	script_steps_free(steps, nsteps);
+	return rc;
 }
 
-/* --- run ----------------------------------------------------------------- */
+/* --- run, call, script ---------------------------------------------------- */
 
 static int tool_run(int argc, char **argv, struct tool_opts *o)
 {
-	struct mg_value *cmd;
+	struct run_step *steps = NULL;
+	size_t nsteps = 0;
+	char why[256];
 	int first, rc;
 
 	rc = tool_parse_opts(argc, argv, o, &first);
@@ -944,48 +824,80 @@ static int tool_run(int argc, char **argv, struct tool_opts *o)
 	if (first >= argc)
 		return tool_usage_error(
 			"run: no command given (mitogen run [OPTIONS] -- CMD [ARGS...])");
-
-	cmd = mg_list();
-	/* a NULL cmd or item (ENOMEM) makes the call fail below */
-	for (int i = first; i < argc; i++)
-		mg_list_append(cmd, mg_str(argv[i]));
-	/* env, cwd and stdin left off: inherit, inherit, /dev/null */
-	return tool_go(o, TOOL_RUN, "mg.run", MG_LIST(cmd));
+	rc = script_split_run(argv + first, (size_t)(argc - first), &steps, &nsteps,
+			      why, sizeof(why));
+	if (rc < 0) {
+		script_steps_free(steps, nsteps);
+		if (rc == -ENOMEM) {
+			fprintf(stderr, "mitogen: run: %s\n", strerror(ENOMEM));
+			return TOOL_EXIT_START;
+		}
+		return tool_usage_error("%s", why);
+	}
+	return tool_go(o, "run", steps, nsteps);
 }
-
-/* --- call ---------------------------------------------------------------- */
 
 static int tool_call_cmd(int argc, char **argv, struct tool_opts *o)
 {
-	struct mg_value *args;
+	struct run_step *step = calloc(1, sizeof(*step));
+	char why[256];
+	int first, rc;
+
+	if (!step) {
+		fprintf(stderr, "mitogen: call: %s\n", strerror(ENOMEM));
+		return TOOL_EXIT_START;
+	}
+	rc = tool_parse_opts(argc, argv, o, &first);
+	if (rc) {
+		free(step);
+		return rc < 0 ? 0 : rc;
+	}
+	if (first >= argc) {
+		free(step);
+		return tool_usage_error(
+			"call: no function name given (mitogen call [OPTIONS] NAME [ARGS...])");
+	}
+	rc = script_call_step(argv[first], argv + first + 1, (size_t)(argc - first - 1),
+			      step, why, sizeof(why));
+	if (rc < 0) {
+		free(step);
+		if (rc == -E2BIG)
+			return tool_usage_error("%s", why);
+		fprintf(stderr, "mitogen: call: %s\n", strerror(-rc));
+		return TOOL_EXIT_START;
+	}
+	return tool_go(o, "call", step, 1);
+}
+
+static int tool_script(int argc, char **argv, struct tool_opts *o)
+{
+	struct run_step *steps = NULL;
+	size_t nsteps = 0;
+	char why[1024];
 	int first, rc;
 
 	rc = tool_parse_opts(argc, argv, o, &first);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	if (first >= argc)
-		return tool_usage_error(
-			"call: no function name given (mitogen call [OPTIONS] NAME [ARGS...])");
-
-	args = mg_list();
-	for (int i = first + 1; i < argc; i++) {
-		struct mg_value *v = json_args_parse(argv[i], NULL);
-
-		if (!v && errno == E2BIG) {
-			mg_value_free(args);
-			return tool_usage_error(
-				"argument %d: JSON nested deeper than %d levels",
-				i - first, JSON_ARGS_MAX_DEPTH);
+	if (first + 1 != argc)
+		return tool_usage_error("script: give one FILE (mitogen script [OPTIONS] FILE)");
+	if (o->stdin_all && !strcmp(argv[first], "-"))
+		return tool_usage_error("script: -I and a script on standard input do not go together");
+	rc = script_load(argv[first], &steps, &nsteps, why, sizeof(why));
+	if (rc < 0) {
+		script_steps_free(steps, nsteps);
+		if (rc == -ENOMEM) {
+			fprintf(stderr, "mitogen: script: %s\n", strerror(ENOMEM));
+			return TOOL_EXIT_START;
 		}
-		/* NULL (ENOMEM) makes the call fail below */
-		mg_list_append(args, v);
+		return tool_usage_error("script %s", why);
 	}
-	return tool_go(o, TOOL_CALL, argv[first], args);
+	return tool_go(o, "script", steps, nsteps);
 }
 
 int main(int argc, char **argv)
 {
-	struct tool_opts opts = { .timeout = -1, .fanout = TOOL_FANOUT_DEFAULT,
+	struct tool_opts opts = { .fanout = TOOL_FANOUT_DEFAULT,
 				  .sandbox = { .sz = sizeof(struct mg_sandbox_opts) } };
 	int rc, i = 1;
 
@@ -1009,15 +921,15 @@ int main(int argc, char **argv)
 			return tool_usage_error("unknown option '%s'", argv[i]);
 	}
 	if (i >= argc)
-		return tool_usage_error("no command given (run or call)");
+		return tool_usage_error("no command given (run, call or script)");
 	if (!strcmp(argv[i], "stats"))		/* tools/stats.c */
 		return tool_stats(argc - i, argv + i);
-	if (strcmp(argv[i], "run") && strcmp(argv[i], "call") &&
-	    strcmp(argv[i], "help"))
-		return tool_usage_error(
-			"unknown command '%s' (expected run or call)", argv[i]);
 	if (!strcmp(argv[i], "help"))
 		return tool_help();
+	if (strcmp(argv[i], "run") && strcmp(argv[i], "call") &&
+	    strcmp(argv[i], "script"))
+		return tool_usage_error(
+			"unknown command '%s' (expected run, call or script)", argv[i]);
 
 	/* The subcommand's -v is known only once its options are parsed:
 	 * tool_go sets the level before anything can log. */
@@ -1026,8 +938,10 @@ int main(int argc, char **argv)
 
 	if (!strcmp(argv[i], "run"))
 		rc = tool_run(argc - i, argv + i, &opts);
-	else
+	else if (!strcmp(argv[i], "call"))
 		rc = tool_call_cmd(argc - i, argv + i, &opts);
+	else
+		rc = tool_script(argc - i, argv + i, &opts);
 	target_list_free(&opts.targets);
 	fflush(stdout);
 	return rc;

@@ -68,12 +68,37 @@ static struct mg_context *hop_start_fork(struct mg_router *r,
 
 /* --password-file / MITOGEN_PASSWORD, --ssh-option: for every hop. */
 static const char *hop_password;
+/* -l USER, -i KEY, -p PORT: for ssh hops that do not say. */
+static const char *hop_ssh_user;
+static const char *hop_ssh_identity;
+static int hop_ssh_port;
+
+void target_set_ssh_defaults(const char *user, const char *identity, int port)
+{
+	hop_ssh_user = user;
+	hop_ssh_identity = identity;
+	hop_ssh_port = port;
+}
+
+bool target_have_password(void)
+{
+	return hop_password != NULL;
+}
 static const char *hop_ssh_args[2 * TARGET_SSH_OPTIONS_MAX + 1];
 static size_t hop_ssh_nargs;
 
 void target_set_password(const char *password)
 {
 	hop_password = password;
+}
+
+int target_add_ssh_config(const char *path)
+{
+	if (hop_ssh_nargs + 2 >= sizeof(hop_ssh_args) / sizeof(hop_ssh_args[0]))
+		return -E2BIG;
+	hop_ssh_args[hop_ssh_nargs++] = "-F";
+	hop_ssh_args[hop_ssh_nargs++] = path;
+	return 0;
 }
 
 int target_add_ssh_option(const char *opt)
@@ -130,8 +155,10 @@ static struct mg_context *hop_start_ssh(struct mg_router *r, const struct hop *h
 			return NULL;
 		}
 	}
-	MG_OPTS(mg_ssh_opts, o, .local = lo, .hostname = host, .username = user,
-		.port = (int)port, .password = hop_password,
+	MG_OPTS(mg_ssh_opts, o, .local = lo, .hostname = host,
+		.username = user ? user : hop_ssh_user,
+		.port = port ? (int)port : hop_ssh_port, .password = hop_password,
+		.identity_file = hop_ssh_identity,
 		.ssh_args = hop_ssh_nargs ? hop_ssh_args : NULL);
 	return mg_ssh(r, &o, err);
 }
@@ -165,6 +192,8 @@ static struct mg_context *hop_start_doas(struct mg_router *r, const struct hop *
  * contain ',', '/' or ':' (the separators) and become part of remote
  * names, which must not contain '/'.
  */
+enum { HOP_SSH = 2 };	/* the ssh row of hop_types: plain hosts are ssh */
+
 static const struct hop_type hop_types[] = {
 	{ "local", HOP_ARG_NONE, NULL, hop_start_local },
 	{ "fork", HOP_ARG_NONE, NULL, hop_start_fork },
@@ -211,6 +240,28 @@ static void hop_kinds(char *buf, size_t size)
 }
 
 /*
+ * Does a hop that names no kind read as an ssh host? "web1",
+ * "deploy@web1", "web1:2222", "[::1]:22": no ':' before the host part
+ * ends, or only a port after it. Anything else with a ':' ("telnet:x")
+ * is an unknown kind, so that a misspelt kind is not sent to ssh.
+ */
+static bool hop_is_host(const char *text, size_t len, size_t klen)
+{
+	const char *at = memchr(text, '@', len);
+
+	if (len == 0 || text[0] == '-')
+		return false;
+	if (text[0] == '[' || (at && at < text + klen))
+		return true;
+	if (klen == len)
+		return true;
+	for (size_t i = klen + 1; i < len; i++)
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+	return klen + 1 < len;
+}
+
+/*
  * Parse one hop, text[0..len) of target tspec in -t spec, into *ret (whose
  * arg the caller frees). This is the only place that reads hop syntax:
  * "KIND" or "KIND:ARG", KIND a row of hop_types.
@@ -235,6 +286,19 @@ static int hop_parse(const char *text, size_t len, const char *spec,
 			break;
 		}
 	}
+	if (!type && hop_is_host(text, len, klen)) {
+		/* a plain host, as pdsh takes it: "web1" is "ssh:web1" */
+		ret->type = &hop_types[HOP_SSH];
+		ret->ctx = NULL;
+		ret->arg = strndup(text, len);
+		ret->text = strndup(text, len);
+		if (!ret->arg || !ret->text) {
+			free(ret->arg);
+			free(ret->text);
+			return -ENOMEM;
+		}
+		return 0;
+	}
 	if (!type) {
 		hop_kinds(kinds, sizeof(kinds));
 		return why_set(why, why_size,
@@ -255,18 +319,25 @@ static int hop_parse(const char *text, size_t len, const char *spec,
 	ret->type = type;
 	ret->ctx = NULL;
 	ret->arg = NULL;
+	ret->text = strndup(text, len);
+	if (!ret->text)
+		return -ENOMEM;
 	if (colon) {
 		ret->arg = strndup(colon + 1, len - klen - 1);
-		if (!ret->arg)
+		if (!ret->arg) {
+			free(ret->text);
 			return -ENOMEM;
+		}
 	}
 	return 0;
 }
 
 static void target_clear(struct target *t)
 {
-	for (size_t i = 0; i < t->nhops; i++)
+	for (size_t i = 0; i < t->nhops; i++) {
 		free(t->hops[i].arg);
+		free(t->hops[i].text);
+	}
 	free(t->hops);
 	free(t->spec);
 	memset(t, 0, sizeof(*t));
@@ -460,6 +531,20 @@ static void err_setf(struct mg_error *err, enum mg_error_kind kind,
 	va_end(ap);
 }
 
+static void hop_explain(const struct hop *h, struct mg_error *e);
+
+/* "t0.local", "t0.fork1": the remote name of hop i of t (its process's
+ * argv[0] on the target); no '/', unique in the tool's tree. */
+static void hop_name(struct target *t, size_t i)
+{
+	struct hop *h = &t->hops[i];
+
+	if (i == 0)
+		snprintf(h->name, sizeof(h->name), "t%zu.%s", t->index, h->type->name);
+	else
+		snprintf(h->name, sizeof(h->name), "t%zu.%s%zu", t->index, h->type->name, i);
+}
+
 /* Does starting t fork this process (its first hop is a fork)? */
 bool target_forks_here(const struct target *t)
 {
@@ -477,46 +562,45 @@ struct mg_context *target_last(const struct target *t)
 /*
  * Start t's hops in order, the first from r, each next one through the one
  * before, so that each is up before the next is asked for. Each gets the
- * remote name "t<index>.<kind>" (first hop) or "t<index>.<kind><hop>".
+ * remote name "t<index>.<kind>" (first hop) or "t<index>.<kind><hop>"
+ * (the argv[0] of its process; messages name the hop as written instead).
  * deadline (on target_clock; < 0: none) bounds the whole chain. Returns 0,
  * or -errno with err filled: MG_ERR_TIMEOUT when the deadline passed,
- * MG_ERR_STREAM otherwise; for a chain of more than one hop the message
- * says which hop failed. Hops started before the failure stay in
- * t->hops[0..t->nstarted) for target_stop.
+ * MG_ERR_PASSWORD / MG_ERR_HOSTKEY as the library said, MG_ERR_STREAM
+ * otherwise; for a chain of more than one hop the message says which hop
+ * failed. Hops started before the failure stay in t->hops[0..t->nstarted)
+ * for target_stop.
  */
 int target_start(struct target *t, struct mg_router *r,
 			double deadline, const struct mg_sandbox_opts *sandbox,
-			struct mg_error *err)
+			struct mg_error *err, size_t *ret_hop)
 {
 	for (size_t i = t->nstarted; i < t->nhops; i++) {
 		struct mg_error e = MG_ERROR_INIT;
 		struct hop *h = &t->hops[i];
-		char name[64], where[128] = "";
+		char where[160] = "";
 		double left = 0;	/* connect_timeout 0: the default */
 		int ret;
 
-		/* "t0.local", "t0.fork1": no '/', unique in the tool's tree */
-		if (i == 0)
-			snprintf(name, sizeof(name), "t%zu.%s", t->index,
-				 h->type->name);
-		else
-			snprintf(name, sizeof(name), "t%zu.%s%zu", t->index,
-				 h->type->name, i);
+		if (!h->name[0])	/* else target_list_name did */
+			hop_name(t, i);
 		if (t->nhops > 1)
-			snprintf(where, sizeof(where), "hop %zu of %zu (%s, %s): ",
-				 i + 1, t->nhops, h->type->name, name);
+			snprintf(where, sizeof(where), "hop %zu of %zu (%s): ",
+				 i + 1, t->nhops, h->text);
+		if (ret_hop)
+			*ret_hop = i;
 
 		if (deadline >= 0) {
 			left = deadline - target_clock();
 			if (left <= 0) {
 				err_setf(err, MG_ERR_TIMEOUT, ETIMEDOUT,
-					 "%sthe timeout passed before it could start",
+					 "%sthe connect timeout passed before it could start",
 					 where);
 				return -ETIMEDOUT;
 			}
 		}
 
-		MG_OPTS(mg_local_opts, lo, .remote_name = name,
+		MG_OPTS(mg_local_opts, lo, .remote_name = h->name,
 			.connect_timeout = left,
 			.via = i ? t->hops[i - 1].ctx : NULL,
 			.sandbox = i == t->nhops - 1 ? sandbox : NULL);
@@ -531,6 +615,12 @@ int target_start(struct target *t, struct mg_router *r,
 
 			/* whatever else the library said, this failed to start */
 			ret = errno ? -errno : -EIO;
+			hop_explain(h, &e);
+			/* "t3.ssh1: ..." says which hop: `where` does, as written */
+			if (!strncmp(e.message, h->name, strlen(h->name)) &&
+			    !strncmp(e.message + strlen(h->name), ": ", 2))
+				memmove(e.message, e.message + strlen(h->name) + 2,
+					strlen(e.message + strlen(h->name) + 2) + 1);
 			if (e.message[0])
 				err_setf(err, kind, e.errnum ? e.errnum : -ret,
 					 "%s%s", where, e.message);
@@ -538,11 +628,230 @@ int target_start(struct target *t, struct mg_router *r,
 				err_setf(err, kind, -ret,
 					 "%scannot start a context: %s", where,
 					 strerror(-ret));
+			/* the library names the hop by its remote name */
+			target_scrub(t, err->message, sizeof(err->message));
 			return ret;
 		}
 		t->nstarted++;
 	}
 	return 0;
+}
+
+/*
+ * A key login refused by sshd ends at a password prompt, so the library
+ * says "no password was given" -- true, but the operator who logs in by
+ * key needs to hear that the key was refused, most often because the
+ * user does not exist there or has not got the key.
+ */
+static void hop_explain(const struct hop *h, struct mg_error *e)
+{
+	char user[128] = "", host[160];
+	const char *at, *arg = h->arg ? h->arg : "";
+
+	if (h->type != &hop_types[HOP_SSH] || e->kind != MG_ERR_PASSWORD ||
+	    hop_password)
+		return;
+	at = strrchr(arg, '@');
+	if (at)
+		snprintf(user, sizeof(user), "%.*s", (int)(at - arg), arg);
+	else if (hop_ssh_user)
+		snprintf(user, sizeof(user), "%s", hop_ssh_user);
+	snprintf(host, sizeof(host), "%s", at ? at + 1 : arg);
+	err_setf(e, MG_ERR_PASSWORD, e->errnum ? e->errnum : EACCES,
+		 "%s: login%s%s refused: the key was not accepted (no such user on "
+		 "the host, or the key is not in its authorized_keys)%s%s; no "
+		 "password to try (--password-file)",
+		 h->text, user[0] ? " as " : "", user,
+		 hop_ssh_identity ? ", key " : "",
+		 hop_ssh_identity ? hop_ssh_identity : "");
+}
+
+const struct hop *target_hop_by_name(const struct target *t, const char *name)
+{
+	for (size_t i = 0; t && name && i < t->nhops; i++)
+		if (t->hops[i].name[0] && !strcmp(t->hops[i].name, name))
+			return &t->hops[i];
+	return NULL;
+}
+
+void target_list_name(struct target_list *list)
+{
+	for (size_t k = 0; k < list->n; k++)
+		for (size_t i = 0; i < list->v[k].nhops; i++)
+			hop_name(&list->v[k], i);
+}
+
+void target_scrub(const struct target *t, char *text, size_t size)
+{
+	/* deepest first: "t1.local1" before a shorter name it starts with */
+	for (size_t i = t->nhops; i-- > 0;) {
+		const struct hop *h = &t->hops[i];
+		size_t nlen = strlen(h->name), tlen = strlen(h->text);
+		char *p = text;
+
+		if (!nlen)
+			continue;
+		while ((p = strstr(p, h->name))) {
+			size_t rest = strlen(p + nlen);
+			char c = p[nlen];
+
+			/* a longer name ("t1.ssh12") is not this one */
+			if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')) {
+				p += nlen;
+				continue;
+			}
+			if ((size_t)(p - text) + tlen + rest + 1 > size)
+				break;
+			memmove(p + tlen, p + nlen, rest + 1);
+			memcpy(p, h->text, tlen);
+			p += tlen;
+		}
+	}
+}
+
+char *target_host(const struct target *t)
+{
+	for (size_t i = t->nhops; i-- > 0;) {
+		const struct hop *h = &t->hops[i];
+		const char *host, *at, *end;
+
+		if (h->type != &hop_types[HOP_SSH] || !h->arg)
+			continue;
+		at = strrchr(h->arg, '@');
+		host = at ? at + 1 : h->arg;
+		if (host[0] == '[') {
+			end = strchr(host, ']');
+			return end ? strndup(host + 1, (size_t)(end - host - 1)) : strdup(host);
+		}
+		end = strchr(host, ':');
+		return end ? strndup(host, (size_t)(end - host)) : strdup(host);
+	}
+	return strdup(t->spec);
+}
+
+int target_list_exclude(struct target_list *list, const char *spec, char *why,
+			size_t why_size)
+{
+	const char *p = spec, *end = spec + strlen(spec);
+	char **names = NULL;
+	size_t nnames = 0, kept = 0;
+	int dropped = 0, ret = 0;
+
+	if (p == end)
+		return why_set(why, why_size, "-x '': nothing to exclude");
+	for (;;) {
+		size_t len = hostlist_item_len(p, (size_t)(end - p));
+		char **v = NULL, **grown;
+		int n;
+
+		if (len == 0) {
+			ret = why_set(why, why_size, "-x '%s': empty name", spec);
+			goto out;
+		}
+		n = hostlist_expand(p, len, TARGETS_MAX, &v, why, why_size);
+		if (n < 0) {
+			ret = n == -ENOMEM ? -ENOMEM : -EINVAL;
+			goto out;
+		}
+		grown = reallocarray(names, nnames + (size_t)n, sizeof(*names));
+		if (!grown) {
+			hostlist_free(v, (size_t)n);
+			ret = -ENOMEM;
+			goto out;
+		}
+		names = grown;
+		memcpy(names + nnames, v, (size_t)n * sizeof(*v));
+		nnames += (size_t)n;
+		free(v);
+		if (p + len == end)
+			break;
+		p += len + 1;
+	}
+	for (size_t i = 0; i < list->n; i++) {
+		struct target *t = &list->v[i];
+		char *host = target_host(t);
+		bool drop = false;
+
+		if (!host) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		/* "web1" and "ssh:web1" name one target */
+		for (size_t k = 0; k < nnames && !drop; k++)
+			drop = !strcmp(names[k], t->spec) || !strcmp(names[k], host) ||
+			       (!strncmp(names[k], "ssh:", 4) && !strcmp(names[k] + 4, t->spec)) ||
+			       (!strncmp(t->spec, "ssh:", 4) && !strcmp(t->spec + 4, names[k]));
+		free(host);
+		if (drop) {
+			target_clear(t);
+			dropped++;
+			continue;
+		}
+		list->v[kept] = *t;
+		list->v[kept].index = kept;
+		kept++;
+	}
+	list->n = kept;
+	ret = dropped;
+out:
+	hostlist_free(names, nnames);
+	return ret;
+}
+
+int target_list_parse_file(struct target_list *list, const char *path,
+			   char *why, size_t why_size)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0, before = list->n;
+	ssize_t n;
+	int ret = 0;
+
+	if (!f) {
+		ret = -errno;
+		why_set(why, why_size, "hostfile %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char *p = line, *e;
+
+		lineno++;
+		if ((e = strchr(p, '#')))
+			*e = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		e = p + strlen(p);
+		while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		/* blanks separate nothing a target can hold: "a, b" is "a,b" */
+		e = p;
+		for (char *q = p; *q; q++)
+			if (*q != ' ' && *q != '\t')
+				*e++ = *q;
+		*e = '\0';
+		if (!*p)
+			continue;
+		ret = target_list_parse(list, p, why, why_size);
+		if (ret < 0) {
+			char inner[512];
+
+			if (why && why_size) {
+				snprintf(inner, sizeof(inner), "%s", why);
+				snprintf(why, why_size, "%s:%zu: %s", path, lineno, inner);
+			}
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (ret == 0 && list->n == before)
+		ret = why_set(why, why_size, "hostfile %s names no target", path);
+	if (ret < 0) {
+		/* leave the list as it was */
+		while (list->n > before)
+			target_clear(&list->v[--list->n]);
+	}
+	return ret;
 }
 
 /*

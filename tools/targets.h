@@ -18,7 +18,8 @@
  *
  * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types in
  * targets.c: local, fork, ssh:[USER@]HOST[:PORT], sudo[:USER], su:USER,
- * doas[:USER].
+ * doas[:USER]. A hop that names no kind is an ssh host, as pdsh reads
+ * it: "web1" is "ssh:web1", "deploy@web1:2222" is "ssh:deploy@web1:2222".
  */
 
 /* Hard limits, so that a typo cannot start thousands of processes. */
@@ -30,6 +31,8 @@ struct hop_type;
 struct hop {
 	const struct hop_type *type;	/* row of the kind table */
 	char *arg;			/* text after "KIND:", or NULL; owned */
+	char *text;			/* the hop as written ("host01", "sudo"); owned */
+	char name[48];			/* remote name once started ("t0.ssh1") */
 	struct mg_context *ctx;		/* once started; owned reference */
 };
 
@@ -57,12 +60,51 @@ void target_list_free(struct target_list *list);
 int target_list_parse(struct target_list *list, const char *spec, char *why, size_t why_size);
 /* Start t's hops in order, each via the one before, before deadline
  * (monotonic seconds); the last hop gets sandbox (may be NULL). Returns 0
- * or -errno with err filled. */
+ * or -errno with err filled (naming hops as written, never by their
+ * remote names) and *ret_hop (may be NULL) the index of the hop that
+ * failed. */
 int target_start(struct target *t, struct mg_router *r, double deadline,
-		 const struct mg_sandbox_opts *sandbox, struct mg_error *err);
+		 const struct mg_sandbox_opts *sandbox, struct mg_error *err,
+		 size_t *ret_hop);
+/*
+ * What t's output lines are prefixed with, as pdsh does: the host of its
+ * last ssh hop ("ssh:deploy@web1:2222/sudo" -> "web1"), or the target
+ * as written when it has no ssh hop. Caller frees; NULL on ENOMEM.
+ */
+char *target_host(const struct target *t);
+/* Replace every remote name of t's started hops in text (size bytes,
+ * NUL-terminated) by the hop as written ("t3.ssh1" -> "ssh:web1"). */
+void target_scrub(const struct target *t, char *text, size_t size);
+/* Give every hop of list its remote name ("t3.ssh1"), before any start:
+ * then the names may be read from any thread while targets start. */
+void target_list_name(struct target_list *list);
+/* The hop whose remote name is name, or NULL. */
+const struct hop *target_hop_by_name(const struct target *t, const char *name);
+/*
+ * Drop from list every target whose spec or host (target_host) is one of
+ * the names SPEC expands to (-x: a comma-separated list with ranges).
+ * Returns the number dropped, or -EINVAL with a reason in why, -ENOMEM.
+ */
+int target_list_exclude(struct target_list *list, const char *spec, char *why,
+			size_t why_size);
+/*
+ * Append the targets of FILE (--hostfile, -t ^FILE): one or more targets
+ * a line as -t takes them; blank lines and '#' comments are skipped.
+ * Returns 0, -EINVAL with a reason in why, -ENOENT etc. (why says which
+ * file), -ENOMEM.
+ */
+int target_list_parse_file(struct target_list *list, const char *path,
+			   char *why, size_t why_size);
+/* -l USER, -i KEY, -p PORT: defaults for every ssh hop that does not say
+ * (borrowed; NULL / 0: ssh's own). */
+void target_set_ssh_defaults(const char *user, const char *identity, int port);
+/* Was a password given (--password-file, MITOGEN_PASSWORD)? */
+bool target_have_password(void);
 #define TARGET_SSH_OPTIONS_MAX 32
 /* Password typed at any hop's prompt (borrowed; NULL: none). */
 void target_set_password(const char *password);
+/* "-F PATH" (an ssh_config file) for every ssh hop (borrowed). 0 or -E2BIG. */
+int target_add_ssh_config(const char *path);
 /* One more "-o OPT" for every ssh hop (borrowed). 0 or -E2BIG. */
 int target_add_ssh_option(const char *opt);
 /* Shut t's hops down deepest first (force: kill a stuck first hop). */

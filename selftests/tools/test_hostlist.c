@@ -125,6 +125,66 @@ static void test_item_split(void **state)
 	assert_int_equal(hostlist_item_len("abc", 3), 3);
 }
 
+/* Fold the space-separated names of list and compare with want. */
+static void expect_fold(const char *list, const char *want)
+{
+	char copy[1024], *names[64], *save = NULL, *folded;
+	size_t n = 0;
+
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		names[n++] = w;
+	folded = hostlist_fold((const char *const *)names, n);
+	assert_non_null(folded);
+	if (strcmp(folded, want))
+		fail_msg("fold '%s': got '%s', want '%s'", list, folded, want);
+	free(folded);
+}
+
+static void test_fold(void **state)
+{
+	(void)state;
+	expect_fold("host01 host02 host03 host05", "host[01-03,05]");
+	/* any order, repeats dropped */
+	expect_fold("web22 web03 web01 web02 web03", "web[01-03,22]");
+	/* padded and unpadded numbers of the same length are one range */
+	expect_fold("web08 web09 web10 web11", "web[08-11]");
+	expect_fold("web9 web10 web11", "web[9-11]");
+	/* different padding: different groups */
+	expect_fold("n1 n01", "n1,n01");
+	/* the last number varies; the rest must match */
+	expect_fold("r1n1 r1n2 r2n1", "r1n[1-2],r2n1");
+	expect_fold("web1.lan web2.lan web1.dc", "web[1-2].lan,web1.dc");
+	/* names without digits stay, in order of first appearance */
+	expect_fold("local fork local/local db3", "local,fork,local/local,db3");
+	expect_fold("ssh:web1/sudo ssh:web2/sudo", "ssh:web[1-2]/sudo");
+	expect_fold("single7", "single7");
+	expect_fold("", "");
+}
+
+/* fold(expand(x)) == x for the ranges an operator writes. */
+static void test_fold_round_trip(void **state)
+{
+	static const char *const forms[] = {
+		"web[01-20,22]", "db[1,3,5]", "node[1-3,10]", "x[008-011]",
+		"host[1-100]",
+	};
+
+	(void)state;
+	for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+		char **v = NULL, why[256] = "", *folded;
+		int n = hostlist_expand(forms[f], strlen(forms[f]), 1024, &v, why,
+					sizeof(why));
+
+		assert_true(n > 0);
+		folded = hostlist_fold((const char *const *)v, (size_t)n);
+		assert_non_null(folded);
+		assert_string_equal(folded, forms[f]);
+		free(folded);
+		hostlist_free(v, (size_t)n);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -134,6 +194,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_too_many),
 		cmocka_unit_test(test_exactly_the_limit),
 		cmocka_unit_test(test_item_split),
+		cmocka_unit_test(test_fold),
+		cmocka_unit_test(test_fold_round_trip),
 	};
 
 	mg_main(argc, argv);

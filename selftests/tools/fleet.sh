@@ -1,0 +1,107 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# selftests/tools/fleet.sh: ten ssh "hosts" on 127.0.2.x for the tool's
+# fleet test, served by one real sshd listening on several loopback
+# addresses (Linux routes all of 127.0.0.0/8 to lo), named through an
+# ssh_config of their own:
+#
+#   host01..host06   127.0.2.1-6    up, user mgfleet, the client key
+#   host07, host08   127.0.2.7-8    down: nothing listens there
+#   host09           127.0.2.9      up, but known_hosts holds another key
+#   host10           127.0.2.10     up, user mgnosuchuser (does not exist)
+#   host11           127.0.2.11     whatever the test puts there (a listener
+#                                   that never answers: a hung host)
+#
+#   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
+#                          ssh_config), start sshd; prints "PORT PID".
+#
+# The user mgfleet (made here when missing; password "mgfleet-pw", as
+# sshd refuses locked accounts even for key logins) is this test's alone:
+# the ssh transport tests empty and remount mgtest's image caches, and
+# other checks may run those at the same time on this machine.
+#   fleet.sh stop DIR      stop that sshd and remove DIR
+set -eu
+
+cmd=${1:-}
+dir=${2:-}
+
+start() {
+	[ -n "$dir" ] || { echo "usage: fleet.sh start DIR" >&2; exit 2; }
+	if ! id mgfleet >/dev/null 2>&1; then
+		useradd -m -s /bin/sh mgfleet
+	fi
+	echo 'mgfleet:mgfleet-pw' | chpasswd
+	mkdir -p "$dir"
+	chmod 0755 "$dir"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/other_ed25519"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
+	cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+	chmod 0644 "$dir/authorized_keys"
+	mkdir -p /run/sshd
+	chmod 0755 /run/sshd
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.2.1",0)); print(s.getsockname()[1])')
+	{
+		for i in 1 2 3 4 5 6 9 10; do
+			echo "ListenAddress 127.0.2.$i:$port"
+		done
+		cat <<EOC
+HostKey $dir/host_ed25519
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+StrictModes no
+PermitRootLogin no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+MaxStartups 100:30:200
+MaxSessions 100
+EOC
+	} >"$dir/sshd_config"
+	: >"$dir/known_hosts"
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		key=host_ed25519
+		[ "$i" = 9 ] && key=other_ed25519
+		printf '[127.0.2.%s]:%s %s\n' "$i" "$port" \
+			"$(cut -d' ' -f1,2 "$dir/$key.pub")" >>"$dir/known_hosts"
+	done
+	{
+		# first value wins in ssh_config: the exceptions come first
+		printf 'Host host10\n  User mgnosuchuser\n'
+		for i in 1 2 3 4 5 6 7 8 9 10 11; do
+			printf 'Host host%02d\n  HostName 127.0.2.%s\n' "$i" "$i"
+		done
+		cat <<EOC
+Host host*
+  Port $port
+  User mgfleet
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  ConnectTimeout 20
+EOC
+	} >"$dir/ssh_config"
+	chmod 0600 "$dir/ssh_config"
+	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+	i=0
+	while [ ! -s "$dir/sshd.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+	[ -s "$dir/sshd.pid" ] || { echo "sshd did not start:" >&2; cat "$dir/sshd.log" >&2; exit 1; }
+	echo "$port $(cat "$dir/sshd.pid")"
+}
+
+stop() {
+	[ -n "$dir" ] || { echo "usage: fleet.sh stop DIR" >&2; exit 2; }
+	if [ -s "$dir/sshd.pid" ]; then
+		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+	fi
+	rm -rf "$dir"
+}
+
+case "$cmd" in
+start) start ;;
+stop) stop ;;
+*) echo "usage: fleet.sh start DIR | stop DIR" >&2; exit 2 ;;
+esac
