@@ -2,7 +2,8 @@
 /*
  * selftests/lib/harness.c: helpers for the cmocka selftests (see harness.h).
  *
- * Owns: TAP set-up, the fork+timeout wrapper, fd and child counting, and the
+ * Owns: TAP set-up, the cleanups deferred to the end of each test, the
+ * fork+timeout wrapper, fd and child counting, and the
  * log capture buffer. Must not touch: anything but the public API of the
  * library; it is linked into every selftest and must stay small.
  */
@@ -162,11 +163,75 @@ void mg_test_log_print(void)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* --- cleanups after each test ------------------------------------------ */
+
+struct deferred {
+	void (*fn)(void *);
+	void *arg;
+	struct deferred *next;
+};
+
+static struct deferred *deferred_head;	/* main thread only, as cmocka */
+
+void *mg_test_defer(void (*fn)(void *), void *arg)
+{
+	struct deferred *d = malloc(sizeof(*d));
+
+	if (!d) {
+		fn(arg);	/* no memory: cannot wait; should not happen */
+		return arg;
+	}
+	*d = (struct deferred){ fn, arg, deferred_head };
+	deferred_head = d;
+	return arg;
+}
+
+void mg_test_cleanup(void)
+{
+	while (deferred_head) {
+		struct deferred *d = deferred_head;
+
+		deferred_head = d->next;
+		d->fn(d->arg);
+		free(d);
+	}
+}
+
+static int cleanup_teardown(void **state)
+{
+	mg_test_cleanup();
+	return 0;
+}
+
+bool mg_test_wait_sleeping(pid_t tid, double max_s)
+{
+	double deadline = now_s() + max_s, pause = 0.0005;
+	char path[64], buf[256], *p;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (;;) {
+		FILE *f = fopen(path, "re");
+
+		p = f && fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		if (f)
+			fclose(f);
+		if (p && (p[2] == 'S' || p[2] == 'D'))
+			return true;
+		if (now_s() >= deadline)
+			return false;
+		sleep_s(pause);
+		if (pause < 0.01)
+			pause *= 2;
+	}
+}
+
 /* --- running tests ------------------------------------------------------ */
 
 int mg_test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 {
 	const char *env = getenv("MG_TEST_LOG");
+	struct CMUnitTest *own = malloc(n * sizeof(*own));
+	int ret;
 
 	/* A test that forks (mg_fork, mg_test_in_child) must not duplicate
 	 * TAP lines still sitting in a full stdout buffer. */
@@ -176,7 +241,18 @@ int mg_test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 		log_echo = true;
 		mg_log_set_callback(log_echo_cb, NULL);
 	}
-	return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+	if (!own)
+		return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+	/* Every test without a teardown gets mg_test_cleanup as its own. */
+	for (size_t i = 0; i < n; i++) {
+		own[i] = tests[i];
+		if (!own[i].teardown_func)
+			own[i].teardown_func = cleanup_teardown;
+	}
+	ret = _cmocka_run_group_tests(name, own, n, NULL, NULL);
+	mg_test_cleanup();
+	free(own);
+	return ret;
 }
 
 static void child_run(void (*fn)(void *), void *arg, int timeout_s)
