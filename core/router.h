@@ -43,6 +43,9 @@ struct mg_router {
 	 * those of contexts below us elsewhere (routes_note_allocation) */
 	struct idmap allocations;
 	bool shutting_down;
+	/* the handlers were failed at shutdown (router_fail_handlers): one
+	 * registered later gets its dead message at once */
+	bool handlers_closed;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
 	/*
