@@ -6,6 +6,8 @@
 #   make                 library (.a, .so), the `mitogen` tool, examples
 #   make check           normal + ASan/UBSan trees, every selftest under
 #                        prove (both trees), then check-symbols
+#   make check-loaded    make check while N busy loops compete for the CPUs
+#                        (N = LOAD_JOBS, default: nproc)
 #   make bench           build/bench/bench, then scripts/bench.sh
 #   make fuzz            libFuzzer targets, each run FUZZ_SECONDS (30)
 #   make run             build/mitogen call mg.uname; build/mitogen run -- uname -a
@@ -258,7 +260,7 @@ selftests = $(call in,$(1),$(selftest-names))
 
 .DEFAULT_GOAL := all
 .PHONY: all lib tool examples selftests asan bench bench-bin fuzz fuzz-bins \
-	check check-symbols run deps install uninstall clean help FORCE
+	check check-loaded check-symbols run deps install uninstall clean help FORCE
 
 all: $(call outputs,main)
 lib: $(main_DIR)/libmitogen.a $(main_DIR)/libmitogen.so
@@ -290,6 +292,21 @@ $(DEPS_STAMP): scripts/deps.sh
 check-tests := $(if $(filter command line,$(origin TESTS)),$(TESTS),$(selftest-names))
 check: all $(call selftests,main) asan bench-bin fuzz-bins
 	$(Q)ASAN_CC='$(ASAN_CC)' bash scripts/run-tests.sh $(check-tests)
+
+# The same on a busy machine: LOAD_JOBS busy loops (default: one per CPU)
+# at the tests' own priority run for as long as the suite does, so that a
+# test that depends on how fast an idle machine is fails here. The loops
+# end with the run however it ends: killed by the trap, reached by an
+# interrupt (make's process group), and each stops by itself once the
+# shell that started it is gone (even killed). CI runs plain `make check`.
+LOAD_JOBS ?= $(shell nproc)
+check-loaded: all $(call selftests,main) asan bench-bin fuzz-bins
+	$(Q)pids=; trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null' EXIT; \
+	for i in $$(seq $(LOAD_JOBS)); do \
+		( trap - EXIT; while [ -d /proc/$$$$ ]; do :; done ) & pids="$$pids $$!"; \
+	done; \
+	echo "check-loaded: $(LOAD_JOBS) busy loops:$$pids"; \
+	ASAN_CC='$(ASAN_CC)' bash scripts/run-tests.sh $(check-tests)
 
 check-symbols: $(main_DIR)/libmitogen.so
 	$(Q)bash scripts/check-symbols.sh $<

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -223,6 +224,80 @@ bool mg_test_wait_sleeping(pid_t tid, double max_s)
 		if (pause < 0.01)
 			pause *= 2;
 	}
+}
+
+/* --- gates -------------------------------------------------------------- */
+
+/* Runs in a child: wait until the test opens the gate, then answer value. */
+static int gate_wait(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	const char *path;
+	int64_t value;
+	char c;
+	int fd;
+
+	if (mg_value_unpack(args, NULL, "sl", &path, &value) < 0)
+		return mg_call_fail(call, EINVAL, "mg_test.gate(path, value)");
+	/* Blocks until the test opens the other end (mg_test_gate_open). */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mg_call_fail(call, errno, "open %s", path);
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+	close(fd);
+	*ret = mg_int(value);
+	return 0;
+}
+MG_EXPORT_AS("mg_test.gate", gate_wait);
+
+bool mg_test_gate_open(const char *path, double max_s)
+{
+	double deadline = now_s() + max_s, pause = 0.0005;
+	int fd;
+
+	/* ENXIO: nobody waits at it yet. */
+	while ((fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		if (errno != ENXIO || now_s() >= deadline)
+			return false;
+		sleep_s(pause);
+		if (pause < 0.01)
+			pause *= 2;
+	}
+	if (write(fd, "", 1) != 1) {
+		close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+static void gate_remove(void *path)
+{
+	char *p = path, *slash;
+
+	mg_test_gate_open(p, 0);	/* a child still waiting goes on */
+	unlink(p);
+	slash = strrchr(p, '/');
+	if (slash) {
+		*slash = '\0';
+		rmdir(p);
+	}
+	free(p);
+}
+
+void mg_test_gate_new(char *path, size_t n)
+{
+	const char *base = getenv("TMPDIR");
+	char *copy;
+
+	snprintf(path, n, "%s/mg-gate-XXXXXX", base && *base ? base : "/tmp");
+	assert_non_null(mkdtemp(path));
+	assert_true(strlen(path) + 6 < n);
+	strcat(path, "/gate");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	copy = strdup(path);
+	assert_non_null(copy);
+	mg_test_defer(gate_remove, copy);
 }
 
 /* --- running tests ------------------------------------------------------ */

@@ -73,6 +73,23 @@ void mg_test_cleanup(void);
  */
 bool mg_test_wait_sleeping(pid_t tid, double max_s);
 
+/*
+ * Gates: the hand-off for a call that must not finish before the test says
+ * so (instead of a call that sleeps "long enough"). A gate is a FIFO in a
+ * private directory under $TMPDIR; a child (any context of this test
+ * program) waits at it by running the exported function
+ *
+ *	mg_test.gate(path, value) -> value, once the test opened the gate
+ *
+ * mg_test_gate_new makes one (its path in path[n]) and defers its removal
+ * to the end of the test (which first opens it, should a child still wait
+ * there). mg_test_gate_open lets through the one call waiting at it,
+ * waiting up to max_s seconds for that call to get there; returns true,
+ * or false if none came.
+ */
+void mg_test_gate_new(char *path, size_t n);
+bool mg_test_gate_open(const char *path, double max_s);
+
 /* mg_test_run for an array whose size the compiler knows. */
 #define MG_TEST_RUN(name, tests) \
 	mg_test_run((name), (tests), sizeof(tests) / sizeof((tests)[0]))
