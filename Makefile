@@ -298,7 +298,10 @@ check: all $(call selftests,main) asan bench-bin fuzz-bins
 # test that depends on how fast an idle machine is fails here. The loops
 # end with the run however it ends: killed by the trap, reached by an
 # interrupt (make's process group), and each stops by itself once the
-# shell that started it is gone (even killed). CI runs plain `make check`.
+# shell that started it is gone (even killed). Each test binary may run
+# TEST_TIMEOUT seconds (default here 1800, not run-tests.sh's 300): a
+# busy machine runs a test several times slower, and the watchdog is
+# there to catch hangs. CI runs plain `make check`.
 LOAD_JOBS ?= $(shell nproc)
 check-loaded: all $(call selftests,main) asan bench-bin fuzz-bins
 	$(Q)pids=; trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null' EXIT; \
@@ -306,7 +309,7 @@ check-loaded: all $(call selftests,main) asan bench-bin fuzz-bins
 		( trap - EXIT; while [ -d /proc/$$$$ ]; do :; done ) & pids="$$pids $$!"; \
 	done; \
 	echo "check-loaded: $(LOAD_JOBS) busy loops:$$pids"; \
-	ASAN_CC='$(ASAN_CC)' bash scripts/run-tests.sh $(check-tests)
+	TEST_TIMEOUT=$${TEST_TIMEOUT:-1800} ASAN_CC='$(ASAN_CC)' bash scripts/run-tests.sh $(check-tests)
 
 check-symbols: $(main_DIR)/libmitogen.so
 	$(Q)bash scripts/check-symbols.sh $<
