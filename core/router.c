@@ -18,6 +18,7 @@
 #include <mitogen/stats.h>
 #include "core/audit.h"
 #include "core/context.h"
+#include "core/heartbeat.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
@@ -120,6 +121,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	mg_router_add_handler(r, on_forward_log, NULL, &log_opts);
 	audit_router_init(r);
 	routes_init(r);
+	heartbeat_init(r);
 	return r;
 }
 
@@ -152,6 +154,7 @@ struct mg_router *mg_router_new(const struct mg_router_opts *opts)
 		errno = ENOMEM;
 		return NULL;
 	}
+	heartbeat_set_opts(r, opts);
 	r->id = mg_context_id();
 	if (r->id == 0)
 		audit_router_env(r);
@@ -199,6 +202,7 @@ static void close_all_streams(struct mg_router *r)
 		stream_close(s, "router shut down");
 	}
 	routes_stop(r);
+	heartbeat_stop(r);
 }
 
 static void release_deferred(void *arg);
@@ -927,10 +931,12 @@ static void add_stream_deferred(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	if (as->ret == 0)
 		as->ret = stream_start(r->broker, s);
-	if (as->ret < 0)
+	if (as->ret < 0) {
 		stream_close(s, "could not register stream");
-	else if (s->role == STREAM_CHILD)
+	} else if (s->role == STREAM_CHILD) {
 		routes_announce(r, s);
+		heartbeat_child_added(r);
+	}
 }
 
 int router_add_stream(struct mg_router *r, struct stream *s)

@@ -68,6 +68,13 @@ struct mg_router {
 	size_t ndown, down_cap;
 	struct broker_timer down_timer;
 
+	/* heartbeat.c: seconds between pings, silence that means lost (0, 0:
+	 * off); the children's tick, the parent's check, the tick's list */
+	double hb_interval, hb_limit;
+	struct broker_timer hb_tick, hb_parent;
+	struct stream **hb_snap;
+	size_t hb_snap_cap;
+
 	/* agent hook: the parent stream went away */
 	void (*on_parent_lost)(struct mg_router *r, void *arg);
 	void *on_parent_lost_arg;

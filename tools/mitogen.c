@@ -54,6 +54,8 @@ struct tool_opts {
 	struct target_list targets;
 	/* seconds for start-up and calls together; < 0: no limit */
 	double timeout;
+	/* --heartbeat: mg_router_opts.heartbeat_interval and _limit (0: default) */
+	double heartbeat_interval, heartbeat_limit;
 	bool verbose;
 	/* --sandbox/--caps/--nofile: for the last hop of every target */
 	struct mg_sandbox_opts sandbox;
@@ -118,6 +120,9 @@ static const char tool_usage_text[] =
 	"                          (ssh, sudo, su, doas); MITOGEN_PASSWORD in the\n"
 	"                          environment does the same\n"
 	"      --ssh-option OPT    pass -o OPT to every ssh hop (repeatable)\n"
+	"      --heartbeat S[,L]   ping every hop every S seconds (default 20) and\n"
+	"                          treat one silent for L seconds (default 3 S) as\n"
+	"                          lost (ChannelError); 'off': never\n"
 	"\n"
 	"Targets:\n"
 	"  TARGETS is a comma-separated list of targets, run in parallel (see -f). A\n"
@@ -378,6 +383,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "pids-max", required_argument, NULL, TOOL_OPT_PIDS_MAX },
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "ssh-option", required_argument, NULL, 'O' },
+		{ "heartbeat", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -468,6 +474,30 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 				return tool_usage_error("too many --ssh-option (at most %d)",
 							TARGET_SSH_OPTIONS_MAX);
 			break;
+		case 'H': {
+			char *end = optarg;
+
+			if (strcmp(optarg, "off") == 0) {
+				o->heartbeat_interval = -1;
+				break;
+			}
+			errno = 0;
+			o->heartbeat_interval = strtod(optarg, &end);
+			if (!errno && end != optarg && *end == ',') {
+				char *l = end + 1;
+
+				o->heartbeat_limit = strtod(l, &end);
+				if (end == l || !isfinite(o->heartbeat_limit) ||
+				    o->heartbeat_limit <= 0)
+					end = optarg;	/* bad */
+			}
+			if (errno || end == optarg || *end || !isfinite(o->heartbeat_interval) ||
+			    o->heartbeat_interval <= 0)
+				return tool_usage_error(
+					"--heartbeat wants SECONDS[,LIMIT] (positive numbers) or "
+					"'off', not '%s'", optarg);
+			break;
+		}
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -870,7 +900,12 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 	s.deadline = o->timeout > 0 ? target_clock() + o->timeout : -1;
 	s.tasks = calloc(o->targets.n, sizeof(*s.tasks));
 	workers = calloc(nworkers, sizeof(*workers));
-	s.router = mg_router_new(NULL);
+	{
+		MG_OPTS(mg_router_opts, ro, .heartbeat_interval = o->heartbeat_interval,
+			.heartbeat_limit = o->heartbeat_limit);
+
+		s.router = mg_router_new(&ro);
+	}
 	if (!s.tasks || !workers || !s.router) {
 		struct mg_error err = MG_ERROR_INIT;
 

@@ -38,6 +38,9 @@ enum {
 	MG_HANDLE_BOOT = 111,
 	/* an audited context -> the master: one record per call it served */
 	MG_HANDLE_AUDIT = 112,
+	/* liveness: a parent's ping to a child (reply_to HEARTBEAT) and the
+	 * child's answer (mg_router_opts.heartbeat_interval) */
+	MG_HANDLE_HEARTBEAT = 113,
 	/* reply_to value marking a dead message */
 	MG_IS_DEAD = 999,
 	/* first handle handed out by mg_router_add_handler */
@@ -46,6 +49,9 @@ enum {
 
 /* Default for mg_router_opts.max_message_size: 128 MiB. */
 #define MG_DEFAULT_MAX_MESSAGE_SIZE (128u << 20)
+/* Defaults for mg_router_opts.heartbeat_interval and heartbeat_limit. */
+#define MG_DEFAULT_HEARTBEAT_INTERVAL 20.0
+#define MG_DEFAULT_HEARTBEAT_LIMIT 60.0
 
 struct mg_broker;
 struct mg_router;
@@ -103,6 +109,22 @@ struct mg_router_opts {
 	/* Largest message accepted or sent; inherited by every descendant.
 	 * 0 means MG_DEFAULT_MAX_MESSAGE_SIZE. */
 	size_t max_message_size;
+	/*
+	 * Liveness (docs/reliability-liveness.md), inherited by every
+	 * descendant: every stream to a child carries a heartbeat each
+	 * heartbeat_interval seconds (0: MG_DEFAULT_HEARTBEAT_INTERVAL, 20;
+	 * negative: no heartbeat at all; at least 0.05). A child nothing was
+	 * heard from for heartbeat_limit seconds (0: 3 intervals; at least 2
+	 * intervals) is treated as lost, within one interval more: its
+	 * stream is closed and everything waiting on it fails with
+	 * ChannelError ("no heartbeat for N s"). A child treats its parent
+	 * the same way (within two limits) and exits. An idle child wakes
+	 * once per interval and once per limit for this; ssh hops also get
+	 * ServerAliveInterval = the interval (unless their configuration
+	 * says otherwise).
+	 */
+	double heartbeat_interval;
+	double heartbeat_limit;
 };
 
 /* Returns a new router reference, or NULL with errno set. */
