@@ -136,16 +136,16 @@ static void test_stopped_child_is_lost(void **state)
  */
 static void test_busy_child_is_not_lost(void **state)
 {
-	struct mg_router *r = new_router(INTERVAL, 1.0);
+	struct mg_router *r = new_router(INTERVAL, 2.0);
 	struct mg_context *c = new_child(r, "hb-busy");
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_value *v = NULL;
 	int ret;
 
-	ret = mg_call(c, "busy_ms", mg_value_build("i", 3000), &v, &err);
+	ret = mg_call(c, "busy_ms", mg_value_build("i", 6000), &v, &err);
 	if (ret < 0)
 		fail_msg("busy_ms: %s", err.message);
-	assert_int_equal(v->i, 3000);
+	assert_int_equal(v->i, 6000);
 	mg_value_free(v);
 	assert_int_equal(getpid_of(c), mg_context_pid(c));
 }
