@@ -484,12 +484,19 @@ static void test_ssh_cache_prune(void **state)
 	}
 }
 
+/*
+ * test_ssh_config's bound on each start-up: generous, reached only when a
+ * start fails (through sudo, then ssh with an image to send, on a machine
+ * at load 100, 20 s was not enough).
+ */
+#define CONFIG_START_S 300
+
 /* A context as user through sudo (from root: no password). */
 static struct mg_context *sudo_as(const char *user)
 {
 	struct mg_error err = MG_ERROR_INIT;
 
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = CONFIG_START_S);
 	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
 	return must(mg_sudo(router, &so, &err), &err);
 }
@@ -599,7 +606,7 @@ static void test_ssh_config(void **state)
 	/* (sudo resets the environment: tell the context itself.) */
 	assert_int_equal(mg_call(mid, "set_tmpdir", mg_value_build("s", config_tmp), NULL, &err),
 			 0);
-	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = CONFIG_START_S);
 	MG_OPTS(mg_ssh_opts, o, .local = &lo, .hostname = "mgalias");
 	ctx = must(mg_ssh(router, &o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
@@ -642,6 +649,7 @@ static void test_ssh_config(void **state)
 		fx.dir, fx.port, fx.key);
 	fclose(f);
 	ssh_case_init(&c, NULL, false);
+	c.lo.connect_timeout = CONFIG_START_S;
 	c.args[0] = "-F";
 	c.args[1] = conf;
 	c.args[2] = NULL;
@@ -657,6 +665,7 @@ static void test_ssh_config(void **state)
 	/* No file of ours possible: the defaults go on the command line. */
 	setenv("TMPDIR", "/nonexistent/mitogen-test", 1);
 	ssh_case_init(&c, "mgtest", true);
+	c.lo.connect_timeout = CONFIG_START_S;
 	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
 	finish(ctx);
