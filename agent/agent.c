@@ -25,6 +25,7 @@
 
 #include "agent/agent.h"
 #include "core/context.h"
+#include "core/heartbeat.h"
 #include "core/receiver.h"
 #include "core/log.h"
 #include "core/router.h"
@@ -392,6 +393,7 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	}
 	identity_set(bi.id, bi.parents, bi.nparents, bi.name);
 	router_set_id(r, bi.id);
+	heartbeat_boot(r, boot);
 	r->max_message_size = (size_t)bi.max;
 	sm.r = r;
 	sm.max = (size_t)bi.max;

@@ -43,6 +43,7 @@ typedef __u8 uint8_t;
 #define H_CALL_SERVICE	110
 #define H_BOOT		111
 #define H_AUDIT		112
+#define H_HEARTBEAT	113
 #define H_IS_DEAD	999
 #define H_USER_MIN	1000
 
@@ -274,6 +275,7 @@ static __always_inline __u32 class_of(const struct mgb_chan *ch, __u32 dst, __u3
 	case H_DEL_ROUTE:
 	case H_ALLOCATE_ID:
 	case H_DETACHING:
+	case H_HEARTBEAT:
 		return MGB_CLASS_ROUTE;
 	}
 	if (reply_to == H_IS_DEAD)

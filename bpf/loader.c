@@ -69,7 +69,8 @@ _Static_assert(MG_HANDLE_CALL_FUNCTION == 101 && MG_HANDLE_FORWARD_LOG == 102 &&
 	       MG_HANDLE_ADD_ROUTE == 103 && MG_HANDLE_DEL_ROUTE == 104 &&
 	       MG_HANDLE_ALLOCATE_ID == 105 && MG_HANDLE_SHUTDOWN == 106 &&
 	       MG_HANDLE_DETACHING == 109 && MG_HANDLE_CALL_SERVICE == 110 &&
-	       MG_HANDLE_BOOT == 111 && MG_HANDLE_AUDIT == 112 && MG_IS_DEAD == 999 &&
+	       MG_HANDLE_BOOT == 111 && MG_HANDLE_AUDIT == 112 &&
+	       MG_HANDLE_HEARTBEAT == 113 && MG_IS_DEAD == 999 &&
 	       MG_HANDLE_USER_MIN == 1000,
 	       "handle numbers used by channel.bpf.c");
 

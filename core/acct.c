@@ -196,6 +196,7 @@ static int class_of(struct acct_chan *c, int dir, const struct wire_meta *m)
 	case MG_HANDLE_DEL_ROUTE:
 	case MG_HANDLE_ALLOCATE_ID:
 	case MG_HANDLE_DETACHING:
+	case MG_HANDLE_HEARTBEAT:
 		return MG_STATS_ROUTE;
 	}
 	/* Only handles >= MG_HANDLE_USER_MIN are stored (0 marks a free slot). */

@@ -44,9 +44,19 @@ static void receiver_unref(struct mg_receiver *rx)
 	free(rx);
 }
 
+/*
+ * The router let go of our handle: a once receiver after its message, a
+ * receiver freed, or the router shut down (router_fail_handlers). Nothing
+ * can reach the latch any more, so close it: what is queued is still
+ * taken, then every wait fails with ChannelError at once instead of
+ * sleeping until its timeout (or for ever).
+ */
 static void receiver_release(void *userdata)
 {
-	receiver_unref(userdata);
+	struct mg_receiver *rx = userdata;
+
+	mg_latch_close(rx->latch);
+	receiver_unref(rx);
 }
 
 static void msg_free(void *item)

@@ -19,6 +19,7 @@
 #include "core/audit.h"
 #include "core/context.h"
 #include "core/handles.h"
+#include "core/heartbeat.h"
 #include "core/hooks.h"
 #include "core/log.h"
 #include "core/router.h"
@@ -228,6 +229,7 @@ static struct mg_router *router_alloc(struct mg_broker *b, bool own, size_t max)
 	mg_router_add_handler(r, on_forward_log, r, &log_opts);
 	audit_router_init(r);
 	routes_init(r);
+	heartbeat_init(r);
 	return r;
 }
 
@@ -262,6 +264,7 @@ struct mg_router *mg_router_new(const struct mg_router_opts *opts)
 	}
 	if (opts && opts->sz >= offsetof(struct mg_router_opts, reassembly_budget) + sizeof(size_t))
 		r->rx_budget = opts->reassembly_budget;
+	heartbeat_set_opts(r, opts);
 	r->id = mg_context_id();
 	if (r->id == 0)
 		audit_router_env(r);
@@ -309,11 +312,58 @@ static void close_all_streams(struct mg_router *r)
 		stream_close(s, "router shut down");
 	}
 	routes_stop(r);
+	heartbeat_stop(r);
+}
+
+static void release_deferred(void *arg);
+
+/*
+ * The router shuts down (its broker stops, or it is destroyed): every
+ * handler still registered is taken out of the table and called with a
+ * dead message saying why, as the reference's Router._on_broker_exit
+ * does, so that whoever waits on a receiver wakes with ChannelError
+ * instead of sleeping on (for ever with MG_FOREVER). From then on a
+ * handler registered late gets its dead message at once
+ * (router_add_handler_release). Broker role, or after the broker stopped.
+ */
+static void router_fail_handlers(struct mg_router *r, const char *why)
+{
+	struct handler *hs[64];
+	size_t n;
+
+	do {
+		/* Whoever takes a handler out of the table delivers to it. */
+		pthread_mutex_lock(&r->lock);
+		r->handlers_closed = true;
+		n = idmap_values(&r->handlers, (void **)hs, 64);
+		for (size_t i = 0; i < n; i++)
+			idmap_del(&r->handlers, hs[i]->handle);
+		pthread_mutex_unlock(&r->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct mg_message *msg = mg_message_dead(r->id, hs[i]->handle, why);
+
+			if (msg) {
+				msg->meta.src_id = msg->meta.auth_id = r->id;
+				message_set_router(msg, r);
+				hs[i]->fn(msg, hs[i]->userdata);
+			}
+			release_deferred(hs[i]);
+		}
+	} while (n);
+}
+
+/* Deferred by a handler registered after router_fail_handlers ran. */
+static void fail_late_handler(void *arg)
+{
+	struct mg_router *r = arg;
+
+	router_fail_handlers(r, "router shut down");
 }
 
 static void close_deferred(void *arg)
 {
 	close_all_streams(arg);
+	router_fail_handlers(arg, "router shut down");
 }
 
 static void barrier(void *arg)
@@ -336,6 +386,7 @@ static void router_destroy(struct mg_router *r)
 			broker_call(r->broker, barrier, NULL, true);
 	} else {
 		close_all_streams(r);
+		router_fail_handlers(r, "router shut down");
 	}
 	broker_client_del(r->broker, &r->client);
 	free_dead_streams(r);
@@ -453,6 +504,7 @@ int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *user
 	struct handler *h;
 	struct mg_context *resp = NULL;
 	uint32_t handle = 0;
+	bool late;
 	int ret;
 
 	if (!r || !fn || (opts && opts->sz < sizeof(size_t)))
@@ -503,12 +555,19 @@ int router_add_handler_release(struct mg_router *r, mg_handler_fn fn, void *user
 	}
 	h->handle = handle;
 	ret = idmap_put(&r->handlers, handle, h);
+	late = r->handlers_closed;
 	pthread_mutex_unlock(&r->lock);
 	if (ret < 0) {
 		if (h->reply_slot)
 			handle_reply_put(handle);
 		free(h);
 		return ret;
+	}
+	if (late) {
+		/* Shut down already: its dead message comes at once (after
+		 * this batch on the broker thread; inline once it stopped). */
+		broker_defer_later(r->broker, fail_late_handler, r);
+		return (int)handle;
 	}
 	if (resp) {
 		bool gone;
@@ -1052,10 +1111,12 @@ static void add_stream_deferred(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	if (as->ret == 0)
 		as->ret = stream_start(r->broker, s);
-	if (as->ret < 0)
+	if (as->ret < 0) {
 		stream_close(s, "could not register stream");
-	else if (s->role == STREAM_CHILD)
+	} else if (s->role == STREAM_CHILD) {
 		routes_announce(r, s);
+		heartbeat_child_added(r);
+	}
 }
 
 int router_add_stream(struct mg_router *r, struct stream *s)
@@ -1258,6 +1319,8 @@ static void router_on_stop(void *arg)
 	r->shutting_down = true;
 	pthread_mutex_unlock(&r->lock);
 	close_all_streams(r);
+	/* Before the broker's thread exits (mg_broker_join returns after). */
+	router_fail_handlers(r, "broker shut down");
 }
 
 static bool router_keep_alive(void *arg)

@@ -51,6 +51,9 @@ struct mg_router {
 	 * was allocated through (charged to that stream's ids_held) */
 	struct idmap alloc_charge;
 	bool shutting_down;
+	/* the handlers were failed at shutdown (router_fail_handlers): one
+	 * registered later gets its dead message at once */
+	bool handlers_closed;
 
 	pthread_mutex_t qlock;		/* messages routed from other threads */
 	/*
@@ -72,6 +75,13 @@ struct mg_router {
 	struct lost_id *down;
 	size_t ndown, down_cap;
 	struct broker_timer down_timer;
+
+	/* heartbeat.c: seconds between pings, silence that means lost (0, 0:
+	 * off); the children's tick, the parent's check, the tick's list */
+	double hb_interval, hb_limit;
+	struct broker_timer hb_tick, hb_parent;
+	struct stream **hb_snap;
+	size_t hb_snap_cap;
 
 	/* agent hook: the parent stream went away */
 	void (*on_parent_lost)(struct mg_router *r, void *arg);

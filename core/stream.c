@@ -771,6 +771,7 @@ static void stream_on_wevent(struct broker_source *src, uint32_t events)
 {
 	struct stream *s = (struct stream *)((char *)src - offsetof(struct stream, wsrc));
 
+	s->heard = true;	/* heartbeat: the peer reads (no clock read) */
 	if (!s->closed)
 		stream_flush(s);
 }
@@ -795,6 +796,8 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 {
 	struct stream *s = (struct stream *)src;
 
+	/* heartbeat.c: input, or the peer made room for our output. */
+	s->heard = true;
 	if (s->closed)
 		return;
 	if (s->bytes) {

@@ -41,6 +41,11 @@ struct stream {
 	bool lent;			/* input handled by a waiting thread */
 	bool reply_warned;		/* a foreign reply was logged (router.c) */
 	bool paused;			/* child not read: its backlog is full (wlock) */
+	/* heartbeat.c: the peer showed life since the last look (input, or
+	 * room it made for our output); looks in a row it had not; it has
+	 * spoken at all (a child is pinged only after its greeting) */
+	bool heard, spoke;
+	unsigned silent;
 	struct stream *next;		/* router's list */
 	/*
 	 * Byte stream (ssh stdio, pipes): the same records, read from a

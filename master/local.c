@@ -26,6 +26,7 @@
 #include "bpf/loader.h"
 #include "core/hooks.h"
 #include "core/context.h"
+#include "core/heartbeat.h"
 #include "core/latch.h"
 #include "core/log.h"
 #include "core/router.h"
@@ -558,6 +559,7 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 	mg_map_set(boot, "parent_ids", parents);
 	mg_map_set(boot, "name", mg_str(st->namebuf));
 	mg_map_set(boot, "max_message_size", mg_int((int64_t)r->max_message_size));
+	heartbeat_boot_args(r, boot);
 	mg_map_set(boot, "log_level", mg_int(st->debug || r->debug ? MG_LOG_DEBUG
 								      : mg_log_get_level()));
 	mg_map_set(boot, "debug", mg_bool(st->debug || r->debug));

@@ -58,6 +58,8 @@ struct tool_opts {
 	/* --connect-timeout, --command-timeout (seconds; <= 0: not given) */
 	double connect_timeout;
 	double command_timeout;
+	/* --heartbeat: mg_router_opts.heartbeat_interval and _limit (0: default) */
+	double heartbeat_interval, heartbeat_limit;
 	bool verbose;
 	/* --sandbox/--caps/--nofile: for the last hop of every target */
 	struct mg_sandbox_opts sandbox;
@@ -138,6 +140,9 @@ static const char tool_usage_text[] =
 	"                          and give all of it to CMD on every target\n"
 	"  -k, --keep-going        run a target's later steps after one failed\n"
 	"                          (default: a target stops at its first failed step)\n"
+	"      --heartbeat S[,L]   ping every hop every S seconds (default 20) and\n"
+	"                          treat one silent for L seconds (default 3 S) as\n"
+	"                          lost (ChannelError); 'off': never\n"
 	"\n"
 	"Output:\n"
 	"  -b, --gather            hold the output to the end, then show identical\n"
@@ -527,6 +532,7 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "ssh-option", required_argument, NULL, 'O' },
 		{ "ssh-config", required_argument, NULL, 'F' },
+		{ "heartbeat", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, ret;
@@ -673,6 +679,30 @@ static int tool_parse_opts(int argc, char **argv, struct tool_opts *o,
 			if (target_add_ssh_config(optarg) < 0)
 				return tool_usage_error("too many --ssh-option and --ssh-config");
 			break;
+		case 'H': {
+			char *end = optarg;
+
+			if (strcmp(optarg, "off") == 0) {
+				o->heartbeat_interval = -1;
+				break;
+			}
+			errno = 0;
+			o->heartbeat_interval = strtod(optarg, &end);
+			if (!errno && end != optarg && *end == ',') {
+				char *l = end + 1;
+
+				o->heartbeat_limit = strtod(l, &end);
+				if (end == l || !isfinite(o->heartbeat_limit) ||
+				    o->heartbeat_limit <= 0)
+					end = optarg;	/* bad */
+			}
+			if (errno || end == optarg || *end || !isfinite(o->heartbeat_interval) ||
+			    o->heartbeat_interval <= 0)
+				return tool_usage_error(
+					"--heartbeat wants SECONDS[,LIMIT] (positive numbers) or "
+					"'off', not '%s'", optarg);
+			break;
+		}
 		case ':':
 			return tool_usage_error("option '%s' needs an argument",
 						argv[optind - 1]);
@@ -773,6 +803,8 @@ static int tool_go(struct tool_opts *o, const char *command,
 		.connect_timeout = o->connect_timeout > 0 ? o->connect_timeout :
 							    RUN_CONNECT_TIMEOUT_DEFAULT,
 		.command_timeout = o->command_timeout,
+		.heartbeat_interval = o->heartbeat_interval,
+		.heartbeat_limit = o->heartbeat_limit,
 		.keep_going = o->keep_going,
 		.sandbox = o->have_sandbox ? &o->sandbox : NULL,
 		.out = {

@@ -548,7 +548,12 @@ int runner_go(const struct run_opts *o)
 	oo.step_is_call = is_call;
 	oo.step_text = texts;
 	s.out = out_new(&oo, n, labels, specs);
-	s.router = mg_router_new(NULL);
+	{
+		MG_OPTS(mg_router_opts, rto, .heartbeat_interval = o->heartbeat_interval,
+			.heartbeat_limit = o->heartbeat_limit);
+
+		s.router = mg_router_new(&rto);
+	}
 	if (!s.out || !s.router)
 		goto nomem;
 	if (oo.progress && pthread_create(&tick, NULL, ticker, &s) == 0)

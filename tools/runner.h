@@ -38,6 +38,8 @@ struct run_opts {
 	double connect_timeout;		/* > 0 */
 	/* per target and step: from when the step started; <= 0: none */
 	double command_timeout;
+	/* --heartbeat: mg_router_opts.heartbeat_interval and _limit */
+	double heartbeat_interval, heartbeat_limit;
 	/* go on with a target's later steps after one failed */
 	bool keep_going;
 	const struct mg_sandbox_opts *sandbox;	/* last hop; may be NULL */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include <mitogen/transport.h>
 
+#include "core/heartbeat.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "transports/transport.h"
@@ -44,7 +46,9 @@ static const struct transport ssh_transport = {
  * port, username, check_host_keys other than the default, no_compression,
  * connect_timeout, ssh_args) goes on the command line, where it beats any
  * configuration. Our defaults (LogLevel, StrictHostKeyChecking=yes,
- * Compression, ConnectTimeout, NumberOfPasswordPrompts) go last in a
+ * Compression, ConnectTimeout, NumberOfPasswordPrompts, and
+ * ServerAliveInterval/ServerAliveCountMax from the router's heartbeat, so
+ * that ssh itself gives up on a dead connection too) go last in a
  * configuration file of ours given with -F, after Include of the user's
  * ~/.ssh/config and /etc/ssh/ssh_config (what ssh reads without -F), so
  * that a value the user's configuration sets wins: ssh keeps the first
@@ -56,6 +60,7 @@ static const struct transport ssh_transport = {
 struct ssh_run {
 	double timeout;
 	bool timeout_set;		/* connect_timeout given by the caller */
+	int alive_interval, alive_count; /* ServerAlive*, from the heartbeat; 0: none */
 	const char *conf;		/* our -F file, or NULL */
 	int skip_from, skip_n;		/* the caller's -F in ssh_args */
 };
@@ -120,6 +125,12 @@ static void ssh_defaults_args(const struct mg_ssh_opts *o, const struct ssh_run 
 		/* Nothing to type: fail at once instead of prompting. */
 		argv_add(ab, "-o");
 		argv_add(ab, "NumberOfPasswordPrompts=1");
+	}
+	if (run->alive_interval) {
+		argv_add(ab, "-o");
+		argv_add(ab, "ServerAliveInterval=%d", run->alive_interval);
+		argv_add(ab, "-o");
+		argv_add(ab, "ServerAliveCountMax=%d", run->alive_count);
 	}
 }
 
@@ -264,6 +275,9 @@ static int ssh_write_conf(const struct mg_ssh_opts *o, struct ssh_run *run, char
 		fprintf(f, "Compression yes\n");
 	if (!o->password)
 		fprintf(f, "NumberOfPasswordPrompts 1\n");
+	if (run->alive_interval)
+		fprintf(f, "ServerAliveInterval %d\nServerAliveCountMax %d\n", run->alive_interval,
+			run->alive_count);
 	if (fclose(f) != 0) {
 		unlink(conf);
 		return -1;
@@ -290,8 +304,15 @@ struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 		.extra = &run,
 	};
 	struct mg_context *ctx;
+	double hb_interval, hb_limit;
 	int e;
 
+	/* ssh counts whole seconds: at least 1, the count rounded up. */
+	heartbeat_get(r, &hb_interval, &hb_limit);
+	if (hb_interval > 0) {
+		run.alive_interval = (int)ceil(hb_interval);
+		run.alive_count = (int)ceil(hb_limit / run.alive_interval);
+	}
 	if (ssh_check(o, why, sizeof(why)) < 0) {
 		error_set(err, MG_ERR_STREAM, EINVAL, "%s", why);
 		errno = EINVAL;

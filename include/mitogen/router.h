@@ -38,6 +38,9 @@ enum {
 	MG_HANDLE_BOOT = 111,
 	/* an audited context -> the master: one record per call it served */
 	MG_HANDLE_AUDIT = 112,
+	/* liveness: a parent's ping to a child (reply_to HEARTBEAT) and the
+	 * child's answer (mg_router_opts.heartbeat_interval) */
+	MG_HANDLE_HEARTBEAT = 113,
 	/* reply_to value marking a dead message */
 	MG_IS_DEAD = 999,
 	/* first handle handed out by mg_router_add_handler */
@@ -57,6 +60,9 @@ enum {
 #define MG_DEFAULT_MAX_MESSAGE_SIZE (128u << 20)
 /* Default for mg_router_opts.reassembly_budget: 1 GiB. */
 #define MG_DEFAULT_REASSEMBLY_BUDGET ((size_t)1 << 30)
+/* Defaults for mg_router_opts.heartbeat_interval and heartbeat_limit. */
+#define MG_DEFAULT_HEARTBEAT_INTERVAL 20.0
+#define MG_DEFAULT_HEARTBEAT_LIMIT 60.0
 
 struct mg_broker;
 struct mg_router;
@@ -88,7 +94,12 @@ MG_API struct mg_broker *mg_broker_unref(struct mg_broker *b);
  * Returns 0, -ESHUTDOWN once the broker stopped, or -ENOMEM.
  */
 MG_API int mg_broker_defer(struct mg_broker *b, void (*fn)(void *arg), void *arg);
-/* Ask the broker to close every stream gracefully and stop. Returns at once. */
+/*
+ * Ask the broker to close every stream gracefully and stop. Returns at
+ * once. Before its thread exits, every router on it delivers a dead
+ * message to each handler still registered (see mg_handler_fn), so that
+ * no thread stays asleep on a receiver.
+ */
 MG_API void mg_broker_shutdown(struct mg_broker *b);
 /* Wait for the broker thread to stop (after mg_broker_shutdown). Returns 0
  * or -EDEADLK when called from the broker thread. */
@@ -121,6 +132,22 @@ struct mg_router_opts {
 	 * use the default. 0 means MG_DEFAULT_REASSEMBLY_BUDGET.
 	 */
 	size_t reassembly_budget;
+	/*
+	 * Liveness (docs/reliability-liveness.md), inherited by every
+	 * descendant: every stream to a child carries a heartbeat each
+	 * heartbeat_interval seconds (0: MG_DEFAULT_HEARTBEAT_INTERVAL, 20;
+	 * negative: no heartbeat at all; at least 0.05). A child nothing was
+	 * heard from for heartbeat_limit seconds (0: 3 intervals; at least 2
+	 * intervals) is treated as lost, within one interval more: its
+	 * stream is closed and everything waiting on it fails with
+	 * ChannelError ("no heartbeat for N s"). A child treats its parent
+	 * the same way (within two limits) and exits. An idle child wakes
+	 * once per interval and once per limit for this; ssh hops also get
+	 * ServerAliveInterval = the interval (unless their configuration
+	 * says otherwise).
+	 */
+	double heartbeat_interval;
+	double heartbeat_limit;
 };
 
 /* Returns a new router reference, or NULL with errno set. */
@@ -157,9 +184,16 @@ MG_API bool mg_is_immediate_child(const struct mg_message *msg,
 /* Id of the context at the other end of stream; 0 for NULL. */
 MG_API uint32_t mg_stream_remote_id(const struct mg_stream *stream);
 
-/* Handlers run on the broker thread, take msg (free with mg_message_free)
+/*
+ * Handlers run on the broker thread, take msg (free with mg_message_free)
  * and must not block. A dead message is delivered when the respondent goes
- * away or the router shuts down. */
+ * away or the router shuts down: when its broker stops (before
+ * mg_broker_join returns; reason "broker shut down") or the router is
+ * freed on a shared broker ("router shut down"), every handler still
+ * registered is removed and called once with a dead message, as the
+ * reference's Router does on broker exit. A handler registered after that
+ * gets its dead message at once.
+ */
 typedef void (*mg_handler_fn)(struct mg_message *msg, void *userdata);
 
 struct mg_handler_opts {
@@ -324,7 +358,11 @@ MG_API uint32_t mg_receiver_handle(const struct mg_receiver *rx);
 /*
  * Wait for the next message (caller frees). Returns 0, -ETIMEDOUT
  * (TimeoutError), or -EPIPE (ChannelError) when a dead message arrived,
- * the receiver was closed, or the respondent went away; err says which.
+ * the receiver was closed, the respondent went away, or the router shut
+ * down (broker stopped: a waiter wakes then); err says which. Once its
+ * handler is gone (a once receiver after its message, or the router shut
+ * down) nothing more can arrive: what is queued is returned, then every
+ * get fails with ChannelError at once.
  * Iterate with:  while (mg_receiver_get(rx, MG_FOREVER, &m, NULL) == 0) {...}
  */
 MG_API int mg_receiver_get(struct mg_receiver *rx, double timeout,

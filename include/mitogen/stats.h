@@ -36,7 +36,8 @@ enum mg_stats_class {
 	MG_STATS_CALL = 0,	/* CALL_FUNCTION, CALL_SERVICE, BOOT, SHUTDOWN */
 	MG_STATS_REPLY = 1,	/* replies and dead messages */
 	MG_STATS_LOG = 2,	/* FORWARD_LOG, AUDIT */
-	MG_STATS_ROUTE = 3,	/* ADD_ROUTE, DEL_ROUTE, ALLOCATE_ID, DETACHING */
+	MG_STATS_ROUTE = 3,	/* ADD_ROUTE, DEL_ROUTE, ALLOCATE_ID, DETACHING,
+				 * HEARTBEAT */
 	MG_STATS_DATA = 4,	/* every other handle: user data */
 	MG_STATS_NCLASS = 5,
 };

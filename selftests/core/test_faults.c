@@ -6,6 +6,11 @@
  * auth_id from a child, a child calling its sibling: each is refused or
  * closes only that stream, with a logged reason and ChannelError or
  * CallError to whoever waits; the process and other streams carry on.
+ *
+ * A child that sends bad records then stays busy for good (it cannot
+ * reply before its parent drops it, however slow the machine); waits for
+ * what must happen have a generous bound (WAIT_S); contexts and receivers
+ * are freed through mg_test_defer, so a failed assertion leaks nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +28,9 @@
 
 #define CHANNEL_FD 3	/* an exec'd child's channel to its parent */
 
+/* Reached only when what must happen does not. */
+#define WAIT_S 60.0
+
 /* --- run in the child -------------------------------------------------- */
 
 /* Write raw records (a list of bytes) on our channel to the parent. */
@@ -35,8 +43,8 @@ static int raw_send(struct mg_call *call, const struct mg_value *args, struct mg
 	for (uint32_t i = 0; i < list->len; i++)
 		if (send(CHANNEL_FD, list->items[i].bytes, list->items[i].len, MSG_NOSIGNAL) < 0)
 			return mg_call_fail(call, errno, "send");
-	/* Stay busy: the parent must drop us before we could reply. */
-	sleep(5);
+	/* Stay busy: the parent drops us before we could reply. */
+	sleep(600);
 	return 0;
 }
 MG_EXPORT(raw_send);
@@ -59,7 +67,7 @@ static int raw_flood(struct mg_call *call, const struct mg_value *args, struct m
 		if (send(CHANNEL_FD, rec, WIRE_HDR_SIZE + (size_t)size, MSG_NOSIGNAL) < 0)
 			return mg_call_fail(call, errno, "send");
 	}
-	sleep(5);
+	sleep(600);
 	return 0;
 }
 MG_EXPORT(raw_flood);
@@ -85,7 +93,7 @@ static int forge(struct mg_call *call, const struct mg_value *args, struct mg_va
 	msg->meta.auth_id = (uint32_t)auth;
 	msg->meta.reply_to = mg_receiver_handle(rx);
 	mg_router_route(r, msg);
-	if (mg_receiver_get_data(rx, 5, &v, &err) == 0)
+	if (mg_receiver_get_data(rx, WAIT_S, &v, &err) == 0)
 		*ret = mg_str("ok");
 	else
 		*ret = mg_strf("%s: %s", mg_error_kind_name(err.kind), err.message);
@@ -128,6 +136,23 @@ static void bystander_still_works(void)
 	mg_value_free(v);
 }
 
+static void stop_ctx(void *c)
+{
+	mg_context_shutdown(c, true);
+	mg_context_unref(c);
+}
+
+static void free_rx(void *rx)
+{
+	mg_receiver_free(rx);
+}
+
+static void free_value(void *v)
+{
+	mg_value_free(v);
+}
+
+/* A local child, shut down after the test. */
 static struct mg_context *start(const char *name)
 {
 	MG_OPTS(mg_local_opts, lo, .remote_name = name);
@@ -136,7 +161,7 @@ static struct mg_context *start(const char *name)
 
 	if (!c)
 		fail_msg("mg_local: %s", err.message);
-	return c;
+	return mg_test_defer(stop_ctx, c);
 }
 
 static size_t record(uint8_t *buf, uint32_t dst, uint32_t src, uint8_t flags,
@@ -218,9 +243,9 @@ static void test_bad_records_from_child(void **state)
 
 		/* Records carry the child's real id as src_id. */
 		build_cases(cases, &n, mg_context_remote_id(c));
-		rx = mg_call_async(c, "raw_send",
-				   MG_LIST(MG_LIST(mg_bytes(cases[i].data, cases[i].len))), NULL);
-		if (mg_receiver_get_data(rx, 5, &v, &err) != -EPIPE)
+		rx = mg_test_defer(free_rx, mg_call_async(c, "raw_send",
+			MG_LIST(MG_LIST(mg_bytes(cases[i].data, cases[i].len))), NULL));
+		if (mg_receiver_get_data(rx, WAIT_S, &v, &err) != -EPIPE)
 			fail_msg("%s: call did not fail with ChannelError: %s", cases[i].what,
 				 err.message);
 		assert_int_equal(err.kind, MG_ERR_CHANNEL);
@@ -228,10 +253,9 @@ static void test_bad_records_from_child(void **state)
 			fail_msg("%s: ChannelError '%s' does not name '%s'", cases[i].what,
 				 err.message, cases[i].reason);
 		snprintf(needle, sizeof(needle), "protocol error: %s", cases[i].reason);
-		assert_true(mg_test_log_contains(needle, 2));
-		mg_receiver_free(rx);
+		assert_true(mg_test_log_contains(needle, WAIT_S));
 		assert_int_equal(mg_context_shutdown(c, true), 0);
-		mg_context_unref(c);
+		mg_test_cleanup();
 		bystander_still_works();
 	}
 }
@@ -244,13 +268,12 @@ static void test_message_over_limit_from_child(void **state)
 	struct mg_receiver *rx;
 
 	/* Four records of 60000 bytes: over the router's 200000 byte limit. */
-	rx = mg_call_async(c, "raw_flood", mg_value_build("ii", 4, 60000), NULL);
-	assert_int_equal(mg_receiver_get_data(rx, 5, &v, &err), -EPIPE);
+	rx = mg_test_defer(free_rx, mg_call_async(c, "raw_flood",
+						  mg_value_build("ii", 4, 60000), NULL));
+	assert_int_equal(mg_receiver_get_data(rx, WAIT_S, &v, &err), -EPIPE);
 	assert_non_null(strstr(err.message, "message too large"));
-	assert_true(mg_test_log_contains("protocol error: message too large", 2));
-	mg_receiver_free(rx);
+	assert_true(mg_test_log_contains("protocol error: message too large", WAIT_S));
 	assert_int_equal(mg_context_shutdown(c, true), 0);
-	mg_context_unref(c);
 	bystander_still_works();
 }
 
@@ -283,27 +306,27 @@ static void test_bad_records_to_child(void **state)
 		if (i == 6)
 			continue;	/* a lone LAST is tested from the child side */
 		c = start("downstream");
-		rx = mg_call_async(c, "mg.run",
-				   mg_value_build("v", MG_LIST(mg_str("sleep"), mg_str("5"))),
-				   NULL);
+		/* A command that outlasts the test: the child can never reply
+		 * before it reads the bad record. */
+		rx = mg_test_defer(free_rx, mg_call_async(c, "mg.run",
+			mg_value_build("v", MG_LIST(mg_str("sleep"), mg_str("600"))), NULL));
 		fd = parent_end_fd(c);
 		assert_true(fd >= 0);
 		/* A test may write into the broker's fd: records are atomic. */
 		assert_true(send(fd, cases[i].data, cases[i].len, MSG_NOSIGNAL) > 0);
-		if (mg_receiver_get_data(rx, 5, &v, &err) != -EPIPE)
+		if (mg_receiver_get_data(rx, WAIT_S, &v, &err) != -EPIPE)
 			fail_msg("%s: call did not fail with ChannelError: %s", cases[i].what,
 				 err.message);
 		assert_int_equal(err.kind, MG_ERR_CHANNEL);
 		/* The child logged why, as its last words. */
 		snprintf(needle, sizeof(needle), "downstream: stream parent (context 0): "
 			 "protocol error: %s", cases[i].reason);
-		if (!mg_test_log_contains(needle, 2)) {
+		if (!mg_test_log_contains(needle, WAIT_S)) {
 			mg_test_log_print();
 			fail_msg("%s: no log line '%s'", cases[i].what, needle);
 		}
-		mg_receiver_free(rx);
 		assert_int_equal(mg_context_shutdown(c, true), 0);
-		mg_context_unref(c);
+		mg_test_cleanup();
 		bystander_still_works();
 	}
 }
@@ -319,19 +342,17 @@ static void test_spoofed_src_id_refused(void **state)
 	assert_int_equal(mg_call(c, "forge",
 				 mg_value_build("llll", (int64_t)0, (int64_t)MG_HANDLE_CALL_FUNCTION,
 						(int64_t)999, (int64_t)id), &v, NULL), 0);
+	mg_test_defer(free_value, v);
 	assert_string_equal(v->str, "CallError: refused by policy: bad src_id");
-	assert_true(mg_test_log_contains("spoofed src_id 999", 2));
-	mg_value_free(v);
+	assert_true(mg_test_log_contains("spoofed src_id 999", WAIT_S));
 
 	/* The bystander's id is a real context, just not behind this stream. */
 	assert_int_equal(mg_call(c, "forge",
 				 mg_value_build("llll", (int64_t)0, (int64_t)4321,
 						(int64_t)mg_context_remote_id(bystander),
 						(int64_t)id), &v, NULL), 0);
+	mg_test_defer(free_value, v);
 	assert_string_equal(v->str, "CallError: refused by policy: bad src_id");
-	mg_value_free(v);
-	mg_context_shutdown(c, true);
-	mg_context_unref(c);
 	bystander_still_works();
 }
 
@@ -347,12 +368,10 @@ static void test_forged_auth_id_refused(void **state)
 				 mg_value_build("llll", (int64_t)mg_context_remote_id(bystander),
 						(int64_t)MG_HANDLE_CALL_FUNCTION, (int64_t)id,
 						(int64_t)0), &v, NULL), 0);
+	mg_test_defer(free_value, v);
 	assert_string_equal(v->str, "CallError: refused by policy: bad auth_id");
 	snprintf(needle, sizeof(needle), "from %u with forged auth_id 0", id);
-	assert_true(mg_test_log_contains(needle, 2));
-	mg_value_free(v);
-	mg_context_shutdown(c, true);
-	mg_context_unref(c);
+	assert_true(mg_test_log_contains(needle, WAIT_S));
 	bystander_still_works();
 }
 
@@ -367,10 +386,8 @@ static void test_child_cannot_call_sibling(void **state)
 				 mg_value_build("llll", (int64_t)mg_context_remote_id(bystander),
 						(int64_t)MG_HANDLE_CALL_FUNCTION, (int64_t)id,
 						(int64_t)id), &v, NULL), 0);
+	mg_test_defer(free_value, v);
 	assert_string_equal(v->str, "CallError: refused by policy: caller lacks authority");
-	mg_value_free(v);
-	mg_context_shutdown(c, true);
-	mg_context_unref(c);
 }
 
 int main(int argc, char **argv)

@@ -134,7 +134,8 @@ static void test_debug_logs_in_descendants(void **state)
 	gpid = (pid_t)v->i;
 	mg_value_free(v);
 	/* The grandchild's line reached the master under its name... */
-	assert_true(mg_test_log_contains("dbg-grandchild: said:hello", 5));
+	/* (The bound is generous: reached only when the line never comes.) */
+	assert_true(mg_test_log_contains("dbg-grandchild: said:hello", 60));
 	/* ... and its own debug log, private to its user. */
 	snprintf(path, sizeof(path), "%s/mitogen.%d.log", debug_dir, (int)gpid);
 	assert_int_equal(stat(path, &st), 0);

@@ -2,7 +2,8 @@
 /*
  * selftests/lib/harness.c: helpers for the cmocka selftests (see harness.h).
  *
- * Owns: TAP set-up, the fork+timeout wrapper, fd and child counting, and the
+ * Owns: TAP set-up, the cleanups deferred to the end of each test, the
+ * fork+timeout wrapper, fd and child counting, and the
  * log capture buffer. Must not touch: anything but the public API of the
  * library; it is linked into every selftest and must stay small.
  */
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,11 +164,149 @@ void mg_test_log_print(void)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* --- cleanups after each test ------------------------------------------ */
+
+struct deferred {
+	void (*fn)(void *);
+	void *arg;
+	struct deferred *next;
+};
+
+static struct deferred *deferred_head;	/* main thread only, as cmocka */
+
+void *mg_test_defer(void (*fn)(void *), void *arg)
+{
+	struct deferred *d = malloc(sizeof(*d));
+
+	if (!d) {
+		fn(arg);	/* no memory: cannot wait; should not happen */
+		return arg;
+	}
+	*d = (struct deferred){ fn, arg, deferred_head };
+	deferred_head = d;
+	return arg;
+}
+
+void mg_test_cleanup(void)
+{
+	while (deferred_head) {
+		struct deferred *d = deferred_head;
+
+		deferred_head = d->next;
+		d->fn(d->arg);
+		free(d);
+	}
+}
+
+static int cleanup_teardown(void **state)
+{
+	mg_test_cleanup();
+	return 0;
+}
+
+bool mg_test_wait_sleeping(pid_t tid, double max_s)
+{
+	double deadline = now_s() + max_s, pause = 0.0005;
+	char path[64], buf[256], *p;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (;;) {
+		FILE *f = fopen(path, "re");
+
+		p = f && fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		if (f)
+			fclose(f);
+		if (p && (p[2] == 'S' || p[2] == 'D'))
+			return true;
+		if (now_s() >= deadline)
+			return false;
+		sleep_s(pause);
+		if (pause < 0.01)
+			pause *= 2;
+	}
+}
+
+/* --- gates -------------------------------------------------------------- */
+
+/* Runs in a child: wait until the test opens the gate, then answer value. */
+static int gate_wait(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	const char *path;
+	int64_t value;
+	char c;
+	int fd;
+
+	if (mg_value_unpack(args, NULL, "sl", &path, &value) < 0)
+		return mg_call_fail(call, EINVAL, "mg_test.gate(path, value)");
+	/* Blocks until the test opens the other end (mg_test_gate_open). */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mg_call_fail(call, errno, "open %s", path);
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+	close(fd);
+	*ret = mg_int(value);
+	return 0;
+}
+MG_EXPORT_AS("mg_test.gate", gate_wait);
+
+bool mg_test_gate_open(const char *path, double max_s)
+{
+	double deadline = now_s() + max_s, pause = 0.0005;
+	int fd;
+
+	/* ENXIO: nobody waits at it yet. */
+	while ((fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		if (errno != ENXIO || now_s() >= deadline)
+			return false;
+		sleep_s(pause);
+		if (pause < 0.01)
+			pause *= 2;
+	}
+	if (write(fd, "", 1) != 1) {
+		close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+static void gate_remove(void *path)
+{
+	char *p = path, *slash;
+
+	mg_test_gate_open(p, 0);	/* a child still waiting goes on */
+	unlink(p);
+	slash = strrchr(p, '/');
+	if (slash) {
+		*slash = '\0';
+		rmdir(p);
+	}
+	free(p);
+}
+
+void mg_test_gate_new(char *path, size_t n)
+{
+	const char *base = getenv("TMPDIR");
+	char *copy;
+
+	snprintf(path, n, "%s/mg-gate-XXXXXX", base && *base ? base : "/tmp");
+	assert_non_null(mkdtemp(path));
+	assert_true(strlen(path) + 6 < n);
+	strcat(path, "/gate");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	copy = strdup(path);
+	assert_non_null(copy);
+	mg_test_defer(gate_remove, copy);
+}
+
 /* --- running tests ------------------------------------------------------ */
 
 int mg_test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 {
 	const char *env = getenv("MG_TEST_LOG");
+	struct CMUnitTest *own = malloc(n * sizeof(*own));
+	int ret;
 
 	/* A test that forks (mg_fork, mg_test_in_child) must not duplicate
 	 * TAP lines still sitting in a full stdout buffer. */
@@ -176,7 +316,18 @@ int mg_test_run(const char *name, const struct CMUnitTest *tests, size_t n)
 		log_echo = true;
 		mg_log_set_callback(log_echo_cb, NULL);
 	}
-	return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+	if (!own)
+		return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+	/* Every test without a teardown gets mg_test_cleanup as its own. */
+	for (size_t i = 0; i < n; i++) {
+		own[i] = tests[i];
+		if (!own[i].teardown_func)
+			own[i].teardown_func = cleanup_teardown;
+	}
+	ret = _cmocka_run_group_tests(name, own, n, NULL, NULL);
+	mg_test_cleanup();
+	free(own);
+	return ret;
 }
 
 static void child_run(void (*fn)(void *), void *arg, int timeout_s)

@@ -2,7 +2,8 @@
 /*
  * selftests/lib/harness.h: small helpers shared by the cmocka selftests.
  *
- * Owns: running one cmocka group with TAP output, running a piece of a test
+ * Owns: running one cmocka group with TAP output (and what each test
+ * deferred to its end, mg_test_defer), running a piece of a test
  * in a forked child under a timeout, counting fds and child processes (for
  * "nothing leaked" checks), and capturing the library's log lines.
  * Must not touch: library internals; it uses the public API only.
@@ -54,6 +55,40 @@
  * printed to stderr as "# source: line" while the tests run.
  */
 int mg_test_run(const char *name, const struct CMUnitTest *tests, size_t n);
+
+/*
+ * Run fn(arg) when the current test ends, whether it passed or failed: a
+ * failed assertion jumps out of the test, and what it made would be left
+ * for LeakSanitizer to report. mg_test_run runs them (last deferred, first
+ * run) after every test that has no teardown of its own; a test with its
+ * own teardown calls mg_test_cleanup() there. Returns arg.
+ */
+void *mg_test_defer(void (*fn)(void *), void *arg);
+/* Run the deferred functions now, last first, and forget them. */
+void mg_test_cleanup(void);
+/*
+ * Wait until thread tid of this process sleeps (state S or D in
+ * /proc/self/task/TID/stat): the hand-off "it is blocked now" for a test
+ * that wakes a waiter. Returns true, or false after max_s seconds.
+ */
+bool mg_test_wait_sleeping(pid_t tid, double max_s);
+
+/*
+ * Gates: the hand-off for a call that must not finish before the test says
+ * so (instead of a call that sleeps "long enough"). A gate is a FIFO in a
+ * private directory under $TMPDIR; a child (any context of this test
+ * program) waits at it by running the exported function
+ *
+ *	mg_test.gate(path, value) -> value, once the test opened the gate
+ *
+ * mg_test_gate_new makes one (its path in path[n]) and defers its removal
+ * to the end of the test (which first opens it, should a child still wait
+ * there). mg_test_gate_open lets through the one call waiting at it,
+ * waiting up to max_s seconds for that call to get there; returns true,
+ * or false if none came.
+ */
+void mg_test_gate_new(char *path, size_t n);
+bool mg_test_gate_open(const char *path, double max_s);
 
 /* mg_test_run for an array whose size the compiler knows. */
 #define MG_TEST_RUN(name, tests) \

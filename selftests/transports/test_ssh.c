@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "core/hooks.h"
@@ -483,32 +484,71 @@ static void test_ssh_cache_prune(void **state)
 	}
 }
 
+/*
+ * test_ssh_config's bound on each start-up: generous, reached only when a
+ * start fails (through sudo, then ssh with an image to send, on a machine
+ * at load 100, 20 s was not enough).
+ */
+#define CONFIG_START_S 300
+
 /* A context as user through sudo (from root: no password). */
 static struct mg_context *sudo_as(const char *user)
 {
 	struct mg_error err = MG_ERROR_INIT;
 
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = CONFIG_START_S);
 	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
 	return must(mg_sudo(router, &so, &err), &err);
 }
 
-/* Our temporary -F files left in /tmp (there must be none). */
-static int conf_leftovers(void)
+/* Runs in a context: make dir its TMPDIR (where ssh.c writes its -F file). */
+static int set_tmpdir(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
-	FILE *p = popen("ls /tmp | grep -c '^mitogen-ssh-'", "r");
-	int n = -1;
+	const char *dir;
 
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%d", &n), 1);
-	pclose(p);
+	if (mg_value_unpack(args, NULL, "s", &dir) < 0)
+		return mg_call_fail(call, EINVAL, "set_tmpdir(dir)");
+	setenv("TMPDIR", dir, 1);
+	return 0;
+}
+MG_EXPORT(set_tmpdir);
+
+/*
+ * Our temporary -F files left in dir (there must be none): the test's own
+ * TMPDIR, never /tmp, where other programs (and other runs of this test)
+ * have theirs.
+ */
+static int conf_leftovers(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strncmp(de->d_name, "mitogen-ssh-", 12) == 0;
+	closedir(d);
 	return n;
 }
+
+/* test_ssh_config's own TMPDIR, and the caller's to put back. */
+static char config_tmp[160];
+static char *config_old_tmp;
 
 static int ssh_config_teardown(void **state)
 {
 	if (system("rm -rf /home/mgtest/.ssh") != 0)
 		fprintf(stderr, "# could not remove mgtest's ~/.ssh\n");
+	if (config_old_tmp)
+		setenv("TMPDIR", config_old_tmp, 1);
+	else
+		unsetenv("TMPDIR");
+	free(config_old_tmp);
+	config_old_tmp = NULL;
+	if (config_tmp[0] && mg_test_rm_rf(config_tmp) < 0)
+		fprintf(stderr, "# could not remove %s\n", config_tmp);
+	config_tmp[0] = '\0';
+	mg_test_cleanup();
 	return fixture_teardown(state);
 }
 
@@ -532,6 +572,12 @@ static void test_ssh_config(void **state)
 	size_t n = 0;
 
 	NEED_SSHD();
+	/* Our own TMPDIR (mgtest's too, below): where leftovers are counted. */
+	if (getenv("TMPDIR"))
+		config_old_tmp = strdup(getenv("TMPDIR"));
+	mg_test_tmpdir(config_tmp, sizeof(config_tmp), "mg-ssh-config");
+	mg_test_sh("chown mgtest: %s", config_tmp);
+	setenv("TMPDIR", config_tmp, 1);
 	snprintf(conf, sizeof(conf), "%s/config", ssh);
 	mg_test_sh("rm -rf %s && mkdir -m 700 %s && cp %s %s/mg_id && cp %s/known_hosts %s/mg_known && "
 	   ": > %s/mg_new_known && : > %s/mg_new2_known && : > %s/mg_strict_known",
@@ -557,7 +603,10 @@ static void test_ssh_config(void **state)
 	mg_test_sh("chown -R mgtest: %s && chmod 600 %s/*", ssh, ssh);
 
 	mid = sudo_as("mgtest");
-	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);
+	/* (sudo resets the environment: tell the context itself.) */
+	assert_int_equal(mg_call(mid, "set_tmpdir", mg_value_build("s", config_tmp), NULL, &err),
+			 0);
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = CONFIG_START_S);
 	MG_OPTS(mg_ssh_opts, o, .local = &lo, .hostname = "mgalias");
 	ctx = must(mg_ssh(router, &o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
@@ -600,6 +649,7 @@ static void test_ssh_config(void **state)
 		fx.dir, fx.port, fx.key);
 	fclose(f);
 	ssh_case_init(&c, NULL, false);
+	c.lo.connect_timeout = CONFIG_START_S;
 	c.args[0] = "-F";
 	c.args[1] = conf;
 	c.args[2] = NULL;
@@ -610,17 +660,18 @@ static void test_ssh_config(void **state)
 	finish(ctx);
 	c.o.hostname = "mgf-unknown";
 	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
-	assert_int_equal(conf_leftovers(), 0);
+	assert_int_equal(conf_leftovers(config_tmp), 0);
 
 	/* No file of ours possible: the defaults go on the command line. */
 	setenv("TMPDIR", "/nonexistent/mitogen-test", 1);
 	ssh_case_init(&c, "mgtest", true);
+	c.lo.connect_timeout = CONFIG_START_S;
 	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
 	finish(ctx);
 	c.args[1] = "UserKnownHostsFile=/dev/null";	/* enforced: unknown key */
 	ssh_expect_fail(&c, MG_ERR_HOSTKEY, NULL, NULL);
-	unsetenv("TMPDIR");
+	/* (ssh_config_teardown puts the caller's TMPDIR back.) */
 }
 
 static void test_ssh_arch_mismatch(void **state)
