@@ -124,11 +124,22 @@ int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
 /* --- serving calls ----------------------------------------------------- */
 
 /*
- * Our parent stopped us with a signal: it waits for no answer (below). Set
- * by the handler itself: the signal is pending here before the command it
- * also ends has died, so the main thread sees it before it would answer.
+ * Our parent stopped us with a signal. Set by the handler itself: the
+ * signal is pending here before the command it also ends has died, so the
+ * main thread sees it before it would answer.
  */
 static volatile sig_atomic_t parent_gave_up;
+
+/*
+ * A call that ends because we are going away (our tree is being ended, or
+ * our parent stopped us) is not answered: whoever waits for it gets the
+ * ChannelError of our going, as when we were killed outright, and a
+ * master that gave up on it gets no answer it would have to warn about.
+ */
+static bool agent_answers(void)
+{
+	return !parent_gave_up && !tree_ending();
+}
 
 static struct mg_value *call_error(const char *fn, int errnum, const char *text)
 {
@@ -190,7 +201,7 @@ reply:
 	failed = result && result->type == MG_ERROR;
 	if (r->audited && failed)
 		snprintf(call.message, sizeof(call.message), "%s", result->err.message);
-	if (msg->meta.reply_to && !parent_gave_up)
+	if (msg->meta.reply_to && agent_answers())
 		mg_message_reply(msg, r, result);
 	else
 		mg_value_free(result);

@@ -19,11 +19,15 @@
  * killed by signal N), `call` with 0; on failure 1 CallError, 2 usage
  * error, 3 a context could not be started or a deadline passed
  * (StreamError, TimeoutError), 4 ChannelError. With several targets, the
- * highest of the targets' codes.
+ * highest of the targets' codes. Stopped by SIGINT, SIGTERM or SIGHUP:
+ * 128+N, once every target's tree has ended (tool_sig_watch).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include <mitogen/mitogen.h>
 
@@ -837,6 +842,141 @@ static void *tool_worker(void *arg)
 	}
 }
 
+/* --- SIGINT, SIGTERM, SIGHUP ---------------------------------------------- */
+
+/*
+ * Seconds after SIGINT, SIGTERM or SIGHUP before what is left of our
+ * children gets SIGKILL: an agent's own grace (2 s, SIGTERM to SIGKILL for
+ * what is below it) and time to confirm its tree is gone and exit.
+ */
+#define TOOL_SIG_GRACE 5.0
+
+/* The handler writes the signal's number here; 0 from tool_go: done. */
+static int tool_sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t tool_signal;
+
+static void tool_on_signal(int sig)
+{
+	int e = errno;
+	char c = (char)sig;
+
+	if (!tool_signal)
+		tool_signal = sig;
+	(void)!write(tool_sig_pipe[1], &c, 1);
+	errno = e;
+}
+
+/*
+ * sig to each of our children: the first hop of every target (an agent,
+ * or ssh, sudo, su, doas, which pass it on or hang up). Through a pidfd,
+ * once the process is seen to be our child still. seen (n of them): who
+ * had SIGTERM already; SIGTERM skips them and adds the others.
+ */
+static void tool_signal_children(int sig, pid_t *seen, size_t *n, size_t max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[300];
+		FILE *f;
+		int pid;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+		f = fopen(path, "re");
+		while (f && fscanf(f, "%d", &pid) == 1) {
+			char stat[64], buf[256], *p;
+			int fd, ppid = 0;
+			bool again = false;
+			FILE *sf;
+
+			for (size_t i = 0; i < *n; i++)
+				again |= seen[i] == pid;
+			if (sig == SIGTERM && again)
+				continue;
+			fd = (int)syscall(SYS_pidfd_open, pid, 0);
+			if (fd < 0)
+				continue;
+			snprintf(stat, sizeof(stat), "/proc/%d/stat", pid);
+			sf = fopen(stat, "re");
+			p = sf && fgets(buf, sizeof(buf), sf) ? strrchr(buf, ')') : NULL;
+			if (sf)
+				fclose(sf);
+			if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+				syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+			close(fd);
+			if (!again && *n < max)
+				seen[(*n)++] = pid;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * The watcher thread: on the first signal no target starts any more and
+ * our children get SIGTERM (and any child a worker starts meanwhile);
+ * TOOL_SIG_GRACE later, or at a second signal, whatever is left SIGKILL.
+ * The workers see their targets end and finish; tool_go then writes 0.
+ */
+static void *tool_sig_watch(void *arg)
+{
+	struct tool_session *s = arg;
+	static pid_t seen[TARGETS_MAX * 2];
+	size_t nseen = 0;
+	double kill_at = -1;
+	int got = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = tool_sig_pipe[0], .events = POLLIN };
+		double now = target_clock();
+		char c = 1;
+
+		/* Look again now and then: a worker may be starting a hop. */
+		if (poll(&p, 1, got ? 50 : -1) > 0 && read(tool_sig_pipe[0], &c, 1) == 1) {
+			if (c == 0)
+				return NULL;
+			if (got)
+				kill_at = now;	/* a second one: at once */
+			else {
+				got = c;
+				kill_at = now + TOOL_SIG_GRACE;
+				fprintf(stderr, "mitogen: SIG%s: ending every target\n",
+					sigabbrev_np(c) ? sigabbrev_np(c) : "?");
+				pthread_mutex_lock(&s->lock);
+				s->next = s->targets->n;
+				pthread_mutex_unlock(&s->lock);
+			}
+		}
+		if (got)
+			tool_signal_children(target_clock() >= kill_at ? SIGKILL : SIGTERM, seen,
+					     &nseen, sizeof(seen) / sizeof(seen[0]));
+	}
+}
+
+/*
+ * Catch SIGINT, SIGTERM, SIGHUP from now on (tool_sig_watch); one we were
+ * started with ignored stays ignored (nohup, a shell's background job).
+ * 0 or -1.
+ */
+static int tool_catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = tool_on_signal, .sa_flags = SA_RESTART }, old;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+
+	if (pipe2(tool_sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+	return 0;
+}
+
 /*
  * Run every target, at most o->fanout at once, each from start to stop in
  * one worker, reporting each answer as it arrives. args is taken (each
@@ -855,9 +995,10 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 		.args = args,
 	};
 	size_t nworkers = o->fanout < o->targets.n ? o->fanout : o->targets.n;
-	pthread_t *workers = NULL;
+	pthread_t *workers = NULL, watcher;
 	pthread_rwlockattr_t rwa;
 	size_t started = 0;
+	bool watching = false;
 
 	mg_log_set_level(o->verbose ? MG_LOG_DEBUG : MG_LOG_WARNING);
 	pthread_mutex_init(&s.lock, NULL);
@@ -879,6 +1020,9 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 		tool_task_fail(&s, NULL, &err);
 		goto out;
 	}
+	/* SIGINT, SIGTERM, SIGHUP: every target's tree ends first */
+	watching = tool_catch_signals() == 0 &&
+		   pthread_create(&watcher, NULL, tool_sig_watch, &s) == 0;
 	/* this thread is worker 0; a worker that cannot start leaves its
 	 * share to the others */
 	for (size_t i = 1; i < nworkers; i++)
@@ -887,6 +1031,12 @@ static int tool_go(struct tool_opts *o, enum tool_mode mode, const char *fn,
 	tool_worker(&s);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
+	if (watching) {
+		(void)!write(tool_sig_pipe[1], "", 1);
+		pthread_join(watcher, NULL);
+	}
+	if (tool_signal)
+		s.worst = 128 + tool_signal;
 out:
 	mg_value_free(args);
 	free(workers);
