@@ -582,10 +582,11 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		/* Started by a first stage: we say which namespaces we are in. */
 		if (from_first_stage && sb && sb->type == MG_MAP)
 			sandbox_ns_record_self((struct mg_value *)sb);
-		/* ... and make ourselves a cgroup (local and fork children have
-		 * one from their parent); a tenant's child joins the tenant's. */
-		if (from_first_stage && !(sb && sb->type == MG_MAP && mg_map_get(sb, "tenant")))
-			tree_cgroup_own();
+		/* Our cgroup, made when we first start a process: not for a
+		 * tenant's child (the sandbox puts it in the tenant's); ours to
+		 * remove unless our parent is a local one (local, fork). */
+		tree_cgroup_config(!(sb && sb->type == MG_MAP && mg_map_get(sb, "tenant")),
+				   from_first_stage);
 		/* sandbox_apply checks what it uses (the parent checked it all). */
 		if (sb && sb->type != MG_NIL && sandbox_apply(sb, why, sizeof(why)) < 0) {
 			fprintf(stderr, "mitogen agent: sandbox: %s\n", why);

@@ -353,6 +353,8 @@ static int builtin_run_drain(struct builtin_buf *b, int *fd)
  * The tree is being ended (tree_term_begin sent the program SIGTERM): from
  * now on wait for the program itself (a pidfd), not for EOF, which a
  * leftover holding a pipe would put off; SIGKILL at the tree's deadline.
+ * Its session (process group) is signalled by number too: an agent that
+ * may not read /proc (a Landlock sandbox) cannot walk its tree.
  */
 struct builtin_run_end {
 	bool ending;
@@ -368,12 +370,14 @@ static int builtin_run_end_timeout(struct builtin_run_end *e, pid_t pid)
 	if (!e->ending && tree_ending()) {
 		e->ending = true;
 		e->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		kill(-pid, SIGTERM);
 	}
 	if (!e->ending || e->killed)
 		return -1;
 	left = tree_deadline() - mono_now();
 	if (left > 0)
 		return (int)(left * 1000) + 1;
+	kill(-pid, SIGKILL);
 	tree_kill_now();
 	e->killed = true;
 	return -1;
@@ -650,6 +654,8 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 		r.in_len = stdin_v->len;
 	}
 
+	/* The agent's own cgroup, once: the program is born in it. */
+	tree_cgroup_own();
 	rc = builtin_run_spawn(&r, argv, envp, cwd,
 			       stdin_v && stdin_v->type != MG_NIL);
 	if (rc < 0) {

@@ -59,11 +59,14 @@ static int wake_fd = -1;
 static struct pidset ended;		/* got our SIGTERM or SIGKILL */
 static struct pidset killedset;	/* of those, the ones that got the SIGKILL */
 static struct pidset watched;		/* children their owner reaps */
-static char own_cg[PATH_MAX];		/* the cgroup tree_cgroup_own made */
 static char tmpfiles[TREE_TMPFILES][PATH_MAX];
 
-/* cgroups for children: 0 not tried yet, 1 usable, -1 not here. */
-static int cg_usable;
+/* Our own cgroup (agents): 0 not made yet, 1 made and joined (own_cg),
+ * -1 none (not allowed, or not possible here). */
+static bool is_agent;
+static int own_state;
+static bool own_remove;			/* we remove it at exit */
+static char own_cg[PATH_MAX];
 
 static bool pidset_has(const struct pidset *s, pid_t pid)
 {
@@ -454,21 +457,13 @@ static int cg_child_dir(pid_t pid, char *out, size_t n)
 	return 0;
 }
 
-/* Our own cgroup, if we have one: the one we are in when it is
- * mg.<our pid> (our parent made it), else the one tree_cgroup_own made. */
+/* Our own cgroup, if we made one. */
 static bool cg_own(char *out, size_t n)
 {
-	char want[32];
-	const char *base;
-
-	if (own_cg[0]) {
-		snprintf(out, n, "%s", own_cg);
-		return true;
-	}
-	if (cg_of(0, out, n) < 0 || !(base = strrchr(out, '/')))
+	if (__atomic_load_n(&own_state, __ATOMIC_ACQUIRE) <= 0)
 		return false;
-	snprintf(want, sizeof(want), "mg.%d", (int)getpid());
-	return !strcmp(base + 1, want);
+	snprintf(out, n, "%s", own_cg);
+	return true;
 }
 
 /* Move us out of dir (into its parent) if we are in it: then cgroup.kill
@@ -516,6 +511,7 @@ void tree_agent_init(void)
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	if (wake_fd < 0)
 		wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	is_agent = true;
 }
 
 void tree_reset_after_fork(void)
@@ -530,24 +526,43 @@ void tree_reset_after_fork(void)
 	pidset_free(&ended);
 	pidset_free(&watched);
 	pidset_free(&killedset);
+	is_agent = false;
+	own_state = 0;
+	own_remove = false;
 	own_cg[0] = '\0';
 	for (int i = 0; i < TREE_TMPFILES; i++)
 		tmpfiles[i][0] = '\0';
+}
+
+void tree_cgroup_config(bool allowed, bool remove_at_exit)
+{
+	pthread_mutex_lock(&tree_lock);
+	if (!allowed && own_state == 0)
+		own_state = -1;
+	own_remove = remove_at_exit;
+	pthread_mutex_unlock(&tree_lock);
 }
 
 void tree_cgroup_own(void)
 {
 	char dir[PATH_MAX];
 
-	if (cg_own(dir, sizeof(dir)))
+	if (!is_agent || __atomic_load_n(&own_state, __ATOMIC_ACQUIRE))
 		return;
-	if (cg_child_dir(getpid(), dir, sizeof(dir)) < 0 || cg_make(dir) < 0)
-		return;
-	if (cg_move(dir, getpid()) < 0) {
-		rmdir(dir);
-		return;
+	pthread_mutex_lock(&tree_lock);
+	if (own_state == 0) {
+		own_state = -1;
+		/* <our cgroup>/mg.<pid>: our parent finds it by that name. */
+		if (cg_child_dir(getpid(), dir, sizeof(dir)) == 0 && cg_make(dir) == 0) {
+			if (cg_move(dir, getpid()) == 0) {
+				snprintf(own_cg, sizeof(own_cg), "%s", dir);
+				__atomic_store_n(&own_state, 1, __ATOMIC_RELEASE);
+			} else {
+				rmdir(dir);
+			}
+		}
 	}
-	snprintf(own_cg, sizeof(own_cg), "%s", dir);
+	pthread_mutex_unlock(&tree_lock);
 }
 
 void tree_term_begin(void)
@@ -673,9 +688,10 @@ void tree_end(struct tree_result *ret)
 		wait_gone(mono_now() + TREE_KILL_WAIT_S);
 	}
 	descendants(&s);
-	/* Our cgroup: we leave it and remove it (and what our children left
-	 * below it); a parent that made it then finds it gone. */
-	if (cg_own(own, sizeof(own)) && cg_leave(own) == 0) {
+	/* Our cgroup: where nobody else will (an agent of ssh, sudo, su,
+	 * doas), we leave it and remove it, and what our children left below
+	 * it; a local or fork child's parent removes it once it reaps us. */
+	if (own_remove && cg_own(own, sizeof(own)) && cg_leave(own) == 0) {
 		if (cg_wait_empty(own, mono_now() + 1.0) < 0)
 			cg_kill(own);
 		if (cg_wait_empty(own, mono_now() + 1.0) == 0)
@@ -728,37 +744,14 @@ void tree_child_watch(pid_t pid)
 	pthread_mutex_unlock(&tree_lock);
 }
 
-void tree_child_place(pid_t pid)
-{
-	char dir[PATH_MAX];
-	int ret;
-
-	if (__atomic_load_n(&cg_usable, __ATOMIC_RELAXED) < 0 ||
-	    cg_child_dir(pid, dir, sizeof(dir)) < 0)
-		return;
-	ret = cg_make(dir);
-	if (ret == 0 && (ret = cg_move(dir, pid)) < 0)
-		rmdir(dir);
-	if (ret == 0) {
-		__atomic_store_n(&cg_usable, 1, __ATOMIC_RELAXED);
-		return;
-	}
-	/* Not here (no cgroup2, not ours to write, no cgroup.kill): the
-	 * session and the agent's own walk are what ends its tree. */
-	if (ret == -EACCES || ret == -EPERM || ret == -EROFS || ret == -ENOENT) {
-		if (__atomic_exchange_n(&cg_usable, -1, __ATOMIC_RELAXED) >= 0)
-			LOG_DEBUG("tree: no cgroup for children (%s): %s", dir, strerror(-ret));
-	}
-}
-
 void tree_child_kill(pid_t pid)
 {
 	char dir[PATH_MAX];
 
 	if (pid <= 0)
 		return;
-	if (__atomic_load_n(&cg_usable, __ATOMIC_RELAXED) > 0 &&
-	    cg_child_dir(pid, dir, sizeof(dir)) == 0)
+	/* Where it has made its cgroup (it ran something); else only it. */
+	if (cg_mount() && cg_child_dir(pid, dir, sizeof(dir)) == 0)
 		cg_kill(dir);
 	kill(pid, SIGKILL);
 }
@@ -771,8 +764,7 @@ int tree_child_reaped(pid_t pid)
 	pthread_mutex_lock(&tree_lock);
 	pidset_del(&watched, pid);
 	pthread_mutex_unlock(&tree_lock);
-	if (__atomic_load_n(&cg_usable, __ATOMIC_RELAXED) <= 0 ||
-	    cg_child_dir(pid, dir, sizeof(dir)) < 0)
+	if (!cg_mount() || cg_child_dir(pid, dir, sizeof(dir)) < 0)
 		return 0;
 	if (rmdir(dir) == 0 || errno != EBUSY)
 		return 0;

@@ -6,11 +6,16 @@
  *  - An agent leads its own session and process group and is a child
  *    subreaper: whatever its commands leave behind (a double-forked daemon)
  *    stays below it, so its tree is exactly its descendants.
- *  - Where a writable cgroup v2 is there, a local or fork child lives in a
- *    cgroup of its own, <parent's cgroup>/mg.<pid>, which its parent makes
- *    and moves it into before BOOT; an agent started through ssh, sudo, su
- *    or doas makes its own at BOOT. cgroup.kill then ends the tree in one
- *    step, even when the agent itself was killed.
+ *  - Where a writable cgroup v2 is there, an agent moves into a cgroup of
+ *    its own, <the cgroup it was born in>/mg.<pid>, before it starts its
+ *    first process (a command, a child context): every process of its
+ *    tree is born in it or below. A local or fork child's parent knows that
+ *    name, so it can cgroup.kill the whole tree in one step even when the
+ *    agent itself was killed, and removes the cgroup when it reaps the
+ *    agent; an agent of ssh, sudo, su or doas removes its own. Made
+ *    lazily: moving a process into a cgroup waits for an RCU grace period
+ *    (milliseconds on a busy machine), which a context that never starts
+ *    a process should not pay.
  *  - Ending a tree: SIGTERM to every descendant, TREE_GRACE_S for them to
  *    go, SIGKILL to whatever is left (and cgroup.kill), then wait until
  *    none is left. An agent does that before it exits, however it was told
@@ -38,8 +43,16 @@ void tree_agent_init(void);
 /* In a fork()ed child, before tree_agent_init: forget the parent's tree. */
 void tree_reset_after_fork(void);
 /*
- * An agent started by a first stage (ssh, sudo, su, doas): nobody made it a
- * cgroup, so it makes <its cgroup>/mg.<pid> and moves in, where it can.
+ * From BOOT: may this agent have a cgroup of its own (not a tenant's
+ * child: the sandbox puts it in the tenant's), and does it remove it at
+ * exit (nobody else will: ssh, sudo, su, doas) or leave that to its
+ * parent (local, fork)?
+ */
+void tree_cgroup_config(bool allowed, bool remove_at_exit);
+/*
+ * Before an agent starts a process: make <its cgroup>/mg.<pid> and move
+ * in, once (later calls cost nothing), where it may and can. A process
+ * that is not an agent never moves.
  */
 void tree_cgroup_own(void);
 
@@ -83,12 +96,8 @@ void tree_reap_orphans(void);
 
 /* pid is our child and its owner reaps it (tree_reap_orphans leaves it). */
 void tree_child_watch(pid_t pid);
-/*
- * A local or fork child that has not served anything yet: move it into a
- * cgroup of its own, <our cgroup>/mg.<pid>, where cgroups allow.
- */
-void tree_child_place(pid_t pid);
-/* SIGKILL to the child and, in one step, to everything in its cgroup. */
+/* SIGKILL to the child and, in one step, to everything in its cgroup
+ * (<our cgroup>/mg.<pid>, once it has made it). */
 void tree_child_kill(pid_t pid);
 /*
  * The child was reaped: forget it, and remove its cgroup. Returns 0 when

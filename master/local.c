@@ -6,11 +6,12 @@
  * child process: relays its stdout/stderr lines to the log with its name,
  * keeps the last lines for error messages, and reaps it (pidfd).
  *
- * Its tree (agent/tree.h): a local or fork child is moved into a cgroup of
- * its own before BOOT, where cgroups allow; killing it kills that cgroup in
- * one step; once it is reaped, its cgroup is removed, and whatever it left
- * running there (it was killed before it could end its tree) gets SIGTERM
- * and, TREE_GRACE_S later, SIGKILL.
+ * Its tree (agent/tree.h): a child that has started processes has a cgroup
+ * of its own, <ours>/mg.<pid>; killing it kills that cgroup in one step;
+ * once it is reaped, its cgroup is removed, and whatever it left running
+ * there (it was killed before it could end its tree) gets SIGTERM and,
+ * TREE_GRACE_S later, SIGKILL. An agent moves into its own cgroup before
+ * it starts a child (start_prepare), so its children are born in it.
  *
  * Everything between fork() and the agent taking over fails closed: the
  * child _exit()s with MG_EXIT_SETUP and says why on its output pipe.
@@ -429,6 +430,8 @@ int start_prepare(struct start *st, struct mg_router *r,
 		  const struct mg_local_opts *o, uint32_t id,
 		  const struct mg_value *sandbox, struct mg_error *err)
 {
+	/* In an agent: its cgroup first, so the child is born in it. */
+	tree_cgroup_own();
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
 	st->keep_fd = -1;
@@ -798,8 +801,6 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 		errno = ret;
 		return NULL;
 	}
-	/* Before BOOT: it starts nothing until it has served a call. */
-	tree_child_place(pid);
 	ctx = start_finish(&st, pid, err);
 	if (ns_spawn)
 		sandbox_spawn_done();	/* up or gone: the pool may refill */
@@ -899,7 +900,6 @@ struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *op
 		agent_run(CHILD_FD);
 		_exit(AGENT_EXIT_SETUP);
 	}
-	tree_child_place(pid);
 	return start_finish(&st, pid, err);
 }
 
