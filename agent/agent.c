@@ -243,12 +243,14 @@ static void on_end_grace(void *arg)
  */
 static void agent_end_request(struct mg_router *r, const char *why)
 {
-	if (!__atomic_exchange_n(&end_requested, true, __ATOMIC_ACQ_REL)) {
+	bool first = !__atomic_exchange_n(&end_requested, true, __ATOMIC_ACQ_REL);
+
+	if (first)
 		LOG_DEBUG("%s: ending this context and every process below it", why);
-		broker_timer_arm(r->broker, &end_timer, TREE_GRACE_S, on_end_grace, NULL);
-	}
 	mg_receiver_close(call_rx);
-	tree_term_begin();
+	/* Nothing below us: no grace to keep. */
+	if (tree_term_begin() > 0 && first)
+		broker_timer_arm(r->broker, &end_timer, TREE_GRACE_S, on_end_grace, NULL);
 }
 
 static pthread_mutex_t end_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -3,9 +3,10 @@
  * tree.h — process trees (docs/reliability.md): every context and every
  * command it runs can be found and ended, and is.
  *
- *  - An agent leads its own session and process group and is a child
- *    subreaper: whatever its commands leave behind (a double-forked daemon)
- *    stays below it, so its tree is exactly its descendants.
+ *  - An agent leads its own process group and is a child subreaper:
+ *    whatever its commands leave behind (a double-forked daemon) stays
+ *    below it, so its tree is exactly its descendants. Each command leads
+ *    a session of its own.
  *  - Where a writable cgroup v2 is there, an agent moves into a cgroup of
  *    its own, <the cgroup it was born in>/mg.<pid>, before it starts its
  *    first process (a command, a child context): every process of its
@@ -35,8 +36,8 @@
 /* --- in an agent ---------------------------------------------------------- */
 
 /*
- * First thing an agent does, while it has one thread: a session of its own
- * (setsid; already a session leader is fine), child subreaper, and the
+ * First thing an agent does, while it has one thread: a process group of
+ * its own (a session leader keeps its session), child subreaper, and the
  * eventfd that tree_wake_fd() returns.
  */
 void tree_agent_init(void);
@@ -59,9 +60,9 @@ void tree_cgroup_own(void);
 /*
  * Start ending this process's tree: SIGTERM to every descendant, and the
  * grace starts. Once; later calls do nothing. Any thread (not a signal
- * handler).
+ * handler). Returns how many processes got the SIGTERM.
  */
-void tree_term_begin(void);
+int tree_term_begin(void);
 /* tree_term_begin has run. */
 bool tree_ending(void);
 /* When the grace ends (CLOCK_MONOTONIC seconds, mono_now()); 0: not ending. */
