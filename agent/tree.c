@@ -20,6 +20,13 @@
  * still in that cgroup. An agent whose /proc is not of its pid namespace
  * (a sandbox's new pid namespace) walks nothing: numbers read there would
  * not be its own; it is that namespace's init, and its tree ends with it.
+ *
+ * Why a parent's cgroup.kill on <its cgroup>/mg.<pid> is safe: only a
+ * local or fork child (the parent's own uid) makes that name, and what it
+ * can move into it (processes it may move out of the parent's cgroup) it
+ * could kill itself. An ssh/sudo/su/doas agent, which may be more
+ * privileged, makes mg.<its own pid>, not the pid its parent knows (ssh's
+ * or sudo's): the parent never acts on its cgroup.
  */
 #include <dirent.h>
 #include <errno.h>
