@@ -124,21 +124,22 @@ int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
 /* --- serving calls ----------------------------------------------------- */
 
 /*
- * Our parent stopped us with a signal. Set by the handler itself: the
- * signal is pending here before the command it also ends has died, so the
- * main thread sees it before it would answer.
+ * We got SIGTERM, SIGINT or SIGHUP. Set by the handler itself: one who
+ * ends our tree from above signals us before the command it also ends
+ * (tree.c walks down), so the main thread sees this before it would
+ * answer the call that command was for.
  */
-static volatile sig_atomic_t parent_gave_up;
+static volatile sig_atomic_t told_by_signal;
 
 /*
  * A call that ends because we are going away (our tree is being ended, or
- * our parent stopped us) is not answered: whoever waits for it gets the
+ * we were signalled) is not answered: whoever waits for it gets the
  * ChannelError of our going, as when we were killed outright, and a
  * master that gave up on it gets no answer it would have to warn about.
  */
 static bool agent_answers(void)
 {
-	return !parent_gave_up && !tree_ending();
+	return !told_by_signal && !tree_ending();
 }
 
 static struct mg_value *call_error(const char *fn, int errnum, const char *text)
@@ -308,8 +309,7 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 	int e = errno;
 	char c = (char)(sig | (si->si_pid == getppid() ? SIG_FROM_PARENT : 0));
 
-	if (c & SIG_FROM_PARENT)
-		parent_gave_up = 1;
+	told_by_signal = 1;
 
 	/* Full: one is pending already. */
 	(void)!write(sig_pipe[1], &c, 1);

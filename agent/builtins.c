@@ -367,7 +367,7 @@ static int builtin_run_end_timeout(struct builtin_run_end *e, pid_t pid)
 {
 	double left;
 
-	if (!e->ending && tree_ending()) {
+	if (!e->ending && tree_signalled()) {
 		e->ending = true;
 		e->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		kill(-pid, SIGTERM);

@@ -61,6 +61,7 @@ struct pidset {
 
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool term_begun;
+static bool term_signalled;		/* the SIGTERMs of term_begin went out */
 static double term_deadline;
 static int wake_fd = -1;
 static struct pidset ended;		/* got our SIGTERM or SIGKILL */
@@ -577,6 +578,7 @@ void tree_reset_after_fork(void)
 	memcpy(&self_cg_lock, &fresh, sizeof(fresh));
 	self_cg[0] = '\0';	/* our parent may move us before BOOT */
 	term_begun = false;
+	term_signalled = false;
 	term_deadline = 0;
 	/* Closed with every other inherited fd (master/local.c). */
 	wake_fd = -1;
@@ -635,18 +637,21 @@ int tree_term_begin(void)
 	term_deadline = mono_now() + TREE_GRACE_S;
 	/* Before any SIGTERM: a call it cuts short sees it (agent.c). */
 	__atomic_store_n(&term_begun, true, __ATOMIC_RELEASE);
-	if (wake_fd >= 0) {
-		uint64_t one = 1;
-
-		if (write(wake_fd, &one, sizeof(one)) < 0)
-			LOG_DEBUG("tree: cannot wake mg.run: %s", strerror(errno));
-	}
 	descendants(&s);
 	for (size_t i = 0; i < s.n; i++)
 		if (signal_child(s.pid[i], s.parent[i], SIGTERM)) {
 			pidset_add(&ended, s.pid[i], s.parent[i]);
 			n++;
 		}
+	/* Only now mg.run signals its command's group itself: the walk
+	 * counted it first. */
+	__atomic_store_n(&term_signalled, true, __ATOMIC_RELEASE);
+	if (wake_fd >= 0) {
+		uint64_t one = 1;
+
+		if (write(wake_fd, &one, sizeof(one)) < 0)
+			LOG_DEBUG("tree: cannot wake mg.run: %s", strerror(errno));
+	}
 	pthread_mutex_unlock(&tree_lock);
 	pidset_free(&s);
 	return n;
@@ -655,6 +660,11 @@ int tree_term_begin(void)
 bool tree_ending(void)
 {
 	return __atomic_load_n(&term_begun, __ATOMIC_ACQUIRE);
+}
+
+bool tree_signalled(void)
+{
+	return __atomic_load_n(&term_signalled, __ATOMIC_ACQUIRE);
 }
 
 double tree_deadline(void)
@@ -681,6 +691,7 @@ void tree_kill_now(void)
 	if (!term_begun) {
 		term_deadline = mono_now();
 		__atomic_store_n(&term_begun, true, __ATOMIC_RELEASE);
+		__atomic_store_n(&term_signalled, true, __ATOMIC_RELEASE);
 	}
 	/* One step for what is in our cgroup, once we are out of it. */
 	if (cg_own(own, sizeof(own)) && cg_leave(own) == 0)

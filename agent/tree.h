@@ -63,8 +63,10 @@ void tree_cgroup_own(void);
  * handler). Returns how many processes got the SIGTERM.
  */
 int tree_term_begin(void);
-/* tree_term_begin has run. */
+/* tree_term_begin has started (before its first SIGTERM). */
 bool tree_ending(void);
+/* tree_term_begin's SIGTERMs have gone out (tree_wake_fd is readable). */
+bool tree_signalled(void);
 /* When the grace ends (CLOCK_MONOTONIC seconds, mono_now()); 0: not ending. */
 double tree_deadline(void);
 /* Readable once tree_term_begin has run (never read: poll it). -1: none. */
