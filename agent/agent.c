@@ -3,7 +3,10 @@
  * agent.c — what runs in a child context: mg_main(), the exported-function
  * table, BOOT, the CALL_FUNCTION loop on the main thread (one call at a
  * time, like Mitogen), SHUTDOWN, log forwarding, and exiting when the
- * parent goes away.
+ * parent goes away. However it is told to go (SHUTDOWN, its parent lost,
+ * SIGTERM, SIGINT or SIGHUP), it ends its whole process tree first
+ * (agent/tree.c) and says in its last log line how many processes that
+ * ended.
  *
  * Why CALL_FUNCTION is safe to serve: it is registered with the
  * mg_has_parent_authority policy, and the router has already checked that
@@ -14,16 +17,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "agent/agent.h"
+#include "agent/tree.h"
+#include "core/broker.h"
 #include "core/context.h"
 #include "core/heartbeat.h"
 #include "core/receiver.h"
@@ -117,6 +125,25 @@ int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
 
 /* --- serving calls ----------------------------------------------------- */
 
+/*
+ * We got SIGTERM, SIGINT or SIGHUP. Set by the handler itself: one who
+ * ends our tree from above signals us before the command it also ends
+ * (tree.c walks down), so the main thread sees this before it would
+ * answer the call that command was for.
+ */
+static volatile sig_atomic_t told_by_signal;
+
+/*
+ * A call that ends because we are going away (our tree is being ended, or
+ * we were signalled) is not answered: whoever waits for it gets the
+ * ChannelError of our going, as when we were killed outright, and a
+ * master that gave up on it gets no answer it would have to warn about.
+ */
+static bool agent_answers(void)
+{
+	return !told_by_signal && !tree_ending();
+}
+
 static struct mg_value *call_error(const char *fn, int errnum, const char *text)
 {
 	return mg_error_value(MG_ERR_CALL, errnum, mg_context_name_self(), fn ? fn : "", text);
@@ -177,7 +204,7 @@ reply:
 	failed = result && result->type == MG_ERROR;
 	if (r->audited && failed)
 		snprintf(call.message, sizeof(call.message), "%s", result->err.message);
-	if (msg->meta.reply_to)
+	if (msg->meta.reply_to && agent_answers())
 		mg_message_reply(msg, r, result);
 	else
 		mg_value_free(result);
@@ -193,29 +220,163 @@ reply:
 static struct mg_receiver *call_rx;
 static volatile bool main_busy;
 static bool from_first_stage;
+/*
+ * No more forwarding: the parent is gone, or our broker is stopping. A
+ * line would only be queued for a stream that is not there, and a line
+ * saying so queued after it, and so on, while the broker drains its queue.
+ */
+static volatile bool forward_off;
+
+/* --- ending: the tree first, then this process ------------------------- */
+
+static struct broker_timer end_timer;
+static bool end_requested;
+
+/* Broker thread: the grace is over; whatever the main thread is doing,
+ * nothing below us runs on. */
+static void on_end_grace(void *arg)
+{
+	tree_kill_now();
+}
+
+/*
+ * Broker thread: we are to go (why: for the log). No call is taken any
+ * more, every descendant gets SIGTERM (the command mg.run waits for ends,
+ * and mg.run returns), and after TREE_GRACE_S whatever is left SIGKILL.
+ */
+static void agent_end_request(struct mg_router *r, const char *why)
+{
+	bool first = !__atomic_exchange_n(&end_requested, true, __ATOMIC_ACQ_REL);
+
+	if (first)
+		LOG_DEBUG("%s: ending this context and every process below it", why);
+	mg_receiver_close(call_rx);
+	/* Nothing below us: no grace to keep. */
+	if (tree_term_begin() > 0 && first)
+		broker_timer_arm(r->broker, &end_timer, TREE_GRACE_S, on_end_grace, NULL);
+}
+
+static pthread_mutex_t end_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool end_done;
+
+/* End the tree and confirm it is gone; then the log line that says so is
+ * the last. Either thread; the second waits for the first. */
+static void agent_end_tree(void)
+{
+	struct tree_result res;
+
+	pthread_mutex_lock(&end_lock);
+	if (!end_done) {
+		end_done = true;
+		tree_end(&res);
+		if (res.left)
+			LOG_WARN("exiting: %d process%s below us did not end, even after SIGKILL",
+				 res.left, res.left == 1 ? "" : "es");
+		if (res.ended)
+			LOG_INFO("exiting: ended %d process%s (%d with SIGKILL, after %g s)",
+				 res.ended, res.ended == 1 ? "" : "es", res.killed, TREE_GRACE_S);
+		else
+			LOG_DEBUG("exiting: ended 0 processes (none was left)");
+	}
+	pthread_mutex_unlock(&end_lock);
+}
 
 static void on_shutdown_msg(struct mg_message *msg, void *userdata)
 {
+	struct mg_router *r = userdata;
+
 	LOG_DEBUG("SHUTDOWN from context %u", msg->meta.src_id);
 	mg_message_free(msg);
-	mg_receiver_close(call_rx);
+	agent_end_request(r, "SHUTDOWN");
 }
 
 static void on_parent_lost(struct mg_router *r, void *arg)
 {
-	mg_receiver_close(call_rx);
+	agent_end_request(r, "parent lost");
+	forward_off = true;
 	mg_broker_shutdown(r->broker);
 }
 
-/* Broker thread, last thing: a main thread stuck in a call must not keep
- * an orphan alive. */
+/* SIGTERM, SIGINT, SIGHUP: the handler writes the signal's number here,
+ * the broker thread reads it (on_term_signal). */
+static int sig_pipe[2] = { -1, -1 };
+static struct broker_source sig_src;
+static struct mg_router *sig_router;
+
+/* The byte written for a signal our parent sent. */
+#define SIG_FROM_PARENT 0x80
+
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+	int e = errno;
+	char c = (char)(sig | (si->si_pid == getppid() ? SIG_FROM_PARENT : 0));
+
+	told_by_signal = 1;
+
+	/* Full: one is pending already. */
+	(void)!write(sig_pipe[1], &c, 1);
+	errno = e;
+}
+
+static void on_term_signal(struct broker_source *src, uint32_t events)
+{
+	unsigned char buf[16];
+	char why[64];
+	ssize_t n = read(src->fd, buf, sizeof(buf));
+	int sig = n > 0 ? buf[0] & ~SIG_FROM_PARENT : 0;
+	const char *name = sigabbrev_np(sig);
+
+	if (n <= 0)
+		return;
+	snprintf(why, sizeof(why), "signal %d (SIG%s) from %s", sig, name ? name : "?",
+		 buf[0] & SIG_FROM_PARENT ? "our parent" : "elsewhere");
+	agent_end_request(sig_router, why);
+}
+
+static void add_sig_source(void *arg)
+{
+	struct mg_broker *b = arg;
+
+	if (broker_add(b, &sig_src, EPOLLIN) < 0)
+		sig_src.fd = -1;
+}
+
+/* Catch SIGTERM, SIGINT, SIGHUP from now on: each ends us as SHUTDOWN does. */
+static void agent_catch_signals(struct mg_router *r)
+{
+	struct sigaction sa = { .sa_sigaction = on_signal, .sa_flags = SA_RESTART | SA_SIGINFO };
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
+	sigset_t set;
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return;
+	sig_router = r;
+	sig_src.fd = sig_pipe[0];
+	sig_src.on_event = on_term_signal;
+	if (broker_call(r->broker, add_sig_source, r->broker, false) < 0 || sig_src.fd < 0)
+		return;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&set, sigs[i]);
+	}
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/*
+ * Broker thread, last thing (its parent is lost): the main thread ends
+ * what it runs (mg.run's command within the grace: it was told), then ends
+ * the tree and exits. One stuck in another call must not keep us here.
+ */
 static void on_broker_exit(void *arg)
 {
-	for (int i = 0; i < 50 && main_busy; i++)
+	double until = mono_now() + (builtins_run_busy() ? TREE_GRACE_S + 1.0 : 0.5);
+
+	while (main_busy && mono_now() < until)
 		usleep(10000);
 	if (main_busy) {
-		/* Nobody will collect a command's output now: stop it too. */
-		builtins_kill_running();
+		agent_end_tree();
 		_exit(0);
 	}
 }
@@ -230,7 +391,7 @@ static void forward_log(enum mg_log_level level, const char *source, const char 
 	struct mg_message *msg;
 	uint32_t origin;
 
-	if (in_forward)
+	if (in_forward || forward_off)
 		return;
 	in_forward = true;
 	/* A line from below keeps the origin our router verified, and the
@@ -277,6 +438,7 @@ void agent_after_fork(const char *name)
 {
 	log_reset_after_fork();
 	profile_reset_after_fork();
+	tree_reset_after_fork();
 	mg_log_set_callback(NULL, NULL);
 }
 
@@ -360,6 +522,8 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	struct stream *s;
 	struct set_max sm;
 
+	/* Own session, subreaper: before any thread or child (agent/tree.c). */
+	tree_agent_init();
 	builtins_init();
 	via_init();
 	/*
@@ -428,6 +592,11 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		/* Started by a first stage: we say which namespaces we are in. */
 		if (from_first_stage && sb && sb->type == MG_MAP)
 			sandbox_ns_record_self((struct mg_value *)sb);
+		/* Our cgroup, made when we first start a process: not for a
+		 * tenant's child (the sandbox puts it in the tenant's); ours to
+		 * remove unless our parent is a local one (local, fork). */
+		tree_cgroup_config(!(sb && sb->type == MG_MAP && mg_map_get(sb, "tenant")),
+				   from_first_stage);
 		/* sandbox_apply checks what it uses (the parent checked it all). */
 		if (sb && sb->type != MG_NIL && sandbox_apply(sb, why, sizeof(why)) < 0) {
 			fprintf(stderr, "mitogen agent: sandbox: %s\n", why);
@@ -447,8 +616,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		_exit(AGENT_EXIT_SETUP);
 
 	call_rx = mg_receiver_new(r, &call_opts);
-	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, NULL, &shut_opts) < 0)
+	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, r, &shut_opts) < 0)
 		_exit(AGENT_EXIT_SETUP);
+	agent_catch_signals(r);
 	/* Between calls this thread reads the parent stream itself (lend.c). */
 	receiver_set_lend(call_rx, bi.parents[0]);
 	broker_set_exit_hook(b, on_broker_exit, NULL);
@@ -471,6 +641,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	}
 	LOG_DEBUG("shutting down");
 	profile_thread_stop();
+	/* While the broker runs: the log line goes up to the parent. */
+	agent_end_tree();
+	forward_off = true;
 	mg_broker_shutdown(b);
 	mg_broker_join(b);
 	fflush(NULL);

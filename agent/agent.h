@@ -45,7 +45,8 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);
-/* The agent is going away mid-call: kill the program mg.run waits for. */
-void builtins_kill_running(void);
+/* mg.run is waiting for a program (it ends it within the grace once the
+ * tree is being ended: agent/tree.h). */
+bool builtins_run_busy(void);
 
 #endif

@@ -32,7 +32,13 @@
  *	signal N. A program that cannot be started fails with the exec errno
  *	(ENOENT, EACCES, ...) and a message naming it. The program gets every
  *	signal at its default disposition, an empty signal mask and only fds
- *	0, 1 and 2.
+ *	0, 1 and 2. It leads a session (and process group) of its own, in
+ *	the agent's cgroup, below the agent, which is a child subreaper: what
+ *	it leaves running is still the agent's (agent/tree.h). When the
+ *	context is told to go (SHUTDOWN, its parent lost, SIGTERM), the
+ *	program and everything it started get SIGTERM, and SIGKILL
+ *	TREE_GRACE_S (2 s) later; mg.run then returns what it has, without
+ *	waiting for pipes a leftover still holds.
  *
  * mg.read_file(path) -> bytes
  *	The whole content of the file. Fails with EFBIG when it is larger
@@ -43,6 +49,9 @@
  *	temporary file in the same directory, which is fsync'ed, given exactly
  *	`mode` (the umask does not apply) and renamed over path; the directory
  *	is then fsync'ed. Readers see the old content or the new, never a mix.
+ *	The temporary file has no name until just before the rename
+ *	(O_TMPFILE, where the filesystem has it), so an agent that goes away
+ *	mid-write leaves nothing behind.
  *	A symlink at path is replaced, not followed; the new file is owned by
  *	the agent's user.
  *
@@ -77,7 +86,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -85,6 +96,8 @@
 #include <mitogen/mitogen.h>
 
 #include "agent/agent.h"
+#include "agent/tree.h"
+#include "core/broker.h"
 #include "sandbox/sandbox.h"
 
 extern char **environ;
@@ -314,21 +327,67 @@ struct builtin_run {
  * own disposition of SIGPIPE does not matter; feeding simply stops, as
  * Python's communicate() does.
  */
-/* The program mg.run is waiting for, if any (see builtins_kill_running). */
+/* The program mg.run is waiting for, if any (see builtins_run_busy). */
 static pid_t run_pid;
 
-void builtins_kill_running(void)
+bool builtins_run_busy(void)
 {
-	pid_t pid = __atomic_load_n(&run_pid, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&run_pid, __ATOMIC_ACQUIRE) > 0;
+}
 
-	if (pid > 0)
-		kill(pid, SIGKILL);
+/* Whatever is in fd now, without waiting (the program has exited). */
+static int builtin_run_drain(struct builtin_buf *b, int *fd)
+{
+	ssize_t n;
+
+	while (*fd >= 0 && (n = builtin_buf_fill(b, *fd)) != -EAGAIN) {
+		if (n == 0)
+			builtin_close(fd);
+		else if (n < 0)
+			return (int)n;
+	}
+	return 0;
+}
+
+/*
+ * The tree is being ended (tree_term_begin sent the program SIGTERM): from
+ * now on wait for the program itself (a pidfd), not for EOF, which a
+ * leftover holding a pipe would put off; SIGKILL at the tree's deadline.
+ * Its session (process group) is signalled by number too: an agent that
+ * may not read /proc (a Landlock sandbox) cannot walk its tree.
+ */
+struct builtin_run_end {
+	bool ending;
+	bool killed;
+	int pidfd;
+};
+
+/* poll's timeout for where the end is; SIGKILL once it is due. */
+static int builtin_run_end_timeout(struct builtin_run_end *e, pid_t pid)
+{
+	double left;
+
+	if (!e->ending && tree_signalled()) {
+		e->ending = true;
+		e->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		kill(-pid, SIGTERM);
+	}
+	if (!e->ending || e->killed)
+		return -1;
+	left = tree_deadline() - mono_now();
+	if (left > 0)
+		return (int)(left * 1000) + 1;
+	kill(-pid, SIGKILL);
+	tree_kill_now();
+	e->killed = true;
+	return -1;
 }
 
 static int builtin_run_loop(struct builtin_run *r, const char **which)
 {
 	sigset_t pipe_set, old_set, pending;
 	bool sigpipe_was_pending, caused_sigpipe = false;
+	struct builtin_run_end end = { .pidfd = -1 };
 	int rc = 0;
 
 	sigemptyset(&pipe_set);
@@ -341,17 +400,32 @@ static int builtin_run_loop(struct builtin_run *r, const char **which)
 		builtin_close(&r->in_fd);
 
 	while (r->in_fd >= 0 || r->out_fd >= 0 || r->err_fd >= 0) {
-		struct pollfd pfd[3] = {
+		int timeout = builtin_run_end_timeout(&end, r->pid);
+		struct pollfd pfd[5] = {
 			{ .fd = r->in_fd, .events = POLLOUT },
 			{ .fd = r->out_fd, .events = POLLIN },
 			{ .fd = r->err_fd, .events = POLLIN },
+			/* readable once the tree is being ended */
+			{ .fd = end.ending ? -1 : tree_wake_fd(), .events = POLLIN },
+			{ .fd = end.pidfd, .events = POLLIN },
 		};
 
-		if (poll(pfd, 3, -1) < 0) {
+		if (poll(pfd, 5, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
 			*which = "poll";
+			break;
+		}
+		if (pfd[4].revents) {
+			/* Ended: what it wrote is in the pipes now. */
+			builtin_close(&r->in_fd);
+			rc = builtin_run_drain(&r->out, &r->out_fd);
+			*which = "stdout";
+			if (rc == 0) {
+				rc = builtin_run_drain(&r->err, &r->err_fd);
+				*which = "stderr";
+			}
 			break;
 		}
 
@@ -400,6 +474,8 @@ static int builtin_run_loop(struct builtin_run *r, const char **which)
 		}
 	}
 out:
+	if (end.pidfd >= 0)
+		close(end.pidfd);
 	if (caused_sigpipe && !sigpipe_was_pending) {
 		static const struct timespec zero;
 
@@ -455,8 +531,11 @@ static int builtin_run_spawn(struct builtin_run *r, char **argv, char **envp,
 	 * block signals (SIGPIPE...) that the program expects to get. */
 	sigemptyset(&none);
 	sigfillset(&all);
+	/* A session of its own: its whole tree is found and ended as one
+	 * (agent/tree.h), and no terminal's signals reach it. */
 	rc = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-						      POSIX_SPAWN_SETSIGDEF);
+						      POSIX_SPAWN_SETSIGDEF |
+						      POSIX_SPAWN_SETSID);
 	if (rc == 0)
 		rc = -posix_spawnattr_setsigmask(&attr, &none);
 	if (rc == 0)
@@ -575,6 +654,8 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 		r.in_len = stdin_v->len;
 	}
 
+	/* The agent's own cgroup, once: the program is born in it. */
+	tree_cgroup_own();
 	rc = builtin_run_spawn(&r, argv, envp, cwd,
 			       stdin_v && stdin_v->type != MG_NIL);
 	if (rc < 0) {
@@ -594,13 +675,15 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 	__atomic_store_n(&run_pid, r.pid, __ATOMIC_RELEASE);
 	rc = builtin_run_loop(&r, &which);
 	if (rc < 0)
-		kill(r.pid, SIGKILL);
+		kill(-r.pid, SIGKILL);	/* its process group */
 	builtin_close(&r.in_fd);
 	builtin_close(&r.out_fd);
 	builtin_close(&r.err_fd);
 	if (builtin_waitpid(r.pid, &status) < 0 && rc == 0)
 		rc = -errno;
 	__atomic_store_n(&run_pid, 0, __ATOMIC_RELEASE);
+	/* What its double-forked daemons left when they exited. */
+	tree_reap_orphans();
 
 	if (rc == -EFBIG) {
 		rc = mg_call_fail(
@@ -1077,10 +1160,52 @@ static int builtin_write_all(int fd, const uint8_t *p, size_t n)
 }
 
 /*
+ * The temporary file of write_file, in dir: nameless (O_TMPFILE) where the
+ * filesystem allows, *ret_named false; else made with mkostemp at the
+ * template tmp, *ret_named true. fd or -errno.
+ */
+static int builtin_tmp_open(const char *dir, char *tmp, bool *ret_named)
+{
+	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+
+	*ret_named = false;
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR)
+		return -errno;
+	*ret_named = true;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Give the nameless file fd the name tmp (its XXXXXX filled in). 0/-errno. */
+static int builtin_tmp_link(int fd, char *tmp)
+{
+	size_t len = strlen(tmp);
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t rnd;
+
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			return -EIO;
+		snprintf(tmp + len - 6, 7, "%06x", (unsigned)(rnd & 0xffffff));
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+/*
  * Why a temporary file + rename: a crash or a full disk in the middle of
  * the write must never leave path half-written. fsync before rename makes
  * the data durable before the name points at it; fsync of the directory
- * makes the rename itself durable.
+ * makes the rename itself durable. The temporary file is named only for
+ * the instant before the rename: nothing is left behind to remove when the
+ * agent is stopped mid-write.
  */
 static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 			      struct mg_value **ret_result)
@@ -1092,6 +1217,7 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 	int mode = 0644, fd = -1, dfd, rc;
 	const char *step;
 	char *tmp = NULL, *dir = NULL;
+	bool named = false;
 
 	(void)ret_result;
 	if (mg_value_unpack(args, &uerr, "sy|i", &path, &data, &len, &mode) < 0)
@@ -1119,9 +1245,9 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 	}
 
 	step = "create a temporary file for";
-	fd = mkostemp(tmp, O_CLOEXEC);
+	fd = builtin_tmp_open(dir, tmp, &named);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		goto fail;
 	}
 	step = "write";
@@ -1130,6 +1256,11 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 		rc = -errno;
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
+	if (rc == 0 && !named) {
+		step = "name the temporary file for";
+		rc = builtin_tmp_link(fd, tmp);
+		named = rc == 0;
+	}
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	fd = -1;
@@ -1158,7 +1289,8 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 	return 0;
 
 unlink_tmp:
-	unlink(tmp);
+	if (named)
+		unlink(tmp);
 fail:
 	rc = builtin_file_fail(call, -rc, step, path, dir, W_OK | X_OK);
 	free(tmp);

@@ -6,6 +6,13 @@
  * child process: relays its stdout/stderr lines to the log with its name,
  * keeps the last lines for error messages, and reaps it (pidfd).
  *
+ * Its tree (agent/tree.h): a child that has started processes has a cgroup
+ * of its own, <ours>/mg.<pid>; killing it kills that cgroup in one step;
+ * once it is reaped, its cgroup is removed, and whatever it left running
+ * there (it was killed before it could end its tree) gets SIGTERM and,
+ * TREE_GRACE_S later, SIGKILL. An agent moves into its own cgroup before
+ * it starts a child (start_prepare), so its children are born in it.
+ *
  * Everything between fork() and the agent taking over fails closed: the
  * child _exit()s with MG_EXIT_SETUP and says why on its output pipe.
  */
@@ -23,6 +30,7 @@
 #include <sys/wait.h>
 
 #include "agent/agent.h"
+#include "agent/tree.h"
 #include "bpf/loader.h"
 #include "core/hooks.h"
 #include "core/context.h"
@@ -57,6 +65,9 @@ struct child_proc {
 	bool reaped;
 	bool registered;
 	bool done;			/* broker side finished with it */
+	bool cg_pending;		/* its cgroup still holds what it left */
+	int cg_tries;
+	struct broker_timer cg_timer;
 	int keep_fd;			/* closed with us (struct start) */
 	int refs;			/* broker side + the starting thread */
 };
@@ -96,6 +107,19 @@ static void emit_line(struct child_proc *cp)
 }
 
 static void child_proc_maybe_free(struct child_proc *cp);
+
+/* Broker thread: the grace of what a dead child left is over. */
+static void child_proc_cg_timer(void *arg)
+{
+	struct child_proc *cp = arg;
+
+	if (tree_child_finish(cp->pid, false) == -EAGAIN && ++cp->cg_tries < 100) {
+		broker_timer_arm(cp->b, &cp->cg_timer, 0.05, child_proc_cg_timer, cp);
+		return;
+	}
+	cp->cg_pending = false;
+	child_proc_maybe_free(cp);
+}
 
 static void out_close(struct child_proc *cp)
 {
@@ -185,6 +209,16 @@ static void reap(struct child_proc *cp, bool block)
 		LOG_DEBUG("context %u (%s) pid %d %s", cp->ctx->id, cp->ctx->name, cp->pid, why);
 	}
 	context_set_reaped(cp->ctx, status);
+	/* What it left running in its cgroup: SIGTERM now, SIGKILL later. */
+	if (tree_child_reaped(cp->pid) > 0) {
+		if (broker_stopped(cp->b)) {
+			tree_child_finish(cp->pid, true);
+		} else {
+			cp->cg_pending = true;
+			broker_timer_arm(cp->b, &cp->cg_timer, TREE_GRACE_S, child_proc_cg_timer,
+					 cp);
+		}
+	}
 	/* The drain above may have seen the output's end: nothing else will. */
 	child_proc_maybe_free(cp);
 }
@@ -223,7 +257,7 @@ static void child_proc_unref_deferred(void *arg)
 
 static void child_proc_maybe_free(struct child_proc *cp)
 {
-	if (cp->reaped && !cp->out_open && !cp->done) {
+	if (cp->reaped && !cp->out_open && !cp->done && !cp->cg_pending) {
 		cp->done = true;
 		broker_defer_later(cp->b, child_proc_unref_deferred, cp);
 	}
@@ -251,8 +285,14 @@ static void child_proc_on_stop(void *arg)
 	if (!cp->reaped) {
 		LOG_WARN("context %u (%s) pid %d still running at shutdown; killing it",
 			 cp->ctx->id, cp->ctx->name, cp->pid);
-		kill(cp->pid, SIGKILL);
+		tree_child_kill(cp->pid);
 		reap(cp, true);
+	}
+	if (cp->cg_pending) {
+		/* No more timers: what it left goes now. */
+		broker_timer_cancel(cp->b, &cp->cg_timer);
+		tree_child_finish(cp->pid, true);
+		cp->cg_pending = false;
 	}
 	if (cp->out_open) {
 		/* Collect what it printed last. */
@@ -262,10 +302,11 @@ static void child_proc_on_stop(void *arg)
 	child_proc_maybe_free(cp);
 }
 
+/* Its whole tree, in one step where it has a cgroup (agent/tree.h). */
 static void child_kill(struct mg_context *ctx)
 {
 	if (ctx->pid > 0)
-		kill(ctx->pid, SIGKILL);
+		tree_child_kill(ctx->pid);
 }
 
 struct watch_req {
@@ -320,6 +361,8 @@ static struct child_proc *child_proc_new(struct mg_router *r, struct mg_context 
 		fcntl(cp->pidsrc.fd, F_SETFD, FD_CLOEXEC);
 	ctx->pid = pid;
 	ctx->kill = child_kill;
+	/* Ours to reap: not an orphan for tree_reap_orphans. */
+	tree_child_watch(pid);
 	return cp;
 }
 
@@ -388,6 +431,8 @@ int start_prepare(struct start *st, struct mg_router *r,
 		  const struct mg_local_opts *o, uint32_t id,
 		  const struct mg_value *sandbox, struct mg_error *err)
 {
+	/* In an agent: its cgroup first, so the child is born in it. */
+	tree_cgroup_own();
 	st->r = r;
 	st->sv[0] = st->sv[1] = st->out[0] = st->out[1] = -1;
 	st->keep_fd = -1;
@@ -609,7 +654,7 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 		return ctx;
 	}
 	if (ret == -ETIMEDOUT) {
-		kill(pid, SIGKILL);
+		tree_child_kill(pid);
 		context_wait_gone(ctx, 5.0);
 		start_fail_tail(cp, tail, sizeof(tail));
 		error_set(err, MG_ERR_STREAM, ETIMEDOUT,
@@ -619,7 +664,7 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 	}
 	/* The channel closed before the greeting: wait for the exit status. */
 	if (context_wait_gone(ctx, 2.0) < 0)
-		kill(pid, SIGKILL);
+		tree_child_kill(pid);
 	context_wait_gone(ctx, 5.0);
 	start_fail_tail(cp, tail, sizeof(tail));
 	pthread_mutex_lock(&ctx->lock);
@@ -643,7 +688,7 @@ struct mg_context *start_finish(struct start *st, pid_t pid, struct mg_error *er
 oom:
 	error_set(err, MG_ERR_STREAM, ENOMEM, "out of memory");
 kill:
-	kill(pid, SIGKILL);
+	tree_child_kill(pid);
 	if (!cp)
 		waitpid(pid, NULL, 0);
 	else

@@ -15,6 +15,8 @@
  * Must not touch: library internals; it uses only the public headers.
  *
  * Exit status: the table in tool_usage_text (and docs/tool.md).
+ * Stopped by SIGINT, SIGTERM or SIGHUP: 128+N, once every target's tree
+ * has ended (runner.c, sig_watch).
  */
 #include <errno.h>
 #include <fcntl.h>

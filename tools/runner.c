@@ -15,13 +15,18 @@
  * starts (tools/targets.c). Library calls are never made under the
  * output lock (the library logs, and the log callback writes).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include <mitogen/mitogen.h>
 
@@ -489,6 +494,141 @@ static void *ticker(void *arg)
 	return NULL;
 }
 
+/* --- SIGINT, SIGTERM, SIGHUP ---------------------------------------------- */
+
+/*
+ * Seconds after SIGINT, SIGTERM or SIGHUP before what is left of our
+ * children gets SIGKILL: an agent's own grace (2 s, SIGTERM to SIGKILL for
+ * what is below it) and time to confirm its tree is gone and exit.
+ */
+#define TOOL_SIG_GRACE 5.0
+
+/* The handler writes the signal's number here; 0 from runner_go: done. */
+static int tool_sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t tool_signal;
+
+static void tool_on_signal(int sig)
+{
+	int e = errno;
+	char c = (char)sig;
+
+	if (!tool_signal)
+		tool_signal = sig;
+	(void)!write(tool_sig_pipe[1], &c, 1);
+	errno = e;
+}
+
+/*
+ * sig to each of our children: the first hop of every target (an agent,
+ * or ssh, sudo, su, doas, which pass it on or hang up). Through a pidfd,
+ * once the process is seen to be our child still. seen (n of them): who
+ * had SIGTERM already; SIGTERM skips them and adds the others.
+ */
+static void tool_signal_children(int sig, pid_t *seen, size_t *n, size_t max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[300];
+		FILE *f;
+		int pid;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children", e->d_name);
+		f = fopen(path, "re");
+		while (f && fscanf(f, "%d", &pid) == 1) {
+			char stat[64], buf[256], *p;
+			int fd, ppid = 0;
+			bool again = false;
+			FILE *sf;
+
+			for (size_t i = 0; i < *n; i++)
+				again |= seen[i] == pid;
+			if (sig == SIGTERM && again)
+				continue;
+			fd = (int)syscall(SYS_pidfd_open, pid, 0);
+			if (fd < 0)
+				continue;
+			snprintf(stat, sizeof(stat), "/proc/%d/stat", pid);
+			sf = fopen(stat, "re");
+			p = sf && fgets(buf, sizeof(buf), sf) ? strrchr(buf, ')') : NULL;
+			if (sf)
+				fclose(sf);
+			if (p && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+				syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+			close(fd);
+			if (!again && *n < max)
+				seen[(*n)++] = pid;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * The watcher thread: on the first signal no target starts any more and
+ * our children get SIGTERM (and any child a worker starts meanwhile);
+ * TOOL_SIG_GRACE later, or at a second signal, whatever is left SIGKILL.
+ * The workers see their targets end and finish; runner_go then writes 0.
+ */
+static void *tool_sig_watch(void *arg)
+{
+	struct session *s = arg;
+	static pid_t seen[TARGETS_MAX * 2];
+	size_t nseen = 0;
+	double kill_at = -1;
+	int got = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = tool_sig_pipe[0], .events = POLLIN };
+		double now = target_clock();
+		char c = 1;
+
+		/* Look again now and then: a worker may be starting a hop. */
+		if (poll(&p, 1, got ? 50 : -1) > 0 && read(tool_sig_pipe[0], &c, 1) == 1) {
+			if (c == 0)
+				return NULL;
+			if (got)
+				kill_at = now;	/* a second one: at once */
+			else {
+				got = c;
+				kill_at = now + TOOL_SIG_GRACE;
+				fprintf(stderr, "mitogen: SIG%s: ending every target\n",
+					sigabbrev_np(c) ? sigabbrev_np(c) : "?");
+				pthread_mutex_lock(&s->lock);
+				s->next = s->o->targets->n;
+				pthread_mutex_unlock(&s->lock);
+			}
+		}
+		if (got)
+			tool_signal_children(target_clock() >= kill_at ? SIGKILL : SIGTERM, seen,
+					     &nseen, sizeof(seen) / sizeof(seen[0]));
+	}
+}
+
+/*
+ * Catch SIGINT, SIGTERM, SIGHUP from now on (tool_sig_watch); one we were
+ * started with ignored stays ignored (nohup, a shell's background job).
+ * 0 or -1.
+ */
+static int tool_catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = tool_on_signal, .sa_flags = SA_RESTART }, old;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+
+	if (pipe2(tool_sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+	return 0;
+}
+
 int runner_go(const struct run_opts *o)
 {
 	struct session s = { .o = o };
@@ -502,7 +642,8 @@ int runner_go(const struct run_opts *o)
 	pthread_t *workers = calloc(nworkers ? nworkers : 1, sizeof(*workers));
 	struct out_opts oo = o->out;
 	pthread_rwlockattr_t rwa;
-	pthread_t tick;
+	pthread_t tick, watcher;
+	bool watching = false;
 	bool ticking = false;
 	int code = OUT_EXIT_UNREACHABLE;
 
@@ -558,6 +699,9 @@ int runner_go(const struct run_opts *o)
 		goto nomem;
 	if (oo.progress && pthread_create(&tick, NULL, ticker, &s) == 0)
 		ticking = true;
+	/* SIGINT, SIGTERM, SIGHUP: every target's tree ends first */
+	watching = tool_catch_signals() == 0 &&
+		   pthread_create(&watcher, NULL, tool_sig_watch, &s) == 0;
 	/* this thread is worker 0; a worker that cannot start leaves its
 	 * share to the others */
 	for (size_t i = 1; i < nworkers; i++)
@@ -566,6 +710,10 @@ int runner_go(const struct run_opts *o)
 	worker(&s);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
+	if (watching) {
+		(void)!write(tool_sig_pipe[1], "", 1);
+		pthread_join(watcher, NULL);
+	}
 	pthread_mutex_lock(&s.lock);
 	s.done = true;
 	pthread_cond_signal(&s.tick);
@@ -573,6 +721,8 @@ int runner_go(const struct run_opts *o)
 	if (ticking)
 		pthread_join(tick, NULL);
 	code = out_finish(s.out);
+	if (tool_signal)
+		code = 128 + tool_signal;
 	goto out;
 nomem:
 	fprintf(stderr, "mitogen: cannot start: %s\n", strerror(ENOMEM));

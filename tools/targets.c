@@ -858,8 +858,9 @@ int target_list_parse_file(struct target_list *list, const char *path,
  * Shut t's started hops down, deepest first, and drop them. Without force,
  * wait for each to go (the library's shutdown grace, then it is killed).
  * With force (a target whose last hop is still busy with a call we gave
- * up on), only ask each hop, then kill the first hop's process at once;
- * the hops below it go when they see their parent gone.
+ * up on), SIGTERM the first hop's process at once: it ends its whole tree
+ * (the hops below it and what they run) before it goes, and our broker
+ * waits for that when the tool stops.
  */
 void target_stop(struct target *t, bool force)
 {
@@ -872,11 +873,15 @@ void target_stop(struct target *t, bool force)
 	 * call ends; each hop above it waits the library's shutdown grace for
 	 * its child before going, and our broker then waits for each direct
 	 * child in turn. That would keep the tool seconds per target past
-	 * --timeout. So ask every hop, then kill the first (our own child);
-	 * the hops below see their parent gone and exit by themselves.
+	 * --timeout. So SIGTERM the first (our own child): an agent ends its
+	 * tree on SIGTERM (SIGKILL after a grace) before it exits, and one
+	 * its parent stopped that way does not answer the call it gave up on
+	 * (SHUTDOWN would bring that answer after we stopped waiting).
+	 * SIGKILL would leave its tree to the library's cgroup clean-up, and
+	 * where there are no cgroups, running.
 	 */
-	for (size_t i = t->nstarted; i-- > 0;)
-		mg_context_shutdown(t->hops[i].ctx, !force);
+	for (size_t i = t->nstarted; i-- > 0 && !force;)
+		mg_context_shutdown(t->hops[i].ctx, true);
 	/*
 	 * The first hop has not gone (a busy hop below keeps it), so its pid
 	 * is still our unreaped child: the broker reaps only children that
@@ -884,7 +889,7 @@ void target_stop(struct target *t, bool force)
 	 */
 	pid = force ? mg_context_pid(t->hops[0].ctx) : 0;
 	if (pid > 0)
-		kill(pid, SIGKILL);
+		kill(pid, SIGTERM);
 	while (t->nstarted > 0) {
 		struct hop *h = &t->hops[--t->nstarted];
 

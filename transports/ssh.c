@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include <mitogen/transport.h>
 
 #include "core/heartbeat.h"
+#include "agent/tree.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "transports/transport.h"
@@ -56,12 +59,16 @@ static const struct transport ssh_transport = {
  * instead of those two ("-F none": nothing). When no such file can be
  * made (no writable $TMPDIR or /tmp; a -F bundled with other flags), the
  * defaults go on the command line, where they beat the configuration.
+ * The file is a memfd where it can be (see ssh_write_conf): nothing on
+ * disk, so nothing is left there however we are stopped.
  */
 struct ssh_run {
 	double timeout;
 	bool timeout_set;		/* connect_timeout given by the caller */
 	int alive_interval, alive_count; /* ServerAlive*, from the heartbeat; 0: none */
 	const char *conf;		/* our -F file, or NULL */
+	int conf_fd;			/* its memfd, kept open while ssh starts */
+	bool conf_on_disk;		/* a file in $TMPDIR: unlink it */
 	int skip_from, skip_n;		/* the caller's -F in ssh_args */
 };
 
@@ -235,25 +242,73 @@ static void conf_include(FILE *f, const char *path)
 		fprintf(f, "Include \"%s/%s\"\n", cwd, path);
 }
 
+/*
+ * Where our -F file goes: a memfd that ssh opens as /proc/<our pid>/fd/<n>
+ * (one it inherited would not do: ssh closes every fd above 2 before it
+ * reads its options, OpenSSH 9.2 included), kept open in run->conf_fd.
+ * ssh may open that path only while it may read our /proc entry: the same
+ * user (it is), and us dumpable. Otherwise (say, an agent made
+ * non-dumpable) a file in $TMPDIR, which tree_end removes if we go before
+ * ssh_start does. A stream to write it, or NULL (then no file).
+ */
+static FILE *ssh_conf_open(struct ssh_run *run, char *conf, size_t size)
+{
+	const char *tmp = getenv("TMPDIR");
+	char self[32];
+	ssize_t n;
+	FILE *f;
+	int fd;
+
+	if (prctl(PR_GET_DUMPABLE) == 1 &&
+	    (n = readlink("/proc/self", self, sizeof(self) - 1)) > 0 &&
+	    (run->conf_fd = memfd_create("mitogen-ssh-config", MFD_CLOEXEC)) >= 0) {
+		self[n] = '\0';
+		snprintf(conf, size, "/proc/%s/fd/%d", self, run->conf_fd);
+		fd = fcntl(run->conf_fd, F_DUPFD_CLOEXEC, 3);
+	} else {
+		snprintf(conf, size, "%s/mitogen-ssh-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
+		fd = mkostemp(conf, O_CLOEXEC);
+		if (fd >= 0 && tree_tmpfile_add(conf) < 0) {
+			close(fd);
+			unlink(conf);
+			fd = -1;
+		}
+		run->conf_on_disk = fd >= 0;
+	}
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	return f;
+}
+
+/* Done with our -F file (ssh has read it, or will not). */
+static void ssh_conf_close(struct ssh_run *run)
+{
+	if (run->conf_fd >= 0)
+		close(run->conf_fd);
+	run->conf_fd = -1;
+	if (run->conf_on_disk) {
+		unlink(run->conf);
+		tree_tmpfile_del(run->conf);
+	}
+	run->conf_on_disk = false;
+	run->conf = NULL;
+}
+
 /* Our -F file (see ssh_build) in conf, 0; or -1 (then no file). */
 static int ssh_write_conf(const struct mg_ssh_opts *o, struct ssh_run *run, char *conf,
 			  size_t size)
 {
-	const char *tmp = getenv("TMPDIR"), *user = NULL;
+	const char *user = NULL;
 	int n = 0, at = find_config_arg(o->ssh_args, &n, &user);
 	FILE *f;
-	int fd;
 
 	if (at == -2)
 		return -1;
-	snprintf(conf, size, "%s/mitogen-ssh-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
-	fd = mkostemp(conf, O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	f = fdopen(fd, "w");
+	run->conf = conf;
+	f = ssh_conf_open(run, conf, size);
 	if (!f) {
-		close(fd);
-		unlink(conf);
+		ssh_conf_close(run);
 		return -1;
 	}
 	fprintf(f, "# libmitogen (transports/ssh.c): the configuration first, then our defaults\n");
@@ -279,10 +334,10 @@ static int ssh_write_conf(const struct mg_ssh_opts *o, struct ssh_run *run, char
 		fprintf(f, "ServerAliveInterval %d\nServerAliveCountMax %d\n", run->alive_interval,
 			run->alive_count);
 	if (fclose(f) != 0) {
-		unlink(conf);
+		ssh_conf_close(run);
+		run->skip_from = run->skip_n = 0;
 		return -1;
 	}
-	run->conf = conf;
 	return 0;
 }
 
@@ -293,6 +348,7 @@ struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 	struct ssh_run run = {
 		.timeout = lo && lo->connect_timeout > 0 ? lo->connect_timeout : 30.0,
 		.timeout_set = lo && lo->connect_timeout > 0,
+		.conf_fd = -1,
 	};
 	char name[96], why[256], conf[4200];
 	struct transport_req req = {
@@ -324,8 +380,7 @@ struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 	ctx = transport_start(r, &req, lo, id, sandbox, err);
 	/* ssh has read it (and any ProxyJump ssh it started) by now. */
 	e = errno;
-	if (run.conf)
-		unlink(run.conf);
+	ssh_conf_close(&run);
 	errno = e;
 	return ctx;
 }
