@@ -13,6 +13,7 @@
  * mg_test_defer, so a failed assertion leaks nothing either.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -372,23 +373,40 @@ static void *gather_thread(void *arg)
 	for (int r = 0; r < g->rounds; r++) {
 		int base = g->id * 1000000 + r * 100;
 
-		for (int i = 0; i < g->n; i++) {
-			rx[i] = mg_call_async(g->ctx[i], "slow_echo",
-					      mg_value_build("ii", 0, base + i), NULL);
-			g->bad += !rx[i];
+		struct mg_error err = MG_ERROR_INIT;
+		int made = 0;
+
+		for (; made < g->n; made++) {
+			rx[made] = mg_call_async(g->ctx[made], "slow_echo",
+						 mg_value_build("ii", 0, base + made), &err);
+			if (!rx[made]) {
+				fprintf(stderr, "# thread %d round %d: call %d: %s\n", g->id, r,
+					made, err.message);
+				g->bad++;
+				break;
+			}
 		}
-		if (g->bad)
-			return NULL;
-		if (mg_select_all(rx, (size_t)g->n, WAIT_S, vals, order, NULL) < 0) {
+		if (made == g->n &&
+		    mg_select_all(rx, (size_t)g->n, WAIT_S, vals, order, &err) < 0) {
+			fprintf(stderr, "# thread %d round %d: gather: %s\n", g->id, r,
+				err.message);
 			g->bad++;
-		} else {
+		} else if (made == g->n) {
 			for (int k = 0; k < g->n; k++) {
-				g->bad += vals[k]->i != base + (int64_t)order[k];
+				if (vals[k]->i != base + (int64_t)order[k]) {
+					fprintf(stderr, "# thread %d round %d: reply %d of receiver "
+						"%zu is %lld\n", g->id, r, k, order[k],
+						(long long)vals[k]->i);
+					g->bad++;
+				}
 				mg_value_free(vals[k]);
 			}
 		}
-		for (int i = 0; i < g->n; i++)
+		/* What this round made is freed, failed or not. */
+		for (int i = 0; i < made; i++)
 			mg_receiver_free(rx[i]);
+		if (g->bad)
+			return NULL;
 	}
 	return NULL;
 }
