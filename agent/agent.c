@@ -294,6 +294,8 @@ static void on_parent_lost(struct mg_router *r, void *arg)
 {
 	agent_end_request(r, "parent lost");
 	forward_off = true;
+	/* Nobody will reap us and remove our cgroup: we do. */
+	tree_cgroup_remove_at_exit();
 	mg_broker_shutdown(r->broker);
 }
 

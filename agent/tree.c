@@ -602,6 +602,13 @@ void tree_cgroup_config(bool allowed, bool remove_at_exit)
 	pthread_mutex_unlock(&tree_lock);
 }
 
+void tree_cgroup_remove_at_exit(void)
+{
+	pthread_mutex_lock(&tree_lock);
+	own_remove = true;
+	pthread_mutex_unlock(&tree_lock);
+}
+
 void tree_cgroup_own(void)
 {
 	char dir[PATH_MAX];

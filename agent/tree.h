@@ -50,6 +50,8 @@ void tree_reset_after_fork(void);
  * parent (local, fork)?
  */
 void tree_cgroup_config(bool allowed, bool remove_at_exit);
+/* Our parent is gone: nobody will remove our cgroup but us. */
+void tree_cgroup_remove_at_exit(void);
 /*
  * Before an agent starts a process: make <its cgroup>/mg.<pid> and move
  * in, once (later calls cost nothing), where it may and can. A process
