@@ -362,6 +362,32 @@ struct builtin_run_end {
 	int pidfd;
 };
 
+
+/*
+ * One write of the program's standard input (at most BUILTIN_RUN_CHUNK),
+ * for mg.run and mg.run_stream: stdin is closed once all is written, or
+ * when the program closed its end (*caused_sigpipe: our SIGPIPE, not its
+ * own). Returns 0, or -errno when the write failed otherwise.
+ */
+static int run_feed_stdin(struct builtin_run *r, bool *caused_sigpipe)
+{
+	size_t n = r->in_len > BUILTIN_RUN_CHUNK ? BUILTIN_RUN_CHUNK : r->in_len;
+	ssize_t w = write(r->in_fd, r->in, n);
+
+	if (w > 0) {
+		r->in += w;
+		r->in_len -= (size_t)w;
+		if (r->in_len == 0)
+			builtin_close(&r->in_fd);
+	} else if (w < 0 && errno == EPIPE) {
+		*caused_sigpipe = true;
+		builtin_close(&r->in_fd);
+	} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+		return -errno;
+	}
+	return 0;
+}
+
 /* poll's timeout for where the end is; SIGKILL once it is due. */
 static int builtin_run_end_timeout(struct builtin_run_end *e, pid_t pid)
 {
@@ -429,27 +455,9 @@ static int builtin_run_loop(struct builtin_run *r, const char **which)
 			break;
 		}
 
-		if (pfd[0].revents) {
-			size_t n = r->in_len;
-			ssize_t w;
-
-			if (n > BUILTIN_RUN_CHUNK)
-				n = BUILTIN_RUN_CHUNK;
-			w = write(r->in_fd, r->in, n);
-
-			if (w > 0) {
-				r->in += w;
-				r->in_len -= w;
-				if (r->in_len == 0)
-					builtin_close(&r->in_fd);
-			} else if (w < 0 && errno == EPIPE) {
-				caused_sigpipe = true;
-				builtin_close(&r->in_fd);
-			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-				rc = -errno;
-				*which = "stdin";
-				break;
-			}
+		if (pfd[0].revents && (rc = run_feed_stdin(r, &caused_sigpipe)) < 0) {
+			*which = "stdin";
+			break;
 		}
 
 		for (int i = 1; i < 3; i++) {
@@ -883,23 +891,9 @@ static int run_stream_loop(struct run_stream *s, const char **which)
 			*which = "poll";
 			break;
 		}
-		if (pfd[0].revents) {
-			size_t n = r->in_len > BUILTIN_RUN_CHUNK ? BUILTIN_RUN_CHUNK : r->in_len;
-			ssize_t w = write(r->in_fd, r->in, n);
-
-			if (w > 0) {
-				r->in += w;
-				r->in_len -= (size_t)w;
-				if (r->in_len == 0)
-					builtin_close(&r->in_fd);
-			} else if (w < 0 && errno == EPIPE) {
-				caused_sigpipe = true;
-				builtin_close(&r->in_fd);
-			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-				rc = -errno;
-				*which = "stdin";
-				break;
-			}
+		if (pfd[0].revents && (rc = run_feed_stdin(r, &caused_sigpipe)) < 0) {
+			*which = "stdin";
+			break;
 		}
 		for (int i = 1; i < 3; i++) {
 			int *fd = i == 1 ? &r->out_fd : &r->err_fd;
