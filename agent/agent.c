@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -661,11 +662,28 @@ void agent_run_fds(int fd, int wfd, bool bytes)
  * sandbox) last: we unshare them once connected (an abstract socket name
  * belongs to a net namespace), before any thread exists.
  */
+/*
+ * The first stage exec'd us as /proc/self/fd/3 (transports/firststage.c):
+ * that fd is our own image, opened by the shell without close-on-exec, and
+ * of no further use. Closed only when it is that file, so an fd 3 someone
+ * else gave us stays theirs.
+ */
+static void agent_close_image_fd(void)
+{
+	struct stat fd3, exe;
+
+	if (fstat(3, &fd3) == 0 && stat("/proc/self/exe", &exe) == 0 &&
+	    fd3.st_dev == exe.st_dev && fd3.st_ino == exe.st_ino)
+		close(3);
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
 	int rfd = -1, wfd = -1, devnull;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
+
+	agent_close_image_fd();
 
 	for (int i = 2; i + 1 < argc; i++) {
 		char *end;

@@ -177,6 +177,44 @@ static int unix_type(unsigned long ino)
  * the eBPF counters (root masters only; elsewhere the counters are the
  * router's and say so).
  */
+/*
+ * The first stage execs the agent as /proc/self/fd/3; the agent closes that
+ * fd, so it holds no descriptor on its image (a removed cache entry would
+ * otherwise keep its disk, and every fd a program could inherit is one to
+ * account for). The test is root, so it can read the agent's fd table.
+ */
+static void test_sudo_image_fd_closed(void **state)
+{
+	struct mg_context *ctx;
+	struct stat exe, st;
+	char path[320], dir[64];
+	struct dirent *de;
+	int pid, nfds = 0;
+	DIR *d;
+
+	NEED_ROOT();
+	ctx = as_user("mgsudo");
+	pid = call_int(ctx, "mg.getpid");
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	assert_int_equal(stat(path, &exe), 0);
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) < 0)
+			continue;
+		nfds++;
+		if (st.st_dev == exe.st_dev && st.st_ino == exe.st_ino)
+			fail_msg("agent %d holds fd %s on its own image", pid, de->d_name);
+	}
+	closedir(d);
+	assert_true(nfds >= 3);		/* we did read its table */
+	finish(ctx);
+}
+
 static void test_sudo_channel_in_kernel(void **state)
 {
 	struct mg_router_stats *st = NULL;
@@ -579,6 +617,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_ssh_sudo),
 		FIXTURE_TEST(test_tool_hops),
 		FIXTURE_TEST(test_sudo_channel_in_kernel),
+		FIXTURE_TEST(test_sudo_image_fd_closed),
 	};
 	return FIXTURE_TEST_RUN("transports/sudo", tests);
 }
