@@ -2,8 +2,9 @@
 /*
  * docker.c — mg_docker(): a context in a running docker container
  * (`docker exec -i [-u U] CTR /bin/sh -c SCRIPT`) or in a new one of an
- * image (`docker run --rm -i [-u U] IMAGE /bin/sh -c SCRIPT`: the
- * container goes with the context). See container.c.
+ * image (`docker run --rm --pull=never -i [-u U] IMAGE /bin/sh -c SCRIPT`:
+ * the container goes with the context; the image must be present, we
+ * never pull). See container.c.
  */
 #include <string.h>
 
@@ -20,6 +21,8 @@ static int docker_build(const struct transport_req *req, const char *command,
 	if (co->image) {
 		argv_add(ab, "run");
 		argv_add(ab, "--rm");
+		/* Never a registry behind the caller's back: the image must be here. */
+		argv_add(ab, "--pull=never");
 	} else {
 		argv_add(ab, "exec");
 	}

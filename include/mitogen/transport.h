@@ -173,8 +173,8 @@ struct mg_docker_opts {
 	const struct mg_local_opts *local;
 	/* The container's name or id; or NULL and image set. */
 	const char *container;
-	/* Start a new container of this image (`docker run --rm -i`), gone
-	 * with the context. */
+	/* Start a new container of this image (`docker run --rm -i
+	 * --pull=never`: it must be present), gone with the context. */
 	const char *image;
 	/* `docker exec -u`; NULL: the container's. */
 	const char *username;

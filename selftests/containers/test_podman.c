@@ -280,6 +280,43 @@ static void test_podman_via_local(void **state)
 	finish(mid);
 }
 
+/* The tool's targets: podman:NAME with a pdsh range, setns:podman:NAME,
+ * and a chain local/podman:NAME; a bad name is refused, as written. */
+static void test_tool_targets(void **state)
+{
+	const char *b = getenv("MG_TEST_BUILD_DIR");
+	char tool[PATH_MAX], cmd[PATH_MAX * 2], out[4096] = "", want[1024];
+	char base[64];
+	size_t n;
+	FILE *p;
+
+	NEED_PODMAN();
+	snprintf(tool, sizeof(tool), "%s/mitogen", b ? b : "build");
+	start_ctr("t1", image, NULL);
+	start_ctr("t2", image, NULL);
+	snprintf(base, sizeof(base), "mgtest-%d-t", (int)getpid());
+	snprintf(cmd, sizeof(cmd),
+		 "%s run -t 'podman:%s[1-2],setns:podman:%s1,local/podman:%s2' hostname 2>&1 | sort",
+		 tool, base, base, base);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	snprintf(want, sizeof(want),
+		 "local/podman:%s2: %s2\npodman:%s1: %s1\npodman:%s2: %s2\n"
+		 "setns:podman:%s1: %s1\n", base, base, base, base, base, base, base, base);
+	assert_string_equal(out, want);
+
+	snprintf(cmd, sizeof(cmd), "%s run -t 'podman:-rf' hostname 2>&1", tool);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_not_equal(pclose(p), 0);
+	assert_non_null(strstr(out, "container '-rf' is missing or invalid"));
+}
+
 /* --- setns ---------------------------------------------------------------- */
 
 static pid_t ctr_pid(const char *name)
@@ -458,6 +495,7 @@ int main(int argc, char **argv)
 		CTR_TEST(test_podman_killed_mid_call),
 		CTR_TEST(test_podman_parallel),
 		CTR_TEST(test_podman_via_local),
+		CTR_TEST(test_tool_targets),
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
 	};
