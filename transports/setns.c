@@ -18,9 +18,10 @@
  *  4. forks again (a pid and a time namespace apply to children only)
  *     and stays as the waiter the parent watches: it ends when the agent
  *     ends, with its status, and the agent dies with it (PDEATHSIG);
- *  5. the agent: takes the target's groups, gid and uid, then execs the
- *     image from the fd opened in the parent (execveat AT_EMPTY_PATH: no
- *     path inside the container decides what runs).
+ *  5. the agent: takes the target's capability bounding and ambient sets,
+ *     groups, gid and uid, then execs the image from the fd opened in the
+ *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
+ *     what runs).
  * The channel is the SEQPACKET socketpair start_prepare makes, so the
  * eBPF channel filter (hooks_child_channel) covers it as a local child's.
  * The sandbox BOOT carries applies inside, on top of all this.
@@ -39,6 +40,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,8 @@ struct setns_plan {
 	gid_t gid;
 	gid_t groups[SETNS_GROUPS_MAX];
 	int ngroups;
+	uint64_t capbnd;		/* the target's bounding set */
+	uint64_t capamb;		/* and ambient set */
 	char *envbuf;
 	char *env[SETNS_ENV_MAX + 3];
 	char argv0[128];
@@ -195,13 +199,13 @@ static pid_t setns_ask_pid(const struct ctr_opts *co, char *why, size_t size)
 		if (*q == '\n')
 			*q = ' ';
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(why, size, "%s said: %s", argv[0], *out ? out : "(nothing)");
+		snprintf(why, size, "%.100s said: %.380s", argv[0], *out ? out : "(nothing)");
 		return -ENOENT;
 	}
 	errno = 0;
 	v = strtol(out, &end, 10);
 	if (errno || end == out || *end || v < 0) {
-		snprintf(why, size, "%s said: %s", argv[0], out);
+		snprintf(why, size, "%.100s said: %.380s", argv[0], out);
 		return -EPROTO;
 	}
 	if (v == 0) {
@@ -215,7 +219,7 @@ static pid_t setns_ask_pid(const struct ctr_opts *co, char *why, size_t size)
 static int setns_read_ids(struct setns_plan *p, char *why, size_t size)
 {
 	char path[64], line[1024];
-	bool have_uid = false, have_gid = false;
+	bool have_uid = false, have_gid = false, have_bnd = false;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->target);
@@ -233,6 +237,11 @@ static int setns_read_ids(struct setns_plan *p, char *why, size_t size)
 		} else if (sscanf(line, "Gid: %lu %lu", &r, &e) == 2) {
 			p->gid = (gid_t)e;
 			have_gid = true;
+		} else if (!strncmp(line, "CapBnd:", 7)) {
+			p->capbnd = strtoull(line + 7, NULL, 16);
+			have_bnd = true;
+		} else if (!strncmp(line, "CapAmb:", 7)) {
+			p->capamb = strtoull(line + 7, NULL, 16);
 		} else if (!strncmp(line, "Groups:", 7)) {
 			char *q = line + 7, *end;
 
@@ -247,8 +256,8 @@ static int setns_read_ids(struct setns_plan *p, char *why, size_t size)
 		}
 	}
 	fclose(f);
-	if (!have_uid || !have_gid) {
-		snprintf(why, size, "%s: no Uid:/Gid: line", path);
+	if (!have_uid || !have_gid || !have_bnd) {
+		snprintf(why, size, "%s: no Uid:/Gid:/CapBnd: line", path);
 		return -EPROTO;
 	}
 	return 0;
@@ -439,12 +448,28 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	}
 	/* The waiter as we see it (0: outside the pid namespace we entered). */
 	waiter = getppid();
+	/*
+	 * The target's capabilities, not ours: its bounding set (what root
+	 * keeps across the exec below: the container's own limit) and its
+	 * ambient set. Without this a command run in the context would have
+	 * every capability of the host's root inside the container (mount,
+	 * module loading...), which no process of the container has.
+	 */
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		child_die("clearing ambient capabilities", errno);
+	for (int cap = 0; cap < 64; cap++)
+		if (!(p->capbnd & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
+		    errno != EINVAL)
+			child_die("dropping a capability", errno);
 	if (setgroups((size_t)p->ngroups, p->groups) < 0 && errno != EPERM)
 		child_die("setgroups", errno);
 	if (setresgid(p->gid, p->gid, p->gid) < 0)
 		child_die("setresgid", errno);
 	if (setresuid(p->uid, p->uid, p->uid) < 0)
 		child_die("setresuid", errno);
+	for (int cap = 0; cap < 64; cap++)
+		if (p->capamb & (1ULL << cap))
+			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
 	/* After the credentials change (which clears it): die with the waiter. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != waiter)
