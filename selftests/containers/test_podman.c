@@ -280,6 +280,50 @@ static void test_podman_via_local(void **state)
 	finish(mid);
 }
 
+static void sshd_stop(void *dir)
+{
+	ctr_sh_line((char[8]){ 0 }, 8, "sh %s/selftests/fixtures/sshd.sh stop %s >&2",
+		    getenv("MG_TEST_SRC_DIR") ? getenv("MG_TEST_SRC_DIR") : ".", (char *)dir);
+	free(dir);
+}
+
+/* ssh:root@127.0.0.1/podman:x: the podman CLI runs on the far side of a
+ * real ssh hop (selftests/fixtures/sshd.sh). */
+static void test_podman_via_ssh(void **state)
+{
+	const char *src = getenv("MG_TEST_SRC_DIR") ? getenv("MG_TEST_SRC_DIR") : ".";
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *hop, *ctx;
+	char dir[PATH_MAX + 16], line[128], key[PATH_MAX + 32], known[PATH_MAX + 64];
+	struct ctr_run res;
+	const char *name;
+	int port = 0, pid = 0;
+
+	NEED_PODMAN();
+	if (access("/usr/sbin/sshd", X_OK) < 0) {
+		fprintf(stderr, "# skip: no /usr/sbin/sshd (make deps)\n");
+		skip();
+	}
+	name = start_ctr("ssh", image, NULL);
+	snprintf(dir, sizeof(dir), "%s/sshd", ctr_tmp);
+	if (ctr_sh_line(line, sizeof(line), "sh %s/selftests/fixtures/sshd.sh start %s", src,
+			dir) || sscanf(line, "%d %d", &port, &pid) != 2)
+		fail_msg("sshd fixture did not start: %s", line);
+	mg_test_defer(sshd_stop, strdup(dir));
+	snprintf(key, sizeof(key), "%s/id_ed25519", dir);
+	snprintf(known, sizeof(known), "UserKnownHostsFile=%s/known_hosts", dir);
+	const char *args[] = { "-o", known, NULL };
+	MG_OPTS(mg_ssh_opts, so, .hostname = "127.0.0.1", .port = port, .username = "root",
+		.identity_file = key, .ssh_args = args);
+	hop = must(mg_ssh(router, &so, &err), &err);
+	MG_OPTS(mg_local_opts, lo, .via = hop);
+	ctx = must(podman_ctx(name, NULL, &lo, &err), &err);
+	ctr_run_sh(ctx, "hostname", NULL, &res);
+	assert_string_equal(chomp(res.out), name);
+	finish(ctx);
+	finish(hop);
+}
+
 /* The tool's targets: podman:NAME with a pdsh range, setns:podman:NAME,
  * and a chain local/podman:NAME; a bad name is refused, as written. */
 static void test_tool_targets(void **state)
@@ -495,6 +539,7 @@ int main(int argc, char **argv)
 		CTR_TEST(test_podman_killed_mid_call),
 		CTR_TEST(test_podman_parallel),
 		CTR_TEST(test_podman_via_local),
+		CTR_TEST(test_podman_via_ssh),
 		CTR_TEST(test_tool_targets),
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
