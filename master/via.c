@@ -23,10 +23,10 @@ static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "f
 /*
  * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
  * [, image [, sandbox [, transport [, audit]]]]) -> {pid, privileged,
- * audited}. transport (nil: none) is
- * the option list of a method of the table (transports/methods.c: ssh,
- * sudo, podman, ...) whose first item is the kind, found there by name. image "" means none; sandbox is the BOOT
- * "sandbox" map the caller built (sandbox_to_value: rule files already
+ * audited}. transport (nil: none) is the option list of a method of the
+ * table (transports/methods.c: ssh, sudo, podman, ...) whose first item
+ * is the kind, found there by name. image "" means none; sandbox is the
+ * BOOT "sandbox" map the caller built (sandbox_to_value: rule files already
  * read there), checked again here and handed to the child as is. Runs in
  * the intermediate, under its parent's authority (the CALL_FUNCTION
  * policy), so only an ancestor can make it start contexts.
