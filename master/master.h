@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum via_kind { VIA_LOCAL, VIA_FORK, VIA_SSH, VIA_SUDO, VIA_SU, VIA_DOAS };
+enum via_kind { VIA_LOCAL, VIA_FORK };
 
 /*
  * A child being started (master/local.c). Transports (transports/) fill
@@ -67,6 +67,16 @@ struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 struct mg_context *via_start_opts(struct mg_router *r, const char *name,
 				  const struct mg_local_opts *opts, struct mg_value *topts,
 				  struct mg_error *err);
+/*
+ * The method table (transports/methods.c): start the context whose
+ * options v (a list, first item kind) came in a via= message, with id
+ * and sandbox. master/ knows methods by name only; an unknown kind is
+ * an EINVAL StreamError naming it.
+ */
+struct mg_context *method_from_value(const char *kind, struct mg_router *r,
+				     const struct mg_local_opts *lo, uint32_t id,
+				     const struct mg_value *sandbox, const struct mg_value *v,
+				     struct mg_error *err);
 /* Keeps master/via.o (and its exported mg._proxy_start) linked. */
 void via_init(void);
 

@@ -17,17 +17,16 @@
 #include "core/router.h"
 #include "master/master.h"
 #include "sandbox/sandbox.h"
-#include "transports/transport.h"
 
 static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "fork" };
 
 /*
  * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
  * [, image [, sandbox [, transport [, audit]]]]) -> {pid, privileged,
- * audited}. transport (nil: none) is
- * the option list of ssh/sudo/su/doas (ssh_opts_value, become_opts_value)
- * whose first item is the kind. image "" means none; sandbox is the BOOT
- * "sandbox" map the caller built (sandbox_to_value: rule files already
+ * audited}. transport (nil: none) is the option list of a method of the
+ * table (transports/methods.c: ssh, sudo, podman, ...) whose first item
+ * is the kind, found there by name. image "" means none; sandbox is the
+ * BOOT "sandbox" map the caller built (sandbox_to_value: rule files already
  * read there), checked again here and handed to the child as is. Runs in
  * the intermediate, under its parent's authority (the CALL_FUNCTION
  * policy), so only an ancestor can make it start contexts.
@@ -61,12 +60,9 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	} else if (!strcmp(kind, "fork")) {
 		MG_OPTS(mg_fork_opts, fo, .local = &lo);
 		ctx = fork_start(mg_call_router(call), &fo, (uint32_t)id, sandbox, &err);
-	} else if (!strcmp(kind, "ssh") && topts) {
-		ctx = ssh_from_value(mg_call_router(call), &lo, (uint32_t)id, sandbox, topts, &err);
-	} else if ((!strcmp(kind, "sudo") || !strcmp(kind, "su") || !strcmp(kind, "doas")) &&
-		   topts) {
-		ctx = become_from_value(mg_call_router(call), &lo, (uint32_t)id, sandbox, topts,
-					&err);
+	} else if (topts) {
+		ctx = method_from_value(kind, mg_call_router(call), &lo, (uint32_t)id, sandbox,
+					topts, &err);
 	} else {
 		return mg_call_fail(call, EINVAL, "unknown context kind '%s'", kind);
 	}

@@ -429,6 +429,95 @@ ssh_rows() {
 }
 ssh_rows
 
+# --- container rows (issue 21): real podman, as root ----------------------
+# ours: `$BENCH podman CTR` (selftests/bench/bench_podman.c) in a container
+# of the fixture's busybox rootfs (the bench program is static: it is the
+# image); Mitogen: selftests/bench/ref/mitogen_podman.py in a second
+# container with the host's /usr bound read-only (it needs a python3);
+# floor: bare `podman exec -i CTR true`, measured by ours in the same run.
+# Skipped (with the reason) when not root or without podman, or when
+# BENCH_ONLY names neither podman nor setns.
+container_rows() {
+	local dir ctr pyctr image
+	if [ -n "${BENCH_ONLY:-}" ] && [[ $BENCH_ONLY != *podman* ]] && [[ $BENCH_ONLY != *setns* ]]; then
+		return 0
+	fi
+	echo
+	if [ "$(id -u)" != 0 ] || ! command -v podman >/dev/null || [ ! -x /bin/busybox ]; then
+		echo "container rows: skipped (need root, podman and busybox-static: make deps)"
+		return 0
+	fi
+	dir=$(mktemp -d /tmp/mg-bench-ctr.XXXXXX)
+	ctr=mgbench-$$
+	pyctr=mgbench-$$-py
+	image=localhost/mgbench-$$:latest
+	if ! sh selftests/fixtures/containers.sh rootfs "$dir" ||
+	   ! sh selftests/fixtures/containers.sh podman-image "$dir/rootfs.tar" "$image" ||
+	   ! sh selftests/fixtures/containers.sh podman-run "$ctr" "$image" ||
+	   ! sh selftests/fixtures/containers.sh podman-run "$pyctr" "$image" -v /usr:/usr:ro; then
+		echo "container rows: the containers did not start"
+		sh selftests/fixtures/containers.sh podman-rm "$ctr" "$pyctr"
+		sh selftests/fixtures/containers.sh podman-rmi "$image"
+		rm -rf "$dir"
+		return 0
+	fi
+	run "ours (podman)" "$OUT/ours_podman.out" "$BENCH" podman "$ctr" || true
+	if [ -x "$PYTHON" ]; then
+		run "Mitogen (podman)" "$OUT/mitogen_podman.out" "$PYTHON" "$REF/mitogen_podman.py" \
+			"$pyctr" || true
+	else
+		: >"$OUT/mitogen_podman.out"
+	fi
+	sh selftests/fixtures/containers.sh podman-rm "$ctr" "$pyctr"
+	sh selftests/fixtures/containers.sh podman-rmi "$image"
+	rm -rf "$dir"
+	awk '
+	function has(a, k) { return (k in a) && a[k] != "" }
+	function val(a, k) { return has(a, k) ? a[k] : "n/a" }
+	/^#/ || NF < 2 { next }
+	FILENAME ~ /ours_podman\.out$/ { O[$1] = $2; next }
+	{ M[$1] = $2 }
+	function line(label, o, m, f, cmp, tgt, met) {
+		printf("%-34s | %8s | %8s | %-17s | %-16s | %-22s | %s\n", label, o, m, f, cmp, tgt, met)
+	}
+	END {
+		print "containers (rootful podman, runc, busybox rootfs; setns into the same container)"
+		line("measure", "ours", "Mitogen", "floor", "ours vs other", "target", "met")
+		print "-----------------------------------+----------+----------+-------------------+------------------+------------------------+----"
+		k = "podman_create_call_ms"
+		r = has(O, k) && has(O, "podman_exec_true_ms") ? O[k] / O["podman_exec_true_ms"] : ""
+		line("podman create + call + shutdown (ms)", val(O, k), val(M, k),
+		     val(O, "podman_exec_true_ms") " (exec true)",
+		     r != "" ? sprintf("%.2fx floor", r) : "n/a", "<= 1.10x exec true",
+		     r == "" ? "?" : (r <= 1.10 ? "yes" : "NO"))
+		r = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+		line("  vs Mitogen", "", "", "", r != "" ? sprintf("%.1fx faster", r) : "n/a",
+		     ">= 10x Mitogen", r == "" ? "?" : (r >= 10 ? "yes" : "NO"))
+		k = "podman_call_rtt_us"
+		r = has(O, k) && has(O, "podman_exec_true_ms") ? O["podman_exec_true_ms"] * 1000 / O[k] : ""
+		line("call round trip over podman (us)", val(O, k), val(M, k), "1 podman exec",
+		     r != "" ? sprintf("%.0fx faster", r) : "n/a", ">= 1000x podman exec",
+		     r == "" ? "?" : (r >= 1000 ? "yes" : "NO"))
+		r = has(O, k) && has(M, k) ? M[k] / O[k] : ""
+		line("  vs Mitogen", "", "", "", r != "" ? sprintf("%.1fx faster", r) : "n/a",
+		     ">= 10x Mitogen", r == "" ? "?" : (r >= 10 ? "yes" : "NO"))
+		k = "setns_create_call_ms"
+		r = has(O, k) && has(O, "local_create_call_ms") ? O[k] / O["local_create_call_ms"] : ""
+		line("setns create + call + shutdown (ms)", val(O, k), "n/a",
+		     val(O, "local_create_call_ms") " (local)",
+		     r != "" ? sprintf("%.2fx local", r) : "n/a", "<= 1.5x local",
+		     r == "" ? "?" : (r <= 1.5 ? "yes" : "NO"))
+		k = "setns_call_rtt_us"
+		r = has(O, k) && has(O, "local_call_rtt_us") ? O[k] / O["local_call_rtt_us"] : ""
+		line("setns call round trip (us)", val(O, k), "n/a",
+		     val(O, "local_call_rtt_us") " (local)",
+		     r != "" ? sprintf("%.2fx local", r) : "n/a", "as a local child",
+		     r == "" ? "?" : (r <= 1.2 ? "yes" : "NO"))
+		print "ours: medians of 5 (create, after one warm-up), means of 1000 calls; Mitogen: its script, one run."
+	}' "$OUT/ours_podman.out" "$OUT/mitogen_podman.out"
+}
+container_rows
+
 [ "$ours_ok" = 1 ] || exit 1
 [ $status -eq 0 ] || exit 1
 exit 0

@@ -26,6 +26,10 @@ packages=(
 	# real programs the selftests drive (DESIGN.md section 11)
 	openssh-server openssh-client sudo rsync iproute2 util-linux
 	opendoas		# mg_doas tests (skipped with a reason when absent)
+	# containers (selftests/containers, docs/containers.md): images are
+	# imported from a busybox-static rootfs; runc because crun refuses
+	# this VM's hybrid cgroup layout; dockerd and lxc started by the tests
+	podman runc docker.io lxc busybox-static
 )
 
 missing=()

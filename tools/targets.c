@@ -185,6 +185,114 @@ static struct mg_context *hop_start_doas(struct mg_router *r, const struct hop *
 	return mg_doas(r, &o, err);
 }
 
+/* Containers (docs/containers.md): podman:NAME, docker:NAME,
+ * docker-image:IMAGE, buildah:NAME, lxc:NAME, lxd:NAME, incus:NAME,
+ * kubectl:POD[:CONTAINER], machinectl:NAME. The library checks the names
+ * (and says which is wrong, as written). */
+static struct mg_context *hop_start_podman(struct mg_router *r, const struct hop *h,
+					   const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_podman_opts, o, .local = lo, .container = h->arg);
+	return mg_podman(r, &o, err);
+}
+
+static struct mg_context *hop_start_docker(struct mg_router *r, const struct hop *h,
+					   const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_docker_opts, o, .local = lo, .container = h->arg);
+	return mg_docker(r, &o, err);
+}
+
+static struct mg_context *hop_start_docker_image(struct mg_router *r, const struct hop *h,
+						 const struct mg_local_opts *lo,
+						 struct mg_error *err)
+{
+	MG_OPTS(mg_docker_opts, o, .local = lo, .image = h->arg);
+	return mg_docker(r, &o, err);
+}
+
+static struct mg_context *hop_start_buildah(struct mg_router *r, const struct hop *h,
+					    const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_buildah_opts, o, .local = lo, .container = h->arg);
+	return mg_buildah(r, &o, err);
+}
+
+static struct mg_context *hop_start_lxc(struct mg_router *r, const struct hop *h,
+					const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_lxc_opts, o, .local = lo, .container = h->arg);
+	return mg_lxc(r, &o, err);
+}
+
+static struct mg_context *hop_start_lxd(struct mg_router *r, const struct hop *h,
+					const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_lxd_opts, o, .local = lo, .container = h->arg);
+	return mg_lxd(r, &o, err);
+}
+
+static struct mg_context *hop_start_incus(struct mg_router *r, const struct hop *h,
+					  const struct mg_local_opts *lo, struct mg_error *err)
+{
+	MG_OPTS(mg_lxd_opts, o, .local = lo, .container = h->arg);
+	return mg_incus(r, &o, err);
+}
+
+static struct mg_context *hop_start_kubectl(struct mg_router *r, const struct hop *h,
+					    const struct mg_local_opts *lo, struct mg_error *err)
+{
+	char buf[256], *colon;
+
+	snprintf(buf, sizeof(buf), "%s", h->arg);
+	colon = strchr(buf, ':');
+	if (colon)
+		*colon++ = '\0';
+	MG_OPTS(mg_kubectl_opts, o, .local = lo, .pod = buf, .container = colon);
+	return mg_kubectl(r, &o, err);
+}
+
+static struct mg_context *hop_start_machinectl(struct mg_router *r, const struct hop *h,
+					       const struct mg_local_opts *lo,
+					       struct mg_error *err)
+{
+	MG_OPTS(mg_machinectl_opts, o, .local = lo, .machine = h->arg);
+	return mg_machinectl(r, &o, err);
+}
+
+/* setns:podman:NAME, setns:docker:NAME, setns:lxc:NAME, setns:pid:N */
+static struct mg_context *hop_start_setns(struct mg_router *r, const struct hop *h,
+					  const struct mg_local_opts *lo, struct mg_error *err)
+{
+	char buf[256], *colon, *end;
+	long pid;
+
+	snprintf(buf, sizeof(buf), "%s", h->arg);
+	colon = strchr(buf, ':');
+	if (!colon || !colon[1]) {
+		err_setf(err, MG_ERR_STREAM, EINVAL,
+			 "setns:%s: write setns:podman:NAME, setns:docker:NAME, setns:lxc:NAME "
+			 "or setns:pid:N", h->arg);
+		errno = EINVAL;
+		return NULL;
+	}
+	*colon++ = '\0';
+	if (!strcmp(buf, "pid")) {
+		errno = 0;
+		pid = strtol(colon, &end, 10);
+		if (errno || *end || pid <= 0 || pid > 0x3fffffff) {
+			err_setf(err, MG_ERR_STREAM, EINVAL, "setns:%s: '%s' is not a process id",
+				 h->arg, colon);
+			errno = EINVAL;
+			return NULL;
+		}
+		MG_OPTS(mg_setns_opts, o, .local = lo, .pid = (int)pid);
+		return mg_setns(r, &o, err);
+	}
+	MG_OPTS(mg_setns_opts, o, .local = lo, .kind = buf, .container = colon);
+	return mg_setns(r, &o, err);
+}
+
 /*
  * Every kind a hop may name. A new transport is one row here: for
  * example { "ssh", HOP_ARG_REQUIRED, "[USER@]HOST[:PORT]", hop_start_ssh }
@@ -201,6 +309,17 @@ static const struct hop_type hop_types[] = {
 	{ "sudo", HOP_ARG_OPTIONAL, "USER", hop_start_sudo },
 	{ "su", HOP_ARG_REQUIRED, "USER", hop_start_su },
 	{ "doas", HOP_ARG_OPTIONAL, "USER", hop_start_doas },
+	{ "podman", HOP_ARG_REQUIRED, "CONTAINER", hop_start_podman },
+	{ "docker", HOP_ARG_REQUIRED, "CONTAINER", hop_start_docker },
+	{ "docker-image", HOP_ARG_REQUIRED, "IMAGE", hop_start_docker_image },
+	{ "buildah", HOP_ARG_REQUIRED, "CONTAINER", hop_start_buildah },
+	{ "lxc", HOP_ARG_REQUIRED, "CONTAINER", hop_start_lxc },
+	{ "lxd", HOP_ARG_REQUIRED, "INSTANCE", hop_start_lxd },
+	{ "incus", HOP_ARG_REQUIRED, "INSTANCE", hop_start_incus },
+	{ "kubectl", HOP_ARG_REQUIRED, "POD[:CONTAINER]", hop_start_kubectl },
+	{ "machinectl", HOP_ARG_REQUIRED, "MACHINE", hop_start_machinectl },
+	{ "setns", HOP_ARG_REQUIRED, "podman:NAME|docker:NAME|lxc:NAME|pid:N",
+	  hop_start_setns },
 };
 
 #define HOP_TYPES_N (sizeof(hop_types) / sizeof(hop_types[0]))
@@ -273,7 +392,7 @@ static int hop_parse(const char *text, size_t len, const char *spec,
 	const char *colon = memchr(text, ':', len);
 	size_t klen = colon ? (size_t)(colon - text) : len;
 	const struct hop_type *type = NULL;
-	char kinds[128];
+	char kinds[512];
 
 	if (len == 0)
 		return why_set(why, why_size,

@@ -18,7 +18,9 @@
  *
  * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types in
  * targets.c: local, fork, ssh:[USER@]HOST[:PORT], sudo[:USER], su:USER,
- * doas[:USER]. A hop that names no kind is an ssh host, as pdsh reads
+ * doas[:USER], podman:NAME, docker:NAME, docker-image:IMAGE, buildah:NAME,
+ * lxc:NAME, lxd:NAME, incus:NAME, kubectl:POD[:CONTAINER], machinectl:NAME,
+ * setns:podman:NAME, setns:docker:NAME, setns:lxc:NAME, setns:pid:N. A hop that names no kind is an ssh host, as pdsh reads
  * it: "web1" is "ssh:web1", "deploy@web1:2222" is "ssh:deploy@web1:2222".
  */
 

@@ -250,7 +250,10 @@ static void arch_of_image(char *buf, size_t size)
  * "" (none); run: arguments after the image path. The rules it keeps are
  * docs/firststage.md's; in short:
  *  - sp DIR: DIR's physical path, when every component of DIR as written
- *    and as resolved (ls -ldnq: symlinks not followed, one line each) is
+ *    and as resolved (ls -ldnq: symlinks not followed, one line each;
+ *    busybox's ls has no -q: then ls -ldn, where every name is already
+ *    known printable and a symlink's target with a newline can only add
+ *    lines, each of which must pass too) is
  *    owned by root or us and, unless it is a symlink or a sticky
  *    directory, writable by neither group nor others; else the reason;
  *  - the image runs from the fd that was checked and hashed
@@ -297,7 +300,8 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"case $p in *[![:print:]]*)say \"$a: control characters in its path\";exit 1;;esac;"
 		"set --;for x in \"$a\" \"$p\";do while [ -n \"$x\" ];do set -- \"$@\" \"$x\";"
 		"x=${x%%/*};done;done;N=$(($#+1));"
-		"l=$(LC_ALL=C ls -ldnq / \"$@\" 2>/dev/null)||{ say \"$a: cannot list it\";exit 1;};"
+		"l=$(LC_ALL=C ls -ldnq / \"$@\" 2>/dev/null||LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||"
+		"{ say \"$a: cannot list it\";exit 1;};"
 		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ say \"$a: cannot check it\";exit 1;};i=0;"
 		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;shift 8;"
 		"case $o in 0|$u);;*)say \"$*: owned by another user (uid $o)\";exit 1;;esac;"

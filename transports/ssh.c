@@ -36,12 +36,22 @@ static const char *const ssh_hostkey_fail[] = {
 	NULL,
 };
 
-static const struct transport ssh_transport = {
+static int ssh_build(const struct transport_req *req, const char *command, const char *script,
+		     struct argv_buf *ab, char *why, size_t why_size);
+static struct mg_context *ssh_from_value(const struct transport *t, struct mg_router *r,
+					 const struct mg_local_opts *lo, uint32_t id,
+					 const struct mg_value *sandbox, const struct mg_value *v,
+					 struct mg_error *err);
+
+/* The ssh row of the method table (transports/methods.c). */
+const struct transport ssh_transport = {
 	.kind = "ssh",
 	.remote = true,
 	.prompts = ssh_prompts,
 	.pw_fail = ssh_pw_fail,
 	.hostkey_fail = ssh_hostkey_fail,
+	.build = ssh_build,
+	.from_value = ssh_from_value,
 };
 
 /*
@@ -341,8 +351,8 @@ static int ssh_write_conf(const struct mg_ssh_opts *o, struct ssh_run *run, char
 	return 0;
 }
 
-struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
-			     uint32_t id, const struct mg_value *sandbox, struct mg_error *err)
+static struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
+				    uint32_t id, const struct mg_value *sandbox, struct mg_error *err)
 {
 	const struct mg_local_opts *lo = o->local;
 	struct ssh_run run = {
@@ -386,7 +396,7 @@ struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o,
 }
 
 /* Options as they travel to mg._proxy_start (via=). */
-struct mg_value *ssh_opts_value(const struct mg_ssh_opts *o)
+static struct mg_value *ssh_opts_value(const struct mg_ssh_opts *o)
 {
 	struct mg_value *args = mg_list();
 
@@ -398,9 +408,10 @@ struct mg_value *ssh_opts_value(const struct mg_ssh_opts *o)
 			      (int)o->no_compression, args);
 }
 
-struct mg_context *ssh_from_value(struct mg_router *r, const struct mg_local_opts *lo,
-				  uint32_t id, const struct mg_value *sandbox,
-				  const struct mg_value *v, struct mg_error *err)
+static struct mg_context *ssh_from_value(const struct transport *t, struct mg_router *r,
+					 const struct mg_local_opts *lo, uint32_t id,
+					 const struct mg_value *sandbox, const struct mg_value *v,
+					 struct mg_error *err)
 {
 	const char *kind, *host = NULL, *user = NULL, *path = NULL, *pw = NULL, *ident = NULL;
 	const struct mg_value *args = NULL;
@@ -455,7 +466,7 @@ struct mg_context *mg_ssh(struct mg_router *r, const struct mg_ssh_opts *opts,
 		char name[96];
 
 		snprintf(name, sizeof(name), "ssh.%.80s", opts->hostname);
-		return via_start_opts(r, name, lo, ssh_opts_value(opts), err);
+		return transport_factory(r, &ssh_transport, name, lo, ssh_opts_value(opts), err);
 	}
 	return ssh_start(r, opts, 0, NULL, err);
 }

@@ -16,6 +16,13 @@
 #include "core/message.h"
 #include "transports/transport.h"
 
+static int become_build(const struct transport_req *req, const char *command,
+			const char *script, struct argv_buf *ab, char *why, size_t why_size);
+static struct mg_context *become_from_value(const struct transport *t, struct mg_router *r,
+					    const struct mg_local_opts *lo, uint32_t id,
+					    const struct mg_value *sandbox,
+					    const struct mg_value *v, struct mg_error *err);
+
 static const char *const become_prompts[] = { "password", NULL };
 
 static const char *const sudo_pw_fail[] = {
@@ -30,23 +37,26 @@ static const char *const su_fatal[] = { "does not exist", "user unknown", NULL }
 static const char *const doas_pw_fail[] = { "authentication failed", NULL };
 static const char *const doas_fatal[] = { "not permitted", "unknown user", NULL };
 
-static const struct transport sudo_transport = {
+const struct transport sudo_transport = {
 	.kind = "sudo", .connect_back = true, .privileged = true, .c_locale = true,
 	.solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = sudo_pw_fail, .fatal = sudo_fatal,
+	.build = become_build, .from_value = become_from_value,
 };
 /* su has no prompt option: PAM asks "Password:" on stderr, where the
  * target side writes too; solo_prompt tells them apart (see
  * firststage.c, target_started). */
-static const struct transport su_transport = {
+const struct transport su_transport = {
 	.kind = "su", .connect_back = true, .privileged = true, .c_locale = true,
 	.pw_on_stdin = true, .prompt_on_stderr = true, .solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = su_pw_fail, .fatal = su_fatal,
+	.build = become_build, .from_value = become_from_value,
 };
-static const struct transport doas_transport = {
+const struct transport doas_transport = {
 	.kind = "doas", .connect_back = true, .privileged = true, .c_locale = true,
 	.solo_prompt = true,
 	.prompts = become_prompts, .pw_fail = doas_pw_fail, .fatal = doas_fatal,
+	.build = become_build, .from_value = become_from_value,
 };
 
 /* Everything the three share, after options are checked. */
@@ -123,9 +133,10 @@ static struct mg_value *become_value(const struct become *b, struct mg_value *ex
 			      (int)b->set_home, (int)b->preserve_env, extra ? extra : mg_nil());
 }
 
-struct mg_context *become_from_value(struct mg_router *r, const struct mg_local_opts *lo,
-				     uint32_t id, const struct mg_value *sandbox,
-				     const struct mg_value *v, struct mg_error *err)
+static struct mg_context *become_from_value(const struct transport *t, struct mg_router *r,
+					    const struct mg_local_opts *lo, uint32_t id,
+					    const struct mg_value *sandbox,
+					    const struct mg_value *v, struct mg_error *err)
 {
 	struct become b = { 0 };
 	const char *kind, *unused;
@@ -137,8 +148,7 @@ struct mg_context *become_from_value(struct mg_router *r, const struct mg_local_
 		errno = EINVAL;
 		return NULL;
 	}
-	b.t = !strcmp(kind, "sudo") ? &sudo_transport
-	      : !strcmp(kind, "su") ? &su_transport : &doas_transport;
+	b.t = t;
 	return become_start(r, &b, lo, id, sandbox, err);
 }
 
@@ -154,7 +164,7 @@ static struct mg_context *become(struct mg_router *r, struct become *b,
 		char name[96];
 
 		snprintf(name, sizeof(name), "%s.%.60s", b->t->kind, b->user);
-		return via_start_opts(r, name, lo, become_value(b, NULL), err);
+		return transport_factory(r, b->t, name, lo, become_value(b, NULL), err);
 	}
 	return become_start(r, b, lo, 0, NULL, err);
 }

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * transport.h — what the transports that start a context through another
- * program (ssh, sudo, su, doas) share: the image they ship, the first
- * stage (a short POSIX sh script), the pseudo-terminal where prompts
- * appear, and the conversation that runs until the agent is up.
+ * program (ssh, sudo, su, doas, podman, docker, ...) share: the method
+ * table (every way to start a context is one struct transport, listed
+ * once in transports/methods.c), the image they ship, the first stage (a
+ * short POSIX sh script), the pseudo-terminal where prompts appear, and
+ * the conversation that runs until the agent is up. docs/containers.md
+ * says how to add a method.
  *
  * One start, in order (transport_start):
  *  1. the image: this program (or opts->image), its SHA-256 (names it in
@@ -59,7 +62,15 @@ struct argv_buf {
 
 void argv_add(struct argv_buf *ab, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* What one transport is. */
+struct transport_req;
+struct argv_buf;
+
+/*
+ * What one method is: one row of the method table (transports/methods.c).
+ * Everything master/via.c and the tool need to know about a method is
+ * here; a new method is a new file in transports/ defining one of these
+ * and one line in the table.
+ */
 struct transport {
 	const char *kind;		/* "ssh", "sudo", ... for messages and names */
 	bool connect_back;		/* switch to SEQPACKET after the first stage */
@@ -71,11 +82,43 @@ struct transport {
 	bool solo_prompt;		/* prompts only while it has started
 					 * nothing: no child, not exec'd (sudo,
 					 * su, doas authenticate first) */
+	bool no_stdio;			/* no first stage over stdio at all (setns:
+					 * the agent is spawned here, SEQPACKET) */
 	const char *const *prompts;	/* lowercase: a last line with one, ending in ':' */
 	const char *const *pw_fail;	/* lowercase: the password was refused */
 	const char *const *hostkey_fail;/* lowercase: host key not verified */
 	const char *const *fatal;	/* lowercase: give up with StreamError */
+	/* Its command line (see transport_req.build); NULL: the start gives one. */
+	int (*build)(const struct transport_req *req, const char *command, const char *script,
+		     struct argv_buf *ab, char *why, size_t why_size);
+	/*
+	 * Start from its options as they travel in a via= message (a list
+	 * whose first item is kind, made by the method's own *_value()), with
+	 * a given id and sandbox (mg._proxy_start). NULL with err on failure.
+	 */
+	struct mg_context *(*from_value)(const struct transport *t, struct mg_router *r,
+					 const struct mg_local_opts *lo, uint32_t id,
+					 const struct mg_value *sandbox, const struct mg_value *v,
+					 struct mg_error *err);
 };
+
+/* methods.c: the table. The row named kind, or NULL. */
+const struct transport *transport_find(const char *kind);
+
+/* The rows (each defined in its method's file). */
+extern const struct transport ssh_transport, sudo_transport, su_transport, doas_transport;
+extern const struct transport podman_transport, docker_transport, buildah_transport;
+extern const struct transport lxc_transport, lxd_transport, incus_transport;
+extern const struct transport kubectl_transport, machinectl_transport, setns_transport;
+
+/*
+ * Start a method's context: here (through its from_value) or, when
+ * lo->via is set, inside via (mg._proxy_start there). v (taken) is its
+ * option list, first item the kind; name: the default context name.
+ */
+struct mg_context *transport_factory(struct mg_router *r, const struct transport *t,
+				     const char *name, const struct mg_local_opts *lo,
+				     struct mg_value *v, struct mg_error *err);
 
 /* A start through a transport. */
 struct transport_req {
@@ -102,18 +145,54 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 				   const struct mg_local_opts *lo, uint32_t id,
 				   const struct mg_value *sandbox, struct mg_error *err);
 
-/* ssh.c, sudo.c: the factories with a given id (via=), and their options
- * as the list mg._proxy_start gets (first item: the kind). */
-struct mg_ssh_opts;
-struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opts *o, uint32_t id,
-			     const struct mg_value *sandbox, struct mg_error *err);
-struct mg_value *ssh_opts_value(const struct mg_ssh_opts *o);
-struct mg_context *ssh_from_value(struct mg_router *r, const struct mg_local_opts *lo,
-				  uint32_t id, const struct mg_value *sandbox,
-				  const struct mg_value *v, struct mg_error *err);
-struct mg_context *become_from_value(struct mg_router *r, const struct mg_local_opts *lo,
-				     uint32_t id, const struct mg_value *sandbox,
-				     const struct mg_value *v, struct mg_error *err);
+/*
+ * container.c: what the container methods (podman, docker, buildah, lxc,
+ * lxd, incus, kubectl, machinectl, setns) share. One shape of options
+ * for all of them, so that one list carries them in a via= message.
+ */
+struct ctr_opts {
+	const char *container;		/* container, pod, machine */
+	const char *image;		/* docker: `run --rm -i IMAGE` instead */
+	const char *user;		/* --user / -u inside it */
+	const char *path;		/* the CLI (NULL: its name from PATH) */
+	const char *ns;			/* kubectl: namespace; setns: kind */
+	const char *sub;		/* kubectl: container in the pod */
+	const char *const *args;	/* kubectl: extra arguments */
+	int64_t pid;			/* setns: a process, instead of a name */
+};
+
+/* Check co for t (names, paths): 0, or -EINVAL with why. */
+int container_check(const struct transport *t, const struct ctr_opts *co, char *why,
+		    size_t size);
+/* The public factories' common body: check, then here or via=. */
+struct mg_context *container_factory(struct mg_router *r, const struct transport *t,
+				     const struct ctr_opts *co, const struct mg_local_opts *lo,
+				     struct mg_error *err);
+/* from_value of every container row. */
+struct mg_context *container_from_value(const struct transport *t, struct mg_router *r,
+					const struct mg_local_opts *lo, uint32_t id,
+					const struct mg_value *sandbox, const struct mg_value *v,
+					struct mg_error *err);
+/* setns.c: a start with these options (no first stage: see setns.c). */
+struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
+			       const struct mg_local_opts *lo, uint32_t id,
+			       const struct mg_value *sandbox, struct mg_error *err);
+/* A caller's opts struct into o (zeroed): the fields an older caller's
+ * struct lacks (its sz is smaller) stay zero. */
+#define CTR_OPTS_COPY(o, opts)							\
+	do {									\
+		memset(&(o), 0, sizeof(o));					\
+		if ((opts) && (opts)->sz >= sizeof(size_t)) {			\
+			memcpy(&(o), (opts), (opts)->sz < sizeof(o) ? (opts)->sz : sizeof(o)); \
+			(o).sz = sizeof(o);					\
+		}								\
+	} while (0)
+
+/* The common tail of a CLI's command line: `/bin/sh -c SCRIPT`. */
+void container_argv_sh(struct argv_buf *ab, const char *script);
+/* "podman.web": a context's default name from its method and options. */
+void container_name(const struct transport *t, const struct ctr_opts *co, char *buf,
+		    size_t size);
 
 /* Uid of user in /etc/passwd (static programs have no NSS). 0 or -ENOENT. */
 int passwd_uid(const char *user, uid_t *ret);

@@ -138,6 +138,160 @@ struct mg_doas_opts {
 MG_API struct mg_context *mg_doas(struct mg_router *r, const struct mg_doas_opts *opts,
 				  struct mg_error *err);
 
+
+/*
+ * Containers and namespaces (docs/containers.md). Each factory runs the
+ * container's CLI with our first stage as `/bin/sh -c SCRIPT` inside the
+ * container (no TTY: stdin, stdout and stderr stay apart, and stdin's
+ * end of file reaches the commands), over its stdio; the agent's records
+ * then travel over that byte stream. Exit statuses and errors travel in
+ * our protocol, never through the CLI's exit code. A container that is
+ * missing or stopped fails with MG_ERR_STREAM quoting the CLI's own
+ * words; one without /bin/sh likewise; a lost CLI is a ChannelError on
+ * the calls in flight, naming the context. Every factory takes the
+ * common options through ->local (via= included: any depth, below any
+ * method).
+ */
+
+struct mg_podman_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the container's name or id. */
+	const char *container;
+	/* `podman exec --user`; NULL: the container's. */
+	const char *username;
+	/* NULL: "podman" from PATH. */
+	const char *podman_path;
+};
+
+/* A context in a running podman container (`podman exec -i`). */
+MG_API struct mg_context *mg_podman(struct mg_router *r, const struct mg_podman_opts *opts,
+				    struct mg_error *err);
+
+struct mg_docker_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* The container's name or id; or NULL and image set. */
+	const char *container;
+	/* Start a new container of this image (`docker run --rm -i
+	 * --pull=never`: it must be present), gone with the context. */
+	const char *image;
+	/* `docker exec -u`; NULL: the container's. */
+	const char *username;
+	/* NULL: "docker" from PATH. */
+	const char *docker_path;
+};
+
+/* A context in a docker container (`docker exec -i`, `docker run --rm -i`). */
+MG_API struct mg_context *mg_docker(struct mg_router *r, const struct mg_docker_opts *opts,
+				    struct mg_error *err);
+
+struct mg_buildah_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the working container. */
+	const char *container;
+	/* `buildah run --user`; NULL: the container's. */
+	const char *username;
+	/* NULL: "buildah" from PATH. */
+	const char *buildah_path;
+};
+
+/* A context in a buildah working container (`buildah run`). */
+MG_API struct mg_context *mg_buildah(struct mg_router *r, const struct mg_buildah_opts *opts,
+				     struct mg_error *err);
+
+struct mg_lxc_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the container's name. */
+	const char *container;
+	/* NULL: "lxc-attach" from PATH. */
+	const char *lxc_attach_path;
+};
+
+/* A context in a running LXC container (`lxc-attach --clear-env`). */
+MG_API struct mg_context *mg_lxc(struct mg_router *r, const struct mg_lxc_opts *opts,
+				 struct mg_error *err);
+
+struct mg_lxd_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the instance's name ([REMOTE:]NAME). */
+	const char *container;
+	/* NULL: "lxc" (mg_lxd) or "incus" (mg_incus) from PATH. */
+	const char *lxc_path;
+};
+
+/* A context in an LXD instance (`lxc exec --mode=non-interactive`). */
+MG_API struct mg_context *mg_lxd(struct mg_router *r, const struct mg_lxd_opts *opts,
+				 struct mg_error *err);
+/* The same through Incus (`incus exec --mode=non-interactive`). */
+MG_API struct mg_context *mg_incus(struct mg_router *r, const struct mg_lxd_opts *opts,
+				   struct mg_error *err);
+
+struct mg_kubectl_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the pod. */
+	const char *pod;
+	/* The container in the pod; NULL: kubectl's default. */
+	const char *container;
+	/* -n; NULL: the current context's. */
+	const char *kubectl_namespace;
+	/* NULL: "kubectl" from PATH. */
+	const char *kubectl_path;
+	/* Extra arguments before `exec`, NULL-terminated ("--context", "x"). */
+	const char *const *kubectl_args;
+};
+
+/* A context in a Kubernetes pod (`kubectl exec -i`). */
+MG_API struct mg_context *mg_kubectl(struct mg_router *r, const struct mg_kubectl_opts *opts,
+				     struct mg_error *err);
+
+struct mg_machinectl_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* Required: the machine (a systemd-nspawn container). */
+	const char *machine;
+	/* --uid; NULL: root. */
+	const char *username;
+	/* NULL: "machinectl" from PATH. */
+	const char *machinectl_path;
+};
+
+/* A context in a systemd-nspawn machine (`machinectl shell`). */
+MG_API struct mg_context *mg_machinectl(struct mg_router *r,
+					const struct mg_machinectl_opts *opts,
+					struct mg_error *err);
+
+struct mg_setns_opts {
+	size_t sz;
+	const struct mg_local_opts *local;
+	/* "podman", "docker" or "lxc" with container; NULL with pid. */
+	const char *kind;
+	/* The container's name, as its CLI knows it. */
+	const char *container;
+	/* Or a process on this host whose namespaces to enter. */
+	int pid;
+	/* The CLI that tells the container's pid (NULL: kind's name). */
+	const char *cli_path;
+};
+
+/*
+ * A context inside a container's (or a process's) namespaces on this
+ * host, started without the container's CLI on the way: a copy of this
+ * program joins the target's cgroup, enters its user, mount, pid, net,
+ * uts, ipc, time and cgroup namespaces, its root and working directory,
+ * and takes its uid, gid and groups; its channel is a SEQPACKET
+ * socketpair with its parent (so the eBPF channel filter covers it). The
+ * context's own sandbox (opts->local->sandbox) applies on top. Needs
+ * root (CAP_SYS_ADMIN, CAP_SYS_CHROOT), and a program the container can
+ * run (a static one, or its libraries in the container).
+ */
+MG_API struct mg_context *mg_setns(struct mg_router *r, const struct mg_setns_opts *opts,
+				   struct mg_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -566,6 +566,7 @@ static double fork_create_call(struct mg_router *r)
 }
 
 int bench_ssh_main(int argc, char **argv);
+int bench_podman_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -585,6 +586,8 @@ int main(int argc, char **argv)
 	/* bench ssh HOST PORT USER KEY: the ssh rows (bench_ssh.c). */
 	if (argc > 1 && !strcmp(argv[1], "ssh"))
 		return bench_ssh_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "podman"))
+		return bench_podman_main(argc - 1, argv + 1);
 	verbose = argc > 1 && !strcmp(argv[1], "-v");
 	e = getenv("BENCH_REPS");
 	if (e && *e) {

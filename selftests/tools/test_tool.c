@@ -625,7 +625,7 @@ static void test_targets_bad_specs(void **state)
 	assert_bad_spec("/local", "empty hop");
 	assert_bad_spec("local/", "empty hop");
 	assert_bad_spec("ssh", "'ssh' in target 'ssh' needs an argument (ssh:[USER@]HOST[:PORT])");
-	assert_bad_spec("telnet:x", "(supported: local, fork, ssh, sudo, su, doas)");
+	assert_bad_spec("telnet:x", "(supported: local, fork, ssh, sudo, su, doas, podman, docker, docker-image, buildah, lxc, lxd, incus, kubectl, machinectl, setns)");
 	assert_bad_spec("local/telnet:root@host", "unsupported hop kind 'telnet'");
 	assert_bad_spec("local,", "empty target");
 	assert_bad_spec(",local", "empty target");

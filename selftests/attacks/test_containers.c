@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_containers.c — attacks on the container methods (issue 21). Each
+ * test performs the attack and asserts that it fails:
+ *
+ *  - a setns context holding the host's capabilities: a command run in a
+ *    setns context inside a podman container mounts a tmpfs (CAP_SYS_ADMIN,
+ *    which no process of the container has) and reads its bounding set.
+ *    The context must have the container's capabilities, no more.
+ *  - options through names: a container, user, pod or namespace name that
+ *    the CLI would read as an option ("--privileged", "-uroot", "--env=X")
+ *    is refused before the CLI runs (a stand-in CLI records any run).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "selftests/containers/ctr.h"
+
+static char image[96];
+static bool podman_up;
+
+static void rm_container(void *name)
+{
+	ctr_fixture("podman-rm %s", (char *)name);
+	free(name);
+}
+
+static void test_setns_has_only_the_containers_caps(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct ctr_run res;
+	char name[96], want[256], path[64], line[256];
+	FILE *f;
+	pid_t init;
+
+	NEED_CTR();
+	if (!podman_up) {
+		fprintf(stderr, "# skip: %s\n", ctr_skip[0] ? ctr_skip : "no podman");
+		skip();
+	}
+	snprintf(name, sizeof(name), "mgtest-%d-caps", (int)getpid());
+	assert_int_equal(ctr_fixture("podman-run %s %s", name, image), 0);
+	mg_test_defer(rm_container, strdup(name));
+	assert_int_equal(ctr_sh_line(line, sizeof(line),
+				     "podman inspect --format '{{.State.Pid}}' %s", name), 0);
+	init = (pid_t)atoi(line);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)init);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	want[0] = '\0';
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CapBnd:", 7))
+			memcpy(want, line, sizeof(want));
+	fclose(f);
+	assert_true(want[0]);
+
+	MG_OPTS(mg_setns_opts, o, .kind = "podman", .container = name);
+	ctx = must(mg_setns(router, &o, &err), &err);
+	/* The attack: a mount only CAP_SYS_ADMIN may do. */
+	ctr_run_sh(ctx, "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo MOUNTED; "
+			"grep CapBnd /proc/self/status", NULL, &res);
+	fprintf(stderr, "# in the setns context: %s%s", res.out, res.err);
+	assert_null(strstr(res.out, "MOUNTED"));
+	assert_string_equal(res.out, want);
+	finish(ctx);
+}
+
+/* A stand-in CLI that records that it ran. */
+static void test_names_are_not_options(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char cli[PATH_MAX + 16], mark[PATH_MAX + 16], cmd[PATH_MAX * 4];
+	const char *bad[] = { "--privileged", "-uroot", "--env=LD_PRELOAD=/x", "-", "a b",
+			      "x;id", "$(id)", NULL };
+	struct stat st;
+
+	NEED_CTR();
+	snprintf(cli, sizeof(cli), "%s/fakecli", ctr_tmp);
+	snprintf(mark, sizeof(mark), "%s/ran", ctr_tmp);
+	snprintf(cmd, sizeof(cmd), "printf '#!/bin/sh\\ntouch %s\\nexit 1\\n' >%s && chmod 755 %s",
+		 mark, cli, cli);
+	assert_int_equal(system(cmd), 0);
+	for (const char *const *b = bad; *b; b++) {
+		MG_OPTS(mg_podman_opts, p1, .container = *b, .podman_path = cli);
+		assert_null(mg_podman(router, &p1, &err));
+		assert_non_null(strstr(err.message, "is missing or invalid"));
+		MG_OPTS(mg_podman_opts, p2, .container = "ok", .username = *b, .podman_path = cli);
+		assert_null(mg_podman(router, &p2, &err));
+		assert_non_null(strstr(err.message, "is invalid"));
+		MG_OPTS(mg_docker_opts, d1, .image = *b, .docker_path = cli);
+		assert_null(mg_docker(router, &d1, &err));
+		MG_OPTS(mg_kubectl_opts, k1, .pod = "p", .kubectl_namespace = *b,
+			.kubectl_path = cli);
+		assert_null(mg_kubectl(router, &k1, &err));
+		MG_OPTS(mg_kubectl_opts, k2, .pod = "p", .container = *b, .kubectl_path = cli);
+		assert_null(mg_kubectl(router, &k2, &err));
+		MG_OPTS(mg_lxc_opts, l1, .container = *b, .lxc_attach_path = cli);
+		assert_null(mg_lxc(router, &l1, &err));
+		MG_OPTS(mg_setns_opts, s1, .kind = "podman", .container = *b, .cli_path = cli);
+		assert_null(mg_setns(router, &s1, &err));
+		mg_error_clear(&err);
+	}
+	/* None of them ran the CLI. */
+	assert_int_equal(stat(mark, &st), -1);
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+
+	const struct CMUnitTest tests[] = {
+		CTR_TEST(test_setns_has_only_the_containers_caps),
+		CTR_TEST(test_names_are_not_options),
+	};
+	int ret;
+
+	if (ctr_tmp_up() == 0) {
+		snprintf(image, sizeof(image), "localhost/mgtest-%d:latest", (int)getpid());
+		if (ctr_have("podman") &&
+		    ctr_fixture("podman-image %s/rootfs.tar %s", ctr_tmp, image) == 0)
+			podman_up = true;
+	}
+	ret = mg_test_run("attacks/containers", tests, sizeof(tests) / sizeof(tests[0]));
+	if (podman_up)
+		ctr_fixture("podman-rmi %s", image);
+	ctr_tmp_down();
+	return ret;
+}

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+/*
+ * container.c — what the container methods share (podman.c, docker.c,
+ * buildah.c, lxc.c, lxd.c, kubectl.c, machinectl.c, setns.c): one shape of
+ * options (struct ctr_opts), their checks, the list they travel as in a
+ * via= message, and the start through the first stage. Each method's own
+ * file says only how its CLI's command line looks.
+ *
+ * Every CLI runs the first stage as `/bin/sh -c SCRIPT` in the container,
+ * without a TTY (one would merge stderr into stdout and add '\r'), over
+ * its stdin/stdout: a byte stream, as ssh's. The container is another
+ * machine to us (transport.remote: its uids, files and pids are not
+ * ours): its cache is under $HOME there, or the first stage's fallbacks
+ * (a read-only root, no writable home). What the CLI prints when it
+ * fails (no such container, not running, no /bin/sh) is quoted in the
+ * StreamError (firststage.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <mitogen/transport.h>
+
+#include "core/message.h"
+#include "transports/transport.h"
+
+/* Container, pod, machine and user names: letters, digits and "_.:@-",
+ * not starting with '-' (it would be read as an option). */
+static bool ctr_word_ok(const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n || n > max || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      strchr("_.:@-", c)))
+			return false;
+	}
+	return true;
+}
+
+int container_check(const struct transport *t, const struct ctr_opts *co, char *why,
+		    size_t size)
+{
+	bool setns = t == &setns_transport;
+
+	if (setns && co->pid) {
+		if (co->pid < 1 || co->pid > 0x3fffffff) {
+			snprintf(why, size, "setns: pid %lld is out of range", (long long)co->pid);
+			return -EINVAL;
+		}
+		if (co->container || co->ns) {
+			snprintf(why, size, "setns: give a pid or a kind and container, not both");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (setns && (!co->ns || (strcmp(co->ns, "podman") && strcmp(co->ns, "docker") &&
+				  strcmp(co->ns, "lxc")))) {
+		snprintf(why, size, "setns: kind '%s' is not podman, docker or lxc (or give a pid)",
+			 co->ns ? co->ns : "");
+		return -EINVAL;
+	}
+	if (t == &docker_transport && co->image) {
+		if (co->container) {
+			snprintf(why, size, "docker: give a container or an image, not both");
+			return -EINVAL;
+		}
+		if (!ctr_word_ok(co->image, 255) && !strchr(co->image, '/')) {
+			snprintf(why, size, "docker: image '%s' is invalid", co->image);
+			return -EINVAL;
+		}
+		if (co->image[0] == '-' || strpbrk(co->image, " \t\n'\"")) {
+			snprintf(why, size, "docker: image '%s' is invalid", co->image);
+			return -EINVAL;
+		}
+	} else if (!ctr_word_ok(co->container, 253)) {
+		snprintf(why, size, "%s: %s '%s' is missing or invalid", t->kind,
+			 t == &kubectl_transport ? "pod" : t == &machinectl_transport ? "machine"
+			 : "container", co->container ? co->container : "");
+		return -EINVAL;
+	}
+	if (co->user && !ctr_word_ok(co->user, 64)) {
+		snprintf(why, size, "%s: username '%s' is invalid", t->kind, co->user);
+		return -EINVAL;
+	}
+	if (co->sub && !ctr_word_ok(co->sub, 253)) {
+		snprintf(why, size, "%s: container '%s' is invalid", t->kind, co->sub);
+		return -EINVAL;
+	}
+	if (!setns && co->ns && !ctr_word_ok(co->ns, 253)) {
+		snprintf(why, size, "%s: namespace '%s' is invalid", t->kind, co->ns);
+		return -EINVAL;
+	}
+	if (co->path && !*co->path) {
+		snprintf(why, size, "%s: the program's path is empty", t->kind);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void container_name(const struct transport *t, const struct ctr_opts *co, char *buf,
+		    size_t size)
+{
+	if (t == &setns_transport && co->pid)
+		snprintf(buf, size, "setns.pid%lld", (long long)co->pid);
+	else if (t == &setns_transport)
+		snprintf(buf, size, "setns.%s.%.60s", co->ns, co->container);
+	else
+		snprintf(buf, size, "%s.%.70s", t->kind, co->container ? co->container : co->image);
+	for (char *p = buf; *p; p++)
+		if (*p == '/')
+			*p = '.';
+}
+
+static struct mg_value *container_value(const struct transport *t, const struct ctr_opts *co)
+{
+	struct mg_value *args = mg_list();
+
+	for (const char *const *a = co->args; args && a && *a; a++)
+		mg_list_append(args, mg_str(*a));
+	if (!args)
+		return NULL;
+	return mg_value_build("sssssssvl", t->kind, co->container, co->image, co->user, co->path,
+			      co->ns, co->sub, args, co->pid);
+}
+
+static struct mg_context *container_start(const struct transport *t, struct mg_router *r,
+					  const struct ctr_opts *co,
+					  const struct mg_local_opts *lo, uint32_t id,
+					  const struct mg_value *sandbox, struct mg_error *err)
+{
+	char name[96], why[256];
+	struct transport_req req = {
+		.t = t,
+		.default_name = name,
+		.program = co->path,
+		.build = t->build,
+		.opts = co,
+	};
+
+	if (container_check(t, co, why, sizeof(why)) < 0) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "%s", why);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (t == &setns_transport)
+		return setns_start(r, co, lo, id, sandbox, err);
+	container_name(t, co, name, sizeof(name));
+	return transport_start(r, &req, lo, id, sandbox, err);
+}
+
+struct mg_context *container_from_value(const struct transport *t, struct mg_router *r,
+					const struct mg_local_opts *lo, uint32_t id,
+					const struct mg_value *sandbox, const struct mg_value *v,
+					struct mg_error *err)
+{
+	struct ctr_opts co = { 0 };
+	const struct mg_value *args = NULL;
+	const char *kind, *argv[64];
+	size_t n = 0;
+
+	if (mg_value_unpack(v, err, "sssssssvl", &kind, &co.container, &co.image, &co.user,
+			    &co.path, &co.ns, &co.sub, &args, &co.pid) < 0 ||
+	    args->type != MG_LIST || args->len >= 64) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "%s: malformed options", t->kind);
+		errno = EINVAL;
+		return NULL;
+	}
+	for (size_t i = 0; i < args->len; i++) {
+		if (args->items[i].type != MG_STR) {
+			error_set(err, MG_ERR_STREAM, EINVAL, "%s: malformed arguments", t->kind);
+			errno = EINVAL;
+			return NULL;
+		}
+		argv[n++] = args->items[i].str;
+	}
+	argv[n] = NULL;
+	co.args = n ? argv : NULL;
+	return container_start(t, r, &co, lo, id, sandbox, err);
+}
+
+struct mg_context *container_factory(struct mg_router *r, const struct transport *t,
+				     const struct ctr_opts *co, const struct mg_local_opts *lo,
+				     struct mg_error *err)
+{
+	char name[96], why[256];
+
+	if (!r || container_check(t, co, why, sizeof(why)) < 0) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "%s", r ? why : "no router");
+		errno = EINVAL;
+		return NULL;
+	}
+	if (lo && lo->sz < sizeof(size_t)) {
+		error_set(err, MG_ERR_STREAM, EINVAL, "options struct has no size");
+		errno = EINVAL;
+		return NULL;
+	}
+	container_name(t, co, name, sizeof(name));
+	return transport_factory(r, t, name, lo, container_value(t, co), err);
+}
+
+/* The common tail of a CLI's command line: `/bin/sh -c SCRIPT`. */
+void container_argv_sh(struct argv_buf *ab, const char *script)
+{
+	argv_add(ab, "/bin/sh");
+	argv_add(ab, "-c");
+	argv_add(ab, "%s", script);
+}

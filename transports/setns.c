@@ -1,0 +1,577 @@
+// SPDX-License-Identifier: MIT
+/*
+ * setns.c — mg_setns(): a context inside another process's namespaces on
+ * this host (a podman, docker or lxc container's init, or any pid),
+ * started without the container's CLI on the way.
+ *
+ * Everything about the target is read and opened here first, in the
+ * parent: its pid (asked of the container's CLI), its uid, gid and groups
+ * (/proc/PID/status), its namespaces (/proc/PID/ns/), root and cwd,
+ * environment, and the cgroup.procs file of each of its cgroups; and the
+ * image (this program, or opts->image), opened before anything changes.
+ * Then a forked child, single-threaded:
+ *  1. joins the target's cgroups (in every hierarchy: this host may be
+ *     hybrid), while it still sees the host's /sys/fs/cgroup;
+ *  2. enters the user namespace when it differs from ours, then mount,
+ *     pid, net, uts, ipc, time and cgroup (each only when different);
+ *  3. takes the target's root (chroot) and cwd;
+ *  4. forks again (a pid and a time namespace apply to children only)
+ *     and stays as the waiter the parent watches: it ends when the agent
+ *     ends, with its status, and the agent dies with it (PDEATHSIG);
+ *  5. the agent: takes the target's capability bounding and ambient sets,
+ *     groups, gid and uid, then execs the image from the fd opened in the
+ *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
+ *     what runs).
+ * The channel is the SEQPACKET socketpair start_prepare makes, so the
+ * eBPF channel filter (hooks_child_channel) covers it as a local child's.
+ * The sandbox BOOT carries applies inside, on top of all this.
+ *
+ * Privilege boundary: this runs as root (it needs CAP_SYS_ADMIN and
+ * CAP_SYS_CHROOT) and lands as the target's uid in the target's world.
+ * Nothing the container controls is trusted before the child has
+ * dropped to the target's credentials, except what the kernel gives
+ * (the /proc/PID links and files, read here as root; the environment,
+ * which only goes to a process running as the target anyway). The pid
+ * comes from the container's CLI, run as we are.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <mitogen/transport.h>
+
+#include "agent/agent.h"
+#include "core/log.h"
+#include "core/message.h"
+#include "master/master.h"
+#include "sandbox/sandbox.h"
+#include "transports/transport.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+#define SETNS_FD_MIN 10		/* everything we carry sits above 0..3 */
+#define SETNS_CG_MAX 16
+#define SETNS_ENV_MAX 128
+#define SETNS_GROUPS_MAX 64
+
+static const char *const no_prompts[] = { NULL };
+
+/* The setns row of the method table (transports/methods.c): no program,
+ * no stdio; see setns_start. */
+const struct transport setns_transport = {
+	.kind = "setns", .no_stdio = true, .privileged = true, .prompts = no_prompts,
+	.from_value = container_from_value,
+};
+
+static const struct {
+	const char *name;
+	int type;
+} setns_kinds[] = {
+	/* user first: the others are then entered with its capabilities */
+	{ "user", CLONE_NEWUSER }, { "mnt", CLONE_NEWNS }, { "pid", CLONE_NEWPID },
+	{ "net", CLONE_NEWNET }, { "uts", CLONE_NEWUTS }, { "ipc", CLONE_NEWIPC },
+	{ "time", CLONE_NEWTIME }, { "cgroup", CLONE_NEWCGROUP },
+};
+#define SETNS_NS_N (sizeof(setns_kinds) / sizeof(setns_kinds[0]))
+
+/* What the child needs, all ready before fork(). */
+struct setns_plan {
+	pid_t target;
+	int ns[SETNS_NS_N];		/* -1: same as ours, not entered */
+	int root, cwd, img;
+	int cg[SETNS_CG_MAX];
+	size_t ncg;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[SETNS_GROUPS_MAX];
+	int ngroups;
+	uint64_t capbnd;		/* the target's bounding set */
+	uint64_t capamb;		/* and ambient set */
+	char *envbuf;
+	char *env[SETNS_ENV_MAX + 3];
+	char argv0[128];
+};
+
+static int fd_high(int fd)
+{
+	int h;
+
+	if (fd < 0)
+		return fd;
+	h = fcntl(fd, F_DUPFD_CLOEXEC, SETNS_FD_MIN);
+	close(fd);
+	return h;
+}
+
+static void plan_free(struct setns_plan *p)
+{
+	for (size_t i = 0; i < SETNS_NS_N; i++)
+		if (p->ns[i] >= 0)
+			close(p->ns[i]);
+	for (size_t i = 0; i < p->ncg; i++)
+		close(p->cg[i]);
+	if (p->root >= 0)
+		close(p->root);
+	if (p->cwd >= 0)
+		close(p->cwd);
+	if (p->img >= 0)
+		close(p->img);
+	free(p->envbuf);
+}
+
+/*
+ * Ask the container's CLI for its main process: `podman|docker inspect
+ * --format {{.State.Pid}} NAME`, `lxc-info -H -p -n NAME`. >0, or -errno
+ * with why (the CLI's own words when it failed).
+ */
+static pid_t setns_ask_pid(const struct ctr_opts *co, char *why, size_t size)
+{
+	const char *kind = co->ns;
+	const char *argv[8];
+	char out[512] = "";
+	size_t got = 0;
+	posix_spawn_file_actions_t fa;
+	int pfd[2], status = 0, ret;
+	pid_t pid;
+	long v;
+	char *end;
+
+	if (!strcmp(kind, "lxc")) {
+		const char *a[] = { co->path ? co->path : "lxc-info", "-H", "-p", "-n",
+				    co->container, NULL };
+
+		memcpy(argv, a, sizeof(a));
+	} else {
+		const char *a[] = { co->path ? co->path : kind, "inspect", "--format",
+				    "{{.State.Pid}}", co->container, NULL };
+
+		memcpy(argv, a, sizeof(a));
+	}
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		snprintf(why, size, "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
+	ret = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	if (ret) {
+		close(pfd[0]);
+		snprintf(why, size, "cannot run %s: %s", argv[0], strerror(ret));
+		return -ret;
+	}
+	for (;;) {
+		ssize_t n = read(pfd[0], out + got, sizeof(out) - 1 - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(out) - 1)
+			break;
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	out[got] = '\0';
+	while (got && (out[got - 1] == '\n' || out[got - 1] == ' '))
+		out[--got] = '\0';
+	for (char *q = out; *q; q++)
+		if (*q == '\n')
+			*q = ' ';
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(why, size, "%.100s said: %.380s", argv[0], *out ? out : "(nothing)");
+		return -ENOENT;
+	}
+	errno = 0;
+	v = strtol(out, &end, 10);
+	if (errno || end == out || *end || v < 0) {
+		snprintf(why, size, "%.100s said: %.380s", argv[0], out);
+		return -EPROTO;
+	}
+	if (v == 0) {
+		snprintf(why, size, "%s '%s' is not running", kind, co->container);
+		return -ESRCH;
+	}
+	return (pid_t)v;
+}
+
+/* Uid:, Gid:, Groups: of /proc/PID/status (the effective ids). */
+static int setns_read_ids(struct setns_plan *p, char *why, size_t size)
+{
+	char path[64], line[1024];
+	bool have_uid = false, have_gid = false, have_bnd = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->target);
+	f = fopen(path, "re");
+	if (!f) {
+		snprintf(why, size, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long r, e;
+
+		if (sscanf(line, "Uid: %lu %lu", &r, &e) == 2) {
+			p->uid = (uid_t)e;
+			have_uid = true;
+		} else if (sscanf(line, "Gid: %lu %lu", &r, &e) == 2) {
+			p->gid = (gid_t)e;
+			have_gid = true;
+		} else if (!strncmp(line, "CapBnd:", 7)) {
+			p->capbnd = strtoull(line + 7, NULL, 16);
+			have_bnd = true;
+		} else if (!strncmp(line, "CapAmb:", 7)) {
+			p->capamb = strtoull(line + 7, NULL, 16);
+		} else if (!strncmp(line, "Groups:", 7)) {
+			char *q = line + 7, *end;
+
+			for (;;) {
+				unsigned long g = strtoul(q, &end, 10);
+
+				if (end == q || p->ngroups == SETNS_GROUPS_MAX)
+					break;
+				p->groups[p->ngroups++] = (gid_t)g;
+				q = end;
+			}
+		}
+	}
+	fclose(f);
+	if (!have_uid || !have_gid || !have_bnd) {
+		snprintf(why, size, "%s: no Uid:/Gid:/CapBnd: line", path);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* The target's namespaces that differ from ours, opened. */
+static int setns_open_ns(struct setns_plan *p, char *why, size_t size)
+{
+	for (size_t i = 0; i < SETNS_NS_N; i++) {
+		char path[64], self[64];
+		struct stat a, b;
+		int fd;
+
+		p->ns[i] = -1;
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)p->target, setns_kinds[i].name);
+		snprintf(self, sizeof(self), "/proc/self/ns/%s", setns_kinds[i].name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT && access(self, F_OK) < 0)
+			continue;	/* a kernel without it (time: before 5.6) */
+		if (fd < 0) {
+			snprintf(why, size, "%s: %s", path, strerror(errno));
+			return -errno;
+		}
+		if (fstat(fd, &a) == 0 && stat(self, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev) {
+			close(fd);	/* ours already */
+			continue;
+		}
+		p->ns[i] = fd_high(fd);
+	}
+	return 0;
+}
+
+/* Where a hierarchy of /proc/PID/cgroup is mounted here: "0::" is the
+ * unified one (/sys/fs/cgroup/unified on a hybrid host), "N:a,b:" a v1
+ * one named by its controllers, "N:name=x:" a named one. */
+static void cgroup_dir(const char *ctrl, const char *rel, char *buf, size_t size)
+{
+	if (!*ctrl) {
+		if (access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+			snprintf(buf, size, "/sys/fs/cgroup/unified%s", rel);
+		else
+			snprintf(buf, size, "/sys/fs/cgroup%s", rel);
+	} else if (!strncmp(ctrl, "name=", 5)) {
+		snprintf(buf, size, "/sys/fs/cgroup/%s%s", ctrl + 5, rel);
+	} else {
+		snprintf(buf, size, "/sys/fs/cgroup/%s%s", ctrl, rel);
+	}
+}
+
+/* cgroup.procs of each of the target's cgroups, opened for writing. A
+ * hierarchy not mounted here is skipped; one that is but refuses us
+ * fails the start. */
+static int setns_open_cgroups(struct setns_plan *p, char *why, size_t size)
+{
+	char path[64], line[1024];
+	FILE *f;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)p->target);
+	f = fopen(path, "re");
+	if (!f) {
+		snprintf(why, size, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	while (!ret && fgets(line, sizeof(line), f) && p->ncg < SETNS_CG_MAX) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, dir[1200];
+		char procs[1300];
+		int fd;
+
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		c2[strcspn(c2 + 1, "\n") + 1] = '\0';
+		if (strstr(c2 + 1, "/..") || c2[1] != '/')
+			continue;
+		cgroup_dir(c1 + 1, c2 + 1, dir, sizeof(dir));
+		if (access(dir, F_OK) < 0) {
+			LOG_DEBUG("setns: cgroup %s is not mounted here: not joined", dir);
+			continue;
+		}
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+		fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(why, size, "cannot join cgroup %.300s: %s", dir, strerror(errno));
+			ret = -errno;
+			break;
+		}
+		p->cg[p->ncg++] = fd_high(fd);
+	}
+	fclose(f);
+	return ret;
+}
+
+/* The target's environment (what its processes see: PATH, HOME), minus
+ * ours (MITOGEN_*), plus the agent's fd and the sandbox's early word. */
+static int setns_env(struct setns_plan *p, const char *sb_env, char *why, size_t size)
+{
+	char path[64];
+	size_t len = 0, cap = 65536, n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)p->target);
+	p->envbuf = malloc(cap + 1);
+	if (!p->envbuf)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, size, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	for (;;) {
+		ssize_t r = read(fd, p->envbuf + len, cap - len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (len == cap)
+			break;
+	}
+	close(fd);
+	p->envbuf[len] = '\0';
+	for (size_t i = 0; i < len && n < SETNS_ENV_MAX; i += strlen(p->envbuf + i) + 1)
+		if (p->envbuf[i] && strncmp(p->envbuf + i, "MITOGEN_", 8) &&
+		    strchr(p->envbuf + i, '='))
+			p->env[n++] = p->envbuf + i;
+	p->env[n++] = (char *)AGENT_FD_ENV "=3";
+	if (sb_env)
+		p->env[n++] = (char *)sb_env;
+	p->env[n] = NULL;
+	return 0;
+}
+
+/* In the child: say what failed on stderr (the parent's log of it), go. */
+static void __attribute__((noreturn)) child_die(const char *what, int e)
+{
+	const char *s = strerror(e);
+
+	if (write(2, "setns: ", 7) < 0 || write(2, what, strlen(what)) < 0 ||
+	    write(2, ": ", 2) < 0 || write(2, s, strlen(s)) < 0 || write(2, "\n", 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* In the forked child (async-signal-safe calls only): steps 1-5 above. */
+static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out)
+{
+	sigset_t none;
+	pid_t pid, waiter;
+	int status, devnull;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
+	out = fcntl(out, F_DUPFD, SETNS_FD_MIN);
+	devnull = open("/dev/null", O_RDONLY);
+	if (chan < 0 || out < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0 || dup2(chan, 3) < 0)
+		_exit(127);
+	/* Nothing of ours but fd 3 reaches the agent (ours above 3 are kept
+	 * open until the exec, no longer). */
+	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
+	for (size_t i = 0; i < p->ncg; i++)
+		if (write(p->cg[i], "0", 1) != 1)
+			child_die("joining the target's cgroup", errno);
+	for (size_t i = 0; i < SETNS_NS_N; i++)
+		if (p->ns[i] >= 0 && setns(p->ns[i], setns_kinds[i].type) < 0)
+			child_die(setns_kinds[i].name, errno);
+	if (fchdir(p->root) < 0 || chroot(".") < 0)
+		child_die("chroot to the target's root", errno);
+	if (fchdir(p->cwd) < 0 && chdir("/") < 0)
+		child_die("chdir", errno);
+	pid = fork();
+	if (pid < 0)
+		child_die("fork", errno);
+	if (pid > 0) {
+		/* The waiter: holds nothing of the channel, ends with the agent. */
+		dup2(devnull, 3);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		syscall(SYS_close_range, 3U, ~0U, 0U);
+		while (waitpid(pid, &status, 0) < 0)
+			if (errno != EINTR)
+				_exit(127);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+	/* The waiter as we see it (0: outside the pid namespace we entered). */
+	waiter = getppid();
+	/*
+	 * The target's capabilities, not ours: its bounding set (what root
+	 * keeps across the exec below: the container's own limit) and its
+	 * ambient set. Without this a command run in the context would have
+	 * every capability of the host's root inside the container (mount,
+	 * module loading...), which no process of the container has.
+	 */
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		child_die("clearing ambient capabilities", errno);
+	for (int cap = 0; cap < 64; cap++)
+		if (!(p->capbnd & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
+		    errno != EINVAL)
+			child_die("dropping a capability", errno);
+	if (setgroups((size_t)p->ngroups, p->groups) < 0 && errno != EPERM)
+		child_die("setgroups", errno);
+	if (setresgid(p->gid, p->gid, p->gid) < 0)
+		child_die("setresgid", errno);
+	if (setresuid(p->uid, p->uid, p->uid) < 0)
+		child_die("setresuid", errno);
+	for (int cap = 0; cap < 64; cap++)
+		if (p->capamb & (1ULL << cap))
+			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+	/* After the credentials change (which clears it): die with the waiter. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != waiter)
+		_exit(127);
+	syscall(SYS_execveat, p->img, "", (char *const[]){ p->argv0, NULL }, p->env,
+		AT_EMPTY_PATH);
+	child_die("exec", errno);
+}
+
+struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
+			       const struct mg_local_opts *lo, uint32_t id,
+			       const struct mg_value *sandbox, struct mg_error *err)
+{
+	struct setns_plan p = { .root = -1, .cwd = -1, .img = -1 };
+	struct start st;
+	char name[96], why[512], path[64], *sb_env = NULL;
+	pid_t pid;
+	int ret;
+
+	for (size_t i = 0; i < SETNS_NS_N; i++)
+		p.ns[i] = -1;
+	container_name(&setns_transport, co, name, sizeof(name));
+	memset(&st, 0, sizeof(st));
+	st.default_name = name;
+	st.privileged = true;
+	ret = start_prepare(&st, r, lo, id, sandbox, err);
+	if (ret < 0) {
+		errno = -ret;
+		return NULL;
+	}
+	if (st.sandbox && sandbox_ns_wanted(st.sandbox)) {
+		error_set(err, MG_ERR_STREAM, EINVAL,
+			  "%s: sandbox: namespaces of its own cannot be combined with setns",
+			  st.namebuf);
+		goto fail;
+	}
+	if (st.sandbox)
+		mg_map_set(st.sandbox, "ns_in", mg_int(0));
+	if (co->pid) {
+		p.target = (pid_t)co->pid;
+	} else {
+		pid_t t = setns_ask_pid(co, why, sizeof(why));
+
+		if (t < 0) {
+			error_set(err, MG_ERR_STREAM, (int)-t, "%s: %s:%s: %s", st.namebuf, co->ns,
+				  co->container, why);
+			goto fail;
+		}
+		p.target = t;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)p.target);
+	p.root = fd_high(open(path, O_PATH | O_DIRECTORY | O_CLOEXEC));
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)p.target);
+	p.cwd = fd_high(open(path, O_PATH | O_DIRECTORY | O_CLOEXEC));
+	if (p.root < 0 || p.cwd < 0) {
+		error_set(err, MG_ERR_STREAM, errno == ENOENT ? ESRCH : errno,
+			  "%s: process %d: %s", st.namebuf, (int)p.target,
+			  errno == ENOENT ? "no such process" : strerror(errno));
+		goto fail;
+	}
+	p.img = fd_high(open(st.image ? st.image : "/proc/self/exe", O_RDONLY | O_CLOEXEC));
+	if (p.img < 0) {
+		error_set(err, MG_ERR_STREAM, errno, "%s: cannot open the image %s: %s",
+			  st.namebuf, st.image ? st.image : "/proc/self/exe", strerror(errno));
+		goto fail;
+	}
+	sb_env = sandbox_early_env(st.sandbox);
+	if ((ret = setns_read_ids(&p, why, sizeof(why))) < 0 ||
+	    (ret = setns_open_ns(&p, why, sizeof(why))) < 0 ||
+	    (ret = setns_open_cgroups(&p, why, sizeof(why))) < 0 ||
+	    (ret = setns_env(&p, sb_env, why, sizeof(why))) < 0) {
+		error_set(err, MG_ERR_STREAM, -ret, "%s: process %d: %s", st.namebuf,
+			  (int)p.target, ret == -ENOMEM ? "out of memory" : why);
+		goto fail;
+	}
+	snprintf(p.argv0, sizeof(p.argv0), "mitogen:%s", st.namebuf);
+	pid = fork();
+	if (pid < 0) {
+		error_set(err, MG_ERR_STREAM, errno, "%s: fork: %s", st.namebuf, strerror(errno));
+		goto fail;
+	}
+	if (pid == 0)
+		setns_child(&p, st.sv[1], st.out[1]);
+	plan_free(&p);
+	free(sb_env);
+	return start_finish(&st, pid, err);
+fail:
+	plan_free(&p);
+	free(sb_env);
+	start_cleanup(&st);
+	errno = err && err->errnum ? err->errnum : EIO;
+	return NULL;
+}
+
+struct mg_context *mg_setns(struct mg_router *r, const struct mg_setns_opts *opts,
+			    struct mg_error *err)
+{
+	struct mg_setns_opts o;
+
+	CTR_OPTS_COPY(o, opts);
+	struct ctr_opts co = { .container = o.container, .ns = o.kind, .pid = o.pid,
+			       .path = o.cli_path };
+
+	return container_factory(r, &setns_transport, &co, o.local, err);
+}
