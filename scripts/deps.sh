@@ -26,6 +26,10 @@ packages=(
 	# real programs the selftests drive (DESIGN.md section 11)
 	openssh-server openssh-client sudo rsync iproute2 util-linux
 	opendoas		# mg_doas tests (skipped with a reason when absent)
+	# make install (manual pages) and the packaging test
+	# (selftests/packaging/): .debs, lintian, the ABI baseline, completion
+	scdoc pkgconf man-db bash-completion
+	dpkg-dev debhelper fakeroot lintian abigail-tools
 )
 
 missing=()
