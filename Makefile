@@ -14,6 +14,8 @@
 #   make install         PREFIX=/usr/local DESTDIR= LIBDIR= (libs, headers, .pc,
 #                        tool, man pages, completion); make uninstall
 #   make deps            install the Debian packages (scripts/deps.sh)
+#   make deb | rpm       build/deb/*.deb (+ lintian) | build/rpm/RPMS/
+#   make check-abi       libmitogen.so against packaging/abi/ (abidiff)
 #   make check-symbols   exported ABI == MG_API declarations
 #   make clean           remove build/
 #   V=1                  show full commands
@@ -408,6 +410,20 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/mitogen $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc \
 		$(DESTDIR)$(BASHCOMPDIR)/mitogen
 	for m in $(notdir $(man-pages)); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+
+# --- packages and ABI ---------------------------------------------------
+
+# make deb: build/deb/*.deb (dpkg-buildpackage -us -uc -b, then lintian);
+# make rpm: build/rpm/RPMS/ (rpmbuild; on Debian RPMBUILD_FLAGS=--nodeps);
+# make check-abi: build/libmitogen.so against the released ABI
+# (packaging/abi/, abidiff; ABI_UPDATE=1 records a new baseline).
+.PHONY: deb rpm check-abi
+deb:
+	$(Q)DEB_BUILD_OPTIONS="$${DEB_BUILD_OPTIONS:-nocheck parallel=2}" bash packaging/build-deb.sh
+rpm:
+	$(Q)bash packaging/build-rpm.sh
+check-abi: $(main_DIR)/libmitogen.so
+	$(Q)bash packaging/check-abi.sh $<
 
 # --- misc ---------------------------------------------------------------
 
