@@ -5,9 +5,9 @@
  * source tree:
  *   - abi.sh: the library's ABI against the released baseline
  *     (packaging/abi/, abidiff), in the tree under test;
- *   - doc_blocks.sh: every C block of README.md and docs/*.md compiles
- *     with nothing but `pkg-config --cflags --libs mitogen` (against the
- *     build tree) and runs;
+ *   - doc_blocks.sh: every C block of README.md and of the pages in
+ *     docs/ compiles with nothing but `pkg-config --cflags --libs
+ *     mitogen` (against the build tree) and runs;
  *   - install.sh: the Debian packages are built, installed, used (an
  *     example compiled with pkg-config, shared and --static; man -w;
  *     the completion; versions agree) and removed.
