@@ -11,8 +11,11 @@
 #   make bench           build/bench/bench, then scripts/bench.sh
 #   make fuzz            libFuzzer targets, each run FUZZ_SECONDS (30)
 #   make run             build/mitogen call mg.uname; build/mitogen run -- uname -a
-#   make install         PREFIX=/usr/local DESTDIR= (headers, libs, tool, .pc)
+#   make install         PREFIX=/usr/local DESTDIR= LIBDIR= (libs, headers, .pc,
+#                        tool, man pages, completion); make uninstall
 #   make deps            install the Debian packages (scripts/deps.sh)
+#   make deb | rpm       build/deb/*.deb (+ lintian) | build/rpm/RPMS/
+#   make check-abi       libmitogen.so against packaging/abi/ (abidiff)
 #   make check-symbols   exported ABI == MG_API declarations
 #   make clean           remove build/
 #   V=1                  show full commands
@@ -348,12 +351,34 @@ run: $(main_DIR)/mitogen
 	$(main_DIR)/mitogen run -- uname -a
 
 # --- install ------------------------------------------------------------
+#
+# make install PREFIX=/usr/local DESTDIR= LIBDIR=$(PREFIX)/lib/<multiarch>
+# installs the shared library (libmitogen.so.VERSION, its SONAME link
+# libmitogen.so.0 and the libmitogen.so link for -lmitogen; symbols
+# versioned by libmitogen.map), the static archive, the headers,
+# mitogen.pc, the static `mitogen` tool, the manual pages (from man/*.scd
+# through scdoc) and the bash completion. make uninstall removes exactly
+# those. packaging/debian/rules and packaging/rpm/libmitogen.spec call
+# both with DESTDIR. After a plain `sudo make install`, run ldconfig.
 
 PREFIX ?= /usr/local
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 BINDIR ?= $(PREFIX)/bin
-LIBDIR ?= $(PREFIX)/lib
+LIBDIR ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SCDOC ?= scdoc
+
+man-pages := $(patsubst man/%.scd,$(BUILD)/man/%,$(wildcard man/*.scd))
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(@D)
+	$(Q)$(call msg,SCDOC,man/$*)$(SCDOC) <$< >$@
+
+.PHONY: man
+man: $(man-pages)
 
 # Regenerated every time: it records PREFIX and friends.
 $(BUILD)/mitogen.pc: packaging/mitogen.pc.in FORCE
@@ -361,22 +386,44 @@ $(BUILD)/mitogen.pc: packaging/mitogen.pc.in FORCE
 	$(Q)$(call msg,GEN,mitogen.pc)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< >$@
 
-install: all $(BUILD)/mitogen.pc
+install: all man $(BUILD)/mitogen.pc
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-		$(DESTDIR)$(INCLUDEDIR)/mitogen
+		$(DESTDIR)$(INCLUDEDIR)/mitogen $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 0644 include/mitogen/*.h $(DESTDIR)$(INCLUDEDIR)/mitogen/
 	install -m 0644 $(main_DIR)/libmitogen.a $(DESTDIR)$(LIBDIR)/
-	install -m 0755 $(main_DIR)/libmitogen.so $(DESTDIR)$(LIBDIR)/libmitogen.so.$(VERSION)
+	install -m 0644 $(main_DIR)/libmitogen.so $(DESTDIR)$(LIBDIR)/libmitogen.so.$(VERSION)
 	ln -sf libmitogen.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmitogen.so
 	install -m 0755 $(main_DIR)/mitogen $(DESTDIR)$(BINDIR)/mitogen
 	install -m 0644 $(BUILD)/mitogen.pc $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc
+	for m in $(notdir $(man-pages)); do \
+		install -m 0644 $(BUILD)/man/$$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m || exit; \
+	done
+	install -m 0644 completion/mitogen.bash $(DESTDIR)$(BASHCOMPDIR)/mitogen
 
 uninstall:
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/mitogen
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/mitogen/,$(notdir $(wildcard include/mitogen/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/mitogen
 	rm -f $(DESTDIR)$(LIBDIR)/libmitogen.a $(DESTDIR)$(LIBDIR)/libmitogen.so \
 		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libmitogen.so.$(VERSION) \
-		$(DESTDIR)$(BINDIR)/mitogen $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc
+		$(DESTDIR)$(BINDIR)/mitogen $(DESTDIR)$(PKGCONFIGDIR)/mitogen.pc \
+		$(DESTDIR)$(BASHCOMPDIR)/mitogen
+	for m in $(notdir $(man-pages)); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+
+# --- packages and ABI ---------------------------------------------------
+
+# make deb: build/deb/*.deb (dpkg-buildpackage -us -uc -b, then lintian);
+# make rpm: build/rpm/RPMS/ (rpmbuild; on Debian RPMBUILD_FLAGS=--nodeps);
+# make check-abi: build/libmitogen.so against the released ABI
+# (packaging/abi/, abidiff; ABI_UPDATE=1 records a new baseline).
+.PHONY: deb rpm check-abi
+deb:
+	$(Q)DEB_BUILD_OPTIONS="$${DEB_BUILD_OPTIONS:-nocheck parallel=2}" bash packaging/build-deb.sh
+rpm:
+	$(Q)bash packaging/build-rpm.sh
+check-abi: $(main_DIR)/libmitogen.so
+	$(Q)bash packaging/check-abi.sh $<
 
 # --- misc ---------------------------------------------------------------
 

@@ -30,6 +30,10 @@ packages=(
 	# imported from a busybox-static rootfs; runc because crun refuses
 	# this VM's hybrid cgroup layout; dockerd and lxc started by the tests
 	podman runc docker.io lxc busybox-static
+	# make install (manual pages) and the packaging test
+	# (selftests/packaging/): .debs, lintian, the ABI baseline, completion
+	scdoc pkgconf man-db bash-completion
+	dpkg-dev debhelper fakeroot lintian abigail-tools
 )
 
 missing=()
