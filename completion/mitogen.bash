@@ -33,7 +33,7 @@ _mitogen_hosts()
 # Complete one hop of a target (the text after the last '/' or ',').
 _mitogen_hop()
 {
-	local hop=$1 kinds="local fork ssh: sudo sudo: su: doas doas:" user host
+	local hop=$1 kinds="local fork ssh: sudo sudo: su: doas doas: podman: docker: docker-image: buildah: lxc: lxd: incus: kubectl: machinectl: setns:podman: setns:docker: setns:lxc: setns:pid:" user host
 	case $hop in
 	ssh:*@*)
 		user=${hop#ssh:}; user=${user%%@*}; host=${hop#*@}
