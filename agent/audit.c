@@ -57,6 +57,7 @@
 
 #include "agent/agent.h"
 #include "audit/tlog.h"
+#include "core/broker.h"
 #include "core/context.h"
 #include "core/router.h"
 #include "core/value.h"
@@ -170,20 +171,25 @@ static void utc_stamp(char *buf, size_t size, uint64_t ago_ns)
 	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
-/* One line on this host's syslog; the error last: the rest of the line
- * is fields without spaces. */
-static void to_syslog(const struct mg_message *msg, const char *function, const char *digest,
-		      const char *error, uint64_t dur_us)
+/* One line on this host's syslog, from a record; the error last: the
+ * rest of the line is fields without spaces. */
+static void to_syslog(const struct mg_value *rec)
 {
 	char name[128], fn[128], why[256];
+	const struct mg_value *src = mg_map_get(rec, "src_id"), *auth = mg_map_get(rec, "auth_id"),
+			      *f = mg_map_get(rec, "function"), *d = mg_map_get(rec, "args_sha256"),
+			      *e = mg_map_get(rec, "error"), *dur = mg_map_get(rec, "duration_us");
+	const char *error = e && e->type == MG_STR ? e->str : NULL;
 
 	syslog(LOG_NOTICE, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u function=%s "
 	       "args_sha256=%s status=%s duration_us=%llu%s%s",
 	       mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
-	       msg->meta.src_id, msg->meta.auth_id, (unsigned)getuid(),
-	       plain(function, fn, sizeof(fn), false), *digest ? digest : "-",
-	       error ? "error" : "ok", (unsigned long long)dur_us, error ? " error=" : "",
-	       error ? plain(error, why, sizeof(why), true) : "");
+	       src && src->type == MG_INT ? (unsigned)src->i : 0,
+	       auth && auth->type == MG_INT ? (unsigned)auth->i : 0, (unsigned)getuid(),
+	       plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
+	       d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
+	       dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
+	       error ? " error=" : "", error ? plain(error, why, sizeof(why), true) : "");
 }
 
 /* --- the chained log on this host -------------------------------------- */
@@ -325,8 +331,10 @@ static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLO
 		alog_send(r, cp);
 }
 
-void agent_audit_close(struct mg_router *r)
+static void audit_close_run(void *arg)
 {
+	struct mg_router *r = arg;
+
 	pthread_mutex_lock(&alog.lock);
 	if (alog.fd >= 0) {
 		alog_checkpoint_locked(r, true, NULL);
@@ -338,6 +346,30 @@ void agent_audit_close(struct mg_router *r)
 	pthread_mutex_unlock(&alog.lock);
 }
 
+void agent_audit_close(struct mg_router *r)
+{
+	/* After the records still queued for the broker thread. */
+	if (broker_call(r->broker, audit_close_run, r, true) < 0)
+		audit_close_run(r);
+}
+
+struct audit_cp_req {
+	struct mg_router *r;
+	char note[TLOG_NOTE_MAX];
+	int rc;
+};
+
+static void audit_cp_run(void *arg)
+{
+	struct audit_cp_req *q = arg;
+
+	pthread_mutex_lock(&alog.lock);
+	q->rc = alog.fd >= 0 ? 0 : -ENOENT;
+	if (alog.fd >= 0)
+		alog_checkpoint_locked(q->r, false, q->note);
+	pthread_mutex_unlock(&alog.lock);
+}
+
 /*
  * mg.audit_checkpoint() -> {note, log, file, vkey}: sign a checkpoint of
  * this context's log now (it is sent up and witnessed like the others).
@@ -345,23 +377,34 @@ void agent_audit_close(struct mg_router *r)
 static int audit_checkpoint_fn(struct mg_call *call, const struct mg_value *args,
 			       struct mg_value **ret)
 {
+	struct audit_cp_req *q;
 	struct mg_router *r = mg_call_router(call);
-	char note[TLOG_NOTE_MAX];
+	int rc;
 
 	if (!r->audited)
 		return mg_call_fail(call, EPERM, "this context is not audited");
-	pthread_mutex_lock(&alog.lock);
-	if (alog.fd < 0) {
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->r = r;
+	/* On the broker thread, after every record queued before this call. */
+	if (broker_call(r->broker, audit_cp_run, q, true) < 0)
+		audit_cp_run(q);
+	if (q->rc < 0) {
+		free(q);
+		pthread_mutex_lock(&alog.lock);
+		rc = mg_call_fail(call, ENOENT, "this context keeps no audit log: %s", alog.why);
 		pthread_mutex_unlock(&alog.lock);
-		return mg_call_fail(call, ENOENT, "this context keeps no audit log: %s", alog.why);
+		return rc;
 	}
-	alog_checkpoint_locked(r, false, note);
 	*ret = mg_map();
-	mg_map_set(*ret, "note", mg_str(note));
+	mg_map_set(*ret, "note", mg_str(q->note));
+	pthread_mutex_lock(&alog.lock);
 	mg_map_set(*ret, "log", mg_str(alog.origin));
 	mg_map_set(*ret, "file", mg_str(alog.path));
 	mg_map_set(*ret, "vkey", mg_str(alog.vkey));
 	pthread_mutex_unlock(&alog.lock);
+	free(q);
 	return *ret ? 0 : -ENOMEM;
 }
 MG_EXPORT_AS("mg.audit_checkpoint", audit_checkpoint_fn);
@@ -451,60 +494,41 @@ static struct mg_value *argv_redacted(const struct mg_value *v)
 	return list;
 }
 
-void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
-		      const struct mg_value *args, const char *error, uint64_t start_ns,
-		      uint64_t end_ns)
-{
-	uint64_t dur_us = (end_ns - start_ns) / 1000;
-	char stamp[48], digest[65] = "";
+/* A record on its way to syslog, the log and the master. */
+struct audit_pending {
+	struct mg_router *r;
 	struct mg_value *rec;
+	uint64_t end_ns;
+};
+
+/*
+ * The costly part of a record (syslog's sendto, the JSON text, the hashes,
+ * the write, the message up, now and then a signature), run on the broker
+ * thread while this one waits for the next call: a caller's round trip
+ * does not wait for it (docs/audit.md, Performance). One queue, in order:
+ * records are chained in the order the calls were served.
+ */
+static void audit_record(void *arg)
+{
+	struct audit_pending *p = arg;
+	struct mg_router *r = p->r;
+	struct mg_value *rec = p->rec;
 	struct mg_message *up;
 
-	if (args)
-		args_digest(args, digest);
-	/* When the call started. */
-	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
 	if (use_syslog)
-		to_syslog(msg, function, digest, error, dur_us);
-
-	rec = mg_map();
-	if (!rec)
-		return;
-	mg_map_set(rec, "time", mg_str(stamp));
-	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
-	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
-	mg_map_set(rec, "host", mg_str(host));
-	mg_map_set(rec, "pid", mg_int(getpid()));
-	mg_map_set(rec, "uid", mg_int(getuid()));
-	mg_map_set(rec, "src_id", mg_int(msg->meta.src_id));
-	mg_map_set(rec, "auth_id", mg_int(msg->meta.auth_id));
-	mg_map_set(rec, "function", mg_str(function ? function : ""));
-	mg_map_set(rec, "args_sha256", *digest ? mg_str(digest) : mg_nil());
-	/* The command line in clear (docs/audit.md), secrets redacted. */
-	if (function && args && args->type == MG_LIST) {
-		if (!strcmp(function, "mg.run") && args->len >= 1)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[0]));
-		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[1]));
-	}
-	mg_map_set(rec, "status", mg_str(error ? "error" : "ok"));
-	if (error)
-		mg_map_set(rec, "error", mg_str(error));
-	mg_map_set(rec, "duration_us", mg_int((int64_t)dur_us));
+		to_syslog(rec);
 	pthread_mutex_lock(&alog.lock);
-	if (alog.fd >= 0 && rec) {
+	if (alog.fd >= 0) {
 		/* Record 0 goes up with the first call's: by then the master
 		 * knows this context is audited. */
 		if (alog.header) {
 			struct mg_value *h = alog.header;
-			uint8_t root[TLOG_HASH];
+			uint8_t root[TLOG_HASH], leaf[TLOG_HASH];
 			struct tlog_tree t0 = { 0 };
 			char hex[2 * TLOG_HASH + 1], *json = mg_value_to_json_alloc(h);
 
 			/* Its tree hash: the root of a one-leaf tree. */
 			if (json) {
-				uint8_t leaf[TLOG_HASH];
-
 				tlog_leaf_hash(json, strlen(json), leaf);
 				tlog_tree_append(&t0, leaf);
 			}
@@ -526,7 +550,57 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 	}
 	/* The first record, every N, or the first after T seconds. */
 	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
-			     end_ns - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
+			     p->end_ns - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
 		alog_checkpoint_locked(r, false, NULL);
 	pthread_mutex_unlock(&alog.lock);
+	free(p);
+}
+
+void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
+		      const struct mg_value *args, const char *error, uint64_t start_ns,
+		      uint64_t end_ns)
+{
+	uint64_t dur_us = (end_ns - start_ns) / 1000;
+	char stamp[48], digest[65] = "";
+	struct audit_pending *p;
+	struct mg_value *rec;
+
+	/* Here: the arguments are freed when we return. */
+	if (args)
+		args_digest(args, digest);
+	/* When the call started. */
+	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
+
+	rec = mg_map();
+	p = malloc(sizeof(*p));
+	if (!rec || !p) {
+		mg_value_free(rec);
+		free(p);
+		return;
+	}
+	mg_map_set(rec, "time", mg_str(stamp));
+	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
+	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
+	mg_map_set(rec, "host", mg_str(host));
+	mg_map_set(rec, "pid", mg_int(getpid()));
+	mg_map_set(rec, "uid", mg_int(getuid()));
+	mg_map_set(rec, "src_id", mg_int(msg->meta.src_id));
+	mg_map_set(rec, "auth_id", mg_int(msg->meta.auth_id));
+	mg_map_set(rec, "function", mg_str(function ? function : ""));
+	mg_map_set(rec, "args_sha256", *digest ? mg_str(digest) : mg_nil());
+	/* The command line in clear (docs/audit.md), secrets redacted. */
+	if (function && args && args->type == MG_LIST) {
+		if (!strcmp(function, "mg.run") && args->len >= 1)
+			mg_map_set(rec, "argv", argv_redacted(&args->items[0]));
+		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
+			mg_map_set(rec, "argv", argv_redacted(&args->items[1]));
+	}
+	mg_map_set(rec, "status", mg_str(error ? "error" : "ok"));
+	if (error)
+		mg_map_set(rec, "error", mg_str(error));
+	mg_map_set(rec, "duration_us", mg_int((int64_t)dur_us));
+	*p = (struct audit_pending){ .r = r, .rec = rec, .end_ns = end_ns };
+	/* The broker is stopping: record it here. */
+	if (mg_broker_defer(r->broker, audit_record, p) < 0)
+		audit_record(p);
 }
