@@ -170,14 +170,35 @@ static void audit_chain_write_locked(struct mg_router *r, char *json, size_t len
 		audit_checkpoint_locked(r, false);
 }
 
+/*
+ * A record from a context that is not audited: logged, and chained into
+ * the file as the master's own record (an auditor sees that something
+ * tried), both at every power of two of the count so a flood costs a few
+ * lines.
+ */
 static void refused(struct mg_router *r, uint32_t id)
 {
 	uint64_t n = __atomic_add_fetch(&r->audit_refused, 1, __ATOMIC_RELAXED);
+	char json[256], stamp[64];
+	struct timespec ts;
+	struct tm tm;
 
-	if ((n & (n - 1)) == 0)
-		LOG_WARN("audit: refused a record from context %u: it is not an audited "
-			 "context of this master (%llu refused so far)", id,
-			 (unsigned long long)n);
+	if ((n & (n - 1)) != 0)
+		return;
+	LOG_WARN("audit: refused a record from context %u: it is not an audited "
+		 "context of this master (%llu refused so far)", id, (unsigned long long)n);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec, (long)(ts.tv_nsec / 1000) % 1000000);
+	snprintf(json, sizeof(json), "{\"refused\":\"a record from a context that is not "
+		 "audited\",\"context_id\":%u,\"received\":\"%s\",\"refused_so_far\":%llu}",
+		 id, stamp, (unsigned long long)n);
+	pthread_mutex_lock(&r->lock);
+	if (r->audit_fd >= 0)
+		audit_chain_write_locked(r, json, strlen(json));
+	pthread_mutex_unlock(&r->lock);
 }
 
 static void on_audit(struct mg_message *msg, void *userdata)

@@ -644,7 +644,7 @@ static int audit_show(int argc, char **argv)
 		fn = str_of(rec, "function");
 		if (!fn)
 			fn = str_of(rec, "checkpoint") ? "(checkpoint)" : str_of(rec, "opened") ?
-			     "(log opened)" : "";
+			     "(log opened)" : str_of(rec, "refused") ? "(refused record)" : "";
 		show_chain(e->v ? mg_map_get(e->v, "chain") : NULL, chain, sizeof(chain));
 		ctx = *chain ? chain : str_of(rec, "context") ? str_of(rec, "context") : "";
 		if (since && (!time || strcmp(time, since) < 0))

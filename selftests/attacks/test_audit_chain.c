@@ -233,6 +233,8 @@ static void test_write_trail(void **state)
 		char *text = slurp(master_path, NULL);
 
 		assert_null(strstr(text, "forged_by_plain_child"));
+		/* The refusal itself is in the master's chain. */
+		assert_non_null(strstr(text, "{\"refused\":"));
 		assert_null(strstr(text, "hunter2"));
 		assert_non_null(strstr(text, "in-clear"));
 		free(text);
