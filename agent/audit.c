@@ -220,6 +220,21 @@ static void alog_open(void)
 	struct tm tm;
 	struct mg_value *h;
 
+	/*
+	 * A fork of an audited agent (mg_fork) has a copy of its parent's
+	 * state: the parent's log (whose fd it must not write), tree and key,
+	 * and a lock another thread may have held at the fork. Single-threaded
+	 * here as far as the log goes: start afresh.
+	 */
+	pthread_mutex_init(&alog.lock, NULL);
+	if (alog.fd >= 0)
+		close(alog.fd);
+	mg_value_free(alog.header);
+	alog.fd = -1;
+	alog.header = NULL;
+	alog.since_cp = alog.ncp = alog.last_cp_ns = 0;
+	memset(&alog.tree, 0, sizeof(alog.tree));
+	explicit_bzero(&alog.key, sizeof(alog.key));
 	if (tlog_log_dir(dir, sizeof(dir)) < 0) {
 		snprintf(alog.why, sizeof(alog.why), "no log directory (HOME unset)");
 		goto fail;
@@ -343,6 +358,7 @@ static void audit_close_run(void *arg)
 	}
 	mg_value_free(alog.header);
 	alog.header = NULL;
+	explicit_bzero(&alog.key, sizeof(alog.key));
 	pthread_mutex_unlock(&alog.lock);
 }
 

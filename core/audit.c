@@ -273,6 +273,8 @@ void audit_router_free(struct mg_router *r)
 	if (r->audit_fd >= 0)
 		close(r->audit_fd);
 	r->audit_fd = -1;
+	if (r->audit_chain)
+		explicit_bzero(&r->audit_chain->key, sizeof(r->audit_chain->key));
 	free(r->audit_chain);
 	r->audit_chain = NULL;
 }
@@ -338,6 +340,8 @@ int mg_router_audit_to_file(struct mg_router *r, const char *path, struct mg_err
 		audit_checkpoint_locked(r, true);
 	old = r->audit_fd;
 	r->audit_fd = fd;
+	if (r->audit_chain)
+		explicit_bzero(&r->audit_chain->key, sizeof(r->audit_chain->key));
 	free(r->audit_chain);
 	r->audit_chain = chain;
 	pthread_mutex_unlock(&r->lock);

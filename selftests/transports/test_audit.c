@@ -186,6 +186,8 @@ static void expect_record(size_t i, const char *function, const struct mg_contex
 	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
 }
 
+static void agent_log(struct mg_context *ctx, char *path, size_t size, char *vkey, size_t vsize);
+
 static int audit_setup(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -410,8 +412,24 @@ static void test_audit_fork(void **state)
 	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
 	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
 	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
-	finish(below);
-	finish(ctx);
+	/* Each keeps a log of its own (the fork does not write its parent's),
+	 * and the trail verifies. */
+	{
+		char p1[PATH_MAX], p2[PATH_MAX], vkey[TLOG_VKEY_MAX];
+		struct toolrun r = { 0 };
+
+		agent_log(ctx, p1, sizeof(p1), vkey, sizeof(vkey));
+		agent_log(below, p2, sizeof(p2), vkey, sizeof(vkey));
+		assert_string_not_equal(p1, p2);
+		finish(below);
+		finish(ctx);
+		TOOLRUN(&r, "audit", "verify", "--key", vkey, audit_path, p1, p2);
+		printf("# %s", r.out);
+		assert_int_equal(r.exit_code, 0);
+		toolrun_free(&r);
+		unlink(p1);
+		unlink(p2);
+	}
 }
 
 /* A plain child is not audited: nothing recorded. */
