@@ -47,6 +47,38 @@ static int audit_usage(const char *fmt, const char *arg)
 	return AUDIT_EXIT_USAGE;
 }
 
+/*
+ * Print s with every control character (C0, DEL, and C1 as UTF-8) as '?':
+ * a record's strings are what an audited context or whoever edited the
+ * file chose, and must not drive the auditor's terminal.
+ */
+static void put_clean(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			putchar('?');
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			putchar('?');
+			p++;
+		} else {
+			putchar(*p);
+		}
+	}
+}
+
+static void printf_clean(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void printf_clean(const char *fmt, ...)
+{
+	char buf[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	put_clean(buf);
+}
+
 /* --- reading trails ----------------------------------------------------- */
 
 struct ent {
@@ -296,12 +328,13 @@ static int bad(const struct ent *e, const char *fmt, ...) __attribute__((format(
 
 static int bad(const struct ent *e, const char *fmt, ...)
 {
+	char buf[4096];
 	va_list ap;
 
-	printf("%s:%u: ", e->file, e->line);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	printf_clean("%s:%u: %s", e->file, e->line, buf);
 	printf("\n");
 	return AUDIT_EXIT_BAD;
 }
@@ -654,7 +687,8 @@ static int audit_show(int argc, char **argv)
 		if (function && strcmp(fn, function))
 			continue;
 		if (json) {
-			printf("%s\n", e->text);
+			put_clean(e->text);
+			printf("\n");
 			continue;
 		}
 		what[0] = '\0';
@@ -667,11 +701,12 @@ static int audit_show(int argc, char **argv)
 			snprintf(what, sizeof(what), "%.16s...", d->str);
 		}
 		d = mg_map_get(rec, "duration_us");
-		printf("%-27s %-24s %-20s %-6s %10lld  %s\n", time ? time : "-", ctx, fn,
-		       str_of(rec, "status") ? str_of(rec, "status") : "-",
-		       d && d->type == MG_INT ? (long long)d->i : 0LL, what);
-		/* Control characters never reach the terminal: json_args kept
-		 * them as they were sent, so replace them here. */
+		/* json_args decoded \u001b and the like: put_clean keeps them
+		 * off the terminal. */
+		printf_clean("%-27s %-24s %-20s %-6s %10lld  %s", time ? time : "-", ctx, fn,
+			     str_of(rec, "status") ? str_of(rec, "status") : "-",
+			     d && d->type == MG_INT ? (long long)d->i : 0LL, what);
+		printf("\n");
 	}
 	trail_free(&t);
 	return 0;

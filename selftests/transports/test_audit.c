@@ -773,11 +773,17 @@ static void test_audit_show(void **state)
 	ctx = must(mg_local(router, &lo, &err), &err);
 	call_ok(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/true"), mg_str("shown-arg"))));
 	call_ok(ctx, "audit_echo", NULL);
+	/* A function name that would clear the auditor's screen. */
+	assert_int_equal(mg_call(ctx, "audit_x\x1b[2J\xc2\x9b" "31m", NULL, NULL, &err),
+			 -EREMOTEIO);
 	agent_log(ctx, path, sizeof(path), vkey, sizeof(vkey));
 	finish(ctx);
 
 	TOOLRUN(&r, "audit", "show", audit_path);
 	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "audit_x?[2J?31m"));
+	assert_null(strchr(r.out, '\x1b'));
+	assert_null(strstr(r.out, "\xc2\x9b"));
 	assert_non_null(strstr(r.out, "FUNCTION"));
 	assert_non_null(strstr(r.out, "/bin/true shown-arg"));
 	assert_non_null(strstr(r.out, "audit_echo"));
