@@ -102,8 +102,8 @@ asan_TEST_LDFLAGS := $(SAN_FLAGS) $(HARDEN_LDFLAGS) $(LDFLAGS)
 # What libmitogen needs, for static programs and for the shared library
 # (Debian's libmsgpackc.a is not PIC, so the .so links libmsgpackc.so).
 LIBS_STATIC := -l:libmsgpackc.a -l:libseccomp.a -l:libcap.a -l:libnl-route-3.a \
-	-l:libnl-3.a -l:libz.a -l:libnettle.a -pthread
-LIBS_SHARED := -lmsgpackc -lseccomp -lcap -lnl-route-3 -lnl-3 -lz -lnettle -pthread
+	-l:libnl-3.a -l:libz.a -l:libhogweed.a -l:libgmp.a -l:libnettle.a -pthread
+LIBS_SHARED := -lmsgpackc -lseccomp -lcap -lnl-route-3 -lnl-3 -lz -lhogweed -lnettle -pthread
 TEST_LIBS := -lcmocka
 
 SONAME := libmitogen.so.0

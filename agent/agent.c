@@ -644,6 +644,8 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	}
 	LOG_DEBUG("shutting down");
 	profile_thread_stop();
+	if (r->audited)
+		agent_audit_close(r);
 	/* While the broker runs: the log line goes up to the parent. */
 	agent_end_tree();
 	forward_off = true;

@@ -43,6 +43,10 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 		      const struct mg_value *args, const char *error, uint64_t start_ns,
 		      uint64_t end_ns);
 
+/* audit.c: the agent is ending: a final checkpoint of its audit log,
+ * written there and sent up while the parent stream is still open. */
+void agent_audit_close(struct mg_router *r);
+
 /* Keeps agent/builtins.o linked into static programs. */
 void builtins_init(void);
 /* mg.run is waiting for a program (it ends it within the grace once the

@@ -14,6 +14,19 @@
  * (MG_HANDLE_AUDIT to context 0, core/audit.c), which writes it as a JSON
  * line.
  *
+ * The record is also chained into this context's own log on this host
+ * (docs/audit.md): one file per agent process under this uid's log
+ * directory (audit/tlog.c: /var/log/mitogen/audit for root,
+ * ~/.local/state/mitogen/audit otherwise, $MITOGEN_AUDIT_DIR), opened at
+ * boot before the sandbox, each line with its index and the RFC 6962
+ * tree hash of the log so far; a checkpoint of it, signed with this
+ * uid's key, goes into the log and up to the master, which witnesses it,
+ * at the first record, every TLOG_CHECKPOINT_RECORDS records or at the
+ * first record TLOG_CHECKPOINT_SECONDS after the last one, when asked
+ * (mg.audit_checkpoint), and, marked final, when the agent ends. Every
+ * record sent up carries its log, index and tree hash, so the master's
+ * copy can be checked against the log and the log against the copy.
+ *
  * Whether this context is audited is decided at boot, from the BOOT
  * message, by the same rule the parent applies to the greeting for
  * mg_context_is_privileged: the parent says so ("audit": asked for, below
@@ -21,17 +34,30 @@
  * runs as another uid than its parent on the same host
  * ("audit_unless_uid"), or as root on another ("audit_root").
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <paths.h>
+
+/* syslog.h names levels LOG_INFO and LOG_DEBUG too: ours go first. */
+#include "core/log.h"
+#undef LOG_DEBUG
+#undef LOG_INFO
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <nettle/sha2.h>
 
 #include "agent/agent.h"
+#include "audit/tlog.h"
+#include "core/broker.h"
 #include "core/context.h"
 #include "core/router.h"
 #include "core/value.h"
@@ -42,12 +68,31 @@
 static bool use_syslog;
 static char host[256];		/* this host's name, read at boot */
 
+/* This context's chained log (docs/audit.md); fd -1: none (why says why). */
+static struct {
+	pthread_mutex_t lock;
+	int fd;
+	char path[4000];
+	char origin[TLOG_NAME_MAX + 1];
+	char why[4200];
+	struct tlog_key key;
+	char vkey[TLOG_VKEY_MAX];
+	struct tlog_tree tree;
+	uint64_t since_cp;		/* records since the last checkpoint */
+	uint64_t ncp;			/* checkpoints made */
+	uint64_t last_cp_ns;
+	struct mg_value *header;	/* record 0, sent up with the first call's */
+} alog = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
 static bool flag(const struct mg_value *boot, const char *key)
 {
 	const struct mg_value *v = mg_map_get(boot, key);
 
 	return v && v->type == MG_BOOL && v->b;
 }
+
+static void utc_stamp(char *buf, size_t size, uint64_t ago_ns);
+static void alog_open(void);
 
 bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 {
@@ -62,6 +107,9 @@ bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 		openlog("mitogen", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
 		use_syslog = true;
 	}
+	/* Before the sandbox: the key and the directory may need making. */
+	if (r->audited)
+		alog_open();
 	return r->audited;
 }
 
@@ -123,20 +171,405 @@ static void utc_stamp(char *buf, size_t size, uint64_t ago_ns)
 	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
-/* One line on this host's syslog; the error last: the rest of the line
- * is fields without spaces. */
-static void to_syslog(const struct mg_message *msg, const char *function, const char *digest,
-		      const char *error, uint64_t dur_us)
+/* One line on this host's syslog, from a record; the error last: the
+ * rest of the line is fields without spaces. */
+static void to_syslog(const struct mg_value *rec)
 {
 	char name[128], fn[128], why[256];
+	const struct mg_value *src = mg_map_get(rec, "src_id"), *auth = mg_map_get(rec, "auth_id"),
+			      *f = mg_map_get(rec, "function"), *d = mg_map_get(rec, "args_sha256"),
+			      *e = mg_map_get(rec, "error"), *dur = mg_map_get(rec, "duration_us");
+	const char *error = e && e->type == MG_STR ? e->str : NULL;
 
 	syslog(LOG_NOTICE, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u function=%s "
 	       "args_sha256=%s status=%s duration_us=%llu%s%s",
 	       mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
-	       msg->meta.src_id, msg->meta.auth_id, (unsigned)getuid(),
-	       plain(function, fn, sizeof(fn), false), *digest ? digest : "-",
-	       error ? "error" : "ok", (unsigned long long)dur_us, error ? " error=" : "",
-	       error ? plain(error, why, sizeof(why), true) : "");
+	       src && src->type == MG_INT ? (unsigned)src->i : 0,
+	       auth && auth->type == MG_INT ? (unsigned)auth->i : 0, (unsigned)getuid(),
+	       plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
+	       d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
+	       dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
+	       error ? " error=" : "", error ? plain(error, why, sizeof(why), true) : "");
+}
+
+/* --- the chained log on this host -------------------------------------- */
+
+/* One line and its newline in one write (O_APPEND: whole lines). */
+static int alog_write(const char *line)
+{
+	struct iovec iov[2] = { { (void *)line, strlen(line) }, { "\n", 1 } };
+	ssize_t n;
+
+	do
+		n = writev(alog.fd, iov, 2);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)(iov[0].iov_len + 1) ? 0 : -EIO;
+}
+
+/*
+ * Open this process's log and write record 0, which says whose log it is.
+ * Why here, as this uid, and refusing a directory or key others can
+ * write: only this uid (and root) may be able to change what is in it.
+ * Fails open: a context whose log cannot be made still serves, its
+ * records still go up (without a chain), and why is logged.
+ */
+static void alog_open(void)
+{
+	char dir[3900], stem[64], stamp[48], name[TLOG_NAME_MAX + 1], *json, *line;
+	struct timespec ts;
+	struct tm tm;
+	struct mg_value *h;
+
+	/*
+	 * A fork of an audited agent (mg_fork) has a copy of its parent's
+	 * state: the parent's log (whose fd it must not write), tree and key,
+	 * and a lock another thread may have held at the fork. Single-threaded
+	 * here as far as the log goes: start afresh.
+	 */
+	pthread_mutex_init(&alog.lock, NULL);
+	if (alog.fd >= 0)
+		close(alog.fd);
+	mg_value_free(alog.header);
+	alog.fd = -1;
+	alog.header = NULL;
+	alog.since_cp = alog.ncp = alog.last_cp_ns = 0;
+	memset(&alog.tree, 0, sizeof(alog.tree));
+	explicit_bzero(&alog.key, sizeof(alog.key));
+	if (tlog_log_dir(dir, sizeof(dir)) < 0) {
+		snprintf(alog.why, sizeof(alog.why), "no log directory (HOME unset)");
+		goto fail;
+	}
+	if (tlog_dir_check(dir, true, alog.why, sizeof(alog.why)) < 0)
+		goto fail;
+	tlog_key_name(name);
+	if (tlog_key_load(&alog.key, name, alog.why, sizeof(alog.why)) < 0)
+		goto fail;
+	tlog_key_vkey(&alog.key, alog.vkey);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stem, sizeof(stem), "%04d%02d%02dT%02d%02d%02dZ-%d", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)getpid());
+	snprintf(alog.path, sizeof(alog.path), "%s/%.60s.log", dir, stem);
+	snprintf(alog.origin, sizeof(alog.origin), "%.130s/%.60s", name, stem);
+	alog.fd = open(alog.path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+		       0600);
+	if (alog.fd < 0) {
+		snprintf(alog.why, sizeof(alog.why), "%s: %s", alog.path, strerror(errno));
+		goto fail;
+	}
+	utc_stamp(stamp, sizeof(stamp), 0);
+	h = mg_map();
+	mg_map_set(h, "opened", mg_str(stamp));
+	mg_map_set(h, "context_id", mg_int(mg_context_id()));
+	mg_map_set(h, "context", mg_str(mg_context_name_self()));
+	mg_map_set(h, "host", mg_str(host));
+	mg_map_set(h, "pid", mg_int(getpid()));
+	mg_map_set(h, "uid", mg_int(getuid()));
+	mg_map_set(h, "vkey", mg_str(alog.vkey));
+	json = h ? mg_value_to_json_alloc(h) : NULL;
+	line = json ? tlog_chain_line(&alog.tree, alog.origin, json, strlen(json)) : NULL;
+	if (!line || alog_write(line) < 0) {
+		snprintf(alog.why, sizeof(alog.why), "%s: cannot write", alog.path);
+		close(alog.fd);
+		alog.fd = -1;
+		free(json);
+		free(line);
+		mg_value_free(h);
+		goto fail;
+	}
+	free(json);
+	free(line);
+	alog.header = h;
+	return;
+fail:
+	log_msg(MG_LOG_WARNING, "audit: no audit log on this host: %s", alog.why);
+}
+
+/* rec, chained: "log", "index" and "tree" added (as sent up). Lock held. */
+static void alog_append_locked(struct mg_value *rec)
+{
+	uint8_t root[TLOG_HASH];
+	char hex[2 * TLOG_HASH + 1];
+	char *json, *line;
+	uint64_t index = alog.tree.size;
+
+	json = mg_value_to_json_alloc(rec);
+	line = json ? tlog_chain_line(&alog.tree, alog.origin, json, strlen(json)) : NULL;
+	free(json);
+	if (!line || alog_write(line) < 0)
+		log_msg(MG_LOG_ERROR, "audit: cannot write record %llu to %s", (unsigned long long)index,
+			  alog.path);
+	free(line);
+	if (alog.tree.size == index)
+		return;
+	tlog_tree_root(&alog.tree, root);
+	tlog_hex(root, hex);
+	mg_map_set(rec, "log", mg_str(alog.origin));
+	mg_map_set(rec, "index", mg_int((int64_t)index));
+	mg_map_set(rec, "tree", mg_str(hex));
+	alog.since_cp++;
+}
+
+static void alog_send(struct mg_router *r, struct mg_value *v)
+{
+	struct mg_message *up = mg_message_new(0, MG_HANDLE_AUDIT, v);
+
+	if (!up)
+		return;
+	up->meta.src_id = up->meta.auth_id = r->id;
+	mg_router_route(r, up);
+}
+
+/* Sign a checkpoint of the log, write it there and send it up; the note
+ * into out (may be NULL). Lock held. */
+static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLOG_NOTE_MAX])
+{
+	char note[TLOG_NOTE_MAX], *line;
+	size_t len = tlog_checkpoint_sign(&alog.key, alog.origin, &alog.tree, final, note);
+	struct mg_value *cp;
+
+	line = tlog_checkpoint_line(note, len);
+	if (!line || alog_write(line) < 0)
+		log_msg(MG_LOG_ERROR, "audit: cannot write a checkpoint to %s", alog.path);
+	free(line);
+	alog.since_cp = 0;
+	alog.ncp++;
+	alog.last_cp_ns = agent_audit_now();
+	if (out)
+		memcpy(out, note, len + 1);
+	cp = mg_map();
+	mg_map_set(cp, "checkpoint", mg_str(note));
+	mg_map_set(cp, "log", mg_str(alog.origin));
+	mg_map_set(cp, "vkey", mg_str(alog.vkey));
+	mg_map_set(cp, "file", mg_str(alog.path));
+	if (cp)
+		alog_send(r, cp);
+}
+
+static void audit_close_run(void *arg)
+{
+	struct mg_router *r = arg;
+
+	pthread_mutex_lock(&alog.lock);
+	if (alog.fd >= 0) {
+		alog_checkpoint_locked(r, true, NULL);
+		close(alog.fd);
+		alog.fd = -1;
+	}
+	mg_value_free(alog.header);
+	alog.header = NULL;
+	explicit_bzero(&alog.key, sizeof(alog.key));
+	pthread_mutex_unlock(&alog.lock);
+}
+
+void agent_audit_close(struct mg_router *r)
+{
+	/* After the records still queued for the broker thread. */
+	if (broker_call(r->broker, audit_close_run, r, true) < 0)
+		audit_close_run(r);
+}
+
+struct audit_cp_req {
+	struct mg_router *r;
+	char note[TLOG_NOTE_MAX];
+	int rc;
+};
+
+static void audit_cp_run(void *arg)
+{
+	struct audit_cp_req *q = arg;
+
+	pthread_mutex_lock(&alog.lock);
+	q->rc = alog.fd >= 0 ? 0 : -ENOENT;
+	if (alog.fd >= 0)
+		alog_checkpoint_locked(q->r, false, q->note);
+	pthread_mutex_unlock(&alog.lock);
+}
+
+/*
+ * mg.audit_checkpoint() -> {note, log, file, vkey}: sign a checkpoint of
+ * this context's log now (it is sent up and witnessed like the others).
+ */
+static int audit_checkpoint_fn(struct mg_call *call, const struct mg_value *args,
+			       struct mg_value **ret)
+{
+	struct audit_cp_req *q;
+	struct mg_router *r = mg_call_router(call);
+	int rc;
+
+	if (!r->audited)
+		return mg_call_fail(call, EPERM, "this context is not audited");
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->r = r;
+	/* On the broker thread, after every record queued before this call. */
+	if (broker_call(r->broker, audit_cp_run, q, true) < 0)
+		audit_cp_run(q);
+	if (q->rc < 0) {
+		free(q);
+		pthread_mutex_lock(&alog.lock);
+		rc = mg_call_fail(call, ENOENT, "this context keeps no audit log: %s", alog.why);
+		pthread_mutex_unlock(&alog.lock);
+		return rc;
+	}
+	*ret = mg_map();
+	mg_map_set(*ret, "note", mg_str(q->note));
+	pthread_mutex_lock(&alog.lock);
+	mg_map_set(*ret, "log", mg_str(alog.origin));
+	mg_map_set(*ret, "file", mg_str(alog.path));
+	mg_map_set(*ret, "vkey", mg_str(alog.vkey));
+	pthread_mutex_unlock(&alog.lock);
+	free(q);
+	return *ret ? 0 : -ENOMEM;
+}
+MG_EXPORT_AS("mg.audit_checkpoint", audit_checkpoint_fn);
+
+/* Logs larger than this together are not fetched in one call. */
+#define AUDIT_FETCH_MAX ((size_t)96 << 20)
+
+/*
+ * mg.audit_files() -> {vkey, dir, files: [{name, data}]}: this uid's audit
+ * logs on this host, for `mitogen audit fetch`. Only *.log files of the
+ * directory, read without following links.
+ */
+static int audit_files_fn(struct mg_call *call, const struct mg_value *args,
+			  struct mg_value **ret)
+{
+	char dir[4096], why[512], path[4400];
+	struct mg_value *files;
+	struct dirent *de;
+	size_t total = 0;
+	DIR *d;
+
+	if (tlog_log_dir(dir, sizeof(dir)) < 0 || tlog_dir_check(dir, false, why, sizeof(why)) < 0)
+		return mg_call_fail(call, ENOENT, "no audit log directory here: %s", why);
+	d = opendir(dir);
+	if (!d)
+		return mg_call_fail(call, errno, "%s: %s", dir, strerror(errno));
+	files = mg_list();
+	while (files && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		struct stat st;
+		char *buf;
+		int fd;
+
+		if (n < 5 || strcmp(de->d_name + n - 4, ".log"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    total + (size_t)st.st_size > AUDIT_FETCH_MAX ||
+		    !(buf = malloc((size_t)st.st_size + 1))) {
+			close(fd);
+			continue;
+		}
+		n = 0;
+		for (ssize_t got; n < (size_t)st.st_size &&
+				  (got = read(fd, buf + n, (size_t)st.st_size - n)) > 0;)
+			n += (size_t)got;
+		close(fd);
+		total += n;
+		{
+			struct mg_value *f = mg_map();
+
+			mg_map_set(f, "name", mg_str(de->d_name));
+			mg_map_set(f, "data", mg_bytes(buf, n));
+			mg_list_append(files, f);
+		}
+		free(buf);
+	}
+	closedir(d);
+	*ret = mg_map();
+	mg_map_set(*ret, "dir", mg_str(dir));
+	pthread_mutex_lock(&alog.lock);
+	mg_map_set(*ret, "vkey", alog.fd >= 0 ? mg_str(alog.vkey) : mg_nil());
+	pthread_mutex_unlock(&alog.lock);
+	mg_map_set(*ret, "files", files);
+	return *ret ? 0 : -ENOMEM;
+}
+MG_EXPORT_AS("mg.audit_files", audit_files_fn);
+
+/* argv of mg.run/mg.run_stream for the record: in clear, but every
+ * element the caller sent as a secret written "<secret>". */
+static struct mg_value *argv_redacted(const struct mg_value *v)
+{
+	struct mg_value *list;
+
+	if (!v || v->type != MG_LIST)
+		return mg_nil();
+	list = mg_list();
+	for (uint32_t i = 0; list && i < v->len; i++) {
+		const struct mg_value *it = &v->items[i];
+
+		mg_list_append(list, it->type == MG_STR ? mg_str(it->str)
+				     : mg_str(it->type == MG_SECRET ? "<secret>" : "<not a string>"));
+	}
+	return list;
+}
+
+/* A record on its way to syslog, the log and the master. */
+struct audit_pending {
+	struct mg_router *r;
+	struct mg_value *rec;
+	uint64_t end_ns;
+};
+
+/*
+ * The costly part of a record (syslog's sendto, the JSON text, the hashes,
+ * the write, the message up, now and then a signature), run on the broker
+ * thread while this one waits for the next call: a caller's round trip
+ * does not wait for it (docs/audit.md, Performance). One queue, in order:
+ * records are chained in the order the calls were served.
+ */
+static void audit_record(void *arg)
+{
+	struct audit_pending *p = arg;
+	struct mg_router *r = p->r;
+	struct mg_value *rec = p->rec;
+	struct mg_message *up;
+
+	if (use_syslog)
+		to_syslog(rec);
+	pthread_mutex_lock(&alog.lock);
+	if (alog.fd >= 0) {
+		/* Record 0 goes up with the first call's: by then the master
+		 * knows this context is audited. */
+		if (alog.header) {
+			struct mg_value *h = alog.header;
+			uint8_t root[TLOG_HASH], leaf[TLOG_HASH];
+			struct tlog_tree t0 = { 0 };
+			char hex[2 * TLOG_HASH + 1], *json = mg_value_to_json_alloc(h);
+
+			/* Its tree hash: the root of a one-leaf tree. */
+			if (json) {
+				tlog_leaf_hash(json, strlen(json), leaf);
+				tlog_tree_append(&t0, leaf);
+			}
+			free(json);
+			tlog_tree_root(&t0, root);
+			tlog_hex(root, hex);
+			alog.header = NULL;
+			mg_map_set(h, "log", mg_str(alog.origin));
+			mg_map_set(h, "index", mg_int(0));
+			mg_map_set(h, "tree", mg_str(hex));
+			alog_send(r, h);
+		}
+		alog_append_locked(rec);
+	}
+	up = mg_message_new(0, MG_HANDLE_AUDIT, rec);
+	if (up) {
+		up->meta.src_id = up->meta.auth_id = r->id;
+		mg_router_route(r, up);
+	}
+	/* The first record, every N, or the first after T seconds. */
+	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
+			     p->end_ns - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
+		alog_checkpoint_locked(r, false, NULL);
+	pthread_mutex_unlock(&alog.lock);
+	free(p);
 }
 
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
@@ -145,19 +578,22 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 {
 	uint64_t dur_us = (end_ns - start_ns) / 1000;
 	char stamp[48], digest[65] = "";
+	struct audit_pending *p;
 	struct mg_value *rec;
-	struct mg_message *up;
 
+	/* Here: the arguments are freed when we return. */
 	if (args)
 		args_digest(args, digest);
 	/* When the call started. */
 	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
-	if (use_syslog)
-		to_syslog(msg, function, digest, error, dur_us);
 
 	rec = mg_map();
-	if (!rec)
+	p = malloc(sizeof(*p));
+	if (!rec || !p) {
+		mg_value_free(rec);
+		free(p);
 		return;
+	}
 	mg_map_set(rec, "time", mg_str(stamp));
 	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
 	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
@@ -168,13 +604,19 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 	mg_map_set(rec, "auth_id", mg_int(msg->meta.auth_id));
 	mg_map_set(rec, "function", mg_str(function ? function : ""));
 	mg_map_set(rec, "args_sha256", *digest ? mg_str(digest) : mg_nil());
+	/* The command line in clear (docs/audit.md), secrets redacted. */
+	if (function && args && args->type == MG_LIST) {
+		if (!strcmp(function, "mg.run") && args->len >= 1)
+			mg_map_set(rec, "argv", argv_redacted(&args->items[0]));
+		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
+			mg_map_set(rec, "argv", argv_redacted(&args->items[1]));
+	}
 	mg_map_set(rec, "status", mg_str(error ? "error" : "ok"));
 	if (error)
 		mg_map_set(rec, "error", mg_str(error));
 	mg_map_set(rec, "duration_us", mg_int((int64_t)dur_us));
-	up = mg_message_new(0, MG_HANDLE_AUDIT, rec);
-	if (!up)
-		return;
-	up->meta.src_id = up->meta.auth_id = r->id;
-	mg_router_route(r, up);
+	*p = (struct audit_pending){ .r = r, .rec = rec, .end_ns = end_ns };
+	/* The broker is stopping: record it here. */
+	if (mg_broker_defer(r->broker, audit_record, p) < 0)
+		audit_record(p);
 }

@@ -17,6 +17,16 @@
  * own account, which a compromised context could falsify for itself but
  * never put in another's name. Refusals are logged, not one line each: a
  * flood from a hostile child costs a line at every power of two.
+ *
+ * The file is chained (docs/audit.md): each router writes its own log
+ * into it, every line ending in its log's name, its index and the RFC
+ * 6962 tree hash so far (audit/tlog.c), and signed checkpoints of it
+ * (the master's key: the first line, every TLOG_CHECKPOINT_RECORDS, the
+ * first line TLOG_CHECKPOINT_SECONDS after the last checkpoint, and when
+ * the file is closed). An agent's checkpoints arrive as records like any
+ * other ("checkpoint" under "claimed"): written into this chain, they are
+ * witnessed, and the agent's log can no longer be cut or rewritten below
+ * them unnoticed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,11 +37,22 @@
 #include <unistd.h>
 #include <sys/uio.h>
 
+#include "audit/tlog.h"
 #include "core/audit.h"
 #include "core/context.h"
 #include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
+
+/* A router's chain in its audit file. */
+struct audit_chain {
+	struct tlog_tree tree;
+	struct tlog_key key;
+	bool signing;			/* key loaded */
+	char origin[TLOG_NAME_MAX + 1];
+	uint64_t since_cp, ncp;
+	struct timespec last_cp;
+};
 
 /* Append line and a newline in one writev: O_APPEND keeps lines whole. */
 static void audit_write(int fd, char *line, size_t len)
@@ -104,14 +125,80 @@ static struct mg_value *known_locked(struct mg_router *r, uint32_t id)
 	return rec;
 }
 
+/* Sign a checkpoint of the router's chain into its file. Caller holds r->lock. */
+static void audit_checkpoint_locked(struct mg_router *r, bool final)
+{
+	struct audit_chain *c = r->audit_chain;
+	char note[TLOG_NOTE_MAX], *line;
+	size_t len;
+
+	if (!c || !c->signing || r->audit_fd < 0)
+		return;
+	len = tlog_checkpoint_sign(&c->key, c->origin, &c->tree, final, note);
+	line = tlog_checkpoint_line(note, len);
+	if (line)
+		audit_write(r->audit_fd, line, strlen(line));
+	free(line);
+	c->since_cp = 0;
+	c->ncp++;
+	clock_gettime(CLOCK_MONOTONIC, &c->last_cp);
+}
+
+/* Chain json (a record) into the file, and sign when it is time. Caller
+ * holds r->lock. */
+static void audit_chain_write_locked(struct mg_router *r, char *json, size_t len)
+{
+	struct audit_chain *c = r->audit_chain;
+	struct timespec now;
+	char *line;
+
+	if (!c) {
+		audit_write(r->audit_fd, json, len);
+		return;
+	}
+	line = tlog_chain_line(&c->tree, c->origin, json, len);
+	if (!line) {
+		LOG_ERROR("audit: out of memory: a record lost");
+		return;
+	}
+	audit_write(r->audit_fd, line, strlen(line));
+	free(line);
+	c->since_cp++;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (c->ncp == 0 || c->since_cp >= TLOG_CHECKPOINT_RECORDS ||
+	    now.tv_sec - c->last_cp.tv_sec >= TLOG_CHECKPOINT_SECONDS)
+		audit_checkpoint_locked(r, false);
+}
+
+/*
+ * A record from a context that is not audited: logged, and chained into
+ * the file as the master's own record (an auditor sees that something
+ * tried), both at every power of two of the count so a flood costs a few
+ * lines.
+ */
 static void refused(struct mg_router *r, uint32_t id)
 {
 	uint64_t n = __atomic_add_fetch(&r->audit_refused, 1, __ATOMIC_RELAXED);
+	char json[256], stamp[64];
+	struct timespec ts;
+	struct tm tm;
 
-	if ((n & (n - 1)) == 0)
-		LOG_WARN("audit: refused a record from context %u: it is not an audited "
-			 "context of this master (%llu refused so far)", id,
-			 (unsigned long long)n);
+	if ((n & (n - 1)) != 0)
+		return;
+	LOG_WARN("audit: refused a record from context %u: it is not an audited "
+		 "context of this master (%llu refused so far)", id, (unsigned long long)n);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec, (long)(ts.tv_nsec / 1000) % 1000000);
+	snprintf(json, sizeof(json), "{\"refused\":\"a record from a context that is not "
+		 "audited\",\"context_id\":%u,\"received\":\"%s\",\"refused_so_far\":%llu}",
+		 id, stamp, (unsigned long long)n);
+	pthread_mutex_lock(&r->lock);
+	if (r->audit_fd >= 0)
+		audit_chain_write_locked(r, json, strlen(json));
+	pthread_mutex_unlock(&r->lock);
 }
 
 static void on_audit(struct mg_message *msg, void *userdata)
@@ -150,7 +237,7 @@ static void on_audit(struct mg_message *msg, void *userdata)
 	len = strlen(json);
 	pthread_mutex_lock(&r->lock);
 	if (r->audit_fd >= 0) {
-		audit_write(r->audit_fd, json, len);
+		audit_chain_write_locked(r, json, len);
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		pthread_mutex_unlock(&r->lock);
@@ -181,13 +268,48 @@ void audit_router_env(struct mg_router *r)
 
 void audit_router_free(struct mg_router *r)
 {
+	if (r->audit_chain && r->audit_chain->since_cp)
+		audit_checkpoint_locked(r, true);
 	if (r->audit_fd >= 0)
 		close(r->audit_fd);
 	r->audit_fd = -1;
+	if (r->audit_chain)
+		explicit_bzero(&r->audit_chain->key, sizeof(r->audit_chain->key));
+	free(r->audit_chain);
+	r->audit_chain = NULL;
+}
+
+/*
+ * A new chain for a file: this router's own log in it, named after this
+ * host, uid, and when and by which process it was opened (several masters
+ * may share a file: each chain is checked on its own). Without a key the
+ * lines are still chained, but nothing is signed: said once.
+ */
+static struct audit_chain *audit_chain_new(void)
+{
+	static unsigned seq;
+	struct audit_chain *c = calloc(1, sizeof(*c));
+	char name[TLOG_NAME_MAX + 1], why[512];
+	struct timespec ts;
+	struct tm tm;
+
+	if (!c)
+		return NULL;
+	tlog_key_name(name);
+	c->signing = tlog_key_load(&c->key, name, why, sizeof(why)) == 0;
+	if (!c->signing)
+		LOG_WARN("audit: the audit file's checkpoints cannot be signed: %s", why);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(c->origin, sizeof(c->origin), "%.130s/master-%04d%02d%02dT%02d%02d%02dZ-%d-%u",
+		 name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec, (int)getpid(), __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	return c;
 }
 
 int mg_router_audit_to_file(struct mg_router *r, const char *path, struct mg_error *err)
 {
+	struct audit_chain *chain;
 	int fd, old;
 
 	if (!r || !path || !*path) {
@@ -206,9 +328,22 @@ int mg_router_audit_to_file(struct mg_router *r, const char *path, struct mg_err
 		error_set(err, MG_ERR_NONE, e, "audit file %s: %s", path, strerror(e));
 		return -e;
 	}
+	chain = audit_chain_new();
+	if (!chain) {
+		close(fd);
+		error_set(err, MG_ERR_NONE, ENOMEM, "audit file %s: %s", path, strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	pthread_mutex_lock(&r->lock);
+	/* The old file's chain ends with a final checkpoint. */
+	if (r->audit_chain && r->audit_chain->since_cp)
+		audit_checkpoint_locked(r, true);
 	old = r->audit_fd;
 	r->audit_fd = fd;
+	if (r->audit_chain)
+		explicit_bzero(&r->audit_chain->key, sizeof(r->audit_chain->key));
+	free(r->audit_chain);
+	r->audit_chain = chain;
 	pthread_mutex_unlock(&r->lock);
 	if (old >= 0)
 		close(old);

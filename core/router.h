@@ -28,6 +28,7 @@ struct mg_router {
 	bool audited;			/* calls served here are recorded, and
 					 * every child is audited too */
 	int audit_fd;			/* master: the JSON-lines file, or -1 */
+	struct audit_chain *audit_chain; /* its chain and key (core/audit.c) */
 	uint64_t audit_refused;		/* records from unaudited contexts */
 	size_t max_message_size;
 	/* stream.c, broker thread: bytes the child streams hold in unfinished

@@ -39,6 +39,7 @@
 #include "tools/script.h"
 #include "tools/targets.h"
 #include "tools/stats.h"
+#include "tools/audit_cmd.h"
 
 enum {
 	TOOL_EXIT_USAGE = OUT_EXIT_USAGE,
@@ -956,6 +957,8 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		return tool_usage_error("no command given (run, call or script)");
+	if (!strcmp(argv[i], "audit"))		/* tools/audit_cmd.c */
+		return tool_audit(argc - i, argv + i);
 	if (!strcmp(argv[i], "stats"))		/* tools/stats.c */
 		return tool_stats(argc - i, argv + i);
 	if (!strcmp(argv[i], "help"))

@@ -25,9 +25,13 @@
 
 #include <mitogen/sandbox.h>
 
+#include "audit/tlog.h"
+#include "selftests/tools/toolrun.h"
 #include "selftests/transports/fixture.h"
 
 static char audit_path[64];
+/* Our own MITOGEN_AUDIT_DIR and MITOGEN_AUDIT_KEY (local children inherit them). */
+static char state_dir[PATH_MAX];
 
 static int audit_echo(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
 {
@@ -72,20 +76,45 @@ static int audit_forge(struct mg_call *call, const struct mg_value *args, struct
 }
 MG_EXPORT(audit_forge);
 
-/* The audit file's text (the test fails on a read error); caller frees. */
-static char *audit_text(void)
+/*
+ * The calls recorded in an audit file: its lines that record a call
+ * (they have a "function"), without the checkpoints, the checkpoints it
+ * witnessed and the "log opened" records (docs/audit.md), which
+ * test_audit_chain_fields looks at. Caller frees.
+ */
+static char *audit_calls(const char *path)
 {
-	FILE *f = fopen(audit_path, "re");
-	char *buf = calloc(1, 1 << 16);
+	FILE *f = fopen(path, "re");
+	char *buf = calloc(1, 1 << 17), *out = calloc(1, 1 << 17), *p, *o = out;
 	size_t n;
 
 	assert_non_null(buf);
-	if (!f)
-		return buf;	/* not created yet: nothing recorded */
-	n = fread(buf, 1, (1 << 16) - 1, f);
+	assert_non_null(out);
+	if (!f) {
+		free(buf);
+		return out;	/* not created yet: nothing recorded */
+	}
+	n = fread(buf, 1, (1 << 17) - 1, f);
 	buf[n] = '\0';
 	fclose(f);
-	return buf;
+	for (p = buf; *p;) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+
+		if (memmem(p, len, "\"function\":", 11)) {
+			memcpy(o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	free(buf);
+	return out;
+}
+
+/* The calls recorded in this test's audit file; caller frees. */
+static char *audit_text(void)
+{
+	return audit_calls(audit_path);
 }
 
 static size_t count_lines(const char *s)
@@ -157,6 +186,8 @@ static void expect_record(size_t i, const char *function, const struct mg_contex
 	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
 }
 
+static void agent_log(struct mg_context *ctx, char *path, size_t size, char *vkey, size_t vsize);
+
 static int audit_setup(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -168,10 +199,36 @@ static int audit_setup(void **state)
 	return mg_router_audit_to_file(router, audit_path, &err);
 }
 
+/* Remove every agent log our contexts wrote (the "file" of each witnessed
+ * checkpoint: sudo's and ssh's are in their users' own places). */
+static void remove_agent_logs(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char line[8192];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "\"file\":\""), *end;
+
+		if (!p)
+			continue;
+		p += 8;
+		end = strchr(p, '"');
+		if (!end)
+			continue;
+		*end = '\0';
+		unlink(p);
+	}
+	if (f)
+		fclose(f);
+}
+
 static int audit_teardown(void **state)
 {
+	int rc = fixture_teardown(state);	/* the contexts' last lines first */
+
+	remove_agent_logs(audit_path);
 	unlink(audit_path);
-	return fixture_teardown(state);
+	return rc;
 }
 
 static void call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
@@ -355,8 +412,24 @@ static void test_audit_fork(void **state)
 	snprintf(id, sizeof(id), "%u", mg_context_remote_id(below));
 	assert_string_equal(field(line, "function", v, sizeof(v)), "audit_echo");
 	assert_string_equal(field(line, "context_id", v, sizeof(v)), id);
-	finish(below);
-	finish(ctx);
+	/* Each keeps a log of its own (the fork does not write its parent's),
+	 * and the trail verifies. */
+	{
+		char p1[PATH_MAX], p2[PATH_MAX], vkey[TLOG_VKEY_MAX];
+		struct toolrun r = { 0 };
+
+		agent_log(ctx, p1, sizeof(p1), vkey, sizeof(vkey));
+		agent_log(below, p2, sizeof(p2), vkey, sizeof(vkey));
+		assert_string_not_equal(p1, p2);
+		finish(below);
+		finish(ctx);
+		TOOLRUN(&r, "audit", "verify", "--key", vkey, audit_path, p1, p2);
+		printf("# %s", r.out);
+		assert_int_equal(r.exit_code, 0);
+		toolrun_free(&r);
+		unlink(p1);
+		unlink(p2);
+	}
 }
 
 /* A plain child is not audited: nothing recorded. */
@@ -524,8 +597,7 @@ static void test_audit_file_from_environment(void **state)
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_router *r;
 	struct mg_context *ctx;
-	char path[64], buf[4096] = "";
-	FILE *f;
+	char path[64], *buf;
 
 	snprintf(path, sizeof(path), "/tmp/mg-audit-env.%d.jsonl", (int)getpid());
 	unlink(path);
@@ -538,13 +610,11 @@ static void test_audit_file_from_environment(void **state)
 	call_ok(ctx, "audit_echo", NULL);
 	finish(ctx);
 	mg_router_unref(r);
-	f = fopen(path, "re");
-	assert_non_null(f);
-	assert_true(fread(buf, 1, sizeof(buf) - 1, f) > 0);
-	fclose(f);
+	buf = audit_calls(path);
 	unlink(path);
 	assert_non_null(strstr(buf, "\"function\":\"audit_echo\""));
 	assert_int_equal(count_lines(buf), 1);
+	free(buf);
 }
 
 /* Bad paths: a clear error, the old file kept. */
@@ -570,6 +640,251 @@ static void test_audit_file_errors(void **state)
 	}
 }
 
+
+/* The log file an audited context keeps (mg.audit_checkpoint says), its
+ * verifier key and its origin; the checkpoint is signed and sent up. */
+static void agent_log(struct mg_context *ctx, char *path, size_t size, char *vkey, size_t vsize)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	const struct mg_value *f, *k;
+
+	if (mg_call(ctx, "mg.audit_checkpoint", NULL, &v, &err) < 0) {
+		fprintf(stderr, "# mg.audit_checkpoint: %s\n", err.message);
+		fail();
+	}
+	f = mg_map_get(v, "file");
+	k = mg_map_get(v, "vkey");
+	assert_true(f && f->type == MG_STR && k && k->type == MG_STR);
+	snprintf(path, size, "%s", f->str);
+	snprintf(vkey, vsize, "%s", k->str);
+	mg_value_free(v);
+}
+
+static char *read_all(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = calloc(1, 1 << 17);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(buf);
+	n = fread(buf, 1, (1 << 17) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/*
+ * docs/audit.md: the master's lines and the agent's log are chained
+ * (every line ends in log, index, tree), the agent's log is ours alone
+ * (0600, in our MITOGEN_AUDIT_DIR), it opens with a record naming its key,
+ * checkpoints are in both, mg.run's command line is in clear but its
+ * secret is not, and `mitogen audit verify` passes the untouched pair
+ * with the keys `mitogen audit keys` and the agent give.
+ */
+static void test_audit_chain_fields(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char path[PATH_MAX], vkey[TLOG_VKEY_MAX], line[4096], *text, *master;
+	struct toolrun r = { 0 };
+	struct mg_context *ctx;
+	struct tlog_suffix sfx;
+	struct stat st;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	call_ok(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/echo"), mg_str("visible-arg"),
+					       mg_secret("hidden-pw"))));
+	call_ok(ctx, "audit_echo", NULL);
+	agent_log(ctx, path, sizeof(path), vkey, sizeof(vkey));
+	finish(ctx);
+	assert_int_equal(strncmp(path, state_dir, strlen(state_dir)), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_uid, getuid());
+
+	text = read_all(path);
+	/* Record 0: whose log; then the calls; a checkpoint; the final one. */
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(text, "\n"), text);
+	assert_non_null(strstr(line, "\"opened\":"));
+	assert_non_null(strstr(line, vkey));
+	assert_int_equal(tlog_line_split(line, strlen(line), &sfx), 0);
+	assert_int_equal(sfx.index, 0);
+	assert_non_null(strstr(text, "\"argv\":[\"/bin/echo\",\"visible-arg\",\"<secret>\"]"));
+	assert_null(strstr(text, "hidden-pw"));
+	assert_non_null(strstr(text, "{\"checkpoint\":\""));
+	assert_non_null(strstr(text, "\\nfinal\\n"));
+	free(text);
+
+	master = read_all(audit_path);
+	assert_non_null(strstr(master, "\"argv\":[\"/bin/echo\",\"visible-arg\",\"<secret>\"]"));
+	assert_null(strstr(master, "hidden-pw"));
+	assert_non_null(strstr(master, "{\"checkpoint\":\""));
+	/* Every line of the master's file is chained or a checkpoint. */
+	for (char *p = master; *p;) {
+		size_t n = strcspn(p, "\n");
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		assert_true(!strncmp(line, "{\"checkpoint\":", 14) ||
+			    tlog_line_split(line, strlen(line), &sfx) == 0);
+		p += n + (p[n] == '\n');
+	}
+	free(master);
+
+	TOOLRUN(&r, "audit", "keys");
+	assert_int_equal(r.exit_code, 0);
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "verify", "--key", line, "--key", vkey, audit_path, path);
+	printf("# %s", r.out);
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "ok: 2 logs"));
+	toolrun_free(&r);
+	/* With another key only (here both sides share ours: local children
+	 * inherit MITOGEN_AUDIT_KEY), the checkpoints are refused. */
+	{
+		char kp[PATH_MAX + 16], why[256], other[TLOG_VKEY_MAX], name[TLOG_NAME_MAX + 1];
+		struct tlog_key k;
+
+		snprintf(kp, sizeof(kp), "%s/other.key", toolrun_dir());
+		tlog_key_name(name);
+		assert_int_equal(tlog_key_load_path(&k, kp, name, true, why, sizeof(why)), 0);
+		tlog_key_vkey(&k, other);
+		TOOLRUN(&r, "audit", "verify", "--key", other, audit_path, path);
+		assert_int_equal(r.exit_code, 1);
+		assert_non_null(strstr(r.out, "unknown key"));
+		toolrun_free(&r);
+		unlink(kp);
+	}
+	unlink(path);
+}
+
+/* `mitogen audit show`: a table by default, filters, --json. */
+static void test_audit_show(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char path[PATH_MAX], vkey[TLOG_VKEY_MAX];
+	struct toolrun r = { 0 };
+	struct mg_context *ctx;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	call_ok(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/true"), mg_str("shown-arg"))));
+	call_ok(ctx, "audit_echo", NULL);
+	/* A function name that would clear the auditor's screen. */
+	assert_int_equal(mg_call(ctx, "audit_x\x1b[2J\xc2\x9b" "31m", NULL, NULL, &err),
+			 -EREMOTEIO);
+	agent_log(ctx, path, sizeof(path), vkey, sizeof(vkey));
+	finish(ctx);
+
+	TOOLRUN(&r, "audit", "show", audit_path);
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "audit_x?[2J?31m"));
+	assert_null(strchr(r.out, '\x1b'));
+	assert_null(strstr(r.out, "\xc2\x9b"));
+	assert_non_null(strstr(r.out, "FUNCTION"));
+	assert_non_null(strstr(r.out, "/bin/true shown-arg"));
+	assert_non_null(strstr(r.out, "audit_echo"));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "show", "--function", "audit_echo", path);
+	assert_int_equal(r.exit_code, 0);
+	assert_null(strstr(r.out, "shown-arg"));
+	assert_non_null(strstr(r.out, "audit_echo"));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "show", "--json", "--function", "mg.run", audit_path);
+	assert_int_equal(r.exit_code, 0);
+	assert_int_equal(toolrun_count_lines(r.out), 1);
+	assert_non_null(strstr(r.out, "\"claimed\":"));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "show", "--since", "2999-01-01", audit_path);
+	assert_int_equal(toolrun_count_lines(r.out), 1);	/* the heading */
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "show", "--context", "no-such-context", audit_path);
+	assert_int_equal(toolrun_count_lines(r.out), 1);
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "show", "--bogus", audit_path);
+	assert_int_equal(r.exit_code, 2);
+	assert_non_null(strstr(r.err, "--bogus"));
+	toolrun_free(&r);
+	unlink(path);
+}
+
+/* `mitogen audit fetch -t local DIR` brings this uid's logs; verify takes
+ * the directory. */
+static void test_audit_fetch(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char path[PATH_MAX], vkey[TLOG_VKEY_MAX], dir[PATH_MAX], got[PATH_MAX * 2];
+	char *want, *have, *name;
+	struct toolrun r = { 0 };
+	struct mg_context *ctx;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	call_ok(ctx, "audit_echo", NULL);
+	agent_log(ctx, path, sizeof(path), vkey, sizeof(vkey));
+	finish(ctx);
+	snprintf(dir, sizeof(dir), "%s/fetched", toolrun_dir());
+	TOOLRUN(&r, "audit", "fetch", "-t", "local", dir);
+	assert_int_equal(r.exit_code, 0);
+	toolrun_free(&r);
+	name = strrchr(path, '/') + 1;
+	snprintf(got, sizeof(got), "%s/local/%s", dir, name);
+	want = read_all(path);
+	have = read_all(got);
+	assert_string_equal(want, have);
+	free(want);
+	free(have);
+	TOOLRUN(&r, "audit", "verify", "--key", vkey, got);
+	assert_int_equal(r.exit_code, 0);
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "fetch", "-t", "nosuchkind:x", dir);
+	assert_int_equal(r.exit_code, 2);
+	assert_non_null(strstr(r.err, "nosuchkind:x"));
+	toolrun_free(&r);
+	unlink(got);
+	unlink(path);
+}
+
+/* A key others can read is refused (the context still serves, keeps no
+ * log, and says why); `keys --rotate` makes a new key and keeps the old. */
+static void test_audit_keys(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char kpath[PATH_MAX + 16], first[TLOG_VKEY_MAX], *old;
+	struct toolrun r = { 0 };
+	struct mg_context *ctx;
+	struct mg_value *v = NULL;
+
+	snprintf(kpath, sizeof(kpath), "%s/key", state_dir);
+	TOOLRUN(&r, "audit", "keys");
+	assert_int_equal(r.exit_code, 0);
+	snprintf(first, sizeof(first), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "keys", "--rotate");
+	assert_int_equal(r.exit_code, 0);
+	assert_true(strncmp(r.out, first, strlen(first)) != 0);	/* a new key first */
+	old = strchr(r.out, '\n');
+	assert_non_null(old);
+	assert_int_equal(strncmp(old + 1, first, strlen(first)), 0);	/* the old one kept */
+	toolrun_free(&r);
+
+	assert_int_equal(chmod(kpath, 0644), 0);
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	call_ok(ctx, "audit_echo", NULL);
+	assert_int_equal(mg_call(ctx, "mg.audit_checkpoint", NULL, &v, &err), -EREMOTEIO);
+	assert_non_null(strstr(err.message, "mode 0600"));
+	finish(ctx);
+	TOOLRUN(&r, "audit", "keys");
+	assert_int_equal(r.exit_code, 1);
+	assert_non_null(strstr(r.err, kpath));
+	toolrun_free(&r);
+	assert_int_equal(chmod(kpath, 0600), 0);
+}
+
 #define AUDIT_TEST(fn) cmocka_unit_test_setup_teardown(fn, audit_setup, audit_teardown)
 
 int main(int argc, char **argv)
@@ -586,13 +901,36 @@ int main(int argc, char **argv)
 		AUDIT_TEST(test_audit_syslog),
 		AUDIT_TEST(test_audit_file_from_environment),
 		AUDIT_TEST(test_audit_file_errors),
+		AUDIT_TEST(test_audit_chain_fields),
+		AUDIT_TEST(test_audit_show),
+		AUDIT_TEST(test_audit_fetch),
+		AUDIT_TEST(test_audit_keys),
 	};
+	char env[PATH_MAX + 16];
 	int ret;
 
 	mg_main(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (toolrun_setup() < 0)
+		return 1;
+	/* Our master's key and our local children's logs in our directory. */
+	snprintf(state_dir, sizeof(state_dir), "%s/state", toolrun_dir());
+	if (mkdir(state_dir, 0700) < 0)
+		return 1;
+	snprintf(env, sizeof(env), "%s/key", state_dir);
+	setenv("MITOGEN_AUDIT_KEY", env, 1);
+	setenv("MITOGEN_AUDIT_DIR", state_dir, 1);
 	if (fixture_up(true) < 0)
 		return 1;
 	ret = mg_test_run("transports/audit", tests, sizeof(tests) / sizeof(tests[0]));
 	fixture_down();
+	{
+		char cmd[PATH_MAX + 32];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
+		if (system(cmd) != 0)
+			ret = 1;
+	}
+	toolrun_teardown();
 	return ret;
 }

@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_audit_chain.c — tampering with a written audit trail (issue 18,
+ * docs/audit.md), checked by `mitogen audit verify`.
+ *
+ * One trail is written by real contexts: sudo:mgsudo, a local child below
+ * it, and root over ssh (selftests/fixtures/sshd.sh), each keeping its own
+ * chained log on its host and sending its records and signed checkpoints
+ * up to the master, whose JSON file is chained and checkpointed too. Then
+ * each attack works on a copy of it: one changed byte, a deleted record,
+ * two records swapped, a tail cut after a checkpoint the master holds, a
+ * forged checkpoint, the whole log rewritten with fresh hashes, a record
+ * slipped in by a non-audited child of the same uid, and a master file
+ * edited (rehashed and re-signed with the master's own key) to hide a
+ * call. verify must fail, naming the file, the line, the record and why;
+ * the untouched trail must verify.
+ *
+ * Against the old code the trail had no chain and there was no verify:
+ * every one of these edits left a file that nothing could tell from the
+ * original.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "audit/tlog.h"
+#include "selftests/tools/toolrun.h"
+#include "selftests/transports/fixture.h"
+
+/* --- run in the children ----------------------------------------------- */
+
+/* A plain (not audited) child files a record of a root call that never ran. */
+static int chain_forge_record(struct mg_call *call, const struct mg_value *args,
+			      struct mg_value **ret)
+{
+	struct mg_value *rec = mg_map();
+	struct mg_message *m;
+
+	mg_map_set(rec, "function", mg_str("forged_by_plain_child"));
+	mg_map_set(rec, "status", mg_str("ok"));
+	m = mg_message_new(0, MG_HANDLE_AUDIT, rec);
+	if (!m || mg_router_route(mg_call_router(call), m) < 0)
+		return mg_call_fail(call, EIO, "route");
+	*ret = mg_nil();
+	return 0;
+}
+MG_EXPORT(chain_forge_record);
+
+/* --- the trail ---------------------------------------------------------- */
+
+static char dir[PATH_MAX];
+static char master_path[PATH_MAX + 32];
+
+struct agent_log {
+	const char *what;		/* "sudo", "below", "ssh" */
+	char path[PATH_MAX + 32];	/* our copy */
+	char vkey[TLOG_VKEY_MAX];
+	char log[TLOG_NAME_MAX + 1];	/* its origin */
+};
+
+static struct agent_log agents[3];
+static char master_vkey[TLOG_VKEY_MAX];
+static bool have_trail;
+static char trail_skip[256];
+
+static char *slurp(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n = 0, cap = 1 << 16;
+
+	assert_non_null(f);
+	buf = malloc(cap);
+	assert_non_null(buf);
+	for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+		n += got;
+		if (n + 1 == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (ret_len)
+		*ret_len = n;
+	return buf;
+}
+
+static void spit(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* mg.audit_checkpoint in ctx: its log's file, verifier key and origin. */
+static void checkpoint(struct mg_context *ctx, struct agent_log *a, const char *src_copy)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	const struct mg_value *f, *k, *l;
+
+	if (mg_call(ctx, "mg.audit_checkpoint", NULL, &v, &err) < 0) {
+		fprintf(stderr, "# mg.audit_checkpoint: %s\n", err.message);
+		fail();
+	}
+	assert_int_equal(v->type, MG_MAP);
+	f = mg_map_get(v, "file");
+	k = mg_map_get(v, "vkey");
+	l = mg_map_get(v, "log");
+	assert_true(f && f->type == MG_STR && k && k->type == MG_STR && l && l->type == MG_STR);
+	snprintf(a->vkey, sizeof(a->vkey), "%s", k->str);
+	snprintf(a->log, sizeof(a->log), "%s", l->str);
+	/* src_copy: where we keep the path until the context is gone. */
+	snprintf((char *)src_copy, PATH_MAX, "%s", f->str);
+	mg_value_free(v);
+}
+
+static void call_ok(struct mg_context *ctx, const char *fn, struct mg_value *args)
+{
+	struct mg_error err = MG_ERROR_INIT;
+
+	if (mg_call(ctx, fn, args, NULL, &err) < 0) {
+		fprintf(stderr, "# %s: %s\n", fn, err.message);
+		fail();
+	}
+}
+
+/* Copy src to dst, then remove src (it is ours: our context wrote it). */
+static void take(const char *src, const char *dst)
+{
+	char *text = slurp(src, NULL);
+
+	spit(dst, text);
+	free(text);
+	assert_int_equal(unlink(src), 0);
+}
+
+/* The master file holds a line with needle (records come after replies). */
+static void wait_master(const char *needle)
+{
+	double end = mg_test_now() + 60;
+
+	while (mg_test_now() < end) {
+		char *text = slurp(master_path, NULL);
+		bool ok = strstr(text, needle) != NULL;
+
+		free(text);
+		if (ok)
+			return;
+		usleep(20000);
+	}
+	fprintf(stderr, "# the master file never got %s\n", needle);
+	fail();
+}
+
+static void test_write_trail(void **state)
+{
+	static const char *const sargs[] = { "-o", fx.known, "-o",
+					     "GlobalKnownHostsFile=/dev/null", NULL };
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *sudo, *below, *ssh, *plain;
+	char src[3][PATH_MAX], path[PATH_MAX + 32], needle[TLOG_NAME_MAX + 64];
+	struct toolrun r = { 0 };
+
+	if (!fx.up) {
+		snprintf(trail_skip, sizeof(trail_skip), "%s", fx.skip);
+		fprintf(stderr, "# skip: %s\n", fx.skip);
+		skip();
+	}
+	assert_int_equal(mg_router_audit_to_file(router, master_path, &err), 0);
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 30);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo");
+	sudo = must(mg_sudo(router, &so, &err), &err);
+	MG_OPTS(mg_local_opts, blo, .via = sudo, .connect_timeout = 30);
+	below = must(mg_local(router, &blo, &err), &err);
+	MG_OPTS(mg_ssh_opts, sso, .local = &lo, .hostname = "127.0.0.1", .port = fx.port,
+		.username = "root", .identity_file = fx.key, .ssh_args = sargs);
+	ssh = must(mg_ssh(router, &sso, &err), &err);
+	plain = must(mg_local(router, NULL, &err), &err);
+	assert_false(mg_context_is_audited(plain));
+
+	/* Records, a checkpoint each, then a tail after it. */
+	call_ok(sudo, "mg.getuid", NULL);
+	call_ok(sudo, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/echo"), mg_str("in-clear"))));
+	call_ok(sudo, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/echo"), mg_secret("hunter2"))));
+	call_ok(below, "mg.getpid", NULL);
+	call_ok(ssh, "mg.getuid", NULL);
+	checkpoint(sudo, &agents[0], src[0]);
+	checkpoint(below, &agents[1], src[1]);
+	checkpoint(ssh, &agents[2], src[2]);
+	call_ok(sudo, "mg.getpid", NULL);
+	call_ok(sudo, "mg.getuid", NULL);
+	call_ok(below, "mg.getuid", NULL);
+	call_ok(ssh, "mg.getpid", NULL);
+	checkpoint(sudo, &agents[0], src[0]);
+	checkpoint(below, &agents[1], src[1]);
+	checkpoint(ssh, &agents[2], src[2]);
+	call_ok(sudo, "mg.getuid", NULL);	/* after the last checkpoint */
+	/* Not audited: its record is refused. */
+	call_ok(plain, "chain_forge_record", NULL);
+	finish(plain);
+	finish(ssh);
+	finish(below);
+	finish(sudo);
+	/* sudo's last record (the call after its checkpoint) is there. */
+	snprintf(needle, sizeof(needle), "\"log\":\"%s\",\"index\":9,", agents[0].log);
+	wait_master(needle);
+
+	agents[0].what = "sudo";
+	agents[1].what = "below";
+	agents[2].what = "ssh";
+	for (int i = 0; i < 3; i++) {
+		snprintf(agents[i].path, sizeof(agents[i].path), "%s/%s.log", dir, agents[i].what);
+		take(src[i], agents[i].path);
+	}
+	/* The master's own key: `mitogen audit keys` prints it. */
+	TOOLRUN(&r, "audit", "keys");
+	assert_int_equal(r.exit_code, 0);
+	snprintf(master_vkey, sizeof(master_vkey), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+	assert_non_null(strstr(master_vkey, "/mitogen/"));
+	toolrun_free(&r);
+	{
+		char *text = slurp(master_path, NULL);
+
+		assert_null(strstr(text, "forged_by_plain_child"));
+		/* The refusal itself is in the master's chain. */
+		assert_non_null(strstr(text, "{\"refused\":"));
+		assert_null(strstr(text, "hunter2"));
+		assert_non_null(strstr(text, "in-clear"));
+		free(text);
+	}
+	snprintf(path, sizeof(path), "%s/intact", dir);
+	mkdir(path, 0700);
+	have_trail = true;
+}
+
+/* --- verifying a copy --------------------------------------------------- */
+
+/* A copy of the trail in dir/NAME: the four files, which the attack edits. */
+struct copy {
+	char master[PATH_MAX + 64];
+	char agent[3][PATH_MAX + 64];
+};
+
+static void copy_trail(const char *name, struct copy *c)
+{
+	char d[PATH_MAX + 32];
+	char *text;
+
+	if (!have_trail) {
+		fprintf(stderr, "# skip: no trail (%s)\n", trail_skip);
+		skip();
+	}
+	snprintf(d, sizeof(d), "%s/%s", dir, name);
+	mkdir(d, 0700);
+	snprintf(c->master, sizeof(c->master), "%s/master.jsonl", d);
+	text = slurp(master_path, NULL);
+	spit(c->master, text);
+	free(text);
+	for (int i = 0; i < 3; i++) {
+		snprintf(c->agent[i], sizeof(c->agent[i]), "%s/%s.log", d, agents[i].what);
+		text = slurp(agents[i].path, NULL);
+		spit(c->agent[i], text);
+		free(text);
+	}
+}
+
+/* Run verify on the copy with every genuine key. */
+static void verify(const struct copy *c, struct toolrun *r)
+{
+	char keys[4][TLOG_VKEY_MAX + 8];
+
+	for (int i = 0; i < 3; i++)
+		snprintf(keys[i], sizeof(keys[i]), "%s", agents[i].vkey);
+	snprintf(keys[3], sizeof(keys[3]), "%s", master_vkey);
+	TOOLRUN(r, "audit", "verify", "--key", keys[0], "--key", keys[1], "--key", keys[2],
+		"--key", keys[3], c->master, c->agent[0], c->agent[1], c->agent[2]);
+	printf("# verify: exit %d: %.*s\n", r->exit_code, (int)strcspn(r->out, "\n"), r->out);
+}
+
+/* verify fails, and its first line says each of the words. */
+static void expect_bad(const struct copy *c, const char *const *words)
+{
+	struct toolrun r = { 0 };
+	size_t n;
+
+	verify(c, &r);
+	assert_int_equal(r.exit_code, 1);
+	n = strcspn(r.out, "\n");
+	for (; *words; words++) {
+		if (!memmem(r.out, n, *words, strlen(*words))) {
+			fprintf(stderr, "# the first line does not say '%s'\n", *words);
+			fail();
+		}
+	}
+	toolrun_free(&r);
+}
+#define EXPECT_BAD(c, ...) expect_bad((c), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* The lines of a file, editable; joined back with join_lines. */
+struct lines {
+	char *text;
+	char *v[256];
+	size_t n;
+};
+
+static void split_lines(const char *path, struct lines *l)
+{
+	l->text = slurp(path, NULL);
+	l->n = 0;
+	for (char *p = l->text; *p && l->n < 256;) {
+		char *nl = strchr(p, '\n');
+
+		l->v[l->n++] = p;
+		if (!nl)
+			break;
+		*nl = '\0';
+		p = nl + 1;
+	}
+}
+
+static void join_lines(const char *path, struct lines *l)
+{
+	FILE *f = fopen(path, "we");
+
+	assert_non_null(f);
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i])
+			fprintf(f, "%s\n", l->v[i]);
+	assert_int_equal(fclose(f), 0);
+	free(l->text);
+}
+
+/* The line (0-based) of the record with this index, or -1. */
+static int line_of(struct lines *l, unsigned index)
+{
+	char pat[32];
+
+	snprintf(pat, sizeof(pat), ",\"index\":%u,", index);
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i] && strstr(l->v[i], pat) && strncmp(l->v[i], "{\"checkpoint\"", 13))
+			return (int)i;
+	return -1;
+}
+
+/* Recompute every chained line's index and tree, in order, per log: what
+ * an attacker with write access does after editing. Checkpoint lines are
+ * dropped (the attacker cannot sign them, or re-signs with sign_key). */
+static void rechain(const char *path, const struct tlog_key *sign_key)
+{
+	struct lines l;
+	struct tlog_tree t = { 0 };
+	char log[TLOG_NAME_MAX + 1] = "", *out[256];
+	FILE *f;
+	size_t n = 0;
+
+	split_lines(path, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		struct tlog_suffix s;
+		char rec[8192];
+
+		if (!l.v[i] || !strncmp(l.v[i], "{\"checkpoint\"", 13))
+			continue;
+		assert_int_equal(tlog_line_split(l.v[i], strlen(l.v[i]), &s), 0);
+		/* One chain per file here except the master's multiplexed one:
+		 * rechain the first log's lines only. */
+		if (!*log)
+			snprintf(log, sizeof(log), "%s", s.log);
+		if (strcmp(log, s.log)) {
+			out[n++] = strdup(l.v[i]);
+			continue;
+		}
+		snprintf(rec, sizeof(rec), "%.*s}", (int)s.rec_len, l.v[i]);
+		out[n++] = tlog_chain_line(&t, log, rec, strlen(rec));
+	}
+	if (sign_key) {
+		char note[TLOG_NOTE_MAX];
+		size_t len = tlog_checkpoint_sign(sign_key, log, &t, false, note);
+
+		out[n++] = tlog_checkpoint_line(note, len);
+	}
+	free(l.text);
+	f = fopen(path, "we");
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s\n", out[i]);
+		free(out[i]);
+	}
+	assert_int_equal(fclose(f), 0);
+}
+
+/* --- the attacks -------------------------------------------------------- */
+
+static void test_intact_verifies(void **state)
+{
+	struct toolrun r = { 0 };
+	struct copy c;
+
+	copy_trail("intact", &c);
+	verify(&c, &r);
+	assert_int_equal(r.exit_code, 0);
+	toolrun_free(&r);
+}
+
+/* One byte of a record (its function's name) changed on the target. */
+static void test_changed_byte(void **state)
+{
+	struct lines l;
+	struct copy c;
+	char *p;
+	int i;
+
+	copy_trail("changed", &c);
+	split_lines(c.agent[0], &l);
+	/* Record 1 is sudo serving mg._proxy_start (it started below). */
+	i = line_of(&l, 2);
+	assert_true(i >= 0);
+	p = strstr(l.v[i], "mg.getuid");
+	assert_non_null(p);
+	p[3] = 'p';			/* mg.getuid -> mg.gptuid */
+	join_lines(c.agent[0], &l);
+	EXPECT_BAD(&c, "sudo.log:", "record 2", "changed");
+}
+
+/* A record deleted from the target's log. */
+static void test_deleted_record(void **state)
+{
+	struct lines l;
+	struct copy c;
+
+	copy_trail("deleted", &c);
+	split_lines(c.agent[0], &l);
+	l.v[line_of(&l, 2)] = NULL;
+	join_lines(c.agent[0], &l);
+	EXPECT_BAD(&c, "sudo.log:", "record 2", "missing");
+}
+
+/* Two records swapped. */
+static void test_swapped_records(void **state)
+{
+	struct lines l;
+	struct copy c;
+	char *tmp;
+	int a, b;
+
+	copy_trail("swapped", &c);
+	split_lines(c.agent[0], &l);
+	a = line_of(&l, 2);
+	b = line_of(&l, 3);
+	tmp = l.v[a];
+	l.v[a] = l.v[b];
+	l.v[b] = tmp;
+	join_lines(c.agent[0], &l);
+	EXPECT_BAD(&c, "sudo.log:", "record 3", "before record 2", "order");
+}
+
+/* The tail cut after a checkpoint the master holds (and the log's own
+ * checkpoints after the cut removed, so the file is consistent). */
+static void test_truncated_tail(void **state)
+{
+	struct lines l;
+	struct copy c;
+	int cut;
+
+	copy_trail("truncated", &c);
+	split_lines(c.agent[0], &l);
+	cut = line_of(&l, 5);
+	assert_true(cut > 0);
+	for (size_t i = (size_t)cut; i < l.n; i++)
+		l.v[i] = NULL;
+	join_lines(c.agent[0], &l);
+	EXPECT_BAD(&c, "sudo.log", "truncated after record 4", "master.jsonl:");
+}
+
+/* A checkpoint forged: the log rewritten and re-signed with a key of the
+ * attacker's under the agent's key name; and one whose size was edited. */
+static void test_forged_checkpoint(void **state)
+{
+	char why[256], kpath[PATH_MAX + 32], name[TLOG_NAME_MAX + 1];
+	struct tlog_key k;
+	struct lines l;
+	struct copy c;
+	char *p;
+
+	copy_trail("forged", &c);
+	snprintf(kpath, sizeof(kpath), "%s/attacker.key", dir);
+	unlink(kpath);
+	/* Same name as the genuine key: only the key id and signature differ. */
+	snprintf(name, sizeof(name), "%.*s", (int)(strchr(agents[2].vkey, '+') - agents[2].vkey),
+		 agents[2].vkey);
+	assert_int_equal(tlog_key_load_path(&k, kpath, name, true, why, sizeof(why)), 0);
+	rechain(c.agent[2], &k);
+	EXPECT_BAD(&c, "ssh.log:", "checkpoint", "unknown key");
+
+	copy_trail("forged2", &c);
+	split_lines(c.agent[2], &l);
+	for (size_t i = 0; i < l.n; i++) {
+		if (strncmp(l.v[i], "{\"checkpoint\"", 13))
+			continue;
+		/* "origin\nSIZE\n": make the size one larger. */
+		p = strstr(l.v[i], "\\n");
+		assert_non_null(p);
+		p += 2;
+		(*p)++;
+		break;
+	}
+	join_lines(c.agent[2], &l);
+	EXPECT_BAD(&c, "ssh.log:", "checkpoint", "signature");
+}
+
+/* The whole target log rewritten with fresh hashes after an edit: the
+ * chain holds, the checkpoints the master witnessed do not. */
+static void test_rewritten_log(void **state)
+{
+	struct lines l;
+	struct copy c;
+
+	copy_trail("rewritten", &c);
+	split_lines(c.agent[0], &l);
+	l.v[line_of(&l, 2)] = NULL;
+	join_lines(c.agent[0], &l);
+	rechain(c.agent[0], NULL);
+	EXPECT_BAD(&c, "sudo.log:", "record 2", "master");
+}
+
+/*
+ * A non-audited child of the same uid slips a record into an audited
+ * context's log, with the right index and tree (anyone can compute them):
+ * the master's copy of that index says otherwise. (Its record sent up was
+ * refused: test_write_trail checked the master file.)
+ */
+static void test_record_slipped_in(void **state)
+{
+	struct tlog_tree t = { 0 };
+	struct lines l;
+	struct copy c;
+	char *forged;
+	const char *rec = "{\"time\":\"2026-12-07T00:00:00.000000Z\",\"function\":\"mg.run\","
+			  "\"argv\":[\"/bin/rm\",\"-rf\",\"/srv\"],\"status\":\"ok\"}";
+	int at;
+
+	copy_trail("slipped", &c);
+	split_lines(c.agent[1], &l);
+	/* Rebuild the tree up to record 1, then add ours as record 1. */
+	at = line_of(&l, 1);
+	for (int i = 0; i < at; i++) {
+		struct tlog_suffix s;
+		uint8_t leaf[TLOG_HASH];
+
+		if (!strncmp(l.v[i], "{\"checkpoint\"", 13))
+			continue;
+		assert_int_equal(tlog_line_split(l.v[i], strlen(l.v[i]), &s), 0);
+		tlog_line_leaf(l.v[i], s.rec_len, leaf);
+		tlog_tree_append(&t, leaf);
+	}
+	forged = tlog_chain_line(&t, agents[1].log, rec, strlen(rec));
+	l.v[at] = forged;
+	join_lines(c.agent[1], &l);
+	free(forged);
+	EXPECT_BAD(&c, "below.log:", "record 1", "master");
+}
+
+/*
+ * The master's file edited to hide a call, rehashed and re-signed with the
+ * master's own key (the operator has it): the agent's checkpoints, signed
+ * with a key only the target has, say the call was made.
+ */
+static void test_master_hides_call(void **state)
+{
+	char why[256], kpath[PATH_MAX + 32];
+	struct tlog_key mk;
+	struct lines l;
+	struct copy c;
+
+	copy_trail("hidden", &c);
+	split_lines(c.master, &l);
+	for (size_t i = 0; i < l.n; i++)
+		if (strstr(l.v[i], "in-clear"))
+			l.v[i] = NULL;
+	join_lines(c.master, &l);
+	snprintf(kpath, sizeof(kpath), "%s/master.key", dir);
+	assert_int_equal(tlog_key_load_path(&mk, kpath, "x", false, why, sizeof(why)), 0);
+	rechain(c.master, &mk);
+	/* sudo's record 3: the first mg.run. */
+	EXPECT_BAD(&c, "master.jsonl", "record 3", "sudo.log", "missing");
+}
+
+static int group_setup(void **state)
+{
+	char env[PATH_MAX + 32];
+
+	(void)state;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (toolrun_setup() < 0)
+		return -1;
+	snprintf(dir, sizeof(dir), "%s", toolrun_dir());
+	snprintf(master_path, sizeof(master_path), "%s/master.jsonl", dir);
+	/* The master's key and the local children's logs: ours, in our
+	 * directory (sudo and ssh contexts use their own user's places). */
+	snprintf(env, sizeof(env), "%s/master.key", dir);
+	setenv("MITOGEN_AUDIT_KEY", env, 1);
+	snprintf(env, sizeof(env), "%s/logs", dir);
+	setenv("MITOGEN_AUDIT_DIR", env, 1);
+	if (fixture_up(true) < 0)
+		return -1;
+	router = mg_router_new(NULL);
+	return router ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	mg_router_unref(router);
+	router = NULL;
+	fixture_down();
+	return toolrun_teardown();
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write_trail),
+		cmocka_unit_test(test_intact_verifies),
+		cmocka_unit_test(test_changed_byte),
+		cmocka_unit_test(test_deleted_record),
+		cmocka_unit_test(test_swapped_records),
+		cmocka_unit_test(test_truncated_tail),
+		cmocka_unit_test(test_forged_checkpoint),
+		cmocka_unit_test(test_rewritten_log),
+		cmocka_unit_test(test_record_slipped_in),
+		cmocka_unit_test(test_master_hides_call),
+	};
+
+	mg_main(argc, argv);
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
