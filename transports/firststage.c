@@ -374,6 +374,7 @@ struct conv {
 	bool last_from_tty;		/* the newest output came from the pty */
 	int lfd;			/* connect_back: listening socket */
 	double deadline;
+	double stall;			/* after MGSTART: the bound on no progress */
 	char ttybuf[TTY_KEEP];		/* what the program printed (tail) */
 	size_t ttylen, scan;		/* scan: prompts looked for from here */
 	char line[LINE_KEEP];		/* stdout line being read */
@@ -647,6 +648,11 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 	if (!strcmp(line, "MGSTART")) {
 		/* The first stage runs: the program asks nothing any more. */
 		c->started = true;
+		/* Authenticated: from now on a bound on no progress, not on
+		 * the whole start (the image may take a while to arrive). */
+		c->deadline = mono_now() + c->stall;
+		if (c->req->authenticated)
+			c->req->authenticated(c->req->authenticated_arg);
 		return 0;
 	}
 	if (!strcmp(line, "MGREADY")) {
@@ -660,6 +666,7 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 			  c->img->len, c->img->gzlen);
 		c->prelen = (size_t)snprintf(c->pre, sizeof(c->pre), "%zu\n", c->img->gzlen);
 		c->sending = true;
+		c->deadline = mono_now() + c->stall;
 		return 0;
 	}
 	if (!strncmp(line, "MGARCH ", 7))
@@ -734,6 +741,8 @@ static int send_part(struct conv *c, const void *buf, size_t len, size_t *done,
 			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
 				    strerror(errno));
 		*done += (size_t)n;
+		if (c->started)	/* progress: the bound starts again */
+			c->deadline = mono_now() + c->stall;
 	}
 	return 1;
 }
@@ -863,6 +872,10 @@ static int converse(struct conv *c, struct mg_error *err)
 			return fail(c, err, MG_ERR_STREAM, ECONNRESET, "%s exited before the agent started",
 				    c->req->t->kind);
 		}
+		if (left <= 0 && c->started)
+			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
+				    "connect timeout: the agent did not start; no progress for "
+				    "%g s after the login", c->stall);
 		if (left <= 0)
 			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
 				    "connect timeout: the agent did not start in time");
@@ -974,6 +987,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	}
 	c.name = st.namebuf;
 	c.deadline = t0 + st.connect_timeout;
+	c.stall = st.connect_timeout;
 	/* Namespaces: the agent enters them itself (sandbox/namespaces.c). */
 	if (st.sandbox && sandbox_ns_wanted(st.sandbox) &&
 	    sandbox_ns_exec_bits(st.sandbox, t->kind, &ns, why, sizeof(why)) < 0) {

@@ -12,6 +12,12 @@
 #   host10           127.0.2.10     up, user mgnosuchuser (does not exist)
 #   host11           127.0.2.11     whatever the test puts there (a listener
 #                                   that never answers: a hung host)
+#   host12           127.0.2.12     up, user mgfleet, served by a second sshd
+#                                   that admits few handshakes at once
+#                                   (MaxStartups 2:100:3: a third one not
+#                                   yet logged in is dropped) and logs each
+#                                   connection and drop (LogLevel VERBOSE,
+#                                   DIR/sshd12.log)
 #
 #   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
 #                          ssh_config), start sshd; prints "PORT PID".
@@ -60,8 +66,15 @@ MaxStartups 100:30:200
 MaxSessions 100
 EOC
 	} >"$dir/sshd_config"
+	sed -e '/^ListenAddress/d' -e '/^MaxStartups/d' -e '/^LogLevel/d' \
+		-e "s|^PidFile .*|PidFile $dir/sshd12.pid|" "$dir/sshd_config" >"$dir/sshd12_config"
+	{
+		echo "ListenAddress 127.0.2.12:$port"
+		echo "MaxStartups 2:100:3"
+		echo "LogLevel VERBOSE"
+	} >>"$dir/sshd12_config"
 	: >"$dir/known_hosts"
-	for i in 1 2 3 4 5 6 7 8 9 10; do
+	for i in 1 2 3 4 5 6 7 8 9 10 12; do
 		key=host_ed25519
 		[ "$i" = 9 ] && key=other_ed25519
 		printf '[127.0.2.%s]:%s %s\n' "$i" "$port" \
@@ -70,7 +83,7 @@ EOC
 	{
 		# first value wins in ssh_config: the exceptions come first
 		printf 'Host host10\n  User mgnosuchuser\n'
-		for i in 1 2 3 4 5 6 7 8 9 10 11; do
+		for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
 			printf 'Host host%02d\n  HostName 127.0.2.%s\n' "$i" "$i"
 		done
 		cat <<EOC
@@ -89,14 +102,20 @@ EOC
 	i=0
 	while [ ! -s "$dir/sshd.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
 	[ -s "$dir/sshd.pid" ] || { echo "sshd did not start:" >&2; cat "$dir/sshd.log" >&2; exit 1; }
+	/usr/sbin/sshd -f "$dir/sshd12_config" -E "$dir/sshd12.log"
+	i=0
+	while [ ! -s "$dir/sshd12.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+	[ -s "$dir/sshd12.pid" ] || { echo "sshd (host12) did not start:" >&2; cat "$dir/sshd12.log" >&2; exit 1; }
 	echo "$port $(cat "$dir/sshd.pid")"
 }
 
 stop() {
 	[ -n "$dir" ] || { echo "usage: fleet.sh stop DIR" >&2; exit 2; }
-	if [ -s "$dir/sshd.pid" ]; then
-		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
-	fi
+	for f in sshd.pid sshd12.pid; do
+		if [ -s "$dir/$f" ]; then
+			kill "$(cat "$dir/$f")" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$dir"
 }
 
