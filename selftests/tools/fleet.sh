@@ -27,6 +27,12 @@
 # the ssh transport tests empty and remount mgtest's image caches, and
 # other checks may run those at the same time on this machine.
 #   fleet.sh stop DIR      stop that sshd and remove DIR
+#
+#   fleet.sh start-many DIR N   for `make bench-fleet`: N hosts fh001..fhN,
+#                          each its own sshd with OpenSSH's defaults
+#                          (MaxStartups 10:30:100) on 127.0.3.1..N, user
+#                          mgfleet, the same client key; DIR/ssh_config
+#                          names them. Prints "PORT". Stopped by `stop`.
 set -eu
 
 cmd=${1:-}
@@ -109,11 +115,73 @@ EOC
 	echo "$port $(cat "$dir/sshd.pid")"
 }
 
+start_many() {
+	n=${3:-}
+	[ -n "$dir" ] && [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] ||
+		{ echo "usage: fleet.sh start-many DIR N (1..250)" >&2; exit 2; }
+	if ! id mgfleet >/dev/null 2>&1; then
+		useradd -m -s /bin/sh mgfleet
+	fi
+	echo 'mgfleet:mgfleet-pw' | chpasswd
+	mkdir -p "$dir"
+	chmod 0755 "$dir"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
+	cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+	chmod 0644 "$dir/authorized_keys"
+	mkdir -p /run/sshd
+	chmod 0755 /run/sshd
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.3.1",0)); print(s.getsockname()[1])')
+	: >"$dir/known_hosts"
+	: >"$dir/ssh_config"
+	i=1
+	while [ "$i" -le "$n" ]; do
+		h=$(printf 'fh%03d' "$i")
+		cat >"$dir/sshd_$h.config" <<EOC
+ListenAddress 127.0.3.$i:$port
+HostKey $dir/host_ed25519
+PidFile $dir/sshd_$h.pid
+AuthorizedKeysFile $dir/authorized_keys
+StrictModes no
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+EOC
+		printf '[127.0.3.%s]:%s %s\n' "$i" "$port" \
+			"$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")" >>"$dir/known_hosts"
+		printf 'Host %s\n  HostName 127.0.3.%s\n' "$h" "$i" >>"$dir/ssh_config"
+		/usr/sbin/sshd -f "$dir/sshd_$h.config" -E "$dir/sshd.log"
+		i=$((i+1))
+	done
+	cat >>"$dir/ssh_config" <<EOC
+Host fh*
+  Port $port
+  User mgfleet
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 60
+EOC
+	chmod 0600 "$dir/ssh_config"
+	i=0
+	while [ "$(ls "$dir"/sshd_*.pid 2>/dev/null | wc -l)" -lt "$n" ] && [ $i -lt 400 ]; do
+		sleep 0.05
+		i=$((i+1))
+	done
+	[ "$(ls "$dir"/sshd_*.pid 2>/dev/null | wc -l)" -ge "$n" ] ||
+		{ echo "not every sshd started:" >&2; cat "$dir/sshd.log" >&2; exit 1; }
+	echo "$port"
+}
+
 stop() {
 	[ -n "$dir" ] || { echo "usage: fleet.sh stop DIR" >&2; exit 2; }
-	for f in sshd.pid sshd12.pid; do
-		if [ -s "$dir/$f" ]; then
-			kill "$(cat "$dir/$f")" 2>/dev/null || true
+	for f in "$dir"/sshd.pid "$dir"/sshd12.pid "$dir"/sshd_*.pid; do
+		if [ -s "$f" ]; then
+			kill "$(cat "$f")" 2>/dev/null || true
 		fi
 	done
 	rm -rf "$dir"
@@ -121,6 +189,7 @@ stop() {
 
 case "$cmd" in
 start) start ;;
+start-many) start_many "$@" ;;
 stop) stop ;;
-*) echo "usage: fleet.sh start DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: fleet.sh start DIR | start-many DIR N | stop DIR" >&2; exit 2 ;;
 esac
