@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -661,11 +662,32 @@ void agent_run_fds(int fd, int wfd, bool bytes)
  * sandbox) last: we unshare them once connected (an abstract socket name
  * belongs to a net namespace), before any thread exists.
  */
+/*
+ * fd 3 is the image a first stage ran us from (exec /proc/self/fd/3, the
+ * fd it checked and hashed): mark it used, as `touch -c` in the first
+ * stage did (its mtime is what the cache's prune keeps recent images by),
+ * one process less per start; then close it, so that no command we run
+ * inherits it. Only when fd 3 is the very file we run (an image from
+ * before this change left nothing there).
+ */
+static void agent_image_used(void)
+{
+	struct stat fd3, self;
+
+	if (fstat(3, &fd3) < 0 || stat("/proc/self/exe", &self) < 0 ||
+	    fd3.st_dev != self.st_dev || fd3.st_ino != self.st_ino)
+		return;
+	futimens(3, NULL);
+	close(3);
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
 	int rfd = -1, wfd = -1, devnull;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
+
+	agent_image_used();
 
 	for (int i = 2; i + 1 < argc; i++) {
 		char *end;

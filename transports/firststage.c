@@ -27,7 +27,8 @@
  *    execs; when no candidate is usable, a private mktemp -d directory
  *    that is removed before the exec ("MGPRIVATE <reasons>": logged);
  *    when that fails too, "MGNODIR <reasons>";
- *  - a cache hit touches the image (its mtime: last used); storing a new
+ *  - a cache hit touches the image (its mtime: last used; the agent does
+ *    it on fd 3, agent_image_used in agent/agent.c); storing a new
  *    image prunes that directory (prune(): the newest MG_CACHE_KEEP_S of
  *    our images and any used in the last MG_CACHE_GRACE_S minutes stay).
  * The master writes nothing but the image, and that only when asked,
@@ -304,19 +305,21 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*);;"
 		"*)say \"$*: writable by group or others ($m)\";exit 1;;esac;done;"
 		"[ $i -ge $N ]||{ say \"$a: cannot list it\";exit 1;};say \"$p\"; };"
-		/* Is $1 (a path to the image) what $H names? openssl's SHA-256
-		 * is several times faster than coreutils' where the CPU has SHA
-		 * instructions: asked first; anything but a match asks
-		 * sha256sum. */
-		"S(){ x=$(openssl dgst -sha256 -r<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]||"
-		"{ x=$(sha256sum<\"$1\");[ \"${x%%%% *}\" = \"$H\" ]; }; };"
+		/* Is $1 (a path to the image) what $H names? coreutils'
+		 * sha256sum first: for an image of a few MB its start-up and
+		 * hashing cost the target less CPU than openssl's start-up
+		 * alone (loading libcrypto, its configuration: ~15 ms against
+		 * ~10 ms for sha256sum's whole run, docs/scale.md), SHA
+		 * instructions or not; anything but a match asks openssl. */
+		"S(){ x=$(sha256sum<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]||"
+		"{ x=$(openssl dgst -sha256 -r<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]; }; };"
 		/* Open $1 as fd 3: ours, a regular file, executable here (not
 		 * on a noexec mount: a failed exec would end the shell), the
 		 * right bytes? */
 		"fd(){ { command exec 3<\"$1\";} 2>/dev/null&&[ -f /proc/self/fd/3 ]&&"
 		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]&&S /proc/self/fd/3; };"
 		"look(){ [ -f \"$1/$H\" ]&&p=$(sp \"$1\")&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
-		"fd \"$p/$H\"&&{ touch -c \"$p/$H\" 2>/dev/null;exec /proc/self/fd/3 %s; };exec 3<&-; };"
+		"fd \"$p/$H\"&&exec /proc/self/fd/3 %s;exec 3<&-; };"
 		/* Keep the 4 most recently used images (ours: 64 hex digits, a
 		 * regular file we own) and any used in the last hour. */
 		"prune(){ (cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
