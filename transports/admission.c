@@ -46,7 +46,7 @@
 #include "transports/admission.h"
 
 #define ADMIT_PER_HOST 8
-#define ADMIT_PER_PROCESS 32
+#define ADMIT_PER_PROCESS 64
 #define ADMIT_TRIES 8
 #define ADMIT_BACKOFF_FIRST 0.25	/* seconds, before jitter */
 #define ADMIT_BACKOFF_MAX 4.0
