@@ -9,6 +9,7 @@
 #   make check-loaded    make check while N busy loops compete for the CPUs
 #                        (N = LOAD_JOBS, default: nproc)
 #   make bench           build/bench/bench, then scripts/bench.sh
+#   make bench-fleet     the tool vs pdsh and clush on 100 sshd hosts (root)
 #   make fuzz            libFuzzer targets, each run FUZZ_SECONDS (30)
 #   make run             build/mitogen call mg.uname; build/mitogen run -- uname -a
 #   make install         PREFIX=/usr/local DESTDIR= LIBDIR= (libs, headers, .pc,
@@ -331,6 +332,12 @@ endif
 
 bench: all $(main_DIR)/bench/bench
 	$(Q)BENCH=$(main_DIR)/bench/bench MITOGEN=$(main_DIR)/mitogen bash scripts/bench.sh
+
+# The tool against pdsh and clush over 100 sshd hosts on 127.0.3.x (root;
+# installs pdsh and clustershell when missing): scripts/bench-fleet.sh.
+.PHONY: bench-fleet
+bench-fleet: all
+	$(Q)MITOGEN=$(main_DIR)/mitogen bash scripts/bench-fleet.sh
 
 FUZZ_SECONDS ?= 30
 # Each target runs FUZZ_SECONDS on its corpus in build/fuzz/corpus/NAME,

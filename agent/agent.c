@@ -25,8 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -665,18 +665,22 @@ void agent_run_fds(int fd, int wfd, bool bytes)
  * belongs to a net namespace), before any thread exists.
  */
 /*
- * The first stage exec'd us as /proc/self/fd/3 (transports/firststage.c):
- * that fd is our own image, opened by the shell without close-on-exec, and
- * of no further use. Closed only when it is that file, so an fd 3 someone
- * else gave us stays theirs.
+ * fd 3 is the image a first stage ran us from (exec /proc/self/fd/3, the
+ * fd it checked and hashed): mark it used, as `touch -c` in the first
+ * stage did (its mtime is what the cache's prune keeps recent images by),
+ * one process less per start; then close it, so that no command we run
+ * inherits it. Only when fd 3 is the very file we run (an image from
+ * before this change left nothing there).
  */
-static void agent_close_image_fd(void)
+static void agent_image_used(void)
 {
-	struct stat fd3, exe;
+	struct stat fd3, self;
 
-	if (fstat(3, &fd3) == 0 && stat("/proc/self/exe", &exe) == 0 &&
-	    fd3.st_dev == exe.st_dev && fd3.st_ino == exe.st_ino)
-		close(3);
+	if (fstat(3, &fd3) < 0 || stat("/proc/self/exe", &self) < 0 ||
+	    fd3.st_dev != self.st_dev || fd3.st_ino != self.st_ino)
+		return;
+	futimens(3, NULL);
+	close(3);
 }
 
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
@@ -685,7 +689,7 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
 
-	agent_close_image_fd();
+	agent_image_used();
 
 	for (int i = 2; i + 1 < argc; i++) {
 		char *end;

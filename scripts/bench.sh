@@ -363,8 +363,9 @@ status=$?
 # --- ssh rows (issue 4): a fixture sshd on 127.0.0.1, as root ------------
 # ours: `$BENCH ssh HOST PORT USER KEY` (selftests/bench/bench_ssh.c);
 # Mitogen: selftests/bench/ref/mitogen_ssh.py, same sshd, same key; floor:
-# a bare `ssh HOST true` with our ssh options, measured by ours in the
-# same run. Skipped (with the reason) when not root or without sshd, or
+# a bare `ssh HOST true` with our ssh options, and 128-byte records
+# ping-ponged through `ssh -T HOST cat` (the channel's round trip), measured
+# by ours in the same run. Skipped (with the reason) when not root or without sshd, or
 # when BENCH_ONLY names no ssh row.
 ssh_rows() {
 	local dir port key
@@ -414,9 +415,14 @@ ssh_rows() {
 		line("first connect, image sent (ms)", val(O, k), "n/a", "n/a", "-", "none (report)", "-")
 		k = "ssh_call_rtt_us"
 		r = has(O, k) && has(M, k) ? M[k] / O[k] : ""
-		line("call round trip over ssh (us)", val(O, k), val(M, k), "n/a",
+		line("call round trip over ssh (us)", val(O, k), val(M, k),
+		     val(O, "ssh_pipe_rtt_us") " (ssh cat)",
 		     r != "" ? sprintf("%.1fx faster", r) : "n/a", ">= 3x Mitogen",
 		     r == "" ? "?" : (r >= 3 ? "yes" : "NO"))
+		r = has(O, k) && has(O, "ssh_pipe_rtt_us") ? O[k] / O["ssh_pipe_rtt_us"] : ""
+		line("  the same vs ssh channel floor", "", "", "",
+		     r != "" ? sprintf("%.2fx floor", r) : "n/a", "<= 1.25x ssh cat",
+		     r == "" ? "?" : (r <= 1.25 ? "yes" : "NO"))
 		k = "ssh_local_call_rtt_us"
 		line("ssh -> local round trip (us)", val(O, k), "n/a", "n/a", "-", "none (report)", "-")
 		k = "ssh_sudo_call_rtt_us"

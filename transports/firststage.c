@@ -27,7 +27,8 @@
  *    execs; when no candidate is usable, a private mktemp -d directory
  *    that is removed before the exec ("MGPRIVATE <reasons>": logged);
  *    when that fails too, "MGNODIR <reasons>";
- *  - a cache hit touches the image (its mtime: last used); storing a new
+ *  - a cache hit touches the image (its mtime: last used; the agent does
+ *    it on fd 3, agent_image_used in agent/agent.c); storing a new
  *    image prunes that directory (prune(): the newest MG_CACHE_KEEP_S of
  *    our images and any used in the last MG_CACHE_GRACE_S minutes stay).
  * The master writes nothing but the image, and that only when asked,
@@ -308,19 +309,21 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*);;"
 		"*)say \"$*: writable by group or others ($m)\";exit 1;;esac;done;"
 		"[ $i -ge $N ]||{ say \"$a: cannot list it\";exit 1;};say \"$p\"; };"
-		/* Is $1 (a path to the image) what $H names? openssl's SHA-256
-		 * is several times faster than coreutils' where the CPU has SHA
-		 * instructions: asked first; anything but a match asks
-		 * sha256sum. */
-		"S(){ x=$(openssl dgst -sha256 -r<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]||"
-		"{ x=$(sha256sum<\"$1\");[ \"${x%%%% *}\" = \"$H\" ]; }; };"
+		/* Is $1 (a path to the image) what $H names? coreutils'
+		 * sha256sum first: for an image of a few MB its start-up and
+		 * hashing cost the target less CPU than openssl's start-up
+		 * alone (loading libcrypto, its configuration: ~15 ms against
+		 * ~10 ms for sha256sum's whole run, docs/scale.md), SHA
+		 * instructions or not; anything but a match asks openssl. */
+		"S(){ x=$(sha256sum<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]||"
+		"{ x=$(openssl dgst -sha256 -r<\"$1\" 2>/dev/null);[ \"${x%%%% *}\" = \"$H\" ]; }; };"
 		/* Open $1 as fd 3: ours, a regular file, executable here (not
 		 * on a noexec mount: a failed exec would end the shell), the
 		 * right bytes? */
 		"fd(){ { command exec 3<\"$1\";} 2>/dev/null&&[ -f /proc/self/fd/3 ]&&"
 		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]&&S /proc/self/fd/3; };"
 		"look(){ [ -f \"$1/$H\" ]&&p=$(sp \"$1\")&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
-		"fd \"$p/$H\"&&{ touch -c \"$p/$H\" 2>/dev/null;exec /proc/self/fd/3 %s; };exec 3<&-; };"
+		"fd \"$p/$H\"&&exec /proc/self/fd/3 %s;exec 3<&-; };"
 		/* Keep the 4 most recently used images (ours: 64 hex digits, a
 		 * regular file we own) and any used in the last hour. */
 		"prune(){ (cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
@@ -378,6 +381,7 @@ struct conv {
 	bool last_from_tty;		/* the newest output came from the pty */
 	int lfd;			/* connect_back: listening socket */
 	double deadline;
+	double stall;			/* after MGSTART: the bound on no progress */
 	char ttybuf[TTY_KEEP];		/* what the program printed (tail) */
 	size_t ttylen, scan;		/* scan: prompts looked for from here */
 	char line[LINE_KEEP];		/* stdout line being read */
@@ -651,6 +655,11 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 	if (!strcmp(line, "MGSTART")) {
 		/* The first stage runs: the program asks nothing any more. */
 		c->started = true;
+		/* Authenticated: from now on a bound on no progress, not on
+		 * the whole start (the image may take a while to arrive). */
+		c->deadline = mono_now() + c->stall;
+		if (c->req->authenticated)
+			c->req->authenticated(c->req->authenticated_arg);
 		return 0;
 	}
 	if (!strcmp(line, "MGREADY")) {
@@ -664,6 +673,7 @@ static int chan_line(struct conv *c, const char *line, struct mg_error *err)
 			  c->img->len, c->img->gzlen);
 		c->prelen = (size_t)snprintf(c->pre, sizeof(c->pre), "%zu\n", c->img->gzlen);
 		c->sending = true;
+		c->deadline = mono_now() + c->stall;
 		return 0;
 	}
 	if (!strncmp(line, "MGARCH ", 7))
@@ -738,6 +748,8 @@ static int send_part(struct conv *c, const void *buf, size_t len, size_t *done,
 			return fail(c, err, MG_ERR_STREAM, errno, "sending the image: %s",
 				    strerror(errno));
 		*done += (size_t)n;
+		if (c->started)	/* progress: the bound starts again */
+			c->deadline = mono_now() + c->stall;
 	}
 	return 1;
 }
@@ -867,6 +879,10 @@ static int converse(struct conv *c, struct mg_error *err)
 			return fail(c, err, MG_ERR_STREAM, ECONNRESET, "%s exited before the agent started",
 				    c->req->t->kind);
 		}
+		if (left <= 0 && c->started)
+			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
+				    "connect timeout: the agent did not start; no progress for "
+				    "%g s after the login", c->stall);
 		if (left <= 0)
 			return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
 				    "connect timeout: the agent did not start in time");
@@ -978,6 +994,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	}
 	c.name = st.namebuf;
 	c.deadline = t0 + st.connect_timeout;
+	c.stall = st.connect_timeout;
 	/* Namespaces: the agent enters them itself (sandbox/namespaces.c). */
 	if (st.sandbox && sandbox_ns_wanted(st.sandbox) &&
 	    sandbox_ns_exec_bits(st.sandbox, t->kind, &ns, why, sizeof(why)) < 0) {

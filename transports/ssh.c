@@ -21,6 +21,7 @@
 #include "agent/tree.h"
 #include "core/log.h"
 #include "core/message.h"
+#include "transports/admission.h"
 #include "transports/transport.h"
 
 static const char *const ssh_prompts[] = {
@@ -387,7 +388,9 @@ static struct mg_context *ssh_start(struct mg_router *r, const struct mg_ssh_opt
 	snprintf(name, sizeof(name), "ssh.%.80s", o->hostname);
 	if (ssh_write_conf(o, &run, conf, sizeof(conf)) < 0)
 		LOG_DEBUG("%s: no configuration file of ours: defaults on the command line", name);
-	ctx = transport_start(r, &req, lo, id, sandbox, err);
+	/* Admitted per host and per process, retried when dropped before
+	 * the login (admission.c). */
+	ctx = admission_start(r, &req, o->hostname, o->port, lo, id, sandbox, err);
 	/* ssh has read it (and any ProxyJump ssh it started) by now. */
 	e = errno;
 	ssh_conf_close(&run);

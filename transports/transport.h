@@ -23,6 +23,10 @@
  *     served, until the agent says MGREADY (byte stream) or connects back
  *     to our private SEQPACKET socket (sudo, su, doas);
  *  5. start_finish (master/local.c): BOOT, greeting.
+ * The connect timeout bounds reaching the target and authenticating (until
+ * MGSTART); from then on it is a bound on no progress: each line from the
+ * first stage and each part of the image sent gives it that long again, so
+ * that many transfers sharing one slow link do not fail for being slow.
  */
 #ifndef TRANSPORTS_TRANSPORT_H
 #define TRANSPORTS_TRANSPORT_H
@@ -135,6 +139,11 @@ struct transport_req {
 		     struct argv_buf *ab, char *why, size_t why_size);
 	const void *opts;		/* the transport's own options, for build */
 	const void *extra;		/* more for build */
+	/* Called (may be NULL) once the first stage says MGSTART: the
+	 * program has authenticated and the target side runs (ssh: the
+	 * handshake's admission slot is given back, admission.c). */
+	void (*authenticated)(void *arg);
+	void *authenticated_arg;
 };
 
 /*

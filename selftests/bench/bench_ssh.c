@@ -7,6 +7,9 @@
  *   ssh_first_connect_ms   create + call + shutdown, cache emptied first
  *   ssh_create_call_ms     create + call + shutdown, image cached (median)
  *   ssh_call_rtt_us        1000 calls over one ssh context
+ *   ssh_pipe_rtt_us        the raw floor under it: 1000 records of a
+ *                          call's size (128 bytes) ping-ponged through
+ *                          `ssh -T HOST cat` (same options, same sshd)
  *   ssh_local_call_rtt_us  500 calls to a local child of the ssh context
  *   ssh_sudo_call_rtt_us   500 calls to a sudo context via the ssh context
  */
@@ -86,6 +89,64 @@ static double ssh_true(void)
 	return (now() - t0) * 1e3;
 }
 
+/* The ssh command line of ssh_true, running cmd. */
+#define SSH_ARGV(cmd)                                                              \
+	{ "ssh", "-T", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30",             \
+	  "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",     \
+	  "-o", "GlobalKnownHostsFile=/dev/null", "-i", (char *)key,                  \
+	  "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",                     \
+	  "-o", "NumberOfPasswordPrompts=1", "-C", "-p", portbuf, dest, cmd, NULL }
+
+/* Microseconds per round trip of a 128-byte record through ssh's channel
+ * to `cat` and back: what a call over ssh costs at the least. */
+static double ssh_pipe_rtt(int n)
+{
+	char portbuf[16], dest[128], rec[128];
+	char *argv[] = SSH_ARGV("cat");
+	posix_spawn_file_actions_t fa;
+	int in[2], out[2], st;
+	double t0 = 0, ret = -1;
+	pid_t pid;
+
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	snprintf(dest, sizeof(dest), "%s@%s", user, host);
+	memset(rec, 'x', sizeof(rec));
+	if (pipe(in) < 0 || pipe(out) < 0)
+		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_addclose(&fa, in[1]);
+	posix_spawn_file_actions_addclose(&fa, out[0]);
+	if (posix_spawnp(&pid, "ssh", &fa, NULL, argv, environ) != 0)
+		return -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	/* 50 to warm up, then n timed */
+	for (int i = 0; i < n + 50; i++) {
+		size_t got = 0;
+
+		if (i == 50)
+			t0 = now();
+		if (write(in[1], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			goto out;
+		while (got < sizeof(rec)) {
+			ssize_t k = read(out[0], rec + got, sizeof(rec) - got);
+
+			if (k <= 0)
+				goto out;
+			got += (size_t)k;
+		}
+	}
+	ret = (now() - t0) / n * 1e6;
+out:
+	close(in[1]);
+	close(out[0]);
+	waitpid(pid, &st, 0);
+	return ret;
+}
+
 static double create_call(struct mg_router *r)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -160,6 +221,9 @@ int bench_ssh_main(int argc, char **argv)
 	if ((x = rtt(c, 1000)) < 0)
 		return 1;
 	printf("ssh_call_rtt_us %.1f\n", x);
+	if ((x = ssh_pipe_rtt(1000)) < 0)
+		return fprintf(stderr, "bench ssh: ssh %s cat failed\n", host), 1;
+	printf("ssh_pipe_rtt_us %.1f\n", x);
 	MG_OPTS(mg_local_opts, lo, .via = c, .connect_timeout = 30);
 	s = mg_local(r, &lo, &err);
 	if (!s)

@@ -12,6 +12,12 @@
 #   host10           127.0.2.10     up, user mgnosuchuser (does not exist)
 #   host11           127.0.2.11     whatever the test puts there (a listener
 #                                   that never answers: a hung host)
+#   host12           127.0.2.12     up, user mgfleet, served by a second sshd
+#                                   that admits few handshakes at once
+#                                   (MaxStartups 2:100:3: a third one not
+#                                   yet logged in is dropped) and logs each
+#                                   connection and drop (LogLevel VERBOSE,
+#                                   DIR/sshd12.log)
 #
 #   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
 #                          ssh_config), start sshd; prints "PORT PID".
@@ -21,6 +27,12 @@
 # the ssh transport tests empty and remount mgtest's image caches, and
 # other checks may run those at the same time on this machine.
 #   fleet.sh stop DIR      stop that sshd and remove DIR
+#
+#   fleet.sh start-many DIR N   for `make bench-fleet`: N hosts fh001..fhN,
+#                          each its own sshd with OpenSSH's defaults
+#                          (MaxStartups 10:30:100) on 127.0.3.1..N, user
+#                          mgfleet, the same client key; DIR/ssh_config
+#                          names them. Prints "PORT". Stopped by `stop`.
 set -eu
 
 cmd=${1:-}
@@ -60,8 +72,15 @@ MaxStartups 100:30:200
 MaxSessions 100
 EOC
 	} >"$dir/sshd_config"
+	sed -e '/^ListenAddress/d' -e '/^MaxStartups/d' -e '/^LogLevel/d' \
+		-e "s|^PidFile .*|PidFile $dir/sshd12.pid|" "$dir/sshd_config" >"$dir/sshd12_config"
+	{
+		echo "ListenAddress 127.0.2.12:$port"
+		echo "MaxStartups 2:100:3"
+		echo "LogLevel VERBOSE"
+	} >>"$dir/sshd12_config"
 	: >"$dir/known_hosts"
-	for i in 1 2 3 4 5 6 7 8 9 10; do
+	for i in 1 2 3 4 5 6 7 8 9 10 12; do
 		key=host_ed25519
 		[ "$i" = 9 ] && key=other_ed25519
 		printf '[127.0.2.%s]:%s %s\n' "$i" "$port" \
@@ -70,7 +89,7 @@ EOC
 	{
 		# first value wins in ssh_config: the exceptions come first
 		printf 'Host host10\n  User mgnosuchuser\n'
-		for i in 1 2 3 4 5 6 7 8 9 10 11; do
+		for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
 			printf 'Host host%02d\n  HostName 127.0.2.%s\n' "$i" "$i"
 		done
 		cat <<EOC
@@ -89,19 +108,88 @@ EOC
 	i=0
 	while [ ! -s "$dir/sshd.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
 	[ -s "$dir/sshd.pid" ] || { echo "sshd did not start:" >&2; cat "$dir/sshd.log" >&2; exit 1; }
+	/usr/sbin/sshd -f "$dir/sshd12_config" -E "$dir/sshd12.log"
+	i=0
+	while [ ! -s "$dir/sshd12.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+	[ -s "$dir/sshd12.pid" ] || { echo "sshd (host12) did not start:" >&2; cat "$dir/sshd12.log" >&2; exit 1; }
 	echo "$port $(cat "$dir/sshd.pid")"
+}
+
+start_many() {
+	n=${3:-}
+	[ -n "$dir" ] && [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] ||
+		{ echo "usage: fleet.sh start-many DIR N (1..250)" >&2; exit 2; }
+	if ! id mgfleet >/dev/null 2>&1; then
+		useradd -m -s /bin/sh mgfleet
+	fi
+	echo 'mgfleet:mgfleet-pw' | chpasswd
+	mkdir -p "$dir"
+	chmod 0755 "$dir"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
+	ssh-keygen -q -t ed25519 -N '' -f "$dir/id_ed25519"
+	cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+	chmod 0644 "$dir/authorized_keys"
+	mkdir -p /run/sshd
+	chmod 0755 /run/sshd
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.3.1",0)); print(s.getsockname()[1])')
+	: >"$dir/known_hosts"
+	: >"$dir/ssh_config"
+	i=1
+	while [ "$i" -le "$n" ]; do
+		h=$(printf 'fh%03d' "$i")
+		cat >"$dir/sshd_$h.config" <<EOC
+ListenAddress 127.0.3.$i:$port
+HostKey $dir/host_ed25519
+PidFile $dir/sshd_$h.pid
+AuthorizedKeysFile $dir/authorized_keys
+StrictModes no
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+EOC
+		printf '[127.0.3.%s]:%s %s\n' "$i" "$port" \
+			"$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")" >>"$dir/known_hosts"
+		printf 'Host %s\n  HostName 127.0.3.%s\n' "$h" "$i" >>"$dir/ssh_config"
+		/usr/sbin/sshd -f "$dir/sshd_$h.config" -E "$dir/sshd.log"
+		i=$((i+1))
+	done
+	cat >>"$dir/ssh_config" <<EOC
+Host fh*
+  Port $port
+  User mgfleet
+  IdentityFile $dir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 60
+EOC
+	chmod 0600 "$dir/ssh_config"
+	i=0
+	while [ "$(ls "$dir"/sshd_*.pid 2>/dev/null | wc -l)" -lt "$n" ] && [ $i -lt 400 ]; do
+		sleep 0.05
+		i=$((i+1))
+	done
+	[ "$(ls "$dir"/sshd_*.pid 2>/dev/null | wc -l)" -ge "$n" ] ||
+		{ echo "not every sshd started:" >&2; cat "$dir/sshd.log" >&2; exit 1; }
+	echo "$port"
 }
 
 stop() {
 	[ -n "$dir" ] || { echo "usage: fleet.sh stop DIR" >&2; exit 2; }
-	if [ -s "$dir/sshd.pid" ]; then
-		kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
-	fi
+	for f in "$dir"/sshd.pid "$dir"/sshd12.pid "$dir"/sshd_*.pid; do
+		if [ -s "$f" ]; then
+			kill "$(cat "$f")" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$dir"
 }
 
 case "$cmd" in
 start) start ;;
+start-many) start_many "$@" ;;
 stop) stop ;;
-*) echo "usage: fleet.sh start DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: fleet.sh start DIR | start-many DIR N | stop DIR" >&2; exit 2 ;;
 esac

@@ -6,7 +6,9 @@
  * two down, one whose host key changed, one whose user does not exist.
  * Each is named with its own error, the exit status is the documented
  * one, plain names are ssh hosts, -l/-i/-p log in without a config, and
- * held steps use one connection per host.
+ * held steps use one connection per host. A second sshd (host12) that
+ * admits two handshakes at once: many starts still all get in, a dropped
+ * handshake is tried again, a refused login is not.
  *
  * Owns: the fleet directory and its sshd (stopped in the group teardown),
  * the user mgfleet (no other test logs in as it). Needs root (sshd,
@@ -231,6 +233,120 @@ static void test_fleet_held_steps(void **state)
 	}
 }
 
+/* How many times needle occurs in the file at path (0 when unreadable). */
+static int file_count(const char *path, const char *needle)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f = fopen(path, "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* A TCP connection to host12's sshd, once it has said its banner (it has
+ * accepted it and counts it as a start not yet logged in). */
+static int hold_startup(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	char banner[8] = "";
+	size_t got = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	a.sin_port = htons((uint16_t)atoi(port));
+	a.sin_addr.s_addr = htonl(0x7f00020c);	/* 127.0.2.12 */
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	while (got < 4) {
+		ssize_t n = read(fd, banner + got, 4 - got);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_memory_equal(banner, "SSH-", 4);
+	return fd;
+}
+
+/*
+ * host12's sshd drops a third handshake not yet logged in (MaxStartups
+ * 2:100:3). 24 starts at once: each still gets in, admitted a few at a
+ * time and tried again when dropped. Before transports/admission.c, 22
+ * of the 24 failed with "kex_exchange_identification: Connection closed
+ * by remote host".
+ */
+static void test_fleet_admission_many(void **state)
+{
+	char targets[24 * 8];
+	size_t n = 0;
+
+	(void)state;
+	NEED_FLEET();
+	for (int i = 0; i < 24; i++)
+		n += (size_t)snprintf(targets + n, sizeof(targets) - n, "%shost12", i ? "," : "");
+	TOOLRUN(&r, "run", "-q", "-f", "24", "--ssh-config", config, "-t", targets, "--",
+		"echo", "up");
+	assert_exit(0);
+	assert_int_equal(toolrun_count_lines(r.out), 24);
+	assert_has(r.out, "host12: up\n");
+}
+
+/*
+ * A handshake dropped before the login is tried again: the test holds
+ * the two starts host12's sshd admits, so the tool's first try is
+ * dropped (seen in sshd's log), then lets them go; the tool's next try
+ * gets in.
+ */
+static void test_fleet_dropped_retried(void **state)
+{
+	char log[PATH_MAX + 16], *out = NULL;
+	int held[2], fd, drops, status;
+	double t0;
+	pid_t pid;
+
+	(void)state;
+	NEED_FLEET();
+	snprintf(log, sizeof(log), "%s/sshd12.log", fleet);
+	held[0] = hold_startup();
+	held[1] = hold_startup();
+	drops = file_count(log, "past MaxStartups");
+	pid = toolrun_start((const char *const[]){ "run", "--ssh-config", config, "-t", "host12",
+						  "--", "echo", "up", NULL }, &fd);
+	/* the hand-off: sshd says it dropped the tool's handshake */
+	t0 = toolrun_now();
+	while (file_count(log, "past MaxStartups") == drops && toolrun_now() - t0 < 60)
+		usleep(20000);
+	assert_true(file_count(log, "past MaxStartups") > drops);
+	close(held[0]);
+	close(held[1]);
+	/* one target: its lines have no prefix */
+	toolrun_read_until(fd, &out, "up\n", 60);
+	close(fd);
+	status = toolrun_wait(pid, 60);
+	if (status != 0 || !out || strcmp(out, "up\n"))
+		fail_msg("exit %d, stdout: %s", status, out ? out : "");
+	free(out);
+}
+
+/* A refused login (no such user) is no dropped handshake: one try. */
+static void test_fleet_auth_failure_not_retried(void **state)
+{
+	char log[PATH_MAX + 16];
+	int before;
+
+	(void)state;
+	NEED_FLEET();
+	snprintf(log, sizeof(log), "%s/sshd12.log", fleet);
+	before = file_count(log, "Connection from ");
+	TOOLRUN(&r, "run", "--ssh-config", config, "-t", "mgnosuchuser@host12", "--", "true");
+	assert_exit(255);
+	assert_has(r.err, "PasswordError: mgnosuchuser@host12: login as mgnosuchuser refused");
+	assert_null(strstr(r.err, "tried"));
+	assert_int_equal(file_count(log, "Connection from "), before + 1);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -293,6 +409,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fleet_user_key_port, teardown),
 		cmocka_unit_test_teardown(test_fleet_held_steps, teardown),
 		cmocka_unit_test_teardown(test_fleet_connect_timeout_per_target, teardown),
+		cmocka_unit_test_teardown(test_fleet_admission_many, teardown),
+		cmocka_unit_test_teardown(test_fleet_dropped_retried, teardown),
+		cmocka_unit_test_teardown(test_fleet_auth_failure_not_retried, teardown),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
