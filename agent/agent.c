@@ -42,15 +42,6 @@
 #include "master/master.h"
 #include "sandbox/sandbox.h"
 
-struct mg_call {
-	struct mg_router *router;
-	const struct mg_message *msg;
-	const char *function;
-	bool failed;
-	int errnum;
-	char message[MG_ERROR_MSG_MAX];
-};
-
 /* --- exported functions ------------------------------------------------ */
 
 #define EXPORT_TABLES_MAX 8
@@ -528,6 +519,7 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	tree_agent_init();
 	builtins_init();
 	via_init();
+	service_agent_init();
 	/*
 	 * This process is ours: keep freed message buffers instead of giving
 	 * them back to the kernel after each one, which turns every large
@@ -618,7 +610,8 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		_exit(AGENT_EXIT_SETUP);
 
 	call_rx = mg_receiver_new(r, &call_opts);
-	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, r, &shut_opts) < 0)
+	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, r, &shut_opts) < 0 ||
+	    service_start(r) < 0)
 		_exit(AGENT_EXIT_SETUP);
 	agent_catch_signals(r);
 	/* Between calls this thread reads the parent stream itself (lend.c). */

@@ -14,5 +14,6 @@
 #include <mitogen/sandbox.h>
 #include <mitogen/transport.h>
 #include <mitogen/stats.h>
+#include <mitogen/service.h>
 
 #endif
