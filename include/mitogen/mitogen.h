@@ -15,5 +15,6 @@
 #include <mitogen/transport.h>
 #include <mitogen/stats.h>
 #include <mitogen/service.h>
+#include <mitogen/files.h>
 
 #endif
