@@ -85,6 +85,7 @@ struct writer {
 	int mode;		/* 0: the source's */
 	uint32_t *have;		/* per entry: chunks verified at prepare */
 	bool *present;		/* per entry: the final file is already right */
+	bool *private_tmp;	/* per entry: another writer holds the shared tmp */
 	/* the file being written */
 	size_t cur;
 	int fd, dirfd;

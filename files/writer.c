@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "files/files.h"
@@ -75,7 +76,13 @@ static int writer_parent(struct writer *w, const char *rel, char *base, size_t n
 	return fd;
 }
 
-static void writer_tmpname(const struct fent *e, const char *base, char *tmp, size_t n)
+/*
+ * The temporary name of e: one per content, so that a later transfer
+ * finds what an interrupted one wrote; or, when another writer holds
+ * that one (two contexts on one file system), one of our own.
+ */
+static void writer_tmpname(const struct fent *e, const char *base, char *tmp, size_t n,
+			   bool private)
 {
 	static const char hex[] = "0123456789abcdef";
 	char h[17];
@@ -85,7 +92,11 @@ static void writer_tmpname(const struct fent *e, const char *base, char *tmp, si
 		h[2 * i + 1] = hex[e->sha[i] & 15];
 	}
 	h[16] = '\0';
-	snprintf(tmp, n, ".mgpart-%s-%.200s", h, base);
+	if (private)
+		snprintf(tmp, n, ".mgpart-%s-%d.%lx-%.200s", h, (int)getpid(),
+			 (unsigned long)(uintptr_t)tmp & 0xffffff, base);
+	else
+		snprintf(tmp, n, ".mgpart-%s-%.200s", h, base);
 }
 
 /* Chunks of fd (a partial file) matching e's chunk hashes, in order. */
@@ -159,10 +170,13 @@ static void writer_prepare_entry(struct writer *w, size_t i)
 			w->present[i] = true;
 			break;
 		}
-		writer_tmpname(e, base, tmp, sizeof(tmp));
+		writer_tmpname(e, base, tmp, sizeof(tmp), false);
 		fd = openat(dirfd, tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0) {
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			/* Being written by another transfer: not ours to resume. */
+			if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+				w->private_tmp[i] = true;
+			else if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
 				w->have[i] = writer_verified(e, fd, (uint64_t)st.st_size);
 			close(fd);
 		}
@@ -186,7 +200,8 @@ int writer_prepare(struct writer *w, const struct manifest *m, const char *dest,
 	w->mode = mode;
 	w->have = calloc(m->n ? m->n : 1, sizeof(*w->have));
 	w->present = calloc(m->n ? m->n : 1, sizeof(*w->present));
-	if (!w->have || !w->present) {
+	w->private_tmp = calloc(m->n ? m->n : 1, sizeof(*w->private_tmp));
+	if (!w->have || !w->present || !w->private_tmp) {
 		writer_fail(w, ENOMEM, "", "");
 		return w->error;
 	}
@@ -279,7 +294,7 @@ static void writer_start(struct writer *w, uint32_t i)
 	}
 	if (w->present[i])
 		return;
-	writer_tmpname(e, base, w->tmp, sizeof(w->tmp));
+	writer_tmpname(e, base, w->tmp, sizeof(w->tmp), w->private_tmp[i]);
 	w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
 		       0600);
 	if (w->fd >= 0 && (fstat(w->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
@@ -287,12 +302,30 @@ static void writer_start(struct writer *w, uint32_t i)
 		w->fd = -1;
 		errno = ELOOP;
 	}
+	/* Another writer took it since prepare: no resume, our own name. */
+	if (w->fd >= 0 && flock(w->fd, LOCK_EX | LOCK_NB) < 0) {
+		close(w->fd);
+		if (keep) {
+			writer_fail(w, EBUSY, "another transfer is writing", e->rel);
+			return;
+		}
+		writer_tmpname(e, base, w->tmp, sizeof(w->tmp), true);
+		w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+			       O_CLOEXEC, 0600);
+		if (w->fd < 0) {
+			w->tmp[0] = '\0';
+			writer_fail(w, errno, "creating", e->rel);
+			return;
+		}
+	}
 	if (w->fd < 0) {
 		/* Not ours (a symlink, a fifo, a hard link): removed as a name. */
 		unlinkat(w->dirfd, w->tmp, 0);
 		keep = 0;
 		w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 			       O_CLOEXEC, 0600);
+		if (w->fd >= 0)
+			flock(w->fd, LOCK_EX | LOCK_NB);
 	}
 	if (w->fd < 0) {
 		w->tmp[0] = '\0';
@@ -489,6 +522,7 @@ void writer_free(struct writer *w)
 	free(w->rootname);
 	free(w->have);
 	free(w->present);
+	free(w->private_tmp);
 	memset(w, 0, sizeof(*w));
 	w->rootdir = w->fd = w->dirfd = -1;
 }
