@@ -39,6 +39,7 @@
 #include "core/router.h"
 #include "core/stream.h"
 #include "core/profile.h"
+#include "master/fakessh.h"
 #include "master/master.h"
 #include "sandbox/sandbox.h"
 
@@ -718,6 +719,9 @@ int mg_main_(int argc, char **argv, const struct mg_export *start,
 	char *end;
 	long fd;
 
+	/* The `ssh` of a program mg_fakessh_run started (master/fakessh.c). */
+	if (fakessh_stub_wanted(argc, argv))
+		fakessh_stub_main(argc, argv);
 	export_table_add(start, stop);
 	export_table_add(__start_mg_exports, __stop_mg_exports);
 	if (argc >= 2 && argv && argv[1] && (!strcmp(argv[1], "--mitogen-stdio") ||

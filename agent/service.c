@@ -32,6 +32,7 @@
 #include "core/message.h"
 #include "core/router.h"
 #include "files/files.h"
+#include "master/fakessh.h"
 
 #define SERVICE_MAX 32
 
@@ -308,6 +309,7 @@ out:
 void service_agent_init(void)
 {
 	files_service_init();
+	fakessh_service_init();
 }
 
 int service_start(struct mg_router *r)

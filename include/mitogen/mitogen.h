@@ -16,5 +16,6 @@
 #include <mitogen/stats.h>
 #include <mitogen/service.h>
 #include <mitogen/files.h>
+#include <mitogen/fakessh.h>
 
 #endif
