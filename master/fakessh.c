@@ -50,7 +50,7 @@ extern char **environ;
 #define FAKESSH_SSH_ENV "MITOGEN_FAKESSH_SSH"
 /* Unacknowledged bytes in flight per direction of a session. */
 #define FAKESSH_WINDOW ((uint64_t)1 << 20)
-#define FAKESSH_READ 65536
+#define FAKESSH_READ 32768
 /* The remote command of `ssh -s sftp`. */
 #define FAKESSH_SFTP							\
 	"for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server " \
@@ -58,6 +58,7 @@ extern char **environ;
 	"[ -x \"$p\" ] && exec \"$p\"; done; "				\
 	"echo 'fakessh: no sftp-server on this host' >&2; exit 127"
 
+/* All of it, even to a descriptor its program made non-blocking. */
 static int write_all(int fd, const void *p, size_t len)
 {
 	while (len) {
@@ -65,6 +66,12 @@ static int write_all(int fd, const void *p, size_t len)
 
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && errno == EAGAIN) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+			poll(&pf, 1, -1);
+			continue;
+		}
 		if (r < 0)
 			return -errno;
 		p = (const char *)p + r;
@@ -78,6 +85,116 @@ static int send_to(struct mg_router *r, uint32_t dst, uint32_t handle, struct mg
 	struct mg_message *m = mg_message_new(dst, handle, v);
 
 	return m ? mg_router_route(r, m) : -errno;
+}
+
+
+/*
+ * A writer thread per session end: the thread that takes messages never
+ * blocks on a program's pipe (it also takes the acknowledgements that
+ * let the other direction move on: blocking there deadlocks two rsyncs
+ * writing to each other). What it queues is bounded by the peer's window.
+ */
+struct wq_item {
+	struct wq_item *next;
+	int fd;
+	bool shut;		/* shutdown(fd, SHUT_WR) instead of data */
+	size_t len;
+	uint8_t data[];
+};
+
+struct wq {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct wq_item *head, *tail;
+	bool closing;
+	uint64_t written;
+	void (*done)(struct wq *q, uint64_t written, void *ud);
+	void *ud;
+	pthread_t th;
+	bool started;
+};
+
+static void *wq_main(void *arg)
+{
+	struct wq *q = arg;
+	sigset_t pipe_set;
+
+	/* A program that closed its input: EPIPE here, not SIGPIPE. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+	for (;;) {
+		struct wq_item *it;
+
+		pthread_mutex_lock(&q->lock);
+		while (!q->head && !q->closing)
+			pthread_cond_wait(&q->cond, &q->lock);
+		it = q->head;
+		if (it) {
+			q->head = it->next;
+			if (!q->head)
+				q->tail = NULL;
+		}
+		pthread_mutex_unlock(&q->lock);
+		if (!it)
+			break;
+		if (it->shut)
+			shutdown(it->fd, SHUT_WR);
+		else
+			write_all(it->fd, it->data, it->len);
+		q->written += it->len;
+		if (!it->shut && q->done)
+			q->done(q, q->written, q->ud);
+		free(it);
+	}
+	return NULL;
+}
+
+static int wq_start(struct wq *q, void (*done)(struct wq *, uint64_t, void *), void *ud)
+{
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	q->done = done;
+	q->ud = ud;
+	q->started = pthread_create(&q->th, NULL, wq_main, q) == 0;
+	return q->started ? 0 : -EAGAIN;
+}
+
+static void wq_push(struct wq *q, int fd, bool shut, const void *p, size_t len)
+{
+	struct wq_item *it = malloc(sizeof(*it) + len);
+
+	if (!it)
+		return;
+	it->next = NULL;
+	it->fd = fd;
+	it->shut = shut;
+	it->len = len;
+	if (len)
+		memcpy(it->data, p, len);
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* Write what is queued, then stop the thread. */
+static void wq_finish(struct wq *q)
+{
+	if (!q->started)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->closing = true;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->th, NULL);
+	q->started = false;
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond);
 }
 
 /* --- the stub -------------------------------------------------------------- */
@@ -196,6 +313,8 @@ bool fakessh_stub_wanted(int argc, char **argv)
 /* --- the service: run the command here --------------------------------------- */
 
 struct rexec {
+	bool out_done;			/* the output thread is over */
+	struct wq in;			/* to the command's stdin */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint64_t sent, acked;
@@ -245,9 +364,17 @@ static void *rexec_output(void *arg)
 		pthread_mutex_unlock(&x->lock);
 	}
 	free(buf);
-	/* Wake the worker: the output is over. */
-	mg_receiver_close(x->rx);
+	/* The worker notices within its poll interval. */
+	__atomic_store_n(&x->out_done, true, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/* Writer thread: stdin bytes written, acknowledged to the caller. */
+static void rexec_in_done(struct wq *q, uint64_t written, void *ud)
+{
+	struct rexec *x = ud;
+
+	send_to(x->r, x->caller, x->handle, MG_LIST(mg_str("a"), mg_int((int64_t)written)));
 }
 
 static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struct mg_value **ret,
@@ -262,7 +389,6 @@ static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struc
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	struct mg_context *cctx;
-	uint64_t written = 0;
 	pthread_t th;
 	pid_t pid;
 	int e;
@@ -308,7 +434,14 @@ static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struc
 	x.out = out[0];
 	x.err = err[0];
 	send_to(x.r, x.caller, x.handle, MG_LIST(mg_str("h"), mg_int(mg_receiver_handle(x.rx))));
+	if (wq_start(&x.in, rexec_in_done, &x) < 0) {
+		kill(-pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		e = EAGAIN;
+		goto fail_fds;
+	}
 	if (pthread_create(&th, NULL, rexec_output, &x) != 0) {
+		wq_finish(&x.in);
 		kill(-pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		e = EAGAIN;
@@ -318,8 +451,12 @@ static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struc
 		struct mg_message *m = NULL;
 		struct mg_value *v = NULL;
 
-		if (mg_receiver_get(x.rx, MG_FOREVER, &m, NULL) < 0)
-			break;	/* closed: the output is over */
+		int g = mg_receiver_get(x.rx, 0.05, &m, NULL);
+
+		if (g == -ETIMEDOUT && !__atomic_load_n(&x.out_done, __ATOMIC_ACQUIRE))
+			continue;
+		if (g < 0)
+			break;	/* the output is over (or the router is going) */
 		if (mg_message_is_dead(m)) {
 			/* The caller went away: so does the command. */
 			kill(-pid, SIGKILL);
@@ -335,24 +472,9 @@ static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struc
 			const char *t = v->items[0].str;
 
 			if (!strcmp(t, "i") && v->len == 2 && v->items[1].type == MG_BYTES) {
-				const uint8_t *p = v->items[1].bytes;
-				size_t len = v->items[1].len;
-
-				while (in[0] >= 0 && len) {
-					ssize_t r = send(in[0], p, len, MSG_NOSIGNAL);
-
-					if (r < 0 && errno == EINTR)
-						continue;
-					if (r < 0)
-						break;	/* it closed its stdin */
-					p += r;
-					len -= (size_t)r;
-				}
-				written += v->items[1].len;
-				send_to(x.r, x.caller, x.handle,
-					MG_LIST(mg_str("a"), mg_int((int64_t)written)));
-			} else if (!strcmp(t, "I") && in[0] >= 0) {
-				shutdown(in[0], SHUT_WR);
+				wq_push(&x.in, in[0], false, v->items[1].bytes, v->items[1].len);
+			} else if (!strcmp(t, "I")) {
+				wq_push(&x.in, in[0], true, NULL, 0);
 			} else if (!strcmp(t, "a") && v->len == 2 && v->items[1].type == MG_INT) {
 				pthread_mutex_lock(&x.lock);
 				if ((uint64_t)v->items[1].i > x.acked &&
@@ -366,6 +488,28 @@ static int fakessh_exec(struct mg_call *call, const struct mg_value *args, struc
 		mg_message_free(m);
 	}
 	pthread_join(th, NULL);
+	/* No more output: the caller stops acknowledging it. */
+	send_to(x.r, x.caller, x.handle, MG_LIST(mg_str("x"), mg_int(0)));
+	/* Until the caller's "X": what it sent before still has a handle to
+	 * arrive at (no "invalid handle" for it). A caller gone ends it too. */
+	for (;;) {
+		struct mg_message *m = NULL;
+		struct mg_value *v = NULL;
+		bool last;
+
+		if (mg_receiver_get(x.rx, 30.0, &m, NULL) < 0)
+			break;
+		last = mg_message_is_dead(m) ||
+		       (mg_message_value(m, false, &v, NULL) == 0 && v->type == MG_LIST &&
+			v->len >= 1 && v->items[0].type == MG_STR && !strcmp(v->items[0].str, "X"));
+		mg_value_free(v);
+		mg_message_free(m);
+		if (last)
+			break;
+	}
+	/* The command is done with its stdin (or gone): no more writes. */
+	shutdown(in[0], SHUT_RDWR);
+	wq_finish(&x.in);
 	close(in[0]);
 	close(out[0]);
 	close(err[0]);
@@ -406,6 +550,7 @@ void fakessh_service_init(void)
 struct fk;
 
 struct session {
+	struct wq out;			/* to the program's stdout and stderr */
 	struct fk *fk;
 	int sock, fds[3];
 	char *cmd;
@@ -417,6 +562,7 @@ struct session {
 	uint64_t in_sent, in_acked;
 	uint32_t in_handle;
 	bool done;
+	bool out_over;		/* the command's output ended: no more acks */
 	struct session *next;
 };
 
@@ -453,18 +599,24 @@ static void *session_pump(void *arg)
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) {
-			send_to(s->fk->r, s->fk->dest_id, s->in_handle, MG_LIST(mg_str("I")));
+			pthread_mutex_lock(&s->lock);
+			if (!s->done)
+				send_to(s->fk->r, s->fk->dest_id, s->in_handle, MG_LIST(mg_str("I")));
+			pthread_mutex_unlock(&s->lock);
 			break;
 		}
 		pthread_mutex_lock(&s->lock);
 		while (!s->done && s->in_sent - s->in_acked > FAKESSH_WINDOW)
 			pthread_cond_wait(&s->cond, &s->lock);
 		s->in_sent += (uint64_t)n;
-		pthread_mutex_unlock(&s->lock);
-		if (s->done)
+		if (s->done) {
+			pthread_mutex_unlock(&s->lock);
 			break;
+		}
+		/* Under the lock: nothing follows the "X" that ends the session. */
 		send_to(s->fk->r, s->fk->dest_id, s->in_handle,
 			MG_LIST(mg_str("i"), mg_bytes(buf, (size_t)n)));
+		pthread_mutex_unlock(&s->lock);
 	}
 	free(buf);
 	return NULL;
@@ -487,10 +639,20 @@ static bool session_out(struct session *s, struct mg_message *m, uint64_t *out_t
 			s->pump_started = pthread_create(&s->pump, NULL, session_pump, s) == 0;
 		} else if ((!strcmp(t, "o") || !strcmp(t, "e")) && v->items[1].type == MG_BYTES) {
 			/* The program reads at its pace: our ack waits for it. */
-			write_all(s->fds[t[0] == 'o' ? 1 : 2], v->items[1].bytes, v->items[1].len);
+			wq_push(&s->out, s->fds[t[0] == 'o' ? 1 : 2], false, v->items[1].bytes,
+				v->items[1].len);
 			*out_total += v->items[1].len;
-			send_to(s->fk->r, s->fk->dest_id, s->in_handle,
-				MG_LIST(mg_str("a"), mg_int((int64_t)*out_total)));
+		} else if (!strcmp(t, "x")) {
+			/* And its input is not wanted any more. */
+			pthread_mutex_lock(&s->lock);
+			s->out_over = true;
+			s->done = true;
+			/* The last message it gets from us: it may let go. */
+			send_to(s->fk->r, s->fk->dest_id, s->in_handle, MG_LIST(mg_str("X")));
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+			if (s->pump_started)
+				(void)!write(s->stop[1], "x", 1);
 		} else if (!strcmp(t, "a") && v->items[1].type == MG_INT) {
 			pthread_mutex_lock(&s->lock);
 			if ((uint64_t)v->items[1].i > s->in_acked)
@@ -501,6 +663,19 @@ static bool session_out(struct session *s, struct mg_message *m, uint64_t *out_t
 	}
 	mg_value_free(v);
 	return more;
+}
+
+static void session_out_done(struct wq *q, uint64_t written, void *ud)
+{
+	struct session *s = ud;
+	bool over;
+
+	pthread_mutex_lock(&s->lock);
+	over = s->out_over;
+	if (!over)
+		send_to(s->fk->r, s->fk->dest_id, s->in_handle,
+			MG_LIST(mg_str("a"), mg_int((int64_t)written)));
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void *session_main(void *arg)
@@ -514,7 +689,7 @@ static void *session_main(void *arg)
 	uint32_t status = 255;
 	char text[MG_ERROR_MSG_MAX + 300];
 
-	if (out_rx && sel)
+	if (out_rx && sel && wq_start(&s->out, session_out_done, s) == 0)
 		call_rx = mg_call_service_async(s->fk->dest, "mg.fakessh", "exec",
 						MG_LIST(mg_str(s->cmd),
 							mg_int(mg_receiver_handle(out_rx))), &err);
@@ -568,12 +743,15 @@ out:
 		(void)!write(s->stop[1], "x", 1);
 		pthread_join(s->pump, NULL);
 	}
+	/* Everything the command wrote reaches the program first. */
+	wq_finish(&s->out);
 	mg_select_free(sel);
 	mg_receiver_free(call_rx);
 	mg_receiver_free(out_rx);
 	for (int k = 0; k < 3; k++)
 		close(s->fds[k]);
-	write_all(s->sock, &status, sizeof(status));
+	/* The stub may be gone (its program killed it): no SIGPIPE. */
+	(void)!send(s->sock, &status, sizeof(status), MSG_NOSIGNAL);
 	close(s->sock);
 	return NULL;
 }

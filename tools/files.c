@@ -348,8 +348,10 @@ const char tool_files_help[] =
 	"    two targets that would use the same directory are refused.\n"
 	"mitogen rsync -t TARGET -- RSYNC-ARGS   (remote paths written :PATH)\n"
 	"mitogen scp -t TARGET -- SCP-ARGS       (remote paths written :PATH)\n"
+	"mitogen fakessh -t TARGET -- PROGRAM ARGS...\n"
 	"    Run rsync or scp with an ssh that reaches TARGET over mitogen's own\n"
 	"    channel (fakessh): any chain, sudo included, no new ssh connection.\n"
+	"    fakessh runs any PROGRAM so (its `ssh HOST CMD` runs CMD on TARGET).\n"
 	"  -f N                 start N targets at once (32)\n"
 	"  --connect-timeout S  per target start-up (30)\n"
 	"  -q                   no progress line; -v: debug log\n"
@@ -523,7 +525,7 @@ int tool_fakessh_cmd(int argc, char **argv)
 	struct files_opts o = { 0 };
 	struct mg_router *r = NULL;
 	struct mg_error err = MG_ERROR_INIT;
-	bool scp = !strcmp(argv[0], "scp");
+	bool scp = !strcmp(argv[0], "scp"), any = !strcmp(argv[0], "fakessh");
 	char **pargv = NULL;
 	int failed = 0, rc, first = 0, status = 0;
 	char (*why)[1024] = NULL;
@@ -549,7 +551,8 @@ int tool_fakessh_cmd(int argc, char **argv)
 		rc = OUT_EXIT_UNREACHABLE;
 		goto out;
 	}
-	pargv[k++] = scp ? "scp" : "rsync";
+	if (!any)
+		pargv[k++] = scp ? "scp" : "rsync";
 	if (scp) {
 		/* scp runs /usr/bin/ssh unless told; "ssh" is looked up in PATH. */
 		pargv[k++] = "-S";
@@ -591,7 +594,7 @@ stop:
 out:
 	if (rc == -1)
 		rc = 0;
-	for (size_t i = scp ? 3 : 1; pargv && i < k; i++)
+	for (size_t i = scp ? 3 : any ? 0 : 1; pargv && i < k; i++)
 		free(pargv[i]);
 	free(pargv);
 	free(why);

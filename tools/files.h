@@ -5,7 +5,8 @@
 
 /* Is cmd one of ours? */
 #define TOOL_FILES_CMD(cmd) (!strcmp((cmd), "copy") || !strcmp((cmd), "fetch") || \
-			     !strcmp((cmd), "rsync") || !strcmp((cmd), "scp"))
+			     !strcmp((cmd), "rsync") || !strcmp((cmd), "scp") || \
+			     !strcmp((cmd), "fakessh"))
 
 /* Run subcommand argv[0] (copy, fetch, rsync, scp); the exit status. */
 int tool_files(int argc, char **argv);
