@@ -22,10 +22,14 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <nettle/sha2.h>
 #include <mitogen/mitogen.h>
 #include <mitogen/service.h>
 
 #include "selftests/lib/harness.h"
+
+/* Paths here are a mkdtemp directory plus short names. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
 
 /* --- run in the children ----------------------------------------------- */
 
@@ -72,7 +76,191 @@ static int attack_sibling(struct mg_call *call, const struct mg_value *args,
 }
 MG_EXPORT_AS("attack.sibling", attack_sibling);
 
+/*
+ * An evil "mg.files" (registered instead of the library's in a child
+ * started with MG_TEST_EVIL_FILES=1): asked for a file, it announces a
+ * tree whose second entry is "../../../escaped.txt" and sends its data.
+ */
+static const char evil_data[] = "written outside the destination\n";
+
+static int evil_send(struct mg_call *call, const struct mg_value *args, struct mg_value **ret,
+		     void *ud)
+{
+	MG_OPTS(mg_receiver_opts, ro);
+	struct mg_router *r = mg_call_router(call);
+	uint32_t caller = mg_call_src_id(call), ctl = (uint32_t)args->items[2].i;
+	struct mg_receiver *rx = mg_receiver_new(r, &ro);
+	struct mg_value *man, *got = NULL;
+	struct mg_message *m;
+	struct sha256_ctx c;
+	uint8_t sha[32];
+	size_t len = sizeof(evil_data) - 1;
+
+	sha256_init(&c);
+	sha256_update(&c, len, (const uint8_t *)evil_data);
+	sha256_digest(&c, 32, sha);
+	man = MG_LIST(MG_LIST(mg_str("d"), mg_str(""), mg_int(0755), mg_int(0), mg_int(0),
+			      mg_int(0), mg_int(0), mg_int(0), mg_nil(), mg_nil(), mg_nil()),
+		      MG_LIST(mg_str("f"), mg_str("../../../escaped.txt"), mg_int(0644), mg_int(0),
+			      mg_int(0), mg_int(0), mg_int(0), mg_int((int64_t)len), mg_nil(),
+			      mg_bytes(sha, 32), mg_bytes(sha, 32)));
+	m = mg_message_new(caller, ctl, MG_LIST(mg_str("m"), mg_int(mg_receiver_handle(rx)), man));
+	mg_router_route(r, m);
+	/* "r" (or a dead message: refused), then the data anyway. */
+	if (mg_receiver_get_data(rx, 60, &got, NULL) == 0)
+		mg_value_free(got);
+	m = mg_message_new(caller, ctl, MG_LIST(mg_str("d"), mg_int(1), mg_int(0),
+					       mg_bytes(evil_data, len)));
+	mg_router_route(r, m);
+	m = mg_message_new(caller, ctl, MG_LIST(mg_str("e")));
+	mg_router_route(r, m);
+	got = NULL;
+	mg_receiver_get_data(rx, 5, &got, NULL);
+	mg_value_free(got);
+	mg_receiver_free(rx);
+	return 0;
+}
+
+static const struct mg_service_method evil_methods[] = {
+	{ "send", evil_send, MG_SERVICE_PARENTS, "sBi" },
+};
+
 /* --- tests --------------------------------------------------------------- */
+
+static char tmpdir[PATH_MAX];
+
+static struct mg_context *start(struct mg_router *r);
+
+static void make_tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/mg-attack-files-XXXXXX", t && *t ? t : "/tmp");
+	assert_non_null(mkdtemp(tmpdir));
+}
+
+static void write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static void read_text(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	r = read(fd, buf, n - 1);
+	buf[r > 0 ? r : 0] = '\0';
+	close(fd);
+}
+
+/* A source that names a path above its own directory in a pull. */
+static void test_pull_escape(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	const char *names[1] = { "evil" };
+	struct mg_files_result res[1];
+	struct mg_context *c;
+	char destdir[PATH_MAX], p[PATH_MAX], buf[256];
+	int ret;
+
+	make_tmpdir();
+	snprintf(destdir, sizeof(destdir), "%s/a/b/fetched", tmpdir);
+	snprintf(p, sizeof(p), "%s/a", tmpdir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof(p), "%s/a/b", tmpdir);
+	mkdir(p, 0755);
+	mkdir(destdir, 0755);
+	setenv("MG_TEST_EVIL_FILES", "1", 1);
+	c = start(r);
+	unsetenv("MG_TEST_EVIL_FILES");
+	ret = mg_files_pull(r, "tree", destdir, &c, names, 1, NULL, res, &err);
+	print_message("# the pull: %s\n", res[0].error ? res[0].message : "done");
+	/* Nothing above the destination. */
+	for (int up = 0; up < 4; up++) {
+		snprintf(p, sizeof(p), "%s/%sescaped.txt", up == 3 ? tmpdir : destdir,
+			 up == 0 ? "evil/" : up == 1 ? "" : up == 2 ? "../" : "");
+		read_text(p, buf, sizeof(buf));
+		if (buf[0])
+			print_message("# found %s: %s", p, buf);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	snprintf(p, sizeof(p), "%s/a/escaped.txt", tmpdir);
+	read_text(p, buf, sizeof(buf));
+	if (buf[0])
+		print_message("# found %s: %s", p, buf);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(ret, 1);
+	assert_int_equal(res[0].error, -EPERM);
+	assert_non_null(strstr(res[0].message, "leaves the destination"));
+	mg_context_shutdown(c, true);
+	mg_context_unref(c);
+	mg_router_unref(r);
+	snprintf(p, sizeof(p), "rm -rf '%s'", tmpdir);
+	assert_int_equal(system(p), 0);
+}
+
+/*
+ * Someone who can write the destination directory plants symlinks at
+ * the name the file takes and at its temporary name (predictable from
+ * the content's hash), both pointing at a file of the victim's.
+ */
+static void test_symlink_race(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	static const char data[] = "the pushed file\n";
+	struct mg_files_result res[1];
+	struct mg_context *c;
+	char src[PATH_MAX], victim[PATH_MAX], dir[PATH_MAX], p[PATH_MAX], buf[256], hex[17];
+	uint8_t sha[32];
+	struct sha256_ctx h;
+	struct stat st;
+
+	make_tmpdir();
+	snprintf(src, sizeof(src), "%s/src.txt", tmpdir);
+	snprintf(victim, sizeof(victim), "%s/victim.txt", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/shared", tmpdir);
+	mkdir(dir, 01777);
+	write_text(src, data);
+	write_text(victim, "precious\n");
+	sha256_init(&h);
+	sha256_update(&h, strlen(data), (const uint8_t *)data);
+	sha256_digest(&h, 32, sha);
+	for (int i = 0; i < 8; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+	snprintf(p, sizeof(p), "%s/.mgpart-%s-f.txt", dir, hex);
+	assert_int_equal(symlink(victim, p), 0);
+	snprintf(p, sizeof(p), "%s/f.txt", dir);
+	assert_int_equal(symlink(victim, p), 0);
+
+	c = start(r);
+	snprintf(p, sizeof(p), "%s/f.txt", dir);
+	mg_files_push(r, src, p, &c, 1, NULL, res, &err);
+	print_message("# the push: %s\n", res[0].error ? res[0].message : "done");
+	read_text(victim, buf, sizeof(buf));
+	print_message("# victim now holds: %s", buf);
+	assert_string_equal(buf, "precious\n");
+	assert_int_equal(res[0].error, 0);
+	/* The name now holds the pushed file itself. */
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	read_text(p, buf, sizeof(buf));
+	assert_string_equal(buf, data);
+	mg_context_shutdown(c, true);
+	mg_context_unref(c);
+	mg_router_unref(r);
+	snprintf(p, sizeof(p), "rm -rf '%s'", tmpdir);
+	assert_int_equal(system(p), 0);
+}
 
 static struct mg_context *start(struct mg_router *r)
 {
@@ -158,11 +346,15 @@ int main(int argc, char **argv)
 	 */
 	setenv("MITOGEN_BPF", "0", 1);
 	mg_service_register("victim", victim_methods, 2, NULL);
+	if (getenv("MG_TEST_EVIL_FILES"))
+		mg_service_register("mg.files", evil_methods, 1, NULL);
 	mg_main(argc, argv);
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_service_sibling),
 		cmocka_unit_test(test_service_child_to_parent),
+		cmocka_unit_test(test_pull_escape),
+		cmocka_unit_test(test_symlink_race),
 	};
 	return MG_TEST_RUN("attacks/files", tests);
 }
