@@ -41,6 +41,10 @@ struct files_opts {
 	int mode;
 	size_t fanout;
 	double connect_timeout;
+	/* ssh hops that do not say: -l, -i, --port (as run's -l, -i, -p;
+	 * -p is --preserve here, as in scp and pdcp) */
+	const char *user, *identity;
+	int port;
 };
 
 static int files_usage(const char *cmd, const char *fmt, ...)
@@ -250,7 +254,7 @@ static void progress_clear(struct progress *pr)
 
 /* --- options ------------------------------------------------------------------ */
 
-enum { OPT_MODE = 1000, OPT_PRESERVE, OPT_CONNECT_TIMEOUT };
+enum { OPT_MODE = 1000, OPT_PRESERVE, OPT_CONNECT_TIMEOUT, OPT_PORT, OPT_SSH_OPTION };
 
 static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish, int *ret_first)
 {
@@ -261,6 +265,10 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 		{ "preserve", no_argument, NULL, OPT_PRESERVE },
 		{ "fanout", required_argument, NULL, 'f' },
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+		{ "user", required_argument, NULL, 'l' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "ssh-option", required_argument, NULL, OPT_SSH_OPTION },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -275,7 +283,7 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 	o->mode = 0;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+t:rf:vqhp", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+t:rf:vqhpl:i:o:", lopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			if (target_list_parse(&o->targets, optarg, why, sizeof(why)) < 0)
@@ -316,6 +324,29 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 				return files_usage(cmd, "--connect-timeout wants seconds, not '%s'",
 						   optarg);
 			break;
+		case 'l':
+			o->user = optarg;
+			break;
+		case 'i':
+			if (access(optarg, R_OK) < 0)
+				return files_usage(cmd, "-i %s: %s", optarg, strerror(errno));
+			o->identity = optarg;
+			break;
+		case OPT_PORT: {
+			long pn;
+
+			errno = 0;
+			pn = strtol(optarg, &end, 10);
+			if (errno || *end || pn < 1 || pn > 65535)
+				return files_usage(cmd, "--port wants 1 to 65535, not '%s'", optarg);
+			o->port = (int)pn;
+			break;
+		}
+		case 'o':
+		case OPT_SSH_OPTION:
+			if (target_add_ssh_option(optarg) < 0)
+				return files_usage(cmd, "too many -o");
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -330,6 +361,7 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 		}
 	}
 	(void)copyish;
+	target_set_ssh_defaults(o->user, o->identity, o->port);
 	if (!o->have_targets && target_list_parse(&o->targets, "local", why, sizeof(why)) < 0)
 		return OUT_EXIT_UNREACHABLE;
 	*ret_first = optind;
@@ -352,6 +384,7 @@ const char tool_files_help[] =
 	"    Run rsync or scp with an ssh that reaches TARGET over mitogen's own\n"
 	"    channel (fakessh): any chain, sudo included, no new ssh connection.\n"
 	"    fakessh runs any PROGRAM so (its `ssh HOST CMD` runs CMD on TARGET).\n"
+	"  -l USER, -i KEY, --port N, -o OPT   for ssh hops that do not say\n"
 	"  -f N                 start N targets at once (32)\n"
 	"  --connect-timeout S  per target start-up (30)\n"
 	"  -q                   no progress line; -v: debug log\n"

@@ -5,7 +5,7 @@
  * mgtest) and ssh then sudo (mgsudo, then root): a tree with modes,
  * symlinks (one out of the tree) and an empty directory; both
  * directions; exit statuses and stderr as ssh gives them; several
- * sessions at once.
+ * sessions at once; and a push that its user may not write (EACCES).
  *
  * Owns: a mkdtemp directory (mode 0755, so that mgtest can read the
  * source), the sshd fixture, its router and contexts.
@@ -284,6 +284,37 @@ static void test_parallel(void **state)
 	remove_tree();
 }
 
+/* A destination its user may not write: "permission denied" there only. */
+static void test_push_denied(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_files_result res[2];
+	struct mg_context *c[2];
+	char src[256], dest[256];
+
+	NEED_ROOT();
+	make_tree();
+	sh("mkdir -p %s/closed && chmod 0755 %s/closed", top, top);
+	{
+		MG_OPTS(mg_local_opts, lo, .connect_timeout = 60);
+		MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgtest");
+
+		c[0] = must(mg_sudo(router, &so, &err), &err);
+	}
+	c[1] = must(mg_local(router, NULL, &err), &err);
+	snprintf(src, sizeof(src), "%s/src/a", top);
+	snprintf(dest, sizeof(dest), "%s/closed/a", top);
+	assert_int_equal(mg_files_push(router, src, dest, c, 2, NULL, res, &err), 1);
+	fprintf(stderr, "# as mgtest: %s\n", res[0].message);
+	assert_int_equal(res[0].error, -EACCES);
+	assert_non_null(strstr(res[0].message, "closed/a: permission denied"));
+	assert_int_equal(res[1].error, 0);
+	sh("cmp %s %s", src, dest);
+	finish(c[0]);
+	finish(c[1]);
+	remove_tree();
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -294,6 +325,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_parallel),
 		FIXTURE_TEST(test_ssh),
 		FIXTURE_TEST(test_ssh_sudo),
+		FIXTURE_TEST(test_push_denied),
 	};
 	return FIXTURE_TEST_RUN("files/fakessh", tests);
 }
