@@ -40,17 +40,9 @@
 #include "core/router.h"
 #include "core/stream.h"
 #include "core/profile.h"
+#include "master/fakessh.h"
 #include "master/master.h"
 #include "sandbox/sandbox.h"
-
-struct mg_call {
-	struct mg_router *router;
-	const struct mg_message *msg;
-	const char *function;
-	bool failed;
-	int errnum;
-	char message[MG_ERROR_MSG_MAX];
-};
 
 /* --- exported functions ------------------------------------------------ */
 
@@ -529,6 +521,7 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	tree_agent_init();
 	builtins_init();
 	via_init();
+	service_agent_init();
 	/*
 	 * This process is ours: keep freed message buffers instead of giving
 	 * them back to the kernel after each one, which turns every large
@@ -619,7 +612,8 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		_exit(AGENT_EXIT_SETUP);
 
 	call_rx = mg_receiver_new(r, &call_opts);
-	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, r, &shut_opts) < 0)
+	if (!call_rx || mg_router_add_handler(r, on_shutdown_msg, r, &shut_opts) < 0 ||
+	    service_start(r) < 0)
 		_exit(AGENT_EXIT_SETUP);
 	agent_catch_signals(r);
 	/* Between calls this thread reads the parent stream itself (lend.c). */
@@ -749,6 +743,9 @@ int mg_main_(int argc, char **argv, const struct mg_export *start,
 	char *end;
 	long fd;
 
+	/* The `ssh` of a program mg_fakessh_run started (master/fakessh.c). */
+	if (fakessh_stub_wanted(argc, argv))
+		fakessh_stub_main(argc, argv);
 	export_table_add(start, stop);
 	export_table_add(__start_mg_exports, __stop_mg_exports);
 	if (argc >= 2 && argv && argv[1] && (!strcmp(argv[1], "--mitogen-stdio") ||

@@ -33,6 +33,23 @@ struct mg_router;
 struct mg_message;
 struct mg_value;
 
+#include <mitogen/error.h>
+
+/* A call being served (an exported function or a service method). */
+struct mg_call {
+	struct mg_router *router;
+	const struct mg_message *msg;
+	const char *function;
+	bool failed;
+	int errnum;
+	char message[MG_ERROR_MSG_MAX];
+};
+
+/* service.c: register the library's own services (files/) before BOOT. */
+void service_agent_init(void);
+/* service.c: serve CALL_SERVICE on r from now on. Returns 0 or -errno. */
+int service_start(struct mg_router *r);
+
 /* audit.c: decide from BOOT whether this context is audited (and if so
  * open syslog, before the sandbox); returns r->audited. */
 bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot);

@@ -33,6 +33,7 @@
 
 #include <mitogen/mitogen.h>
 
+#include "tools/files.h"
 #include "tools/json_args.h"
 #include "tools/output.h"
 #include "tools/runner.h"
@@ -961,6 +962,8 @@ int main(int argc, char **argv)
 		return tool_audit(argc - i, argv + i);
 	if (!strcmp(argv[i], "stats"))		/* tools/stats.c */
 		return tool_stats(argc - i, argv + i);
+	if (TOOL_FILES_CMD(argv[i]))		/* tools/files.c */
+		return tool_files(argc - i, argv + i);
 	if (!strcmp(argv[i], "help"))
 		return tool_help();
 	if (strcmp(argv[i], "run") && strcmp(argv[i], "call") &&

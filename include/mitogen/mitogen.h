@@ -14,5 +14,8 @@
 #include <mitogen/sandbox.h>
 #include <mitogen/transport.h>
 #include <mitogen/stats.h>
+#include <mitogen/service.h>
+#include <mitogen/files.h>
+#include <mitogen/fakessh.h>
 
 #endif

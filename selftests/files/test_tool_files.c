@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+/*
+ * selftests/files/test_tool_files.c — `mitogen copy` and `mitogen fetch`
+ * run as a program: copies and fetches on local chains, the progress line
+ * on a terminal only, a failed destination named in the summary and the
+ * exit status, colliding fetch names refused before anything starts.
+ *
+ * Owns: the toolrun directory. Must not touch: library internals.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "selftests/lib/harness.h"
+#include "selftests/tools/toolrun.h"
+
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+static struct toolrun tr;
+
+static void make_file(const char *path, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	char buf[4096];
+
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)(i * 7 + 3);
+	while (len) {
+		size_t n = len < sizeof(buf) ? len : sizeof(buf);
+
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+		len -= n;
+	}
+	close(fd);
+}
+
+static bool same(const char *a, const char *b)
+{
+	char cmd[2 * PATH_MAX + 32];
+
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
+	return system(cmd) == 0;
+}
+
+static void test_copy(void **state)
+{
+	char src[PATH_MAX], dst[PATH_MAX], out[PATH_MAX];
+
+	snprintf(src, sizeof(src), "%s/c.bin", toolrun_dir());
+	snprintf(dst, sizeof(dst), "%s/cdest", toolrun_dir());
+	make_file(src, 3u << 20);
+	mkdir(dst, 0755);
+	/* Three targets, two of them through one shared first hop. */
+	TOOLRUN(&tr, "copy", "-t", "local,local/local,local/fork", src, dst);
+	if (tr.exit_code)
+		fail_msg("copy: %d: %s", tr.exit_code, tr.err);
+	snprintf(out, sizeof(out), "%s/c.bin", dst);
+	assert_true(same(src, out));
+	/* In a pipe: nothing on stderr at all. */
+	assert_string_equal(tr.err, "");
+	/* On a terminal: a progress line. */
+	toolrun(&tr, NULL, true, (const char *const[]){ "copy", "-t", "local,fork", src, dst,
+							 NULL });
+	assert_int_equal(tr.exit_code, 0);
+	assert_non_null(strstr(tr.err_raw, "copy: "));
+	assert_non_null(strstr(tr.err_raw, "done, 0 failed of 2"));
+}
+
+static void test_copy_fails(void **state)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+
+	snprintf(src, sizeof(src), "%s/f.bin", toolrun_dir());
+	make_file(src, 1000);
+	snprintf(dst, sizeof(dst), "%s/no/such/dir/f.bin", toolrun_dir());
+	TOOLRUN(&tr, "copy", "-t", "local,fork", src, dst);
+	assert_int_equal(tr.exit_code, 1);
+	assert_non_null(strstr(tr.err, "mitogen: local: "));
+	assert_non_null(strstr(tr.err, "no/such/dir/f.bin: no such file or directory"));
+	assert_non_null(strstr(tr.err, "mitogen: copy: 2 of 2 targets failed"));
+	/* A missing source: said once, before anything. */
+	snprintf(src, sizeof(src), "%s/nosuch", toolrun_dir());
+	TOOLRUN(&tr, "copy", src, toolrun_dir());
+	assert_int_equal(tr.exit_code, 1);
+	assert_non_null(strstr(tr.err, "nosuch: no such file or directory"));
+	/* Usage. */
+	TOOLRUN(&tr, "copy", src);
+	assert_int_equal(tr.exit_code, 2);
+	TOOLRUN(&tr, "copy", "--mode", "999", src, src);
+	assert_int_equal(tr.exit_code, 2);
+}
+
+static void test_fetch(void **state)
+{
+	char src[PATH_MAX], dst[PATH_MAX], out[PATH_MAX];
+	struct stat st;
+
+	snprintf(src, sizeof(src), "%s/log.txt", toolrun_dir());
+	snprintf(dst, sizeof(dst), "%s/fetched", toolrun_dir());
+	make_file(src, 200000);
+	mkdir(dst, 0755);
+	TOOLRUN(&tr, "fetch", "-t", "local,fork", src, dst);
+	if (tr.exit_code)
+		fail_msg("fetch: %d: %s", tr.exit_code, tr.err);
+	snprintf(out, sizeof(out), "%s/local/log.txt", dst);
+	assert_true(same(src, out));
+	snprintf(out, sizeof(out), "%s/fork/log.txt", dst);
+	assert_true(same(src, out));
+	/* Two targets into one directory: refused, nothing started. */
+	snprintf(dst, sizeof(dst), "%s/fetched2", toolrun_dir());
+	mkdir(dst, 0755);
+	TOOLRUN(&tr, "fetch", "-t", "local,local/fork,local", src, dst);
+	assert_int_equal(tr.exit_code, 2);
+	assert_non_null(strstr(tr.err, "targets local and local would both be fetched"));
+	snprintf(out, sizeof(out), "%s/local", dst);
+	assert_int_equal(stat(out, &st), -1);
+	/* A missing file on the target. */
+	snprintf(src, sizeof(src), "%s/nosuch.log", toolrun_dir());
+	TOOLRUN(&tr, "fetch", "-t", "local", src, dst);
+	assert_int_equal(tr.exit_code, 1);
+	assert_non_null(strstr(tr.err, "nosuch.log: no such file or directory"));
+}
+
+static int setup(void **state)
+{
+	return toolrun_setup();
+}
+
+static int teardown(void **state)
+{
+	toolrun_free(&tr);
+	return toolrun_teardown();
+}
+
+int main(int argc, char **argv)
+{
+	mg_main(argc, argv);
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_copy),
+		cmocka_unit_test(test_copy_fails),
+		cmocka_unit_test(test_fetch),
+	};
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
