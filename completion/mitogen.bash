@@ -56,6 +56,26 @@ _mitogen_hop()
 	esac
 }
 
+# Complete $cur as a list of targets (-t): hops after each '/' and ','.
+_mitogen_target_words()
+{
+	local head="" tail=$cur
+	case $cur in
+	^*)
+		mapfile -t COMPREPLY < <(compgen -f -P ^ -- "${cur#^}")
+		return
+		;;
+	*[/,]*)
+		head=${cur%[/,]*}
+		head="$head${cur:${#head}:1}"
+		tail=${cur:${#head}}
+		;;
+	esac
+	mapfile -t COMPREPLY < <(_mitogen_hop "$tail" | sed "s|^|$head|")
+	# a kind that takes an argument: no space after it
+	[[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *: ]] && compopt -o nospace 2>/dev/null
+}
+
 _mitogen()
 {
 	local cur prev words cword
@@ -68,7 +88,7 @@ _mitogen()
 		cword=$COMP_CWORD
 	fi
 
-	local cmds="run call script stats"
+	local cmds="run call script stats copy fetch rsync scp fakessh audit"
 	local opts="-t -w --target --type --hostfile -x --exclude -l --user
 		-i --identity -p --port --ssh-option --ssh-config --password-file
 		-f --fanout --connect-timeout --command-timeout --timeout
@@ -97,6 +117,67 @@ _mitogen()
 		return
 	fi
 
+	# copy, fetch, rsync, scp, fakessh: their own options (tools/files.c).
+	case $cmd in
+	copy | fetch | rsync | scp | fakessh)
+		case $prev in
+		-t | --target)
+			_mitogen_target_words
+			return
+			;;
+		-i | --identity)
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			compopt -o filenames 2>/dev/null
+			return
+			;;
+		-l | --user)
+			mapfile -t COMPREPLY < <(compgen -u -- "$cur")
+			return
+			;;
+		--mode | -f | --fanout | --connect-timeout | --port | -o | --ssh-option)
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "-t --target -r --recursive --mode
+				-p --preserve -f --fanout --connect-timeout -l --user
+				-i --identity --port -o --ssh-option -v --verbose -q --quiet
+				-h --help --" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			compopt -o filenames 2>/dev/null
+		fi
+		return
+		;;
+	audit)
+		local sub=
+		for ((i = i + 1; i < cword; i++)); do
+			case ${words[i]} in
+			verify | show | fetch | keys) sub=${words[i]}; break ;;
+			esac
+		done
+		case $sub,$prev in
+		,*) mapfile -t COMPREPLY < <(compgen -W "verify show fetch keys --help" -- "$cur") ;;
+		fetch,-t) _mitogen_target_words ;;
+		*,--since | *,--context | *,--function) ;;
+		*)
+			if [[ $cur == -* ]]; then
+				case $sub in
+				verify) mapfile -t COMPREPLY < <(compgen -W "--key" -- "$cur") ;;
+				show) mapfile -t COMPREPLY < <(compgen -W "--since --context --function --json" -- "$cur") ;;
+				fetch) mapfile -t COMPREPLY < <(compgen -W "-t" -- "$cur") ;;
+				keys) mapfile -t COMPREPLY < <(compgen -W "--rotate" -- "$cur") ;;
+				esac
+			elif [ "$sub" != keys ]; then
+				mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+				compopt -o filenames 2>/dev/null
+			fi
+			;;
+		esac
+		return
+		;;
+	esac
+
 	if [ "$cmd" = stats ]; then
 		case $prev in
 		--pid | -p)
@@ -123,21 +204,7 @@ _mitogen()
 
 	case $prev in
 	-t | -w | --target | --type | -x | --exclude)
-		local head="" tail=$cur
-		case $cur in
-		^*)
-			mapfile -t COMPREPLY < <(compgen -f -P ^ -- "${cur#^}")
-			return
-			;;
-		*[/,]*)
-			head=${cur%[/,]*}
-			head="$head${cur:${#head}:1}"
-			tail=${cur:${#head}}
-			;;
-		esac
-		mapfile -t COMPREPLY < <(_mitogen_hop "$tail" | sed "s|^|$head|")
-		# a kind that takes an argument: no space after it
-		[[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *: ]] && compopt -o nospace 2>/dev/null
+		_mitogen_target_words
 		return
 		;;
 	--hostfile | -i | --identity | --ssh-config | --password-file | \

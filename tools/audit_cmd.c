@@ -13,7 +13,7 @@
  *	(changed, missing, out of order, truncated, forged); 2 on bad use.
  *   mitogen audit show [--since T] [--context C] [--function F] [--json] FILE...
  *   mitogen audit fetch -t TARGETS DIR
- *   mitogen audit keys [--rotate] [-t TARGETS]
+ *   mitogen audit keys [--rotate]
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,14 +36,25 @@
 #define AUDIT_EXIT_BAD 1
 #define AUDIT_EXIT_USAGE 2
 
+const char tool_audit_help[] =
+	"mitogen audit verify [--key VKEY|FILE]... FILE|DIR...\n"
+	"    Check audit trails (agents' logs, masters' files): every chain, every\n"
+	"    checkpoint's signature, every master copy against the agent's log.\n"
+	"    Exit 0 intact; 1 with the first fault as FILE:LINE: what; 2 usage.\n"
+	"mitogen audit show [--since T] [--context C] [--function F] [--json] FILE...\n"
+	"    The records as a table (or NDJSON), filtered.\n"
+	"mitogen audit fetch -t TARGETS DIR\n"
+	"    Pull every target's logs and verifier key into DIR/<target>/.\n"
+	"mitogen audit keys [--rotate]\n"
+	"    Print this user's verifier key (and retired ones); --rotate makes a\n"
+	"    new signing key and keeps the old one as retired.\n"
+	"See docs/audit.md.\n";
+
 static int audit_usage(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "mitogen audit: ");
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nusage: mitogen audit verify [--key VKEY|FILE]... FILE|DIR...\n"
-		"       mitogen audit show [--since T] [--context C] [--function F] [--json] FILE...\n"
-		"       mitogen audit fetch -t TARGETS DIR\n"
-		"       mitogen audit keys [--rotate] [-t TARGETS]\n");
+	fprintf(stderr, "\n\n%s", tool_audit_help);
 	return AUDIT_EXIT_USAGE;
 }
 
@@ -886,6 +897,10 @@ int tool_audit(int argc, char **argv)
 {
 	if (argc < 2)
 		return audit_usage("no subcommand (verify, show, fetch or keys)%s", "");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(tool_audit_help, stdout);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	if (!strcmp(argv[1], "verify"))
 		return audit_verify(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "show"))

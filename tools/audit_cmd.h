@@ -6,4 +6,7 @@
 /* argv[0] is "audit": verify, show, fetch or keys; the exit code. */
 int tool_audit(int argc, char **argv);
 
+/* What `mitogen audit --help` prints. */
+extern const char tool_audit_help[];
+
 #endif

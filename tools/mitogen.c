@@ -109,6 +109,13 @@ static const char tool_usage_text[] =
 	"  mitogen stats [--pid N] [--watch]\n"
 	"      Show every context's messages, bytes and drops each way, and the\n"
 	"      last denials, of this user's (root: any) libmitogen processes.\n"
+	"  mitogen copy|fetch|rsync|scp|fakessh -t TARGETS ...\n"
+	"      Push files to every target, pull them from every target, or run\n"
+	"      rsync, scp or another program over mitogen's own channel; their\n"
+	"      options: mitogen copy --help (docs/files.md).\n"
+	"  mitogen audit verify|show|fetch|keys ...\n"
+	"      Check, read and gather the chained audit trails; their options:\n"
+	"      mitogen audit --help (docs/audit.md).\n"
 	"  mitogen --help | -h\n"
 	"  mitogen --version\n"
 	"\n"
@@ -957,7 +964,8 @@ int main(int argc, char **argv)
 			return tool_usage_error("unknown option '%s'", argv[i]);
 	}
 	if (i >= argc)
-		return tool_usage_error("no command given (run, call or script)");
+		return tool_usage_error("no command given (run, call, script, stats, copy, fetch, "
+					"rsync, scp, fakessh or audit)");
 	if (!strcmp(argv[i], "audit"))		/* tools/audit_cmd.c */
 		return tool_audit(argc - i, argv + i);
 	if (!strcmp(argv[i], "stats"))		/* tools/stats.c */
@@ -969,7 +977,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[i], "run") && strcmp(argv[i], "call") &&
 	    strcmp(argv[i], "script"))
 		return tool_usage_error(
-			"unknown command '%s' (expected run, call or script)", argv[i]);
+			"unknown command '%s' (expected run, call, script, stats, copy, fetch, "
+			"rsync, scp, fakessh or audit)", argv[i]);
 
 	/* The subcommand's -v is known only once its options are parsed:
 	 * tool_go sets the level before anything can log. */

@@ -158,11 +158,22 @@ complete_words() {	# complete_words WORD...: what TAB offers after them
 		printf "%s\n" "${COMPREPLY[@]}"' _ "$@"
 }
 check "bash completion: subcommands" bash -c \
-	"$(declare -f complete_words); test \"\$(complete_words mitogen '' | sort | paste -sd' ')\" = 'call run script stats'"
+	"$(declare -f complete_words); test \"\$(complete_words mitogen '' | sort | paste -sd' ')\" = 'audit call copy fakessh fetch rsync run scp script stats'"
 check "bash completion: every long option of mitogen --help" bash -c \
 	"$(declare -f complete_words); offered=\$(complete_words mitogen run --);
 	 for o in \$(mitogen --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
 		case \$o in --version | --pid | --watch) continue ;; esac
+		grep -qx -- \"\$o\" <<<\"\$offered\" || { echo \"not offered: \$o\"; exit 1; }
+	 done"
+check "bash completion: every long option of mitogen copy --help" bash -c \
+	"$(declare -f complete_words); offered=\$(complete_words mitogen copy --);
+	 for o in \$(mitogen copy --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+		grep -qx -- \"\$o\" <<<\"\$offered\" || { echo \"not offered: \$o\"; exit 1; }
+	 done"
+check "bash completion: every long option of mitogen audit --help" bash -c \
+	"$(declare -f complete_words);
+	 offered=\$(for s in verify show fetch keys; do complete_words mitogen audit \$s --; done);
+	 for o in \$(mitogen audit --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
 		grep -qx -- \"\$o\" <<<\"\$offered\" || { echo \"not offered: \$o\"; exit 1; }
 	 done"
 check "bash completion: mitogen stats --pid --watch" bash -c \
