@@ -23,7 +23,7 @@ static struct mg_context *as_user(const char *user)
 {
 	struct mg_error err = MG_ERROR_INIT;
 
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 120);
 	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
 	return must(mg_sudo(router, &so, &err), &err);
 }
@@ -46,7 +46,7 @@ static void test_sudo_nopasswd(void **state)
 
 	NEED_ROOT();
 	mid = as_user("mgsudo");
-	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .via = mid, .connect_timeout = 120);
 	MG_OPTS(mg_sudo_opts, so, .local = &lo);
 	ctx = must(mg_sudo(router, &so, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), 0);
