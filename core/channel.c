@@ -61,6 +61,15 @@ int mg_channel_set_peer(struct mg_channel *ch, const struct mg_value *peer)
 		return -errno;
 	mg_sender_free(ch->tx);
 	ch->tx = tx;
+	/*
+	 * A peer that goes away ends the conversation: a waiter gets
+	 * ChannelError, as the reference's Receiver.get raises it when
+	 * communication is lost (it waited for ever: issue 19, found by
+	 * selftests/faults). Not a respondent: what others send still
+	 * arrives, as before.
+	 */
+	if (peer->ref.context_id != ch->router->id)
+		router_watch(ch->router, mg_receiver_handle(ch->rx), peer->ref.context_id);
 	return 0;
 }
 

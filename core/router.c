@@ -34,7 +34,9 @@ struct handler {
 	bool once;
 	bool has_respondent;
 	bool reply_slot;		/* handle came from handle_reply_take */
+	bool has_watch;			/* router_watch: dead message, no filter */
 	uint32_t respondent_id;
+	uint32_t watch_id;
 	mg_policy_fn policy;
 	void *policy_data;
 };
@@ -649,6 +651,33 @@ static void deliver_dead_deferred(void *arg)
 	free(dd);
 }
 
+int router_watch(struct mg_router *r, uint32_t handle, uint32_t id)
+{
+	struct dead_delivery *dd = NULL;
+	struct handler *h;
+
+	pthread_mutex_lock(&r->lock);
+	h = idmap_get(&r->handlers, handle);
+	if (h) {
+		h->has_watch = true;
+		h->watch_id = id;
+		/* Gone already (the master routes every context it can
+		 * reach): no loss will be reported again. */
+		if (!r->parent && id != r->id && !idmap_get(&r->routes, id))
+			dd = calloc(1, sizeof(*dd));
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!h)
+		return -ENOENT;
+	if (dd) {
+		dd->r = r;	/* router_destroy waits for deferred work */
+		dd->handle = handle;
+		snprintf(dd->reason, sizeof(dd->reason), "context %u disconnected", id);
+		mg_broker_defer(r->broker, deliver_dead_deferred, dd);
+	}
+	return 0;
+}
+
 /* --- policies ---------------------------------------------------------- */
 
 bool mg_has_parent_authority(const struct mg_message *msg, const struct mg_stream *stream,
@@ -1161,7 +1190,8 @@ static void scan_handler(uint32_t key, void *val, void *arg)
 	struct lost_scan *ls = arg;
 	struct handler *h = val;
 
-	if (!h->has_respondent || !id_lost(ls, h->respondent_id))
+	if (!(h->has_respondent && id_lost(ls, h->respondent_id)) &&
+	    !(h->has_watch && id_lost(ls, h->watch_id)))
 		return;
 	if (ls->n == ls->cap) {
 		size_t cap = ls->cap ? ls->cap * 2 : 16;

@@ -116,6 +116,13 @@ void router_flush_queue(struct mg_router *r);
  * asks the master (ALLOCATE_ID) and waits. Returns 0 with errno on failure.
  */
 uint32_t router_alloc_id(struct mg_router *r, uint32_t owner);
+/*
+ * The handler at handle also gets a dead message when context id is lost
+ * (as a respondent's would), without a respondent's filter: a channel
+ * whose peer went away (mg_channel_set_peer). At once (deferred) when id
+ * is already unreachable from the master. 0 or -ENOENT.
+ */
+int router_watch(struct mg_router *r, uint32_t handle, uint32_t id);
 /* Contexts ids were lost: mark them, tell respondents (dead messages). */
 void router_lost(struct mg_router *r, const uint32_t *ids, size_t n, bool all_upstream,
 		 const char *why);

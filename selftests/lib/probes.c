@@ -264,7 +264,9 @@ void mg_test_assert_refused(struct mg_context *ctx, const char *profile,
 struct mg_context *mg_test_start(struct mg_router *r, const struct mg_sandbox_opts *sb,
 				 struct mg_context *via, struct mg_error *err)
 {
-	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 20, .via = via);
+	/* A bound on a start, not a speed: sandboxed starts under ASan on a
+	 * loaded machine took more than 20 s. */
+	MG_OPTS(mg_local_opts, lo, .sandbox = sb, .connect_timeout = 120, .via = via);
 
 	return mg_local(r, &lo, err);
 }

@@ -125,7 +125,7 @@ static struct mg_value *map_of(const struct mg_sandbox_opts *o)
 /* A local child started with the prepared map v (freed here). */
 static struct mg_context *start_map(struct mg_value *v)
 {
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 120);
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *ctx = local_start(router, &lo, 0, v, &err);
 
@@ -358,7 +358,7 @@ static void test_early_hint_values(void **state)
 		skip();
 		return;
 	}
-	assert_int_equal(mg_test_in_child(early_child, NULL, 10, &st), 0);
+	assert_int_equal(mg_test_in_child(early_child, NULL, 60, &st), 0);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
 }

@@ -80,7 +80,7 @@ static int teardown(void **state)
 static struct mg_context *sudo_sb(const char *user, const struct mg_sandbox_opts *sb,
 				  struct mg_context *via, struct mg_error *err)
 {
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20, .sandbox = sb, .via = via);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 120, .sandbox = sb, .via = via);
 	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = user);
 
 	return mg_sudo(router, &so, err);
@@ -496,7 +496,7 @@ static void test_via_su_doas(void **state)
 	assert_private_tmp(ctx);
 	finish(ctx);
 	if (access("/usr/bin/doas", X_OK) == 0) {
-		MG_OPTS(mg_local_opts, lo, .via = mid, .sandbox = &sb, .connect_timeout = 20);
+		MG_OPTS(mg_local_opts, lo, .via = mid, .sandbox = &sb, .connect_timeout = 120);
 		MG_OPTS(mg_doas_opts, dopts, .local = &lo);
 
 		ctx = must(mg_doas(router, &dopts, &err), &err);
@@ -509,7 +509,7 @@ static void test_via_su_doas(void **state)
 	finish(mid);
 	/* su from root to mgsu (no password asked of root): a user namespace. */
 	if (!ns_missing(user_uid("mgsu"))) {
-		MG_OPTS(mg_local_opts, lo, .sandbox = &sb, .connect_timeout = 20);
+		MG_OPTS(mg_local_opts, lo, .sandbox = &sb, .connect_timeout = 120);
 		MG_OPTS(mg_su_opts, so, .local = &lo, .username = "mgsu", .password = "mgsu-pw");
 
 		ctx = must(mg_su(router, &so, &err), &err);
@@ -531,7 +531,7 @@ static void test_ssh_sudo(void **state)
 
 	NEED_SSHD();
 	NS_REQUIRED(0);
-	MG_OPTS(mg_local_opts, lo, .connect_timeout = 20);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 120);
 	MG_OPTS(mg_ssh_opts, o, .local = &lo, .hostname = "127.0.0.1", .port = fx.port,
 		.username = "mgsudo", .identity_file = fx.key, .ssh_args = args);
 	host = must(mg_ssh(router, &o, &err), &err);
