@@ -30,6 +30,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/message.h"
+#include "core/receiver.h"
 #include "core/router.h"
 #include "files/files.h"
 #include "master/fakessh.h"
@@ -362,20 +363,10 @@ int mg_call_service(struct mg_context *ctx, const char *service, const char *met
 		    struct mg_value *args, struct mg_value **ret_result, struct mg_error *err)
 {
 	struct mg_receiver *rx = mg_call_service_async(ctx, service, method, args, err);
-	struct mg_value *v = NULL;
-	int ret;
 
 	if (!rx)
 		return -errno;
-	ret = mg_receiver_get_data(rx, MG_FOREVER, &v, err);
-	mg_receiver_free(rx);
-	if (ret < 0)
-		return ret;
-	if (ret_result)
-		*ret_result = v;
-	else
-		mg_value_free(v);
-	return 0;
+	return receiver_await_reply(rx, ret_result, err);
 }
 
 int mg_call_service_no_reply(struct mg_context *ctx, const char *service, const char *method,

@@ -13,6 +13,7 @@
 #include "core/context.h"
 #include "core/latch.h"
 #include "core/log.h"
+#include "core/receiver.h"
 #include "core/router.h"
 
 #define IDENTITY_MAX_PARENTS 64
@@ -230,20 +231,10 @@ int mg_call(struct mg_context *ctx, const char *fn, struct mg_value *args,
 	    struct mg_value **ret_result, struct mg_error *err)
 {
 	struct mg_receiver *rx = mg_call_async(ctx, fn, args, err);
-	struct mg_value *v = NULL;
-	int ret;
 
 	if (!rx)
 		return -errno;
-	ret = mg_receiver_get_data(rx, MG_FOREVER, &v, err);
-	mg_receiver_free(rx);
-	if (ret < 0)
-		return ret;
-	if (ret_result)
-		*ret_result = v;
-	else
-		mg_value_free(v);
-	return 0;
+	return receiver_await_reply(rx, ret_result, err);
 }
 
 int mg_context_shutdown(struct mg_context *ctx, bool wait)

@@ -233,6 +233,23 @@ int mg_receiver_get_data(struct mg_receiver *rx, double timeout, struct mg_value
 	return ret;
 }
 
+int receiver_await_reply(struct mg_receiver *rx, struct mg_value **ret_result,
+			 struct mg_error *err)
+{
+	struct mg_value *v = NULL;
+	int ret;
+
+	ret = mg_receiver_get_data(rx, MG_FOREVER, &v, err);
+	mg_receiver_free(rx);
+	if (ret < 0)
+		return ret;
+	if (ret_result)
+		*ret_result = v;
+	else
+		mg_value_free(v);
+	return 0;
+}
+
 bool mg_receiver_empty(struct mg_receiver *rx)
 {
 	return !rx || mg_latch_empty(rx->latch);

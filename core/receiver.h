@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* receiver.h — receiver internals used by select.c. */
+/* receiver.h — receiver internals used by select.c and the call paths. */
 #ifndef CORE_RECEIVER_H
 #define CORE_RECEIVER_H
 
@@ -17,5 +17,12 @@ struct mg_broker *receiver_broker(struct mg_receiver *rx);
  * the agent sets it for its call receiver (the parent).
  */
 void receiver_set_lend(struct mg_receiver *rx, uint32_t id);
+/*
+ * The synchronous half of a call (mg_call, mg_call_service): wait for the
+ * one reply on rx, free rx, and store the result in *ret_result (freed
+ * when ret_result is NULL). Returns 0 or -errno with err set.
+ */
+int receiver_await_reply(struct mg_receiver *rx, struct mg_value **ret_result,
+			 struct mg_error *err);
 
 #endif
