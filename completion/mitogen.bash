@@ -100,7 +100,7 @@ _mitogen()
 		mg.stat mg.unlink mg.getpid mg.getuid mg.uname mg.environ mg.noop"
 
 	# The subcommand: the first word that is not -v.
-	local i cmd=
+	local i cmd= files_cmd=
 	for ((i = 1; i < cword; i++)); do
 		case ${words[i]} in
 		-v | --verbose) ;;
@@ -117,37 +117,14 @@ _mitogen()
 		return
 	fi
 
-	# copy, fetch, rsync, scp, fakessh: their own options (tools/files.c).
+	# copy, fetch, rsync, scp, fakessh: their own options (tools/files.c);
+	# option arguments are completed below, as for run.
 	case $cmd in
 	copy | fetch | rsync | scp | fakessh)
-		case $prev in
-		-t | --target)
-			_mitogen_target_words
-			return
-			;;
-		-i | --identity)
-			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
-			compopt -o filenames 2>/dev/null
-			return
-			;;
-		-l | --user)
-			mapfile -t COMPREPLY < <(compgen -u -- "$cur")
-			return
-			;;
-		--mode | -f | --fanout | --connect-timeout | --port | -o | --ssh-option)
-			return
-			;;
-		esac
-		if [[ $cur == -* ]]; then
-			mapfile -t COMPREPLY < <(compgen -W "-t --target -r --recursive --mode
-				-p --preserve -f --fanout --connect-timeout -l --user
-				-i --identity --port -o --ssh-option -v --verbose -q --quiet
-				-h --help --" -- "$cur")
-		else
-			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
-			compopt -o filenames 2>/dev/null
-		fi
-		return
+		files_cmd=$cmd
+		opts="-t --target -r --recursive --mode -p --preserve -f --fanout
+			--connect-timeout -l --user -i --identity --port -o --ssh-option
+			-v --verbose -q --quiet -h --help --"
 		;;
 	audit)
 		local sub=
@@ -240,8 +217,9 @@ _mitogen()
 		return
 		;;
 	-p | --port | -f | --fanout | --connect-timeout | --command-timeout | \
-	--timeout | --nofile | --pids-max | --tenant | --ssh-option)
-		return
+	--timeout | --nofile | --pids-max | --tenant | --ssh-option | --mode | -o)
+		# -p is --preserve for copy and the others, and takes no argument
+		[[ $prev == -p && -n $files_cmd ]] || return
 		;;
 	esac
 
@@ -253,6 +231,10 @@ _mitogen()
 	call) mapfile -t COMPREPLY < <(compgen -W "$builtins" -- "$cur") ;;
 	script) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); compopt -o filenames 2>/dev/null ;;
 	run) mapfile -t COMPREPLY < <(compgen -W "--" -- "$cur"; compgen -c -- "$cur") ;;
+	copy | fetch | rsync | scp | fakessh)
+		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		compopt -o filenames 2>/dev/null
+		;;
 	esac
 }
 complete -F _mitogen mitogen
