@@ -24,7 +24,7 @@ static struct mg_router *router;
 static char ctr_tmp[PATH_MAX];		/* this run's own directory */
 static char ctr_skip[512];		/* why nothing can run, or "" */
 
-static double ctr_now(void)
+static inline double ctr_now(void)
 {
 	struct timespec ts;
 
@@ -33,8 +33,8 @@ static double ctr_now(void)
 }
 
 /* Run the fixture with args (a shell-quoted tail). Its exit status. */
-static int ctr_fixture(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int ctr_fixture(const char *fmt, ...)
+static inline int ctr_fixture(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int ctr_fixture(const char *fmt, ...)
 {
 	const char *src = getenv("MG_TEST_SRC_DIR");
 	char cmd[PATH_MAX * 3], args[PATH_MAX * 2];
@@ -51,9 +51,9 @@ static int ctr_fixture(const char *fmt, ...)
 }
 
 /* out: first line the shell command prints (trailing newline cut). */
-static int ctr_sh_line(char *out, size_t size, const char *fmt, ...)
+static inline int ctr_sh_line(char *out, size_t size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int ctr_sh_line(char *out, size_t size, const char *fmt, ...)
+static inline int ctr_sh_line(char *out, size_t size, const char *fmt, ...)
 {
 	char cmd[4096];
 	va_list ap;
@@ -74,7 +74,7 @@ static int ctr_sh_line(char *out, size_t size, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static bool ctr_have(const char *prog)
+static inline bool ctr_have(const char *prog)
 {
 	char cmd[256];
 
@@ -83,7 +83,7 @@ static bool ctr_have(const char *prog)
 }
 
 /* This run's own directory and the rootfs tarball in it (0, or skip set). */
-static int ctr_tmp_up(void)
+static inline int ctr_tmp_up(void)
 {
 	const char *t = getenv("TMPDIR");
 
@@ -107,7 +107,7 @@ static int ctr_tmp_up(void)
 	return 0;
 }
 
-static void ctr_tmp_down(void)
+static inline void ctr_tmp_down(void)
 {
 	char cmd[PATH_MAX + 16];
 
@@ -165,7 +165,7 @@ struct ctr_run {
 };
 
 /* mg.run of `sh -c script` in ctx with stdin (NULL: none). */
-static void ctr_run_sh(struct mg_context *ctx, const char *script, const char *in,
+static inline void ctr_run_sh(struct mg_context *ctx, const char *script, const char *in,
 		       struct ctr_run *res)
 {
 	struct mg_error err = MG_ERROR_INIT;
@@ -200,7 +200,7 @@ static inline char *chomp(char *s)
 
 /* Wait (up to max_s) for a host process whose command line contains
  * needle. Its pid, or 0. */
-static pid_t ctr_wait_process(const char *needle, double max_s)
+static inline pid_t ctr_wait_process(const char *needle, double max_s)
 {
 	double end = ctr_now() + max_s;
 
