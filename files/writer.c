@@ -319,13 +319,21 @@ static void writer_start(struct writer *w, uint32_t i)
 		}
 	}
 	if (w->fd < 0) {
-		/* Not ours (a symlink, a fifo, a hard link): removed as a name. */
-		unlinkat(w->dirfd, w->tmp, 0);
+		/* Not ours (a symlink, a fifo, a hard link, another user's
+		 * temporary file): removed as a name. When we may not remove it
+		 * (a directory we cannot write), that is the error to report,
+		 * not the EEXIST of creating it again. */
+		int unlink_err = 0;
+
+		if (unlinkat(w->dirfd, w->tmp, 0) < 0 && errno != ENOENT)
+			unlink_err = errno;
 		keep = 0;
 		w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 			       O_CLOEXEC, 0600);
 		if (w->fd >= 0)
 			flock(w->fd, LOCK_EX | LOCK_NB);
+		else if (errno == EEXIST && unlink_err)
+			errno = unlink_err;
 	}
 	if (w->fd < 0) {
 		w->tmp[0] = '\0';
