@@ -12,7 +12,8 @@
  * on this host (facility authpriv; the connection is made at boot, before
  * the sandbox could forbid it) and, as a map, to the master
  * (MG_HANDLE_AUDIT to context 0, core/audit.c), which writes it as a JSON
- * line.
+ * line. After the reply, and in batches written by a thread of their own
+ * (docs/audit.md, 7): one writev and one message up a batch.
  *
  * The record is also chained into this context's own log on this host
  * (docs/audit.md): one file per agent process under this uid's log
