@@ -91,11 +91,18 @@ static struct {
 	struct mg_value *header;	/* record 0, sent up with the first call's */
 } alog = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
-/* A record on its way to syslog, the log and the master. */
+/* A record on its way to syslog, the log and the master: what the call
+ * left (the main thread), made a map by the writer (pend_build). */
 struct audit_pending {
 	struct audit_pending *next;
 	struct mg_value *rec;
-	uint64_t end_ns;
+	struct mg_value *argv;		/* mg.run's, redacted, or NULL */
+	struct timespec queued;		/* CLOCK_REALTIME, when queued */
+	uint64_t queued_ns, start_ns, end_ns;
+	uint32_t src_id, auth_id;
+	char digest[65];
+	char *error;			/* NULL: ok; else in text, after function */
+	char text[];			/* function '\0' error '\0' */
 };
 
 /*
@@ -127,7 +134,7 @@ static bool flag(const struct mg_value *boot, const char *key)
 	return v && v->type == MG_BOOL && v->b;
 }
 
-static void utc_stamp(char *buf, size_t size, uint64_t ago_ns);
+static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns);
 static void alog_open(void);
 static void audit_batch(struct mg_router *r, struct audit_pending *list);
 static void audit_sync(struct mg_router *r);
@@ -203,13 +210,16 @@ uint64_t agent_audit_now(void)
 }
 
 /* Now less ago_ns, as "2026-12-03T15:40:01.123456Z". */
-static void utc_stamp(char *buf, size_t size, uint64_t ago_ns)
+static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns)
 {
 	struct timespec ts;
 	struct tm tm;
 	char sec[32];
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (now)
+		ts = *now;
+	else
+		clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec -= (time_t)(ago_ns / 1000000000u);
 	ts.tv_nsec -= (long)(ago_ns % 1000000000u);
 	if (ts.tv_nsec < 0) {
@@ -286,6 +296,7 @@ static void alog_open(void)
 		struct audit_pending *next = pend.head->next;
 
 		mg_value_free(pend.head->rec);
+		mg_value_free(pend.head->argv);
 		free(pend.head);
 		pend.head = next;
 	}
@@ -321,7 +332,7 @@ static void alog_open(void)
 		snprintf(alog.why, sizeof(alog.why), "%s: %s", alog.path, strerror(errno));
 		goto fail;
 	}
-	utc_stamp(stamp, sizeof(stamp), 0);
+	utc_stamp(stamp, sizeof(stamp), NULL, 0);
 	h = mg_map();
 	mg_map_set(h, "opened", mg_str(stamp));
 	mg_map_set(h, "context_id", mg_int(mg_context_id()));
@@ -603,6 +614,49 @@ static int alog_writev(char **lines, unsigned n)
 	return rc;
 }
 
+/* p's record, as the call's thread left it. NULL: no memory. */
+static struct mg_value *pend_build(struct audit_pending *p)
+{
+	struct mg_value *rec = mg_map();
+	char stamp[48];
+
+	if (!rec) {
+		mg_value_free(p->argv);
+		p->argv = NULL;
+		return NULL;
+	}
+	/* When the call started. */
+	utc_stamp(stamp, sizeof(stamp), &p->queued, p->queued_ns - p->start_ns);
+	mg_map_set(rec, "time", mg_str(stamp));
+	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
+	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
+	mg_map_set(rec, "host", mg_str(host));
+	mg_map_set(rec, "pid", mg_int(self_pid));
+	mg_map_set(rec, "uid", mg_int(self_uid));
+	mg_map_set(rec, "src_id", mg_int(p->src_id));
+	mg_map_set(rec, "auth_id", mg_int(p->auth_id));
+	mg_map_set(rec, "function", mg_str(p->text));
+	mg_map_set(rec, "args_sha256", *p->digest ? mg_str(p->digest) : mg_nil());
+	if (p->argv)
+		mg_map_set(rec, "argv", p->argv);
+	p->argv = NULL;
+	mg_map_set(rec, "status", mg_str(p->error ? "error" : "ok"));
+	if (p->error)
+		mg_map_set(rec, "error", mg_str(p->error));
+	mg_map_set(rec, "duration_us", mg_int((int64_t)((p->end_ns - p->start_ns) / 1000)));
+	return rec;
+}
+
+/* Write n chained lines (records first..) and free them. alog.lock held. */
+static void batch_write(char **lines, unsigned n, uint64_t first)
+{
+	if (alog_writev(lines, n) < 0)
+		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
+			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
+	for (unsigned k = 0; k < n; k++)
+		free(lines[k]);
+}
+
 /*
  * Write a batch, in the order the calls were served: a syslog line each,
  * the chained lines in one writev, a checkpoint when one is due, and one
@@ -617,9 +671,12 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 	unsigned n = 0;
 	size_t bytes = 0;
 
+	for (struct audit_pending *p = list; p; p = p->next)
+		p->rec = pend_build(p);
 	if (use_syslog)
 		for (struct audit_pending *p = list; p; p = p->next)
-			to_syslog(p->rec);
+			if (p->rec)
+				to_syslog(p->rec);
 	pthread_mutex_lock(&alog.lock);
 	/* Record 0 goes up with the first batch: by then the master knows
 	 * this context is audited. */
@@ -652,9 +709,20 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 		size_t len;
 
 		last_end = p->end_ns;
+		if (!p->rec) {
+			log_msg(MG_LOG_ERROR, "audit: out of memory: a record lost");
+			continue;
+		}
+		/* A batch longer than one writev's lines (the writer was
+		 * late): the lines so far first. */
+		if (alog.fd >= 0 && n == AUDIT_BATCH_RECORDS) {
+			batch_write(lines, n, first);
+			first = alog.tree.size;
+			n = 0;
+		}
 		json = mg_value_to_json_alloc(p->rec);
 		len = json ? strlen(json) : 0;
-		if (alog.fd >= 0 && n < AUDIT_BATCH_RECORDS) {
+		if (alog.fd >= 0) {
 			lines[n] = json ? tlog_chain_line(&alog.tree, alog.origin, json, len) : NULL;
 			if (!lines[n])
 				log_msg(MG_LOG_ERROR, "audit: cannot chain record %llu of %s",
@@ -679,11 +747,8 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 			mg_value_free(p->rec);
 		p->rec = NULL;
 	}
-	if (alog.fd >= 0 && n && alog_writev(lines, n) < 0)
-		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
-			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
-	for (unsigned k = 0; k < n; k++)
-		free(lines[k]);
+	if (alog.fd >= 0 && n)
+		batch_write(lines, n, first);
 	/* The first batch, every N records, or the first batch T seconds
 	 * after the last checkpoint. */
 	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
@@ -794,10 +859,8 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 		      const struct mg_value *args, const char *error, uint64_t start_ns,
 		      uint64_t end_ns)
 {
-	uint64_t dur_us = (end_ns - start_ns) / 1000;
-	char stamp[48], digest[65] = "";
+	size_t flen = strlen(function ? function : ""), elen = error ? strlen(error) : 0;
 	struct audit_pending *p;
-	struct mg_value *rec;
 	bool running;
 	unsigned n;
 
@@ -806,41 +869,29 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 		self_uid = (unsigned)getuid();
 		self_known = true;
 	}
+	/* Only what the call leaves, here: the map is the writer's work. */
+	p = malloc(sizeof(*p) + flen + 1 + elen + 1);
+	if (!p)
+		return;
+	*p = (struct audit_pending){ .start_ns = start_ns, .end_ns = end_ns,
+				     .src_id = msg->meta.src_id, .auth_id = msg->meta.auth_id };
+	memcpy(p->text, function ? function : "", flen + 1);
+	if (error) {
+		p->error = p->text + flen + 1;
+		memcpy(p->error, error, elen + 1);
+	}
 	/* Here: the arguments are freed when we return. */
 	if (args)
-		args_digest(args, digest);
-	/* When the call started. */
-	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
-
-	rec = mg_map();
-	p = malloc(sizeof(*p));
-	if (!rec || !p) {
-		mg_value_free(rec);
-		free(p);
-		return;
-	}
-	mg_map_set(rec, "time", mg_str(stamp));
-	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
-	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
-	mg_map_set(rec, "host", mg_str(host));
-	mg_map_set(rec, "pid", mg_int(self_pid));
-	mg_map_set(rec, "uid", mg_int(self_uid));
-	mg_map_set(rec, "src_id", mg_int(msg->meta.src_id));
-	mg_map_set(rec, "auth_id", mg_int(msg->meta.auth_id));
-	mg_map_set(rec, "function", mg_str(function ? function : ""));
-	mg_map_set(rec, "args_sha256", *digest ? mg_str(digest) : mg_nil());
+		args_digest(args, p->digest);
 	/* The command line in clear (docs/audit.md), secrets redacted. */
 	if (function && args && args->type == MG_LIST) {
 		if (!strcmp(function, "mg.run") && args->len >= 1)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[0]));
+			p->argv = argv_redacted(&args->items[0]);
 		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[1]));
+			p->argv = argv_redacted(&args->items[1]);
 	}
-	mg_map_set(rec, "status", mg_str(error ? "error" : "ok"));
-	if (error)
-		mg_map_set(rec, "error", mg_str(error));
-	mg_map_set(rec, "duration_us", mg_int((int64_t)dur_us));
-	*p = (struct audit_pending){ .rec = rec, .end_ns = end_ns };
+	clock_gettime(CLOCK_REALTIME, &p->queued);
+	p->queued_ns = agent_audit_now();
 	pthread_mutex_lock(&pend.lock);
 	*pend.tail = p;
 	pend.tail = &p->next;
