@@ -12,7 +12,8 @@
  * on this host (facility authpriv; the connection is made at boot, before
  * the sandbox could forbid it) and, as a map, to the master
  * (MG_HANDLE_AUDIT to context 0, core/audit.c), which writes it as a JSON
- * line.
+ * line. After the reply, and in batches written by a thread of their own
+ * (docs/audit.md, 7): one writev and one message up a batch.
  *
  * The record is also chained into this context's own log on this host
  * (docs/audit.md): one file per agent process under this uid's log
@@ -67,6 +68,12 @@
  * on every record, two failing syscalls a call. */
 static bool use_syslog;
 static char host[256];		/* this host's name, read at boot */
+/* Ours, read at the first record (after the sandbox, which may put us in
+ * a user namespace; a fork boots again): two syscalls a record less. */
+static bool self_known;
+static int self_pid;
+static unsigned self_uid;
+static char ident[32];		/* "mitogen[PID]": as LOG_PID says, without its getpid() */
 
 /* This context's chained log (docs/audit.md); fd -1: none (why says why). */
 static struct {
@@ -84,6 +91,42 @@ static struct {
 	struct mg_value *header;	/* record 0, sent up with the first call's */
 } alog = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
+/* A record on its way to syslog, the log and the master: what the call
+ * left (the main thread), made a map by the writer (pend_build). */
+struct audit_pending {
+	struct audit_pending *next;
+	struct mg_value *rec;
+	struct mg_value *argv;		/* mg.run's, redacted, or NULL */
+	struct timespec queued;		/* CLOCK_REALTIME, when queued */
+	uint64_t queued_ns, start_ns, end_ns;
+	uint32_t src_id, auth_id;
+	char digest[65];
+	char *error;			/* NULL: ok; else in text, after function */
+	char text[];			/* function '\0' error '\0' */
+};
+
+/*
+ * The records served but not yet written (docs/audit.md, 7): the main
+ * thread queues each after its reply; a thread of their own (started at
+ * the first record, so after the sandbox, which it inherits) writes them
+ * in batches: when AUDIT_BATCH_RECORDS are queued or AUDIT_BATCH_SECONDS
+ * after the first of a batch, and all of them before a checkpoint is made
+ * on request and before the final one (audit_sync). Not the broker
+ * thread: between calls the main thread holds the broker's role to read
+ * the next call itself, and would run the batch first.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t more;		/* the writer waits: records, a sync, the end */
+	pthread_cond_t done;		/* audit_sync waits: all written */
+	struct audit_pending *head, **tail;
+	unsigned n;
+	unsigned syncs;			/* audit_sync callers waiting */
+	bool running, busy, stop;
+	pthread_t thread;
+} pend = { .lock = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER,
+	   .done = PTHREAD_COND_INITIALIZER, .tail = &pend.head };
+
 static bool flag(const struct mg_value *boot, const char *key)
 {
 	const struct mg_value *v = mg_map_get(boot, key);
@@ -91,8 +134,19 @@ static bool flag(const struct mg_value *boot, const char *key)
 	return v && v->type == MG_BOOL && v->b;
 }
 
-static void utc_stamp(char *buf, size_t size, uint64_t ago_ns);
+static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns);
 static void alog_open(void);
+static void audit_batch(struct mg_router *r, struct audit_pending *list);
+static void audit_sync(struct mg_router *r);
+static void audit_stop(struct mg_router *r);
+
+/*
+ * Records are written and sent up in batches (docs/audit.md, 7): at most
+ * this many, and at most this long after the first of a batch was served.
+ * What a crash of the agent can lose beyond what was written: one batch.
+ */
+#define AUDIT_BATCH_RECORDS 64
+#define AUDIT_BATCH_SECONDS 0.05
 
 bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 {
@@ -101,10 +155,13 @@ bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 	r->audited = flag(boot, "audit") ||
 		     (uid && uid->type == MG_INT && uid->i != (int64_t)getuid()) ||
 		     (flag(boot, "audit_root") && getuid() == 0);
-	if (r->audited)
+	if (r->audited) {
 		gethostname(host, sizeof(host) - 1);
+		self_known = false;
+		snprintf(ident, sizeof(ident), "mitogen[%d]", (int)getpid());
+	}
 	if (r->audited && access(_PATH_LOG, W_OK) == 0) {
-		openlog("mitogen", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+		openlog(ident, LOG_NDELAY, LOG_AUTHPRIV);
 		use_syslog = true;
 	}
 	/* Before the sandbox: the key and the directory may need making. */
@@ -153,13 +210,16 @@ uint64_t agent_audit_now(void)
 }
 
 /* Now less ago_ns, as "2026-12-03T15:40:01.123456Z". */
-static void utc_stamp(char *buf, size_t size, uint64_t ago_ns)
+static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns)
 {
 	struct timespec ts;
 	struct tm tm;
 	char sec[32];
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (now)
+		ts = *now;
+	else
+		clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec -= (time_t)(ago_ns / 1000000000u);
 	ts.tv_nsec -= (long)(ago_ns % 1000000000u);
 	if (ts.tv_nsec < 0) {
@@ -185,7 +245,7 @@ static void to_syslog(const struct mg_value *rec)
 	       "args_sha256=%s status=%s duration_us=%llu%s%s",
 	       mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
 	       src && src->type == MG_INT ? (unsigned)src->i : 0,
-	       auth && auth->type == MG_INT ? (unsigned)auth->i : 0, (unsigned)getuid(),
+	       auth && auth->type == MG_INT ? (unsigned)auth->i : 0, self_uid,
 	       plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
 	       d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
 	       dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
@@ -227,6 +287,21 @@ static void alog_open(void)
 	 * here as far as the log goes: start afresh.
 	 */
 	pthread_mutex_init(&alog.lock, NULL);
+	pthread_mutex_init(&pend.lock, NULL);
+	pthread_cond_init(&pend.more, NULL);
+	pthread_cond_init(&pend.done, NULL);
+	pend.running = pend.busy = pend.stop = false;
+	pend.syncs = 0;
+	while (pend.head) {
+		struct audit_pending *next = pend.head->next;
+
+		mg_value_free(pend.head->rec);
+		mg_value_free(pend.head->argv);
+		free(pend.head);
+		pend.head = next;
+	}
+	pend.tail = &pend.head;
+	pend.n = 0;
 	if (alog.fd >= 0)
 		close(alog.fd);
 	mg_value_free(alog.header);
@@ -257,7 +332,7 @@ static void alog_open(void)
 		snprintf(alog.why, sizeof(alog.why), "%s: %s", alog.path, strerror(errno));
 		goto fail;
 	}
-	utc_stamp(stamp, sizeof(stamp), 0);
+	utc_stamp(stamp, sizeof(stamp), NULL, 0);
 	h = mg_map();
 	mg_map_set(h, "opened", mg_str(stamp));
 	mg_map_set(h, "context_id", mg_int(mg_context_id()));
@@ -285,31 +360,6 @@ fail:
 	log_msg(MG_LOG_WARNING, "audit: no audit log on this host: %s", alog.why);
 }
 
-/* rec, chained: "log", "index" and "tree" added (as sent up). Lock held. */
-static void alog_append_locked(struct mg_value *rec)
-{
-	uint8_t root[TLOG_HASH];
-	char hex[2 * TLOG_HASH + 1];
-	char *json, *line;
-	uint64_t index = alog.tree.size;
-
-	json = mg_value_to_json_alloc(rec);
-	line = json ? tlog_chain_line(&alog.tree, alog.origin, json, strlen(json)) : NULL;
-	free(json);
-	if (!line || alog_write(line) < 0)
-		log_msg(MG_LOG_ERROR, "audit: cannot write record %llu to %s", (unsigned long long)index,
-			  alog.path);
-	free(line);
-	if (alog.tree.size == index)
-		return;
-	tlog_tree_root(&alog.tree, root);
-	tlog_hex(root, hex);
-	mg_map_set(rec, "log", mg_str(alog.origin));
-	mg_map_set(rec, "index", mg_int((int64_t)index));
-	mg_map_set(rec, "tree", mg_str(hex));
-	alog.since_cp++;
-}
-
 static void alog_send(struct mg_router *r, struct mg_value *v)
 {
 	struct mg_message *up = mg_message_new(0, MG_HANDLE_AUDIT, v);
@@ -320,9 +370,10 @@ static void alog_send(struct mg_router *r, struct mg_value *v)
 	mg_router_route(r, up);
 }
 
-/* Sign a checkpoint of the log, write it there and send it up; the note
- * into out (may be NULL). Lock held. */
-static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLOG_NOTE_MAX])
+/* Sign a checkpoint of the log, write it there and send it up (appended
+ * to the list up, or alone); the note into out (may be NULL). Lock held. */
+static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLOG_NOTE_MAX],
+				   struct mg_value *up)
 {
 	char note[TLOG_NOTE_MAX], *line;
 	size_t len = tlog_checkpoint_sign(&alog.key, alog.origin, &alog.tree, final, note);
@@ -342,7 +393,9 @@ static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLO
 	mg_map_set(cp, "log", mg_str(alog.origin));
 	mg_map_set(cp, "vkey", mg_str(alog.vkey));
 	mg_map_set(cp, "file", mg_str(alog.path));
-	if (cp)
+	if (cp && up)
+		mg_list_append(up, cp);
+	else if (cp)
 		alog_send(r, cp);
 }
 
@@ -352,7 +405,7 @@ static void audit_close_run(void *arg)
 
 	pthread_mutex_lock(&alog.lock);
 	if (alog.fd >= 0) {
-		alog_checkpoint_locked(r, true, NULL);
+		alog_checkpoint_locked(r, true, NULL, NULL);
 		close(alog.fd);
 		alog.fd = -1;
 	}
@@ -364,7 +417,9 @@ static void audit_close_run(void *arg)
 
 void agent_audit_close(struct mg_router *r)
 {
-	/* After the records still queued for the broker thread. */
+	/* Every record first, and the writer ends: none is lost at a
+	 * clean end. */
+	audit_stop(r);
 	if (broker_call(r->broker, audit_close_run, r, true) < 0)
 		audit_close_run(r);
 }
@@ -382,7 +437,7 @@ static void audit_cp_run(void *arg)
 	pthread_mutex_lock(&alog.lock);
 	q->rc = alog.fd >= 0 ? 0 : -ENOENT;
 	if (alog.fd >= 0)
-		alog_checkpoint_locked(q->r, false, q->note);
+		alog_checkpoint_locked(q->r, false, q->note, NULL);
 	pthread_mutex_unlock(&alog.lock);
 }
 
@@ -403,7 +458,9 @@ static int audit_checkpoint_fn(struct mg_call *call, const struct mg_value *args
 	if (!q)
 		return -ENOMEM;
 	q->r = r;
-	/* On the broker thread, after every record queued before this call. */
+	/* Every record served before this call first: the checkpoint
+	 * covers them. (Here: only this thread queues records.) */
+	audit_sync(r);
 	if (broker_call(r->broker, audit_cp_run, q, true) < 0)
 		audit_cp_run(q);
 	if (q->rc < 0) {
@@ -510,113 +567,351 @@ static struct mg_value *argv_redacted(const struct mg_value *v)
 	return list;
 }
 
-/* A record on its way to syslog, the log and the master. */
-struct audit_pending {
-	struct mg_router *r;
-	struct mg_value *rec;
-	uint64_t end_ns;
-};
+/* Up to the master in one message: a list of records (and checkpoints),
+ * kept under one wire record (the AUDIT handle takes no more). */
+#define AUDIT_UP_BYTES 32768
+
+static void up_send(struct mg_router *r, struct mg_value **up, size_t *bytes)
+{
+	if (*up && (*up)->len)
+		alog_send(r, *up);
+	else
+		mg_value_free(*up);
+	*up = mg_list();
+	*bytes = 0;
+}
+
+/* Its lines, with their newlines, in as few writes as O_APPEND allows. */
+static int alog_writev(char **lines, unsigned n)
+{
+	struct iovec iov[2 * AUDIT_BATCH_RECORDS + 2];
+	unsigned cnt = 0, i = 0;
+	int rc = 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		if (!lines[k])
+			continue;
+		iov[cnt++] = (struct iovec){ lines[k], strlen(lines[k]) };
+		iov[cnt++] = (struct iovec){ "\n", 1 };
+	}
+	while (i < cnt) {
+		ssize_t w = writev(alog.fd, iov + i, (int)(cnt - i));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			rc = -EIO;
+			break;
+		}
+		/* Short (a full disk): go on from where it stopped. */
+		while (i < cnt && (size_t)w >= iov[i].iov_len)
+			w -= (ssize_t)iov[i++].iov_len;
+		if (i < cnt) {
+			iov[i].iov_base = (char *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
+	}
+	return rc;
+}
+
+/* p's record, as the call's thread left it. NULL: no memory. */
+static struct mg_value *pend_build(struct audit_pending *p)
+{
+	struct mg_value *rec = mg_map();
+	char stamp[48];
+
+	if (!rec) {
+		mg_value_free(p->argv);
+		p->argv = NULL;
+		return NULL;
+	}
+	/* When the call started. */
+	utc_stamp(stamp, sizeof(stamp), &p->queued, p->queued_ns - p->start_ns);
+	mg_map_set(rec, "time", mg_str(stamp));
+	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
+	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
+	mg_map_set(rec, "host", mg_str(host));
+	mg_map_set(rec, "pid", mg_int(self_pid));
+	mg_map_set(rec, "uid", mg_int(self_uid));
+	mg_map_set(rec, "src_id", mg_int(p->src_id));
+	mg_map_set(rec, "auth_id", mg_int(p->auth_id));
+	mg_map_set(rec, "function", mg_str(p->text));
+	mg_map_set(rec, "args_sha256", *p->digest ? mg_str(p->digest) : mg_nil());
+	if (p->argv)
+		mg_map_set(rec, "argv", p->argv);
+	p->argv = NULL;
+	mg_map_set(rec, "status", mg_str(p->error ? "error" : "ok"));
+	if (p->error)
+		mg_map_set(rec, "error", mg_str(p->error));
+	mg_map_set(rec, "duration_us", mg_int((int64_t)((p->end_ns - p->start_ns) / 1000)));
+	return rec;
+}
+
+/* Write n chained lines (records first..) and free them. alog.lock held. */
+static void batch_write(char **lines, unsigned n, uint64_t first)
+{
+	if (alog_writev(lines, n) < 0)
+		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
+			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
+	for (unsigned k = 0; k < n; k++)
+		free(lines[k]);
+}
 
 /*
- * The costly part of a record (syslog's sendto, the JSON text, the hashes,
- * the write, the message up, now and then a signature), run on the broker
- * thread while this one waits for the next call: a caller's round trip
- * does not wait for it (docs/audit.md, Performance). One queue, in order:
- * records are chained in the order the calls were served.
+ * Write a batch, in the order the calls were served: a syslog line each,
+ * the chained lines in one writev, a checkpoint when one is due, and one
+ * message up (a list: records 0 when it is the first, the records, the
+ * checkpoint). In the broker's role (or where the broker has stopped).
  */
-static void audit_record(void *arg)
+static void audit_batch(struct mg_router *r, struct audit_pending *list)
 {
-	struct audit_pending *p = arg;
-	struct mg_router *r = p->r;
-	struct mg_value *rec = p->rec;
-	struct mg_message *up;
+	char *lines[AUDIT_BATCH_RECORDS + 1];
+	uint64_t first = 0, last_end = 0;
+	struct mg_value *up = mg_list();
+	unsigned n = 0;
+	size_t bytes = 0;
 
+	for (struct audit_pending *p = list; p; p = p->next)
+		p->rec = pend_build(p);
 	if (use_syslog)
-		to_syslog(rec);
+		for (struct audit_pending *p = list; p; p = p->next)
+			if (p->rec)
+				to_syslog(p->rec);
 	pthread_mutex_lock(&alog.lock);
-	if (alog.fd >= 0) {
-		/* Record 0 goes up with the first call's: by then the master
-		 * knows this context is audited. */
-		if (alog.header) {
-			struct mg_value *h = alog.header;
-			uint8_t root[TLOG_HASH], leaf[TLOG_HASH];
-			struct tlog_tree t0 = { 0 };
-			char hex[2 * TLOG_HASH + 1], *json = mg_value_to_json_alloc(h);
+	/* Record 0 goes up with the first batch: by then the master knows
+	 * this context is audited. */
+	if (alog.fd >= 0 && alog.header) {
+		struct mg_value *h = alog.header;
+		uint8_t root[TLOG_HASH], leaf[TLOG_HASH];
+		struct tlog_tree t0 = { 0 };
+		char hex[2 * TLOG_HASH + 1], *json = mg_value_to_json_alloc(h);
 
-			/* Its tree hash: the root of a one-leaf tree. */
-			if (json) {
-				tlog_leaf_hash(json, strlen(json), leaf);
-				tlog_tree_append(&t0, leaf);
-			}
-			free(json);
-			tlog_tree_root(&t0, root);
-			tlog_hex(root, hex);
-			alog.header = NULL;
-			mg_map_set(h, "log", mg_str(alog.origin));
-			mg_map_set(h, "index", mg_int(0));
-			mg_map_set(h, "tree", mg_str(hex));
-			alog_send(r, h);
+		/* Its tree hash: the root of a one-leaf tree. */
+		if (json) {
+			tlog_leaf_hash(json, strlen(json), leaf);
+			tlog_tree_append(&t0, leaf);
 		}
-		alog_append_locked(rec);
+		free(json);
+		tlog_tree_root(&t0, root);
+		tlog_hex(root, hex);
+		alog.header = NULL;
+		mg_map_set(h, "log", mg_str(alog.origin));
+		mg_map_set(h, "index", mg_int(0));
+		mg_map_set(h, "tree", mg_str(hex));
+		mg_list_append(up, h);
+		bytes += 512;
 	}
-	up = mg_message_new(0, MG_HANDLE_AUDIT, rec);
-	if (up) {
-		up->meta.src_id = up->meta.auth_id = r->id;
-		mg_router_route(r, up);
+	first = alog.tree.size;
+	for (struct audit_pending *p = list; p; p = p->next) {
+		uint8_t root[TLOG_HASH];
+		char hex[2 * TLOG_HASH + 1], *json;
+		uint64_t index = alog.tree.size;
+		size_t len;
+
+		last_end = p->end_ns;
+		if (!p->rec) {
+			log_msg(MG_LOG_ERROR, "audit: out of memory: a record lost");
+			continue;
+		}
+		/* A batch longer than one writev's lines (the writer was
+		 * late): the lines so far first. */
+		if (alog.fd >= 0 && n == AUDIT_BATCH_RECORDS) {
+			batch_write(lines, n, first);
+			first = alog.tree.size;
+			n = 0;
+		}
+		json = mg_value_to_json_alloc(p->rec);
+		len = json ? strlen(json) : 0;
+		if (alog.fd >= 0) {
+			lines[n] = json ? tlog_chain_line(&alog.tree, alog.origin, json, len) : NULL;
+			if (!lines[n])
+				log_msg(MG_LOG_ERROR, "audit: cannot chain record %llu of %s",
+					(unsigned long long)index, alog.path);
+			n++;
+			if (alog.tree.size != index) {
+				tlog_tree_root(&alog.tree, root);
+				tlog_hex(root, hex);
+				mg_map_set(p->rec, "log", mg_str(alog.origin));
+				mg_map_set(p->rec, "index", mg_int((int64_t)index));
+				mg_map_set(p->rec, "tree", mg_str(hex));
+				alog.since_cp++;
+			}
+		}
+		free(json);
+		if (bytes + len + 256 > AUDIT_UP_BYTES)
+			up_send(r, &up, &bytes);
+		bytes += len + 256;
+		if (up)
+			mg_list_append(up, p->rec);
+		else
+			mg_value_free(p->rec);
+		p->rec = NULL;
 	}
-	/* The first record, every N, or the first after T seconds. */
+	if (alog.fd >= 0 && n)
+		batch_write(lines, n, first);
+	/* The first batch, every N records, or the first batch T seconds
+	 * after the last checkpoint. */
 	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
-			     p->end_ns - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
-		alog_checkpoint_locked(r, false, NULL);
+			     last_end - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull)) {
+		if (bytes + TLOG_NOTE_MAX + 512 > AUDIT_UP_BYTES)
+			up_send(r, &up, &bytes);
+		alog_checkpoint_locked(r, false, NULL, up);
+	}
 	pthread_mutex_unlock(&alog.lock);
-	free(p);
+	if (up && up->len)
+		alog_send(r, up);
+	else
+		mg_value_free(up);
+	while (list) {
+		struct audit_pending *next = list->next;
+
+		free(list);
+		list = next;
+	}
+}
+
+/* Take the queued records. pend.lock held. */
+static struct audit_pending *pend_take_locked(void)
+{
+	struct audit_pending *list = pend.head;
+
+	pend.head = NULL;
+	pend.tail = &pend.head;
+	pend.n = 0;
+	return list;
+}
+
+static void *audit_writer(void *arg)
+{
+	struct mg_router *r = arg;
+
+	pthread_mutex_lock(&pend.lock);
+	for (;;) {
+		struct audit_pending *list;
+
+		while (!pend.head && !pend.stop)
+			pthread_cond_wait(&pend.more, &pend.lock);
+		if (pend.head && pend.n < AUDIT_BATCH_RECORDS && !pend.syncs && !pend.stop) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += (long)(AUDIT_BATCH_SECONDS * 1e9);
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (pend.n < AUDIT_BATCH_RECORDS && !pend.syncs && !pend.stop &&
+			       pthread_cond_timedwait(&pend.more, &pend.lock, &until) != ETIMEDOUT)
+				;
+		}
+		list = pend_take_locked();
+		pend.busy = true;
+		pthread_mutex_unlock(&pend.lock);
+		if (list)
+			audit_batch(r, list);
+		pthread_mutex_lock(&pend.lock);
+		pend.busy = false;
+		pthread_cond_broadcast(&pend.done);
+		if (pend.stop && !pend.head)
+			break;
+	}
+	pthread_mutex_unlock(&pend.lock);
+	return NULL;
+}
+
+/* Return once every record queued so far is written and sent up. */
+static void audit_sync(struct mg_router *r)
+{
+	struct audit_pending *list = NULL;
+
+	pthread_mutex_lock(&pend.lock);
+	if (pend.running) {
+		pend.syncs++;
+		pthread_cond_signal(&pend.more);
+		while (pend.head || pend.busy)
+			pthread_cond_wait(&pend.done, &pend.lock);
+		pend.syncs--;
+	} else {
+		list = pend_take_locked();
+	}
+	pthread_mutex_unlock(&pend.lock);
+	if (list)
+		audit_batch(r, list);
+}
+
+/* Write what is queued and end the writer. */
+static void audit_stop(struct mg_router *r)
+{
+	bool running;
+
+	pthread_mutex_lock(&pend.lock);
+	running = pend.running;
+	pend.stop = true;
+	pthread_cond_signal(&pend.more);
+	pthread_mutex_unlock(&pend.lock);
+	if (running)
+		pthread_join(pend.thread, NULL);
+	pend.running = false;
+	audit_sync(r);
 }
 
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
 		      const struct mg_value *args, const char *error, uint64_t start_ns,
 		      uint64_t end_ns)
 {
-	uint64_t dur_us = (end_ns - start_ns) / 1000;
-	char stamp[48], digest[65] = "";
+	size_t flen = strlen(function ? function : ""), elen = error ? strlen(error) : 0;
 	struct audit_pending *p;
-	struct mg_value *rec;
+	bool running;
+	unsigned n;
 
+	if (!self_known) {
+		self_pid = (int)getpid();
+		self_uid = (unsigned)getuid();
+		self_known = true;
+	}
+	/* Only what the call leaves, here: the map is the writer's work. */
+	p = malloc(sizeof(*p) + flen + 1 + elen + 1);
+	if (!p)
+		return;
+	*p = (struct audit_pending){ .start_ns = start_ns, .end_ns = end_ns,
+				     .src_id = msg->meta.src_id, .auth_id = msg->meta.auth_id };
+	memcpy(p->text, function ? function : "", flen + 1);
+	if (error) {
+		p->error = p->text + flen + 1;
+		memcpy(p->error, error, elen + 1);
+	}
 	/* Here: the arguments are freed when we return. */
 	if (args)
-		args_digest(args, digest);
-	/* When the call started. */
-	utc_stamp(stamp, sizeof(stamp), agent_audit_now() - start_ns);
-
-	rec = mg_map();
-	p = malloc(sizeof(*p));
-	if (!rec || !p) {
-		mg_value_free(rec);
-		free(p);
-		return;
-	}
-	mg_map_set(rec, "time", mg_str(stamp));
-	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
-	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
-	mg_map_set(rec, "host", mg_str(host));
-	mg_map_set(rec, "pid", mg_int(getpid()));
-	mg_map_set(rec, "uid", mg_int(getuid()));
-	mg_map_set(rec, "src_id", mg_int(msg->meta.src_id));
-	mg_map_set(rec, "auth_id", mg_int(msg->meta.auth_id));
-	mg_map_set(rec, "function", mg_str(function ? function : ""));
-	mg_map_set(rec, "args_sha256", *digest ? mg_str(digest) : mg_nil());
+		args_digest(args, p->digest);
 	/* The command line in clear (docs/audit.md), secrets redacted. */
 	if (function && args && args->type == MG_LIST) {
 		if (!strcmp(function, "mg.run") && args->len >= 1)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[0]));
+			p->argv = argv_redacted(&args->items[0]);
 		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
-			mg_map_set(rec, "argv", argv_redacted(&args->items[1]));
+			p->argv = argv_redacted(&args->items[1]);
 	}
-	mg_map_set(rec, "status", mg_str(error ? "error" : "ok"));
-	if (error)
-		mg_map_set(rec, "error", mg_str(error));
-	mg_map_set(rec, "duration_us", mg_int((int64_t)dur_us));
-	*p = (struct audit_pending){ .r = r, .rec = rec, .end_ns = end_ns };
-	/* The broker is stopping: record it here. */
-	if (mg_broker_defer(r->broker, audit_record, p) < 0)
-		audit_record(p);
+	clock_gettime(CLOCK_REALTIME, &p->queued);
+	p->queued_ns = agent_audit_now();
+	pthread_mutex_lock(&pend.lock);
+	*pend.tail = p;
+	pend.tail = &p->next;
+	n = ++pend.n;
+	if (!pend.running && !pend.stop) {
+		pthread_condattr_t ca;
+
+		/* The batch's deadline on the monotonic clock. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&pend.more, &ca);
+		pthread_condattr_destroy(&ca);
+		pend.running = pthread_create(&pend.thread, NULL, audit_writer, r) == 0;
+	}
+	/* One wake-up a batch (none when the writer is not waiting). */
+	if (pend.running && (n == 1 || n == AUDIT_BATCH_RECORDS))
+		pthread_cond_signal(&pend.more);
+	running = pend.running;
+	pthread_mutex_unlock(&pend.lock);
+	/* No thread for it: write it here. */
+	if (!running)
+		audit_sync(r);
 }

@@ -3,8 +3,9 @@
  * audit.c — the master's end of the audit trail (README, Audit).
  *
  * An audited context records each call it serves (agent/audit.c) and
- * sends the record, a map, to context 0 on MG_HANDLE_AUDIT. Here the
- * master writes it as one JSON line.
+ * sends the records, a map or a batch of them (a list of maps), to
+ * context 0 on MG_HANDLE_AUDIT. Here the master writes each as one JSON
+ * line.
  *
  * Records are taken only from contexts this master started and knows are
  * audited (mg_context_is_audited): any other context could otherwise fill
@@ -201,38 +202,20 @@ static void refused(struct mg_router *r, uint32_t id)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void on_audit(struct mg_message *msg, void *userdata)
+/* One record (claimed, taken) from id, with rec the master's part
+ * (taken): into the file, or the log at INFO. */
+static void audit_one(struct mg_router *r, uint32_t id, struct mg_value *rec,
+		      struct mg_value *claimed)
 {
-	struct mg_router *r = userdata;
-	struct mg_value *rec = NULL, *claimed = NULL;
 	char *json;
 	size_t len;
 
-	if (mg_message_is_dead(msg)) {
-		mg_message_free(msg);
-		return;
-	}
-	pthread_mutex_lock(&r->lock);
-	rec = known_locked(r, msg->meta.src_id);
-	pthread_mutex_unlock(&r->lock);
-	if (!rec) {
-		refused(r, msg->meta.src_id);
-		goto out;
-	}
-	if (mg_message_value(msg, false, &claimed, NULL) < 0 || claimed->type != MG_MAP) {
-		LOG_WARN("audit: malformed record from context %u: dropped", msg->meta.src_id);
-		mg_value_free(claimed);
-		goto out;
-	}
 	mg_map_set(rec, "claimed", claimed);
-	/* No file, and the log would drop it: no text to make. (A file
-	 * set meanwhile gets the next record.) */
-	if (__atomic_load_n(&r->audit_fd, __ATOMIC_RELAXED) < 0 && mg_log_get_level() > MG_LOG_INFO)
-		goto out;
-	json = mg_value_to_json_alloc(rec);
+	json = rec ? mg_value_to_json_alloc(rec) : NULL;
+	mg_value_free(rec);
 	if (!json) {
-		LOG_ERROR("audit: out of memory: record from context %u lost", msg->meta.src_id);
-		goto out;
+		LOG_ERROR("audit: out of memory: record from context %u lost", id);
+		return;
 	}
 	len = strlen(json);
 	pthread_mutex_lock(&r->lock);
@@ -244,6 +227,63 @@ static void on_audit(struct mg_message *msg, void *userdata)
 		LOG_INFO("audit: %s", json);
 	}
 	free(json);
+}
+
+/*
+ * A record (a map), or a batch of them in the order the agent served the
+ * calls (a list of maps: its records 0, its calls, its checkpoints;
+ * agent/audit.c writes them so, docs/audit.md 7).
+ */
+static void on_audit(struct mg_message *msg, void *userdata)
+{
+	struct mg_router *r = userdata;
+	struct mg_value *rec = NULL, *claimed = NULL;
+	uint32_t id = msg->meta.src_id;
+
+	if (mg_message_is_dead(msg)) {
+		mg_message_free(msg);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	rec = known_locked(r, id);
+	pthread_mutex_unlock(&r->lock);
+	if (!rec) {
+		refused(r, id);
+		goto out;
+	}
+	/* No file, and the log would drop it: no text to make. (A file
+	 * set meanwhile gets the next record.) */
+	if (__atomic_load_n(&r->audit_fd, __ATOMIC_RELAXED) < 0 && mg_log_get_level() > MG_LOG_INFO)
+		goto out;
+	if (mg_message_value(msg, false, &claimed, NULL) < 0 ||
+	    (claimed->type != MG_MAP && claimed->type != MG_LIST)) {
+		LOG_WARN("audit: malformed record from context %u: dropped", id);
+		mg_value_free(claimed);
+		goto out;
+	}
+	if (claimed->type == MG_MAP) {
+		audit_one(r, id, rec, claimed);
+		rec = NULL;
+		goto out;
+	}
+	for (uint32_t i = 0; i < claimed->len; i++) {
+		struct mg_value *mine;
+
+		if (claimed->items[i].type != MG_MAP) {
+			LOG_WARN("audit: malformed record from context %u: dropped", id);
+			continue;
+		}
+		if (i + 1 < claimed->len) {
+			pthread_mutex_lock(&r->lock);
+			mine = known_locked(r, id);
+			pthread_mutex_unlock(&r->lock);
+		} else {
+			mine = rec;
+			rec = NULL;
+		}
+		audit_one(r, id, mine, mg_value_copy(&claimed->items[i]));
+	}
+	mg_value_free(claimed);
 out:
 	mg_value_free(rec);
 	mg_message_free(msg);

@@ -676,6 +676,65 @@ static char *read_all(const char *path)
 	return buf;
 }
 
+/* The number of lines of text that contain needle. */
+static size_t lines_with(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = text; *p;) {
+		size_t len = strcspn(p, "\n");
+
+		n += memmem(p, len, needle, strlen(needle)) != NULL;
+		p += len + (p[len] == '\n');
+	}
+	return n;
+}
+
+/*
+ * docs/audit.md 7: records are written in batches, after the reply, but
+ * none is waited for in vain: when mg.audit_checkpoint returns, every call
+ * served before it is in the agent's log and covered by the checkpoint;
+ * when mg_context_shutdown returns, every call is in the master's file.
+ * Read at once, no polling: fewer calls than a batch, and more.
+ */
+static void test_audit_batch_arrival(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	const struct mg_value *note;
+	char *text, *master;
+	struct mg_context *ctx;
+	const char *size;
+	const int first = 5, more = 150;
+
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	ctx = must(mg_local(router, &lo, &err), &err);
+	for (int i = 0; i < first; i++)
+		call_ok(ctx, "audit_echo", MG_LIST(mg_int(i)));
+	if (mg_call(ctx, "mg.audit_checkpoint", NULL, &v, &err) < 0) {
+		fprintf(stderr, "# mg.audit_checkpoint: %s\n", err.message);
+		fail();
+	}
+	/* The note's second line is the log's size: record 0 and the calls. */
+	note = mg_map_get(v, "note");
+	assert_true(note && note->type == MG_STR);
+	size = strchr(note->str, '\n');
+	assert_non_null(size);
+	assert_int_equal(atoi(size + 1), 1 + first);
+	text = read_all(mg_map_get(v, "file")->str);
+	assert_int_equal(lines_with(text, "\"function\":\"audit_echo\""), first);
+	free(text);
+	mg_value_free(v);
+
+	for (int i = 0; i < more; i++)
+		call_ok(ctx, "audit_echo", MG_LIST(mg_int(i)));
+	finish(ctx);
+	master = audit_calls(audit_path);
+	assert_int_equal(lines_with(master, "\"function\":\"audit_echo\""), first + more);
+	assert_int_equal(lines_with(master, "\"function\":\"mg.audit_checkpoint\""), 1);
+	free(master);
+}
+
 /*
  * docs/audit.md: the master's lines and the agent's log are chained
  * (every line ends in log, index, tree), the agent's log is ours alone
@@ -903,6 +962,7 @@ int main(int argc, char **argv)
 		AUDIT_TEST(test_audit_file_from_environment),
 		AUDIT_TEST(test_audit_file_errors),
 		AUDIT_TEST(test_audit_chain_fields),
+		AUDIT_TEST(test_audit_batch_arrival),
 		AUDIT_TEST(test_audit_show),
 		AUDIT_TEST(test_audit_fetch),
 		AUDIT_TEST(test_audit_keys),
