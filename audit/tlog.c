@@ -356,11 +356,18 @@ int tlog_dir_check(const char *dir, bool create, char *why, size_t why_size)
 	return 0;
 }
 
-static void tlog_key_finish(struct tlog_key *k, const char *name)
+/* Name the key and derive its public half; -ENAMETOOLONG past
+ * TLOG_NAME_MAX (never cut: the key id is a hash of the whole name). */
+static int tlog_key_finish(struct tlog_key *k, const char *name)
 {
-	snprintf(k->name, sizeof(k->name), "%s", name);
+	size_t n = strlen(name);
+
+	if (n > TLOG_NAME_MAX)
+		return -ENAMETOOLONG;
+	memcpy(k->name, name, n + 1);
 	ed25519_sha512_public_key(k->pub, k->priv);
 	tlog_key_id(k->name, k->pub, k->id);
+	return 0;
 }
 
 /* "PRIVATE+KEY+name+hexid+base64(0x01||priv)" (Go's note.NewSigner form). */
@@ -404,7 +411,11 @@ static int tlog_key_read(int fd, struct tlog_key *k, const char *path, char *why
 	memcpy(k->priv, raw + 1, 32);
 	memset(raw, 0, sizeof(raw));
 	*plus = '\0';
-	tlog_key_finish(k, name);
+	if (tlog_key_finish(k, name) < 0) {
+		snprintf(why, why_size, "%s: the key's name is longer than %d bytes", path,
+			 TLOG_NAME_MAX);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -425,8 +436,9 @@ int tlog_key_load_path(struct tlog_key *k, const char *path, const char *name, b
 				snprintf(why, why_size, "getrandom: %s", strerror(errno));
 				return -EIO;
 			}
-			tlog_key_finish(k, name);
-			rc = tlog_key_write(fd, k);
+			rc = tlog_key_finish(k, name);
+			if (rc == 0)
+				rc = tlog_key_write(fd, k);
 			close(fd);
 			if (rc < 0) {
 				unlink(path);
