@@ -10,6 +10,7 @@
 #                        (N = LOAD_JOBS, default: nproc)
 #   make bench           build/bench/bench, then scripts/bench.sh
 #   make bench-fleet     the tool vs pdsh and clush on 100 sshd hosts (root)
+#   make bench-files     copy/rsync vs pdcp, clush --copy, scp, rsync (root)
 #   make fuzz            libFuzzer targets, each run FUZZ_SECONDS (30)
 #   make run             build/mitogen call mg.uname; build/mitogen run -- uname -a
 #   make install         PREFIX=/usr/local DESTDIR= LIBDIR= (libs, headers, .pc,
@@ -338,6 +339,13 @@ bench: all $(main_DIR)/bench/bench
 .PHONY: bench-fleet
 bench-fleet: all
 	$(Q)MITOGEN=$(main_DIR)/mitogen bash scripts/bench-fleet.sh
+
+# File transfer (issue 17 section 6) against pdcp, clush --copy, scp and
+# rsync on 33 sshd hosts (root; installs pdsh and clustershell when
+# missing): scripts/bench-files.sh.
+.PHONY: bench-files
+bench-files: all
+	$(Q)MITOGEN=$(main_DIR)/mitogen bash scripts/bench-files.sh
 
 FUZZ_SECONDS ?= 30
 # Each target runs FUZZ_SECONDS on its corpus in build/fuzz/corpus/NAME,

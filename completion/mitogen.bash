@@ -123,7 +123,7 @@ _mitogen()
 	copy | fetch | rsync | scp | fakessh)
 		files_cmd=$cmd
 		opts="-t --target -r --recursive --mode -p --preserve -f --fanout
-			--connect-timeout -l --user -i --identity --port -o --ssh-option
+			--connect-timeout -l --user -i --identity --port -o --ssh-option --ssh-config
 			-v --verbose -q --quiet -h --help --"
 		;;
 	audit)

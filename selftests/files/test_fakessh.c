@@ -2,7 +2,8 @@
 /*
  * selftests/files/test_fakessh.c — mg_fakessh_run with the real rsync and
  * scp, through a local context, an ssh context (the sshd fixture, as
- * mgtest) and ssh then sudo (mgsudo, then root): a tree with modes,
+ * mgtest) and ssh then sudo (mgsudo, then root; and mgtty, whose sudo
+ * has `requiretty`, then root): a tree with modes,
  * symlinks (one out of the tree) and an empty directory; both
  * directions; exit statuses and stderr as ssh gives them; several
  * sessions at once; and a push that its user may not write (EACCES).
@@ -187,6 +188,58 @@ static void test_ssh_sudo(void **state)
 	remove_tree();
 }
 
+/* The sudoers drop-in of test_ssh_sudo_requiretty (no '.' in the name:
+ * sudo's includedir skips such files). */
+static char tty_dropin[64];
+
+static int tty_teardown(void **state)
+{
+	if (tty_dropin[0])
+		unlink(tty_dropin);
+	tty_dropin[0] = '\0';
+	return fixture_teardown(state);
+}
+
+/* ssh as mgtty, then sudo to root, where sudoers says (a drop-in of this
+ * test's, removed at its end) `Defaults:mgtty requiretty`, as RHEL's old
+ * default did: sudo refuses a command without a terminal (checked first,
+ * so that the test cannot pass where the setting does nothing), and
+ * fakessh's rsync and scp still go through, as our sudo hop runs sudo
+ * under a pty. */
+static void test_ssh_sudo_requiretty(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *s, *c;
+	char out[128], cmd[512];
+
+	NEED_SSHD();
+	snprintf(tty_dropin, sizeof(tty_dropin), "/etc/sudoers.d/mg-fakessh-tty-%d", (int)getpid());
+	sh("umask 0337 && printf 'Defaults:mgtty requiretty\\nmgtty ALL=(ALL:ALL) NOPASSWD: ALL\\n' "
+	   ">%s.new && visudo -cq -f %s.new && mv -f %s.new %s", tty_dropin, tty_dropin,
+	   tty_dropin, tty_dropin);
+	/* Without a terminal (setsid: none to inherit), sudo says no, and
+	 * says why. */
+	snprintf(out, sizeof(out), "/tmp/mg-fakessh-tty.%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "setsid -w runuser -u mgtty -- sudo -n true </dev/null "
+		 ">%s 2>&1; test $? -ne 0 && grep -q 'must have a tty' %s", out, out);
+	if (system(cmd) != 0)
+		fail_msg("sudo as mgtty without a tty did not fail for want of a tty "
+			 "(requiretty not in force?): see %s", out);
+	unlink(out);
+	s = ssh_ctx("mgtty", NULL);
+	{
+		MG_OPTS(mg_local_opts, lo, .connect_timeout = 60, .via = s);
+		MG_OPTS(mg_sudo_opts, so, .local = &lo);
+		c = must(mg_sudo(router, &so, &err), &err);
+	}
+	make_tree();
+	round_trip(c, "tty", "root");
+	sh("test \"$(stat -c %%U %s/tty/a)\" = root", top);
+	finish(c);
+	finish(s);
+	remove_tree();
+}
+
 /* Exit statuses and stderr as ssh gives them. */
 static void test_status(void **state)
 {
@@ -325,6 +378,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_parallel),
 		FIXTURE_TEST(test_ssh),
 		FIXTURE_TEST(test_ssh_sudo),
+		cmocka_unit_test_setup_teardown(test_ssh_sudo_requiretty, fixture_setup, tty_teardown),
 		FIXTURE_TEST(test_push_denied),
 	};
 	return FIXTURE_TEST_RUN("files/fakessh", tests);

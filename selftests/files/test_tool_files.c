@@ -3,7 +3,8 @@
  * selftests/files/test_tool_files.c — `mitogen copy` and `mitogen fetch`
  * run as a program: copies and fetches on local chains, the progress line
  * on a terminal only, a failed destination named in the summary and the
- * exit status, colliding fetch names refused before anything starts.
+ * exit status, colliding fetch names refused before anything starts, no
+ * ssh compression unless asked for.
  *
  * Owns: the toolrun directory. Must not touch: library internals.
  */
@@ -130,6 +131,67 @@ static void test_fetch(void **state)
 	assert_non_null(strstr(tr.err, "nosuch.log: no such file or directory"));
 }
 
+/* The whole of a small file, NUL-terminated ("" when it is missing). */
+static char *slurp(const char *path)
+{
+	char *buf = calloc(1, 65536);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = 0;
+
+	assert_non_null(buf);
+	if (fd >= 0) {
+		n = read(fd, buf, 65535);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/*
+ * ssh compression is off for the file commands unless -o Compression=...
+ * says (docs/files.md: zlib is slower than the link for bulk data). An
+ * `ssh` of ours first on PATH records its arguments and fails, as an
+ * unreachable host does.
+ */
+static void test_copy_no_compression(void **state)
+{
+	char bin[PATH_MAX], ssh[PATH_MAX], args[PATH_MAX], src[PATH_MAX], path[8192];
+	const char *old = getenv("PATH");
+	char *saved = strdup(old ? old : "/usr/bin:/bin"), *got;
+	FILE *f;
+
+	snprintf(bin, sizeof(bin), "%s/fakebin", toolrun_dir());
+	snprintf(ssh, sizeof(ssh), "%s/ssh", bin);
+	snprintf(args, sizeof(args), "%s/ssh.args", toolrun_dir());
+	snprintf(src, sizeof(src), "%s/z.bin", toolrun_dir());
+	make_file(src, 1000);
+	assert_int_equal(mkdir(bin, 0755), 0);
+	f = fopen(ssh, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" >>%s\necho 'ssh: no such host' >&2\nexit 255\n",
+		args);
+	fclose(f);
+	assert_int_equal(chmod(ssh, 0755), 0);
+	snprintf(path, sizeof(path), "%s:%s", bin, saved);
+	setenv("PATH", path, 1);
+
+	TOOLRUN(&tr, "copy", "-t", "ssh:mg-nohost", src, toolrun_dir());
+	assert_int_equal(tr.exit_code, 255);
+	got = slurp(args);
+	assert_true(toolrun_has_line(got, "Compression=no"));
+	free(got);
+	unlink(args);
+	/* The user's choice stands. */
+	TOOLRUN(&tr, "copy", "-o", "Compression=yes", "-t", "ssh:mg-nohost", src, toolrun_dir());
+	assert_int_equal(tr.exit_code, 255);
+	got = slurp(args);
+	assert_true(toolrun_has_line(got, "Compression=yes"));
+	assert_false(toolrun_has_line(got, "Compression=no"));
+	free(got);
+	setenv("PATH", saved, 1);
+	free(saved);
+}
+
 static int setup(void **state)
 {
 	return toolrun_setup();
@@ -149,6 +211,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_copy_fails),
 		cmocka_unit_test(test_fetch),
+		cmocka_unit_test(test_copy_no_compression),
 	};
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, setup, teardown);
