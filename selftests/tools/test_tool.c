@@ -3,9 +3,8 @@
  * selftests/tools/test_tool.c — the `mitogen` command, run for real as a
  * separate program: what it relays, what it prints, its exit codes.
  *
- * Owns: running the tool (path from $MITOGEN_BIN, else
- * $MG_TEST_BUILD_DIR/mitogen, else build/mitogen) with posix_spawn under a
- * timeout, capturing its stdout and stderr in files of a mkdtemp directory.
+ * The tool is run by selftests/tools/toolrun.c (its path, the timeout,
+ * stdout and stderr in files of a mkdtemp directory).
  * Must not touch: library internals.
  */
 #ifndef _GNU_SOURCE
@@ -37,148 +36,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-extern char **environ;
-
-/* Seconds one run of the tool may take before it is killed. */
-#define TOOL_TEST_TIMEOUT 300
-
-static char tool_bin[PATH_MAX];
-static char tmpdir[PATH_MAX];
-
-struct tool_result {
-	int exit_code; /* exit status, or 128+N when killed by N */
-	double seconds;
-	char *out; /* NUL-terminated stdout */
-	char *err; /* stderr with the tool's "[source] LEVEL" log
-				 * lines removed */
-	char *err_raw; /* all of stderr */
-};
+#include "selftests/tools/toolrun.h"
 
 /* Result of the last run; freed by the next run and by test_teardown. */
-static struct tool_result last;
+static struct toolrun last;
 
-static void result_clear(void)
-{
-	free(last.out);
-	free(last.err);
-	free(last.err_raw);
-	memset(&last, 0, sizeof(last));
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	assert_non_null(f);
-	do {
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 8192;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-	} while (n > 0);
-	fclose(f);
-	buf[len] = '\0';
-	return buf;
-}
-
-/* Lines of text that are not the tool's own log lines ("[source] ..."). */
-static char *strip_log_lines(const char *text)
-{
-	char *out = malloc(strlen(text) + 1), *o = out;
-
-	assert_non_null(out);
-	while (*text) {
-		const char *nl = strchr(text, '\n');
-		size_t n = nl ? (size_t)(nl - text) + 1 : strlen(text);
-
-		if (text[0] != '[') {
-			memcpy(o, text, n);
-			o += n;
-		}
-		text += n;
-	}
-	*o = '\0';
-	return out;
-}
-
-/*
- * Run the tool with the given arguments (NULL-terminated, without argv[0]),
- * stdin on /dev/null; fills `last`.
- */
-static void run_tool(const char *const *args)
-{
-	const char *argv[64] = { "mitogen" };
-	char out_path[PATH_MAX + 16], err_path[PATH_MAX + 16];
-	posix_spawn_file_actions_t fa;
-	double start, deadline;
-	pid_t pid, w;
-	int status, i;
-
-	result_clear();
-	for (i = 0; args[i]; i++) {
-		assert_true(i + 2 < 64);
-		argv[i + 1] = args[i];
-	}
-	argv[i + 1] = NULL;
-	snprintf(out_path, sizeof(out_path), "%s/stdout", tmpdir);
-	snprintf(err_path, sizeof(err_path), "%s/stderr", tmpdir);
-
-	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-	assert_int_equal(posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-							  O_RDONLY, 0),
-			 0);
-	assert_int_equal(
-		posix_spawn_file_actions_addopen(
-			&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-		0);
-	assert_int_equal(
-		posix_spawn_file_actions_addopen(
-			&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-		0);
-	start = now();
-	fflush(stdout);
-	i = posix_spawn(&pid, tool_bin, &fa, NULL, (char *const *)argv,
-			environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (i != 0)
-		fail_msg("cannot run %s: %s", tool_bin, strerror(i));
-
-	deadline = start + TOOL_TEST_TIMEOUT;
-	for (;;) {
-		w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		assert_true(w == 0 || errno == EINTR);
-		if (now() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("%s %s did not finish in %d s", tool_bin,
-				 args[0], TOOL_TEST_TIMEOUT);
-		}
-		usleep(10000);
-	}
-	last.seconds = now() - start;
-	last.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) :
-					     128 + WTERMSIG(status);
-	last.out = slurp(out_path);
-	last.err_raw = slurp(err_path);
-	last.err = strip_log_lines(last.err_raw);
-}
-
-#define RUN_TOOL(...) run_tool((const char *const[]){ __VA_ARGS__, NULL })
+#define RUN_TOOL(...) TOOLRUN(&last, __VA_ARGS__)
 
 /* The exit code was `code`; show what the tool said otherwise. */
 static void assert_exit(int code)
@@ -443,7 +306,7 @@ static void test_targets_fanout(void **state)
 	char dir[PATH_MAX + 16];
 	const char *p;
 
-	snprintf(dir, sizeof(dir), "%s/inside", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/inside", toolrun_dir());
 	assert_int_equal(mkdir(dir, 0700), 0);
 
 	/* wide enough: all four are inside together */
@@ -676,7 +539,7 @@ static void test_usage_errors(void **state)
 	assert_exit(2);
 	RUN_TOOL("run", "-t");
 	assert_exit(2);
-	run_tool((const char *const[]){ NULL });
+	toolrun(&last, NULL, false, (const char *const[]){ NULL });
 	assert_exit(2);
 }
 
@@ -701,49 +564,18 @@ static void test_help_and_version(void **state)
 
 static int test_teardown(void **state)
 {
-	result_clear();
+	toolrun_free(&last);
 	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static int group_setup(void **state)
 {
-	const char *bin = getenv("MITOGEN_BIN"),
-		   *dir = getenv("MG_TEST_BUILD_DIR");
-
-	/* TAP lines must not sit in a buffer a spawned process could copy. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (bin && *bin)
-		snprintf(tool_bin, sizeof(tool_bin), "%s", bin);
-	else if (dir && *dir)
-		snprintf(tool_bin, sizeof(tool_bin), "%s/mitogen", dir);
-	else
-		snprintf(tool_bin, sizeof(tool_bin), "build/mitogen");
-	if (access(tool_bin, X_OK) < 0) {
-		print_error("%s: %s (set MITOGEN_BIN)\n", tool_bin,
-			    strerror(errno));
-		return -1;
-	}
-	snprintf(tmpdir, sizeof(tmpdir), "%s/mg-tool-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		print_error("mkdtemp %s: %s\n", tmpdir, strerror(errno));
-		tmpdir[0] = '\0';
-		return -1;
-	}
-	return 0;
+	return toolrun_setup();
 }
 
 static int group_teardown(void **state)
 {
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return 0;
+	return toolrun_teardown();
 }
 
 /* --sandbox, --caps, --nofile: the last hop runs sandboxed. */
