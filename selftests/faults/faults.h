@@ -1117,4 +1117,50 @@ static void faults_teardown(void)
 		fprintf(stderr, "# could not remove %s\n", workdir);
 }
 
+/*
+ * The whole main() of a fault program: one cmocka test per kind of hop,
+ * each running the rows of the table for that hop.
+ */
+static const struct scenario *faults_table;
+static size_t faults_ntable;
+
+static void test_local(void **state) { run_table(faults_table, faults_ntable, HOP_LOCAL); }
+static void test_fork(void **state) { run_table(faults_table, faults_ntable, HOP_FORK); }
+static void test_via_lower(void **state)
+{
+	run_table(faults_table, faults_ntable, HOP_VIA_LOW);
+}
+static void test_via_upper(void **state)
+{
+	run_table(faults_table, faults_ntable, HOP_VIA_MID);
+}
+static void test_ssh(void **state) { run_table(faults_table, faults_ntable, HOP_SSH); }
+static void test_sudo(void **state) { run_table(faults_table, faults_ntable, HOP_SUDO); }
+
+static int faults_main(int argc, char **argv, const char *name, const struct scenario *table,
+		       size_t n)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_local),
+		cmocka_unit_test(test_fork),
+		cmocka_unit_test(test_via_lower),
+		cmocka_unit_test(test_via_upper),
+		cmocka_unit_test(test_ssh),
+		cmocka_unit_test(test_sudo),
+	};
+	int ret;
+
+	faults_main_hook(argc, argv);
+	mg_main(argc, argv);
+	faults_table = table;
+	faults_ntable = n;
+	if (faults_setup() < 0) {
+		printf("Bail out! cannot set up\n");
+		return 1;
+	}
+	ret = MG_TEST_RUN(name, tests);
+	faults_teardown();
+	return ret;
+}
+
 #endif

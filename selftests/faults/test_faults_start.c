@@ -27,35 +27,7 @@ static const struct scenario table[] = {
 	S(HOP_SUDO, F_KILL), S(HOP_SUDO, F_STOP),
 };
 
-#define N_TABLE (sizeof(table) / sizeof(table[0]))
-
-static void test_local(void **state) { run_table(table, N_TABLE, HOP_LOCAL); }
-static void test_fork(void **state) { run_table(table, N_TABLE, HOP_FORK); }
-static void test_via_lower(void **state) { run_table(table, N_TABLE, HOP_VIA_LOW); }
-static void test_via_upper(void **state) { run_table(table, N_TABLE, HOP_VIA_MID); }
-static void test_ssh(void **state) { run_table(table, N_TABLE, HOP_SSH); }
-static void test_sudo(void **state) { run_table(table, N_TABLE, HOP_SUDO); }
-
 int main(int argc, char **argv)
 {
-	faults_main_hook(argc, argv);
-	mg_main(argc, argv);
-
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_local),
-		cmocka_unit_test(test_fork),
-		cmocka_unit_test(test_via_lower),
-		cmocka_unit_test(test_via_upper),
-		cmocka_unit_test(test_ssh),
-		cmocka_unit_test(test_sudo),
-	};
-	int ret;
-
-	if (faults_setup() < 0) {
-		printf("Bail out! cannot set up\n");
-		return 1;
-	}
-	ret = MG_TEST_RUN("faults/start", tests);
-	faults_teardown();
-	return ret;
+	return faults_main(argc, argv, "faults/start", table, sizeof(table) / sizeof(table[0]));
 }
