@@ -53,13 +53,8 @@ if [ "$(id -u)" != 0 ]; then
 	echo "bench-files: needs root (sshd, useradd)" >&2
 	exit 1
 fi
-if ! command -v pdcp >/dev/null || ! command -v clush >/dev/null; then
-	echo "bench-files: installing pdsh and clustershell (for this benchmark only)" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q pdsh clustershell >/dev/null ||
-		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q pdsh clustershell >/dev/null; } ||
-		{ echo "bench-files: cannot install pdsh and clustershell" >&2; exit 1; }
-fi
+. scripts/bench-lib.sh
+bench_need_pdsh bench-files
 [ -x "$MITOGEN" ] || { echo "bench-files: no tool at $MITOGEN (make first)" >&2; exit 1; }
 command -v rsync >/dev/null || { echo "bench-files: no rsync" >&2; exit 1; }
 

@@ -45,13 +45,8 @@ if [ "$(id -u)" != 0 ]; then
 	echo "bench-fleet: needs root (sshd, useradd, a cgroup)" >&2
 	exit 1
 fi
-if ! command -v pdsh >/dev/null || ! command -v clush >/dev/null; then
-	echo "bench-fleet: installing pdsh and clustershell (for this benchmark only)" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q pdsh clustershell >/dev/null ||
-		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q pdsh clustershell >/dev/null; } ||
-		{ echo "bench-fleet: cannot install pdsh and clustershell" >&2; exit 1; }
-fi
+. scripts/bench-lib.sh
+bench_need_pdsh bench-fleet
 [ -x "$MITOGEN" ] || { echo "bench-fleet: no tool at $MITOGEN (make first)" >&2; exit 1; }
 
 mkdir -p "$OUT"
