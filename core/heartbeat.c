@@ -170,7 +170,9 @@ static void hb_tick(void *arg)
 		 */
 		if (!s->spoke && !(s->spoke = s->heard))
 			continue;
-		if (s->heard) {
+		/* Held back for another stream's backlog, it is not read: its
+		 * silence is ours (stream_hold). */
+		if (s->heard || __atomic_load_n(&s->waiting, __ATOMIC_RELAXED)) {
 			s->heard = false;
 			s->silent = 0;
 		} else if (++s->silent >= misses) {

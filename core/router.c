@@ -913,7 +913,20 @@ void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream 
 		mg_message_free(msg);
 		return;
 	}
-	stream_send(s, msg);
+	/* A child sending into a full backlog waits for it (docs/limits.md). */
+	if (stream_send(s, msg) && in && in->role == STREAM_CHILD)
+		stream_hold(in, s);
+}
+
+void router_release_waiters(struct mg_router *r, const struct stream *dst)
+{
+	struct stream *t;
+
+	pthread_mutex_lock(&r->lock);
+	for (t = r->streams; t; t = t->next)
+		if (t != dst && __atomic_load_n(&t->waiting, __ATOMIC_RELAXED))
+			stream_release(t, dst);
+	pthread_mutex_unlock(&r->lock);
 }
 
 void router_receive(struct mg_router *r, struct stream *s, struct mg_message *msg)
@@ -1307,6 +1320,8 @@ void router_stream_closed(struct mg_router *r, struct stream *s, const char *rea
 		parent_lost = true;
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* It will never drain: whoever waited for it is read again. */
+	router_release_waiters(r, s);
 
 	if (s->role == STREAM_CHILD)
 		LOG_DEBUG("context %u (%s) disconnected: %s", s->remote_id, s->name, reason);

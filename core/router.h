@@ -103,6 +103,10 @@ struct mg_router *router_new_child(struct mg_broker *b, size_t max_message_size)
 void router_receive(struct mg_router *r, struct stream *s, struct mg_message *msg);
 /* Broker thread: stream s closed; forget its routes, tell respondents. */
 void router_stream_closed(struct mg_router *r, struct stream *s, const char *reason);
+/* Read again the child streams held back for dst's backlog (stream_hold):
+ * dst has drained or closed. Any thread; takes r->lock, then each held
+ * stream's wlock. */
+void router_release_waiters(struct mg_router *r, const struct stream *dst);
 /* Broker thread: route msg (taken) that originated here or was forwarded. */
 void router_dispatch(struct mg_router *r, struct mg_message *msg, struct stream *in);
 /* Queue msg (taken) for the broker thread even when called on it: for

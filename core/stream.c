@@ -113,7 +113,7 @@ int stream_start(struct mg_broker *b, struct stream *s)
 static void stream_want_out(struct stream *s, bool on)
 {
 	struct mg_broker *b = s->router->broker;
-	uint32_t in = s->lent || s->paused ? 0 : EPOLLIN;
+	uint32_t in = s->lent || s->paused || s->waiting ? 0 : EPOLLIN;
 
 	if (s->wsrc.fd >= 0) {
 		broker_mod(b, &s->wsrc, on ? EPOLLOUT : 0);
@@ -128,14 +128,14 @@ int stream_lend(struct stream *s, bool lend)
 	int ret = -EPIPE;
 
 	pthread_mutex_lock(&s->wlock);
-	if (lend && s->paused) {
+	if (lend && (s->paused || s->waiting)) {
 		ret = -EAGAIN;	/* not to be read now: the borrower waits instead */
 	} else if (!s->closed && s->registered) {
 		uint32_t out = s->wsrc.fd < 0 ? s->src.events & EPOLLOUT : 0;
 
 		s->lent = lend;
 		ret = broker_mod(s->router->broker, &s->src,
-				 (lend || s->paused ? 0 : EPOLLIN) | out);
+				 (lend || s->paused || s->waiting ? 0 : EPOLLIN) | out);
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return ret;
@@ -318,25 +318,36 @@ static ssize_t write_record(struct stream *s, struct mg_message *m)
 	return (ssize_t)n;
 }
 
-/* Under wlock: read a paused child again once its backlog is low. */
-static void stream_unpause_locked(struct stream *s)
+/*
+ * Under wlock: read a paused child again once its backlog is low. Returns
+ * true when streams held back for that backlog (stream_hold) are to be
+ * read again too: the caller does so once it has unlocked.
+ */
+static bool stream_unpause_locked(struct stream *s)
 {
-	if (s->paused && s->out_held <= STREAM_PAUSE_BYTES / 4)
+	if (s->out_held > STREAM_PAUSE_BYTES / 4)
+		return false;
+	if (s->paused)
 		__atomic_store_n(&s->paused, false, __ATOMIC_RELAXED);
+	if (!s->has_waiters)
+		return false;
+	s->has_waiters = false;
+	return true;
 }
 
 /*
  * Write queued records until the socket is full. Called with wlock held;
  * returns 0, or -errno when the stream must be closed (after unlocking).
+ * *release: streams held back for our backlog may be read again.
  */
-static int stream_flush_locked(struct stream *s)
+static int stream_flush_locked(struct stream *s, bool *release)
 {
 	while (s->out_head) {
 		struct mg_message *m = s->out_head;
 		ssize_t n = write_record(s, m);
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK) {
-			stream_unpause_locked(s);
+			*release = stream_unpause_locked(s);
 			stream_want_out(s, true);
 			return 0;
 		}
@@ -351,19 +362,22 @@ static int stream_flush_locked(struct stream *s)
 			mg_message_free(m);
 		}
 	}
-	stream_unpause_locked(s);
+	*release = stream_unpause_locked(s);
 	stream_want_out(s, false);
 	return 0;
 }
 
 static void stream_flush(struct stream *s)
 {
+	bool release = false;
 	char why[128];
 	int ret;
 
 	pthread_mutex_lock(&s->wlock);
-	ret = stream_flush_locked(s);
+	ret = stream_flush_locked(s, &release);
 	pthread_mutex_unlock(&s->wlock);
+	if (release)
+		router_release_waiters(s->router, s);
 	if (ret < 0) {
 		snprintf(why, sizeof(why), "write: %s", strerror(-ret));
 		stream_close(s, why);
@@ -411,9 +425,9 @@ int stream_send_direct(struct stream *s, struct mg_message *msg)
 	return 0;
 }
 
-void stream_send(struct stream *s, struct mg_message *msg)
+bool stream_send(struct stream *s, struct mg_message *msg)
 {
-	bool idle, too_big = false;
+	bool idle, too_big = false, full = false;
 
 	msg->next = NULL;
 	msg->sent = 0;
@@ -422,7 +436,7 @@ void stream_send(struct stream *s, struct mg_message *msg)
 	if (s->closed) {
 		pthread_mutex_unlock(&s->wlock);
 		mg_message_free(msg);
-		return;
+		return false;
 	}
 	if (s->out_bytes + msg->len > STREAM_OUT_MAX) {
 		too_big = true;
@@ -441,6 +455,9 @@ void stream_send(struct stream *s, struct mg_message *msg)
 			if (!idle && s->registered)
 				stream_want_out(s, true);
 		}
+		/* The sender may be held back until this drains (stream_hold). */
+		if (s->out_held > STREAM_PAUSE_BYTES)
+			full = s->has_waiters = true;
 	}
 	pthread_mutex_unlock(&s->wlock);
 	if (too_big) {
@@ -448,10 +465,48 @@ void stream_send(struct stream *s, struct mg_message *msg)
 			  (size_t)STREAM_OUT_MAX);
 		mg_message_free(msg);
 		stream_close(s, "output backlog too large");
-		return;
+		return false;
 	}
 	if (idle)
 		stream_flush(s);
+	return full;
+}
+
+void stream_hold(struct stream *in, struct stream *dst)
+{
+	bool full;
+
+	pthread_mutex_lock(&in->wlock);
+	if (in->closed) {
+		pthread_mutex_unlock(&in->wlock);
+		return;
+	}
+	__atomic_store_n(&in->waiting, true, __ATOMIC_RELAXED);
+	in->waits_on = dst;
+	if (in->registered)
+		stream_want_out(in, in->out_head != NULL);
+	pthread_mutex_unlock(&in->wlock);
+	/*
+	 * dst may have drained between its stream_send and here, and found
+	 * no one waiting: look again, now that we are.
+	 */
+	pthread_mutex_lock(&dst->wlock);
+	full = dst->has_waiters && !dst->closed;
+	pthread_mutex_unlock(&dst->wlock);
+	if (!full)
+		stream_release(in, dst);
+}
+
+void stream_release(struct stream *s, const struct stream *dst)
+{
+	pthread_mutex_lock(&s->wlock);
+	if (s->waiting && (!dst || s->waits_on == dst)) {
+		__atomic_store_n(&s->waiting, false, __ATOMIC_RELAXED);
+		s->waits_on = NULL;
+		if (s->registered)
+			stream_want_out(s, s->out_head != NULL);
+	}
+	pthread_mutex_unlock(&s->wlock);
 }
 
 static void stream_protocol_error(struct stream *s, const char *why)
@@ -778,7 +833,8 @@ static void stream_on_wevent(struct broker_source *src, uint32_t events)
 
 static bool stream_paused(struct stream *s)
 {
-	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED);
+	return __atomic_load_n(&s->paused, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&s->waiting, __ATOMIC_RELAXED);
 }
 
 /*

@@ -41,6 +41,15 @@ struct stream {
 	bool lent;			/* input handled by a waiting thread */
 	bool reply_warned;		/* a foreign reply was logged (router.c) */
 	bool paused;			/* child not read: its backlog is full (wlock) */
+	/*
+	 * Child not read either: it sent to a stream whose backlog is full
+	 * (waits_on; wlock). The broker reads it again once that stream has
+	 * drained or closed (stream_wake_waiters). waits_on is compared,
+	 * never followed: it may be gone.
+	 */
+	bool waiting;
+	const struct stream *waits_on;
+	bool has_waiters;		/* someone waits for our backlog (wlock) */
 	/* heartbeat.c: the peer showed life since the last look (input, or
 	 * room it made for our output); looks in a row it had not; it has
 	 * spoken at all (a child is pinged only after its greeting) */
@@ -86,7 +95,8 @@ void stream_input(struct stream *s, uint32_t events);
  * A child that never reads cannot make us queue more than this in
  * answers to what it sends (docs/limits.md). A parent stream is always
  * read: every context reads its parent, so streams paused along a tree
- * cannot wait on each other.
+ * cannot wait on each other. The same bound holds back a child whose
+ * messages go to a stream over it (stream_hold).
  */
 #define STREAM_PAUSE_BYTES ((size_t)4 << 20)
 
@@ -100,8 +110,22 @@ struct stream *stream_new(int fd, enum stream_role role, uint32_t remote_id,
 struct stream *stream_new_bytes(int rfd, int wfd, enum stream_role role, uint32_t remote_id,
 				const char *name, size_t max_message_size);
 int stream_start(struct mg_broker *b, struct stream *s);
-/* Queue msg (taken) for sending. */
-void stream_send(struct stream *s, struct mg_message *msg);
+/*
+ * Queue msg (taken) for sending. Returns true when what s has queued is
+ * then over STREAM_PAUSE_BYTES: the child the message came from is to be
+ * held back (stream_hold) until s drains.
+ */
+bool stream_send(struct stream *s, struct mg_message *msg);
+/*
+ * Backpressure between streams: in, a child, sent to dst, whose backlog
+ * is over STREAM_PAUSE_BYTES (stream_send said so). Stop reading in until
+ * dst has drained to a quarter of that or closed (router_release_waiters).
+ * Without it a child could queue up to STREAM_OUT_MAX here in a sibling
+ * (or a slow parent link) that does not read (docs/limits.md).
+ */
+void stream_hold(struct stream *in, struct stream *dst);
+/* Read s again if it is held back for dst (NULL: for any stream). */
+void stream_release(struct stream *s, const struct stream *dst);
 /*
  * Any thread, with the router's life lock read-held (so s cannot be
  * freed; router.h): write a one-record msg straight to the socket when

@@ -17,6 +17,8 @@
  *   test_decode_budget        16 MiB of nils sent to a receiver of ours
  *   test_unread_replies       200,000 answered requests from a child that
  *                             never reads its channel
+ *   test_sibling_flood        128 MiB sent by one child to a sibling that
+ *                             reads nothing (queued here, on the way)
  *
  * Memory is read from this process: the live heap (mallinfo2, or ASan's
  * own count in the sanitizer tree, whose quarantine keeps freed blocks
@@ -71,15 +73,15 @@ static int put_record(const void *rec, size_t len)
 }
 
 /*
- * Send `total` payload bytes to (dst 0, handle) as records of the most a
+ * Send `total` payload bytes to (dst, handle) as records of the most a
  * record holds: hdr[hlen] first, then `fill` bytes. With last false the
  * final LAST flag is never sent: the message stays unfinished.
  */
-static int put_message(uint32_t handle, uint32_t reply_to, const uint8_t *hdr, size_t hlen,
-		       uint8_t fill, size_t total, bool last)
+static int put_message_to(uint32_t dst, uint32_t handle, uint32_t reply_to, const uint8_t *hdr,
+			  size_t hlen, uint8_t fill, size_t total, bool last)
 {
 	static uint8_t rec[WIRE_RECORD_MAX];
-	struct wire_meta meta = { .dst_id = 0, .src_id = mg_context_id(),
+	struct wire_meta meta = { .dst_id = dst, .src_id = mg_context_id(),
 				  .auth_id = mg_context_id(), .handle = handle,
 				  .reply_to = reply_to };
 	size_t off = 0;
@@ -101,6 +103,13 @@ static int put_message(uint32_t handle, uint32_t reply_to, const uint8_t *hdr, s
 		off += n;
 	} while (off < total);
 	return 0;
+}
+
+/* The same to the master (id 0). */
+static int put_message(uint32_t handle, uint32_t reply_to, const uint8_t *hdr, size_t hlen,
+		       uint8_t fill, size_t total, bool last)
+{
+	return put_message_to(0, handle, reply_to, hdr, hlen, fill, total, last);
 }
 
 static void be32(uint8_t *p, uint32_t x)
@@ -272,6 +281,38 @@ static int mem_unread(struct mg_call *call, const struct mg_value *args, struct 
 	return 0;
 }
 MG_EXPORT(mem_unread);
+
+/*
+ * mem_flood(dst, n, bytes, done): n whole messages of `bytes` nils each to
+ * (dst, a user handle): a sibling's id, routed through the parent. Then
+ * one byte down the FIFO at path done.
+ */
+static int mem_flood(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	int64_t dst, n, bytes;
+	const char *done;
+	uint8_t hdr[5];
+	int fd, err = 0;
+
+	if (mg_value_unpack(args, NULL, "llls", &dst, &n, &bytes, &done) < 0 || bytes < 5)
+		return mg_call_fail(call, EINVAL, "mem_flood(dst, n, bytes, done)");
+	nils_header(hdr, (size_t)bytes);
+	for (int64_t i = 0; i < n && !err; i++)
+		err = put_message_to((uint32_t)dst, MG_HANDLE_USER_MIN + 7, 0, hdr, 5, 0xc0,
+				     (size_t)bytes, true);
+	fd = open(done, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "x", 1) != 1) {
+			/* the parent then times out */
+		}
+		close(fd);
+	}
+	if (err < 0)
+		return mg_call_fail(call, -err, "send");
+	*ret = mg_str("sent");
+	return 0;
+}
+MG_EXPORT(mem_flood);
 
 /* --- fixtures ---------------------------------------------------------- */
 
@@ -822,6 +863,74 @@ static void test_unread_replies(void **state)
 	kill_child(c);
 }
 
+/* Is c's input held back until the stream it sends to drains? */
+static bool waiting(struct mg_context *c)
+{
+	struct stream *s;
+	bool w;
+
+	pthread_mutex_lock(&router->lock);
+	s = idmap_get(&router->routes, mg_context_remote_id(c));
+	w = s && __atomic_load_n(&s->waiting, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&router->lock);
+	return w;
+}
+
+/*
+ * A child sends 128 MiB, in messages of 1 MiB, to a sibling that reads
+ * nothing (stopped). Every message is routed through us and waits in the
+ * sibling's output queue here. Once that queue holds STREAM_PAUSE_BYTES
+ * the sender is not read any more until it drains: what it sends next
+ * waits in its own socket, not in our heap. Once the sibling reads again,
+ * the sender is read again and gets to the end.
+ */
+static void test_sibling_flood(void **state)
+{
+	const int64_t n = 128, each = (int64_t)MiB;
+	struct mg_context *deaf = start("deaf"), *flooder = start("flooder");
+	struct mg_receiver *rx;
+	double end = mg_test_now() + 120;
+	size_t heap0, heap;
+	bool held = false;
+
+	heap0 = heap_live();
+	assert_int_equal(kill(mg_context_pid(deaf), SIGSTOP), 0);
+	rx = mg_call_async(flooder, "mem_flood",
+			   mg_value_build("llls", (int64_t)mg_context_remote_id(deaf), n, each,
+					  fifo_path),
+			   NULL);
+	/* Either it sent everything, or we stopped reading it. */
+	for (;;) {
+		struct pollfd p = { .fd = fifo_rd, .events = POLLIN };
+
+		if ((held = waiting(flooder)))
+			break;
+		if (poll(&p, 1, 1) > 0)
+			break;
+		if (mg_test_now() > end)
+			fail_msg("the flooder neither finished nor was held back in 120 s");
+	}
+	if (!held)
+		drained(flooder);
+	heap = heap_live();
+	printf("# %lld MiB to a sibling that reads nothing: %s, heap +%.1f MiB\n",
+	       (long long)(n * each / (int64_t)MiB),
+	       held ? "the sender is held back" : "all of it was queued here",
+	       mib((ssize_t)(heap - heap0)));
+	sibling_prompt("sibling flood");
+	/* The sibling reads again: its backlog drains, and the flooder is
+	 * read again and sends the rest (held back again as often as the
+	 * backlog fills): it must get to the end. */
+	assert_int_equal(kill(mg_context_pid(deaf), SIGCONT), 0);
+	fifo_wait(1);
+	mg_receiver_free(rx);
+	stop(flooder);
+	stop(deaf);
+	if (heap - heap0 > STREAM_PAUSE_BYTES + 8 * MiB)
+		fail_msg("a sibling's unread queue held %.1f MiB of another child's messages",
+			 mib((ssize_t)(heap - heap0)));
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -831,6 +940,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_allocate_id_flood),
 		cmocka_unit_test(test_decode_budget),
 		cmocka_unit_test(test_unread_replies),
+		cmocka_unit_test(test_sibling_flood),
 	};
 	int ret;
 
