@@ -112,6 +112,20 @@ static int put_message(uint32_t handle, uint32_t reply_to, const uint8_t *hdr, s
 	return put_message_to(0, handle, reply_to, hdr, hlen, fill, total, last);
 }
 
+/* One byte down the FIFO at path: the parent's hand-off (it times out
+ * if the byte never comes). */
+static void fifo_signal(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, "x", 1) != 1) {
+		/* the parent then times out */
+	}
+	close(fd);
+}
+
 static void be32(uint8_t *p, uint32_t x)
 {
 	p[0] = x >> 24;
@@ -158,7 +172,7 @@ static int mem_partial(struct mg_call *call, const struct mg_value *args, struct
 	const char *kind, *fifo;
 	int64_t claim, bytes;
 	uint8_t hdr[5];
-	int fd, err;
+	int err;
 
 	if (mg_value_unpack(args, NULL, "slls", &kind, &claim, &bytes, &fifo) < 0)
 		return mg_call_fail(call, EINVAL, "mem_partial(kind, claim, bytes, fifo)");
@@ -169,13 +183,7 @@ static int mem_partial(struct mg_call *call, const struct mg_value *args, struct
 		nils_header(hdr, (size_t)claim);
 	}
 	err = put_message(4321, 0, hdr, 5, 0xc0, (size_t)bytes, false);
-	fd = open(fifo, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (write(fd, "x", 1) != 1) {
-			/* the parent then times out */
-		}
-		close(fd);
-	}
+	fifo_signal(fifo);
 	if (err < 0)
 		return mg_call_fail(call, -err, "send");
 	/* Dropped with our channel: the agent exits when the parent goes. */
@@ -270,13 +278,7 @@ static int mem_unread(struct mg_call *call, const struct mg_value *args, struct 
 			i++;
 	}
 	close(fd);
-	fd = open(done, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (write(fd, "x", 1) != 1) {
-			/* the parent then times out */
-		}
-		close(fd);
-	}
+	fifo_signal(done);
 	sleep(120);
 	return 0;
 }
@@ -292,7 +294,7 @@ static int mem_flood(struct mg_call *call, const struct mg_value *args, struct m
 	int64_t dst, n, bytes;
 	const char *done;
 	uint8_t hdr[5];
-	int fd, err = 0;
+	int err = 0;
 
 	if (mg_value_unpack(args, NULL, "llls", &dst, &n, &bytes, &done) < 0 || bytes < 5)
 		return mg_call_fail(call, EINVAL, "mem_flood(dst, n, bytes, done)");
@@ -300,13 +302,7 @@ static int mem_flood(struct mg_call *call, const struct mg_value *args, struct m
 	for (int64_t i = 0; i < n && !err; i++)
 		err = put_message_to((uint32_t)dst, MG_HANDLE_USER_MIN + 7, 0, hdr, 5, 0xc0,
 				     (size_t)bytes, true);
-	fd = open(done, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (write(fd, "x", 1) != 1) {
-			/* the parent then times out */
-		}
-		close(fd);
-	}
+	fifo_signal(done);
 	if (err < 0)
 		return mg_call_fail(call, -err, "send");
 	*ret = mg_str("sent");
@@ -795,17 +791,46 @@ static void test_decode_budget(void **state)
 	sibling_prompt("decode");
 }
 
-/* Has the router stopped reading c (backpressure)? */
-static bool not_read(struct mg_context *c)
+/*
+ * Has the router stopped reading c? paused: its own answers are backed
+ * up (backpressure); waiting: it sent into another stream's full backlog
+ * (stream_hold).
+ */
+static bool not_read(struct mg_context *c, bool waiting)
 {
 	struct stream *s;
-	bool paused;
+	bool held;
 
 	pthread_mutex_lock(&router->lock);
 	s = idmap_get(&router->routes, mg_context_remote_id(c));
-	paused = s && __atomic_load_n(&s->paused, __ATOMIC_RELAXED);
+	held = s && __atomic_load_n(waiting ? &s->waiting : &s->paused, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&router->lock);
-	return paused;
+	return held;
+}
+
+/*
+ * Wait until c has sent all it will (a byte down the FIFO) or the router
+ * stops reading it (not_read); then until we read what it wrote. Returns
+ * whether it was held back.
+ */
+static bool sent_or_held(struct mg_context *c, bool waiting)
+{
+	double end = mg_test_now() + 120;
+	bool held;
+
+	for (;;) {
+		struct pollfd p = { .fd = fifo_rd, .events = POLLIN };
+
+		if ((held = not_read(c, waiting)))
+			break;
+		if (poll(&p, 1, 1) > 0)
+			break;
+		if (mg_test_now() > end)
+			fail_msg("%s neither finished nor was held back in 120 s", mg_context_name(c));
+	}
+	if (!held)
+		drained(c);
+	return held;
 }
 
 /*
@@ -820,28 +845,15 @@ static void test_unread_replies(void **state)
 	struct mg_context *c = start("deaf");
 	char stop_path[sizeof(tmpdir) + 16];
 	struct mg_receiver *rx;
-	double end = mg_test_now() + 120;
 	size_t heap0, heap;
-	bool paused = false;
+	bool paused;
 	int stop;
 
 	snprintf(stop_path, sizeof(stop_path), "%s/stop", tmpdir);
 	assert_int_equal(mkfifo(stop_path, 0600), 0);
 	heap0 = heap_live();
 	rx = mg_call_async(c, "mem_unread", mg_value_build("lss", n, fifo_path, stop_path), NULL);
-	/* Either the child sent everything, or we stopped reading it. */
-	for (;;) {
-		struct pollfd p = { .fd = fifo_rd, .events = POLLIN };
-
-		if ((paused = not_read(c)))
-			break;
-		if (poll(&p, 1, 1) > 0)
-			break;
-		if (mg_test_now() > end)
-			fail_msg("the child neither finished nor was paused in 120 s");
-	}
-	if (!paused)
-		drained(c);
+	paused = sent_or_held(c, false);
 	heap = heap_live();
 	printf("# up to %lld requests from a child that reads nothing: %s, heap +%.1f MiB\n",
 	       (long long)n, paused ? "it is no longer read" : "all were read",
@@ -863,19 +875,6 @@ static void test_unread_replies(void **state)
 	kill_child(c);
 }
 
-/* Is c's input held back until the stream it sends to drains? */
-static bool waiting(struct mg_context *c)
-{
-	struct stream *s;
-	bool w;
-
-	pthread_mutex_lock(&router->lock);
-	s = idmap_get(&router->routes, mg_context_remote_id(c));
-	w = s && __atomic_load_n(&s->waiting, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&router->lock);
-	return w;
-}
-
 /*
  * A child sends 128 MiB, in messages of 1 MiB, to a sibling that reads
  * nothing (stopped). Every message is routed through us and waits in the
@@ -889,9 +888,8 @@ static void test_sibling_flood(void **state)
 	const int64_t n = 128, each = (int64_t)MiB;
 	struct mg_context *deaf = start("deaf"), *flooder = start("flooder");
 	struct mg_receiver *rx;
-	double end = mg_test_now() + 120;
 	size_t heap0, heap;
-	bool held = false;
+	bool held;
 
 	heap0 = heap_live();
 	assert_int_equal(kill(mg_context_pid(deaf), SIGSTOP), 0);
@@ -899,19 +897,7 @@ static void test_sibling_flood(void **state)
 			   mg_value_build("llls", (int64_t)mg_context_remote_id(deaf), n, each,
 					  fifo_path),
 			   NULL);
-	/* Either it sent everything, or we stopped reading it. */
-	for (;;) {
-		struct pollfd p = { .fd = fifo_rd, .events = POLLIN };
-
-		if ((held = waiting(flooder)))
-			break;
-		if (poll(&p, 1, 1) > 0)
-			break;
-		if (mg_test_now() > end)
-			fail_msg("the flooder neither finished nor was held back in 120 s");
-	}
-	if (!held)
-		drained(flooder);
+	held = sent_or_held(flooder, true);
 	heap = heap_live();
 	printf("# %lld MiB to a sibling that reads nothing: %s, heap +%.1f MiB\n",
 	       (long long)(n * each / (int64_t)MiB),
