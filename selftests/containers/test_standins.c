@@ -245,6 +245,9 @@ static void test_tool_kubectl_target(void **state)
 		/* refused before kubectl ran */
 		assert_int_equal(stat(argv_log, &st), -1);
 	}
+	TOOLRUN(&r, "--help");
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "kubectl:[NAMESPACE/]POD[:CONTAINER]"));
 	toolrun_free(&r);
 }
 
