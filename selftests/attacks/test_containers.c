@@ -125,6 +125,7 @@ static void attack_held_agent(const char *what, const char *user)
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_context *ctx;
 	char name[96], line[256] = "", path[PATH_MAX], cmd[2048];
+	struct ctr_run res;
 	pid_t init;
 	FILE *att, *f;
 	int fd;
@@ -172,6 +173,10 @@ static void attack_held_agent(const char *what, const char *user)
 	assert_non_null(strstr(line, "mem="));
 	assert_non_null(strstr(line, "mem=denied "));
 	assert_non_null(strstr(line, "environ=denied"));
+	/* and the agent works, as the container's uid */
+	ctr_run_sh(ctx, "id -u", NULL, &res);
+	snprintf(cmd, sizeof(cmd), "%.*s\n", (int)strcspn(user, ":"), user);
+	assert_string_equal(res.out, cmd);
 	finish(ctx);
 }
 
