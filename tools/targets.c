@@ -187,7 +187,7 @@ static struct mg_context *hop_start_doas(struct mg_router *r, const struct hop *
 
 /* Containers (docs/containers.md): podman:NAME, docker:NAME,
  * docker-image:IMAGE, buildah:NAME, lxc:NAME, lxd:NAME, incus:NAME,
- * kubectl:POD[:CONTAINER], machinectl:NAME. The library checks the names
+ * kubectl:[NAMESPACE/]POD[:CONTAINER], machinectl:NAME. The library checks the names
  * (and says which is wrong, as written). */
 static struct mg_context *hop_start_podman(struct mg_router *r, const struct hop *h,
 					   const struct mg_local_opts *lo, struct mg_error *err)
@@ -239,16 +239,29 @@ static struct mg_context *hop_start_incus(struct mg_router *r, const struct hop 
 	return mg_incus(r, &o, err);
 }
 
+/* kubectl:[NAMESPACE/]POD[:CONTAINER]; hop_kubectl_check has checked the
+ * shape (target_parse kept NAMESPACE/POD as one hop). */
 static struct mg_context *hop_start_kubectl(struct mg_router *r, const struct hop *h,
 					    const struct mg_local_opts *lo, struct mg_error *err)
 {
-	char buf[256], *colon;
+	char buf[256], *pod = buf, *ns = NULL, *colon, *slash;
 
-	snprintf(buf, sizeof(buf), "%s", h->arg);
-	colon = strchr(buf, ':');
+	if (snprintf(buf, sizeof(buf), "%s", h->arg) >= (int)sizeof(buf)) {
+		err_setf(err, MG_ERR_STREAM, EINVAL, "kubectl:%.40s...: too long", h->arg);
+		errno = EINVAL;
+		return NULL;
+	}
+	slash = strchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		ns = buf;
+		pod = slash + 1;
+	}
+	colon = strchr(pod, ':');
 	if (colon)
 		*colon++ = '\0';
-	MG_OPTS(mg_kubectl_opts, o, .local = lo, .pod = buf, .container = colon);
+	MG_OPTS(mg_kubectl_opts, o, .local = lo, .pod = pod, .container = colon,
+		.kubectl_namespace = ns);
 	return mg_kubectl(r, &o, err);
 }
 
@@ -316,7 +329,7 @@ static const struct hop_type hop_types[] = {
 	{ "lxc", HOP_ARG_REQUIRED, "CONTAINER", hop_start_lxc },
 	{ "lxd", HOP_ARG_REQUIRED, "INSTANCE", hop_start_lxd },
 	{ "incus", HOP_ARG_REQUIRED, "INSTANCE", hop_start_incus },
-	{ "kubectl", HOP_ARG_REQUIRED, "POD[:CONTAINER]", hop_start_kubectl },
+	{ "kubectl", HOP_ARG_REQUIRED, "[NAMESPACE/]POD[:CONTAINER]", hop_start_kubectl },
 	{ "machinectl", HOP_ARG_REQUIRED, "MACHINE", hop_start_machinectl },
 	{ "setns", HOP_ARG_REQUIRED, "podman:NAME|docker:NAME|lxc:NAME|pid:N",
 	  hop_start_setns },
@@ -380,6 +393,78 @@ static bool hop_is_host(const char *text, size_t len, size_t klen)
 	return klen + 1 < len;
 }
 
+/* Does text[0..len) begin a hop that names a kind ("sudo", "ssh:h")? */
+static bool hop_names_kind(const char *text, size_t len)
+{
+	const char *colon = memchr(text, ':', len);
+	size_t klen = colon ? (size_t)(colon - text) : len;
+
+	for (size_t i = 0; i < HOP_TYPES_N; i++)
+		if (strlen(hop_types[i].name) == klen && !memcmp(hop_types[i].name, text, klen))
+			return true;
+	return false;
+}
+
+/*
+ * Length of the hop that starts at text (end: the target's end). A hop
+ * ends at the next '/', except kubectl:NAMESPACE/POD: the '/' after
+ * "kubectl:NAMESPACE" is the namespace's unless what follows it names a
+ * kind of hop ("kubectl:web/sudo" is pod web, then sudo; a plain host
+ * after a pod is written ssh:HOST). An empty part stays in the hop, for
+ * hop_kubectl_check to refuse as written.
+ */
+static size_t hop_len(const char *text, const char *end)
+{
+	const char *slash = memchr(text, '/', (size_t)(end - text)), *next, *nend;
+
+	if (!slash)
+		return (size_t)(end - text);
+	if ((size_t)(slash - text) < 8 || memcmp(text, "kubectl:", 8) ||
+	    memchr(text + 8, ':', (size_t)(slash - text - 8)))
+		return (size_t)(slash - text);
+	next = slash + 1;
+	nend = memchr(next, '/', (size_t)(end - next));
+	if (!nend)
+		nend = end;
+	if (nend > next && hop_names_kind(next, (size_t)(nend - next)))
+		return (size_t)(slash - text);
+	return (size_t)(nend - text);
+}
+
+/* Is s[0..n) a kubectl name we pass on (not empty, no leading '-')? */
+static bool hop_kubectl_word(const char *s, size_t n)
+{
+	return n > 0 && s[0] != '-';
+}
+
+/*
+ * arg[0..alen) of hop text[0..len) is [NAMESPACE/]POD[:CONTAINER]: refuse
+ * an empty part or one that kubectl would read as an option, naming the
+ * hop as written. The library checks the characters.
+ */
+static int hop_kubectl_check(const char *arg, size_t alen, const char *spec,
+			     const char *text, size_t len, const char *tspec, int tlen,
+			     char *why, size_t why_size)
+{
+	const char *slash = memchr(arg, '/', alen), *pod = slash ? slash + 1 : arg;
+	const char *colon = memchr(pod, ':', alen - (size_t)(pod - arg));
+	size_t plen = colon ? (size_t)(colon - pod) : alen - (size_t)(pod - arg);
+	const char *what = NULL;
+
+	if (slash && !hop_kubectl_word(arg, (size_t)(slash - arg)))
+		what = slash == arg ? "the namespace is empty" : "the namespace starts with '-'";
+	else if (!hop_kubectl_word(pod, plen))
+		what = plen ? "the pod starts with '-'" : "the pod is empty";
+	else if (colon && !hop_kubectl_word(colon + 1, alen - (size_t)(colon + 1 - arg)))
+		what = colon + 1 == arg + alen ? "the container is empty"
+					       : "the container starts with '-'";
+	if (!what)
+		return 0;
+	return why_set(why, why_size,
+		       "-t '%s': hop '%.*s' in target '%.*s': %s (kubectl:[NAMESPACE/]POD[:CONTAINER])",
+		       spec, (int)len, text, tlen, tspec, what);
+}
+
 /*
  * Parse one hop, text[0..len) of target tspec in -t spec, into *ret (whose
  * arg the caller frees). This is the only place that reads hop syntax:
@@ -435,6 +520,14 @@ static int hop_parse(const char *text, size_t len, const char *spec,
 			       spec, (int)len, text, tlen, tspec, type->name,
 			       type->arg_hint ? type->arg_hint : "ARG");
 
+	if (type->start == hop_start_kubectl) {
+		int r = hop_kubectl_check(colon + 1, len - klen - 1, spec, text, len, tspec, tlen,
+					  why, why_size);
+
+		if (r < 0)
+			return r;
+	}
+
 	ret->type = type;
 	ret->ctx = NULL;
 	ret->arg = NULL;
@@ -471,8 +564,8 @@ static int target_parse(const char *text, size_t len, const char *spec,
 	int ret;
 
 	memset(t, 0, sizeof(*t));
-	for (const char *q = text; q < end; q++)
-		n += *q == '/';
+	for (const char *q = text + hop_len(text, end); q < end; q += 1 + hop_len(q + 1, end))
+		n++;
 	if (n > TARGET_HOPS_MAX)
 		return why_set(why, why_size,
 			       "-t '%s': target '%.*s' has %zu hops (at most %d)",
@@ -484,8 +577,7 @@ static int target_parse(const char *text, size_t len, const char *spec,
 		return -ENOMEM;
 	}
 	for (;;) {
-		const char *slash = memchr(p, '/', (size_t)(end - p));
-		const char *hend = slash ? slash : end;
+		const char *hend = p + hop_len(p, end);
 
 		ret = hop_parse(p, (size_t)(hend - p), spec, text, (int)len,
 				&t->hops[t->nhops], why, why_size);
@@ -494,9 +586,9 @@ static int target_parse(const char *text, size_t len, const char *spec,
 			return ret;
 		}
 		t->nhops++;
-		if (!slash)
+		if (hend == end)
 			break;
-		p = slash + 1;
+		p = hend + 1;
 	}
 	return 0;
 }

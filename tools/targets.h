@@ -19,9 +19,12 @@
  * A hop is "KIND" or "KIND:ARG". The kinds are the table hop_types in
  * targets.c: local, fork, ssh:[USER@]HOST[:PORT], sudo[:USER], su:USER,
  * doas[:USER], podman:NAME, docker:NAME, docker-image:IMAGE, buildah:NAME,
- * lxc:NAME, lxd:NAME, incus:NAME, kubectl:POD[:CONTAINER], machinectl:NAME,
- * setns:podman:NAME, setns:docker:NAME, setns:lxc:NAME, setns:pid:N. A hop that names no kind is an ssh host, as pdsh reads
+ * lxc:NAME, lxd:NAME, incus:NAME, kubectl:[NAMESPACE/]POD[:CONTAINER],
+ * machinectl:NAME, setns:podman:NAME, setns:docker:NAME, setns:lxc:NAME,
+ * setns:pid:N. A hop that names no kind is an ssh host, as pdsh reads
  * it: "web1" is "ssh:web1", "deploy@web1:2222" is "ssh:deploy@web1:2222".
+ * In kubectl:NAMESPACE/POD the '/' is the namespace's unless what follows
+ * names a kind of hop (kubectl:web/sudo is pod web, then sudo).
  */
 
 /* Hard limits, so that a typo cannot start thousands of processes. */

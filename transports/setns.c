@@ -22,6 +22,10 @@
  *     groups, gid and uid, then execs the image from the fd opened in the
  *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
  *     what runs).
+ * The agent is not dumpable from its exec on (setns_image_copy): until its
+ * BOOT, after which it makes itself non-dumpable, it would otherwise be a
+ * process of the container's uid that any process of that uid there may
+ * ptrace or read through /proc/PID/mem (attacks/test_containers).
  * The channel is the SEQPACKET socketpair start_prepare makes, so the
  * eBPF channel filter (hooks_child_channel) covers it as a local child's.
  * The sandbox BOOT carries applies inside, on top of all this.
@@ -45,8 +49,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -62,6 +69,10 @@
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
+#endif
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
 #endif
 
 #define SETNS_FD_MIN 10		/* everything we carry sits above 0..3 */
@@ -132,6 +143,88 @@ static void plan_free(struct setns_plan *p)
 	if (p->img >= 0)
 		close(p->img);
 	free(p->envbuf);
+}
+
+/*
+ * The image the agent is exec'd from: a copy of path in a sealed memfd,
+ * mode 0111 (setns_start makes it 0555 once the agent has run it).
+ *
+ * Why: exec makes a process dumpable again (PR_SET_DUMPABLE does not
+ * survive it), unless the image is one the process cannot read; then the
+ * kernel (would_dump, begin_new_exec) leaves it at fs.suid_dumpable (0 or
+ * 2: ptrace and /proc/PID/mem need CAP_SYS_PTRACE) and ties its mm to a
+ * user namespace that owns the file (here the host's). Our own image is
+ * readable by all, so the agent would be open to every process of its uid
+ * in the container until its BOOT: the copy is not. The effective set of
+ * a root target loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH for the
+ * exec (setns_child), for the same reason; the exec gives root its
+ * capabilities back. Sealed: nothing writes it after the copy. Returns
+ * the fd (high, close-on-exec) or -errno with why.
+ */
+static int setns_image_copy(const char *path, char *why, size_t size)
+{
+	struct stat st;
+	off_t left;
+	int src, mfd;
+
+	src = open(path, O_RDONLY | O_CLOEXEC);
+	if (src < 0 || fstat(src, &st) < 0) {
+		int e = errno;
+
+		snprintf(why, size, "cannot open the image %s: %s", path, strerror(e));
+		if (src >= 0)
+			close(src);
+		return -e;
+	}
+	mfd = memfd_create("mitogen", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (mfd < 0 && errno == EINVAL)	/* before Linux 6.3: no MFD_EXEC */
+		mfd = memfd_create("mitogen", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0) {
+		int e = errno;
+
+		snprintf(why, size, "memfd_create: %s", strerror(e));
+		close(src);
+		return -e;
+	}
+	for (left = st.st_size; left > 0;) {
+		ssize_t n = sendfile(mfd, src, NULL, (size_t)left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+
+			snprintf(why, size, "copying the image %s: %s", path, strerror(e));
+			close(src);
+			close(mfd);
+			return -e;
+		}
+		left -= n;
+	}
+	close(src);
+	if (fchmod(mfd, 0111) < 0 ||
+	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+		int e = errno;
+
+		snprintf(why, size, "sealing the image's copy: %s", strerror(e));
+		close(mfd);
+		return -e;
+	}
+	return fd_high(mfd);
+}
+
+/* In the child: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+ * effective set, so that the exec finds the image unreadable (see
+ * setns_image_copy). Permitted and inheritable stay. */
+static int setns_drop_dac(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	d[0].effective &= ~((1U << CAP_DAC_OVERRIDE) | (1U << CAP_DAC_READ_SEARCH));
+	return syscall(SYS_capset, &h, d) < 0 ? -1 : 0;
 }
 
 /*
@@ -411,6 +504,10 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	pid_t pid, waiter;
 	int status, devnull;
 
+	/* A copy of the master (its memory, its fds) about to enter the
+	 * container: no process there may read it (the master is not
+	 * dumpable either, unless MITOGEN_DUMPABLE=1 asked). */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
@@ -474,6 +571,8 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != waiter)
 		_exit(127);
+	if (setns_drop_dac() < 0)
+		child_die("dropping CAP_DAC_OVERRIDE for the exec", errno);
 	syscall(SYS_execveat, p->img, "", (char *const[]){ p->argv0, NULL }, p->env,
 		AT_EMPTY_PATH);
 	child_die("exec", errno);
@@ -484,10 +583,11 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 			       const struct mg_value *sandbox, struct mg_error *err)
 {
 	struct setns_plan p = { .root = -1, .cwd = -1, .img = -1 };
+	struct mg_context *ctx;
 	struct start st;
 	char name[96], why[512], path[64], *sb_env = NULL;
 	pid_t pid;
-	int ret;
+	int ret, img;
 
 	for (size_t i = 0; i < SETNS_NS_N; i++)
 		p.ns[i] = -1;
@@ -530,10 +630,9 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 			  errno == ENOENT ? "no such process" : strerror(errno));
 		goto fail;
 	}
-	p.img = fd_high(open(st.image ? st.image : "/proc/self/exe", O_RDONLY | O_CLOEXEC));
+	p.img = setns_image_copy(st.image ? st.image : "/proc/self/exe", why, sizeof(why));
 	if (p.img < 0) {
-		error_set(err, MG_ERR_STREAM, errno, "%s: cannot open the image %s: %s",
-			  st.namebuf, st.image ? st.image : "/proc/self/exe", strerror(errno));
+		error_set(err, MG_ERR_STREAM, -p.img, "%s: %s", st.namebuf, why);
 		goto fail;
 	}
 	sb_env = sandbox_early_env(st.sandbox);
@@ -553,9 +652,18 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	}
 	if (pid == 0)
 		setns_child(&p, st.sv[1], st.out[1]);
+	img = p.img;
+	p.img = -1;
 	plan_free(&p);
 	free(sb_env);
-	return start_finish(&st, pid, err);
+	ctx = start_finish(&st, pid, err);
+	/* It has run the image (it said hello): it may read its own image
+	 * now, for the contexts it starts; its dumpability was decided at the
+	 * exec. */
+	if (ctx && fchmod(img, 0555) < 0)
+		LOG_DEBUG("setns: chmod of the image's copy: %s", strerror(errno));
+	close(img);
+	return ctx;
 fail:
 	plan_free(&p);
 	free(sb_env);

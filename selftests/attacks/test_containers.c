@@ -7,6 +7,14 @@
  *    setns context inside a podman container mounts a tmpfs (CAP_SYS_ADMIN,
  *    which no process of the container has) and reads its bounding set.
  *    The context must have the container's capabilities, no more.
+ *  - reading a setns agent before BOOT: between its exec and BOOT (after
+ *    which it makes itself non-dumpable) a setns agent is a process of
+ *    the container, with the container's uid. A process of the container
+ *    with that uid (podman exec, as root and as nobody) reads the agent's
+ *    memory through /proc/PID/mem and its environment while a test hook
+ *    (hold_if_asked, in this binary, which is the agent's image) holds
+ *    the agent at its start: the agent must not be dumpable from its
+ *    exec on.
  *  - options through names: a container, user, pod or namespace name that
  *    the CLI would read as an option ("--privileged", "-uroot", "--env=X")
  *    is refused before the CLI runs (a stand-in CLI records any run).
@@ -15,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "selftests/containers/ctr.h"
@@ -69,6 +78,119 @@ static void test_setns_has_only_the_containers_caps(void **state)
 	finish(ctx);
 }
 
+/*
+ * The test hook: this binary is the setns agent's image. An agent of the
+ * test_setns_agent_not_dumpable containers (argv[0]
+ * "mitogen:setns.podman.mgtest-PID-dump...") says its pid, as its
+ * container sees it, on the FIFO /tmp/mg-hold there and waits for a byte
+ * on /tmp/mg-go before it goes on to BOOT: the window an attacker in the
+ * container has, held open by an explicit hand-off.
+ */
+static void hold_if_asked(char **argv)
+{
+	char c;
+	int fd;
+
+	if (!argv[0] || strncmp(argv[0], "mitogen:setns.podman.mgtest-", 28) ||
+	    !strstr(argv[0], "-dump"))
+		return;
+	fd = open("/tmp/mg-hold", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		dprintf(fd, "%d\n", (int)getpid());
+		close(fd);
+	}
+	fd = open("/tmp/mg-go", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &c, 1) < 0)
+			c = 0;
+		close(fd);
+	}
+}
+
+/*
+ * The attacker, in the container as uid: reads the held agent's pid, its
+ * first mapping's first bytes through /proc/PID/mem (what PTRACE_ATTACH
+ * and PTRACE_POKEDATA need too: mem is opened in ATTACH mode) and its
+ * environ, prints what it got, lets the agent go.
+ */
+static const char attacker[] =
+	"read pid </tmp/mg-hold; "
+	"a=$(head -n 1 /proc/$pid/maps | cut -d- -f1); "
+	"m=$(dd if=/proc/$pid/mem bs=1 skip=$((0x${a:-0})) count=4 2>/dev/null | tr -dc A-Z); "
+	"e=$(tr '\\0' ' ' </proc/$pid/environ 2>/dev/null | grep -o MITOGEN_AGENT_FD); "
+	"echo \"mem=${m:-denied} environ=${e:-denied}\"; echo go >/tmp/mg-go";
+
+static void attack_held_agent(const char *what, const char *user)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char name[96], line[256] = "", path[PATH_MAX], cmd[2048];
+	struct ctr_run res;
+	pid_t init;
+	FILE *att, *f;
+	int fd;
+
+	snprintf(name, sizeof(name), "mgtest-%d-dump%s", (int)getpid(), what);
+	snprintf(cmd, sizeof(cmd), "--user %s", user);
+	assert_int_equal(ctr_fixture("podman-run %s %s %s", name, image, cmd), 0);
+	mg_test_defer(rm_container, strdup(name));
+	assert_int_equal(ctr_sh_line(line, sizeof(line),
+				     "podman inspect --format '{{.State.Pid}}' %s", name), 0);
+	init = (pid_t)atoi(line);
+	/* the FIFOs, in the container's /tmp */
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp/mg-hold", (int)init);
+	assert_int_equal(mkfifo(path, 0666), 0);
+	assert_int_equal(chmod(path, 0666), 0);
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp/mg-go", (int)init);
+	assert_int_equal(mkfifo(path, 0666), 0);
+	assert_int_equal(chmod(path, 0666), 0);
+
+	snprintf(path, sizeof(path), "/proc/%d/root/tmp/mg-attack", (int)init);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(attacker, f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(cmd, sizeof(cmd), "podman exec --user %s %s /bin/sh /tmp/mg-attack", user, name);
+	att = popen(cmd, "r");
+	assert_non_null(att);
+	MG_OPTS(mg_setns_opts, o, .kind = "podman", .container = name);
+	ctx = mg_setns(router, &o, &err);
+	if (!ctx) {
+		/* let a waiting attacker go, then fail */
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+		snprintf(path, sizeof(path), "/proc/%d/root/tmp/mg-hold", (int)init);
+		fd = open(path, O_WRONLY | O_NONBLOCK);
+		if (fd >= 0 && write(fd, "0\n", 2) == 2)
+			close(fd);
+	}
+	line[0] = '\0';
+	if (!fgets(line, sizeof(line), att))
+		line[0] = '\0';
+	pclose(att);
+	fprintf(stderr, "# attacker as %s in the container: %s", user, line);
+	assert_non_null(ctx);
+	/* the hand-off happened: the attacker saw a pid and said something */
+	assert_non_null(strstr(line, "mem="));
+	assert_non_null(strstr(line, "mem=denied "));
+	assert_non_null(strstr(line, "environ=denied"));
+	/* and the agent works, as the container's uid */
+	ctr_run_sh(ctx, "id -u", NULL, &res);
+	snprintf(cmd, sizeof(cmd), "%.*s\n", (int)strcspn(user, ":"), user);
+	assert_string_equal(res.out, cmd);
+	finish(ctx);
+}
+
+static void test_setns_agent_not_dumpable(void **state)
+{
+	NEED_CTR();
+	if (!podman_up) {
+		fprintf(stderr, "# skip: %s\n", ctr_skip[0] ? ctr_skip : "no podman");
+		skip();
+	}
+	attack_held_agent("nobody", "65534:65534");
+	attack_held_agent("root", "0:0");
+}
+
 /* A stand-in CLI that records that it ran. */
 static void test_names_are_not_options(void **state)
 {
@@ -110,10 +232,12 @@ static void test_names_are_not_options(void **state)
 
 int main(int argc, char **argv)
 {
+	hold_if_asked(argv);
 	mg_main(argc, argv);
 
 	const struct CMUnitTest tests[] = {
 		CTR_TEST(test_setns_has_only_the_containers_caps),
+		CTR_TEST(test_setns_agent_not_dumpable),
 		CTR_TEST(test_names_are_not_options),
 	};
 	int ret;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/tools/toolrun.h"
 
 static struct mg_router *router;
 static char dir[PATH_MAX], argv_log[PATH_MAX + 16];
@@ -186,6 +187,70 @@ static void test_cli_fails(void **state)
 	assert_non_null(strstr(err.message, "namespace 'a b'"));
 }
 
+/* The tool with the stand-in first in PATH; its result in *r. */
+static void tool_run(struct toolrun *r, const char *spec)
+{
+	char path[PATH_MAX * 2];
+	const char *old = getenv("PATH");
+
+	snprintf(path, sizeof(path), "%s:%s", dir, old ? old : "/usr/bin:/bin");
+	setenv("PATH", path, 1);
+	TOOLRUN(r, "run", "-t", spec, "--", "sh", "-c", "echo in-pod");
+	if (old)
+		setenv("PATH", old, 1);
+}
+
+/* The tool's kubectl:[NAMESPACE/]POD[:CONTAINER]: the namespace and the
+ * container reach kubectl as -n and -c; a '/' followed by a kind of hop
+ * is the next hop; bad forms are refused, as written, before kubectl
+ * runs. */
+static void test_tool_kubectl_target(void **state)
+{
+	static const struct {
+		const char *spec, *argv;
+	} good[] = {
+		{ "kubectl:prod/web-0:app", "kubectl exec -i -n prod web-0 -c app --" },
+		{ "kubectl:web-1:side", "kubectl exec -i web-1 -c side --" },
+		{ "kubectl:kube-system/dns-2", "kubectl exec -i -n kube-system dns-2 --" },
+		{ "kubectl:web-3/local", "kubectl exec -i web-3 --" },
+		{ "kubectl:ops/web-4/local", "kubectl exec -i -n ops web-4 --" },
+	};
+	static const struct {
+		const char *spec, *why;
+	} bad[] = {
+		{ "kubectl:/pod", "hop 'kubectl:/pod' in target 'kubectl:/pod': the namespace is empty" },
+		{ "kubectl:ns/", "hop 'kubectl:ns/' in target 'kubectl:ns/': the pod is empty" },
+		{ "kubectl:-n/pod", "hop 'kubectl:-n/pod' in target 'kubectl:-n/pod': the namespace starts with '-'" },
+		{ "kubectl:ns/-it", "hop 'kubectl:ns/-it' in target 'kubectl:ns/-it': the pod starts with '-'" },
+		{ "kubectl:--help", "hop 'kubectl:--help' in target 'kubectl:--help': the pod starts with '-'" },
+		{ "kubectl:ns/pod:-c", "hop 'kubectl:ns/pod:-c' in target 'kubectl:ns/pod:-c': the container starts with '-'" },
+		{ "kubectl:ns/pod:", "hop 'kubectl:ns/pod:' in target 'kubectl:ns/pod:': the container is empty" },
+		{ "local/kubectl:ns//sudo", "in target 'local/kubectl:ns//sudo': the pod is empty" },
+	};
+	struct toolrun r = { 0 };
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		tool_run(&r, good[i].spec);
+		if (r.exit_code != 0)
+			fail_msg("-t %s: exit %d: %s", good[i].spec, r.exit_code, r.err_raw);
+		assert_string_equal(r.out, "in-pod\n");
+		assert_logged(good[i].argv);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tool_run(&r, bad[i].spec);
+		assert_int_equal(r.exit_code, 2);
+		if (!strstr(r.err, bad[i].why))
+			fail_msg("-t %s: no \"%s\" in: %s", bad[i].spec, bad[i].why, r.err);
+		/* refused before kubectl ran */
+		assert_int_equal(stat(argv_log, &st), -1);
+	}
+	TOOLRUN(&r, "--help");
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "kubectl:[NAMESPACE/]POD[:CONTAINER]"));
+	toolrun_free(&r);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -197,7 +262,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_machinectl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kubectl_via_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tool_kubectl_target, setup, teardown),
 	};
+	int ret;
 
-	return mg_test_run("containers/standins", tests, sizeof(tests) / sizeof(tests[0]));
+	if (toolrun_setup() < 0)
+		return 1;
+	ret = mg_test_run("containers/standins", tests, sizeof(tests) / sizeof(tests[0]));
+	toolrun_teardown();
+	return ret;
 }
