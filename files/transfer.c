@@ -594,7 +594,8 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 	const struct mg_value *ids = mg_map_get(plan, "ids"), *ctl = mg_map_get(plan, "ctl"),
 			      *man = mg_map_get(plan, "manifest"), *dest = mg_map_get(plan, "dest"),
 			      *name = mg_map_get(plan, "name"), *exact = mg_map_get(plan, "exact"),
-			      *pres = mg_map_get(plan, "preserve"), *mode = mg_map_get(plan, "mode");
+			      *pres = mg_map_get(plan, "preserve"), *mode = mg_map_get(plan, "mode"),
+			      *sync = mg_map_get(plan, "fsync");
 	struct mg_router *r = mg_call_router(call);
 	uint32_t self = mg_router_id(r);
 	struct relay rl = { .parent = mg_call_src_id(call) };
@@ -647,6 +648,8 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 		writer_prepare(&w, &m, dest->str, name->str, exact && exact->type == MG_BOOL &&
 			       exact->b, pres && pres->type == MG_BOOL && pres->b,
 			       mode && mode->type == MG_INT ? (int)mode->i : 0);
+		/* A sender that does not say (an older one): sync. */
+		w.sync = !(sync && sync->type == MG_BOOL && !sync->b);
 	}
 	/* Ready once every hop is (or failed). */
 	while (!fanout_all(&f, hop_not_waiting) && !rl.lost)
@@ -857,6 +860,7 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 		mg_map_set(plan, "exact", mg_bool(OPT(opts, exact, false)));
 		mg_map_set(plan, "preserve", mg_bool(OPT(opts, preserve, false)));
 		mg_map_set(plan, "mode", mg_int(mode > 0 ? mode : 0));
+		mg_map_set(plan, "fsync", mg_bool(!OPT(opts, no_fsync, false)));
 		mg_map_set(plan, "manifest", manifest_to_value(&m));
 		fanout_start(&f, ids, k, plan);
 	}
@@ -931,7 +935,7 @@ static void pull_fail(struct pull_src *p, struct mg_router *r, int errnum, const
 }
 
 static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message *msg,
-		     const char *src, double *last_progress)
+		     const char *src, bool sync)
 {
 	struct mg_value *v = NULL;
 	char why[512];
@@ -965,6 +969,7 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 			goto out;
 		}
 		writer_prepare(&p->w, &p->m, p->dir, bn, false, true, 0);
+		p->w.sync = sync;
 		free(b);
 		if (p->w.error) {
 			pull_fail(p, r, -p->w.error, p->w.why);
@@ -997,7 +1002,6 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 		pull_fail(p, r, EPROTO, "unexpected message from the source");
 	}
 out:
-	(void)last_progress;
 	mg_value_free(v);
 	mg_message_free(msg);
 }
@@ -1106,7 +1110,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 			struct pull_src *p = &ps[i];
 
 			if (rx == p->ctl_rx) {
-				pull_ctl(r, p, msg, src, &last);
+				pull_ctl(r, p, msg, src, !OPT(opts, no_fsync, false));
 				msg = NULL;
 				break;
 			}
