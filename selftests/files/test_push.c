@@ -562,7 +562,7 @@ static void *stopper_watch(void *arg)
 
 static void test_slow_destination(void **state)
 {
-	const size_t size = 24u << 20;
+	const size_t size = 12u << 20;
 	char src[PATH_MAX], d[2][PATH_MAX], out[PATH_MAX];
 	struct stopper st = { .at = 3u << 20, .lock = PTHREAD_MUTEX_INITIALIZER,
 			      .cond = PTHREAD_COND_INITIALIZER };
