@@ -122,7 +122,7 @@ _mitogen()
 	case $cmd in
 	copy | fetch | rsync | scp | fakessh)
 		files_cmd=$cmd
-		opts="-t --target -r --recursive --mode -p --preserve -f --fanout
+		opts="-t --target -r --recursive --mode -p --preserve --no-fsync -f --fanout
 			--connect-timeout -l --user -i --identity --port -o --ssh-option --ssh-config
 			-v --verbose -q --quiet -h --help --"
 		;;

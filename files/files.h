@@ -82,6 +82,7 @@ struct writer {
 	int rootdir;		/* holds the root entry */
 	char *rootname;
 	bool preserve;
+	bool sync;		/* fsync each file before its rename, the directories after */
 	int mode;		/* 0: the source's */
 	uint32_t *have;		/* per entry: chunks verified at prepare */
 	bool *present;		/* per entry: the final file is already right */

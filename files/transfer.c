@@ -39,6 +39,9 @@ struct hop {
 	uint32_t data_handle;
 	struct mg_value *have;
 	uint64_t acked;
+	/* a source's: data bytes sent to it, its window, its next chunk */
+	uint64_t sent, window;
+	size_t next;
 	enum hop_state state;
 	struct mg_value *results;	/* [[id, errno, message, bytes], ...] */
 	char why[512];
@@ -222,7 +225,12 @@ static bool fanout_take(struct fanout *f, struct mg_message *msg)
 				h->have = mg_value_copy(&v->items[2]);
 				h->state = HOP_READY;
 			} else if (!strcmp(v->items[0].str, "a") && (uint64_t)v->items[1].i > h->acked &&
-				   (uint64_t)v->items[1].i <= f->sent + 1) {
+				   (uint64_t)v->items[1].i <= (h->sent > f->sent ? h->sent : f->sent) + 1) {
+				/* Slow start, per hop (a source's): each acknowledged
+				 * byte lets two more go. */
+				h->window += (uint64_t)v->items[1].i - h->acked;
+				if (h->window > f->window_max)
+					h->window = f->window_max;
 				h->acked = (uint64_t)v->items[1].i;
 			}
 		} else if (mg_message_is_dead(msg) && f->nhops == 1 && !f->hops[0].call_rx) {
@@ -409,109 +417,246 @@ static void source_progress(struct fanout *f, struct source *s, bool last)
 }
 
 /*
- * Send every file of s->m from what the hops already have, within the
- * window, then "e". Returns 0, or -errno with s->why (the source could
- * not be read: every hop was told, with a dead message).
+ * The source's data, read once: the chunks in the order every hop gets
+ * them, and a cache of the last SOURCE_CACHE of them, encoded. Hops go
+ * at their own pace (a window each); one that falls further behind than
+ * the cache holds has its chunks read again from the file (pread), so it
+ * neither stalls the others nor makes the source hold more.
  */
-static int source_run(struct fanout *f, struct source *s)
-{
-	uint8_t *buf = malloc(FILES_CHUNK);
-	int ret = 0;
+struct chunk_pos {
+	uint32_t entry;
+	uint32_t len;
+	uint64_t off;
+	uint64_t end;			/* data bytes up to its end, from the first chunk */
+};
 
-	if (!buf)
+struct chunk_slot {
+	size_t seq;			/* SIZE_MAX: empty */
+	void *raw;
+	size_t rawlen;
+};
+
+/* Chunks kept encoded for the hops behind the leader (64 MiB). */
+#define SOURCE_CACHE 256
+
+struct source_data {
+	struct chunk_pos *pos;
+	size_t n;
+	struct chunk_slot slot[SOURCE_CACHE];
+	uint8_t *buf;
+	int fd;
+	size_t fd_entry;
+	uint64_t read_max;		/* data bytes read (the leader's): progress */
+};
+
+static void source_data_free(struct source_data *d)
+{
+	for (size_t i = 0; i < SOURCE_CACHE; i++)
+		free(d->slot[i].raw);
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->pos);
+	free(d->buf);
+}
+
+/* The chunk list from what every hop already has (fanout_have). */
+static int source_data_init(struct source_data *d, struct fanout *f, const struct source *s)
+{
+	size_t cap = 0;
+	uint64_t total = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	for (size_t i = 0; i < SOURCE_CACHE; i++)
+		d->slot[i].seq = SIZE_MAX;
+	d->buf = malloc(FILES_CHUNK);
+	if (!d->buf)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->m->n && ret == 0; i++) {
+	for (size_t i = 0; i < s->m->n; i++) {
 		const struct fent *e = &s->m->e[i];
-		char path[PATH_MAX];
 		uint64_t off;
-		int fd = -1;
 
 		if (e->type != 'f')
 			continue;
-		if (!fanout_any_live(f))
-			break;
 		off = (uint64_t)fanout_have(f, i, UINT32_MAX) * FILES_CHUNK;
 		if (off > e->size)
 			off = e->size;
-		snprintf(path, sizeof(path), "%s%s%s", s->root, *e->rel ? "/" : "", e->rel);
-		if (off < e->size || e->size == 0) {
-			fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-			if (fd < 0) {
-				ret = -errno;
-				files_errmsg(s->why, sizeof(s->why), errno, "source vanished:", path);
-				break;
-			}
-		}
+		/* At least one message per file (an empty one, or one that is
+		 * there already, gets a chunk of 0 bytes). */
 		do {
-			size_t want = e->size - off < FILES_CHUNK ? (size_t)(e->size - off) : FILES_CHUNK;
-			struct mg_value *v;
-			void *raw = NULL;
-			size_t rawlen = 0;
-			ssize_t got = 0;
+			uint64_t want = e->size - off < FILES_CHUNK ? e->size - off : FILES_CHUNK;
 
-			/* The window: what the slowest live hop has not acknowledged. */
-			while (f->sent + want > f->acked_min + f->window) {
-				if (!fanout_any_live(f))
-					break;
-				if (fanout_pump(f, FILES_IDLE_TIMEOUT, NULL, NULL) == -ETIMEDOUT) {
-					ret = -ETIMEDOUT;
-					snprintf(s->why, sizeof(s->why), "no acknowledgement for %g s",
-						 FILES_IDLE_TIMEOUT);
-					break;
-				}
-				source_progress(f, s, false);
-			}
-			if (ret)
-				break;
-			while (want && (size_t)got < want) {
-				ssize_t r = pread(fd, buf + got, want - (size_t)got,
-						  (off_t)(off + (uint64_t)got));
+			if (d->n == cap) {
+				struct chunk_pos *p;
 
-				if (r < 0 && errno == EINTR)
-					continue;
-				if (r <= 0) {
-					ret = r < 0 ? -errno : -ESTALE;
-					files_errmsg(s->why, sizeof(s->why), r < 0 ? errno : ESTALE,
-						     "source changed:", path);
-					break;
-				}
-				got += r;
+				cap = cap ? cap * 2 : 64;
+				p = realloc(d->pos, cap * sizeof(*p));
+				if (!p)
+					return -ENOMEM;
+				d->pos = p;
 			}
-			if (ret)
-				break;
-			v = MG_LIST(mg_str("d"), mg_int((int64_t)i), mg_int((int64_t)off),
-				    mg_bytes(buf, want));
-			if (mg_value_encode(v, &raw, &rawlen) < 0) {
-				mg_value_free(v);
-				ret = -ENOMEM;
-				break;
-			}
-			mg_value_free(v);
-			fanout_send_raw(f, raw, rawlen);
-			free(raw);
-			f->sent += want;
+			total += want;
+			d->pos[d->n++] = (struct chunk_pos){ .entry = (uint32_t)i,
+							    .len = (uint32_t)want, .off = off,
+							    .end = total };
 			off += want;
-			source_progress(f, s, false);
 		} while (off < e->size);
-		if (fd >= 0)
-			close(fd);
-	}
-	free(buf);
-	if (ret < 0) {
-		fanout_kill(f, s->why);
-		return ret;
-	}
-	{
-		void *raw = NULL;
-		size_t rawlen = 0;
-		struct mg_value *v = MG_LIST(mg_str("e"));
-
-		if (mg_value_encode(v, &raw, &rawlen) == 0)
-			fanout_send_raw(f, raw, rawlen);
-		free(raw);
-		mg_value_free(v);
 	}
 	return 0;
+}
+
+/* Chunk seq, encoded: from the cache, or read (again) from the file. */
+static int source_data_get(struct source_data *d, const struct source *s, size_t seq,
+			   const void **raw, size_t *rawlen, char *why, size_t whylen)
+{
+	struct chunk_slot *sl = &d->slot[seq % SOURCE_CACHE];
+	const struct chunk_pos *p = &d->pos[seq];
+	const struct fent *e = &s->m->e[p->entry];
+	char path[PATH_MAX];
+	struct mg_value *v;
+	size_t got = 0;
+
+	if (sl->seq == seq)
+		goto out;
+	snprintf(path, sizeof(path), "%s%s%s", s->root, *e->rel ? "/" : "", e->rel);
+	/* (A file that is all there already: nothing to read.) */
+	if ((p->len || !e->size) && (d->fd < 0 || d->fd_entry != p->entry)) {
+		if (d->fd >= 0)
+			close(d->fd);
+		d->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (d->fd < 0) {
+			files_errmsg(why, whylen, errno, "source vanished:", path);
+			return -errno;
+		}
+		d->fd_entry = p->entry;
+	}
+	while (got < p->len) {
+		ssize_t r = pread(d->fd, d->buf + got, p->len - got, (off_t)(p->off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int errnum = r < 0 ? errno : ESTALE;
+
+			files_errmsg(why, whylen, errnum, "source changed:", path);
+			return -errnum;
+		}
+		got += (size_t)r;
+	}
+	free(sl->raw);
+	sl->raw = NULL;
+	sl->seq = SIZE_MAX;
+	v = MG_LIST(mg_str("d"), mg_int((int64_t)p->entry), mg_int((int64_t)p->off),
+		    mg_bytes(d->buf, p->len));
+	if (mg_value_encode(v, &sl->raw, &sl->rawlen) < 0) {
+		mg_value_free(v);
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	mg_value_free(v);
+	sl->seq = seq;
+	if (p->end > d->read_max)
+		d->read_max = p->end;
+out:
+	*raw = sl->raw;
+	*rawlen = sl->rawlen;
+	return 0;
+}
+
+/* Raw data to one hop. */
+static void fanout_send_one(struct fanout *f, struct hop *h, const void *data, size_t len)
+{
+	struct mg_message *m = mg_message_new_raw(h->id, h->data_handle, data, len);
+
+	if (!m || mg_router_route(f->r, m) < 0) {
+		h->state = HOP_LOST;
+		snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
+	}
+}
+
+/*
+ * Send every file of s->m from what the hops already have, then "e", to
+ * each hop within its own window: it starts at FILES_WINDOW_START and
+ * grows by what each of the hop's acknowledgements frees, up to
+ * f->window_max, so a hop that is slower for a while holds back only
+ * itself. A hop silent for FILES_IDLE_TIMEOUT while it has data
+ * unacknowledged is given up (told with a dead message); the others
+ * carry on. Returns 0, or -errno with s->why (the source could not be
+ * read: every hop was told, with a dead message).
+ */
+static int source_run(struct fanout *f, struct source *s)
+{
+	struct source_data d;
+	void *eraw = NULL;
+	size_t erawlen = 0;
+	int ret;
+	struct mg_value *ev = MG_LIST(mg_str("e"));
+
+	ret = source_data_init(&d, f, s);
+	if (ret == 0 && mg_value_encode(ev, &eraw, &erawlen) < 0)
+		ret = -ENOMEM;
+	mg_value_free(ev);
+	if (ret < 0) {
+		snprintf(s->why, sizeof(s->why), "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; k < f->nhops; k++) {
+		f->hops[k].window = FILES_WINDOW_START;
+		f->hops[k].next = 0;
+	}
+	for (;;) {
+		bool pending = false;
+
+		for (size_t k = 0; k < f->nhops && ret == 0; k++) {
+			struct hop *h = &f->hops[k];
+
+			while (fanout_live(h) && h->next < d.n &&
+			       h->sent + d.pos[h->next].len <= h->acked + h->window) {
+				const void *raw;
+				size_t rawlen;
+
+				ret = source_data_get(&d, s, h->next, &raw, &rawlen, s->why,
+						      sizeof(s->why));
+				if (ret < 0)
+					break;
+				fanout_send_one(f, h, raw, rawlen);
+				h->sent += d.pos[h->next].len;
+				h->next++;
+			}
+			if (ret == 0 && fanout_live(h) && h->next == d.n) {
+				fanout_send_one(f, h, eraw, erawlen);
+				h->next++;
+			}
+			pending |= fanout_live(h) && h->next <= d.n;
+		}
+		f->sent = d.read_max;
+		if (ret < 0 || !pending)
+			break;
+		source_progress(f, s, false);
+		if (fanout_pump(f, FILES_IDLE_TIMEOUT, NULL, NULL) == -ETIMEDOUT) {
+			/* The hops still waiting for data are stuck: they go, the
+			 * others (done with the data) are not held by them. */
+			for (size_t k = 0; k < f->nhops; k++) {
+				struct hop *h = &f->hops[k];
+				struct mg_message *m;
+
+				if (!fanout_live(h) || h->next > d.n)
+					continue;
+				snprintf(h->why, sizeof(h->why), "no acknowledgement for %g s",
+					 FILES_IDLE_TIMEOUT);
+				m = mg_message_dead(h->id, h->data_handle, h->why);
+				if (m)
+					mg_router_route(f->r, m);
+				h->state = HOP_LOST;
+			}
+		}
+	}
+out:
+	free(eraw);
+	source_data_free(&d);
+	if (ret < 0)
+		fanout_kill(f, s->why);
+	return ret < 0 ? ret : 0;
 }
 
 /* --- the service: recv --------------------------------------------------- */
@@ -594,7 +739,8 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 	const struct mg_value *ids = mg_map_get(plan, "ids"), *ctl = mg_map_get(plan, "ctl"),
 			      *man = mg_map_get(plan, "manifest"), *dest = mg_map_get(plan, "dest"),
 			      *name = mg_map_get(plan, "name"), *exact = mg_map_get(plan, "exact"),
-			      *pres = mg_map_get(plan, "preserve"), *mode = mg_map_get(plan, "mode");
+			      *pres = mg_map_get(plan, "preserve"), *mode = mg_map_get(plan, "mode"),
+			      *sync = mg_map_get(plan, "fsync");
 	struct mg_router *r = mg_call_router(call);
 	uint32_t self = mg_router_id(r);
 	struct relay rl = { .parent = mg_call_src_id(call) };
@@ -647,6 +793,8 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 		writer_prepare(&w, &m, dest->str, name->str, exact && exact->type == MG_BOOL &&
 			       exact->b, pres && pres->type == MG_BOOL && pres->b,
 			       mode && mode->type == MG_INT ? (int)mode->i : 0);
+		/* A sender that does not say (an older one): sync. */
+		w.sync = !(sync && sync->type == MG_BOOL && !sync->b);
 	}
 	/* Ready once every hop is (or failed). */
 	while (!fanout_all(&f, hop_not_waiting) && !rl.lost)
@@ -857,6 +1005,7 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 		mg_map_set(plan, "exact", mg_bool(OPT(opts, exact, false)));
 		mg_map_set(plan, "preserve", mg_bool(OPT(opts, preserve, false)));
 		mg_map_set(plan, "mode", mg_int(mode > 0 ? mode : 0));
+		mg_map_set(plan, "fsync", mg_bool(!OPT(opts, no_fsync, false)));
 		mg_map_set(plan, "manifest", manifest_to_value(&m));
 		fanout_start(&f, ids, k, plan);
 	}
@@ -931,7 +1080,7 @@ static void pull_fail(struct pull_src *p, struct mg_router *r, int errnum, const
 }
 
 static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message *msg,
-		     const char *src, double *last_progress)
+		     const char *src, bool sync)
 {
 	struct mg_value *v = NULL;
 	char why[512];
@@ -965,6 +1114,7 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 			goto out;
 		}
 		writer_prepare(&p->w, &p->m, p->dir, bn, false, true, 0);
+		p->w.sync = sync;
 		free(b);
 		if (p->w.error) {
 			pull_fail(p, r, -p->w.error, p->w.why);
@@ -997,7 +1147,6 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 		pull_fail(p, r, EPROTO, "unexpected message from the source");
 	}
 out:
-	(void)last_progress;
 	mg_value_free(v);
 	mg_message_free(msg);
 }
@@ -1106,7 +1255,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 			struct pull_src *p = &ps[i];
 
 			if (rx == p->ctl_rx) {
-				pull_ctl(r, p, msg, src, &last);
+				pull_ctl(r, p, msg, src, !OPT(opts, no_fsync, false));
 				msg = NULL;
 				break;
 			}

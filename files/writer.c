@@ -391,6 +391,14 @@ static void writer_finish(struct writer *w)
 		return;
 	}
 	writer_meta(w, e, w->fd);
+	/* The data reaches the disk before the name does (a crash must not
+	 * leave an empty or partial file under the final name); the
+	 * directories are synced in writer_end, once each. */
+	if (!w->error && w->sync && fsync(w->fd) < 0) {
+		writer_fail(w, errno, "syncing", e->rel);
+		writer_close_cur(w, true);
+		return;
+	}
 	if (!w->error && renameat(w->dirfd, w->tmp, w->dirfd, base) < 0)
 		writer_fail(w, errno == ENOTEMPTY || errno == EEXIST ? EISDIR : errno, "", e->rel);
 	writer_close_cur(w, !!w->error);
@@ -509,12 +517,18 @@ void writer_end(struct writer *w)
 		fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0) {
 			writer_meta(w, e, fd);
+			/* The names renamed into it, its new entries. */
+			if (!w->error && w->sync && fsync(fd) < 0)
+				writer_fail(w, errno, "syncing directory", e->rel);
 			close(fd);
 		} else {
 			writer_fail(w, errno, "", e->rel);
 		}
 		close(dirfd);
 	}
+	/* The root's own name (a file, a link or the tree's directory). */
+	if (!w->error && w->sync && w->rootdir >= 0 && fsync(w->rootdir) < 0)
+		writer_fail(w, errno, "syncing the directory of", "");
 }
 
 void writer_abort(struct writer *w)

@@ -8,14 +8,22 @@
 # user mgfleet; fh033 is the bastion), in one run:
 #
 #   push32    100 MiB of random data to 32 hosts: pdcp -f 32, clush --copy
-#             -f 32, a loop of 32 scp -O, and `mitogen copy` (-f 32)
+#             -f 32, a loop of 32 scp -O, and `mitogen copy` (-f 32), also
+#             with --no-fsync (ours_nofsync: what the default fsync costs)
 #   bastion32 the same 32 hosts behind one bastion context,
 #             `mitogen copy -t ssh:fh033/ssh:fh[001-032]` (the data crosses
 #             the first link once), against ours direct
-#   one       the same file to one host: scp -O, and `mitogen copy`
+#   one       the same file to one host: scp -O, and `mitogen copy` (and
+#             with --no-fsync)
 #   rsync2000 a tree of 2,000 files (4 KiB each, 40 directories) to one
 #             host, into an empty directory: rsync -a -e ssh, and
 #             `mitogen rsync` (rsync over fakessh)
+#   mitopy    the 100 MiB file to the first BENCH_FILES_PY_HOSTS (8) hosts:
+#             python3-mitogen's FileService (the script below: a context
+#             per host, every context fetching at once with
+#             FileService.get; no ssh compression, as ours), and
+#             `mitogen copy` to the same hosts. Not 32: Mitogen sends
+#             every copy from the master in Python, some 4 minutes there.
 #
 # Wall seconds (context start-up included: each program is one command
 # run cold from the shell); the median of the repetitions; ratios
@@ -30,15 +38,14 @@
 # sshd has no sftp subsystem here, so scp runs with -O (the scp protocol),
 # clush --copy too (scp_options).
 #
-# python3-mitogen's FileService/PushFileService is not measured (left out:
-# see docs/files.md).
-#
 # Environment:
 #   MITOGEN           our tool (default build/mitogen)
 #   BENCH_FILES_REPS  repetitions (default 3)
 #   BENCH_FILES_ONLY  a regex of row names (push32, bastion32, one,
-#                     rsync2000); default all
+#                     rsync2000, mitopy); default all
 #   BENCH_FILES_MIB   size of the pushed file (default 100)
+#   BENCH_FILES_PY_HOSTS  hosts of the mitopy row (default 8, 1..32)
+#   PYTHON            interpreter with python3-mitogen (default /usr/bin/python3)
 set -u
 cd "$(dirname "$0")/.."
 
@@ -46,9 +53,13 @@ MITOGEN=${MITOGEN:-build/mitogen}
 REPS=${BENCH_FILES_REPS:-3}
 ONLY=${BENCH_FILES_ONLY:-.}
 MIB=${BENCH_FILES_MIB:-100}
+PYN=${BENCH_FILES_PY_HOSTS:-8}
+PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=build/bench/files
 MITOGEN=$(readlink -f "$MITOGEN")
 
+[[ $PYN =~ ^[0-9]+$ ]] && [ "$PYN" -ge 1 ] && [ "$PYN" -le 32 ] ||
+	{ echo "bench-files: BENCH_FILES_PY_HOSTS wants 1 to 32, not '$PYN'" >&2; exit 2; }
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-files: needs root (sshd, useradd)" >&2
 	exit 1
@@ -133,7 +144,84 @@ clush_run() {
 	clush -q -S -f 32 -o "-F $CONF" -O "scp_options=-O -F $CONF" -w "$H32" \
 		--copy "$BLOB" --dest "$DST/blob"
 }
-ours_copy() { "$MITOGEN" copy -q -f 32 --ssh-config "$CONF" -t "$1" "$BLOB" "$DST/blob"; }
+ours_copy() {
+	local t=$1
+	shift
+	"$MITOGEN" copy -q -f 32 "$@" --ssh-config "$CONF" -t "$t" "$BLOB" "$DST/blob"
+}
+py_push() { "$PYTHON" "$DIR/mito_push.py" "$CONF" "$BLOB" "$DST/blob" $(seq -f 'fh%03g' 1 "$PYN"); }
+
+# The mitopy row's program: python3-mitogen's own file transfer.
+cat >"$DIR/mito_push.py" <<'EOF_PY'
+"""Push SRC to DEST on HOST... with python3-mitogen's FileService.
+
+Usage: mito_push.py SSH_CONFIG SRC DEST HOST...
+An ssh context per host (started in parallel; no ssh compression, as
+ours for bulk data); SRC registered with a FileService in this (the
+master) process; every context fetches it at once with
+FileService.get() into DEST.<context id>, renamed to DEST. Each stream
+has Mitogen's 1 MiB window; every copy leaves from the master.
+"""
+import os
+import sys
+import threading
+
+import mitogen.master
+import mitogen.service
+
+
+def fetch(master, path, dest):
+    import mitogen.service
+    tmp = '%s.%d' % (dest, mitogen.context_id)
+    with open(tmp, 'wb') as fp:
+        ok, meta = mitogen.service.FileService.get(master, path, fp)
+    if not ok:
+        os.unlink(tmp)
+        raise Exception('transfer interrupted')
+    os.rename(tmp, dest)
+    return meta['size']
+
+
+def main():
+    conf, src, dest, hosts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    broker = mitogen.master.Broker()
+    router = mitogen.master.Router(broker)
+    try:
+        pool = mitogen.service.get_or_create_pool(router=router)
+        fs = mitogen.service.FileService(router)
+        pool.add(fs)
+        fs.register(src)
+        ctxs = [None] * len(hosts)
+        errs = []
+
+        def connect(i):
+            try:
+                ctxs[i] = router.ssh(hostname=hosts[i], ssh_args=['-F', conf],
+                                     compression=False, check_host_keys='ignore',
+                                     python_path='/usr/bin/python3')
+            except Exception as e:
+                errs.append('%s: %s' % (hosts[i], e))
+
+        ts = [threading.Thread(target=connect, args=(i,)) for i in range(len(hosts))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if errs:
+            sys.exit('mito_push: ' + '; '.join(errs))
+        me = router.myself()
+        rxs = [c.call_async(fetch, me, src, dest) for c in ctxs]
+        for rx in rxs:
+            if rx.get().unpickle() != os.path.getsize(src):
+                sys.exit('mito_push: short transfer')
+    finally:
+        broker.shutdown()
+        broker.join()
+
+
+if __name__ == '__main__':
+    main()
+EOF_PY
 rsync_run() { rsync -a -e "ssh -F $CONF" "$SRC/" "fh001:$DST/tree/"; }
 ours_rsync() { "$MITOGEN" rsync -q --ssh-config "$CONF" -t ssh:fh001 -- -a "$SRC/" ":$DST/tree/"; }
 
@@ -148,12 +236,23 @@ for ((rep = 0; rep < REPS; rep++)); do
 		measure push32 clush "$DST/blob" clush_run
 		measure push32 scp_loop "$DST/blob" scp_loop
 		measure push32 ours "$DST/blob" ours_copy "ssh:$H32"
+		measure push32 ours_nofsync "$DST/blob" ours_copy "ssh:$H32" --no-fsync
 		measure bastion32 ours_bastion "$DST/blob" ours_copy "ssh:fh033/ssh:$H32"
 	fi
 	if [[ one =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): one" >&2
 		measure one scp "$DST/blob" scp -q -O -F "$CONF" "$BLOB" "fh001:$DST/blob"
 		measure one ours "$DST/blob" ours_copy ssh:fh001
+		measure one ours_nofsync "$DST/blob" ours_copy ssh:fh001 --no-fsync
+	fi
+	if [[ mitopy =~ $ONLY ]]; then
+		echo "bench-files: rep $((rep + 1)): mitopy ($PYN hosts)" >&2
+		if "$PYTHON" -c 'import mitogen.service' 2>/dev/null; then
+			measure mitopy mitogen_py "$DST/blob" py_push
+		else
+			echo "bench-files: $PYTHON has no mitogen (make deps installs python3-mitogen); mitopy shows ours only" >&2
+		fi
+		measure mitopy ours "$DST/blob" ours_copy "ssh:fh[001-$(printf %03d "$PYN")]"
 	fi
 	if [[ rsync2000 =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): rsync2000" >&2
@@ -181,20 +280,21 @@ END {
 	title["bastion32"] = "the same, behind one bastion (ssh:fh033/ssh:fh[001-032])"
 	title["one"] = "100 MiB to one host"
 	title["rsync2000"] = "rsync of 2,000 files (4 KiB) to one host"
-	printf "%-60s %-14s %10s %7s\n", "row", "program", "wall s", "failed"
+	title["mitopy"] = "100 MiB to " pyn " hosts, python3-mitogen FileService"
+	printf "%-60s %-18s %10s %7s\n", "row", "program", "wall s", "failed"
 	for (i = 1; i <= nr; i++) {
 		row = rows[i]
 		n = split(progs[row], p, " ")
 		for (k = 1; k <= n; k++)
-			printf "%-60s %-14s %10.2f %7d\n", k == 1 ? title[row] : "", p[k],
+			printf "%-60s %-18s %10.2f %7d\n", k == 1 ? title[row] : "", p[k],
 				med(row SUBSEP p[k]), F[row SUBSEP p[k]]
 		o = med(row SUBSEP "ours")
 		if (row == "bastion32")
-			printf "%-60s %-14s %10s\n", "", "bastion/direct",
+			printf "%-60s %-18s %10s\n", "", "bastion/direct",
 				r(med(row SUBSEP "ours_bastion"), med("push32" SUBSEP "ours"))
 		for (k = 1; k <= n; k++)
 			if (p[k] != "ours" && row != "bastion32")
-				printf "%-60s %-14s %10s\n", "", p[k] "/ours", r(med(row SUBSEP p[k]), o)
+				printf "%-60s %-18s %10s\n", "", p[k] "/ours", r(med(row SUBSEP p[k]), o)
 	}
-}' "$OUT/raw"
+}' pyn="$PYN" "$OUT/raw"
 echo "bench-files: raw figures in $OUT/raw; load at the end $(cut -d' ' -f1-3 /proc/loadavg)" >&2

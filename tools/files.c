@@ -38,7 +38,7 @@
 struct files_opts {
 	struct target_list targets;
 	bool have_targets;
-	bool recursive, preserve, verbose, quiet;
+	bool recursive, preserve, verbose, quiet, no_fsync;
 	int mode;
 	size_t fanout;
 	double connect_timeout;
@@ -258,7 +258,7 @@ static void progress_clear(struct progress *pr)
 /* --- options ------------------------------------------------------------------ */
 
 enum { OPT_MODE = 1000, OPT_PRESERVE, OPT_CONNECT_TIMEOUT, OPT_PORT, OPT_SSH_OPTION,
-       OPT_SSH_CONFIG };
+       OPT_SSH_CONFIG, OPT_NO_FSYNC };
 
 static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish, int *ret_first)
 {
@@ -267,6 +267,7 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 		{ "recursive", no_argument, NULL, 'r' },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "preserve", no_argument, NULL, OPT_PRESERVE },
+		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "fanout", required_argument, NULL, 'f' },
 		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "user", required_argument, NULL, 'l' },
@@ -301,6 +302,9 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 		case 'p':
 		case OPT_PRESERVE:
 			o->preserve = true;
+			break;
+		case OPT_NO_FSYNC:
+			o->no_fsync = true;
 			break;
 		case OPT_MODE: {
 			long m;
@@ -394,13 +398,15 @@ static int files_parse(int argc, char **argv, struct files_opts *o, bool copyish
 }
 
 const char tool_files_help[] =
-	"mitogen copy [-t TARGETS] [-r] [--mode M] [--preserve] SRC... DEST\n"
+	"mitogen copy [-t TARGETS] [-r] [--mode M] [--preserve] [--no-fsync] SRC... DEST\n"
 	"    Push SRC to DEST on every target; targets that share hops get the\n"
 	"    data through them once (-t bastion/web[01-32]: one copy to bastion).\n"
 	"    Into DEST/<name> when DEST is a directory there (as cp). -r copies a\n"
 	"    directory; symlinks are copied as links. --mode M sets the files'\n"
 	"    mode (octal); -p/--preserve keeps owner (where permitted) and times.\n"
-	"mitogen fetch [-t TARGETS] [-r] SRC DESTDIR\n"
+	"    Each file is fsynced before its rename, and its directory after, so\n"
+	"    a crash leaves the old file or the new one; --no-fsync skips that.\n"
+	"mitogen fetch [-t TARGETS] [-r] [--no-fsync] SRC DESTDIR\n"
 	"    Pull SRC from every target into DESTDIR/<host>/<name> (as rpdcp);\n"
 	"    two targets that would use the same directory are refused.\n"
 	"mitogen rsync -t TARGET -- RSYNC-ARGS   (remote paths written :PATH)\n"
@@ -451,6 +457,7 @@ static int files_copy_fetch(int argc, char **argv, bool fetch)
 	}
 	fo.recursive = o.recursive;
 	fo.preserve = o.preserve;
+	fo.no_fsync = o.no_fsync;
 	fo.mode = o.mode;
 	pr.on = isatty(STDERR_FILENO) == 1 && !o.quiet;
 	fo.progress = on_progress;

@@ -66,6 +66,11 @@ struct mg_files_opts {
 	 * at 1 MiB and grows by what each acknowledgement frees, up to this.
 	 * 0: MG_FILES_WINDOW_MAX. */
 	size_t window;
+	/* Do not fsync(2). By default every destination fsyncs each file
+	 * before renaming it into place and the directories after, so that a
+	 * crash of the destination host never leaves an empty or partial file
+	 * under the final name (docs/files.md has what it costs). */
+	bool no_fsync;
 };
 
 #define MG_FILES_MODE_KEEP (-1)

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -509,6 +510,97 @@ static void test_resume(void **state)
 	stop(hop);
 }
 
+/* One destination stopped (SIGSTOP) mid-push, the other not: the other
+ * gets the whole file while the first is stopped (each has its own
+ * window); once let go, the stopped one finishes too. */
+struct stopper {
+	struct mg_context *victim;
+	char fast_out[PATH_MAX];
+	uint64_t at;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopped, stalled;
+};
+
+static void stop_at(const struct mg_files_progress *p, void *ud)
+{
+	struct stopper *st = ud;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->stopped && p->bytes >= st->at) {
+		kill(mg_context_pid(st->victim), SIGSTOP);
+		st->stopped = true;
+		pthread_cond_signal(&st->cond);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Lets the victim go once the fast destination's file is at its name;
+ * after 120 s without it (the push stalled on the stopped one), lets it
+ * go anyway and says so. */
+static void *stopper_watch(void *arg)
+{
+	struct stopper *st = arg;
+	struct stat sb;
+	double t0;
+
+	pthread_mutex_lock(&st->lock);
+	while (!st->stopped)
+		pthread_cond_wait(&st->cond, &st->lock);
+	pthread_mutex_unlock(&st->lock);
+	t0 = mg_test_now();
+	while (lstat(st->fast_out, &sb) < 0) {
+		if (mg_test_now() - t0 > 120) {
+			st->stalled = true;
+			break;
+		}
+		usleep(20000);
+	}
+	kill(mg_context_pid(st->victim), SIGCONT);
+	return NULL;
+}
+
+static void test_slow_destination(void **state)
+{
+	const size_t size = 12u << 20;
+	char src[PATH_MAX], d[2][PATH_MAX], out[PATH_MAX];
+	struct stopper st = { .at = 3u << 20, .lock = PTHREAD_MUTEX_INITIALIZER,
+			      .cond = PTHREAD_COND_INITIALIZER };
+	MG_OPTS(mg_files_opts, o, .window = 1u << 20, .progress = stop_at, .progress_data = &st);
+	struct mg_files_result res[2];
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *c[2];
+	pthread_t th;
+	int ret;
+
+	path_of(src, sizeof(src), tmpdir, "slow.bin");
+	make_file(src, size, 9, 0644);
+	for (int i = 0; i < 2; i++) {
+		snprintf(d[i], sizeof(d[i]), "%s/slow%d", tmpdir, i);
+		c[i] = start(NULL, d[i]);
+	}
+	st.victim = c[0];
+	path_of(st.fast_out, sizeof(st.fast_out), d[1], "slow.bin");
+	assert_int_equal(pthread_create(&th, NULL, stopper_watch, &st), 0);
+	ret = mg_files_push(router, src, "slow.bin", c, 2, &o, res, &err);
+	pthread_join(th, NULL);
+	assert_true(st.stopped);
+	if (st.stalled)
+		fail_msg("the push waited on the stopped destination: the other had not its "
+			 "file 120 s after the stop (push: %d; %s; %s)", ret, res[0].message,
+			 res[1].message);
+	if (ret)
+		fail_msg("push: %d: the stopped one: %s; the other: %s", ret, res[0].message,
+			 res[1].message);
+	expect_ok(res, 2);
+	for (int i = 0; i < 2; i++) {
+		path_of(out, sizeof(out), d[i], "slow.bin");
+		same_file(src, out);
+	}
+	stop(c[0]);
+	stop(c[1]);
+}
+
 /* A full small tmpfs: "no space" there, the partial file removed; the
  * other destination gets its copy. */
 static void test_no_space(void **state)
@@ -595,6 +687,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_push_tree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_tree_of_8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_destination, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pull, setup, teardown),
 	};

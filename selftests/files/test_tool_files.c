@@ -4,7 +4,8 @@
  * run as a program: copies and fetches on local chains, the progress line
  * on a terminal only, a failed destination named in the summary and the
  * exit status, colliding fetch names refused before anything starts, no
- * ssh compression unless asked for.
+ * ssh compression unless asked for, fsync before the rename unless
+ * --no-fsync.
  *
  * Owns: the toolrun directory. Must not touch: library internals.
  */
@@ -98,6 +99,87 @@ static void test_copy_fails(void **state)
 	assert_int_equal(tr.exit_code, 2);
 	TOOLRUN(&tr, "copy", "--mode", "999", src, src);
 	assert_int_equal(tr.exit_code, 2);
+}
+
+/* strace LOG of `mitogen copy [EXTRA] -t local SRC DST`: true when it ran. */
+static bool copy_traced(const char *log, const char *extra, const char *src, const char *dst)
+{
+	const char *bin = getenv("MITOGEN_BIN"), *dir = getenv("MG_TEST_BUILD_DIR");
+	char tool[PATH_MAX], cmd[4 * PATH_MAX + 200];
+
+	if (bin && *bin)
+		snprintf(tool, sizeof(tool), "%s", bin);
+	else
+		snprintf(tool, sizeof(tool), "%s/mitogen", dir && *dir ? dir : "build");
+	snprintf(cmd, sizeof(cmd),
+		 "strace -f -qq -e trace=fsync,fdatasync,rename,renameat,renameat2 -o '%s' "
+		 "'%s' copy -q %s -t local '%s' '%s' >/dev/null 2>&1",
+		 log, tool, extra, src, dst);
+	return system(cmd) == 0;
+}
+
+/* The log's lines: how many call fsync or fdatasync, and the line number
+ * of the rename of the temporary file (-1: none). Lines before/after it
+ * that sync: *before, *after. */
+static void trace_syncs(const char *log, int *before, int *after, int *rename_line)
+{
+	FILE *fp = fopen(log, "r");
+	char line[1024];
+	int n = 0;
+
+	assert_non_null(fp);
+	*before = *after = 0;
+	*rename_line = -1;
+	while (fgets(line, sizeof(line), fp)) {
+		n++;
+		if (strstr(line, "rename") && strstr(line, ".mgpart-") && strstr(line, "= 0"))
+			*rename_line = n;
+		else if ((strstr(line, "fsync(") || strstr(line, "fdatasync(")) &&
+			 strstr(line, "= 0"))
+			*(*rename_line < 0 ? before : after) += 1;
+	}
+	fclose(fp);
+}
+
+/*
+ * A crash of the destination host must not leave an empty or partial
+ * file under the final name: the temporary file is synced before the
+ * rename and its directory after (seen with strace, the calls the
+ * agent makes); --no-fsync makes neither.
+ */
+static void test_copy_fsync(void **state)
+{
+	char src[PATH_MAX], dst[PATH_MAX], log[PATH_MAX], out[PATH_MAX];
+	int before, after, ren;
+
+	if (access("/usr/bin/strace", X_OK) < 0) {
+		printf("# SKIP test_copy_fsync: no /usr/bin/strace\n");
+		skip();
+	}
+	snprintf(src, sizeof(src), "%s/s.bin", toolrun_dir());
+	snprintf(log, sizeof(log), "%s/strace.log", toolrun_dir());
+	make_file(src, 700000);
+	snprintf(dst, sizeof(dst), "%s/sync1", toolrun_dir());
+	mkdir(dst, 0755);
+	if (!copy_traced(log, "", src, dst)) {
+		printf("# SKIP test_copy_fsync: the copy does not run under strace here\n");
+		skip();
+	}
+	snprintf(out, sizeof(out), "%s/s.bin", dst);
+	assert_true(same(src, out));
+	trace_syncs(log, &before, &after, &ren);
+	if (ren < 0 || before < 1 || after < 1)
+		fail_msg("default copy: rename at line %d, %d syncs before it, %d after", ren,
+			 before, after);
+	snprintf(dst, sizeof(dst), "%s/sync2", toolrun_dir());
+	mkdir(dst, 0755);
+	assert_true(copy_traced(log, "--no-fsync", src, dst));
+	snprintf(out, sizeof(out), "%s/s.bin", dst);
+	assert_true(same(src, out));
+	trace_syncs(log, &before, &after, &ren);
+	if (ren < 0 || before || after)
+		fail_msg("--no-fsync: rename at line %d, %d syncs before it, %d after", ren, before,
+			 after);
 }
 
 static void test_fetch(void **state)
@@ -210,6 +292,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_copy_fails),
+		cmocka_unit_test(test_copy_fsync),
 		cmocka_unit_test(test_fetch),
 		cmocka_unit_test(test_copy_no_compression),
 	};
