@@ -673,7 +673,7 @@ static int audit_show(int argc, char **argv)
 	for (size_t i = 0; i < t.n; i++) {
 		const struct ent *e = &t.e[i];
 		const struct mg_value *cl = claimed_of(e), *rec = cl ? cl : e->v, *a, *d;
-		const char *time, *fn;
+		const char *time, *fn, *deny, *status;
 		const char *ctx;
 		char chain[256], what[512];
 		size_t n = 0;
@@ -686,9 +686,13 @@ static int audit_show(int argc, char **argv)
 		if (!time)
 			time = str_of(e->v, "received");
 		fn = str_of(rec, "function");
+		deny = str_of(rec, "denied") ? str_of(rec, "denied") : str_of(rec, "by") ?
+		       str_of(rec, "refused") : NULL;
 		if (!fn)
 			fn = str_of(rec, "checkpoint") ? "(checkpoint)" : str_of(rec, "opened") ?
-			     "(log opened)" : str_of(rec, "refused") ? "(refused record)" : "";
+			     "(log opened)" : deny && str_of(rec, "denied") ? "(denied)" :
+			     deny ? "(refused)" : str_of(rec, "refused") ? "(refused record)" :
+			     mg_map_get(rec, "denials_unrecorded") ? "(denials unrecorded)" : "";
 		show_chain(e->v ? mg_map_get(e->v, "chain") : NULL, chain, sizeof(chain));
 		ctx = *chain ? chain : str_of(rec, "context") ? str_of(rec, "context") : "";
 		if (since && (!time || strcmp(time, since) < 0))
@@ -703,8 +707,25 @@ static int audit_show(int argc, char **argv)
 			continue;
 		}
 		what[0] = '\0';
+		status = str_of(rec, "status");
 		a = mg_map_get(rec, "argv");
-		if (a && a->type == MG_LIST) {
+		if (deny) {
+			/* A denial: why, and what the message said it was. */
+			const struct mg_value *h = mg_map_get(rec, "handle"),
+					      *s = mg_map_get(rec, "src_id"),
+					      *u = mg_map_get(rec, "unrecorded_before");
+
+			status = str_of(rec, "denied") ? "denied" : "refused";
+			snprintf(what, sizeof(what), "%s: handle %lld src_id %lld%s%.0lld%s", deny,
+				 h && h->type == MG_INT ? (long long)h->i : -1LL,
+				 s && s->type == MG_INT ? (long long)s->i : -1LL,
+				 u && u->type == MG_INT ? " (" : "",
+				 u && u->type == MG_INT ? (long long)u->i : 0LL,
+				 u && u->type == MG_INT ? " before it not recorded)" : "");
+		} else if ((d = mg_map_get(rec, "denials_unrecorded")) && d->type == MG_INT) {
+			snprintf(what, sizeof(what), "%lld denials not recorded (rate limit)",
+				 (long long)d->i);
+		} else if (a && a->type == MG_LIST) {
 			for (uint32_t k = 0; k < a->len && n < sizeof(what); k++)
 				n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s", k ? " " : "",
 						      a->items[k].type == MG_STR ? a->items[k].str : "?");
@@ -715,7 +736,7 @@ static int audit_show(int argc, char **argv)
 		/* json_args decoded \u001b and the like: put_clean keeps them
 		 * off the terminal. */
 		printf_clean("%-27s %-24s %-20s %-6s %10lld  %s", time ? time : "-", ctx, fn,
-			     str_of(rec, "status") ? str_of(rec, "status") : "-",
+			     status ? status : "-",
 			     d && d->type == MG_INT ? (long long)d->i : 0LL, what);
 		printf("\n");
 	}
