@@ -616,6 +616,34 @@ static int audit_checkpoint_fn(struct mg_call *call, const struct mg_value *args
 }
 MG_EXPORT_AS("mg.audit_checkpoint", audit_checkpoint_fn);
 
+/* Most verifier keys mg.audit_keys returns (the current one, retired ones). */
+#define AUDIT_KEYS_MAX 64
+
+/*
+ * mg.audit_keys() -> [VKEY...]: this uid's verifier keys on this host,
+ * the signing key's first (made when missing: the first to ask makes it,
+ * docs/audit.md 4), then the retired ones: `mitogen audit keys -t`.
+ */
+static int audit_keys_fn(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	char (*keys)[TLOG_VKEY_MAX] = calloc(AUDIT_KEYS_MAX, TLOG_VKEY_MAX), why[512];
+	int n;
+
+	if (!keys)
+		return -ENOMEM;
+	n = tlog_vkeys(keys, AUDIT_KEYS_MAX, why, sizeof(why));
+	if (n < 0) {
+		free(keys);
+		return mg_call_fail(call, -n, "no audit key here: %s", why);
+	}
+	*ret = mg_list();
+	for (int i = 0; *ret && i < n; i++)
+		mg_list_append(*ret, mg_str(keys[i]));
+	free(keys);
+	return *ret ? 0 : -ENOMEM;
+}
+MG_EXPORT_AS("mg.audit_keys", audit_keys_fn);
+
 /* Logs larger than this together are not fetched in one call. */
 #define AUDIT_FETCH_MAX ((size_t)96 << 20)
 

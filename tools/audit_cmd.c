@@ -14,6 +14,7 @@
  *   mitogen audit show [--since T] [--context C] [--function F] [--json] FILE...
  *   mitogen audit fetch -t TARGETS DIR
  *   mitogen audit keys [--rotate]
+ *   mitogen audit keys -t TARGETS
  */
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +49,9 @@ const char tool_audit_help[] =
 	"mitogen audit keys [--rotate]\n"
 	"    Print this user's verifier key (and retired ones); --rotate makes a\n"
 	"    new signing key and keeps the old one as retired.\n"
+	"mitogen audit keys -t TARGETS\n"
+	"    Print each target's verifier keys (its user on its host), after a\n"
+	"    '# TARGET' line: a file for verify --key.\n"
 	"See docs/audit.md.\n";
 
 static int audit_usage(const char *fmt, const char *arg)
@@ -746,18 +750,91 @@ static int audit_show(int argc, char **argv)
 
 /* --- keys, fetch -------------------------------------------------------- */
 
+/* Most keys printed for one host and uid (the current one, retired ones). */
+#define AUDIT_KEYS_MAX 64
+
+/*
+ * keys -t TARGETS: each target's verifier keys (mg.audit_keys, as the
+ * target's uid on its host), a "# TARGET" line before them: the output
+ * is a --key file for verify.
+ */
+static int audit_keys_remote(const char *spec)
+{
+	struct target_list list = { 0 };
+	struct mg_router *r;
+	char why[256];
+	int rc = 0;
+
+	if (target_list_parse(&list, spec, why, sizeof(why)) < 0) {
+		fprintf(stderr, "mitogen audit: -t %s: %s\n", spec, why);
+		return AUDIT_EXIT_USAGE;
+	}
+	r = mg_router_new(NULL);
+	if (!r) {
+		fprintf(stderr, "mitogen audit: %s\n", strerror(errno));
+		target_list_free(&list);
+		return AUDIT_EXIT_BAD;
+	}
+	for (size_t i = 0; i < list.n; i++) {
+		struct target *t = &list.v[i];
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_value *res = NULL;
+		uint32_t n = 0;
+
+		if (target_start(t, r, target_clock() + 60, NULL, &err, NULL) < 0 ||
+		    mg_call(target_last(t), "mg.audit_keys", NULL, &res, &err) < 0) {
+			fprintf(stderr, "mitogen audit: %s: %s\n", t->spec, err.message);
+			rc = AUDIT_EXIT_BAD;
+			target_stop(t, true);
+			continue;
+		}
+		printf("# ");
+		put_clean(t->spec);
+		printf("\n");
+		for (uint32_t k = 0; res && res->type == MG_LIST && k < res->len; k++) {
+			struct tlog_vkey vk;
+
+			/* Only what parses as a verifier key: the target chose
+			 * these strings. */
+			if (res->items[k].type != MG_STR || tlog_vkey_parse(res->items[k].str, &vk) < 0)
+				continue;
+			printf("%s\n", res->items[k].str);
+			n++;
+		}
+		if (!n) {
+			fprintf(stderr, "mitogen audit: %s: no verifier key in its answer\n", t->spec);
+			rc = AUDIT_EXIT_BAD;
+		}
+		mg_value_free(res);
+		target_stop(t, false);
+	}
+	mg_router_unref(r);
+	target_list_free(&list);
+	return rc;
+}
+
 static int audit_keys(int argc, char **argv)
 {
-	char path[4096], why[512], name[TLOG_NAME_MAX + 1], vkey[TLOG_VKEY_MAX];
+	char path[4096], why[512], name[TLOG_NAME_MAX + 1], (*keys)[TLOG_VKEY_MAX];
+	const char *spec = NULL;
 	struct tlog_key k;
 	bool rotate = false;
+	int n;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rotate"))
 			rotate = true;
+		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+			spec = argv[++i];
+		else if (!strcmp(argv[i], "-t"))
+			return audit_usage("keys: -t needs TARGETS%s", "");
 		else
 			return audit_usage("keys: unknown argument '%s'", argv[i]);
 	}
+	if (spec && rotate)
+		return audit_usage("keys: --rotate acts on this host's key, not with -t%s", "");
+	if (spec)
+		return audit_keys_remote(spec);
 	if (tlog_key_path(path, sizeof(path)) < 0) {
 		fprintf(stderr, "mitogen audit: no place for this uid's audit key (HOME unset)\n");
 		return AUDIT_EXIT_BAD;
@@ -784,40 +861,19 @@ static int audit_keys(int argc, char **argv)
 		}
 		fprintf(stderr, "mitogen audit: retired %s (kept as %s)\n", oldvkey, old);
 	}
-	if (tlog_key_load(&k, name, why, sizeof(why)) < 0) {
-		fprintf(stderr, "mitogen audit: %s\n", why);
+	/* The current key (made when missing), then the retired ones. */
+	keys = calloc(AUDIT_KEYS_MAX, TLOG_VKEY_MAX);
+	if (!keys) {
+		fprintf(stderr, "mitogen audit: %s\n", strerror(ENOMEM));
 		return AUDIT_EXIT_BAD;
 	}
-	tlog_key_vkey(&k, vkey);
-	printf("%s\n", vkey);
-	/* Retired keys, as comments a --key file may keep. */
-	{
-		char dir[4096], *slash;
-		struct dirent *de;
-		DIR *d;
-
-		snprintf(dir, sizeof(dir), "%s", path);
-		slash = strrchr(dir, '/');
-		if (slash) {
-			*slash = '\0';
-			d = opendir(dir);
-			while (d && (de = readdir(d))) {
-				char p2[8200];
-				struct tlog_key o;
-
-				if (!strstr(de->d_name, ".retired-"))
-					continue;
-				snprintf(p2, sizeof(p2), "%s/%s", dir, de->d_name);
-				if (tlog_key_load_path(&o, p2, name, false, why, sizeof(why)) == 0) {
-					tlog_key_vkey(&o, vkey);
-					printf("%s\n", vkey);
-				}
-			}
-			if (d)
-				closedir(d);
-		}
-	}
-	return 0;
+	n = tlog_vkeys(keys, AUDIT_KEYS_MAX, why, sizeof(why));
+	if (n < 0)
+		fprintf(stderr, "mitogen audit: %s\n", why);
+	for (int i = 0; i < n; i++)
+		printf("%s\n", keys[i]);
+	free(keys);
+	return n < 0 ? AUDIT_EXIT_BAD : 0;
 }
 
 static int write_file(const char *path, const void *data, size_t len)

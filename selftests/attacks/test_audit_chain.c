@@ -467,6 +467,35 @@ static void test_intact_verifies(void **state)
 	toolrun_free(&r);
 }
 
+/*
+ * `mitogen audit keys -t sudo:mgsudo` fetches, from the target, the key
+ * that signed sudo's log (the old tool printed only this host's own
+ * keys); a target that cannot be reached is named, exit 1.
+ */
+static void test_keys_from_targets(void **state)
+{
+	struct toolrun r = { 0 };
+
+	if (!have_trail) {
+		fprintf(stderr, "# skip: no trail (%s)\n", trail_skip);
+		skip();
+	}
+	TOOLRUN(&r, "audit", "keys", "-t", "sudo:mgsudo");
+	if (r.exit_code != 0)
+		fprintf(stderr, "# keys -t: %s%s", r.out, r.err);
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "# sudo:mgsudo\n"));
+	assert_non_null(strstr(r.out, agents[0].vkey));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "keys", "-t", "sudo:mg-no-such-user");
+	assert_int_equal(r.exit_code, 1);
+	assert_non_null(strstr(r.err, "sudo:mg-no-such-user: "));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "keys", "-t");
+	assert_int_equal(r.exit_code, 2);
+	toolrun_free(&r);
+}
+
 /* One byte of a record (its function's name) changed on the target. */
 static void test_changed_byte(void **state)
 {
@@ -903,6 +932,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_trail),
 		cmocka_unit_test(test_intact_verifies),
+		cmocka_unit_test(test_keys_from_targets),
 		cmocka_unit_test(test_changed_byte),
 		cmocka_unit_test(test_deleted_record),
 		cmocka_unit_test(test_swapped_records),
