@@ -51,8 +51,10 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 #include <nettle/sha2.h>
 
@@ -64,9 +66,21 @@
 #include "core/value.h"
 #include "transports/transport.h"
 
-/* syslog is there (at boot): otherwise glibc would try to connect again
- * on every record, two failing syscalls a call. */
+/*
+ * This host's syslog (docs/audit.md, 7): our own datagram socket to
+ * /dev/log, made at boot (before the sandbox, which may forbid socket()),
+ * and one sendmmsg() a batch, a datagram a record, in the format glibc's
+ * syslog(3) writes. Not syslog(3): it sends one line a call, and where
+ * /dev/log exists but nothing reads it (a container, a host whose daemon
+ * is down) it makes a socket, fails to connect and closes it again on
+ * every line: three syscalls a record. Here an unanswered /dev/log costs
+ * one connect() a batch. A /dev/log that is a stream socket (rare:
+ * syslog-ng's unix-stream) gets glibc's syslog(3), a line a call, as
+ * before (slog_glibc).
+ */
 static bool use_syslog;
+static int slog_fd = -1;
+static bool slog_connected, slog_glibc;
 static char host[256];		/* this host's name, read at boot */
 /* Ours, read at the first record (after the sandbox, which may put us in
  * a user namespace; a fork boots again): two syscalls a record less. */
@@ -135,6 +149,7 @@ static bool flag(const struct mg_value *boot, const char *key)
 }
 
 static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns);
+static void slog_open(void);
 static void alog_open(void);
 static void audit_batch(struct mg_router *r, struct audit_pending *list);
 static void audit_sync(struct mg_router *r);
@@ -160,10 +175,8 @@ bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot)
 		self_known = false;
 		snprintf(ident, sizeof(ident), "mitogen[%d]", (int)getpid());
 	}
-	if (r->audited && access(_PATH_LOG, W_OK) == 0) {
-		openlog(ident, LOG_NDELAY, LOG_AUTHPRIV);
-		use_syslog = true;
-	}
+	if (r->audited)
+		slog_open();
 	/* Before the sandbox: the key and the directory may need making. */
 	if (r->audited)
 		alog_open();
@@ -231,25 +244,146 @@ static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64
 	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
-/* One line on this host's syslog, from a record; the error last: the
- * rest of the line is fields without spaces. */
-static void to_syslog(const struct mg_value *rec)
+/* Connect slog_fd to /dev/log; errno kept for the caller. */
+static bool slog_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", _PATH_LOG);
+	slog_connected = connect(slog_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	return slog_connected;
+}
+
+/* At boot: the socket, connected if something reads /dev/log. A fork
+ * boots again and makes its own. */
+static void slog_open(void)
+{
+	if (slog_fd >= 0)
+		close(slog_fd);
+	slog_fd = -1;
+	slog_connected = slog_glibc = use_syslog = false;
+	if (access(_PATH_LOG, W_OK) < 0)
+		return;
+	slog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (slog_fd < 0)
+		return;
+	use_syslog = true;
+	if (!slog_connect() && errno == EPROTOTYPE) {
+		close(slog_fd);
+		slog_fd = -1;
+		openlog(ident, LOG_NDELAY, LOG_AUTHPRIV);
+		slog_glibc = true;
+	}
+}
+
+/*
+ * A record's syslog message into buf (README's format; the error last:
+ * the rest of the line is fields without spaces). Returns its length.
+ */
+static size_t slog_message(const struct mg_value *rec, char *buf, size_t size)
 {
 	char name[128], fn[128], why[256];
 	const struct mg_value *src = mg_map_get(rec, "src_id"), *auth = mg_map_get(rec, "auth_id"),
 			      *f = mg_map_get(rec, "function"), *d = mg_map_get(rec, "args_sha256"),
 			      *e = mg_map_get(rec, "error"), *dur = mg_map_get(rec, "duration_us");
 	const char *error = e && e->type == MG_STR ? e->str : NULL;
+	int n;
 
-	syslog(LOG_NOTICE, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u function=%s "
-	       "args_sha256=%s status=%s duration_us=%llu%s%s",
-	       mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
-	       src && src->type == MG_INT ? (unsigned)src->i : 0,
-	       auth && auth->type == MG_INT ? (unsigned)auth->i : 0, self_uid,
-	       plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
-	       d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
-	       dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
-	       error ? " error=" : "", error ? plain(error, why, sizeof(why), true) : "");
+	n = snprintf(buf, size, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u "
+		     "function=%s args_sha256=%s status=%s duration_us=%llu%s%s",
+		     mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
+		     src && src->type == MG_INT ? (unsigned)src->i : 0,
+		     auth && auth->type == MG_INT ? (unsigned)auth->i : 0, self_uid,
+		     plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
+		     d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
+		     dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
+		     error ? " error=" : "", error ? plain(error, why, sizeof(why), true) : "");
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/* Datagrams sent in one sendmmsg(), and the room for one. */
+#define SLOG_CHUNK 64
+#define SLOG_LINE 1024
+
+/* Send n datagrams; a daemon that went away (or was not there at boot)
+ * gets one connect() again, here, and no more this batch. */
+static void slog_send(struct mmsghdr *mm, unsigned n)
+{
+	bool retried = false;
+	unsigned done = 0;
+
+	if (!slog_connected) {
+		if (!slog_connect())
+			return;
+		retried = true;
+	}
+	while (done < n) {
+		int k = sendmmsg(slog_fd, mm + done, n - done, MSG_NOSIGNAL);
+
+		if (k > 0) {
+			done += (unsigned)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && !retried &&
+		    (errno == ECONNREFUSED || errno == ENOTCONN || errno == ECONNRESET)) {
+			retried = true;
+			if (slog_connect())
+				continue;
+		}
+		slog_connected = slog_connected && !(k < 0 && errno == ECONNREFUSED);
+		return;
+	}
+}
+
+/* The batch's syslog lines: a datagram a record, in one sendmmsg() per
+ * SLOG_CHUNK records, stamped as syslog(3) would stamp them now. */
+static void slog_batch(struct audit_pending *list)
+{
+	char (*lines)[SLOG_LINE];
+	struct mmsghdr mm[SLOG_CHUNK];
+	struct iovec iov[SLOG_CHUNK];
+	char head[96], stamp[32];
+	size_t hlen;
+	unsigned n = 0;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (slog_glibc) {
+		for (struct audit_pending *p = list; p; p = p->next) {
+			char msg[SLOG_LINE];
+
+			if (p->rec) {
+				slog_message(p->rec, msg, sizeof(msg));
+				syslog(LOG_NOTICE, "%s", msg);
+			}
+		}
+		return;
+	}
+	lines = malloc(SLOG_CHUNK * sizeof(*lines));
+	if (!lines)
+		return;
+	/* glibc's header: "<PRI>Mmm dd hh:mm:ss TAG: " (TAG is mitogen[PID]). */
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%h %e %T", &tm);
+	hlen = (size_t)snprintf(head, sizeof(head), "<%d>%s %s: ", LOG_AUTHPRIV | LOG_NOTICE,
+				stamp, ident);
+	for (struct audit_pending *p = list; p; p = p->next) {
+		if (!p->rec)
+			continue;
+		memcpy(lines[n], head, hlen);
+		iov[n] = (struct iovec){ lines[n],
+					 hlen + slog_message(p->rec, lines[n] + hlen, SLOG_LINE - hlen) };
+		mm[n] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[n], .msg_iovlen = 1 } };
+		if (++n == SLOG_CHUNK) {
+			slog_send(mm, n);
+			n = 0;
+		}
+	}
+	if (n)
+		slog_send(mm, n);
+	free(lines);
 }
 
 /* --- the chained log on this host -------------------------------------- */
@@ -482,6 +616,34 @@ static int audit_checkpoint_fn(struct mg_call *call, const struct mg_value *args
 }
 MG_EXPORT_AS("mg.audit_checkpoint", audit_checkpoint_fn);
 
+/* Most verifier keys mg.audit_keys returns (the current one, retired ones). */
+#define AUDIT_KEYS_MAX 64
+
+/*
+ * mg.audit_keys() -> [VKEY...]: this uid's verifier keys on this host,
+ * the signing key's first (made when missing: the first to ask makes it,
+ * docs/audit.md 4), then the retired ones: `mitogen audit keys -t`.
+ */
+static int audit_keys_fn(struct mg_call *call, const struct mg_value *args, struct mg_value **ret)
+{
+	char (*keys)[TLOG_VKEY_MAX] = calloc(AUDIT_KEYS_MAX, TLOG_VKEY_MAX), why[512];
+	int n;
+
+	if (!keys)
+		return -ENOMEM;
+	n = tlog_vkeys(keys, AUDIT_KEYS_MAX, why, sizeof(why));
+	if (n < 0) {
+		free(keys);
+		return mg_call_fail(call, -n, "no audit key here: %s", why);
+	}
+	*ret = mg_list();
+	for (int i = 0; *ret && i < n; i++)
+		mg_list_append(*ret, mg_str(keys[i]));
+	free(keys);
+	return *ret ? 0 : -ENOMEM;
+}
+MG_EXPORT_AS("mg.audit_keys", audit_keys_fn);
+
 /* Logs larger than this together are not fetched in one call. */
 #define AUDIT_FETCH_MAX ((size_t)96 << 20)
 
@@ -674,9 +836,7 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 	for (struct audit_pending *p = list; p; p = p->next)
 		p->rec = pend_build(p);
 	if (use_syslog)
-		for (struct audit_pending *p = list; p; p = p->next)
-			if (p->rec)
-				to_syslog(p->rec);
+		slog_batch(list);
 	pthread_mutex_lock(&alog.lock);
 	/* Record 0 goes up with the first batch: by then the master knows
 	 * this context is audited. */
@@ -729,8 +889,16 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 					(unsigned long long)index, alog.path);
 			n++;
 			if (alog.tree.size != index) {
-				tlog_tree_root(&alog.tree, root);
-				tlog_hex(root, hex);
+				/* The line ends in "tree":"HEX"}: its root, not
+				 * computed twice. */
+				if (lines[n - 1]) {
+					memcpy(hex, lines[n - 1] + strlen(lines[n - 1]) - 2 -
+						    2 * TLOG_HASH, 2 * TLOG_HASH);
+					hex[2 * TLOG_HASH] = '\0';
+				} else {
+					tlog_tree_root(&alog.tree, root);
+					tlog_hex(root, hex);
+				}
 				mg_map_set(p->rec, "log", mg_str(alog.origin));
 				mg_map_set(p->rec, "index", mg_int((int64_t)index));
 				mg_map_set(p->rec, "tree", mg_str(hex));

@@ -8,6 +8,7 @@
  * change them. No format here is ours: CT's tree, C2SP's note and
  * checkpoint, Go's note key encodings, so other tools can check them.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -629,4 +630,47 @@ char *tlog_checkpoint_line(const char *note, size_t len)
 	}
 	strcpy(p, "\"}");
 	return line;
+}
+
+int tlog_vkeys(char (*out)[TLOG_VKEY_MAX], size_t max, char *why, size_t why_size)
+{
+	char path[4096], name[TLOG_NAME_MAX + 1], *slash;
+	struct tlog_key k;
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+	int rc;
+
+	if (!max)
+		return -EINVAL;
+	if (tlog_key_path(path, sizeof(path)) < 0) {
+		snprintf(why, why_size, "no place for this uid's audit key (HOME unset)");
+		return -ENOENT;
+	}
+	tlog_key_name(name);
+	rc = tlog_key_load(&k, name, why, why_size);
+	if (rc < 0)
+		return rc;
+	tlog_key_vkey(&k, out[n++]);
+	explicit_bzero(&k, sizeof(k));
+	/* Retired ones: key.retired-STAMP next to it (mitogen audit keys
+	 * --rotate). */
+	slash = strrchr(path, '/');
+	if (!slash)
+		return (int)n;
+	*slash = '\0';
+	d = opendir(path);
+	while (d && n < max && (de = readdir(d))) {
+		char p2[4400], w[256];
+
+		if (!strstr(de->d_name, ".retired-"))
+			continue;
+		snprintf(p2, sizeof(p2), "%s/%s", path, de->d_name);
+		if (tlog_key_load_path(&k, p2, name, false, w, sizeof(w)) == 0)
+			tlog_key_vkey(&k, out[n++]);
+		explicit_bzero(&k, sizeof(k));
+	}
+	if (d)
+		closedir(d);
+	return (int)n;
 }

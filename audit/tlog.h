@@ -104,6 +104,13 @@ int tlog_log_dir(char *buf, size_t size);
  * 0 or -errno with why.
  */
 int tlog_dir_check(const char *dir, bool create, char *why, size_t why_size);
+/*
+ * This uid's verifier keys into out: the signing key's first (made when
+ * missing, as tlog_key_load), then the retired ones kept next to it
+ * (mitogen audit keys --rotate). Returns how many (at most max), or
+ * -errno with why.
+ */
+int tlog_vkeys(char (*out)[TLOG_VKEY_MAX], size_t max, char *why, size_t why_size);
 /* k's verifier key text. */
 void tlog_key_vkey(const struct tlog_key *k, char out[TLOG_VKEY_MAX]);
 /* Parse a verifier key; 0 or -EINVAL. */

@@ -39,6 +39,7 @@
 #include <mitogen/stats.h>
 #include "bpf/loader.h"
 #include "bpf/shared.h"
+#include "core/audit.h"
 #include "core/broker.h"
 #include "core/hooks.h"
 #include "core/log.h"
@@ -493,6 +494,14 @@ static void refuse(struct mg_router *r, const struct mg_denial *d)
 
 static void on_ringbuf(struct broker_source *src, uint32_t events)
 {
+	static const char *const audit_why[MG_STATS_NDROP] = {
+		[MG_DROP_SRC_ID] = "spoofed src_id",
+		[MG_DROP_AUTH_ID] = "forged auth_id",
+		[MG_DROP_PRIV_UP] = "caller lacks authority",
+		[MG_DROP_NO_AUTHORITY] = "caller lacks authority",
+		[MG_DROP_REPLY] = "reply from a context that was not called",
+		[MG_DROP_UNKNOWN] = "a socket with no channel entry",
+	};
 	struct mgb_event ev[64];
 	struct mg_router *rs[64];
 	bool quiet[64];
@@ -530,6 +539,10 @@ static void on_ringbuf(struct broker_source *src, uint32_t events)
 
 			if (!quiet[i])
 				log_denial(&d);
+			/* Into the master's audit trail (the router's words). */
+			if (rs[i] && (unsigned)d.reason < MG_STATS_NDROP && audit_why[d.reason])
+				audit_denial(rs[i], true, audit_why[d.reason], d.child_id,
+					     d.src_id, d.auth_id, d.dst_id, d.handle);
 			if (rs[i]) {
 				refuse(rs[i], &d);
 				acct_denial(rs[i], &d);

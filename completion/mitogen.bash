@@ -135,7 +135,7 @@ _mitogen()
 		done
 		case $sub,$prev in
 		,*) mapfile -t COMPREPLY < <(compgen -W "verify show fetch keys --help" -- "$cur") ;;
-		fetch,-t) _mitogen_target_words ;;
+		fetch,-t | keys,-t) _mitogen_target_words ;;
 		*,--since | *,--context | *,--function) ;;
 		*)
 			if [[ $cur == -* ]]; then
@@ -143,7 +143,7 @@ _mitogen()
 				verify) mapfile -t COMPREPLY < <(compgen -W "--key" -- "$cur") ;;
 				show) mapfile -t COMPREPLY < <(compgen -W "--since --context --function --json" -- "$cur") ;;
 				fetch) mapfile -t COMPREPLY < <(compgen -W "-t" -- "$cur") ;;
-				keys) mapfile -t COMPREPLY < <(compgen -W "--rotate" -- "$cur") ;;
+				keys) mapfile -t COMPREPLY < <(compgen -W "--rotate -t" -- "$cur") ;;
 				esac
 			elif [ "$sub" != keys ]; then
 				mapfile -t COMPREPLY < <(compgen -f -- "$cur")

@@ -45,6 +45,17 @@
 #include "core/message.h"
 #include "core/router.h"
 
+/*
+ * Denials and refusals go into the chain at most this many at once, then
+ * this many a second (a token bucket): a hostile child that sends
+ * forged messages in a loop costs the disk about one line a second. The
+ * ones not written are counted, and the count goes into the chain with
+ * the next one written ("unrecorded_before") and when the file is closed
+ * ({"denials_unrecorded": N}): a flood is itself on record.
+ */
+#define AUDIT_DENIAL_BURST 32
+#define AUDIT_DENIAL_PER_S 1
+
 /* A router's chain in its audit file. */
 struct audit_chain {
 	struct tlog_tree tree;
@@ -53,6 +64,10 @@ struct audit_chain {
 	char origin[TLOG_NAME_MAX + 1];
 	uint64_t since_cp, ncp;
 	struct timespec last_cp;
+	/* Denials: the bucket, when it was last filled, what was not written. */
+	double tokens;
+	struct timespec refill;
+	uint64_t unrecorded;
 };
 
 /* Append line and a newline in one writev: O_APPEND keeps lines whole. */
@@ -126,8 +141,63 @@ static struct mg_value *known_locked(struct mg_router *r, uint32_t id)
 	return rec;
 }
 
-/* Sign a checkpoint of the router's chain into its file. Caller holds r->lock. */
-static void audit_checkpoint_locked(struct mg_router *r, bool final)
+/*
+ * Lines gathered for one write (a batch of records from one agent: one
+ * write under O_APPEND instead of one a line, docs/audit.md 7).
+ */
+struct wbuf {
+	char *p;
+	size_t n, cap;
+	bool failed;
+};
+
+/* line and a newline into wb, or straight into the file when wb is NULL. */
+static void audit_put(struct mg_router *r, struct wbuf *wb, char *line, size_t len)
+{
+	if (!wb) {
+		audit_write(r->audit_fd, line, len);
+		return;
+	}
+	if (wb->n + len + 1 > wb->cap) {
+		size_t cap = (wb->n + len + 1) * 2;
+		char *p = realloc(wb->p, cap);
+
+		if (!p) {
+			wb->failed = true;
+			LOG_ERROR("audit: out of memory: a record lost");
+			return;
+		}
+		wb->p = p;
+		wb->cap = cap;
+	}
+	memcpy(wb->p + wb->n, line, len);
+	wb->p[wb->n + len] = '\n';
+	wb->n += len + 1;
+}
+
+/* Write what wb holds in one write (O_APPEND: whole, after the others'). */
+static void audit_flush(struct mg_router *r, struct wbuf *wb)
+{
+	size_t off = 0;
+
+	while (off < wb->n) {
+		ssize_t k = write(r->audit_fd, wb->p + off, wb->n - off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			LOG_ERROR("audit: cannot write the audit file: %s",
+				  k < 0 ? strerror(errno) : "short write");
+			break;
+		}
+		off += (size_t)k;
+	}
+	wb->n = 0;
+}
+
+/* Sign a checkpoint of the router's chain into its file (or wb). Caller
+ * holds r->lock. */
+static void audit_checkpoint_wb_locked(struct mg_router *r, bool final, struct wbuf *wb)
 {
 	struct audit_chain *c = r->audit_chain;
 	char note[TLOG_NOTE_MAX], *line;
@@ -138,23 +208,28 @@ static void audit_checkpoint_locked(struct mg_router *r, bool final)
 	len = tlog_checkpoint_sign(&c->key, c->origin, &c->tree, final, note);
 	line = tlog_checkpoint_line(note, len);
 	if (line)
-		audit_write(r->audit_fd, line, strlen(line));
+		audit_put(r, wb, line, strlen(line));
 	free(line);
 	c->since_cp = 0;
 	c->ncp++;
 	clock_gettime(CLOCK_MONOTONIC, &c->last_cp);
 }
 
-/* Chain json (a record) into the file, and sign when it is time. Caller
- * holds r->lock. */
-static void audit_chain_write_locked(struct mg_router *r, char *json, size_t len)
+static void audit_checkpoint_locked(struct mg_router *r, bool final)
+{
+	audit_checkpoint_wb_locked(r, final, NULL);
+}
+
+/* Chain json (a record) into the file (or wb), and sign when it is time.
+ * Caller holds r->lock. */
+static void audit_chain_put_locked(struct mg_router *r, char *json, size_t len, struct wbuf *wb)
 {
 	struct audit_chain *c = r->audit_chain;
 	struct timespec now;
 	char *line;
 
 	if (!c) {
-		audit_write(r->audit_fd, json, len);
+		audit_put(r, wb, json, len);
 		return;
 	}
 	line = tlog_chain_line(&c->tree, c->origin, json, len);
@@ -162,13 +237,104 @@ static void audit_chain_write_locked(struct mg_router *r, char *json, size_t len
 		LOG_ERROR("audit: out of memory: a record lost");
 		return;
 	}
-	audit_write(r->audit_fd, line, strlen(line));
+	audit_put(r, wb, line, strlen(line));
 	free(line);
 	c->since_cp++;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (c->ncp == 0 || c->since_cp >= TLOG_CHECKPOINT_RECORDS ||
 	    now.tv_sec - c->last_cp.tv_sec >= TLOG_CHECKPOINT_SECONDS)
-		audit_checkpoint_locked(r, false);
+		audit_checkpoint_wb_locked(r, false, wb);
+}
+
+static void audit_chain_write_locked(struct mg_router *r, char *json, size_t len)
+{
+	audit_chain_put_locked(r, json, len, NULL);
+}
+
+/* Now, as the records' "received". */
+static void audit_stamp(char stamp[64])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (long)(ts.tv_nsec / 1000) % 1000000);
+}
+
+/* The count of denials not written, as a record of its own (the file
+ * closes). Caller holds r->lock. */
+static void audit_unrecorded_locked(struct mg_router *r)
+{
+	struct audit_chain *c = r->audit_chain;
+	char json[160], stamp[64];
+
+	if (!c || !c->unrecorded || r->audit_fd < 0)
+		return;
+	audit_stamp(stamp);
+	snprintf(json, sizeof(json), "{\"denials_unrecorded\":%llu,\"received\":\"%s\"}",
+		 (unsigned long long)c->unrecorded, stamp);
+	c->unrecorded = 0;
+	audit_chain_write_locked(r, json, strlen(json));
+}
+
+void audit_denial(struct mg_router *r, bool kernel, const char *why, uint32_t from,
+		  uint32_t src_id, uint32_t auth_id, uint32_t dst_id, uint32_t handle)
+{
+	struct audit_chain *c;
+	struct mg_value *rec;
+	struct timespec now;
+	char stamp[64], *json;
+	bool take;
+
+	if (!r || r->id != 0 || __atomic_load_n(&r->audit_fd, __ATOMIC_RELAXED) < 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&r->lock);
+	c = r->audit_chain;
+	if (!c || r->audit_fd < 0) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	c->tokens += ((double)(now.tv_sec - c->refill.tv_sec) +
+		      (double)(now.tv_nsec - c->refill.tv_nsec) / 1e9) * AUDIT_DENIAL_PER_S;
+	if (c->tokens > AUDIT_DENIAL_BURST)
+		c->tokens = AUDIT_DENIAL_BURST;
+	c->refill = now;
+	take = c->tokens >= 1;
+	if (!take) {
+		c->unrecorded++;
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	c->tokens -= 1;
+	audit_stamp(stamp);
+	rec = mg_map();
+	mg_map_set(rec, kernel ? "denied" : "refused", mg_str(why));
+	mg_map_set(rec, "by", mg_str(kernel ? "kernel" : "router"));
+	/* Who: the context behind the channel it came in on (verified),
+	 * whatever ids it wrote into the message. */
+	mg_map_set(rec, "context_id", mg_int(from));
+	mg_map_set(rec, "chain", chain_locked(r, from));
+	mg_map_set(rec, "received", mg_str(stamp));
+	mg_map_set(rec, "src_id", mg_int(src_id));
+	mg_map_set(rec, "auth_id", mg_int(auth_id));
+	mg_map_set(rec, "dst_id", mg_int(dst_id));
+	mg_map_set(rec, "handle", mg_int(handle));
+	if (c->unrecorded)
+		mg_map_set(rec, "unrecorded_before", mg_int((int64_t)c->unrecorded));
+	json = rec ? mg_value_to_json_alloc(rec) : NULL;
+	mg_value_free(rec);
+	if (json) {
+		c->unrecorded = 0;
+		audit_chain_write_locked(r, json, strlen(json));
+	} else {
+		c->unrecorded++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	free(json);
 }
 
 /*
@@ -202,43 +368,23 @@ static void refused(struct mg_router *r, uint32_t id)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* One record (claimed, taken) from id, with rec the master's part
- * (taken): into the file, or the log at INFO. */
-static void audit_one(struct mg_router *r, uint32_t id, struct mg_value *rec,
-		      struct mg_value *claimed)
-{
-	char *json;
-	size_t len;
-
-	mg_map_set(rec, "claimed", claimed);
-	json = rec ? mg_value_to_json_alloc(rec) : NULL;
-	mg_value_free(rec);
-	if (!json) {
-		LOG_ERROR("audit: out of memory: record from context %u lost", id);
-		return;
-	}
-	len = strlen(json);
-	pthread_mutex_lock(&r->lock);
-	if (r->audit_fd >= 0) {
-		audit_chain_write_locked(r, json, len);
-		pthread_mutex_unlock(&r->lock);
-	} else {
-		pthread_mutex_unlock(&r->lock);
-		LOG_INFO("audit: %s", json);
-	}
-	free(json);
-}
-
 /*
  * A record (a map), or a batch of them in the order the agent served the
  * calls (a list of maps: its records 0, its calls, its checkpoints;
- * agent/audit.c writes them so, docs/audit.md 7).
+ * agent/audit.c writes them so, docs/audit.md 7). Each line is the
+ * master's part (the same for the whole message: it arrived at once)
+ * with the agent's map under "claimed", last: the JSON text of the
+ * master's part is made once, and the lines of a message go into the
+ * file in one write.
  */
 static void on_audit(struct mg_message *msg, void *userdata)
 {
 	struct mg_router *r = userdata;
 	struct mg_value *rec = NULL, *claimed = NULL;
-	uint32_t id = msg->meta.src_id;
+	uint32_t id = msg->meta.src_id, n;
+	char *head = NULL, **lines = NULL;
+	size_t hlen;
+	struct wbuf wb = { 0 };
 
 	if (mg_message_is_dead(msg)) {
 		mg_message_free(msg);
@@ -258,33 +404,60 @@ static void on_audit(struct mg_message *msg, void *userdata)
 	if (mg_message_value(msg, false, &claimed, NULL) < 0 ||
 	    (claimed->type != MG_MAP && claimed->type != MG_LIST)) {
 		LOG_WARN("audit: malformed record from context %u: dropped", id);
-		mg_value_free(claimed);
 		goto out;
 	}
-	if (claimed->type == MG_MAP) {
-		audit_one(r, id, rec, claimed);
-		rec = NULL;
+	head = mg_value_to_json_alloc(rec);
+	n = claimed->type == MG_MAP ? 1 : claimed->len;
+	lines = calloc(n ? n : 1, sizeof(*lines));
+	if (!head || !lines) {
+		LOG_ERROR("audit: out of memory: records from context %u lost", id);
 		goto out;
 	}
-	for (uint32_t i = 0; i < claimed->len; i++) {
-		struct mg_value *mine;
+	/* {"context_id":..,"received":".."} -> {..,"received":"..","claimed":ITEM} */
+	hlen = strlen(head) - 1;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mg_value *it = claimed->type == MG_MAP ? claimed : &claimed->items[i];
+		char *js;
+		size_t jl;
 
-		if (claimed->items[i].type != MG_MAP) {
+		if (it->type != MG_MAP) {
 			LOG_WARN("audit: malformed record from context %u: dropped", id);
 			continue;
 		}
-		if (i + 1 < claimed->len) {
-			pthread_mutex_lock(&r->lock);
-			mine = known_locked(r, id);
-			pthread_mutex_unlock(&r->lock);
-		} else {
-			mine = rec;
-			rec = NULL;
+		js = mg_value_to_json_alloc(it);
+		jl = js ? strlen(js) : 0;
+		lines[i] = js ? malloc(hlen + jl + 16) : NULL;
+		if (!lines[i]) {
+			LOG_ERROR("audit: out of memory: record from context %u lost", id);
+			free(js);
+			continue;
 		}
-		audit_one(r, id, mine, mg_value_copy(&claimed->items[i]));
+		memcpy(lines[i], head, hlen);
+		memcpy(lines[i] + hlen, ",\"claimed\":", 11);
+		memcpy(lines[i] + hlen + 11, js, jl);
+		memcpy(lines[i] + hlen + 11 + jl, "}", 2);
+		free(js);
 	}
-	mg_value_free(claimed);
+	pthread_mutex_lock(&r->lock);
+	if (r->audit_fd >= 0) {
+		for (uint32_t i = 0; i < n; i++)
+			if (lines[i])
+				audit_chain_put_locked(r, lines[i], strlen(lines[i]), &wb);
+		audit_flush(r, &wb);
+		pthread_mutex_unlock(&r->lock);
+	} else {
+		pthread_mutex_unlock(&r->lock);
+		for (uint32_t i = 0; i < n; i++)
+			if (lines[i])
+				LOG_INFO("audit: %s", lines[i]);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		free(lines[i]);
 out:
+	free(wb.p);
+	free(lines);
+	free(head);
+	mg_value_free(claimed);
 	mg_value_free(rec);
 	mg_message_free(msg);
 }
@@ -308,6 +481,7 @@ void audit_router_env(struct mg_router *r)
 
 void audit_router_free(struct mg_router *r)
 {
+	audit_unrecorded_locked(r);
 	if (r->audit_chain && r->audit_chain->since_cp)
 		audit_checkpoint_locked(r, true);
 	if (r->audit_fd >= 0)
@@ -336,6 +510,8 @@ static struct audit_chain *audit_chain_new(void)
 	if (!c)
 		return NULL;
 	tlog_key_name(name);
+	c->tokens = AUDIT_DENIAL_BURST;
+	clock_gettime(CLOCK_MONOTONIC, &c->refill);
 	c->signing = tlog_key_load(&c->key, name, why, sizeof(why)) == 0;
 	if (!c->signing)
 		LOG_WARN("audit: the audit file's checkpoints cannot be signed: %s", why);
@@ -376,6 +552,7 @@ int mg_router_audit_to_file(struct mg_router *r, const char *path, struct mg_err
 	}
 	pthread_mutex_lock(&r->lock);
 	/* The old file's chain ends with a final checkpoint. */
+	audit_unrecorded_locked(r);
 	if (r->audit_chain && r->audit_chain->since_cp)
 		audit_checkpoint_locked(r, true);
 	old = r->audit_fd;

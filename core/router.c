@@ -802,6 +802,9 @@ static void drop_foreign_reply(struct mg_router *r, struct mg_message *msg, stru
 	}
 	if (in && in->role == STREAM_CHILD)
 		acct_rx_drop(in, MG_DROP_REPLY);
+	audit_denial(r, false, "reply from a context that was not called",
+		     in ? in->remote_id : msg->meta.src_id, msg->meta.src_id, msg->meta.auth_id,
+		     msg->meta.dst_id, msg->meta.handle);
 	mg_message_free(msg);
 }
 
@@ -845,6 +848,9 @@ static void deliver_local(struct mg_router *r, struct mg_message *msg, struct st
 	if (policy && !policy(msg, (const struct mg_stream *)in, policy_data)) {
 		LOG_ERROR("refused message from context %u (auth_id %u) to handle %u: policy",
 			  msg->meta.src_id, msg->meta.auth_id, msg->meta.handle);
+		audit_denial(r, false, "caller lacks authority", in ? in->remote_id : msg->meta.src_id,
+			     msg->meta.src_id, msg->meta.auth_id, msg->meta.dst_id,
+			     msg->meta.handle);
 		router_refuse(r, msg, NULL, "caller lacks authority");
 		mg_message_free(msg);
 		return;
@@ -945,6 +951,8 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 				  "(context %u is not behind this stream)",
 				  s->name, msg->meta.src_id, msg->meta.src_id);
 			acct_rx_drop(s, MG_DROP_SRC_ID);
+			audit_denial(r, false, "spoofed src_id", s->remote_id, msg->meta.src_id,
+				     msg->meta.auth_id, msg->meta.dst_id, msg->meta.handle);
 			router_refuse(r, msg, s, "bad src_id");
 			mg_message_free(msg);
 			return;
@@ -953,6 +961,8 @@ void router_receive(struct mg_router *r, struct stream *s, struct mg_message *ms
 			LOG_ERROR("stream %s: refused message from %u with forged auth_id %u",
 				  s->name, msg->meta.src_id, msg->meta.auth_id);
 			acct_rx_drop(s, MG_DROP_AUTH_ID);
+			audit_denial(r, false, "forged auth_id", s->remote_id, msg->meta.src_id,
+				     msg->meta.auth_id, msg->meta.dst_id, msg->meta.handle);
 			router_refuse(r, msg, s, "bad auth_id");
 			mg_message_free(msg);
 			return;

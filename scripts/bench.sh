@@ -247,6 +247,14 @@ END {
 	    val(O, "sandbox_plain_call_rtt_us") \
 	    (has(O, "sandbox_plain_call_rtt_us") ? " (no sandbox)" : ""),
 	    "n/a", ratio(vf), "<= 1.1x unsandboxed", verdict(vf != "", vf <= 1.1))
+	# issue 18: an audited child (chained log, syslog, the masters
+	# chained file) against a plain one, pinned pairs as above.
+	k = "audit_call_rtt_us"
+	vf = has(O, "audit_call_rtt_ratio") ? O["audit_call_rtt_ratio"] : ""
+	row("call round trip, audited (us)", val(O, k), "n/a",
+	    val(O, "audit_plain_call_rtt_us") \
+	    (has(O, "audit_plain_call_rtt_us") ? " (not audited)" : ""),
+	    "n/a", ratio(vf), "<= 1.1x not audited", verdict(vf != "", vf <= 1.1))
 
 	# issue 6: eBPF channel filters on vs off, both ours, same run. The
 	# "floor" column holds the figure with eBPF off.
@@ -341,6 +349,7 @@ END {
 		    "sandbox_create_call_ms sandbox_plain_create_call_ms " \
 		    "sandbox_create_ratio sandbox_call_rtt_us sandbox_plain_call_rtt_us " \
 		    "sandbox_call_rtt_ratio " \
+		    "audit_call_rtt_us audit_plain_call_rtt_us audit_call_rtt_ratio " \
 		    "bpf_on_call_rtt_us bpf_off_call_rtt_us bpf_on_stream_MBps " \
 		    "bpf_off_stream_MBps bpf_on_create_call_ms bpf_off_create_call_ms " \
 		    "bpf_call_rtt_ratio bpf_stream_ratio",

@@ -14,6 +14,7 @@
  *   mitogen audit show [--since T] [--context C] [--function F] [--json] FILE...
  *   mitogen audit fetch -t TARGETS DIR
  *   mitogen audit keys [--rotate]
+ *   mitogen audit keys -t TARGETS
  */
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +49,9 @@ const char tool_audit_help[] =
 	"mitogen audit keys [--rotate]\n"
 	"    Print this user's verifier key (and retired ones); --rotate makes a\n"
 	"    new signing key and keeps the old one as retired.\n"
+	"mitogen audit keys -t TARGETS\n"
+	"    Print each target's verifier keys (its user on its host), after a\n"
+	"    '# TARGET' line: a file for verify --key.\n"
 	"See docs/audit.md.\n";
 
 static int audit_usage(const char *fmt, const char *arg)
@@ -673,7 +677,7 @@ static int audit_show(int argc, char **argv)
 	for (size_t i = 0; i < t.n; i++) {
 		const struct ent *e = &t.e[i];
 		const struct mg_value *cl = claimed_of(e), *rec = cl ? cl : e->v, *a, *d;
-		const char *time, *fn;
+		const char *time, *fn, *deny, *status;
 		const char *ctx;
 		char chain[256], what[512];
 		size_t n = 0;
@@ -686,9 +690,13 @@ static int audit_show(int argc, char **argv)
 		if (!time)
 			time = str_of(e->v, "received");
 		fn = str_of(rec, "function");
+		deny = str_of(rec, "denied") ? str_of(rec, "denied") : str_of(rec, "by") ?
+		       str_of(rec, "refused") : NULL;
 		if (!fn)
 			fn = str_of(rec, "checkpoint") ? "(checkpoint)" : str_of(rec, "opened") ?
-			     "(log opened)" : str_of(rec, "refused") ? "(refused record)" : "";
+			     "(log opened)" : deny && str_of(rec, "denied") ? "(denied)" :
+			     deny ? "(refused)" : str_of(rec, "refused") ? "(refused record)" :
+			     mg_map_get(rec, "denials_unrecorded") ? "(denials unrecorded)" : "";
 		show_chain(e->v ? mg_map_get(e->v, "chain") : NULL, chain, sizeof(chain));
 		ctx = *chain ? chain : str_of(rec, "context") ? str_of(rec, "context") : "";
 		if (since && (!time || strcmp(time, since) < 0))
@@ -703,8 +711,25 @@ static int audit_show(int argc, char **argv)
 			continue;
 		}
 		what[0] = '\0';
+		status = str_of(rec, "status");
 		a = mg_map_get(rec, "argv");
-		if (a && a->type == MG_LIST) {
+		if (deny) {
+			/* A denial: why, and what the message said it was. */
+			const struct mg_value *h = mg_map_get(rec, "handle"),
+					      *s = mg_map_get(rec, "src_id"),
+					      *u = mg_map_get(rec, "unrecorded_before");
+
+			status = str_of(rec, "denied") ? "denied" : "refused";
+			snprintf(what, sizeof(what), "%s: handle %lld src_id %lld%s%.0lld%s", deny,
+				 h && h->type == MG_INT ? (long long)h->i : -1LL,
+				 s && s->type == MG_INT ? (long long)s->i : -1LL,
+				 u && u->type == MG_INT ? " (" : "",
+				 u && u->type == MG_INT ? (long long)u->i : 0LL,
+				 u && u->type == MG_INT ? " before it not recorded)" : "");
+		} else if ((d = mg_map_get(rec, "denials_unrecorded")) && d->type == MG_INT) {
+			snprintf(what, sizeof(what), "%lld denials not recorded (rate limit)",
+				 (long long)d->i);
+		} else if (a && a->type == MG_LIST) {
 			for (uint32_t k = 0; k < a->len && n < sizeof(what); k++)
 				n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s", k ? " " : "",
 						      a->items[k].type == MG_STR ? a->items[k].str : "?");
@@ -715,7 +740,7 @@ static int audit_show(int argc, char **argv)
 		/* json_args decoded \u001b and the like: put_clean keeps them
 		 * off the terminal. */
 		printf_clean("%-27s %-24s %-20s %-6s %10lld  %s", time ? time : "-", ctx, fn,
-			     str_of(rec, "status") ? str_of(rec, "status") : "-",
+			     status ? status : "-",
 			     d && d->type == MG_INT ? (long long)d->i : 0LL, what);
 		printf("\n");
 	}
@@ -725,18 +750,91 @@ static int audit_show(int argc, char **argv)
 
 /* --- keys, fetch -------------------------------------------------------- */
 
+/* Most keys printed for one host and uid (the current one, retired ones). */
+#define AUDIT_KEYS_MAX 64
+
+/*
+ * keys -t TARGETS: each target's verifier keys (mg.audit_keys, as the
+ * target's uid on its host), a "# TARGET" line before them: the output
+ * is a --key file for verify.
+ */
+static int audit_keys_remote(const char *spec)
+{
+	struct target_list list = { 0 };
+	struct mg_router *r;
+	char why[256];
+	int rc = 0;
+
+	if (target_list_parse(&list, spec, why, sizeof(why)) < 0) {
+		fprintf(stderr, "mitogen audit: -t %s: %s\n", spec, why);
+		return AUDIT_EXIT_USAGE;
+	}
+	r = mg_router_new(NULL);
+	if (!r) {
+		fprintf(stderr, "mitogen audit: %s\n", strerror(errno));
+		target_list_free(&list);
+		return AUDIT_EXIT_BAD;
+	}
+	for (size_t i = 0; i < list.n; i++) {
+		struct target *t = &list.v[i];
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_value *res = NULL;
+		uint32_t n = 0;
+
+		if (target_start(t, r, target_clock() + 60, NULL, &err, NULL) < 0 ||
+		    mg_call(target_last(t), "mg.audit_keys", NULL, &res, &err) < 0) {
+			fprintf(stderr, "mitogen audit: %s: %s\n", t->spec, err.message);
+			rc = AUDIT_EXIT_BAD;
+			target_stop(t, true);
+			continue;
+		}
+		printf("# ");
+		put_clean(t->spec);
+		printf("\n");
+		for (uint32_t k = 0; res && res->type == MG_LIST && k < res->len; k++) {
+			struct tlog_vkey vk;
+
+			/* Only what parses as a verifier key: the target chose
+			 * these strings. */
+			if (res->items[k].type != MG_STR || tlog_vkey_parse(res->items[k].str, &vk) < 0)
+				continue;
+			printf("%s\n", res->items[k].str);
+			n++;
+		}
+		if (!n) {
+			fprintf(stderr, "mitogen audit: %s: no verifier key in its answer\n", t->spec);
+			rc = AUDIT_EXIT_BAD;
+		}
+		mg_value_free(res);
+		target_stop(t, false);
+	}
+	mg_router_unref(r);
+	target_list_free(&list);
+	return rc;
+}
+
 static int audit_keys(int argc, char **argv)
 {
-	char path[4096], why[512], name[TLOG_NAME_MAX + 1], vkey[TLOG_VKEY_MAX];
+	char path[4096], why[512], name[TLOG_NAME_MAX + 1], (*keys)[TLOG_VKEY_MAX];
+	const char *spec = NULL;
 	struct tlog_key k;
 	bool rotate = false;
+	int n;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--rotate"))
 			rotate = true;
+		else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+			spec = argv[++i];
+		else if (!strcmp(argv[i], "-t"))
+			return audit_usage("keys: -t needs TARGETS%s", "");
 		else
 			return audit_usage("keys: unknown argument '%s'", argv[i]);
 	}
+	if (spec && rotate)
+		return audit_usage("keys: --rotate acts on this host's key, not with -t%s", "");
+	if (spec)
+		return audit_keys_remote(spec);
 	if (tlog_key_path(path, sizeof(path)) < 0) {
 		fprintf(stderr, "mitogen audit: no place for this uid's audit key (HOME unset)\n");
 		return AUDIT_EXIT_BAD;
@@ -763,40 +861,19 @@ static int audit_keys(int argc, char **argv)
 		}
 		fprintf(stderr, "mitogen audit: retired %s (kept as %s)\n", oldvkey, old);
 	}
-	if (tlog_key_load(&k, name, why, sizeof(why)) < 0) {
-		fprintf(stderr, "mitogen audit: %s\n", why);
+	/* The current key (made when missing), then the retired ones. */
+	keys = calloc(AUDIT_KEYS_MAX, TLOG_VKEY_MAX);
+	if (!keys) {
+		fprintf(stderr, "mitogen audit: %s\n", strerror(ENOMEM));
 		return AUDIT_EXIT_BAD;
 	}
-	tlog_key_vkey(&k, vkey);
-	printf("%s\n", vkey);
-	/* Retired keys, as comments a --key file may keep. */
-	{
-		char dir[4096], *slash;
-		struct dirent *de;
-		DIR *d;
-
-		snprintf(dir, sizeof(dir), "%s", path);
-		slash = strrchr(dir, '/');
-		if (slash) {
-			*slash = '\0';
-			d = opendir(dir);
-			while (d && (de = readdir(d))) {
-				char p2[8200];
-				struct tlog_key o;
-
-				if (!strstr(de->d_name, ".retired-"))
-					continue;
-				snprintf(p2, sizeof(p2), "%s/%s", dir, de->d_name);
-				if (tlog_key_load_path(&o, p2, name, false, why, sizeof(why)) == 0) {
-					tlog_key_vkey(&o, vkey);
-					printf("%s\n", vkey);
-				}
-			}
-			if (d)
-				closedir(d);
-		}
-	}
-	return 0;
+	n = tlog_vkeys(keys, AUDIT_KEYS_MAX, why, sizeof(why));
+	if (n < 0)
+		fprintf(stderr, "mitogen audit: %s\n", why);
+	for (int i = 0; i < n; i++)
+		printf("%s\n", keys[i]);
+	free(keys);
+	return n < 0 ? AUDIT_EXIT_BAD : 0;
 }
 
 static int write_file(const char *path, const void *data, size_t len)

@@ -13,7 +13,10 @@
  * slipped in by a non-audited child of the same uid, and a master file
  * edited (rehashed and re-signed with the master's own key) to hide a
  * call. verify must fail, naming the file, the line, the record and why;
- * the untouched trail must verify.
+ * the untouched trail must verify. `audit keys -t` fetches the key that
+ * signed a target's log. And a hostile child's forged messages and calls
+ * up, dropped by the kernel filter or refused by the router, are in the
+ * master's chain, a flood of them in bounded lines and a count.
  *
  * Against the old code the trail had no chain and there was no verify:
  * every one of these edits left a file that nothing could tell from the
@@ -28,7 +31,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <sys/socket.h>
+
 #include "audit/tlog.h"
+#include "bpf/loader.h"
+#include "core/wire.h"
 #include "selftests/tools/toolrun.h"
 #include "selftests/transports/fixture.h"
 
@@ -50,6 +57,54 @@ static int chain_forge_record(struct mg_call *call, const struct mg_value *args,
 	return 0;
 }
 MG_EXPORT(chain_forge_record);
+
+/*
+ * chain_forge_raw(dst, src, auth, handle, count): count raw one-record
+ * messages written straight onto the channel to the parent (fd 3 in a
+ * local child), past this context's own router: what a hostile child
+ * does. Returns how many the socket took.
+ */
+static int chain_forge_raw(struct mg_call *call, const struct mg_value *args,
+			   struct mg_value **ret)
+{
+	int64_t dst, src, auth, handle, count, sent = 0;
+	struct wire_meta m = { 0 };
+	uint8_t rec[WIRE_HDR_SIZE + 1];
+
+	if (mg_value_unpack(args, NULL, "lllll", &dst, &src, &auth, &handle, &count) < 0)
+		return mg_call_fail(call, EINVAL, "chain_forge_raw(dst, src, auth, handle, count)");
+	m.dst_id = (uint32_t)dst;
+	m.src_id = (uint32_t)src;
+	m.auth_id = (uint32_t)auth;
+	m.handle = (uint32_t)handle;
+	wire_hdr_pack((struct wire_hdr *)rec, &m, WIRE_FLAG_FIRST | WIRE_FLAG_LAST, 1);
+	rec[WIRE_HDR_SIZE] = 0xc0;	/* msgpack nil */
+	for (int64_t i = 0; i < count; i++)
+		if (send(3, rec, sizeof(rec), MSG_NOSIGNAL) == (ssize_t)sizeof(rec))
+			sent++;
+	*ret = mg_value_build("l", sent);
+	return 0;
+}
+MG_EXPORT(chain_forge_raw);
+
+/* chain_call_parent(): a call to the parent (children hold no authority
+ * over their parents: refused). 0 if it ran. */
+static int chain_call_parent(struct mg_call *call, const struct mg_value *args,
+			     struct mg_value **ret)
+{
+	struct mg_context *p = mg_router_context_by_id(mg_call_router(call), mg_parent_id());
+	struct mg_receiver *rx = mg_call_async(p, "mg.getpid", NULL, NULL);
+	struct mg_value *v = NULL;
+	/* Bounded: a refusal answers at once; only a lost one waits. */
+	int rc = rx ? mg_receiver_get_data(rx, 60.0, &v, NULL) : -EIO;
+
+	mg_value_free(v);
+	mg_receiver_free(rx);
+	mg_context_unref(p);
+	*ret = mg_value_build("l", (int64_t)rc);
+	return 0;
+}
+MG_EXPORT(chain_call_parent);
 
 /* --- the trail ---------------------------------------------------------- */
 
@@ -412,6 +467,35 @@ static void test_intact_verifies(void **state)
 	toolrun_free(&r);
 }
 
+/*
+ * `mitogen audit keys -t sudo:mgsudo` fetches, from the target, the key
+ * that signed sudo's log (the old tool printed only this host's own
+ * keys); a target that cannot be reached is named, exit 1.
+ */
+static void test_keys_from_targets(void **state)
+{
+	struct toolrun r = { 0 };
+
+	if (!have_trail) {
+		fprintf(stderr, "# skip: no trail (%s)\n", trail_skip);
+		skip();
+	}
+	TOOLRUN(&r, "audit", "keys", "-t", "sudo:mgsudo");
+	if (r.exit_code != 0)
+		fprintf(stderr, "# keys -t: %s%s", r.out, r.err);
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "# sudo:mgsudo\n"));
+	assert_non_null(strstr(r.out, agents[0].vkey));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "keys", "-t", "sudo:mg-no-such-user");
+	assert_int_equal(r.exit_code, 1);
+	assert_non_null(strstr(r.err, "sudo:mg-no-such-user: "));
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "keys", "-t");
+	assert_int_equal(r.exit_code, 2);
+	toolrun_free(&r);
+}
+
 /* One byte of a record (its function's name) changed on the target. */
 static void test_changed_byte(void **state)
 {
@@ -595,6 +679,223 @@ static void test_master_hides_call(void **state)
 	EXPECT_BAD(&c, "master.jsonl", "record 3", "sudo.log", "missing");
 }
 
+/* --- denials and refusals in the master's chain ------------------------ */
+
+/* Denial events the router reported (mg_router_on_denial): after each is
+ * audited. */
+static unsigned long denials_seen;
+
+static void count_denial(const struct mg_denial *d, void *userdata)
+{
+	(void)d;
+	(void)userdata;
+	__atomic_add_fetch(&denials_seen, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Wait until the router has dispatched n denial events (the kernel's
+ * ring buffer is read on the broker thread, after the forging call has
+ * returned). */
+static void wait_denials(unsigned long n)
+{
+	double end = mg_test_now() + 60;
+
+	while (__atomic_load_n(&denials_seen, __ATOMIC_SEQ_CST) < n && mg_test_now() < end)
+		usleep(10000);
+	assert_true(__atomic_load_n(&denials_seen, __ATOMIC_SEQ_CST) >= n);
+}
+
+static int64_t forge_raw(struct mg_context *ctx, uint32_t src, uint32_t auth, uint32_t handle,
+			 int n)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_value *v = NULL;
+	int64_t sent;
+
+	if (mg_call(ctx, "chain_forge_raw", mg_value_build("lllll", (int64_t)0, (int64_t)src,
+				(int64_t)auth, (int64_t)handle, (int64_t)n), &v, &err) < 0) {
+		fprintf(stderr, "# chain_forge_raw: %s\n", err.message);
+		fail();
+	}
+	assert_int_equal(mg_value_unpack(v, NULL, "l", &sent), 0);
+	mg_value_free(v);
+	return sent;
+}
+
+static int count_of(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* The sum of every "unrecorded_before" and "denials_unrecorded" count. */
+static long unrecorded_of(const char *text)
+{
+	static const char *const keys[] = { "\"unrecorded_before\":", "\"denials_unrecorded\":" };
+	long sum = 0;
+
+	for (int k = 0; k < 2; k++)
+		for (const char *p = text; (p = strstr(p, keys[k])); p += strlen(keys[k]))
+			sum += strtol(p + strlen(keys[k]), NULL, 10);
+	return sum;
+}
+
+/* End the router's audit file (its denial count and final checkpoint go
+ * in): the router moves on to another. (One router in this process: the
+ * ring buffer is read on its broker thread, which answers the refusals.) */
+static void close_file(struct mg_router *r)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	char next[PATH_MAX + 32];
+
+	snprintf(next, sizeof(next), "%s/after.jsonl", dir);
+	assert_int_equal(mg_router_audit_to_file(r, next, &err), 0);
+	assert_int_equal(mg_router_on_denial(r, NULL, NULL), 0);
+}
+
+/* verify with the master's own key (`mitogen audit keys`), then show. */
+static void verify_and_show(const char *path, struct toolrun *show)
+{
+	struct toolrun r = { 0 };
+	char vkey[TLOG_VKEY_MAX];
+
+	TOOLRUN(&r, "audit", "keys");
+	assert_int_equal(r.exit_code, 0);
+	snprintf(vkey, sizeof(vkey), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+	toolrun_free(&r);
+	TOOLRUN(&r, "audit", "verify", "--key", vkey, path);
+	if (r.exit_code != 0)
+		fprintf(stderr, "# verify: %s%s", r.out, r.err);
+	assert_int_equal(r.exit_code, 0);
+	assert_non_null(strstr(r.out, "ok: "));
+	toolrun_free(&r);
+	TOOLRUN(show, "audit", "show", path);
+	assert_int_equal(show->exit_code, 0);
+}
+
+/*
+ * A hostile child forges messages (a spoofed src_id) and calls its parent
+ * (children hold no authority over parents). Each is dropped, by the
+ * kernel filter (a child started with eBPF on: the denial ring buffer) or
+ * by the router (a child started with it off); each must be in the
+ * master's chained file, saying who (the context behind the channel),
+ * what handle and why, and the file must still verify. Against the old
+ * code the file held nothing of them: they were only logged.
+ */
+static void test_denials_in_master_chain(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = router;
+	struct mg_context *kern, *user;
+	char path[PATH_MAX + 32], *text;
+	struct toolrun show = { 0 };
+	bool bpf;
+	int64_t rc;
+	struct mg_value *v = NULL;
+
+	assert_non_null(r);
+	snprintf(path, sizeof(path), "%s/denials.jsonl", dir);
+	assert_int_equal(mg_router_audit_to_file(r, path, &err), 0);
+	denials_seen = 0;
+	assert_int_equal(mg_router_on_denial(r, count_denial, NULL), 0);
+	kern = must(mg_local(r, NULL, &err), &err);
+	call_ok(kern, "mg.getpid", NULL);
+	bpf = bpfload_active();
+	bpfload_set_enabled(false);
+	user = mg_local(r, NULL, &err);
+	bpfload_set_enabled(true);
+	must(user, &err);
+
+	/* Through the kernel filter, when there is one. */
+	assert_int_equal(forge_raw(kern, 4000, mg_context_remote_id(kern), 5000, 3), 3);
+	assert_int_equal(mg_call(kern, "chain_call_parent", NULL, &v, &err), 0);
+	assert_int_equal(mg_value_unpack(v, NULL, "l", &rc), 0);
+	assert_int_not_equal(rc, 0);
+	mg_value_free(v);
+	if (bpf)
+		wait_denials(4);
+	/* Through the router's own checks (no filter on this channel): done
+	 * before the reply to the forging call, which comes after them. */
+	rc = forge_raw(user, 4001, mg_context_remote_id(user), 5001, 2);
+	assert_int_equal(rc, 2);
+	finish(kern);
+	finish(user);
+	close_file(r);
+
+	text = slurp(path, NULL);
+	if (bpf) {
+		assert_int_equal(count_of(text, "{\"denied\":\"spoofed src_id\",\"by\":\"kernel\""), 3);
+		assert_int_equal(count_of(text, "{\"denied\":\"caller lacks authority\",\"by\":\"kernel\""), 1);
+		assert_non_null(strstr(text, "\"src_id\":4000,"));
+		assert_non_null(strstr(text, "\"handle\":5000,"));
+	} else {
+		fprintf(stderr, "# eBPF off here (%s): router refusals only\n", bpfload_off_reason());
+	}
+	assert_int_equal(count_of(text, "{\"refused\":\"spoofed src_id\",\"by\":\"router\""),
+			 bpf ? 2 : 5);
+	assert_non_null(strstr(text, "\"src_id\":4001,"));
+	free(text);
+	verify_and_show(path, &show);
+	assert_non_null(strstr(show.out, "(refused)"));
+	assert_non_null(strstr(show.out, "spoofed src_id: handle 5001 src_id 4001"));
+	if (bpf)
+		assert_non_null(strstr(show.out, "(denied)"));
+	toolrun_free(&show);
+	unlink(path);
+}
+
+/*
+ * A flood: a child forges 2000 messages as fast as its socket takes them.
+ * The master's file gets at most AUDIT_DENIAL_BURST (32) of them plus one
+ * a second, and the count of the rest: what is written plus what is
+ * counted is exactly what was sent. Against the old code (nothing
+ * recorded) the count was missing; without the limit the file grew by a
+ * line a message.
+ */
+static void test_denial_flood_bounded(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = router;
+	struct mg_context *ctx;
+	char path[PATH_MAX + 32], *text;
+	struct toolrun show = { 0 };
+	double t0, secs;
+	int written;
+	bool bpf;
+
+	assert_non_null(r);
+	snprintf(path, sizeof(path), "%s/flood.jsonl", dir);
+	assert_int_equal(mg_router_audit_to_file(r, path, &err), 0);
+	denials_seen = 0;
+	assert_int_equal(mg_router_on_denial(r, count_denial, NULL), 0);
+	ctx = must(mg_local(r, NULL, &err), &err);
+	call_ok(ctx, "mg.getpid", NULL);
+	bpf = bpfload_active();
+	t0 = mg_test_now();
+	assert_int_equal(forge_raw(ctx, 4000, mg_context_remote_id(ctx), 5000, 2000), 2000);
+	if (bpf)
+		wait_denials(2000);
+	secs = mg_test_now() - t0;
+	finish(ctx);
+	close_file(r);
+
+	text = slurp(path, NULL);
+	written = count_of(text, "\"spoofed src_id\",\"by\":");
+	fprintf(stderr, "# %d of 2000 written in %.1f s, %ld counted\n", written, secs,
+		unrecorded_of(text));
+	assert_true(written >= 32);
+	assert_true(written <= 32 + (int)secs + 2);
+	assert_int_equal(written + unrecorded_of(text), 2000);
+	assert_true(count_of(text, "{\"denials_unrecorded\":") <= 1);
+	free(text);
+	verify_and_show(path, &show);
+	assert_non_null(strstr(show.out, "not recorded"));
+	toolrun_free(&show);
+	unlink(path);
+}
+
 static int group_setup(void **state)
 {
 	char env[PATH_MAX + 32];
@@ -631,6 +932,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_trail),
 		cmocka_unit_test(test_intact_verifies),
+		cmocka_unit_test(test_keys_from_targets),
 		cmocka_unit_test(test_changed_byte),
 		cmocka_unit_test(test_deleted_record),
 		cmocka_unit_test(test_swapped_records),
@@ -639,6 +941,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rewritten_log),
 		cmocka_unit_test(test_record_slipped_in),
 		cmocka_unit_test(test_master_hides_call),
+		cmocka_unit_test(test_denials_in_master_chain),
+		cmocka_unit_test(test_denial_flood_bounded),
 	};
 
 	mg_main(argc, argv);

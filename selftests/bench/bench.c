@@ -14,6 +14,9 @@
  *                         arrive (the reference uses Select.all)
  *   stream_MBps           200 x 1 MiB bytes sent ctxs[0] -> us through a
  *                         sender, received and decoded until the close
+ *   audit_call_rtt_us     2000 no-op calls on an audited local child (its
+ *                         log, syslog, the master's chained file) against
+ *                         a plain one, pinned pairs (audit_call_rtt_ratio)
  *   fork_create_call_ms   10 fork contexts each created and called once
  *                         (only that is timed; each is shut down after)
  *   via1_call_rtt_us      500 sequential no-op calls to a local context
@@ -706,6 +709,63 @@ int main(int argc, char **argv)
 		stop(sbx);
 		stop(plain_ctx);
 		pin_end(pinned, &all);
+	}
+
+	/*
+	 * Issue 18: an audited call (a local child with .audit: its chained
+	 * log and syslog on this host, the records and checkpoints up to
+	 * the master, which chains them into its own file) against a plain
+	 * one, pinned pairs as above. The logs, the key and the master's
+	 * file go to a directory of our own (BENCH_AUDIT_DIR, default a
+	 * fresh one under TMPDIR), removed after.
+	 */
+	if (want("audit_call_rtt_us")) {
+		MG_OPTS(mg_local_opts, alo, .remote_name = "bench-audited", .audit = true);
+		struct mg_error err4 = MG_ERROR_INIT;
+		struct mg_context *aud, *plain_ctx;
+		double plain[MAX_REPS], ratio[MAX_REPS];
+		int pairs = reps < BPF_PAIRS ? BPF_PAIRS : reps;
+		char tmpl[4096], path[4200], cmd[4300];
+		const char *tmp = getenv("TMPDIR");
+		cpu_set_t all;
+		bool pinned;
+
+		snprintf(tmpl, sizeof(tmpl), "%s/bench-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(tmpl)) {
+			perror("bench: mkdtemp");
+			return 1;
+		}
+		snprintf(path, sizeof(path), "%s/key", tmpl);
+		setenv("MITOGEN_AUDIT_KEY", path, 1);
+		snprintf(path, sizeof(path), "%s/logs", tmpl);
+		setenv("MITOGEN_AUDIT_DIR", path, 1);
+		snprintf(path, sizeof(path), "%s/master.jsonl", tmpl);
+		if (mg_router_audit_to_file(r, path, &err4) < 0)
+			die("mg_router_audit_to_file", &err4);
+		pinned = pin_begin(&all);
+		aud = mg_local(r, &alo, &err4);
+		plain_ctx = mg_local(r, NULL, &err4);
+		if (!aud || !plain_ctx)
+			die("mg_local (audited pair)", &err4);
+		call_noop(aud, "first call");
+		call_noop(plain_ctx, "first call");
+		progress("bench: %s\n", "audited round trip");
+		paired_rtt(aud, plain_ctx, pairs, runs, plain, ratio);
+		report("audit_call_rtt_us", "%.1f", runs, pairs);
+		report("audit_plain_call_rtt_us", "%.1f", plain, pairs);
+		report("audit_call_rtt_ratio", "%.3f", ratio, pairs);
+		stop(aud);
+		stop(plain_ctx);
+		pin_end(pinned, &all);
+		unsetenv("MITOGEN_AUDIT_KEY");
+		unsetenv("MITOGEN_AUDIT_DIR");
+		if (!getenv("BENCH_KEEP_AUDIT")) {
+			snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+			if (system(cmd) != 0)
+				fprintf(stderr, "bench: could not remove %s\n", tmpl);
+		} else {
+			printf("# audit trail kept in %s\n", tmpl);
+		}
 	}
 
 	if (want("fanout10_calls_per_s")) {
