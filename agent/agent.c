@@ -31,6 +31,7 @@
 #include <sys/un.h>
 
 #include "agent/agent.h"
+#include "agent/keeper.h"
 #include "agent/tree.h"
 #include "core/broker.h"
 #include "core/context.h"
@@ -679,7 +680,7 @@ static void agent_image_used(void)
 
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
-	int rfd = -1, wfd = -1, devnull;
+	int rfd = -1, wfd = -1, devnull, kr;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
 
@@ -711,6 +712,17 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 		_exit(AGENT_EXIT_SETUP);
 	}
 	close(devnull);
+	/*
+	 * No parent of ours holds a cgroup around us (ssh, sudo, su, doas,
+	 * a container's exec): a keeper above us ends what we leave if we
+	 * are killed, or stopped and dropped (agent/keeper.c). We go on as
+	 * its child; without one (fork failed) as before.
+	 */
+	kr = keeper_start(rfd);
+	if (kr < 0)
+		fprintf(stderr, "mitogen agent: no keeper: %s\n", strerror(-kr));
+	else if (kr > 0)
+		tree_agent_keep_group();
 	from_first_stage = true;
 	sandbox_ns_enter_self((unsigned)ns);
 	if (bytes && write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)

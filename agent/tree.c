@@ -72,6 +72,7 @@ static char tmpfiles[TREE_TMPFILES][PATH_MAX];
 /* Our own cgroup (agents): 0 not made yet, 1 made and joined (own_cg),
  * -1 none (not allowed, or not possible here). */
 static bool is_agent;
+static bool keep_group;			/* tree_agent_keep_group */
 static int own_state;
 static bool own_remove;			/* we remove it at exit */
 static char own_cg[PATH_MAX];
@@ -561,13 +562,18 @@ void tree_agent_init(void)
 	 * leads a session already (sshd made it one) keeps it. Commands lead
 	 * sessions of their own (agent/builtins.c).
 	 */
-	if (getsid(0) != getpid())
+	if (getsid(0) != getpid() && !keep_group)
 		setpgid(0, 0);
 	/* Orphans below us come to us, not to init: the tree stays ours. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	if (wake_fd < 0)
 		wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	is_agent = true;
+}
+
+void tree_agent_keep_group(void)
+{
+	keep_group = true;
 }
 
 void tree_reset_after_fork(void)
@@ -586,6 +592,7 @@ void tree_reset_after_fork(void)
 	pidset_free(&watched);
 	pidset_free(&killedset);
 	is_agent = false;
+	keep_group = false;
 	own_state = 0;
 	own_remove = false;
 	own_cg[0] = '\0';

@@ -41,6 +41,12 @@
  * eventfd that tree_wake_fd() returns.
  */
 void tree_agent_init(void);
+/*
+ * Before tree_agent_init: stay in the process group we were started in
+ * (our keeper left it, agent/keeper.h: what the program that started us
+ * sends to that group is for us).
+ */
+void tree_agent_keep_group(void);
 /* In a fork()ed child, before tree_agent_init: forget the parent's tree. */
 void tree_reset_after_fork(void);
 /*

@@ -24,6 +24,11 @@
  *    binary, with --esc-attack) takes the agent's channel with
  *    pidfd_getfd(), or opens the agent's /proc/PID/mem for writing, from
  *    `default`, `strict` and a sandbox of dropped capabilities only.
+ *  - commands taking over the keeper (agent/keeper.c): the unsandboxed
+ *    process above a sudo agent, which holds a duplicate of the agent's
+ *    channel. A command of that agent (the same user) takes that channel
+ *    with pidfd_getfd(), or opens the keeper's /proc/PID/mem for writing,
+ *    with no seccomp filter and with `default`.
  *
  * eBPF: the channel filters change nothing here (they filter records on a
  * channel, not syscalls); the namespace and takeover attacks run with them
@@ -288,9 +293,33 @@ MG_EXPORT(esc_master_mem);
  * what io_uring_setup() answered and exits 0. _exit: no atexit work
  * (LeakSanitizer's would need ptrace, which a sandbox may refuse).
  */
+/* The parent of pid, from /proc/<pid>/stat; 0 when it cannot be read. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %d", &ppid);
+	if (f)
+		fclose(f);
+	return (pid_t)ppid;
+}
+
 static __attribute__((noreturn)) void attack_agent(const char *how)
 {
 	pid_t agent = getppid();
+	const char *whose = "agent";
+
+	/* "keeper_*": the same attacks on the agent's parent, its keeper. */
+	if (!strncmp(how, "keeper_", 7)) {
+		agent = parent_of(agent);
+		whose = "keeper";
+		how += 7;
+	}
 
 	if (!strcmp(how, "pidfd_getfd")) {
 		int pidfd = (int)syscall(SYS_pidfd_open, agent, 0), e = 0;
@@ -316,14 +345,14 @@ static __attribute__((noreturn)) void attack_agent(const char *how)
 			if (getsockopt(got, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
 			    getsockname(got, (struct sockaddr *)&ss, &slen) == 0 &&
 			    ss.ss_family == AF_UNIX && type == SOCK_SEQPACKET) {
-				printf("took the agent's channel: its fd %d (AF_UNIX "
-				       "SOCK_SEQPACKET)\n", fd);
+				printf("took the %s's channel: its fd %d (AF_UNIX "
+				       "SOCK_SEQPACKET)\n", whose, fd);
 				fflush(stdout);
 				_exit(0);
 			}
 			close(got);
 		}
-		printf("pidfd_getfd(agent %d): %s\n", (int)agent,
+		printf("pidfd_getfd(%s %d): %s\n", whose, (int)agent,
 		       e ? strerror(e) : "no channel among fds 0-63");
 		fflush(stdout);
 		_exit(1);
@@ -919,6 +948,68 @@ static void test_command_cannot_take_over_agent(void **state)
 }
 
 /*
+ * The keeper above a sudo agent (agent/keeper.c) is not sandboxed and
+ * holds a duplicate of the agent's channel (the connect-back socket): a
+ * command of that agent, the same user, takes it with pidfd_getfd() (it
+ * could then speak to the master as the context) or opens the keeper's
+ * memory read-write (and runs its code outside the sandbox). The keeper
+ * is not dumpable, so the kernel refuses both, with no seccomp filter;
+ * under `default` the filter refuses pidfd_getfd first. Against a keeper
+ * left dumpable, both attacks worked (docs/reliability.md, "The keeper").
+ */
+static void test_command_cannot_take_over_keeper(void **state)
+{
+	static const struct {
+		const char *seccomp;
+		const char *how;
+		int status;
+		const char *want;
+	} cases[] = {
+		{ NULL, "keeper_pidfd_getfd", 1, "Operation not permitted" },
+		{ NULL, "keeper_proc_mem", 1, "Permission denied" },
+		{ "default", "keeper_pidfd_getfd", -SIGSYS, NULL },
+		{ "default", "keeper_proc_mem", 1, "Permission denied" },
+	};
+	char out[1024];
+
+	if (geteuid() != 0 || getpwnam("mgsudo") == NULL || access("/usr/bin/sudo", X_OK) < 0) {
+		fprintf(stderr, "# SKIP: needs root, sudo and the test user mgsudo "
+			"(selftests/fixtures/sshd.sh users)\n");
+		skip();
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mg_sandbox_opts sb = { .sz = sizeof(sb), .seccomp = cases[i].seccomp };
+		MG_OPTS(mg_local_opts, lo, .sandbox = cases[i].seccomp ? &sb : NULL,
+			.connect_timeout = 60);
+		MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsudo");
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_context *ctx = mg_sudo(router, &so, &err);
+		struct mg_value *res;
+		int status;
+
+		if (!ctx)
+			fail_msg("sudo to mgsudo: %s", err.message);
+		status = run_attack(ctx, cases[i].how, out, sizeof(out));
+		if (status != cases[i].status || (cases[i].want && !strstr(out, cases[i].want)))
+			print_error("seccomp %s, %s: status %d, output '%s'; want status %d and "
+				    "'%s'\n", cases[i].seccomp ? cases[i].seccomp : "none",
+				    cases[i].how, status, out, cases[i].status,
+				    cases[i].want ? cases[i].want : "");
+		assert_null(strstr(out, "took the keeper's channel"));
+		assert_null(strstr(out, "opened /proc/"));
+		assert_int_equal(status, cases[i].status);
+		if (cases[i].want)
+			assert_non_null(strstr(out, cases[i].want));
+		/* The context still serves. */
+		res = call_ok(ctx, "mg.getpid", NULL);
+		assert_int_equal(res->type, MG_INT);
+		mg_value_free(res);
+		mg_context_shutdown(ctx, true);
+		mg_context_unref(ctx);
+	}
+}
+
+/*
  * --esc-master-mem: be a master (run as a normal user by the test below),
  * start a child with the default seccomp profile, have it open our
  * memory, print what it got.
@@ -1008,6 +1099,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_io_uring_tenant_without_ebpf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_uring_tenant_with_ebpf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_cannot_take_over_agent, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_command_cannot_take_over_keeper, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_child_cannot_open_master_memory, setup,
 						teardown),
