@@ -435,7 +435,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 			     const char *arch, const char *home, const char *run)
 {
 	int n = snprintf(buf, size,
-		"H=%s;Y=%zu;A=%s;T=%s;echo MGSTART;umask 077;set -f;"
+		"H=%s;Y=%zu;A=%s;T=%s;D=$PWD;Q=${OLDPWD-};V=${OLDPWD+1};echo MGSTART;umask 077;set -f;"
 		/* The kernel's architecture (Linux 6.1+ says it without our
 		 * running uname; a personality may make uname -m differ) */
 		"m=;read -r m </proc/sys/kernel/arch 2>/dev/null;[ \"$m\" = \"$A\" ]||m=$(uname -m);"
@@ -456,29 +456,35 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"say(){ printf \"%%s\\n\" \"$*\"; };"
 		"case $K$R in *[![:print:]]*)W=\"a cache path from the environment has control characters; \";"
 		"case $K in *[![:print:]]*)K=;;esac;case $R in *[![:print:]]*)R=;;esac;;esac;"
-		/* sp runs only in $(...), a subshell: its cd and IFS stay
-		 * there. One ls, its lines split on a newline taken from the
-		 * default IFS (the script has none of its own): no pipe, no
-		 * more forks. */
-		"sp(){ a=$1;F=${2-};cd -P \"$a\" 2>/dev/null||{ [ -d \"$a\" ]&&say \"$a: cannot enter it\"||"
-		"say \"$a: no such directory\";exit 1;};p=$PWD;"
-		"case $p in *[![:print:]]*)say \"$a: control characters in its path\";exit 1;;esac;"
+		/* sp runs in this shell (a subshell is a fork: ~3 ms of the
+		 * target's CPU per start, docs/scale.md): p is the result (the
+		 * physical path, or the reason), sp restores IFS and goes back
+		 * to the directory we started in (D: the agent runs there) and
+		 * OLDPWD as it was (exported: the agent's commands see it). One ls, in a command substitution of
+		 * one simple command (the shell execs it in the child it forks
+		 * for it: no second fork), its lines split on a newline taken
+		 * from the default IFS (the script has none of its own). */
+		"sp(){ s0=$IFS;sq \"$@\";r=$?;IFS=$s0;[ -n \"$D\" ]&&cd \"$D\" 2>/dev/null||cd /;"
+		"[ -n \"$V\" ]&&OLDPWD=$Q||unset OLDPWD;return $r; };"
+		"sq(){ a=$1;F=${2-};cd -P \"$a\" 2>/dev/null||{ [ -d \"$a\" ]&&p=\"$a: cannot enter it\"||"
+		"p=\"$a: no such directory\";return 1;};p=$PWD;"
+		"case $p in *[![:print:]]*)p=\"$a: control characters in its path\";return 1;;esac;"
 		"set --;for x in \"$a\" \"$p\";do while [ -n \"$x\" ];do set -- \"$@\" \"$x\";"
 		"x=${x%%/*};done;done;[ -z \"$F\" ]||set -- \"$@\" \"$p/$F\";N=$(($#+1));"
-		"l=$(LC_ALL=C TIME_STYLE=locale ls -ldnq / \"$@\" 2>/dev/null||"
-		"LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||{ say \"$a: cannot list it\";exit 1;};"
-		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ say \"$a: cannot check it\";exit 1;};i=0;j=0;"
+		"l=$(LC_ALL=C TIME_STYLE=locale ls -ldnq / \"$@\" 2>/dev/null)||"
+		"l=$(LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||{ p=\"$a: cannot list it\";return 1;};"
+		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ p=\"$a: cannot check it\";return 1;};i=0;j=0;"
 		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;z=$5;shift 8;"
-		"case $o in 0|$u);;*)say \"$*: owned by another user (uid $o)\";exit 1;;esac;"
+		"case $o in 0|$u);;*)p=\"$*: owned by another user (uid $o)\";return 1;;esac;"
 		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*|-????[!w]??[!w]*);;"
-		"*)say \"$*: writable by group or others ($m)\";exit 1;;esac;"
+		"*)p=\"$*: writable by group or others ($m)\";return 1;;esac;"
 		/* The image named F (a cache hit, run unhashed): it and its
 		 * directory ours alone, it a regular file of the image's size. */
 		"[ -z \"$F\" ]||case $*/$o$m in \"$p\"/\"$u\"d????[!w]??[!w]*)j=$((j+1));;"
 		"\"$p/$F\"/\"$u\"-????[!w]??[!w]*)[ \"$z\" = \"$Y\" ]||"
-		"{ say \"$*: $z bytes, not $Y\";exit 1;};j=$((j+2));;esac;done;"
-		"[ $i -ge $N ]||{ say \"$a: cannot list it\";exit 1;};"
-		"[ -z \"$F\" ]||[ $j -ge 3 ]||{ say \"$p/$F: not ours alone\";exit 1;};say \"$p\"; };"
+		"{ p=\"$*: $z bytes, not $Y\";return 1;};j=$((j+2));;esac;done;"
+		"[ $i -ge $N ]||{ p=\"$a: cannot list it\";return 1;};"
+		"[ -z \"$F\" ]||[ $j -ge 3 ]||{ p=\"$p/$F: not ours alone\";return 1;}; };"
 		/* Is $1 (a path to the image) what $H names? coreutils'
 		 * sha256sum first: for an image of a few MB its start-up and
 		 * hashing cost the target less CPU than openssl's start-up
@@ -494,7 +500,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]; };fd(){ o3 \"$1\"&&S /proc/self/fd/3; };"
 		/* A cache hit: not hashed (sp checked the file and its
 		 * directory are ours alone: docs/firststage.md). */
-		"look(){ [ -f \"$1/$H\" ]&&p=$(sp \"$1\" \"$H\")&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
+		"look(){ [ -f \"$1/$H\" ]&&sp \"$1\" \"$H\"&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
 		"o3 \"$p/$H\"&&exec /proc/self/fd/3 %s;exec 3<&-; };"
 		/* Keep the 4 most recently used images (ours: 64 hex digits, a
 		 * regular file we own) and any used in the last hour. */
@@ -515,8 +521,8 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		 * inside the checked home when missing: ~/.cache) must pass sp,
 		 * $1 be a directory of ours. */
 		"store(){ e=$1;c=${e%%/*};[ -d \"$c\" ]||[ \"$e\" != \"$K\" ]||"
-		"{ q=$(sp \"${c%%/*}\")&&mkdir \"$q/${c##*/}\" 2>/dev/null;};"
-		"p=$(sp \"$c\")||{ W=\"$W$e: $p; \";return;};L=$p/${e##*/};"
+		"{ sp \"${c%%/*}\"&&mkdir \"$p/${c##*/}\" 2>/dev/null;};"
+		"sp \"$c\"||{ W=\"$W$e: $p; \";return;};L=$p/${e##*/};"
 		"[ -e \"$L\" ]||[ -L \"$L\" ]||mkdir \"$L\" 2>/dev/null;"
 		"[ -d \"$L\" ]&&[ ! -L \"$L\" ]&&[ -O \"$L\" ]||{ set -- $(LC_ALL=C ls -ldnq \"$L\" 2>/dev/null);"
 		"case $3 in \"\")W=\"$W$e: cannot make it; \";;$u)W=\"$W$e: not a directory; \";;"
@@ -525,7 +531,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"get \"$t\"&&mv -f \"$t\" \"$L/$H\"&&{ prune \"$L\";exec /proc/self/fd/3 %s; };"
 		"rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		/* No candidate: a private directory, gone before the exec. */
-		"priv(){ for b in /dev/shm /tmp /var/tmp;do p=$(sp \"$b\")||{ W=\"$W$p; \";continue;};"
+		"priv(){ for b in /dev/shm /tmp /var/tmp;do sp \"$b\"||{ W=\"$W$p; \";continue;};"
 		"q=$(mktemp -d \"$p/mitogen-$u.XXXXXXXXXX\" 2>/dev/null)||{ W=\"$W$b: mktemp failed; \";continue;};"
 		"if pr \"$q\";then say \"MGPRIVATE $W\";get \"$q/$H\";r=$?;rm -rf \"$q\";"
 		"[ $r = 0 ]&&exec /proc/self/fd/3 %s;echo MGERR image transfer failed;exit 1;fi;"
