@@ -53,6 +53,8 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <zlib.h>
+#include <elf.h>
+#include <link.h>
 
 #include "agent/agent.h"
 #include "core/broker.h"
@@ -85,7 +87,7 @@ static void image_free(struct image *img)
 	free(img);
 }
 
-static struct image *image_load(const char *path, char *why, size_t size)
+static struct image *image_load(const char *path, bool strip, char *why, size_t size)
 {
 	struct image *img = calloc(1, sizeof(*img));
 	struct stat st;
@@ -115,6 +117,8 @@ static struct image *image_load(const char *path, char *why, size_t size)
 		got += (size_t)n;
 	}
 	close(fd);
+	if (strip)
+		img->len = image_strip_debug(img->data, img->len);
 	sha256_hex(img->data, img->len, img->sha);
 	return img;
 fail:
@@ -122,6 +126,166 @@ fail:
 		close(fd);
 	image_free(img);
 	return NULL;
+}
+
+/* Is [off, off + len) clear of every byte the image keeps? */
+static bool strip_clear(const ElfW(Shdr) *sh, const bool *drop, size_t nsh, size_t shoff,
+			size_t off, size_t len)
+{
+	size_t tab = nsh * sizeof(*sh);
+
+	if (off < shoff + tab && shoff < off + len)
+		return false;
+	for (size_t i = 0; i < nsh; i++)
+		if (!drop[i] && sh[i].sh_type != SHT_NOBITS && sh[i].sh_size &&
+		    off < sh[i].sh_offset + sh[i].sh_size && sh[i].sh_offset < off + len)
+			return false;
+	return true;
+}
+
+/* Bytes cut before file offset x. */
+static size_t strip_shift(const size_t (*cut)[3], size_t ncut, size_t x)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ncut; i++)
+		if (cut[i][0] < x)
+			n += cut[i][1];
+	return n;
+}
+
+/*
+ * Drop the debug information (.debug_*, .zdebug_*: 40 % of a -g build of
+ * the tool) from an ELF image of our own class and byte order, in place;
+ * returns the new length. The image that runs is the same: only
+ * non-allocated sections that lie after every segment go (their headers
+ * stay, empty, so no section index changes), the other sections, the
+ * section header table and any bytes after them move down by multiples
+ * of 64 (their alignment kept). Anything else (not ELF, another class, a
+ * section where it cannot be cut, nothing to drop) is left as it is, so
+ * a stripped image strips to itself: one name in the caches of every hop.
+ */
+size_t image_strip_debug(uint8_t *d, size_t len)
+{
+	static const uint8_t native[] = {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		ELFDATA2LSB,
+#else
+		ELFDATA2MSB,
+#endif
+	};
+	ElfW(Ehdr) eh;
+	ElfW(Shdr) *sh = NULL;
+	bool *drop = NULL;
+	size_t (*cut)[3] = NULL, ncut = 0, solid, nsh, shoff, strs, strsz, out, at;
+
+	if (len < sizeof(eh))
+		return len;
+	memcpy(&eh, d, sizeof(eh));
+	nsh = eh.e_shnum;
+	shoff = eh.e_shoff;
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+	    eh.e_ident[EI_DATA] != native[0] || eh.e_shentsize != sizeof(*sh) ||
+	    eh.e_phentsize != sizeof(ElfW(Phdr)) || !nsh || eh.e_shstrndx >= nsh ||
+	    shoff > len || nsh > (len - shoff) / sizeof(*sh) || eh.e_phoff > len ||
+	    eh.e_phnum > (len - eh.e_phoff) / sizeof(ElfW(Phdr)))
+		return len;
+	sh = malloc(nsh * sizeof(*sh));
+	drop = calloc(nsh, sizeof(*drop));
+	cut = calloc(nsh, sizeof(*cut));
+	if (!sh || !drop || !cut)
+		goto keep;
+	memcpy(sh, d + shoff, nsh * sizeof(*sh));
+	/* Nothing the kernel loads may move: cut only after all of it. */
+	solid = eh.e_phoff + eh.e_phnum * sizeof(ElfW(Phdr));
+	for (size_t i = 0; i < eh.e_phnum; i++) {
+		ElfW(Phdr) ph;
+
+		memcpy(&ph, d + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
+			goto keep;
+		if (ph.p_offset + ph.p_filesz > solid)
+			solid = ph.p_offset + ph.p_filesz;
+	}
+	strs = sh[eh.e_shstrndx].sh_offset;
+	strsz = sh[eh.e_shstrndx].sh_size;
+	if (strs > len || strsz > len - strs)
+		goto keep;
+	for (size_t i = 0; i < nsh; i++) {
+		const char *name = (const char *)d + strs + sh[i].sh_name;
+
+		if (sh[i].sh_type != SHT_NOBITS &&
+		    (sh[i].sh_offset > len || sh[i].sh_size > len - sh[i].sh_offset))
+			goto keep;
+		if (sh[i].sh_name >= strsz || !memchr(name, '\0', strsz - sh[i].sh_name) ||
+		    (sh[i].sh_flags & SHF_ALLOC) || sh[i].sh_type == SHT_NOBITS || !sh[i].sh_size ||
+		    (strncmp(name, ".debug", 6) && strncmp(name, ".zdebug", 7)))
+			continue;
+		if (sh[i].sh_offset < solid)
+			goto keep;
+		drop[i] = true;
+	}
+	/* Runs of dropped sections, in file order, each cut by a multiple of 64. */
+	for (;;) {
+		size_t best = nsh, end;
+
+		for (size_t i = 0; i < nsh; i++)
+			if (drop[i] && (ncut == 0 || sh[i].sh_offset >= cut[ncut - 1][0] + cut[ncut - 1][2]) &&
+			    (best == nsh || sh[i].sh_offset < sh[best].sh_offset))
+				best = i;
+		if (best == nsh)
+			break;
+		end = sh[best].sh_offset + sh[best].sh_size;
+		if (!strip_clear(sh, drop, nsh, shoff, sh[best].sh_offset, sh[best].sh_size))
+			goto keep;
+		if (ncut && strip_clear(sh, drop, nsh, shoff, cut[ncut - 1][0],
+					end - cut[ncut - 1][0])) {
+			cut[ncut - 1][2] = end - cut[ncut - 1][0];
+		} else {
+			cut[ncut][0] = sh[best].sh_offset;
+			cut[ncut++][2] = sh[best].sh_size;
+		}
+	}
+	/* [0] where, [1] how much goes, [2] how much the run held. */
+	for (size_t i = 0; i < ncut; i++)
+		cut[i][1] = cut[i][2] & ~(size_t)63;
+	if (!ncut || !strip_shift(cut, ncut, len))
+		goto keep;
+	/* What moves keeps its alignment (64 at most). */
+	for (size_t i = 0; i < nsh; i++)
+		if (!drop[i] && sh[i].sh_addralign > 64 && strip_shift(cut, ncut, sh[i].sh_offset))
+			goto keep;
+	for (size_t i = 0; i < nsh; i++) {
+		if (drop[i]) {
+			/* Empty, where its run was. */
+			for (size_t k = 0; k < ncut; k++)
+				if (cut[k][0] <= sh[i].sh_offset &&
+				    sh[i].sh_offset - cut[k][0] < cut[k][2])
+					sh[i].sh_offset = cut[k][0];
+			sh[i].sh_offset -= strip_shift(cut, ncut, sh[i].sh_offset);
+			sh[i].sh_size = 0;
+		} else if (sh[i].sh_offset >= solid) {
+			sh[i].sh_offset -= strip_shift(cut, ncut, sh[i].sh_offset);
+		}
+	}
+	eh.e_shoff -= strip_shift(cut, ncut, shoff);
+	out = at = 0;
+	for (size_t i = 0; i <= ncut; i++) {
+		size_t stop = i < ncut ? cut[i][0] : len;
+
+		memmove(d + out, d + at, stop - at);
+		out += stop - at;
+		at = i < ncut ? cut[i][0] + cut[i][1] : len;
+	}
+	memcpy(d, &eh, sizeof(eh));
+	memcpy(d + eh.e_shoff, sh, nsh * sizeof(*sh));
+	len = out;
+keep:
+	free(sh);
+	free(drop);
+	free(cut);
+	return len;
 }
 
 /* The image for opts->image (NULL: ourselves, loaded once). *owned: free it. */
@@ -132,11 +296,11 @@ static struct image *image_get(const char *path, bool *owned, char *why, size_t 
 	*owned = false;
 	if (path) {
 		*owned = true;
-		return image_load(path, why, size);
+		return image_load(path, false, why, size);
 	}
 	pthread_mutex_lock(&self_lock);
 	if (!self_image)
-		self_image = image_load("/proc/self/exe", why, size);
+		self_image = image_load("/proc/self/exe", true, why, size);
 	img = self_image;
 	pthread_mutex_unlock(&self_lock);
 	return img;
@@ -271,7 +435,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 			     const char *arch, const char *home, const char *run)
 {
 	int n = snprintf(buf, size,
-		"H=%s;A=%s;T=%s;echo MGSTART;umask 077;set -f;"
+		"H=%s;Y=%zu;A=%s;T=%s;D=$PWD;Q=${OLDPWD-};V=${OLDPWD+1};echo MGSTART;umask 077;set -f;"
 		/* The kernel's architecture (Linux 6.1+ says it without our
 		 * running uname; a personality may make uname -m differ) */
 		"m=;read -r m </proc/sys/kernel/arch 2>/dev/null;[ \"$m\" = \"$A\" ]||m=$(uname -m);"
@@ -292,23 +456,35 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"say(){ printf \"%%s\\n\" \"$*\"; };"
 		"case $K$R in *[![:print:]]*)W=\"a cache path from the environment has control characters; \";"
 		"case $K in *[![:print:]]*)K=;;esac;case $R in *[![:print:]]*)R=;;esac;;esac;"
-		/* sp runs only in $(...), a subshell: its cd and IFS stay
-		 * there. One ls, its lines split on a newline taken from the
-		 * default IFS (the script has none of its own): no pipe, no
-		 * more forks. */
-		"sp(){ a=$1;cd -P \"$a\" 2>/dev/null||{ [ -d \"$a\" ]&&say \"$a: cannot enter it\"||"
-		"say \"$a: no such directory\";exit 1;};p=$PWD;"
-		"case $p in *[![:print:]]*)say \"$a: control characters in its path\";exit 1;;esac;"
+		/* sp runs in this shell (a subshell is a fork: ~3 ms of the
+		 * target's CPU per start, docs/scale.md): p is the result (the
+		 * physical path, or the reason), sp restores IFS and goes back
+		 * to the directory we started in (D: the agent runs there) and
+		 * OLDPWD as it was (exported: the agent's commands see it). One ls, in a command substitution of
+		 * one simple command (the shell execs it in the child it forks
+		 * for it: no second fork), its lines split on a newline taken
+		 * from the default IFS (the script has none of its own). */
+		"sp(){ s0=$IFS;sq \"$@\";r=$?;IFS=$s0;[ -n \"$D\" ]&&cd \"$D\" 2>/dev/null||cd /;"
+		"[ -n \"$V\" ]&&OLDPWD=$Q||unset OLDPWD;return $r; };"
+		"sq(){ a=$1;F=${2-};cd -P \"$a\" 2>/dev/null||{ [ -d \"$a\" ]&&p=\"$a: cannot enter it\"||"
+		"p=\"$a: no such directory\";return 1;};p=$PWD;"
+		"case $p in *[![:print:]]*)p=\"$a: control characters in its path\";return 1;;esac;"
 		"set --;for x in \"$a\" \"$p\";do while [ -n \"$x\" ];do set -- \"$@\" \"$x\";"
-		"x=${x%%/*};done;done;N=$(($#+1));"
-		"l=$(LC_ALL=C ls -ldnq / \"$@\" 2>/dev/null||LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||"
-		"{ say \"$a: cannot list it\";exit 1;};"
-		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ say \"$a: cannot check it\";exit 1;};i=0;"
-		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;shift 8;"
-		"case $o in 0|$u);;*)say \"$*: owned by another user (uid $o)\";exit 1;;esac;"
-		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*);;"
-		"*)say \"$*: writable by group or others ($m)\";exit 1;;esac;done;"
-		"[ $i -ge $N ]||{ say \"$a: cannot list it\";exit 1;};say \"$p\"; };"
+		"x=${x%%/*};done;done;[ -z \"$F\" ]||set -- \"$@\" \"$p/$F\";N=$(($#+1));"
+		"l=$(LC_ALL=C TIME_STYLE=locale ls -ldnq / \"$@\" 2>/dev/null)||"
+		"l=$(LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||{ p=\"$a: cannot list it\";return 1;};"
+		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ p=\"$a: cannot check it\";return 1;};i=0;j=0;"
+		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;z=$5;shift 8;"
+		"case $o in 0|$u);;*)p=\"$*: owned by another user (uid $o)\";return 1;;esac;"
+		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*|-????[!w]??[!w]*);;"
+		"*)p=\"$*: writable by group or others ($m)\";return 1;;esac;"
+		/* The image named F (a cache hit, run unhashed): it and its
+		 * directory ours alone, it a regular file of the image's size. */
+		"[ -z \"$F\" ]||case $*/$o$m in \"$p\"/\"$u\"d????[!w]??[!w]*)j=$((j+1));;"
+		"\"$p/$F\"/\"$u\"-????[!w]??[!w]*)[ \"$z\" = \"$Y\" ]||"
+		"{ p=\"$*: $z bytes, not $Y\";return 1;};j=$((j+2));;esac;done;"
+		"[ $i -ge $N ]||{ p=\"$a: cannot list it\";return 1;};"
+		"[ -z \"$F\" ]||[ $j -ge 3 ]||{ p=\"$p/$F: not ours alone\";return 1;}; };"
 		/* Is $1 (a path to the image) what $H names? coreutils'
 		 * sha256sum first: for an image of a few MB its start-up and
 		 * hashing cost the target less CPU than openssl's start-up
@@ -320,10 +496,12 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		/* Open $1 as fd 3: ours, a regular file, executable here (not
 		 * on a noexec mount: a failed exec would end the shell), the
 		 * right bytes? */
-		"fd(){ { command exec 3<\"$1\";} 2>/dev/null&&[ -f /proc/self/fd/3 ]&&"
-		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]&&S /proc/self/fd/3; };"
-		"look(){ [ -f \"$1/$H\" ]&&p=$(sp \"$1\")&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
-		"fd \"$p/$H\"&&exec /proc/self/fd/3 %s;exec 3<&-; };"
+		"o3(){ { command exec 3<\"$1\";} 2>/dev/null&&[ -f /proc/self/fd/3 ]&&"
+		"[ -O /proc/self/fd/3 ]&&[ -x /proc/self/fd/3 ]; };fd(){ o3 \"$1\"&&S /proc/self/fd/3; };"
+		/* A cache hit: not hashed (sp checked the file and its
+		 * directory are ours alone: docs/firststage.md). */
+		"look(){ [ -f \"$1/$H\" ]&&sp \"$1\" \"$H\"&&[ -O \"$p\" ]&&[ -f \"$p/$H\" ]||return;"
+		"o3 \"$p/$H\"&&exec /proc/self/fd/3 %s;exec 3<&-; };"
 		/* Keep the 4 most recently used images (ours: 64 hex digits, a
 		 * regular file we own) and any used in the last hour. */
 		"prune(){ (cd \"$1\"||exit;k=0;l=;for f in $(ls -t);do "
@@ -343,8 +521,8 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		 * inside the checked home when missing: ~/.cache) must pass sp,
 		 * $1 be a directory of ours. */
 		"store(){ e=$1;c=${e%%/*};[ -d \"$c\" ]||[ \"$e\" != \"$K\" ]||"
-		"{ q=$(sp \"${c%%/*}\")&&mkdir \"$q/${c##*/}\" 2>/dev/null;};"
-		"p=$(sp \"$c\")||{ W=\"$W$e: $p; \";return;};L=$p/${e##*/};"
+		"{ sp \"${c%%/*}\"&&mkdir \"$p/${c##*/}\" 2>/dev/null;};"
+		"sp \"$c\"||{ W=\"$W$e: $p; \";return;};L=$p/${e##*/};"
 		"[ -e \"$L\" ]||[ -L \"$L\" ]||mkdir \"$L\" 2>/dev/null;"
 		"[ -d \"$L\" ]&&[ ! -L \"$L\" ]&&[ -O \"$L\" ]||{ set -- $(LC_ALL=C ls -ldnq \"$L\" 2>/dev/null);"
 		"case $3 in \"\")W=\"$W$e: cannot make it; \";;$u)W=\"$W$e: not a directory; \";;"
@@ -353,7 +531,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"get \"$t\"&&mv -f \"$t\" \"$L/$H\"&&{ prune \"$L\";exec /proc/self/fd/3 %s; };"
 		"rm -f \"$t\";echo MGERR image transfer failed;exit 1; };"
 		/* No candidate: a private directory, gone before the exec. */
-		"priv(){ for b in /dev/shm /tmp /var/tmp;do p=$(sp \"$b\")||{ W=\"$W$p; \";continue;};"
+		"priv(){ for b in /dev/shm /tmp /var/tmp;do sp \"$b\"||{ W=\"$W$p; \";continue;};"
 		"q=$(mktemp -d \"$p/mitogen-$u.XXXXXXXXXX\" 2>/dev/null)||{ W=\"$W$b: mktemp failed; \";continue;};"
 		"if pr \"$q\";then say \"MGPRIVATE $W\";get \"$q/$H\";r=$?;rm -rf \"$q\";"
 		"[ $r = 0 ]&&exec /proc/self/fd/3 %s;echo MGERR image transfer failed;exit 1;fi;"
@@ -361,7 +539,7 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"each(){ for d in \"$K\" \"$R\" /dev/shm/mitogen-$u /var/tmp/mitogen-$u /tmp/mitogen-$u;"
 		"do [ -n \"$d\" ]&&$1 \"$d\";done; };"
 		"each look;each store;priv;say \"MGNODIR $W\";exit 1",
-		img->sha, arch, home, run, run, run);
+		img->sha, img->len, arch, home, run, run, run);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }

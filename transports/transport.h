@@ -55,6 +55,13 @@ struct image {
 	size_t gzlen;
 };
 
+/*
+ * firststage.c: drop the debug sections of the ELF image d[len] in place
+ * (what runs is unchanged); the new length. Not an ELF image of ours, or
+ * nothing to drop: len, d untouched.
+ */
+size_t image_strip_debug(uint8_t *d, size_t len);
+
 /* Builder of a program's argv (strings kept inside). */
 struct argv_buf {
 	char *argv[128];

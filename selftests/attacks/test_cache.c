@@ -30,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -623,6 +625,116 @@ static void test_precreated_candidates(void **state)
 		assert_true(empty_dir(p.dirs[i]));
 }
 
+/* --- (d) a cache hit is not hashed ----------------------------------- */
+
+/* What the other user writes over the cached image, and where. */
+static struct rewrite {
+	char path[160];		/* the cached image */
+	char script[256];	/* "#!/bin/sh" that leaves a mark */
+} rw;
+
+/* The other user (mgtest): overwrite the start of the image, size kept. */
+static void rewrite_user(void *arg)
+{
+	struct rewrite *w = arg;
+	int fd = open(w->path, O_WRONLY);
+	size_t n = strlen(w->script);
+
+	if (fd < 0)
+		_exit(2);
+	if (pwrite(fd, w->script, n, 0) != (ssize_t)n)
+		_exit(3);
+	close(fd);
+}
+
+/*
+ * A POSIX ACL on path giving uid perm (r 4, w 2, x 1) and the owner rwx;
+ * the mask is perm. 0, or -errno (no ACLs on this filesystem).
+ */
+static int acl_grant(const char *path, uid_t uid, unsigned perm)
+{
+	struct { uint16_t tag, perm; uint32_t id; } e[] = {
+		{ 0x01, 7, UINT32_MAX },	/* ACL_USER_OBJ */
+		{ 0x02, (uint16_t)perm, uid },	/* ACL_USER */
+		{ 0x04, 0, UINT32_MAX },	/* ACL_GROUP_OBJ */
+		{ 0x10, (uint16_t)perm, UINT32_MAX },	/* ACL_MASK */
+		{ 0x20, 0, UINT32_MAX },	/* ACL_OTHER */
+	};
+	uint8_t buf[4 + sizeof(e)];
+	uint32_t version = 2;
+
+	memcpy(buf, &version, 4);
+	memcpy(buf + 4, e, sizeof(e));
+	return setxattr(path, "system.posix_acl_access", buf, sizeof(buf), 0) < 0 ? -errno : 0;
+}
+
+/*
+ * A cache hit runs the cached image without hashing it, trusting that only
+ * its owner (the target) and root can have written it. Another user who
+ * can write into it (mgtest, given write by the mode's group or other
+ * bits, or by an ACL entry with the directory searchable by an ACL too)
+ * overwrites its start with a script; the next sudo to mgsvc must not run
+ * it: the image is sent again and replaces it.
+ */
+static void test_writable_image(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char dir[64], marker[160];
+	uid_t svc, other;
+	gid_t svc_gid, other_gid;
+	struct stat st;
+	int acl = 0;
+
+	NEED_ROOT();
+	user_ids("mgsvc", &svc, &svc_gid);
+	user_ids("mgtest", &other, &other_gid);
+	snprintf(dir, sizeof(dir), "/dev/shm/mitogen-%u", (unsigned)svc);
+	snprintf(sc.planted[0], sizeof(sc.planted[0]), "%s", dir);
+	mg_test_rm_rf(dir);
+	snprintf(rw.path, sizeof(rw.path), "%s/%s", dir, sc.sha);
+	snprintf(marker, sizeof(marker), "%s/ran-as-mgsvc", sc.marks);
+	snprintf(rw.script, sizeof(rw.script), "#!/bin/sh\ntouch %s\nexit 1\n", marker);
+
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 30, .image = sc.image);
+	MG_OPTS(mg_sudo_opts, so, .local = &lo, .username = "mgsvc");
+	for (int round = 0; round < 3; round++) {
+		/* Stored (the first time) or put back (after an attack). */
+		ctx = must(mg_sudo(router, &so, &err), &err);
+		assert_int_equal(call_int(ctx, "mg.getuid"), svc);
+		finish(ctx);
+		assert_int_equal(access(marker, F_OK), -1);
+		assert_int_equal(stat(rw.path, &st), 0);
+		assert_int_equal(st.st_uid, svc);
+		assert_int_equal(st.st_mode & 0777, 0700);
+		if (round == 0) {
+			/* group and others may write; the directory searchable */
+			assert_int_equal(chmod(dir, 0711), 0);
+			assert_int_equal(chmod(rw.path, 0722), 0);
+			fprintf(stderr, "# mgtest writes the image: mode 0722\n");
+		} else if (round == 1) {
+			/* mgtest alone, by ACLs: mode 0700 for everyone else */
+			acl = acl_grant(dir, other, 1);
+			if (acl == 0)
+				acl = acl_grant(rw.path, other, 6);
+			if (acl < 0) {
+				fprintf(stderr, "# no POSIX ACLs in /dev/shm (%s): not tried\n",
+					strerror(-acl));
+				break;
+			}
+			fprintf(stderr, "# mgtest writes the image: ACL user:mgtest:rw-\n");
+		} else {
+			break;
+		}
+		assert_int_equal(reap(as_user(other, other_gid, rewrite_user, &rw)), 0);
+	}
+	/* The last start of the loop put the image back: it runs. */
+	ctx = must(mg_sudo(router, &so, &err), &err);
+	assert_int_equal(call_int(ctx, "mg.getuid"), svc);
+	finish(ctx);
+	assert_int_equal(access(marker, F_OK), -1);
+}
+
 int main(int argc, char **argv)
 {
 	int ret;
@@ -635,6 +747,7 @@ int main(int argc, char **argv)
 		CACHE_TEST(test_su_ignores_caller_xdg),
 		CACHE_TEST(test_race_swapped_directory),
 		CACHE_TEST(test_precreated_candidates),
+		CACHE_TEST(test_writable_image),
 	};
 	if (getenv("MG_TEST_ONLY"))
 		cmocka_set_test_filter(getenv("MG_TEST_ONLY"));

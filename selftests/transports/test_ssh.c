@@ -22,6 +22,7 @@
 #include "core/hooks.h"
 #include "selftests/lib/probes.h"
 #include "selftests/transports/fixture.h"
+#include "transports/transport.h"
 
 /* Options for user@127.0.0.1 with the fixture's known_hosts. */
 struct ssh_case {
@@ -285,29 +286,79 @@ static long ssh_rchar(struct mg_context *ctx)
 	return v;
 }
 
+/*
+ * The image a first stage receives: this program without its debug
+ * sections (image_strip_debug), its size and name (SHA-256).
+ */
+static long image_size;
+static char image_name[65];
+
+static void image_load_self(void)
+{
+	FILE *f = fopen("/proc/self/exe", "rb");
+	struct stat st;
+	uint8_t *d;
+	size_t n, len;
+
+	assert_non_null(f);
+	assert_int_equal(fstat(fileno(f), &st), 0);
+	d = malloc((size_t)st.st_size);
+	assert_non_null(d);
+	assert_int_equal(fread(d, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+	fclose(f);
+	len = image_strip_debug(d, (size_t)st.st_size);
+	/* Built with -g: the image ships without it, and strips to itself. */
+	assert_true(len < (size_t)st.st_size);
+	n = image_strip_debug(d, len);
+	assert_int_equal(n, len);
+	image_size = (long)len;
+	sha256_hex(d, len, image_name);
+	free(d);
+}
+
 static void image_sha(char *sha)
 {
-	FILE *p = popen("sha256sum /proc/$PPID/exe", "r");
-
-	assert_non_null(p);
-	assert_int_equal(fscanf(p, "%64s", sha), 1);
-	pclose(p);
+	if (!image_size)
+		image_load_self();
+	memcpy(sha, image_name, 65);
 }
 
 static long exe_size(void)
 {
-	struct stat st;
+	char sha[65];
 
-	assert_int_equal(stat("/proc/self/exe", &st), 0);
-	return (long)st.st_size;
+	image_sha(sha);
+	return image_size;
+}
+
+/*
+ * Plant a file as the cached image of mgtest's ssh context: owner, mode,
+ * size (bytes, padded) and a script that leaves a mark when it runs.
+ */
+static void plant(const char *path, const char *owner, unsigned mode, long size,
+		  const char *marker)
+{
+	mg_test_sh("printf '#!/bin/sh\\ntouch %s\\nexit 1\\n' > %s && truncate -s %ld %s && "
+		   "chown %s %s && chmod %o %s", marker, path, size, path, owner, path, mode, path);
 }
 
 static void test_ssh_cache(void **state)
 {
+	static const struct {
+		const char *owner;
+		unsigned mode;
+		long extra;	/* bytes more than the image */
+		const char *what;
+	} others[] = {
+		{ "nobody", 0755, 0, "owned by another user" },
+		{ "mgtest", 0702, 0, "writable by others" },
+		{ "mgtest", 0720, 0, "writable by its group" },
+		{ "mgtest", 0700, -1, "of another size (a cut-short write)" },
+	};
 	struct mg_error err = MG_ERROR_INIT;
 	struct ssh_case c;
 	struct mg_context *ctx;
-	char sha[65], path[160], marker[128], cmd[1024];
+	char sha[65], path[160], marker[128];
 	long first, second;
 	struct stat st;
 
@@ -329,25 +380,57 @@ static void test_ssh_cache(void **state)
 	/* The first carried the (compressed) image, the second did not. */
 	assert_true(first > exe_size() / 4);
 	assert_true(second < 64 * 1024);
-
-	/* A planted file of the right name but the wrong content is neither
-	 * executed nor kept. */
+	/* What is cached is the image without debug information. */
 	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
-	snprintf(marker, sizeof(marker), "%s/planted-ran", fx.dir);
-	snprintf(cmd, sizeof(cmd),
-		 "printf '#!/bin/sh\\ntouch %s\\n' > %s && chown mgtest %s && chmod 700 %s",
-		 marker, path, path, path);
-	assert_int_equal(system(cmd), 0);
-	ctx = mg_ssh(router, &c.o, &err);
-	assert_non_null(ctx);
-	assert_true(ssh_rchar(ctx) > exe_size() / 4);	/* sent again */
-	finish(ctx);
-	assert_int_equal(access(marker, F_OK), -1);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, exe_size());
-	assert_int_equal(st.st_mode & 0777, 0700);
+
+	/*
+	 * A cache hit is not hashed: the user's own image, in the user's own
+	 * directory, is trusted (docs/firststage.md). So a file of the right
+	 * name that anyone else could have written (another owner, writable
+	 * by group or others), or of the wrong size, is neither executed nor
+	 * kept: the image is sent again and replaces it.
+	 */
+	/* Where a planted file that runs (as mgtest) leaves its mark. */
+	mg_test_sh("mkdir -p %s/marks && chmod 01777 %s/marks", fx.dir, fx.dir);
+	snprintf(marker, sizeof(marker), "%s/marks/planted-ran", fx.dir);
+	mg_test_sh("rm -f %s", marker);
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		fprintf(stderr, "# planted: %s\n", others[i].what);
+		plant(path, others[i].owner, others[i].mode, exe_size() + others[i].extra, marker);
+		ctx = must(mg_ssh(router, &c.o, &err), &err);
+		assert_true(ssh_rchar(ctx) > exe_size() / 4);	/* sent again */
+		assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+		finish(ctx);
+		assert_int_equal(access(marker, F_OK), -1);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, exe_size());
+		assert_int_equal(st.st_uid, user_uid("mgtest"));
+		assert_int_equal(st.st_mode & 0777, 0700);
+	}
 	assert_int_equal(stat("/home/mgtest/.cache/mitogen", &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
+
+	/* The same in a directory others can write to: not run. */
+	plant(path, "mgtest", 0700, exe_size(), marker);
+	mg_test_sh("chmod 0777 /home/mgtest/.cache/mitogen");
+	ctx = must(mg_ssh(router, &c.o, &err), &err);
+	finish(ctx);
+	assert_int_equal(access(marker, F_OK), -1);
+
+	/* The user's own file, the image's size, only the user could write:
+	 * what the decision trusts, it runs unhashed (here: fails the start). */
+	mg_test_sh("chmod 0700 /home/mgtest/.cache/mitogen");
+	plant(path, "mgtest", 0700, exe_size(), marker);
+	ctx = mg_ssh(router, &c.o, &err);
+	mg_test_sh("rm -f %s", path);
+	if (ctx)
+		finish(ctx);
+	assert_null(ctx);
+	fprintf(stderr, "# own file: %s\n", err.message);
+	assert_int_equal(access(marker, F_OK), 0);
+	mg_test_sh("rm -f %s", marker);
 }
 
 /* Run a shell command line (printf-style); the test fails if it does. */
