@@ -332,7 +332,7 @@ static long exe_size(void)
 }
 
 /*
- * Plant a file as the cached image of mgtest's ssh context: owner, mode,
+ * Plant a file as the cached image of mgcache's ssh context: owner, mode,
  * size (bytes, padded) and a script that leaves a mark when it runs.
  */
 static void plant(const char *path, const char *owner, unsigned mode, long size,
@@ -351,9 +351,9 @@ static void test_ssh_cache(void **state)
 		const char *what;
 	} others[] = {
 		{ "nobody", 0755, 0, "owned by another user" },
-		{ "mgtest", 0702, 0, "writable by others" },
-		{ "mgtest", 0720, 0, "writable by its group" },
-		{ "mgtest", 0700, -1, "of another size (a cut-short write)" },
+		{ "mgcache", 0702, 0, "writable by others" },
+		{ "mgcache", 0720, 0, "writable by its group" },
+		{ "mgcache", 0700, -1, "of another size (a cut-short write)" },
 	};
 	struct mg_error err = MG_ERROR_INIT;
 	struct ssh_case c;
@@ -364,8 +364,8 @@ static void test_ssh_cache(void **state)
 
 	NEED_SSHD();
 	image_sha(sha);
-	assert_int_equal(system("rm -rf ~mgtest/.cache/mitogen"), 0);
-	ssh_case_init(&c, "mgtest", true);
+	assert_int_equal(system("rm -rf ~mgcache/.cache/mitogen"), 0);
+	ssh_case_init(&c, "mgcache", true);
 
 	ctx = mg_ssh(router, &c.o, &err);
 	assert_non_null(ctx);
@@ -381,7 +381,7 @@ static void test_ssh_cache(void **state)
 	assert_true(first > exe_size() / 4);
 	assert_true(second < 64 * 1024);
 	/* What is cached is the image without debug information. */
-	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
+	snprintf(path, sizeof(path), "/home/mgcache/.cache/mitogen/%s", sha);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, exe_size());
 
@@ -392,7 +392,7 @@ static void test_ssh_cache(void **state)
 	 * by group or others), or of the wrong size, is neither executed nor
 	 * kept: the image is sent again and replaces it.
 	 */
-	/* Where a planted file that runs (as mgtest) leaves its mark. */
+	/* Where a planted file that runs (as mgcache) leaves its mark. */
 	mg_test_sh("mkdir -p %s/marks && chmod 01777 %s/marks", fx.dir, fx.dir);
 	snprintf(marker, sizeof(marker), "%s/marks/planted-ran", fx.dir);
 	mg_test_sh("rm -f %s", marker);
@@ -401,28 +401,28 @@ static void test_ssh_cache(void **state)
 		plant(path, others[i].owner, others[i].mode, exe_size() + others[i].extra, marker);
 		ctx = must(mg_ssh(router, &c.o, &err), &err);
 		assert_true(ssh_rchar(ctx) > exe_size() / 4);	/* sent again */
-		assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgtest"));
+		assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgcache"));
 		finish(ctx);
 		assert_int_equal(access(marker, F_OK), -1);
 		assert_int_equal(stat(path, &st), 0);
 		assert_int_equal(st.st_size, exe_size());
-		assert_int_equal(st.st_uid, user_uid("mgtest"));
+		assert_int_equal(st.st_uid, user_uid("mgcache"));
 		assert_int_equal(st.st_mode & 0777, 0700);
 	}
-	assert_int_equal(stat("/home/mgtest/.cache/mitogen", &st), 0);
+	assert_int_equal(stat("/home/mgcache/.cache/mitogen", &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
 
 	/* The same in a directory others can write to: not run. */
-	plant(path, "mgtest", 0700, exe_size(), marker);
-	mg_test_sh("chmod 0777 /home/mgtest/.cache/mitogen");
+	plant(path, "mgcache", 0700, exe_size(), marker);
+	mg_test_sh("chmod 0777 /home/mgcache/.cache/mitogen");
 	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	finish(ctx);
 	assert_int_equal(access(marker, F_OK), -1);
 
 	/* The user's own file, the image's size, only the user could write:
 	 * what the decision trusts, it runs unhashed (here: fails the start). */
-	mg_test_sh("chmod 0700 /home/mgtest/.cache/mitogen");
-	plant(path, "mgtest", 0700, exe_size(), marker);
+	mg_test_sh("chmod 0700 /home/mgcache/.cache/mitogen");
+	plant(path, "mgcache", 0700, exe_size(), marker);
 	ctx = mg_ssh(router, &c.o, &err);
 	mg_test_sh("rm -f %s", path);
 	if (ctx)
@@ -624,8 +624,8 @@ static char *config_old_tmp;
 
 static int ssh_config_teardown(void **state)
 {
-	if (system("rm -rf /home/mgtest/.ssh") != 0)
-		fprintf(stderr, "# could not remove mgtest's ~/.ssh\n");
+	if (system("rm -rf /home/mgcache/.ssh") != 0)
+		fprintf(stderr, "# could not remove mgcache's ~/.ssh\n");
 	if (config_old_tmp)
 		setenv("TMPDIR", config_old_tmp, 1);
 	else
@@ -640,7 +640,7 @@ static int ssh_config_teardown(void **state)
 }
 
 /*
- * The user's ~/.ssh/config is read (ssh runs as mgtest here, through a
+ * The user's ~/.ssh/config is read (ssh runs as mgcache here, through a
  * sudo context: ssh finds ~ in /etc/passwd, so this leaves root's alone):
  * a Host alias gives host, port, user, key and known_hosts. What the
  * configuration sets beats our defaults (StrictHostKeyChecking=yes), what
@@ -649,7 +649,7 @@ static int ssh_config_teardown(void **state)
  */
 static void test_ssh_config(void **state)
 {
-	const char *ssh = "/home/mgtest/.ssh";
+	const char *ssh = "/home/mgcache/.ssh";
 	struct mg_error err = MG_ERROR_INIT;
 	char conf[160], *hosts = NULL;
 	struct mg_context *mid, *ctx;
@@ -663,7 +663,7 @@ static void test_ssh_config(void **state)
 	if (getenv("TMPDIR"))
 		config_old_tmp = strdup(getenv("TMPDIR"));
 	mg_test_tmpdir(config_tmp, sizeof(config_tmp), "mg-ssh-config");
-	mg_test_sh("chown mgtest: %s", config_tmp);
+	mg_test_sh("chown mgcache: %s", config_tmp);
 	setenv("TMPDIR", config_tmp, 1);
 	snprintf(conf, sizeof(conf), "%s/config", ssh);
 	mg_test_sh("rm -rf %s && mkdir -m 700 %s && cp %s %s/mg_id && cp %s/known_hosts %s/mg_known && "
@@ -687,9 +687,9 @@ static void test_ssh_config(void **state)
 	fputs(hosts, f);
 	fclose(f);
 	free(hosts);
-	mg_test_sh("chown -R mgtest: %s && chmod 600 %s/*", ssh, ssh);
+	mg_test_sh("chown -R mgcache: %s && chmod 600 %s/*", ssh, ssh);
 
-	mid = sudo_as("mgtest");
+	mid = sudo_as("mgcache");
 	/* (sudo resets the environment: tell the context itself.) */
 	assert_int_equal(mg_call(mid, "set_tmpdir", mg_value_build("s", config_tmp), NULL, &err),
 			 0);
@@ -704,7 +704,7 @@ static void test_ssh_config(void **state)
 	ctx = must(mg_ssh(router, &o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), user_uid("mgsudo"));
 	finish(ctx);
-	assert_int_equal(stat("/home/mgtest/.ssh/mg_new_known", &st), 0);
+	assert_int_equal(stat("/home/mgcache/.ssh/mg_new_known", &st), 0);
 	assert_true(st.st_size > 0);
 
 	/* The caller's explicit choice beats the configuration, both ways. */
@@ -952,7 +952,7 @@ static void test_ssh_prompt_only_from_tty(void **state)
 }
 
 static const char *const noexec_dirs[] = {
-	"/home/mgtest/.cache/mitogen", "/dev/shm/mitogen-%u", "/var/tmp/mitogen-%u",
+	"/home/mgcache/.cache/mitogen", "/dev/shm/mitogen-%u", "/var/tmp/mitogen-%u",
 	"/tmp/mitogen-%u",
 };
 
@@ -971,7 +971,7 @@ static int mount_noexec(const char *fmt, uid_t uid)
 
 static int noexec_teardown(void **state)
 {
-	uid_t uid = user_uid("mgtest");
+	uid_t uid = user_uid("mgcache");
 	char dir[128], cmd[320];
 
 	for (size_t i = 0; i < sizeof(noexec_dirs) / sizeof(noexec_dirs[0]); i++) {
@@ -992,7 +992,7 @@ static void test_ssh_noexec(void **state)
 	char sha[65], path[160];
 
 	NEED_SSHD();
-	uid = user_uid("mgtest");
+	uid = user_uid("mgcache");
 	image_sha(sha);
 	if (mount_noexec(noexec_dirs[0], uid) < 0) {
 		fprintf(stderr, "# skip: cannot mount a noexec tmpfs (no CAP_SYS_ADMIN?)\n");
@@ -1000,13 +1000,13 @@ static void test_ssh_noexec(void **state)
 	}
 	/* The cache is noexec: the next candidate (no XDG_RUNTIME_DIR under
 	 * this sshd) takes the image. */
-	ssh_case_init(&c, "mgtest", true);
+	ssh_case_init(&c, "mgcache", true);
 	ctx = must(mg_ssh(router, &c.o, &err), &err);
 	assert_int_equal(call_int(ctx, "mg.getuid"), uid);
 	finish(ctx);
 	snprintf(path, sizeof(path), "/dev/shm/mitogen-%u/%s", (unsigned)uid, sha);
 	assert_int_equal(access(path, X_OK), 0);
-	snprintf(path, sizeof(path), "/home/mgtest/.cache/mitogen/%s", sha);
+	snprintf(path, sizeof(path), "/home/mgcache/.cache/mitogen/%s", sha);
 	assert_int_equal(access(path, F_OK), -1);
 
 	/* Every candidate noexec: the image runs from a private directory
