@@ -1054,6 +1054,13 @@ static int converse(struct conv *c, struct mg_error *err)
 				accept_child(c, err);
 			if (c->conn >= 0)
 				return 0;
+			/* ssh's own ConnectTimeout (ours, rounded up) can fire
+			 * just before our deadline on a busy machine: it is the
+			 * same connect timeout, and is named so. */
+			if (memmem(c->ttybuf, c->ttylen, "Connection timed out", 20))
+				return fail(c, err, MG_ERR_STREAM, ETIMEDOUT,
+					    "connect timeout: %s gave up waiting for the host",
+					    c->req->t->kind);
 			return fail(c, err, MG_ERR_STREAM, ECONNRESET, "%s exited before the agent started",
 				    c->req->t->kind);
 		}
