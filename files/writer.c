@@ -323,17 +323,29 @@ static void writer_start(struct writer *w, uint32_t i)
 		 * temporary file): removed as a name. When we may not remove it
 		 * (a directory we cannot write), that is the error to report,
 		 * not the EEXIST of creating it again. */
-		int unlink_err = 0;
-
-		if (unlinkat(w->dirfd, w->tmp, 0) < 0 && errno != ENOENT)
-			unlink_err = errno;
 		keep = 0;
-		w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
-			       O_CLOEXEC, 0600);
-		if (w->fd >= 0)
-			flock(w->fd, LOCK_EX | LOCK_NB);
-		else if (errno == EEXIST && unlink_err)
-			errno = unlink_err;
+		/* Another writer may make the name again between the unlink
+		 * and the create (seen: root's and mgtest's copies of one file
+		 * into a directory only root may write, "creating ...: File
+		 * exists"): try again, so that the unlink says why. */
+		for (int tries = 0; tries < 3; tries++) {
+			int unlink_err = 0;
+
+			if (unlinkat(w->dirfd, w->tmp, 0) < 0 && errno != ENOENT)
+				unlink_err = errno;
+			w->fd = openat(w->dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+				       O_CLOEXEC, 0600);
+			if (w->fd >= 0) {
+				flock(w->fd, LOCK_EX | LOCK_NB);
+				break;
+			}
+			if (errno != EEXIST)
+				break;
+			if (unlink_err) {
+				errno = unlink_err;
+				break;
+			}
+		}
 	}
 	if (w->fd < 0) {
 		w->tmp[0] = '\0';
