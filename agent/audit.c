@@ -102,14 +102,13 @@ static struct {
 	uint64_t since_cp;		/* records since the last checkpoint */
 	uint64_t ncp;			/* checkpoints made */
 	uint64_t last_cp_ns;
-	struct mg_value *header;	/* record 0, sent up with the first call's */
+	char *header;			/* record 0's line, sent up with the first batch */
 } alog = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
 /* A record on its way to syslog, the log and the master: what the call
- * left (the main thread), made a map by the writer (pend_build). */
+ * left (the main thread), written as JSON text by the writer (rec_json). */
 struct audit_pending {
 	struct audit_pending *next;
-	struct mg_value *rec;
 	struct mg_value *argv;		/* mg.run's, redacted, or NULL */
 	struct timespec queued;		/* CLOCK_REALTIME, when queued */
 	uint64_t queued_ns, start_ns, end_ns;
@@ -222,12 +221,17 @@ uint64_t agent_audit_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Now less ago_ns, as "2026-12-03T15:40:01.123456Z". */
+/*
+ * Now less ago_ns, as "2026-12-03T15:40:01.123456Z". The date and time to
+ * the second are kept per thread: the records of a batch mostly share it
+ * (gmtime_r and strftime cost more than the rest of a record's text).
+ */
 static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns)
 {
+	static __thread time_t last = -1;
+	static __thread char sec[32];
 	struct timespec ts;
-	struct tm tm;
-	char sec[32];
+	unsigned us;
 
 	if (now)
 		ts = *now;
@@ -239,9 +243,175 @@ static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64
 		ts.tv_nsec += 1000000000L;
 		ts.tv_sec--;
 	}
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, size, "%.20s.%06dZ", sec, (int)(ts.tv_nsec / 1000) % 1000000);
+	if (ts.tv_sec != last) {
+		struct tm tm;
+
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+		last = ts.tv_sec;
+	}
+	us = (unsigned)(ts.tv_nsec / 1000) % 1000000;
+	snprintf(buf, size, "%.20s.%06uZ", sec, us);
+}
+
+/* --- a batch's text ---------------------------------------------------- */
+
+/*
+ * A growing buffer of JSON text. The writer writes a record's line here
+ * directly from what the call left (no map, no second encoding): the same
+ * bytes mg_value_to_json_alloc wrote for the map before (core/value_json.c:
+ * compact, keys in the same order, strings escaped the same way).
+ */
+struct jbuf {
+	char *p;
+	size_t n, cap;
+	bool nomem;
+};
+
+static bool jb_room(struct jbuf *b, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (b->nomem)
+		return false;
+	if (b->n + more <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 16384;
+	while (cap < b->n + more)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->nomem = true;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+	if (jb_room(b, n)) {
+		memcpy(b->p + b->n, s, n);
+		b->n += n;
+	}
+}
+
+#define JB_LIT(b, lit) jb_put(b, lit, sizeof(lit) - 1)
+
+/* A JSON string as core/value_json.c writes one (NULL: null). */
+static void jb_str(struct jbuf *b, const char *s)
+{
+	size_t n, i;
+
+	if (!s) {
+		JB_LIT(b, "null");
+		return;
+	}
+	n = strlen(s);
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			break;
+	}
+	if (i == n) {
+		if (jb_room(b, n + 2)) {
+			b->p[b->n] = '"';
+			memcpy(b->p + b->n + 1, s, n);
+			b->p[b->n + n + 1] = '"';
+			b->n += n + 2;
+		}
+		return;
+	}
+	/* Anything to escape: the library's own escaping, into place. */
+	{
+		struct mg_value v = { .type = MG_STR, .len = (uint32_t)n, .str = s };
+		int len = mg_value_to_json(&v, NULL, 0);
+
+		if (len < 0 || !jb_room(b, (size_t)len + 1)) {
+			b->nomem = true;
+			return;
+		}
+		mg_value_to_json(&v, b->p + b->n, (size_t)len + 1);
+		b->n += (size_t)len;
+	}
+}
+
+static void jb_int(struct jbuf *b, int64_t i)
+{
+	char tmp[24];
+	size_t n = sizeof(tmp);
+	uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+
+	do
+		tmp[--n] = (char)('0' + u % 10);
+	while ((u /= 10));
+	if (i < 0)
+		tmp[--n] = '-';
+	jb_put(b, tmp + n, sizeof(tmp) - n);
+}
+
+/* Any value, through the library's encoder (mg.run's argv: rare). */
+static void jb_value(struct jbuf *b, const struct mg_value *v)
+{
+	int len = mg_value_to_json(v, NULL, 0);
+
+	if (len < 0 || !jb_room(b, (size_t)len + 1)) {
+		b->nomem = true;
+		return;
+	}
+	mg_value_to_json(v, b->p + b->n, (size_t)len + 1);
+	b->n += (size_t)len;
+}
+
+/*
+ * p's record as JSON text, appended to b: the members README's Audit
+ * section lists, in the order the map had them. false: no memory.
+ */
+static bool rec_json(struct jbuf *b, struct audit_pending *p)
+{
+	char stamp[48];
+
+	/* When the call started. */
+	utc_stamp(stamp, sizeof(stamp), &p->queued, p->queued_ns - p->start_ns);
+	JB_LIT(b, "{\"time\":");
+	jb_str(b, stamp);
+	JB_LIT(b, ",\"context_id\":");
+	jb_int(b, mg_context_id());
+	JB_LIT(b, ",\"context\":");
+	jb_str(b, mg_context_name_self());
+	JB_LIT(b, ",\"host\":");
+	jb_str(b, host);
+	JB_LIT(b, ",\"pid\":");
+	jb_int(b, self_pid);
+	JB_LIT(b, ",\"uid\":");
+	jb_int(b, self_uid);
+	JB_LIT(b, ",\"src_id\":");
+	jb_int(b, p->src_id);
+	JB_LIT(b, ",\"auth_id\":");
+	jb_int(b, p->auth_id);
+	JB_LIT(b, ",\"function\":");
+	jb_str(b, p->text);
+	JB_LIT(b, ",\"args_sha256\":");
+	jb_str(b, *p->digest ? p->digest : NULL);
+	if (p->argv) {
+		JB_LIT(b, ",\"argv\":");
+		jb_value(b, p->argv);
+	}
+	JB_LIT(b, ",\"status\":");
+	jb_str(b, p->error ? "error" : "ok");
+	if (p->error) {
+		JB_LIT(b, ",\"error\":");
+		jb_str(b, p->error);
+	}
+	JB_LIT(b, ",\"duration_us\":");
+	jb_int(b, (int64_t)((p->end_ns - p->start_ns) / 1000));
+	JB_LIT(b, "}");
+	mg_value_free(p->argv);
+	p->argv = NULL;
+	return !b->nomem;
 }
 
 /* Connect slog_fd to /dev/log; errno kept for the caller. */
@@ -280,24 +450,19 @@ static void slog_open(void)
  * A record's syslog message into buf (README's format; the error last:
  * the rest of the line is fields without spaces). Returns its length.
  */
-static size_t slog_message(const struct mg_value *rec, char *buf, size_t size)
+static size_t slog_message(const struct audit_pending *p, char *buf, size_t size)
 {
 	char name[128], fn[128], why[256];
-	const struct mg_value *src = mg_map_get(rec, "src_id"), *auth = mg_map_get(rec, "auth_id"),
-			      *f = mg_map_get(rec, "function"), *d = mg_map_get(rec, "args_sha256"),
-			      *e = mg_map_get(rec, "error"), *dur = mg_map_get(rec, "duration_us");
-	const char *error = e && e->type == MG_STR ? e->str : NULL;
 	int n;
 
 	n = snprintf(buf, size, "audit: context=%u name=%s src_id=%u auth_id=%u uid=%u "
 		     "function=%s args_sha256=%s status=%s duration_us=%llu%s%s",
 		     mg_context_id(), plain(mg_context_name_self(), name, sizeof(name), false),
-		     src && src->type == MG_INT ? (unsigned)src->i : 0,
-		     auth && auth->type == MG_INT ? (unsigned)auth->i : 0, self_uid,
-		     plain(f && f->type == MG_STR ? f->str : "", fn, sizeof(fn), false),
-		     d && d->type == MG_STR ? d->str : "-", error ? "error" : "ok",
-		     dur && dur->type == MG_INT ? (unsigned long long)dur->i : 0ULL,
-		     error ? " error=" : "", error ? plain(error, why, sizeof(why), true) : "");
+		     (unsigned)p->src_id, (unsigned)p->auth_id, self_uid,
+		     plain(p->text, fn, sizeof(fn), false), *p->digest ? p->digest : "-",
+		     p->error ? "error" : "ok",
+		     (unsigned long long)((p->end_ns - p->start_ns) / 1000),
+		     p->error ? " error=" : "", p->error ? plain(p->error, why, sizeof(why), true) : "");
 	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
@@ -306,16 +471,15 @@ static size_t slog_message(const struct mg_value *rec, char *buf, size_t size)
 #define SLOG_LINE 1024
 
 /* Send n datagrams; a daemon that went away (or was not there at boot)
- * gets one connect() again, here, and no more this batch. */
-static void slog_send(struct mmsghdr *mm, unsigned n)
+ * gets one connect() again a batch (*retried: it had it). */
+static void slog_send(struct mmsghdr *mm, unsigned n, bool *retried)
 {
-	bool retried = false;
 	unsigned done = 0;
 
 	if (!slog_connected) {
-		if (!slog_connect())
+		if (*retried || !slog_connect())
 			return;
-		retried = true;
+		*retried = true;
 	}
 	while (done < n) {
 		int k = sendmmsg(slog_fd, mm + done, n - done, MSG_NOSIGNAL);
@@ -326,9 +490,9 @@ static void slog_send(struct mmsghdr *mm, unsigned n)
 		}
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k < 0 && !retried &&
+		if (k < 0 && !*retried &&
 		    (errno == ECONNREFUSED || errno == ENOTCONN || errno == ECONNRESET)) {
-			retried = true;
+			*retried = true;
 			if (slog_connect())
 				continue;
 		}
@@ -337,8 +501,12 @@ static void slog_send(struct mmsghdr *mm, unsigned n)
 	}
 }
 
-/* The batch's syslog lines: a datagram a record, in one sendmmsg() per
- * SLOG_CHUNK records, stamped as syslog(3) would stamp them now. */
+/*
+ * The batch's syslog lines: a datagram a record, in one sendmmsg() per
+ * SLOG_CHUNK records, stamped as syslog(3) would stamp them now. Where
+ * nothing reads /dev/log (the one connect() a batch is refused), the
+ * lines are not made: no one would receive them.
+ */
 static void slog_batch(struct audit_pending *list)
 {
 	char (*lines)[SLOG_LINE];
@@ -347,20 +515,25 @@ static void slog_batch(struct audit_pending *list)
 	char head[96], stamp[32];
 	size_t hlen;
 	unsigned n = 0;
-	time_t now = time(NULL);
+	time_t now;
 	struct tm tm;
+	bool retried = false;
 
 	if (slog_glibc) {
 		for (struct audit_pending *p = list; p; p = p->next) {
 			char msg[SLOG_LINE];
 
-			if (p->rec) {
-				slog_message(p->rec, msg, sizeof(msg));
-				syslog(LOG_NOTICE, "%s", msg);
-			}
+			slog_message(p, msg, sizeof(msg));
+			syslog(LOG_NOTICE, "%s", msg);
 		}
 		return;
 	}
+	if (!slog_connected) {
+		retried = true;
+		if (!slog_connect())
+			return;
+	}
+	now = time(NULL);
 	lines = malloc(SLOG_CHUNK * sizeof(*lines));
 	if (!lines)
 		return;
@@ -370,19 +543,17 @@ static void slog_batch(struct audit_pending *list)
 	hlen = (size_t)snprintf(head, sizeof(head), "<%d>%s %s: ", LOG_AUTHPRIV | LOG_NOTICE,
 				stamp, ident);
 	for (struct audit_pending *p = list; p; p = p->next) {
-		if (!p->rec)
-			continue;
 		memcpy(lines[n], head, hlen);
 		iov[n] = (struct iovec){ lines[n],
-					 hlen + slog_message(p->rec, lines[n] + hlen, SLOG_LINE - hlen) };
+					 hlen + slog_message(p, lines[n] + hlen, SLOG_LINE - hlen) };
 		mm[n] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[n], .msg_iovlen = 1 } };
 		if (++n == SLOG_CHUNK) {
-			slog_send(mm, n);
+			slog_send(mm, n, &retried);
 			n = 0;
 		}
 	}
 	if (n)
-		slog_send(mm, n);
+		slog_send(mm, n, &retried);
 	free(lines);
 }
 
@@ -429,7 +600,6 @@ static void alog_open(void)
 	while (pend.head) {
 		struct audit_pending *next = pend.head->next;
 
-		mg_value_free(pend.head->rec);
 		mg_value_free(pend.head->argv);
 		free(pend.head);
 		pend.head = next;
@@ -438,7 +608,7 @@ static void alog_open(void)
 	pend.n = 0;
 	if (alog.fd >= 0)
 		close(alog.fd);
-	mg_value_free(alog.header);
+	free(alog.header);
 	alog.fd = -1;
 	alog.header = NULL;
 	alog.since_cp = alog.ncp = alog.last_cp_ns = 0;
@@ -487,8 +657,8 @@ static void alog_open(void)
 		goto fail;
 	}
 	free(json);
-	free(line);
-	alog.header = h;
+	mg_value_free(h);
+	alog.header = line;
 	return;
 fail:
 	log_msg(MG_LOG_WARNING, "audit: no audit log on this host: %s", alog.why);
@@ -496,18 +666,47 @@ fail:
 
 static void alog_send(struct mg_router *r, struct mg_value *v)
 {
-	struct mg_message *up = mg_message_new(0, MG_HANDLE_AUDIT, v);
+	struct mg_message *up = v ? mg_message_new(0, MG_HANDLE_AUDIT, v) : NULL;
 
-	if (!up)
+	if (!up) {
+		log_msg(MG_LOG_ERROR, "audit: out of memory: records not sent to the master");
 		return;
+	}
 	up->meta.src_id = up->meta.auth_id = r->id;
 	mg_router_route(r, up);
 }
 
-/* Sign a checkpoint of the log, write it there and send it up (appended
- * to the list up, or alone); the note into out (may be NULL). Lock held. */
+/*
+ * Up to the master in one message: the batch's lines (records and
+ * checkpoints, JSON text, in order), newline-separated in one string,
+ * kept under one wire record (the AUDIT handle takes no more). The master
+ * chains these bytes as they are, after checking each is one JSON object
+ * (core/audit.c).
+ */
+#define AUDIT_UP_BYTES 32768
+
+static void up_send(struct mg_router *r, struct jbuf *up)
+{
+	if (up->nomem)
+		log_msg(MG_LOG_ERROR, "audit: out of memory: records not sent to the master");
+	else if (up->n)
+		alog_send(r, mg_strn(up->p, up->n - 1));
+	up->n = 0;
+	up->nomem = false;
+}
+
+static void up_line(struct mg_router *r, struct jbuf *up, const char *line, size_t len)
+{
+	if (up->n && up->n + len + 1 > AUDIT_UP_BYTES)
+		up_send(r, up);
+	jb_put(up, line, len);
+	jb_put(up, "\n", 1);
+}
+
+/* Sign a checkpoint of the log, write it there and send it up (a line of
+ * up, or alone); the note into out (may be NULL). Lock held. */
 static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLOG_NOTE_MAX],
-				   struct mg_value *up)
+				   struct jbuf *up)
 {
 	char note[TLOG_NOTE_MAX], *line;
 	size_t len = tlog_checkpoint_sign(&alog.key, alog.origin, &alog.tree, final, note);
@@ -527,10 +726,18 @@ static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLO
 	mg_map_set(cp, "log", mg_str(alog.origin));
 	mg_map_set(cp, "vkey", mg_str(alog.vkey));
 	mg_map_set(cp, "file", mg_str(alog.path));
-	if (cp && up)
-		mg_list_append(up, cp);
-	else if (cp)
+	if (cp && up) {
+		char *json = mg_value_to_json_alloc(cp);
+
+		if (json)
+			up_line(r, up, json, strlen(json));
+		else
+			log_msg(MG_LOG_ERROR, "audit: out of memory: a checkpoint not sent up");
+		free(json);
+		mg_value_free(cp);
+	} else if (cp) {
 		alog_send(r, cp);
+	}
 }
 
 static void audit_close_run(void *arg)
@@ -543,7 +750,7 @@ static void audit_close_run(void *arg)
 		close(alog.fd);
 		alog.fd = -1;
 	}
-	mg_value_free(alog.header);
+	free(alog.header);
 	alog.header = NULL;
 	explicit_bzero(&alog.key, sizeof(alog.key));
 	pthread_mutex_unlock(&alog.lock);
@@ -729,207 +936,82 @@ static struct mg_value *argv_redacted(const struct mg_value *v)
 	return list;
 }
 
-/* Up to the master in one message: a list of records (and checkpoints),
- * kept under one wire record (the AUDIT handle takes no more). */
-#define AUDIT_UP_BYTES 32768
-
-static void up_send(struct mg_router *r, struct mg_value **up, size_t *bytes)
+/* All of buf into the log (O_APPEND: one write, whole lines). */
+static int alog_write_all(const char *buf, size_t n)
 {
-	if (*up && (*up)->len)
-		alog_send(r, *up);
-	else
-		mg_value_free(*up);
-	*up = mg_list();
-	*bytes = 0;
-}
-
-/* Its lines, with their newlines, in as few writes as O_APPEND allows. */
-static int alog_writev(char **lines, unsigned n)
-{
-	struct iovec iov[2 * AUDIT_BATCH_RECORDS + 2];
-	unsigned cnt = 0, i = 0;
-	int rc = 0;
-
-	for (unsigned k = 0; k < n; k++) {
-		if (!lines[k])
-			continue;
-		iov[cnt++] = (struct iovec){ lines[k], strlen(lines[k]) };
-		iov[cnt++] = (struct iovec){ "\n", 1 };
-	}
-	while (i < cnt) {
-		ssize_t w = writev(alog.fd, iov + i, (int)(cnt - i));
+	while (n) {
+		ssize_t w = write(alog.fd, buf, n);
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0) {
-			rc = -EIO;
-			break;
-		}
+		if (w <= 0)
+			return -EIO;
 		/* Short (a full disk): go on from where it stopped. */
-		while (i < cnt && (size_t)w >= iov[i].iov_len)
-			w -= (ssize_t)iov[i++].iov_len;
-		if (i < cnt) {
-			iov[i].iov_base = (char *)iov[i].iov_base + w;
-			iov[i].iov_len -= (size_t)w;
-		}
+		buf += w;
+		n -= (size_t)w;
 	}
-	return rc;
-}
-
-/* p's record, as the call's thread left it. NULL: no memory. */
-static struct mg_value *pend_build(struct audit_pending *p)
-{
-	struct mg_value *rec = mg_map();
-	char stamp[48];
-
-	if (!rec) {
-		mg_value_free(p->argv);
-		p->argv = NULL;
-		return NULL;
-	}
-	/* When the call started. */
-	utc_stamp(stamp, sizeof(stamp), &p->queued, p->queued_ns - p->start_ns);
-	mg_map_set(rec, "time", mg_str(stamp));
-	mg_map_set(rec, "context_id", mg_int(mg_context_id()));
-	mg_map_set(rec, "context", mg_str(mg_context_name_self()));
-	mg_map_set(rec, "host", mg_str(host));
-	mg_map_set(rec, "pid", mg_int(self_pid));
-	mg_map_set(rec, "uid", mg_int(self_uid));
-	mg_map_set(rec, "src_id", mg_int(p->src_id));
-	mg_map_set(rec, "auth_id", mg_int(p->auth_id));
-	mg_map_set(rec, "function", mg_str(p->text));
-	mg_map_set(rec, "args_sha256", *p->digest ? mg_str(p->digest) : mg_nil());
-	if (p->argv)
-		mg_map_set(rec, "argv", p->argv);
-	p->argv = NULL;
-	mg_map_set(rec, "status", mg_str(p->error ? "error" : "ok"));
-	if (p->error)
-		mg_map_set(rec, "error", mg_str(p->error));
-	mg_map_set(rec, "duration_us", mg_int((int64_t)((p->end_ns - p->start_ns) / 1000)));
-	return rec;
-}
-
-/* Write n chained lines (records first..) and free them. alog.lock held. */
-static void batch_write(char **lines, unsigned n, uint64_t first)
-{
-	if (alog_writev(lines, n) < 0)
-		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
-			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
-	for (unsigned k = 0; k < n; k++)
-		free(lines[k]);
+	return 0;
 }
 
 /*
  * Write a batch, in the order the calls were served: a syslog line each,
- * the chained lines in one writev, a checkpoint when one is due, and one
- * message up (a list: records 0 when it is the first, the records, the
- * checkpoint). In the broker's role (or where the broker has stopped).
+ * the chained lines in one write, a checkpoint when one is due, and one
+ * message up (record 0 when it is the first batch, the records, the
+ * checkpoint: the same lines, as text). Each record's line is written
+ * once, straight from what the call left, hashed once for the log, and
+ * sent up as these bytes (docs/audit.md, 7).
  */
 static void audit_batch(struct mg_router *r, struct audit_pending *list)
 {
-	char *lines[AUDIT_BATCH_RECORDS + 1];
-	uint64_t first = 0, last_end = 0;
-	struct mg_value *up = mg_list();
-	unsigned n = 0;
-	size_t bytes = 0;
+	struct jbuf lines = { 0 }, up = { 0 };
+	uint64_t first, last_end = 0;
 
-	for (struct audit_pending *p = list; p; p = p->next)
-		p->rec = pend_build(p);
 	if (use_syslog)
 		slog_batch(list);
 	pthread_mutex_lock(&alog.lock);
 	/* Record 0 goes up with the first batch: by then the master knows
 	 * this context is audited. */
 	if (alog.fd >= 0 && alog.header) {
-		struct mg_value *h = alog.header;
-		uint8_t root[TLOG_HASH], leaf[TLOG_HASH];
-		struct tlog_tree t0 = { 0 };
-		char hex[2 * TLOG_HASH + 1], *json = mg_value_to_json_alloc(h);
-
-		/* Its tree hash: the root of a one-leaf tree. */
-		if (json) {
-			tlog_leaf_hash(json, strlen(json), leaf);
-			tlog_tree_append(&t0, leaf);
-		}
-		free(json);
-		tlog_tree_root(&t0, root);
-		tlog_hex(root, hex);
+		up_line(r, &up, alog.header, strlen(alog.header));
+		free(alog.header);
 		alog.header = NULL;
-		mg_map_set(h, "log", mg_str(alog.origin));
-		mg_map_set(h, "index", mg_int(0));
-		mg_map_set(h, "tree", mg_str(hex));
-		mg_list_append(up, h);
-		bytes += 512;
 	}
 	first = alog.tree.size;
 	for (struct audit_pending *p = list; p; p = p->next) {
-		uint8_t root[TLOG_HASH];
-		char hex[2 * TLOG_HASH + 1], *json;
-		uint64_t index = alog.tree.size;
-		size_t len;
+		size_t start = lines.n, len;
 
 		last_end = p->end_ns;
-		if (!p->rec) {
+		if (!rec_json(&lines, p) ||
+		    (alog.fd >= 0 && !jb_room(&lines, TLOG_SUFFIX_MAX))) {
 			log_msg(MG_LOG_ERROR, "audit: out of memory: a record lost");
+			lines.n = start;
+			lines.nomem = false;
 			continue;
 		}
-		/* A batch longer than one writev's lines (the writer was
-		 * late): the lines so far first. */
-		if (alog.fd >= 0 && n == AUDIT_BATCH_RECORDS) {
-			batch_write(lines, n, first);
-			first = alog.tree.size;
-			n = 0;
-		}
-		json = mg_value_to_json_alloc(p->rec);
-		len = json ? strlen(json) : 0;
+		len = lines.n - start;
 		if (alog.fd >= 0) {
-			lines[n] = json ? tlog_chain_line(&alog.tree, alog.origin, json, len) : NULL;
-			if (!lines[n])
-				log_msg(MG_LOG_ERROR, "audit: cannot chain record %llu of %s",
-					(unsigned long long)index, alog.path);
-			n++;
-			if (alog.tree.size != index) {
-				/* The line ends in "tree":"HEX"}: its root, not
-				 * computed twice. */
-				if (lines[n - 1]) {
-					memcpy(hex, lines[n - 1] + strlen(lines[n - 1]) - 2 -
-						    2 * TLOG_HASH, 2 * TLOG_HASH);
-					hex[2 * TLOG_HASH] = '\0';
-				} else {
-					tlog_tree_root(&alog.tree, root);
-					tlog_hex(root, hex);
-				}
-				mg_map_set(p->rec, "log", mg_str(alog.origin));
-				mg_map_set(p->rec, "index", mg_int((int64_t)index));
-				mg_map_set(p->rec, "tree", mg_str(hex));
-				alog.since_cp++;
-			}
+			uint8_t leaf[TLOG_HASH];
+
+			tlog_leaf_hash(lines.p + start, len, leaf);
+			len = tlog_chain_suffix(&alog.tree, alog.origin, leaf, lines.p + start, len);
+			alog.since_cp++;
 		}
-		free(json);
-		if (bytes + len + 256 > AUDIT_UP_BYTES)
-			up_send(r, &up, &bytes);
-		bytes += len + 256;
-		if (up)
-			mg_list_append(up, p->rec);
-		else
-			mg_value_free(p->rec);
-		p->rec = NULL;
+		up_line(r, &up, lines.p + start, len);
+		lines.n = start + len;
+		jb_put(&lines, "\n", 1);
 	}
-	if (alog.fd >= 0 && n)
-		batch_write(lines, n, first);
+	if (alog.fd >= 0 && lines.n && alog_write_all(lines.p, lines.n) < 0)
+		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
+			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
+	free(lines.p);
 	/* The first batch, every N records, or the first batch T seconds
 	 * after the last checkpoint. */
 	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
-			     last_end - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull)) {
-		if (bytes + TLOG_NOTE_MAX + 512 > AUDIT_UP_BYTES)
-			up_send(r, &up, &bytes);
-		alog_checkpoint_locked(r, false, NULL, up);
-	}
+			     last_end - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
+		alog_checkpoint_locked(r, false, NULL, &up);
+	up_send(r, &up);
 	pthread_mutex_unlock(&alog.lock);
-	if (up && up->len)
-		alog_send(r, up);
-	else
-		mg_value_free(up);
+	free(up.p);
 	while (list) {
 		struct audit_pending *next = list->next;
 

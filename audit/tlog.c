@@ -116,28 +116,64 @@ static int tlog_unhex(const char *s, uint8_t *out, size_t n)
 
 /* --- chained lines ----------------------------------------------------- */
 
+/* u as decimal digits into out (at least 21 bytes); returns their count. */
+static size_t tlog_u64(uint64_t u, char *out)
+{
+	char tmp[20];
+	size_t n = 0, i;
+
+	do
+		tmp[n++] = (char)('0' + u % 10);
+	while ((u /= 10));
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+size_t tlog_chain_suffix(struct tlog_tree *t, const char *origin, const uint8_t leaf[TLOG_HASH],
+			 char *buf, size_t len)
+{
+	static const char log_key[] = "\"log\":\"", index_key[] = "\",\"index\":",
+			  tree_key[] = ",\"tree\":\"";
+	uint8_t root[TLOG_HASH];
+	uint64_t index = t->size;
+	size_t olen = strnlen(origin, TLOG_NAME_MAX), n = len - 1;
+
+	tlog_tree_append(t, leaf);
+	tlog_tree_root(t, root);
+	/* An empty object takes no comma. */
+	if (len > 2)
+		buf[n++] = ',';
+	memcpy(buf + n, log_key, sizeof(log_key) - 1);
+	n += sizeof(log_key) - 1;
+	memcpy(buf + n, origin, olen);
+	n += olen;
+	memcpy(buf + n, index_key, sizeof(index_key) - 1);
+	n += sizeof(index_key) - 1;
+	n += tlog_u64(index, buf + n);
+	memcpy(buf + n, tree_key, sizeof(tree_key) - 1);
+	n += sizeof(tree_key) - 1;
+	tlog_hex(root, buf + n);
+	n += 2 * TLOG_HASH;
+	memcpy(buf + n, "\"}", 3);
+	return n + 2;
+}
+
 char *tlog_chain_line(struct tlog_tree *t, const char *origin, const char *rec, size_t len)
 {
-	uint8_t leaf[TLOG_HASH], root[TLOG_HASH];
-	char hex[2 * TLOG_HASH + 1], *line;
-	size_t cap;
-	uint64_t index = t->size;
+	uint8_t leaf[TLOG_HASH];
+	char *line;
 
 	if (len < 2 || rec[0] != '{' || rec[len - 1] != '}' || strlen(origin) > TLOG_NAME_MAX) {
 		errno = EINVAL;
 		return NULL;
 	}
-	tlog_leaf_hash(rec, len, leaf);
-	tlog_tree_append(t, leaf);
-	tlog_tree_root(t, root);
-	tlog_hex(root, hex);
-	cap = len + strlen(origin) + 128;
-	line = malloc(cap);
+	line = malloc(len + TLOG_SUFFIX_MAX);
 	if (!line)
 		return NULL;
-	/* An empty object takes no comma. */
-	snprintf(line, cap, "%.*s%s\"log\":\"%s\",\"index\":%" PRIu64 ",\"tree\":\"%s\"}",
-		 (int)(len - 1), rec, len > 2 ? "," : "", origin, index, hex);
+	memcpy(line, rec, len);
+	tlog_leaf_hash(rec, len, leaf);
+	tlog_chain_suffix(t, origin, leaf, line, len);
 	return line;
 }
 

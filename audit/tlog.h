@@ -53,6 +53,19 @@ void tlog_hex(const uint8_t h[TLOG_HASH], char out[2 * TLOG_HASH + 1]);
  */
 char *tlog_chain_line(struct tlog_tree *t, const char *origin, const char *rec, size_t len);
 
+/* Room tlog_chain_suffix needs past a record's text (and a NUL). */
+#define TLOG_SUFFIX_MAX (TLOG_NAME_MAX + 2 * TLOG_HASH + 64)
+
+/*
+ * tlog_chain_line in place, for a record whose leaf hash the caller made
+ * (tlog_leaf_hash, or the same from a SHA-256 state it kept): appends leaf
+ * to t and writes the suffix over the record's closing '}' at buf[len - 1]
+ * (buf holds len + TLOG_SUFFIX_MAX bytes). Returns the line's length (a
+ * NUL follows it). The line is the same bytes tlog_chain_line makes.
+ */
+size_t tlog_chain_suffix(struct tlog_tree *t, const char *origin, const uint8_t leaf[TLOG_HASH],
+			 char *buf, size_t len);
+
 /* What tlog_line_split finds at the end of a chained line. */
 struct tlog_suffix {
 	char log[TLOG_NAME_MAX + 1];

@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <sys/uio.h>
 
+#include <nettle/sha2.h>
+
 #include "audit/tlog.h"
 #include "core/audit.h"
 #include "core/context.h"
@@ -368,22 +370,297 @@ static void refused(struct mg_router *r, uint32_t id)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* --- an agent's record text, taken as it is ----------------------------- */
+
+/* Deepest nesting of an agent's record (its own are 2 deep). */
+#define AUDIT_JSON_DEPTH 16
+
+struct jscan {
+	const unsigned char *p, *end;
+};
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0: no
+ * overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t jscan_utf8(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+static bool jscan_string(struct jscan *j)
+{
+	if (j->p >= j->end || *j->p != '"')
+		return false;
+	j->p++;
+	while (j->p < j->end) {
+		unsigned char c = *j->p;
+		size_t k;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			j->p++;
+			continue;
+		}
+		if (c == '"') {
+			j->p++;
+			return true;
+		}
+		if (c < 0x20)
+			return false;
+		if (c == '\\') {
+			if (j->end - j->p < 2)
+				return false;
+			c = j->p[1];
+			j->p += 2;
+			if (c == 'u') {
+				unsigned v = 0;
+
+				if (j->end - j->p < 4)
+					return false;
+				for (int i = 0; i < 4; i++) {
+					unsigned char h = j->p[i];
+
+					v = v << 4 | (unsigned)(h >= '0' && h <= '9' ? h - '0' :
+								h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+								h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+					if (v > 0xffff)
+						return false;
+				}
+				/* \u0000: the tool's reader refuses it. */
+				if (!v)
+					return false;
+				j->p += 4;
+			} else if (!c || !strchr("\"\\/bfnrt", c)) {
+				return false;
+			}
+			continue;
+		}
+		k = jscan_utf8(j->p, (size_t)(j->end - j->p));
+		if (!k)
+			return false;
+		j->p += k;
+	}
+	return false;
+}
+
+static bool jscan_digits(struct jscan *j)
+{
+	const unsigned char *p = j->p;
+
+	while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+		j->p++;
+	return j->p > p;
+}
+
+static bool jscan_number(struct jscan *j)
+{
+	if (j->p < j->end && *j->p == '-')
+		j->p++;
+	if (j->p < j->end && *j->p == '0')
+		j->p++;
+	else if (!(j->p < j->end && *j->p >= '1' && *j->p <= '9') || !jscan_digits(j))
+		return false;
+	if (j->p < j->end && *j->p == '.' && (j->p++, !jscan_digits(j)))
+		return false;
+	if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+		j->p++;
+		if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+			j->p++;
+		if (!jscan_digits(j))
+			return false;
+	}
+	return true;
+}
+
+static bool jscan_word(struct jscan *j, const char *w, size_t n)
+{
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n))
+		return false;
+	j->p += n;
+	return true;
+}
+
+static bool jscan_value(struct jscan *j, int depth)
+{
+	bool map;
+
+	if (j->p >= j->end)
+		return false;
+	switch (*j->p) {
+	case '"':
+		return jscan_string(j);
+	case 't':
+		return jscan_word(j, "true", 4);
+	case 'f':
+		return jscan_word(j, "false", 5);
+	case 'n':
+		return jscan_word(j, "null", 4);
+	case '{':
+	case '[':
+		break;
+	default:
+		return jscan_number(j);
+	}
+	if (depth >= AUDIT_JSON_DEPTH)
+		return false;
+	map = *j->p++ == '{';
+	if (j->p < j->end && *j->p == (map ? '}' : ']')) {
+		j->p++;
+		return true;
+	}
+	for (;;) {
+		if (map && !(jscan_string(j) && j->p < j->end && *j->p++ == ':'))
+			return false;
+		if (!jscan_value(j, depth + 1) || j->p >= j->end)
+			return false;
+		if (*j->p == ',') {
+			j->p++;
+			continue;
+		}
+		return *j->p++ == (map ? '}' : ']');
+	}
+}
+
+/*
+ * Whether text[0, n) is exactly one JSON object (RFC 8259) and nothing
+ * else: compact (no whitespace outside strings, so no newline anywhere),
+ * strings valid UTF-8 without control characters or \u0000, at most
+ * AUDIT_JSON_DEPTH deep. An agent's record goes into the master's line as
+ * the bytes it sent, under "claimed": this is what keeps it there. It
+ * cannot close "claimed" early and go on with members of the master's
+ * part (a second "context", say, which a reader taking the last of two
+ * would believe), nor end the line and start one of its own.
+ */
+static bool audit_json_object(const char *text, size_t n)
+{
+	struct jscan j = { (const unsigned char *)text, (const unsigned char *)text + n };
+
+	return n >= 2 && text[0] == '{' && jscan_value(&j, 0) && j.p == j.end;
+}
+
+/* Room for more bytes in wb; false (and a record lost) without memory. */
+static bool wb_room(struct wbuf *wb, size_t more)
+{
+	size_t cap;
+	char *p;
+
+	if (wb->n + more <= wb->cap)
+		return true;
+	cap = wb->cap ? wb->cap : 16384;
+	while (cap < wb->n + more)
+		cap *= 2;
+	p = realloc(wb->p, cap);
+	if (!p) {
+		wb->failed = true;
+		LOG_ERROR("audit: out of memory: a record lost");
+		return false;
+	}
+	wb->p = p;
+	wb->cap = cap;
+	return true;
+}
+
+/*
+ * One piece of a message: an agent's record (or checkpoint) as JSON text,
+ * either the line it sent or the text of a map made here (old agents).
+ */
+struct piece {
+	const char *p;
+	size_t n;
+	char *owned;
+};
+
+/*
+ * The master's line for each piece, in wb: the master's part (head, its
+ * closing brace left off), "claimed" and the agent's text, then (with a
+ * chain) the suffix and a checkpoint when one is due. The leaf hash of
+ * every line starts with the same bytes (0x00 and the master's part):
+ * hashed once a message (pre), each line's hash goes on from a copy.
+ * Caller holds r->lock; r->audit_fd >= 0.
+ */
+static void audit_lines_locked(struct mg_router *r, struct wbuf *wb, const char *head,
+			       size_t hlen, const struct piece *pc, uint32_t n)
+{
+	static const char claimed[] = ",\"claimed\":";
+	struct audit_chain *c = r->audit_chain;
+	struct sha256_ctx pre;
+	uint8_t zero = 0;
+
+	sha256_init(&pre);
+	sha256_update(&pre, 1, &zero);
+	sha256_update(&pre, hlen, (const uint8_t *)head);
+	sha256_update(&pre, sizeof(claimed) - 1, (const uint8_t *)claimed);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t start = wb->n, len = hlen + sizeof(claimed) - 1 + pc[i].n + 1;
+		struct timespec now;
+		struct sha256_ctx h;
+		uint8_t leaf[TLOG_HASH];
+
+		if (!pc[i].p || !wb_room(wb, len + TLOG_SUFFIX_MAX + 1))
+			continue;
+		memcpy(wb->p + start, head, hlen);
+		memcpy(wb->p + start + hlen, claimed, sizeof(claimed) - 1);
+		memcpy(wb->p + start + hlen + sizeof(claimed) - 1, pc[i].p, pc[i].n);
+		wb->p[start + len - 1] = '}';
+		if (c) {
+			h = pre;
+			sha256_update(&h, pc[i].n, (const uint8_t *)pc[i].p);
+			sha256_update(&h, 1, (const uint8_t *)"}");
+			sha256_digest(&h, TLOG_HASH, leaf);
+			len = tlog_chain_suffix(&c->tree, c->origin, leaf, wb->p + start, len);
+		}
+		wb->p[start + len] = '\n';
+		wb->n = start + len + 1;
+		if (!c)
+			continue;
+		c->since_cp++;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (c->ncp == 0 || c->since_cp >= TLOG_CHECKPOINT_RECORDS ||
+		    now.tv_sec - c->last_cp.tv_sec >= TLOG_CHECKPOINT_SECONDS)
+			audit_checkpoint_wb_locked(r, false, wb);
+	}
+}
+
 /*
  * A record (a map), or a batch of them in the order the agent served the
- * calls (a list of maps: its records 0, its calls, its checkpoints;
- * agent/audit.c writes them so, docs/audit.md 7). Each line is the
- * master's part (the same for the whole message: it arrived at once)
- * with the agent's map under "claimed", last: the JSON text of the
- * master's part is made once, and the lines of a message go into the
- * file in one write.
+ * calls: agent/audit.c sends one string of JSON lines (its records 0, its
+ * calls, its checkpoints, docs/audit.md 7), older agents a list of maps.
+ * Each line is the master's part (the same for the whole message: it
+ * arrived at once) with the agent's record under "claimed", last: the
+ * agent's own bytes, once they are checked to be one JSON object
+ * (audit_json_object), or the JSON text of its map. The lines of a
+ * message go into the file in one write.
  */
 static void on_audit(struct mg_message *msg, void *userdata)
 {
 	struct mg_router *r = userdata;
 	struct mg_value *rec = NULL, *claimed = NULL;
-	uint32_t id = msg->meta.src_id, n;
-	char *head = NULL, **lines = NULL;
-	size_t hlen;
+	uint32_t id = msg->meta.src_id, n = 0, items;
+	char *head = NULL;
+	struct piece *pc = NULL;
+	size_t hlen, cap = 0;
 	struct wbuf wb = { 0 };
 
 	if (mg_message_is_dead(msg)) {
@@ -402,60 +679,75 @@ static void on_audit(struct mg_message *msg, void *userdata)
 	if (__atomic_load_n(&r->audit_fd, __ATOMIC_RELAXED) < 0 && mg_log_get_level() > MG_LOG_INFO)
 		goto out;
 	if (mg_message_value(msg, false, &claimed, NULL) < 0 ||
-	    (claimed->type != MG_MAP && claimed->type != MG_LIST)) {
+	    (claimed->type != MG_MAP && claimed->type != MG_LIST && claimed->type != MG_STR)) {
 		LOG_WARN("audit: malformed record from context %u: dropped", id);
 		goto out;
 	}
 	head = mg_value_to_json_alloc(rec);
-	n = claimed->type == MG_MAP ? 1 : claimed->len;
-	lines = calloc(n ? n : 1, sizeof(*lines));
-	if (!head || !lines) {
+	if (!head) {
 		LOG_ERROR("audit: out of memory: records from context %u lost", id);
 		goto out;
 	}
 	/* {"context_id":..,"received":".."} -> {..,"received":"..","claimed":ITEM} */
 	hlen = strlen(head) - 1;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct mg_value *it = claimed->type == MG_MAP ? claimed : &claimed->items[i];
-		char *js;
-		size_t jl;
+	items = claimed->type == MG_LIST ? claimed->len : 1;
+	for (uint32_t i = 0; i < items; i++) {
+		const struct mg_value *it = claimed->type == MG_LIST ? &claimed->items[i] : claimed;
+		const char *p = it->str, *end = it->str + it->len;
 
-		if (it->type != MG_MAP) {
+		if (it->type != MG_MAP && it->type != MG_STR) {
 			LOG_WARN("audit: malformed record from context %u: dropped", id);
 			continue;
 		}
-		js = mg_value_to_json_alloc(it);
-		jl = js ? strlen(js) : 0;
-		lines[i] = js ? malloc(hlen + jl + 16) : NULL;
-		if (!lines[i]) {
-			LOG_ERROR("audit: out of memory: record from context %u lost", id);
-			free(js);
-			continue;
-		}
-		memcpy(lines[i], head, hlen);
-		memcpy(lines[i] + hlen, ",\"claimed\":", 11);
-		memcpy(lines[i] + hlen + 11, js, jl);
-		memcpy(lines[i] + hlen + 11 + jl, "}", 2);
-		free(js);
+		do {
+			const char *nl = it->type == MG_STR ? memchr(p, '\n', (size_t)(end - p)) : NULL;
+			struct piece x = { 0 };
+
+			if (it->type == MG_MAP) {
+				x.owned = mg_value_to_json_alloc(it);
+				if (!x.owned)
+					LOG_ERROR("audit: out of memory: record from context %u lost", id);
+				x.p = x.owned;
+				x.n = x.owned ? strlen(x.owned) : 0;
+			} else {
+				x.p = p;
+				x.n = (size_t)((nl ? nl : end) - p);
+				if (!audit_json_object(x.p, x.n)) {
+					LOG_WARN("audit: malformed record from context %u: dropped", id);
+					x.p = NULL;
+				}
+				p = nl ? nl + 1 : end;
+			}
+			if (n == cap) {
+				struct piece *more = realloc(pc, (cap = cap ? 2 * cap : 64) * sizeof(*pc));
+
+				if (!more) {
+					free(x.owned);
+					LOG_ERROR("audit: out of memory: records from context %u lost", id);
+					goto out;
+				}
+				pc = more;
+			}
+			pc[n++] = x;
+		} while (it->type == MG_STR && p < end);
 	}
 	pthread_mutex_lock(&r->lock);
 	if (r->audit_fd >= 0) {
-		for (uint32_t i = 0; i < n; i++)
-			if (lines[i])
-				audit_chain_put_locked(r, lines[i], strlen(lines[i]), &wb);
+		audit_lines_locked(r, &wb, head, hlen, pc, n);
 		audit_flush(r, &wb);
 		pthread_mutex_unlock(&r->lock);
 	} else {
 		pthread_mutex_unlock(&r->lock);
 		for (uint32_t i = 0; i < n; i++)
-			if (lines[i])
-				LOG_INFO("audit: %s", lines[i]);
+			if (pc[i].p)
+				LOG_INFO("audit: %.*s,\"claimed\":%.*s}", (int)hlen, head, (int)pc[i].n,
+					 pc[i].p);
 	}
-	for (uint32_t i = 0; i < n; i++)
-		free(lines[i]);
 out:
+	for (uint32_t i = 0; i < n; i++)
+		free(pc[i].owned);
+	free(pc);
 	free(wb.p);
-	free(lines);
 	free(head);
 	mg_value_free(claimed);
 	mg_value_free(rec);

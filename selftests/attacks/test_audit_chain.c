@@ -106,6 +106,69 @@ static int chain_call_parent(struct mg_call *call, const struct mg_value *args,
 }
 MG_EXPORT(chain_call_parent);
 
+/*
+ * chain_forge_text(): an audited agent (a compromised one) sends record
+ * text that the master takes as it is (agent/audit.c sends its records as
+ * JSON lines, core/audit.c puts them under "claimed" without re-encoding):
+ * text that closes "claimed" early and goes on with members of the
+ * master's own part (a reader keeping the last of two "context" keys
+ * would believe the forged one), trailing bytes, a raw control character,
+ * \u0000, overlong UTF-8, nesting past the limit, an unterminated object,
+ * a bare word, a carriage return between two objects. Each carries
+ * "FORGED"; then one honest record. All in one message, then one each.
+ */
+static const char *const forged_texts[] = {
+	"{\"f\":\"a\"},\"context\":\"FORGED1\",\"privileged\":true,\"claimed\":{\"f\":\"b\"}",
+	"{\"f\":\"a\"}},\"context\":\"FORGED2\"",
+	"{\"f\":\"FORGED3\"} ",
+	"{\"f\":\"FORGED4\\u0000\"}",
+	"{\"f\":\"FORGED5\x01\"}",
+	"{\"f\":\"FORGED6\xc0\xaf\"}",
+	"{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":"
+	"{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":\"FORGED7\"}}}}}}}}}}}}}}}}}",
+	"{\"f\":\"FORGED8\"",
+	"{\"f\":FORGED9}",
+	"{\"f\":\"a\"}\r{\"context\":\"FORGED10\"}",
+	"{\"f\" :\"FORGED11\"}",
+};
+#define HONEST_TEXT "{\"function\":\"honest_text\",\"n\":-1.5e3,\"l\":[true,false,null,{},[]]," \
+		    "\"s\":\"\\u00e9\\\"\\\\/\xc3\xa9\"}"
+
+static int chain_forge_text(struct mg_call *call, const struct mg_value *args,
+			    struct mg_value **ret)
+{
+	struct mg_router *r = mg_call_router(call);
+	size_t n = sizeof(forged_texts) / sizeof(forged_texts[0]), len = 0;
+	char *all;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(forged_texts[i]) + 1;
+	all = malloc(len + sizeof(HONEST_TEXT));
+	if (!all)
+		return -ENOMEM;
+	*all = '\0';
+	for (size_t i = 0; i < n; i++) {
+		struct mg_message *m = mg_message_new(0, MG_HANDLE_AUDIT, mg_str(forged_texts[i]));
+
+		if (!m || mg_router_route(r, m) < 0) {
+			free(all);
+			return mg_call_fail(call, EIO, "route");
+		}
+		strcat(strcat(all, forged_texts[i]), "\n");
+	}
+	strcat(all, HONEST_TEXT);
+	{
+		struct mg_message *m = mg_message_new(0, MG_HANDLE_AUDIT, MG_LIST(mg_str(all)));
+
+		free(all);
+		if (!m || mg_router_route(r, m) < 0)
+			return mg_call_fail(call, EIO, "route");
+	}
+	*ret = mg_nil();
+	return 0;
+}
+MG_EXPORT(chain_forge_text);
+
 /* --- the trail ---------------------------------------------------------- */
 
 static char dir[PATH_MAX];
@@ -896,6 +959,45 @@ static void test_denial_flood_bounded(void **state)
 	unlink(path);
 }
 
+/*
+ * An audited agent's record text is chained into the master's file as the
+ * bytes it sent (docs/audit.md 7), under "claimed": a compromised agent
+ * must not get anything out of "claimed" (a second "context" or
+ * "privileged" at the top of the master's line, a line of its own), nor
+ * make a line the tool cannot read. Every malformed text is dropped, the
+ * honest one is kept byte for byte, and the file verifies. With the check
+ * (audit_json_object) taken out, FORGED1's line says "context":"FORGED1"
+ * at the master's level and this test fails.
+ */
+static void test_claimed_text_stays_claimed(void **state)
+{
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = router;
+	struct mg_context *ctx;
+	char path[PATH_MAX + 32], *text;
+	struct toolrun show = { 0 };
+
+	assert_non_null(r);
+	snprintf(path, sizeof(path), "%s/claimed.jsonl", dir);
+	assert_int_equal(mg_router_audit_to_file(r, path, &err), 0);
+	ctx = must(mg_local(r, &lo, &err), &err);
+	call_ok(ctx, "chain_forge_text", NULL);
+	/* Every record is in when the context has ended. */
+	finish(ctx);
+	close_file(r);
+	text = slurp(path, NULL);
+	if (count_of(text, "FORGED"))
+		fprintf(stderr, "# forged text in the master's file:\n%s", text);
+	assert_int_equal(count_of(text, "FORGED"), 0);
+	assert_int_equal(count_of(text, "\"claimed\":" HONEST_TEXT ",\"log\":"), 1);
+	assert_int_equal(count_of(text, "\"function\":\"chain_forge_text\""), 1);
+	free(text);
+	verify_and_show(path, &show);
+	toolrun_free(&show);
+	unlink(path);
+}
+
 static int group_setup(void **state)
 {
 	char env[PATH_MAX + 32];
@@ -943,6 +1045,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_master_hides_call),
 		cmocka_unit_test(test_denials_in_master_chain),
 		cmocka_unit_test(test_denial_flood_bounded),
+		cmocka_unit_test(test_claimed_text_stays_claimed),
 	};
 
 	mg_main(argc, argv);
