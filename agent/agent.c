@@ -653,7 +653,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 /*
  * Started by a first stage (transports/firststage.c): stdin and stdout are
  * the channel (--mitogen-stdio, a byte stream), or we connect back to our
- * parent's private socket (--mitogen-connect NAME). Either way stdin then
+ * parent's private socket (--mitogen-connect NAME), or, on stdio, the
+ * program handed us a socket of our parent's (podman: AGENT_CHAN_ENV),
+ * used from MGREADY on. Either way stdin then
  * reads /dev/null and stdout goes where stderr goes, so nothing a function
  * prints can corrupt the channel. "--mitogen-ns BITS" (MG_NS_*, from the
  * sandbox) last: we unshare them once connected (an abstract socket name
@@ -678,13 +680,45 @@ static void agent_image_used(void)
 	close(3);
 }
 
+/*
+ * The SEQPACKET socket a first stage's program handed us (AGENT_CHAN_ENV,
+ * agent.h), made close-on-exec so that no command we run inherits it, or
+ * -1: stay on stdio. The variable goes either way (our commands must not
+ * see it).
+ */
+static int agent_passed_channel(void)
+{
+	const char *env = getenv(AGENT_CHAN_ENV);
+	int fd = -1, type = 0, dom = 0, ret;
+	socklen_t tl = sizeof(type), dl = sizeof(dom);
+	char *end;
+	long v;
+
+	if (!env)
+		return -1;
+	errno = 0;
+	v = strtol(env, &end, 10);
+	if (!errno && *env && !*end && v > 3 && v < 1024)
+		fd = (int)v;
+	unsetenv(AGENT_CHAN_ENV);
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) < 0 || type != SOCK_SEQPACKET ||
+	    dom != AF_UNIX)
+		return -1;
+	ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return ret;
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
-	int rfd = -1, wfd = -1, devnull, kr;
+	int rfd = -1, wfd = -1, devnull, kr, chan = -1;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
 
 	agent_image_used();
+	if (bytes)
+		chan = agent_passed_channel();
 
 	for (int i = 2; i + 1 < argc; i++) {
 		char *end;
@@ -718,15 +752,28 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 	 * are killed, or stopped and dropped (agent/keeper.c). We go on as
 	 * its child; without one (fork failed) as before.
 	 */
-	kr = keeper_start(rfd);
+	kr = keeper_start(chan >= 0 ? chan : rfd);
 	if (kr < 0)
 		fprintf(stderr, "mitogen agent: no keeper: %s\n", strerror(-kr));
 	else if (kr > 0)
 		tree_agent_keep_group();
 	from_first_stage = true;
 	sandbox_ns_enter_self((unsigned)ns);
+	/* The packet first, then the line (agent.h): the parent decides on
+	 * reading the line. A failed send leaves us on stdio. */
+	if (chan >= 0 && send(chan, AGENT_CHAN_HELLO, strlen(AGENT_CHAN_HELLO),
+			      MSG_NOSIGNAL) != (ssize_t)strlen(AGENT_CHAN_HELLO)) {
+		close(chan);
+		chan = -1;
+	}
 	if (bytes && write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
 		_exit(AGENT_EXIT_SETUP);
+	if (chan >= 0) {
+		/* The stdio channel is done with: records go over chan. */
+		close(rfd);
+		close(wfd);
+		agent_run_fds(chan, chan, false);
+	}
 	agent_run_fds(rfd, wfd, bytes);
 }
 

@@ -14,13 +14,27 @@
  * (a read-only root, no writable home). What the CLI prints when it
  * fails (no such container, not running, no /bin/sh) is quoted in the
  * StreamError (firststage.c).
+ *
+ * Where the CLI can hand the agent an fd (podman exec --preserve-fds:
+ * transport.pass_chan), the channel is a SEQPACKET socketpair instead,
+ * made here (wherever the CLI runs: on the host an ssh hop reaches, in
+ * the agent there): after the first stage the agent talks over it and
+ * no call crosses the CLI's relay (conmon's), and the eBPF channel
+ * filter covers it as a local child's. When that cannot work (an old or
+ * remote CLI, the fd not arriving) the start stays on stdio and says so
+ * once in the log.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #include <mitogen/transport.h>
 
+#include "agent/agent.h"
+#include "core/hooks.h"
+#include "core/log.h"
 #include "core/message.h"
 #include "transports/transport.h"
 
@@ -150,7 +164,39 @@ static struct mg_context *container_start(const struct transport *t, struct mg_r
 	if (t == &setns_transport)
 		return setns_start(r, co, lo, id, sandbox, err);
 	container_name(t, co, name, sizeof(name));
+	req.pass_chan = t->pass_chan && t->pass_chan(co);
+	if (req.pass_chan) {
+		struct mg_error e = MG_ERROR_INIT;
+		struct mg_context *ctx = transport_start(r, &req, lo, id, sandbox, &e);
+
+		if (ctx || !t->pass_chan_refused || !t->pass_chan_refused(e.message)) {
+			if (err)
+				*err = e;
+			return ctx;
+		}
+		/* The CLI refused the option: once more, on its stdio. */
+		req.pass_chan = false;
+	}
 	return transport_start(r, &req, lo, id, sandbox, err);
+}
+
+int container_chan_take(struct mg_router *r, const char *name, int fd)
+{
+	static bool said;
+	char buf[8];
+	ssize_t n;
+
+	do
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)strlen(AGENT_CHAN_HELLO) && !memcmp(buf, AGENT_CHAN_HELLO, (size_t)n))
+		return fd;
+	if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+		LOG_INFO("%s: the agent did not get the socket its CLI was to hand it: calls go "
+			 "through the CLI's stdio (said once)", name);
+	hooks_channel_closed(r, fd);
+	close(fd);
+	return -1;
 }
 
 struct mg_context *container_from_value(const struct transport *t, struct mg_router *r,
