@@ -14,7 +14,9 @@
  *    memory through /proc/PID/mem and its environment while a test hook
  *    (hold_if_asked, in this binary, which is the agent's image) holds
  *    the agent at its start: the agent must not be dumpable from its
- *    exec on.
+ *    exec on. A context into the same container started first makes the
+ *    attacked start reuse the image's copy (setns.c shares it), which
+ *    that first agent's hello made readable.
  *  - options through names: a container, user, pod or namespace name that
  *    the CLI would read as an option ("--privileged", "-uroot", "--env=X")
  *    is refused before the CLI runs (a stand-in CLI records any run).
@@ -151,6 +153,19 @@ static void attack_held_agent(const char *what, const char *user)
 	fputs(attacker, f);
 	assert_int_equal(fclose(f), 0);
 	snprintf(cmd, sizeof(cmd), "podman exec --user %s %s /bin/sh /tmp/mg-attack", user, name);
+	/* A first context into the same container, not held (its name has
+	 * no "-dump"): the image's copy is shared by the starts of this
+	 * process into this container, and readable (0555) once that agent
+	 * said hello. The attacked start below reuses it. */
+	{
+		MG_OPTS(mg_local_opts, wl, .remote_name = "warm");
+		MG_OPTS(mg_setns_opts, w, .local = &wl, .kind = "podman", .container = name);
+		ctx = mg_setns(router, &w, &err);
+		if (!ctx)
+			fprintf(stderr, "# warm: %s: %s\n", mg_error_kind_name(err.kind), err.message);
+		assert_non_null(ctx);
+		finish(ctx);
+	}
 	att = popen(cmd, "r");
 	assert_non_null(att);
 	MG_OPTS(mg_setns_opts, o, .kind = "podman", .container = name);
