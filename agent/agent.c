@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include "agent/agent.h"
@@ -710,6 +711,47 @@ static int agent_passed_channel(void)
 	return ret;
 }
 
+/*
+ * The parent's answer to AGENT_CHAN_HELLO on fd: the same word with a
+ * fresh SEQPACKET socket (SCM_RIGHTS), which becomes our channel (the
+ * program that handed us fd keeps a copy of it: transports/container.c).
+ * fd is closed; the new fd, or -1.
+ */
+static int agent_chan_renew(int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	char buf[8];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+			    .msg_controllen = sizeof(u.b) };
+	struct cmsghdr *c;
+	int nfd = -1, type = 0;
+	socklen_t tl = sizeof(type);
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&nfd, CMSG_DATA(c), sizeof(int));
+	if (nfd >= 0 && (n != (ssize_t)strlen(AGENT_CHAN_HELLO) ||
+			 memcmp(buf, AGENT_CHAN_HELLO, (size_t)n) ||
+			 getsockopt(nfd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+			 type != SOCK_SEQPACKET)) {
+		close(nfd);
+		nfd = -1;
+	}
+	if (nfd < 0 && n >= 0)
+		errno = EPROTO;
+	return nfd;
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
 	int rfd = -1, wfd = -1, devnull, kr, chan = -1;
@@ -746,34 +788,44 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 		_exit(AGENT_EXIT_SETUP);
 	}
 	close(devnull);
+	/* The packet first, then the line (agent.h): the parent decides on
+	 * reading the line. A failed send leaves us on stdio. Then our
+	 * channel is the fresh end the parent sends back. */
+	if (chan >= 0 && send(chan, AGENT_CHAN_HELLO, strlen(AGENT_CHAN_HELLO),
+			      MSG_NOSIGNAL) != (ssize_t)strlen(AGENT_CHAN_HELLO)) {
+		close(chan);
+		chan = -1;
+	}
+	if (chan >= 0) {
+		if (write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
+			_exit(AGENT_EXIT_SETUP);
+		chan = agent_chan_renew(chan);
+		if (chan < 0) {
+			fprintf(stderr, "mitogen agent: no channel from the parent: %s\n",
+				strerror(errno));
+			_exit(AGENT_EXIT_SETUP);
+		}
+		/* The stdio channel is done with: records go over chan. */
+		close(rfd);
+		close(wfd);
+		rfd = wfd = chan;
+		bytes = false;
+	}
 	/*
 	 * No parent of ours holds a cgroup around us (ssh, sudo, su, doas,
 	 * a container's exec): a keeper above us ends what we leave if we
 	 * are killed, or stopped and dropped (agent/keeper.c). We go on as
 	 * its child; without one (fork failed) as before.
 	 */
-	kr = keeper_start(chan >= 0 ? chan : rfd);
+	kr = keeper_start(rfd);
 	if (kr < 0)
 		fprintf(stderr, "mitogen agent: no keeper: %s\n", strerror(-kr));
 	else if (kr > 0)
 		tree_agent_keep_group();
 	from_first_stage = true;
 	sandbox_ns_enter_self((unsigned)ns);
-	/* The packet first, then the line (agent.h): the parent decides on
-	 * reading the line. A failed send leaves us on stdio. */
-	if (chan >= 0 && send(chan, AGENT_CHAN_HELLO, strlen(AGENT_CHAN_HELLO),
-			      MSG_NOSIGNAL) != (ssize_t)strlen(AGENT_CHAN_HELLO)) {
-		close(chan);
-		chan = -1;
-	}
 	if (bytes && write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
 		_exit(AGENT_EXIT_SETUP);
-	if (chan >= 0) {
-		/* The stdio channel is done with: records go over chan. */
-		close(rfd);
-		close(wfd);
-		agent_run_fds(chan, chan, false);
-	}
 	agent_run_fds(rfd, wfd, bytes);
 }
 

@@ -1214,15 +1214,12 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 			  ab->overflow ? "command line too long" : why);
 		goto fail_early;
 	}
-	/* podman: the agent's channel, handed over as fd 3 (container.c);
-	 * the kernel checks both ends before the program runs. */
-	if (req->pass_chan) {
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st.sv) < 0) {
-			error_set(err, MG_ERR_STREAM, errno, "%s: cannot make the channel: %s",
-				  st.namebuf, strerror(errno));
-			goto fail_early;
-		}
-		hooks_child_channel(r, st.id, st.sv[0], st.sv[1]);
+	/* podman: a socket handed over as fd 3, for the agent's channel
+	 * (container_chan_take). */
+	if (req->pass_chan && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st.sv) < 0) {
+		error_set(err, MG_ERR_STREAM, errno, "%s: cannot make the channel: %s",
+			  st.namebuf, strerror(errno));
+		goto fail_early;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(ep, O_CLOEXEC) < 0 ||
@@ -1275,7 +1272,8 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		close(c.chan);
 		st.sv[0] = c.conn;
 		hooks_child_channel(r, st.id, c.conn, -1);
-	} else if (st.sv[0] >= 0 && container_chan_take(r, st.namebuf, st.sv[0]) >= 0) {
+	} else if (st.sv[0] >= 0 && (st.sv[0] = container_chan_take(r, st.id, st.namebuf,
+								     st.sv[0])) >= 0) {
 		close(c.chan);	/* the agent's channel is the fd it was handed */
 	} else {
 		st.sv[0] = c.chan;

@@ -220,11 +220,12 @@ void container_argv_sh(struct argv_buf *ab, const char *script);
 /*
  * After the first stage of a start with req->pass_chan: did the agent
  * take fd (our end of the socketpair its program was handed) as its
- * channel (it said AGENT_CHAN_HELLO there before MGREADY)? fd, or -1
- * when it did not (fd is then closed, its eBPF entry dropped, and the
- * fall-back to stdio said once in the log).
+ * channel (it said AGENT_CHAN_HELLO there before MGREADY)? Then it gets
+ * a fresh socketpair's end over fd, and ours is returned (eBPF filter on
+ * both ends, for context id); fd is closed. -1 when it did not (the
+ * fall-back to stdio said once in the log) or the exchange failed.
  */
-int container_chan_take(struct mg_router *r, const char *name, int fd);
+int container_chan_take(struct mg_router *r, uint32_t id, const char *name, int fd);
 /* "podman.web": a context's default name from its method and options. */
 void container_name(const struct transport *t, const struct ctr_opts *co, char *buf,
 		    size_t size);
