@@ -34,7 +34,9 @@ int agent_connect_parent(const char *name);
  * The agent takes it as its channel when it is an AF_UNIX SEQPACKET
  * socket, says AGENT_CHAN_HELLO on it and then AGENT_READY_LINE on
  * stdout (in that order: the parent, reading the line, knows the packet
- * is there or never will be); otherwise it stays on stdio.
+ * is there or never will be), and receives its channel, a fresh
+ * socketpair's end, in the parent's AGENT_CHAN_HELLO back (SCM_RIGHTS);
+ * otherwise it stays on stdio.
  */
 #define AGENT_CHAN_ENV "MITOGEN_CHANNEL_FD"
 #define AGENT_CHAN_HELLO "MGFD"

@@ -214,12 +214,16 @@ static int chan_renew(struct mg_router *r, uint32_t id, int fd)
 	do
 		n = sendmsg(fd, &m, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	close(sv[1]);
 	if (n != (ssize_t)iov.iov_len) {
+		int e = n < 0 ? errno : EPROTO;
+
+		close(sv[1]);
 		hooks_channel_closed(r, sv[0]);
 		close(sv[0]);
+		errno = e;
 		return -1;
 	}
+	close(sv[1]);
 	return sv[0];
 }
 

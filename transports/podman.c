@@ -7,8 +7,10 @@
  * a SEQPACKET socketpair (transport_start), reaches the first stage as
  * its fd 3; a prefix moves it to fd 4 (the first stage uses 3) and names
  * it to the agent (AGENT_CHAN_ENV), which takes it as its channel after
- * the first stage: calls then go straight between us and the agent, not
- * through podman's and conmon's relay (128 us a round trip here). The fd
+ * the first stage (and gets a fresh pair's end over it: conmon keeps a
+ * copy of the first, container_chan_take): calls then go straight between
+ * us and the agent, not through podman's and conmon's relay (100-200 us a
+ * round trip here). The fd
  * is the channel the agent would have had on stdio, handed to the same
  * process; podman-remote (the fd would be the client's, not the
  * server's) and an old podman without the option stay on stdio.
@@ -65,7 +67,6 @@ static bool podman_pass_chan(const void *opts)
 	const char *path = co->path ? co->path : "podman";
 	const char *base = strrchr(path, '/');
 	const char *h = getenv("CONTAINER_HOST"), *c = getenv("CONTAINER_CONNECTION");
-
 	static atomic_bool said;
 
 	base = base ? base + 1 : path;
@@ -79,7 +80,7 @@ static bool podman_pass_chan(const void *opts)
 	return false;
 }
 
-/* "Error: unknown flag: --preserve-fds" (podman before 1.4, or remote):
+/* "Error: unknown flag: --preserve-fds" (an old podman, or a remote one):
  * once more without it, and never again in this process. */
 static bool podman_pass_chan_refused(const char *message)
 {
