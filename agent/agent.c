@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include "agent/agent.h"
@@ -653,7 +654,9 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 /*
  * Started by a first stage (transports/firststage.c): stdin and stdout are
  * the channel (--mitogen-stdio, a byte stream), or we connect back to our
- * parent's private socket (--mitogen-connect NAME). Either way stdin then
+ * parent's private socket (--mitogen-connect NAME), or, on stdio, the
+ * program handed us a socket of our parent's (podman: AGENT_CHAN_ENV),
+ * used from MGREADY on. Either way stdin then
  * reads /dev/null and stdout goes where stderr goes, so nothing a function
  * prints can corrupt the channel. "--mitogen-ns BITS" (MG_NS_*, from the
  * sandbox) last: we unshare them once connected (an abstract socket name
@@ -678,13 +681,86 @@ static void agent_image_used(void)
 	close(3);
 }
 
+/*
+ * The SEQPACKET socket a first stage's program handed us (AGENT_CHAN_ENV,
+ * agent.h), made close-on-exec so that no command we run inherits it, or
+ * -1: stay on stdio. The variable goes either way (our commands must not
+ * see it).
+ */
+static int agent_passed_channel(void)
+{
+	const char *env = getenv(AGENT_CHAN_ENV);
+	int fd = -1, type = 0, dom = 0, ret;
+	socklen_t tl = sizeof(type), dl = sizeof(dom);
+	char *end;
+	long v;
+
+	if (!env)
+		return -1;
+	errno = 0;
+	v = strtol(env, &end, 10);
+	if (!errno && *env && !*end && v > 3 && v < 1024)
+		fd = (int)v;
+	unsetenv(AGENT_CHAN_ENV);
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) < 0 || type != SOCK_SEQPACKET ||
+	    dom != AF_UNIX)
+		return -1;
+	ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return ret;
+}
+
+/*
+ * The parent's answer to AGENT_CHAN_HELLO on fd: the same word with a
+ * fresh SEQPACKET socket (SCM_RIGHTS), which becomes our channel (the
+ * program that handed us fd keeps a copy of it: transports/container.c).
+ * fd is closed; the new fd, or -1.
+ */
+static int agent_chan_renew(int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	char buf[8];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+			    .msg_controllen = sizeof(u.b) };
+	struct cmsghdr *c;
+	int nfd = -1, type = 0;
+	socklen_t tl = sizeof(type);
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&nfd, CMSG_DATA(c), sizeof(int));
+	if (nfd >= 0 && (n != (ssize_t)strlen(AGENT_CHAN_HELLO) ||
+			 memcmp(buf, AGENT_CHAN_HELLO, (size_t)n) ||
+			 getsockopt(nfd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+			 type != SOCK_SEQPACKET)) {
+		close(nfd);
+		nfd = -1;
+	}
+	if (nfd < 0 && n >= 0)
+		errno = EPROTO;
+	return nfd;
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
-	int rfd = -1, wfd = -1, devnull, kr;
+	int rfd = -1, wfd = -1, devnull, kr, chan = -1;
 	bool bytes = !strcmp(argv[1], "--mitogen-stdio");
 	unsigned long ns = 0;
 
 	agent_image_used();
+	if (bytes)
+		chan = agent_passed_channel();
 
 	for (int i = 2; i + 1 < argc; i++) {
 		char *end;
@@ -712,6 +788,29 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 		_exit(AGENT_EXIT_SETUP);
 	}
 	close(devnull);
+	/* The packet first, then the line (agent.h): the parent decides on
+	 * reading the line. A failed send leaves us on stdio. Then our
+	 * channel is the fresh end the parent sends back. */
+	if (chan >= 0 && send(chan, AGENT_CHAN_HELLO, strlen(AGENT_CHAN_HELLO),
+			      MSG_NOSIGNAL) != (ssize_t)strlen(AGENT_CHAN_HELLO)) {
+		close(chan);
+		chan = -1;
+	}
+	if (chan >= 0) {
+		if (write(wfd, AGENT_READY_LINE, strlen(AGENT_READY_LINE)) < 0)
+			_exit(AGENT_EXIT_SETUP);
+		chan = agent_chan_renew(chan);
+		if (chan < 0) {
+			fprintf(stderr, "mitogen agent: no channel from the parent: %s\n",
+				strerror(errno));
+			_exit(AGENT_EXIT_SETUP);
+		}
+		/* The stdio channel is done with: records go over chan. */
+		close(rfd);
+		close(wfd);
+		rfd = wfd = chan;
+		bytes = false;
+	}
 	/*
 	 * No parent of ours holds a cgroup around us (ssh, sudo, su, doas,
 	 * a container's exec): a keeper above us ends what we leave if we

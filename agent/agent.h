@@ -28,6 +28,18 @@ int agent_connect_parent(const char *name);
  * anything else: the first stage is over, records follow (after BOOT).
  */
 #define AGENT_READY_LINE "MGREADY\n"
+/*
+ * A first stage whose program handed us a SEQPACKET socket of our parent
+ * (podman exec --preserve-fds: transports/podman.c) names its fd here.
+ * The agent takes it as its channel when it is an AF_UNIX SEQPACKET
+ * socket, says AGENT_CHAN_HELLO on it and then AGENT_READY_LINE on
+ * stdout (in that order: the parent, reading the line, knows the packet
+ * is there or never will be), and receives its channel, a fresh
+ * socketpair's end, in the parent's AGENT_CHAN_HELLO back (SCM_RIGHTS);
+ * otherwise it stays on stdio.
+ */
+#define AGENT_CHAN_ENV "MITOGEN_CHANNEL_FD"
+#define AGENT_CHAN_HELLO "MGFD"
 
 struct mg_router;
 struct mg_message;

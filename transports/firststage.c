@@ -1221,6 +1221,13 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 			  ab->overflow ? "command line too long" : why);
 		goto fail_early;
 	}
+	/* podman: a socket handed over as fd 3, for the agent's channel
+	 * (container_chan_take). */
+	if (req->pass_chan && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st.sv) < 0) {
+		error_set(err, MG_ERR_STREAM, errno, "%s: cannot make the channel: %s",
+			  st.namebuf, strerror(errno));
+		goto fail_early;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(ep, O_CLOEXEC) < 0 ||
 	    (ret = pty_open(&c.tty, &c.slave, slave, sizeof(slave))) < 0) {
@@ -1228,7 +1235,10 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 			  st.namebuf, strerror(errno));
 		goto fail_early;
 	}
-	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, ep[1], t->c_locale, &pid);
+	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, ep[1], st.sv[1], t->c_locale, &pid);
+	if (st.sv[1] >= 0)
+		close(st.sv[1]);
+	st.sv[1] = -1;
 	close(sv[1]);
 	close(ep[1]);
 	sv[1] = ep[1] = -1;
@@ -1269,6 +1279,9 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		close(c.chan);
 		st.sv[0] = c.conn;
 		hooks_child_channel(r, st.id, c.conn, -1);
+	} else if (st.sv[0] >= 0 && (st.sv[0] = container_chan_take(r, st.id, st.namebuf,
+								     st.sv[0])) >= 0) {
+		close(c.chan);	/* the agent's channel is the fd it was handed */
 	} else {
 		st.sv[0] = c.chan;
 		st.bytes = true;

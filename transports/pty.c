@@ -112,7 +112,7 @@ static char **spawn_env(bool c_locale)
 }
 
 int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, int errfd,
-	      bool c_locale, pid_t *ret_pid)
+	      int fd3, bool c_locale, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -142,7 +142,9 @@ int pty_spawn(const char *path, char *const argv[], int chan, const char *slave,
 	 * errfd: only what the program writes to /dev/tty reaches the pty. */
 	posix_spawn_file_actions_addopen(&fa, 2, slave, O_RDWR, 0);
 	posix_spawn_file_actions_adddup2(&fa, errfd, 2);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	if (fd3 >= 0)
+		posix_spawn_file_actions_adddup2(&fa, fd3, 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, fd3 >= 0 ? 4 : 3);
 	ret = posix_spawnp(ret_pid, path, &fa, &at, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);

@@ -41,6 +41,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -112,6 +114,7 @@ struct setns_plan {
 	gid_t groups[SETNS_GROUPS_MAX];
 	int ngroups;
 	uint64_t capbnd;		/* the target's bounding set */
+	uint64_t capdrop;		/* ours minus it: what the agent drops */
 	uint64_t capamb;		/* and ambient set */
 	char *envbuf;
 	char *env[SETNS_ENV_MAX + 3];
@@ -147,7 +150,8 @@ static void plan_free(struct setns_plan *p)
 
 /*
  * The image the agent is exec'd from: a copy of path in a sealed memfd,
- * mode 0111 (setns_start makes it 0555 once the agent has run it).
+ * mode 0111 while a start is between its fork and the agent's hello
+ * (setns_image_get/put), 0555 otherwise.
  *
  * Why: exec makes a process dumpable again (PR_SET_DUMPABLE does not
  * survive it), unless the image is one the process cannot read; then the
@@ -211,6 +215,123 @@ static int setns_image_copy(const char *path, char *why, size_t size)
 		return -e;
 	}
 	return fd_high(mfd);
+}
+
+/*
+ * The copy is made once per process and image (4 MB: 1.4-2.4 ms a start
+ * here), and shared by every setns start: it is sealed (nothing can
+ * change it) and every agent runs the same bytes. Its mode is what
+ * decides each agent's dumpability at its exec: 0111 from the first
+ * start in flight until the last one's agent has said hello (busy), then
+ * 0555, so that an agent can read its own image for the contexts it
+ * starts. A new copy when the file at path is no longer the one copied
+ * (another path, device, inode, size or mtime) or the target is in
+ * another pid namespace (another container), and no start is in flight.
+ *
+ * Why per pid namespace: the copy is reachable from a container as
+ * /proc/AGENT/exe by a process that may ptrace the agent (root of a
+ * container with CAP_SYS_PTRACE; never the agent's own commands
+ * otherwise: it is not dumpable), and root with CAP_FOWNER could chmod
+ * it to 0555 while another start is in flight. Shared across containers,
+ * that would make another container's agent dumpable before its BOOT;
+ * shared within one pid namespace, it gives nothing the attacker had not
+ * (CAP_SYS_PTRACE reaches that agent anyway).
+ */
+static struct {
+	pthread_mutex_t lock;
+	int fd;				/* the sealed copy, or -1 */
+	char path[PATH_MAX];		/* of the file copied */
+	struct stat st;			/* ...as it was then */
+	dev_t ns_dev;			/* the targets' pid namespace */
+	ino_t ns_ino;
+	unsigned busy;			/* starts between fork and hello */
+} setns_img = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* A copy of the image at path for one start, mode 0111 until
+ * setns_image_put: an fd of its own (high, close-on-exec), or -errno
+ * with why; *cached: it is the shared copy. */
+static int setns_image_get(const char *path, pid_t target, bool *cached, char *why,
+			   size_t size)
+{
+	struct stat st, ns;
+	char nspath[64];
+	int fd, ret;
+	bool other;
+
+	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/pid", (int)target);
+	if (stat(nspath, &ns) < 0) {
+		snprintf(why, size, "%s: %s", nspath, strerror(errno));
+		return -errno;
+	}
+	pthread_mutex_lock(&setns_img.lock);
+	if (stat(path, &st) < 0) {
+		ret = -errno;
+		snprintf(why, size, "cannot open the image %s: %s", path, strerror(errno));
+		goto out;
+	}
+	other = strcmp(setns_img.path, path) || ns.st_dev != setns_img.ns_dev ||
+		ns.st_ino != setns_img.ns_ino;
+	/* Another image or container while starts are in flight: a copy of
+	 * its own, made and dropped as before (not cached). */
+	if (setns_img.busy && other) {
+		pthread_mutex_unlock(&setns_img.lock);
+		*cached = false;
+		return setns_image_copy(path, why, size);
+	}
+	*cached = true;
+	/* Replaced only when no start is in flight: one copy's mode to
+	 * keep right (those in flight meanwhile run what it was then). */
+	if (setns_img.fd < 0 || (!setns_img.busy && (other || !same_file(&st, &setns_img.st)))) {
+		fd = setns_image_copy(path, why, size);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		if (setns_img.fd >= 0)
+			close(setns_img.fd);
+		setns_img.fd = fd;
+		snprintf(setns_img.path, sizeof(setns_img.path), "%s", path);
+		setns_img.st = st;
+		setns_img.ns_dev = ns.st_dev;
+		setns_img.ns_ino = ns.st_ino;
+	} else if (!setns_img.busy && fchmod(setns_img.fd, 0111) < 0) {
+		ret = -errno;
+		snprintf(why, size, "chmod of the image's copy: %s", strerror(errno));
+		goto out;
+	}
+	ret = fcntl(setns_img.fd, F_DUPFD_CLOEXEC, SETNS_FD_MIN);
+	if (ret < 0) {
+		ret = -errno;
+		snprintf(why, size, "dup: %s", strerror(errno));
+		goto out;
+	}
+	setns_img.busy++;
+out:
+	pthread_mutex_unlock(&setns_img.lock);
+	return ret;
+}
+
+/* A start that got fd is over: its agent has run the image (it said
+ * hello) or is gone. The last one in flight makes the copy readable. */
+static void setns_image_put(int fd, bool cached)
+{
+	if (!cached) {
+		if (fchmod(fd, 0555) < 0)
+			LOG_DEBUG("setns: chmod of the image's copy: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&setns_img.lock);
+	if (!--setns_img.busy && fchmod(fd, 0555) < 0)
+		LOG_DEBUG("setns: chmod of the image's copy: %s", strerror(errno));
+	pthread_mutex_unlock(&setns_img.lock);
+	close(fd);
 }
 
 /* In the child: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
@@ -354,6 +475,33 @@ static int setns_read_ids(struct setns_plan *p, char *why, size_t size)
 		return -EPROTO;
 	}
 	return 0;
+}
+
+/*
+ * Our bounding set, read once (it never grows: a cap dropped since is
+ * dropped again harmlessly). The agent drops ours minus the target's,
+ * not every cap the target lacks up to 63 (23 more prctl calls here,
+ * each failing with EINVAL past the kernel's last cap).
+ */
+static uint64_t setns_our_bounding(void)
+{
+	static uint64_t ours;
+	static bool known;
+	uint64_t v = 0;
+
+	if (__atomic_load_n(&known, __ATOMIC_ACQUIRE))
+		return ours;
+	for (int cap = 0; cap < 64; cap++) {
+		int r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+
+		if (r < 0)
+			break;
+		if (r)
+			v |= 1ULL << cap;
+	}
+	ours = v;
+	__atomic_store_n(&known, true, __ATOMIC_RELEASE);
+	return v;
 }
 
 /* The target's namespaces that differ from ours, opened. */
@@ -555,7 +703,7 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		child_die("clearing ambient capabilities", errno);
 	for (int cap = 0; cap < 64; cap++)
-		if (!(p->capbnd & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
+		if ((p->capdrop & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 &&
 		    errno != EINVAL)
 			child_die("dropping a capability", errno);
 	if (setgroups((size_t)p->ngroups, p->groups) < 0 && errno != EPERM)
@@ -587,7 +735,8 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	struct start st;
 	char name[96], why[512], path[64], *sb_env = NULL;
 	pid_t pid;
-	int ret, img;
+	int ret, img = -1;
+	bool cached = false;
 
 	for (size_t i = 0; i < SETNS_NS_N; i++)
 		p.ns[i] = -1;
@@ -630,11 +779,14 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 			  errno == ENOENT ? "no such process" : strerror(errno));
 		goto fail;
 	}
-	p.img = setns_image_copy(st.image ? st.image : "/proc/self/exe", why, sizeof(why));
-	if (p.img < 0) {
-		error_set(err, MG_ERR_STREAM, -p.img, "%s: %s", st.namebuf, why);
+	img = setns_image_get(st.image ? st.image : "/proc/self/exe", p.target, &cached, why,
+			      sizeof(why));
+	if (img < 0) {
+		error_set(err, MG_ERR_STREAM, -img, "%s: %s", st.namebuf, why);
+		img = -1;
 		goto fail;
 	}
+	p.img = img;
 	sb_env = sandbox_early_env(st.sandbox);
 	if ((ret = setns_read_ids(&p, why, sizeof(why))) < 0 ||
 	    (ret = setns_open_ns(&p, why, sizeof(why))) < 0 ||
@@ -644,6 +796,7 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 			  (int)p.target, ret == -ENOMEM ? "out of memory" : why);
 		goto fail;
 	}
+	p.capdrop = setns_our_bounding() & ~p.capbnd;
 	snprintf(p.argv0, sizeof(p.argv0), "mitogen:%s", st.namebuf);
 	pid = fork();
 	if (pid < 0) {
@@ -652,19 +805,20 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	}
 	if (pid == 0)
 		setns_child(&p, st.sv[1], st.out[1]);
-	img = p.img;
 	p.img = -1;
 	plan_free(&p);
 	free(sb_env);
 	ctx = start_finish(&st, pid, err);
-	/* It has run the image (it said hello): it may read its own image
-	 * now, for the contexts it starts; its dumpability was decided at the
-	 * exec. */
-	if (ctx && fchmod(img, 0555) < 0)
-		LOG_DEBUG("setns: chmod of the image's copy: %s", strerror(errno));
-	close(img);
+	/* It has run the image (it said hello), or it is gone: it may read
+	 * its own image now, for the contexts it starts; its dumpability
+	 * was decided at the exec. */
+	setns_image_put(img, cached);
 	return ctx;
 fail:
+	if (img >= 0) {
+		p.img = -1;
+		setns_image_put(img, cached);
+	}
 	plan_free(&p);
 	free(sb_env);
 	start_cleanup(&st);

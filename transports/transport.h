@@ -95,6 +95,16 @@ struct transport {
 					 * su, doas authenticate first) */
 	bool no_stdio;			/* no first stage over stdio at all (setns:
 					 * the agent is spawned here, SEQPACKET) */
+	/*
+	 * Can the program hand the agent a SEQPACKET end of ours as fd 3
+	 * (podman exec --preserve-fds 1) for these options (struct ctr_opts)?
+	 * Then calls do not cross the program's stdio relay; NULL: never.
+	 */
+	bool (*pass_chan)(const void *opts);
+	/* The start failed with this message because the program does not
+	 * know how to pass the fd (an old or remote CLI): start it again
+	 * without. NULL: never. */
+	bool (*pass_chan_refused)(const char *message);
 	const char *const *prompts;	/* lowercase: a last line with one, ending in ':' */
 	const char *const *pw_fail;	/* lowercase: the password was refused */
 	const char *const *hostkey_fail;/* lowercase: host key not verified */
@@ -144,6 +154,7 @@ struct transport_req {
 	 * argv-style programs, `sh -c script`. Returns 0 or -EINVAL with why. */
 	int (*build)(const struct transport_req *req, const char *command, const char *script,
 		     struct argv_buf *ab, char *why, size_t why_size);
+	bool pass_chan;			/* build hands the agent fd 3 (t->pass_chan) */
 	const void *opts;		/* the transport's own options, for build */
 	const void *extra;		/* more for build */
 	/* Called (may be NULL) once the first stage says MGSTART: the
@@ -206,6 +217,15 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 
 /* The common tail of a CLI's command line: `/bin/sh -c SCRIPT`. */
 void container_argv_sh(struct argv_buf *ab, const char *script);
+/*
+ * After the first stage of a start with req->pass_chan: did the agent
+ * take fd (our end of the socketpair its program was handed) as its
+ * channel (it said AGENT_CHAN_HELLO there before MGREADY)? Then it gets
+ * a fresh socketpair's end over fd, and ours is returned (eBPF filter on
+ * both ends, for context id); fd is closed. -1 when it did not (the
+ * fall-back to stdio said once in the log) or the exchange failed.
+ */
+int container_chan_take(struct mg_router *r, uint32_t id, const char *name, int fd);
 /* "podman.web": a context's default name from its method and options. */
 void container_name(const struct transport *t, const struct ctr_opts *co, char *buf,
 		    size_t size);
@@ -224,12 +244,13 @@ bool pty_contains_any(const char *text, const char *const *list);
 bool pty_is_prompt(const char *text, const char *const *words);
 /*
  * posix_spawnp path with argv in a new session: stdin and stdout chan,
- * controlling terminal the pty slave, stderr errfd. Prompts (written to
+ * controlling terminal the pty slave, stderr errfd, fd 3 fd3 (-1: none;
+ * podman's --preserve-fds). Prompts (written to
  * /dev/tty) and what the program prints on stderr (for ssh: also the
  * remote side's stderr) thus arrive apart, and a remote cannot fake a
  * password prompt. Returns 0 or errno.
  */
 int pty_spawn(const char *path, char *const argv[], int chan, const char *slave, int errfd,
-	      bool c_locale, pid_t *ret_pid);
+	      int fd3, bool c_locale, pid_t *ret_pid);
 
 #endif

@@ -14,7 +14,15 @@
  *    memory through /proc/PID/mem and its environment while a test hook
  *    (hold_if_asked, in this binary, which is the agent's image) holds
  *    the agent at its start: the agent must not be dumpable from its
- *    exec on.
+ *    exec on. A context into the same container started first makes the
+ *    attacked start reuse the image's copy (setns.c shares it), which
+ *    that first agent's hello made readable.
+ *  - reaching a podman context's channel from the container: another
+ *    process there (root) opens every socket it sees among the
+ *    container's processes' fds through /proc/PID/fd and lists the named
+ *    unix sockets it could connect to, while the agent serves. Its
+ *    channel (a socketpair podman handed it, transports/podman.c) must
+ *    be out of reach.
  *  - options through names: a container, user, pod or namespace name that
  *    the CLI would read as an option ("--privileged", "-uroot", "--env=X")
  *    is refused before the CLI runs (a stand-in CLI records any run).
@@ -151,6 +159,19 @@ static void attack_held_agent(const char *what, const char *user)
 	fputs(attacker, f);
 	assert_int_equal(fclose(f), 0);
 	snprintf(cmd, sizeof(cmd), "podman exec --user %s %s /bin/sh /tmp/mg-attack", user, name);
+	/* A first context into the same container, not held (its name has
+	 * no "-dump"): the image's copy is shared by the starts of this
+	 * process into this container, and readable (0555) once that agent
+	 * said hello. The attacked start below reuses it. */
+	{
+		MG_OPTS(mg_local_opts, wl, .remote_name = "warm");
+		MG_OPTS(mg_setns_opts, w, .local = &wl, .kind = "podman", .container = name);
+		ctx = mg_setns(router, &w, &err);
+		if (!ctx)
+			fprintf(stderr, "# warm: %s: %s\n", mg_error_kind_name(err.kind), err.message);
+		assert_non_null(ctx);
+		finish(ctx);
+	}
 	att = popen(cmd, "r");
 	assert_non_null(att);
 	MG_OPTS(mg_setns_opts, o, .kind = "podman", .container = name);
@@ -189,6 +210,64 @@ static void test_setns_agent_not_dumpable(void **state)
 	}
 	attack_held_agent("nobody", "65534:65534");
 	attack_held_agent("root", "0:0");
+}
+
+/*
+ * The attacker, another process in the container (root, podman's default
+ * capabilities): every socket it can see among the container's
+ * processes' fds, opened for writing through /proc/PID/fd (how a pipe,
+ * podman's stdio, could be reached), and every named unix socket of the
+ * container's network namespace (one it could connect to).
+ */
+static const char chan_attacker[] =
+	"n=0; for f in /proc/[0-9]*/fd/*; do l=$(readlink $f 2>/dev/null) || continue; "
+	"case $l in socket:*) ;; *) continue;; esac; n=$((n+1)); "
+	"if { exec 5>$f; } 2>/dev/null; then echo \"opened $f\"; exec 5>&-; fi; done; "
+	"echo \"sockets seen: $n\"; awk 'NR > 1 && NF >= 8 { print \"named \" $8 }' /proc/net/unix";
+
+/*
+ * A podman context's channel is a socketpair handed to the agent (no
+ * conmon on the way): nothing else in the container may reach it, while
+ * the agent is serving.
+ */
+static void test_podman_channel_not_reachable(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct ctr_run res;
+	char name[96], cmd[1024], out[4096];
+	size_t n;
+	FILE *p;
+
+	NEED_CTR();
+	if (!podman_up) {
+		fprintf(stderr, "# skip: %s\n", ctr_skip[0] ? ctr_skip : "no podman");
+		skip();
+	}
+	snprintf(name, sizeof(name), "mgtest-%d-chan", (int)getpid());
+	assert_int_equal(ctr_fixture("podman-run %s %s", name, image), 0);
+	mg_test_defer(rm_container, strdup(name));
+	MG_OPTS(mg_podman_opts, o, .container = name);
+	ctx = mg_podman(router, &o, &err);
+	if (!ctx)
+		fprintf(stderr, "# %s: %s\n", mg_error_kind_name(err.kind), err.message);
+	assert_non_null(ctx);
+	ctr_run_sh(ctx, "true", NULL, &res);
+	snprintf(cmd, sizeof(cmd), "podman exec %s /bin/sh -c \"$(cat <<'EOF'\n%s\nEOF\n)\"",
+		 name, chan_attacker);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	fprintf(stderr, "# attacker in the container: %s", out);
+	assert_non_null(strstr(out, "sockets seen: "));
+	assert_null(strstr(out, "opened "));
+	assert_null(strstr(out, "named "));
+	/* and the context still works */
+	ctr_run_sh(ctx, "echo ok", NULL, &res);
+	assert_string_equal(res.out, "ok\n");
+	finish(ctx);
 }
 
 /* A stand-in CLI that records that it ran. */
@@ -239,6 +318,7 @@ int main(int argc, char **argv)
 		CTR_TEST(test_setns_has_only_the_containers_caps),
 		CTR_TEST(test_setns_agent_not_dumpable),
 		CTR_TEST(test_names_are_not_options),
+		CTR_TEST(test_podman_channel_not_reachable),
 	};
 	int ret;
 

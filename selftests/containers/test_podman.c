@@ -5,7 +5,9 @@
  * image from a busybox-static rootfs; no registry). Each test makes its
  * own containers (mgtest-PID-...) and removes them.
  */
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,118 @@ static struct mg_context *podman_ctx(const char *container, const char *user,
 		}							\
 	} while (0)
 
+/* Socket type (SOCK_SEQPACKET: 5) of a unix socket inode, or -1. */
+static int unix_type(unsigned long ino)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	char line[512];
+	int type = -1;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long i;
+		unsigned t;
+
+		if (sscanf(line, "%*s %*s %*s %*s %x %*s %lu", &t, &i) == 2 && i == ino) {
+			type = (int)t;
+			break;
+		}
+	}
+	fclose(f);
+	return type;
+}
+
+/* How many of pid's fds are SEQPACKET sockets. */
+static int seqpacket_fds(pid_t pid)
+{
+	char path[64], link[128];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char p2[400];
+		ssize_t k;
+
+		snprintf(p2, sizeof(p2), "/proc/%d/fd/%s", (int)pid, e->d_name);
+		k = readlink(p2, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		if (!strncmp(link, "socket:[", 8) && unix_type(strtoul(link + 8, NULL, 10)) == 5)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * The host pid of the agent serving ctx: the parent of a command it runs
+ * (found by its command line, then killed; the call ends with it).
+ */
+static pid_t agent_by_call(struct mg_context *ctx)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_message *msg = NULL;
+	struct mg_receiver *rx;
+	char num[16], needle[32], path[64], line[256];
+	pid_t cmd, agent = 0;
+	FILE *f;
+
+	snprintf(num, sizeof(num), "8%06d", (int)getpid() % 1000000);
+	snprintf(needle, sizeof(needle), "sleep %s", num);
+	rx = mg_call_async(ctx, "mg.run", MG_LIST(MG_LIST(mg_str("/bin/sleep"), mg_str(num))),
+			   &err);
+	assert_non_null(rx);
+	cmd = ctr_wait_process(needle, 60);
+	assert_true(cmd > 0);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)cmd);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "PPid: %d", &agent) == 1)
+			break;
+	fclose(f);
+	kill(cmd, SIGKILL);
+	assert_int_equal(mg_receiver_get(rx, 60, &msg, &err), 0);
+	mg_message_free(msg);
+	mg_receiver_free(rx);
+	assert_true(agent > 0);
+	return agent;
+}
+
+/* The kernel (eBPF channel filter) counts what ctx's agent sends up its
+ * channel: at least n replies or data records. */
+static void assert_kernel_counts(struct mg_context *ctx, int n)
+{
+	struct mg_router_stats *st = NULL;
+	struct ctr_run res;
+	bool found = false;
+
+	for (int i = 0; i < n; i++)
+		ctr_run_sh(ctx, "true", NULL, &res);
+	assert_int_equal(mg_router_stats(router, &st), 0);
+	if (st->kernel) {
+		for (size_t i = 0; i < st->nrows; i++) {
+			const struct mg_stats_row *row = &st->rows[i];
+
+			if (row->child_id != mg_context_remote_id(ctx) ||
+			    row->context_id != MG_STATS_CHANNEL)
+				continue;
+			found = true;
+			assert_true(row->dir[MG_STATS_UP].msgs[MG_STATS_REPLY] +
+				    row->dir[MG_STATS_UP].msgs[MG_STATS_DATA] >= (uint64_t)n + 1);
+		}
+		assert_true(found);
+	} else {
+		fprintf(stderr, "# counters are not kernel-backed here: filter not checked\n");
+	}
+	mg_router_stats_free(st);
+}
+
 /* create + call + mg.run: exit status, stdout and stderr apart, stdin's
  * end of file reaching the command. */
 static void test_podman_run(void **state)
@@ -86,6 +200,153 @@ static void test_podman_run(void **state)
 	ctr_run_sh(ctx, "wc -c", "12345", &res);
 	assert_int_equal(atoi(res.out), 5);
 	finish(ctx);
+}
+
+/*
+ * The channel is not podman's stdio: podman handed the agent a SEQPACKET
+ * socket of ours (--preserve-fds), and the eBPF filter counts what
+ * crosses it; the agent's stdin is /dev/null, and no command it runs
+ * inherits the socket.
+ */
+static void test_podman_channel_passed(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct ctr_run res;
+	char path[64], link[128];
+	const char *name;
+	ssize_t n;
+	pid_t agent;
+
+	NEED_PODMAN();
+	name = start_ctr("chan", image, NULL);
+	ctx = must(podman_ctx(name, NULL, NULL, &err), &err);
+	agent = agent_by_call(ctx);
+	assert_int_equal(seqpacket_fds(agent), 1);
+	snprintf(path, sizeof(path), "/proc/%d/fd/0", (int)agent);
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_string_equal(link, "/dev/null");
+	/* A command's fds: 0, 1, 2 and the one ls opens, nothing of ours. */
+	ctr_run_sh(ctx, "ls /proc/self/fd | tr '\\n' ' '; env | grep -c MITOGEN_ || true", NULL,
+		   &res);
+	assert_string_equal(res.out, "0 1 2 3 0\n");
+	assert_kernel_counts(ctx, 5);
+	finish(ctx);
+}
+
+/* Write an executable script at dir/name; its path (static buffer). */
+static const char *script_at(const char *dir, const char *name, const char *body)
+{
+	static char path[PATH_MAX * 2 + 64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", ctr_tmp, dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/%s/%s", ctr_tmp, dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(body, f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0700), 0);
+	return path;
+}
+
+/* A context whose agent's channel is podman's stdio: no SEQPACKET fd,
+ * and a call works. */
+static void assert_on_stdio(struct mg_context *ctx, const char *name)
+{
+	struct ctr_run res;
+
+	assert_int_equal(seqpacket_fds(agent_by_call(ctx)), 0);
+	ctr_run_sh(ctx, "hostname", NULL, &res);
+	assert_string_equal(chomp(res.out), name);
+}
+
+/* podman-remote cannot hand the agent our fd: stdio, said in the log. */
+static void test_podman_remote_stdio(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char real[PATH_MAX], path[PATH_MAX + 64];
+	const char *name;
+
+	NEED_PODMAN();
+	name = start_ctr("remote", image, NULL);
+	assert_int_equal(ctr_sh_line(real, sizeof(real), "command -v podman"), 0);
+	snprintf(path, sizeof(path), "%s/podman-remote", ctr_tmp);
+	unlink(path);
+	assert_int_equal(symlink(real, path), 0);
+	mg_test_log_capture_start();
+	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
+	ctx = must(mg_podman(router, &o, &err), &err);
+	assert_true(mg_test_log_contains("is remote (it cannot hand a process our fd)", 5));
+	mg_test_log_capture_stop();
+	assert_on_stdio(ctx, name);
+	finish(ctx);
+}
+
+/* podman took --preserve-fds but the fd did not reach the first stage
+ * (here a wrapper drops the option): stdio, said in the log. */
+static void test_podman_fd_not_arriving(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char real[PATH_MAX], body[PATH_MAX + 256];
+	const char *name, *path;
+
+	NEED_PODMAN();
+	name = start_ctr("nofd", image, NULL);
+	assert_int_equal(ctr_sh_line(real, sizeof(real), "command -v podman"), 0);
+	snprintf(body, sizeof(body),
+		 "#!/bin/sh\nn=0\nfor a; do shift\n"
+		 "[ $n = 1 ] && { n=0; continue; }\n"
+		 "[ \"$a\" = --preserve-fds ] && { n=1; continue; }\n"
+		 "set -- \"$@\" \"$a\"; done\nexec 3<&-\nexec %s \"$@\"\n", real);
+	path = script_at("nofd", "podman", body);
+	mg_test_log_capture_start();
+	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
+	ctx = must(mg_podman(router, &o, &err), &err);
+	assert_true(mg_test_log_contains("did not get the socket its CLI was to hand it", 5));
+	mg_test_log_capture_stop();
+	assert_on_stdio(ctx, name);
+	finish(ctx);
+}
+
+/*
+ * A podman without --preserve-fds ("unknown flag"): started again
+ * without it, said in the log, and not asked again in this process (the
+ * wrapper logs each run). Last of the podman tests: it leaves this
+ * process's podman marked as one without the option.
+ */
+static void test_podman_old_no_preserve_fds(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char real[PATH_MAX], body[PATH_MAX * 4], log[PATH_MAX + 64], runs[256];
+	const char *name, *path;
+
+	NEED_PODMAN();
+	name = start_ctr("old", image, NULL);
+	assert_int_equal(ctr_sh_line(real, sizeof(real), "command -v podman"), 0);
+	snprintf(log, sizeof(log), "%s/old.log", ctr_tmp);
+	snprintf(body, sizeof(body),
+		 "#!/bin/sh\nfor a; do [ \"$a\" = --preserve-fds ] && "
+		 "{ echo fds >>%s; echo 'Error: unknown flag: --preserve-fds' >&2; exit 125; }; done\n"
+		 "[ \"$1\" = exec ] && echo plain >>%s\nexec %s \"$@\"\n", log, log, real);
+	path = script_at("old", "podman", body);
+	mg_test_log_capture_start();
+	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
+	ctx = must(mg_podman(router, &o, &err), &err);
+	assert_true(mg_test_log_contains("it has no --preserve-fds", 5));
+	mg_test_log_capture_stop();
+	assert_on_stdio(ctx, name);
+	finish(ctx);
+	ctx = must(mg_podman(router, &o, &err), &err);
+	finish(ctx);
+	assert_int_equal(ctr_sh_line(runs, sizeof(runs), "tr '\\n' ' ' <%s", log), 0);
+	assert_string_equal(runs, "fds plain plain ");
 }
 
 /* --user: the agent runs as that user, whose $HOME does not exist (the
@@ -320,6 +581,9 @@ static void test_podman_via_ssh(void **state)
 	ctx = must(podman_ctx(name, NULL, &lo, &err), &err);
 	ctr_run_sh(ctx, "hostname", NULL, &res);
 	assert_string_equal(chomp(res.out), name);
+	/* The socketpair was made by the agent across the hop, and handed
+	 * to the container's agent there: its channel is not stdio. */
+	assert_int_equal(seqpacket_fds(agent_by_call(ctx)), 1);
 	finish(ctx);
 	finish(hop);
 }
@@ -406,37 +670,14 @@ static pid_t agent_of(struct mg_context *ctx)
 	return (pid_t)atoi(buf);
 }
 
-/* Socket type (SOCK_SEQPACKET: 5) of a unix socket inode, or -1. */
-static int unix_type(unsigned long ino)
-{
-	FILE *f = fopen("/proc/net/unix", "r");
-	char line[512];
-	int type = -1;
-
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long i;
-		unsigned t;
-
-		if (sscanf(line, "%*s %*s %*s %*s %x %*s %lu", &t, &i) == 2 && i == ino) {
-			type = (int)t;
-			break;
-		}
-	}
-	fclose(f);
-	return type;
-}
-
 static void test_setns_podman(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
-	struct mg_router_stats *st = NULL;
 	struct mg_context *ctx;
 	struct ctr_run res;
 	char a[128], b[128], cga[2048], cgb[2048], path[64], link[128];
 	const char *name;
 	pid_t init, agent;
-	bool found = false;
 
 	NEED_PODMAN();
 	name = start_ctr("setns", image, NULL);
@@ -471,25 +712,7 @@ static void test_setns_podman(void **state)
 	assert_true(readlink(path, link, sizeof(link) - 1) > 0);
 	assert_int_equal(strncmp(link, "socket:[", 8), 0);
 	assert_int_equal(unix_type(strtoul(link + 8, NULL, 10)), 5);
-	for (int i = 0; i < 5; i++)
-		ctr_run_sh(ctx, "true", NULL, &res);
-	assert_int_equal(mg_router_stats(router, &st), 0);
-	if (st->kernel) {
-		for (size_t i = 0; i < st->nrows; i++) {
-			const struct mg_stats_row *row = &st->rows[i];
-
-			if (row->child_id != mg_context_remote_id(ctx) ||
-			    row->context_id != MG_STATS_CHANNEL)
-				continue;
-			found = true;
-			assert_true(row->dir[MG_STATS_UP].msgs[MG_STATS_REPLY] +
-				    row->dir[MG_STATS_UP].msgs[MG_STATS_DATA] >= 6);
-		}
-		assert_true(found);
-	} else {
-		fprintf(stderr, "# counters are not kernel-backed here: filter not checked\n");
-	}
-	mg_router_stats_free(st);
+	assert_kernel_counts(ctx, 5);
 	finish(ctx);
 }
 
@@ -532,6 +755,9 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		CTR_TEST(test_podman_bad_options),
 		CTR_TEST(test_podman_run),
+		CTR_TEST(test_podman_channel_passed),
+		CTR_TEST(test_podman_remote_stdio),
+		CTR_TEST(test_podman_fd_not_arriving),
 		CTR_TEST(test_podman_user_no_home),
 		CTR_TEST(test_podman_read_only_root),
 		CTR_TEST(test_podman_missing_and_stopped),
@@ -543,6 +769,8 @@ int main(int argc, char **argv)
 		CTR_TEST(test_tool_targets),
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
+		/* last: it marks this process's podman as one without --preserve-fds */
+		CTR_TEST(test_podman_old_no_preserve_fds),
 	};
 	int ret;
 
