@@ -17,6 +17,7 @@
 #define SPIN_BACKOFF_MAX 6	/* doubled per empty try, up to 1 in 1,024 */
 
 static uint32_t window_ns;
+static bool cold;		/* spin_start_cold() */
 static pthread_once_t window_once = PTHREAD_ONCE_INIT;
 
 static void window_init(void)
@@ -39,6 +40,11 @@ static void window_init(void)
 	window_ns = (uint32_t)us * 1000;
 }
 
+void spin_start_cold(void)
+{
+	cold = true;
+}
+
 uint32_t spin_window_ns(void)
 {
 	pthread_once(&window_once, window_init);
@@ -57,6 +63,11 @@ static bool spin(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t 
 {
 	uint64_t t0, t;
 
+	if (!sp->seen) {
+		sp->seen = true;
+		if (cold)
+			sp->misses = SPIN_MISSES;
+	}
 	/*
 	 * Out of luck lately: sleep, but try again now and then, half as
 	 * often after each try that found nothing too, so that a waiter

@@ -28,6 +28,7 @@ struct spin {
 	uint8_t misses;		/* spins in a row that ended with nothing */
 	uint8_t backoff;	/* tries since that found nothing too */
 	uint16_t skipped;	/* waits since the last try */
+	bool seen;		/* waited before (spin_start_cold) */
 };
 
 /*
@@ -43,6 +44,16 @@ bool spin_wait_for(struct spin *sp, bool (*ready)(void *arg), void *arg, unsigne
 /* spin_wait for at most max_ns, for a wait with a timeout shorter than the
  * window: the spin must not outlast it. */
 bool spin_wait_max(struct spin *sp, bool (*ready)(void *arg), void *arg, uint64_t max_ns);
+/*
+ * From now on, a waiter's first wait finds it as if its last 3 spins had
+ * found nothing: it sleeps, tries on one wait in 16 (then 32, ...) and
+ * spins as usual once a try found something. For a process whose first
+ * waits are far apart: an agent a first stage started (its messages
+ * come over ssh, sudo, ...), which would otherwise spend a whole window
+ * on each of its first waits, ~3 ms of the target's CPU per start on an
+ * idle machine (docs/scale.md). Call before any thread waits.
+ */
+void spin_start_cold(void);
 /* The window in nanoseconds (0: spinning is off in this process). */
 uint32_t spin_window_ns(void);
 /*

@@ -416,9 +416,11 @@ static void arch_of_image(char *buf, size_t size)
  * docs/firststage.md's; in short:
  *  - sp DIR: DIR's physical path, when every component of DIR as written
  *    and as resolved (ls -ldnq: symlinks not followed, one line each;
- *    busybox's ls has no -q: then ls -ldn, where every name is already
- *    known printable and a symlink's target with a newline can only add
- *    lines, each of which must pass too) is
+ *    busybox's ls, which has no -q, first where there is a busybox: a
+ *    static program, it costs the target less than coreutils' ls; then
+ *    ls -ldn, where every name is already known printable and a
+ *    symlink's target with a newline can only add lines, each of which
+ *    must pass too, and a line of fewer than 9 fields fails) is
  *    owned by root or us and, unless it is a symlink or a sticky
  *    directory, writable by neither group nor others; else the reason;
  *  - the image runs from the fd that was checked and hashed
@@ -443,6 +445,9 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		/* u: our effective uid, read without running anything */
 		"u=;while read -r k a b c;do [ \"$k\" = Uid: ]&&{ u=$b;break;};done</proc/self/status;"
 		"[ -n \"$u\" ]||u=$(id -u);W=;"
+		/* B: a busybox is here: its static ls costs the target ~2 ms
+		 * of CPU less than coreutils' dynamic one (docs/scale.md) */
+		"B=;command -v busybox >/dev/null 2>&1&&B=1;"
 		/* The home cache: ~/.cache, or XDG_CACHE_HOME only inside the
 		 * target's own home (sudo -E and su carry the caller's over). */
 		"case $T in /*);;*)T=;;esac;K=;[ -z \"$T\" ]||{ K=$T/.cache;"
@@ -471,10 +476,12 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 		"case $p in *[![:print:]]*)p=\"$a: control characters in its path\";return 1;;esac;"
 		"set --;for x in \"$a\" \"$p\";do while [ -n \"$x\" ];do set -- \"$@\" \"$x\";"
 		"x=${x%%/*};done;done;[ -z \"$F\" ]||set -- \"$@\" \"$p/$F\";N=$(($#+1));"
-		"l=$(LC_ALL=C TIME_STYLE=locale ls -ldnq / \"$@\" 2>/dev/null)||"
-		"l=$(LC_ALL=C ls -ldn / \"$@\" 2>/dev/null)||{ p=\"$a: cannot list it\";return 1;};"
+		"l=;[ -z \"$B\" ]||l=$(LC_ALL=C TZ=UTC0 busybox ls -ldn / \"$@\" 2>/dev/null)||l=;"
+		"[ -n \"$l\" ]||l=$(LC_ALL=C TZ=UTC0 TIME_STYLE=locale ls -ldnq / \"$@\" 2>/dev/null)||"
+		"l=$(LC_ALL=C TZ=UTC0 ls -ldn / \"$@\" 2>/dev/null)||{ p=\"$a: cannot list it\";return 1;};"
 		"IFS=${IFS#??};[ ${#IFS} = 1 ]||{ p=\"$a: cannot check it\";return 1;};i=0;j=0;"
-		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;m=$1;o=$3;z=$5;shift 8;"
+		"for x in $l;do i=$((i+1));IFS=\" \";set -- $x;[ $# -ge 9 ]||{ p=\"$a: cannot check it\";return 1;};"
+		"m=$1;o=$3;z=$5;shift 8;"
 		"case $o in 0|$u);;*)p=\"$*: owned by another user (uid $o)\";return 1;;esac;"
 		"case $m in l*|d????[!w]??[!w]*|d????????[tT]*|-????[!w]??[!w]*);;"
 		"*)p=\"$*: writable by group or others ($m)\";return 1;;esac;"

@@ -4,7 +4,8 @@
  * window read from MITOGEN_SPIN_US (bad values, the cap, off on one CPU),
  * the shorter window of the broker thread (spin_wait_for), the rule that
  * stops a waiter spinning after spins that found nothing and tries now
- * and then, less often each time, and what users see: calls made at a slow
+ * and then, less often each time, a process that starts cold (no spin
+ * before a try has found something), and what users see: calls made at a slow
  * pace cost the agent no spinning CPU, and calls still return right.
  *
  * The window is read once per process, so each case that sets the
@@ -175,6 +176,48 @@ static void check_miss_rule(void *arg)
 static void test_misses_stop_spinning(void **state)
 {
 	in_spinning_child(check_miss_rule);
+}
+
+/*
+ * A process that starts cold (spin_start_cold: an agent a first stage
+ * started): a new waiter's first 15 waits sleep at once and the 16th
+ * tries; once a try finds something, it spins on every wait again.
+ */
+static void check_cold_start(void *arg)
+{
+	struct spin sp = { 0 };
+	struct probe p = { 0 };
+	unsigned spun = 0, last = 0;
+
+	(void)arg;
+	setenv("MITOGEN_SPIN_US", "100", 1);
+	spin_start_cold();
+	for (unsigned i = 1; i <= 16; i++) {
+		p.calls = 0;
+		assert_false(spin_wait(&sp, probe_ready, &p));
+		if (p.calls > 0) {
+			spun++;
+			last = i;
+		}
+	}
+	assert_int_equal(spun, 1);
+	assert_int_equal(last, 16);
+	for (int i = 0; i < 256; i++) {
+		p.calls = 0;
+		p.yes_at = 2;
+		if (spin_wait(&sp, probe_ready, &p))
+			break;
+	}
+	assert_int_equal(p.calls, 2);
+	p.calls = 0;
+	p.yes_at = 2;
+	assert_true(spin_wait(&sp, probe_ready, &p));
+	assert_int_equal(p.calls, 2);
+}
+
+static void test_cold_start(void **state)
+{
+	in_spinning_child(check_cold_start);
 }
 
 static double mono_ms(void)
@@ -439,6 +482,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_window_from_environment),
 		cmocka_unit_test(test_misses_stop_spinning),
+		cmocka_unit_test(test_cold_start),
 		cmocka_unit_test(test_window_divided),
 		cmocka_unit_test(test_timeout_bounds_spin),
 		cmocka_unit_test(test_slow_calls_cost_no_spinning),
