@@ -753,6 +753,30 @@ static int agent_chan_renew(int fd)
 	return nfd;
 }
 
+/*
+ * A pipe's capacity for the channel from the parent: 1 MiB (the default
+ * pipe-max-size, so no privilege is needed), where a pipe has 64 KiB.
+ * Under ssh the pipe is sshd's, and sshd keeps what we have not read yet
+ * (up to its 2 MiB channel window) in a buffer it grows by copying
+ * (OpenSSH's sshbuf: recallocarray, then memmove to pack it): with 64 KiB
+ * pipes, a push of 100 MiB to 8 hosts cost the 8 sshd 8.6-9.6 s of CPU,
+ * most of it memmove, mmap and munmap; with 1 MiB pipes 2.0-2.3 s (256
+ * KiB: 6.0 s; docs/files.md). The kernel refuses (EPERM) beyond the
+ * user's pipe-user-pages-soft (64 MiB by default, some 60 such agents of
+ * one user on a host), and a channel that is not a pipe refuses too:
+ * either way the channel works as before.
+ */
+#define AGENT_PIPE_SIZE (1 << 20)
+
+static void agent_pipe_grow(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    fcntl(fd, F_GETPIPE_SZ) < AGENT_PIPE_SIZE)
+		(void)fcntl(fd, F_SETPIPE_SZ, AGENT_PIPE_SIZE);
+}
+
 static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **argv)
 {
 	int rfd = -1, wfd = -1, devnull, kr, chan = -1;
@@ -785,6 +809,8 @@ static __attribute__((noreturn)) void agent_from_first_stage(int argc, char **ar
 	if (bytes) {
 		rfd = fcntl(0, F_DUPFD_CLOEXEC, 3);
 		wfd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+		if (rfd >= 0)
+			agent_pipe_grow(rfd);
 	} else if (argc >= 3 && strcmp(argv[2], "--mitogen-ns")) {
 		rfd = wfd = agent_connect_parent(argv[2]);
 	}

@@ -68,8 +68,11 @@ const struct transport ssh_transport = {
  * that a value the user's configuration sets wins: ssh keeps the first
  * value it reads. A caller's own -F FILE (in ssh_args) is included
  * instead of those two ("-F none": nothing). When no such file can be
- * made (no writable $TMPDIR or /tmp; a -F bundled with other flags), the
- * defaults go on the command line, where they beat the configuration.
+ * made (no writable $TMPDIR or /tmp, the table of temporary files full
+ * (agent/tree.c: 8, so the 9th ssh a non-dumpable process starts at once),
+ * a -F bundled with other flags), the defaults go on the command line
+ * after the caller's ssh_args: they beat the configuration, never what
+ * the caller said.
  * The file is a memfd where it can be (see ssh_write_conf): nothing on
  * disk, so nothing is left there however we are stopped.
  */
@@ -137,8 +140,15 @@ static void ssh_defaults_args(const struct mg_ssh_opts *o, const struct ssh_run 
 		argv_add(ab, "-o");
 		argv_add(ab, "StrictHostKeyChecking=yes");
 	}
-	if (!o->no_compression)
-		argv_add(ab, "-C");
+	/*
+	 * Not -C: ssh sets compression outright for -C, wherever it stands,
+	 * so it beat a caller's "-o Compression=no" (mitogen copy's, for
+	 * bulk data); an -o counts only where nothing came before it.
+	 */
+	if (!o->no_compression) {
+		argv_add(ab, "-o");
+		argv_add(ab, "Compression=yes");
+	}
 	if (!o->password) {
 		/* Nothing to type: fail at once instead of prompting. */
 		argv_add(ab, "-o");
@@ -163,8 +173,6 @@ static int ssh_build(const struct transport_req *req, const char *command, const
 	if (run->conf) {
 		argv_add(ab, "-F");
 		argv_add(ab, "%s", run->conf);
-	} else {
-		ssh_defaults_args(o, run, ab);
 	}
 	if (run->timeout_set) {
 		argv_add(ab, "-o");
@@ -213,6 +221,10 @@ static int ssh_build(const struct transport_req *req, const char *command, const
 	for (int i = 0; o->ssh_args && o->ssh_args[i]; i++)
 		if (i < run->skip_from || i >= run->skip_from + run->skip_n)
 			argv_add(ab, "%s", o->ssh_args[i]);
+	/* No -F file of ours: the defaults after everything the caller said
+	 * (ssh keeps the first value of an -o), before any configuration. */
+	if (!run->conf)
+		ssh_defaults_args(o, run, ab);
 	argv_add(ab, "%s", o->hostname);
 	argv_add(ab, "%s", command);
 	return 0;

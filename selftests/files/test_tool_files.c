@@ -274,6 +274,72 @@ static void test_copy_no_compression(void **state)
 	free(saved);
 }
 
+/*
+ * The same when ssh.c cannot write its -F file and puts its defaults on
+ * the command line (the master is not dumpable, so no memfd; a full table
+ * of temporary files, or no usable TMPDIR: here TMPDIR names no
+ * directory). There its "-C" beat our "-o Compression=no" wherever it
+ * stood (ssh: -C sets compression outright, -o only when unset): a
+ * 32-host copy started 8 ssh with a -F file and 24 with -C, whose ssh
+ * clients spent some 65 s deflating random data (docs/files.md). The
+ * `ssh` first on PATH asks the real one what it would do (ssh -G).
+ */
+static void test_copy_no_compression_fallback(void **state)
+{
+	char bin[PATH_MAX], ssh[PATH_MAX], args[PATH_MAX], src[PATH_MAX], path[8192];
+	char notmp[PATH_MAX];
+	const char *old = getenv("PATH"), *oldtmp = getenv("TMPDIR");
+	char *saved = strdup(old ? old : "/usr/bin:/bin");
+	char *savedtmp = oldtmp ? strdup(oldtmp) : NULL, *got;
+	FILE *f;
+
+	snprintf(bin, sizeof(bin), "%s/fakebin-g", toolrun_dir());
+	snprintf(ssh, sizeof(ssh), "%s/ssh", bin);
+	snprintf(args, sizeof(args), "%s/ssh-g.out", toolrun_dir());
+	snprintf(src, sizeof(src), "%s/zg.bin", toolrun_dir());
+	snprintf(notmp, sizeof(notmp), "%s/no-such-tmpdir", toolrun_dir());
+	make_file(src, 1000);
+	assert_int_equal(mkdir(bin, 0755), 0);
+	f = fopen(ssh, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nPATH='%s' ssh -G \"$@\" 2>&1 | grep -i '^compression ' >>%s\n"
+		"echo 'ssh: no such host' >&2\nexit 255\n", saved, args);
+	fclose(f);
+	assert_int_equal(chmod(ssh, 0755), 0);
+	snprintf(path, sizeof(path), "%s:%s", bin, saved);
+	setenv("PATH", path, 1);
+
+	for (int fallback = 0; fallback < 2; fallback++) {
+		if (fallback)
+			setenv("TMPDIR", notmp, 1);
+		TOOLRUN(&tr, "copy", "-t", "ssh:mg-nohost", src, toolrun_dir());
+		assert_int_equal(tr.exit_code, 255);
+		got = slurp(args);
+		if (!toolrun_has_line(got, "compression no"))
+			fprintf(stderr, "# %s: ssh -G says: %s\n",
+				fallback ? "command-line defaults" : "-F file", got);
+		assert_true(toolrun_has_line(got, "compression no"));
+		assert_int_equal(toolrun_count_lines(got), 1);
+		free(got);
+		unlink(args);
+		/* The user's choice stands there too. */
+		TOOLRUN(&tr, "copy", "-o", "Compression=yes", "-t", "ssh:mg-nohost", src,
+			toolrun_dir());
+		assert_int_equal(tr.exit_code, 255);
+		got = slurp(args);
+		assert_true(toolrun_has_line(got, "compression yes"));
+		free(got);
+		unlink(args);
+	}
+	if (savedtmp)
+		setenv("TMPDIR", savedtmp, 1);
+	else
+		unsetenv("TMPDIR");
+	setenv("PATH", saved, 1);
+	free(saved);
+	free(savedtmp);
+}
+
 static int setup(void **state)
 {
 	return toolrun_setup();
@@ -295,6 +361,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_copy_fsync),
 		cmocka_unit_test(test_fetch),
 		cmocka_unit_test(test_copy_no_compression),
+		cmocka_unit_test(test_copy_no_compression_fallback),
 	};
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	return cmocka_run_group_tests(tests, setup, teardown);
