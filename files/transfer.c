@@ -180,14 +180,6 @@ static bool fanout_live(const struct hop *h)
 	return h->state == HOP_READY;
 }
 
-static bool fanout_any_live(const struct fanout *f)
-{
-	for (size_t k = 0; k < f->nhops; k++)
-		if (fanout_live(&f->hops[k]))
-			return true;
-	return false;
-}
-
 static void fanout_update_acks(struct fanout *f)
 {
 	uint64_t min = f->sent;
