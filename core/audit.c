@@ -46,6 +46,7 @@
 #include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
+#include "core/value.h"
 
 /*
  * Denials and refusals go into the chain at most this many at once, then
@@ -379,37 +380,6 @@ struct jscan {
 	const unsigned char *p, *end;
 };
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0: no
- * overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t jscan_utf8(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
 static bool jscan_string(struct jscan *j)
 {
 	if (j->p >= j->end || *j->p != '"')
@@ -457,7 +427,7 @@ static bool jscan_string(struct jscan *j)
 			}
 			continue;
 		}
-		k = jscan_utf8(j->p, (size_t)(j->end - j->p));
+		k = value_utf8_len(j->p, (size_t)(j->end - j->p));
 		if (!k)
 			return false;
 		j->p += k;

@@ -54,6 +54,10 @@ size_t value_json_stream(const struct mg_value *v, void (*sink)(void *arg, const
 
 /* --- payloads (value_msgpack.c) --------------------------------------- */
 
+/* Length of the valid UTF-8 sequence at s (n bytes left: ASCII is 1),
+ * or 0: no overlong forms, no surrogates, nothing past U+10FFFF. */
+size_t value_utf8_len(const uint8_t *s, size_t n);
+
 /*
  * 0 when buf holds exactly one well-formed value within MG_VALUE_MAX_DEPTH
  * and VALUE_MAX_NODES, else the error mg_value_decode would give

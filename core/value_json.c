@@ -107,8 +107,8 @@ static void value_json_puts(struct value_json *w, const char *s)
 	value_json_put(w, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t value_utf8_len(const uint8_t *s, size_t n)
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 (value.h). */
+size_t value_utf8_len(const uint8_t *s, size_t n)
 {
 	uint8_t c = s[0], lo = 0x80, hi = 0xbf;
 	size_t len, i;
