@@ -29,12 +29,21 @@ set -uo pipefail
 
 if [ "${1-}" = --one ]; then
 	# --one BINARY: run one test binary for prove.
+	# Its output is also kept, TAP in build/test-logs/TREE/AREA/NAME.tap
+	# and standard error in NAME.err, for the summary of what failed.
 	shift
-	timeout -k 10 "${TEST_TIMEOUT:-300}" "$@" |
-		sed -u 's/^not ok \([0-9][0-9]*\)\( *-*\) *# *SKIP/ok \1\2 # SKIP/'
+	out=/dev/null err=/dev/null
+	if [ -n "${MG_TEST_LOG_DIR-}" ]; then
+		out=$MG_TEST_LOG_DIR/${1#"$MG_TEST_TREE"/}
+		mkdir -p "$(dirname "$out")"
+		err=$out.err out=$out.tap
+	fi
+	timeout -k 10 "${TEST_TIMEOUT:-300}" "$@" 2> >(tee "$err" >&2) |
+		sed -u 's/^not ok \([0-9][0-9]*\)\( *-*\) *# *SKIP/ok \1\2 # SKIP/' |
+		tee "$out"
 	rc=${PIPESTATUS[0]}
 	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-		echo "# $1: killed after TEST_TIMEOUT=${TEST_TIMEOUT:-300} s" >&2
+		echo "# $1: killed after TEST_TIMEOUT=${TEST_TIMEOUT:-300} s" | tee -a "$err" >&2
 	fi
 	exit "$rc"
 fi
@@ -77,6 +86,22 @@ lsan_probe() {
 
 total_pass=0
 total_fail=0
+failed=
+
+# What failed, at the end of the output where the tail of a CI log shows
+# it: each failed binary's "not ok" lines with cmocka's reasons, then the
+# last lines it wrote to standard error.
+show_failures() {
+	local tree bin log
+	while read -r tree bin; do
+		[ -n "$bin" ] || continue
+		log=build/test-logs/$(basename "$tree")/${bin#"$tree"/}
+		echo "== failed: $bin =="
+		awk '/^not ok/ { show = 1 } /^ok / { show = 0 } show' "$log.tap" 2>/dev/null | head -n 30
+		echo "-- its last lines on standard error:"
+		tail -n 12 "$log.err" 2>/dev/null
+	done <<<"$failed"
+}
 mkdir -p build/test-logs
 
 # Count subtests from prove's summary: Tests=N, and per failed file
@@ -100,7 +125,9 @@ for tree in $trees; do
 	for n in "${names[@]}"; do
 		bins+=("$tree/$n")
 	done
-	export MG_TEST_BUILD_DIR=$src/$tree
+	export MG_TEST_BUILD_DIR=$src/$tree MG_TEST_TREE=$tree
+	export MG_TEST_LOG_DIR=$src/build/test-logs/$(basename "$tree")
+	rm -rf "$MG_TEST_LOG_DIR"
 	log=build/test-logs/prove-$(basename "$tree").log
 	case $tree in
 	*asan*)
@@ -122,6 +149,7 @@ for tree in $trees; do
 	# shellcheck disable=SC2086 # PROVE_FLAGS is a list of options
 	prove --exec "bash scripts/run-tests.sh --one" --timer ${PROVE_FLAGS-} "${bins[@]}" 2>&1 | tee "$log"
 	read -r p f < <(count "$log")
+	failed+=$(sed -n "s|^\\($tree/[^ ]*\\) *(Wstat: .*|$tree \\1|p" "$log")$'\n'
 	total_pass=$((total_pass + p))
 	total_fail=$((total_fail + f))
 done
@@ -133,5 +161,6 @@ else
 	total_fail=$((total_fail + 1))
 fi
 
+show_failures
 echo "check: $total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
