@@ -277,19 +277,27 @@ bool toolrun_read_until(int fd, char **buf, const char *want, double timeout)
 		ssize_t n;
 		int left = (int)((deadline - toolrun_now()) * 1000);
 
-		if (*buf && strstr(*buf, want))
+		if (want && *buf && strstr(*buf, want))
 			return true;
 		if (left <= 0 || poll(&pf, 1, left) <= 0)
 			return false;
 		n = read(fd, chunk, sizeof(chunk));
 		if (n <= 0)
-			return false;
+			return !want && n == 0;
 		*buf = realloc(*buf, len + (size_t)n + 1);
 		assert_non_null(*buf);
 		memcpy(*buf + len, chunk, (size_t)n);
 		len += (size_t)n;
 		(*buf)[len] = '\0';
 	}
+}
+
+char *toolrun_bg_stderr(void)
+{
+	char path[PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/bg-stderr", tmpdir);
+	return slurp(path);
 }
 
 int toolrun_wait(pid_t pid, double timeout)

@@ -53,8 +53,10 @@ void toolrun_free(struct toolrun *r);
 pid_t toolrun_start(const char *const *args, int *ret_fd);
 /* Read fd until what was read holds want, or EOF, or the timeout; what
  * was read is appended to *buf (malloc'd, NUL-terminated). Returns true
- * when want came. */
+ * when want came; want NULL: read to EOF, true when EOF came. */
 bool toolrun_read_until(int fd, char **buf, const char *want, double timeout);
+/* What the tool toolrun_start started wrote to stderr so far (malloc'd). */
+char *toolrun_bg_stderr(void);
 /* Wait for pid (killing it after timeout); its exit status. */
 int toolrun_wait(pid_t pid, double timeout);
 
