@@ -270,7 +270,7 @@ static void attack_from(const char *profile, bool bpf, bool dead)
 	attacker = start("attacker", profile, NULL);
 	bpfload_set_enabled(true);
 	attack(attacker, victim, dead, bpf);
-	assert_true(mg_test_log_contains("reply from unexpected context", 5));
+	assert_true(mg_test_log_contains("reply from unexpected context", 60));
 	stop_all();
 }
 

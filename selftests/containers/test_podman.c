@@ -281,7 +281,7 @@ static void test_podman_remote_stdio(void **state)
 	mg_test_log_capture_start();
 	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
 	ctx = must(mg_podman(router, &o, &err), &err);
-	assert_true(mg_test_log_contains("is remote (it cannot hand a process our fd)", 5));
+	assert_true(mg_test_log_contains("is remote (it cannot hand a process our fd)", 60));
 	mg_test_log_capture_stop();
 	assert_on_stdio(ctx, name);
 	finish(ctx);
@@ -308,7 +308,7 @@ static void test_podman_fd_not_arriving(void **state)
 	mg_test_log_capture_start();
 	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
 	ctx = must(mg_podman(router, &o, &err), &err);
-	assert_true(mg_test_log_contains("did not get the socket its CLI was to hand it", 5));
+	assert_true(mg_test_log_contains("did not get the socket its CLI was to hand it", 60));
 	mg_test_log_capture_stop();
 	assert_on_stdio(ctx, name);
 	finish(ctx);
@@ -339,7 +339,7 @@ static void test_podman_old_no_preserve_fds(void **state)
 	mg_test_log_capture_start();
 	MG_OPTS(mg_podman_opts, o, .container = name, .podman_path = path);
 	ctx = must(mg_podman(router, &o, &err), &err);
-	assert_true(mg_test_log_contains("it has no --preserve-fds", 5));
+	assert_true(mg_test_log_contains("it has no --preserve-fds", 60));
 	mg_test_log_capture_stop();
 	assert_on_stdio(ctx, name);
 	finish(ctx);

@@ -187,7 +187,7 @@ static void check_rejected(void (*damage)(struct mg_value *v))
 	mg_test_log_capture_start();
 	ctx = start_map(v);
 	assert_default_profile(ctx);
-	if (!mg_test_log_contains("compiled filter does not match policy 'default'", 5)) {
+	if (!mg_test_log_contains("compiled filter does not match policy 'default'", 60)) {
 		mg_test_log_print();
 		fail_msg("no warning about the rejected filter");
 	}
