@@ -263,12 +263,21 @@ void mg_receiver_close(struct mg_receiver *rx)
 
 void mg_receiver_set_notify(struct mg_receiver *rx, mg_notify_fn fn, void *userdata)
 {
+	receiver_set_notify_count(rx, fn, userdata);
+}
+
+size_t receiver_set_notify_count(struct mg_receiver *rx, mg_notify_fn fn, void *userdata)
+{
+	size_t queued;
+
 	if (!rx)
-		return;
+		return 0;
 	pthread_mutex_lock(&rx->lock);
 	rx->notify = fn;
 	rx->notify_data = userdata;
+	queued = latch_count(rx->latch);
 	pthread_mutex_unlock(&rx->lock);
+	return queued;
 }
 
 struct mg_sender *mg_receiver_to_sender(struct mg_receiver *rx)

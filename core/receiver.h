@@ -6,6 +6,10 @@
 #include <mitogen/router.h>
 
 bool receiver_has_notify(struct mg_receiver *rx);
+/* mg_receiver_set_notify, and how many messages were queued when fn was
+ * set: fn is called for every one that comes after (a message put as fn
+ * was set may be counted and notified both). */
+size_t receiver_set_notify_count(struct mg_receiver *rx, mg_notify_fn fn, void *userdata);
 /* Take a queued message without waiting, dead ones included.
  * Returns 0, -ETIMEDOUT when empty, -EPIPE when closed. */
 int receiver_take(struct mg_receiver *rx, struct mg_message **ret_msg);

@@ -102,9 +102,11 @@ int mg_select_add(struct mg_select *sel, struct mg_receiver *rx)
 	m = member_new(sel, MEMBER_RX, rx);
 	if (!m)
 		return -ENOMEM;
-	mg_receiver_set_notify(rx, rx_notify, m);
-	/* Messages that arrived before we were listening. */
-	if (!mg_receiver_empty(rx))
+	/* Messages that arrived before we were listening: one put each, as
+	 * rx_notify does for the later ones (a get takes one message per
+	 * put; a single put for several left all but one unseen). A get
+	 * that finds the receiver drained already waits again. */
+	for (size_t queued = receiver_set_notify_count(rx, rx_notify, m); queued; queued--)
 		select_put(sel, m);
 	return 0;
 }
@@ -126,6 +128,7 @@ static bool select_contains(struct mg_select *sel, struct mg_select *needle)
 int mg_select_add_select(struct mg_select *sel, struct mg_select *sub)
 {
 	struct member *m;
+	size_t queued;
 	bool busy;
 
 	if (!sel || !sub || select_contains(sub, sel))
@@ -140,8 +143,10 @@ int mg_select_add_select(struct mg_select *sel, struct mg_select *sub)
 		return -ENOMEM;
 	pthread_mutex_lock(&sub->lock);
 	sub->as_member = m;
+	queued = latch_count(sub->latch);
 	pthread_mutex_unlock(&sub->lock);
-	if (!mg_latch_empty(sub->latch))
+	/* What sub holds already: one put each, as for a receiver. */
+	for (; queued; queued--)
 		select_put(sel, m);
 	return 0;
 }

@@ -185,6 +185,24 @@ static size_t run_chunk(struct session *s, size_t ti, size_t step,
 	return n;
 }
 
+/* Seconds chunks may come after the reply that counted them (they never
+ * should: the agent sends them first, and one stream keeps order). */
+#define RUN_LATE_S 30.0
+
+/* stdout_bytes + stderr_bytes of mg.run_stream's result (0 if absent). */
+static size_t sent_bytes(const struct mg_value *result)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		const struct mg_value *v = mg_map_get(result, i ? "stderr_bytes" : "stdout_bytes");
+
+		if (v && v->type == MG_INT && v->i > 0)
+			n += (size_t)v->i;
+	}
+	return n;
+}
+
 /*
  * One run step: mg.run_stream over a fresh channel; chunks are written out
  * as they come and acknowledged. Returns the outcome; *busy is set when
@@ -203,7 +221,7 @@ static enum out_outcome step_run(struct session *s, size_t ti, size_t step,
 	struct mg_receiver *rx = NULL;
 	struct mg_message *msg = NULL;
 	struct mg_value *args = NULL, *result = NULL;
-	size_t consumed = 0, acked = 0;
+	size_t consumed = 0, acked = 0, expected = 0;
 	enum out_outcome oc = OUT_LOST;
 	double deadline;
 	bool replied = false;
@@ -237,11 +255,24 @@ static enum out_outcome step_run(struct session *s, size_t ti, size_t step,
 		fill(&err, -ENOMEM, "cannot wait for the command");
 		goto fail;
 	}
-	/* the reply comes after the last chunk: once it is in, take what is
-	 * queued (timeout 0) and stop */
+	/*
+	 * The reply comes after the last chunk: once it is in, take what is
+	 * queued and stop. It says how many bytes were sent: should any not
+	 * be here yet, they get RUN_LATE_S more, and a shortfall after that
+	 * is an error, never output silently cut short.
+	 */
 	for (;;) {
-		rc = get_from(sel, replied ? 0 : remaining(deadline), from,
+		rc = get_from(sel, !replied ? remaining(deadline) :
+			      consumed < expected ? RUN_LATE_S : 0, from,
 			      mg_router_id(s->router), &msg, &err);
+		if (rc == -ETIMEDOUT && replied && consumed < expected) {
+			mg_error_clear(&err);
+			err.kind = MG_ERR_STREAM;
+			snprintf(err.message, sizeof(err.message),
+				 "%zu of the %zu bytes of output the command wrote did not arrive",
+				 expected - consumed, expected);
+			goto fail;
+		}
 		if (rc == -ETIMEDOUT && replied)
 			break;
 		if (rc == -ETIMEDOUT) {
@@ -277,6 +308,7 @@ static enum out_outcome step_run(struct session *s, size_t ti, size_t step,
 		}
 		*busy = false;
 		replied = true;
+		expected = sent_bytes(result);
 	}
 	{
 		const struct mg_value *st = mg_map_get(result, "status");
@@ -585,11 +617,15 @@ static void *tool_sig_watch(void *arg)
 
 	for (;;) {
 		struct pollfd p = { .fd = tool_sig_pipe[0], .events = POLLIN };
-		double now = target_clock();
+		double now;
 		char c = 1;
 
-		/* Look again now and then: a worker may be starting a hop. */
+		/* Look again now and then: a worker may be starting a hop.
+		 * The clock is read after the wait, which may have lasted the
+		 * whole run: a grace counted from before it would have passed
+		 * already, and the first signal would be SIGKILL. */
 		if (poll(&p, 1, got ? 50 : -1) > 0 && read(tool_sig_pipe[0], &c, 1) == 1) {
+			now = target_clock();
 			if (c == 0)
 				return NULL;
 			if (got)

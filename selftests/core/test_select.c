@@ -168,6 +168,47 @@ static void test_not_oneshot_and_remove(void **state)
 	assert_false(mg_receiver_empty(b));
 }
 
+/*
+ * Several messages queued before the receiver (or a nested select holding
+ * them) joins: every one is returned. The select once put a receiver on
+ * its latch once for all it held, and a get takes one message per put:
+ * the rest stayed unseen until something else came (the tool lost a
+ * command's last output line when its chunks came in before the channel
+ * was added: mitogen run printed 21 of 24 lines).
+ */
+static void test_queued_before_add(void **state)
+{
+	struct mg_receiver *a = new_rx(), *b = new_rx(), *mark = new_rx();
+	struct mg_select *sub = new_sel(false), *sel = new_sel(false);
+	struct mg_message *msg;
+
+	/* The broker delivers in order: once mark has its message, a has
+	 * all three. */
+	for (int i = 1; i <= 3; i++)
+		post(a, i);
+	post(mark, 0);
+	assert_int_equal(mg_receiver_get(mark, WAIT_S, &msg, NULL), 0);
+	mg_message_free(msg);
+	assert_int_equal(mg_select_add(sel, a), 0);
+	for (int i = 1; i <= 3; i++) {
+		/* all are there: no wait */
+		assert_int_equal(mg_select_get(sel, 0, &msg, NULL), 0);
+		assert_int_equal(msg_int(msg), i);
+	}
+	/* the same through a nested select */
+	assert_int_equal(mg_select_add(sub, b), 0);
+	for (int i = 4; i <= 6; i++)
+		post(b, i);
+	post(mark, 0);
+	assert_int_equal(mg_receiver_get(mark, WAIT_S, &msg, NULL), 0);
+	mg_message_free(msg);
+	assert_int_equal(mg_select_add_select(sel, sub), 0);
+	for (int i = 4; i <= 6; i++) {
+		assert_int_equal(mg_select_get(sel, 0, &msg, NULL), 0);
+		assert_int_equal(msg_int(msg), i);
+	}
+}
+
 static void test_nested(void **state)
 {
 	struct mg_receiver *rx[4];
@@ -467,6 +508,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arrival_order_50),
 		cmocka_unit_test(test_not_oneshot_and_remove),
+		cmocka_unit_test(test_queued_before_add),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_close_wakes_waiter),
 		cmocka_unit_test(test_dead_message_returned),
