@@ -518,6 +518,8 @@ static int builtin_run_spawn(struct builtin_run *r, char **argv, char **envp,
 	sigset_t none, all;
 	int rc;
 
+	/* The agent's own cgroup, once: the program is born in it. */
+	tree_cgroup_own();
 	rc = builtin_pipe(out);
 	if (rc == 0)
 		rc = builtin_pipe(err);
@@ -662,8 +664,6 @@ static int builtin_run(struct mg_call *call, const struct mg_value *args,
 		r.in_len = stdin_v->len;
 	}
 
-	/* The agent's own cgroup, once: the program is born in it. */
-	tree_cgroup_own();
 	rc = builtin_run_spawn(&r, argv, envp, cwd,
 			       stdin_v && stdin_v->type != MG_NIL);
 	if (rc < 0) {
