@@ -320,6 +320,7 @@ int mg_select_get(struct mg_select *sel, double timeout, struct mg_message **ret
 		struct member *m;
 		double left = timeout;
 		void *item;
+		bool gone;
 		int ret;
 
 		if (mg_select_count(sel) == 0 && mg_latch_empty(sel->latch)) {
@@ -344,6 +345,14 @@ int mg_select_get(struct mg_select *sel, double timeout, struct mg_message **ret
 			return -EPIPE;
 		}
 		m = item;
+		/* A put left for a member removed since (a oneshot one that
+		 * was returned, or mg_select_remove): its receiver is no longer
+		 * ours to read, and may be freed. */
+		pthread_mutex_lock(&sel->lock);
+		gone = m->removed;
+		pthread_mutex_unlock(&sel->lock);
+		if (gone)
+			continue;
 		if (m->kind == MEMBER_RX)
 			ret = receiver_take(m->ptr, &msg);
 		else

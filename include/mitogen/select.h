@@ -37,14 +37,16 @@ MG_API struct mg_select *mg_select_new(bool oneshot);
 /* Remove itself from every member and from a parent select, close, free. */
 MG_API void mg_select_free(struct mg_select *sel);
 /* Add a receiver (borrowed; must outlive its membership). Messages already
- * queued on it are noticed at once. Returns 0, -EINVAL, -EBUSY (already
- * in a select), -ENOMEM. */
+ * queued on it are noticed at once, each of them. Returns 0, -EINVAL,
+ * -EBUSY (already in a select), -ENOMEM. */
 MG_API int mg_select_add(struct mg_select *sel, struct mg_receiver *rx);
 /* Add a nested select (borrowed). Returns 0, -EINVAL (itself or a cycle),
  * -EBUSY, -ENOMEM. */
 MG_API int mg_select_add_select(struct mg_select *sel, struct mg_select *sub);
-/* Remove a member. A member that notified before removal may still be
- * returned by the next get (as in the reference). Returns 0 or -ENOENT. */
+/* Remove a member: the select never reads it again (it may be freed at
+ * once); messages still queued on it stay there. Unlike the reference,
+ * where a member that notified before removal may still be returned by
+ * the next get. Returns 0 or -ENOENT. */
 MG_API int mg_select_remove(struct mg_select *sel, struct mg_receiver *rx);
 MG_API int mg_select_remove_select(struct mg_select *sel, struct mg_select *sub);
 /*

@@ -209,6 +209,33 @@ static void test_queued_before_add(void **state)
 	}
 }
 
+/*
+ * A member removed with messages queued: the select returns none of them
+ * (they stay in the receiver, the caller's to take), and it never reads
+ * the receiver again, which its owner may free once it is removed.
+ */
+static void test_removed_member_not_returned(void **state)
+{
+	struct mg_receiver *a = new_rx(), *mark = new_rx();
+	struct mg_select *sel = new_sel(false);
+	struct mg_message *msg;
+
+	assert_int_equal(mg_select_add(sel, a), 0);
+	assert_int_equal(mg_select_add(sel, mark), 0);
+	post(a, 1);
+	post(a, 2);
+	post(mark, 0);
+	assert_int_equal(mg_select_get(sel, WAIT_S, &msg, NULL), 0);
+	if (msg_int(msg) != 1)
+		fail_msg("the first message was not a's first");
+	assert_int_equal(mg_select_remove(sel, a), 0);
+	assert_int_equal(mg_select_get(sel, WAIT_S, &msg, NULL), 0);
+	assert_int_equal(msg_int(msg), 0);	/* mark's, not a's second */
+	assert_int_equal(mg_select_get(sel, 0, &msg, NULL), -ETIMEDOUT);
+	assert_int_equal(mg_receiver_get(a, 0, &msg, NULL), 0);
+	assert_int_equal(msg_int(msg), 2);
+}
+
 static void test_nested(void **state)
 {
 	struct mg_receiver *rx[4];
@@ -509,6 +536,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_arrival_order_50),
 		cmocka_unit_test(test_not_oneshot_and_remove),
 		cmocka_unit_test(test_queued_before_add),
+		cmocka_unit_test(test_removed_member_not_returned),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_close_wakes_waiter),
 		cmocka_unit_test(test_dead_message_returned),
