@@ -551,6 +551,35 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* Room for firststage_command: the script twice and the words around it. */
+#define MG_COMMAND_MAX (2 * 8192 + 256)
+
+/*
+ * The command line a login shell runs (ssh, su: `SHELL -c COMMAND`). A
+ * shell known to run the script as POSIX sh runs it itself and never
+ * returns (every path of the script ends in exec or exit); any other
+ * shell hands it to `sh`, as every start did before: one exec of a shell
+ * (~3-4 ms of the target's CPU, docs/scale.md) less for the common login
+ * shells. The words outside the single quotes parse alike in POSIX
+ * shells, zsh and fish (3.0 and later: `||`), and tell them apart by
+ * `$status`, which zsh and fish set and POSIX shells do not (one in the
+ * environment only sends a POSIX shell the way of `sh`). A POSIX shell
+ * then runs the script only when its name ($0: sshd and su give the
+ * login shell's base name) is one the script is tested under
+ * (test_ssh_login_shells in selftests/transports/test_ssh.c); zsh's
+ * native mode splits words otherwise and takes `sh` with the others.
+ * (csh and tcsh expand the script's `!` inside single quotes, as they
+ * did before: neither way runs there.) The script holds no single quote
+ * and no newline, so it is carried as it is.
+ */
+static void firststage_command(char *buf, size_t size, const char *script)
+{
+	snprintf(buf, size,
+		 "test -n \"$status\"||eval 'case ${0##*/} in "
+		 "sh|-sh|dash|-dash|bash|-bash|mksh|-mksh|ash|-ash)%s;;esac';"
+		 "exec sh -c '%s'", script, script);
+}
+
 /* --- the conversation -------------------------------------------------- */
 
 struct conv {
@@ -1214,7 +1243,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	if (ns)
 		snprintf(run + strlen(run), sizeof(run) - strlen(run), " --mitogen-ns %u", ns);
 	script = malloc(8192);
-	command = malloc(8300);
+	command = malloc(MG_COMMAND_MAX);
 	ab = calloc(1, sizeof(*ab));
 	if (!script || !command || !ab ||
 	    (first_stage_home(req, home, sizeof(home)),
@@ -1222,7 +1251,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 		error_set(err, MG_ERR_STREAM, ENOMEM, "%s: out of memory", st.namebuf);
 		goto fail_early;
 	}
-	snprintf(command, 8300, "exec sh -c '%s'", script);
+	firststage_command(command, MG_COMMAND_MAX, script);
 	if (req->build(req, command, script, ab, why, sizeof(why)) < 0 || ab->overflow) {
 		error_set(err, MG_ERR_STREAM, EINVAL, "%s: %s", st.namebuf,
 			  ab->overflow ? "command line too long" : why);

@@ -923,6 +923,90 @@ static void test_ssh_garbage_stream(void **state)
 }
 
 /*
+ * The command line works under every login shell it may meet, and POSIX
+ * login shells of known names run the first stage themselves: no second
+ * shell (firststage_command). A stand-in ssh runs the command as sshd
+ * does (`SHELL -c COMMAND`, argv[0] the shell's base name) with a home of
+ * the test's own, `sh` first in PATH being a wrapper that notes each run.
+ * Each shell starts twice: the image sent (or, after the first, found),
+ * then found. A shell not installed here is said and not tried; dash and
+ * bash must be. Not csh or tcsh: they expand `!` (history) inside single
+ * quotes, before and after this command line (docs/firststage.md).
+ */
+static void test_ssh_login_shells(void **state)
+{
+	static const struct {
+		const char *path, *name;	/* the login shell, its $0 */
+		const char *env;		/* extra environment, or "" */
+		bool direct;			/* runs the first stage itself */
+		bool required;
+	} shells[] = {
+		{ "/bin/dash", "dash", "", true, true },
+		{ "/bin/dash", "sh", "", true, true },
+		{ "/bin/bash", "bash", "", true, true },
+		{ "/bin/mksh", "mksh", "", true, false },
+		{ "/bin/busybox", "ash", "", true, false },
+		{ "/bin/zsh", "zsh", "", false, false },
+		{ "/usr/bin/fish", "fish", "", false, false },
+		/* A POSIX shell under a name not known to be one, and one
+		 * whose environment says status: both hand it to sh. */
+		{ "/bin/dash", "posh", "", false, true },
+		{ "/bin/dash", "dash", "status=0", false, true },
+	};
+	char fake[160], log[160], bin[160], home[192];
+
+	NEED_SSHD();
+	snprintf(fake, sizeof(fake), "%s/fake-login", fx.dir);
+	snprintf(log, sizeof(log), "%s/sh-runs", fx.dir);
+	snprintf(bin, sizeof(bin), "%s/shbin", fx.dir);
+	mg_test_sh("mkdir -p %s && printf '#!/bin/dash\\necho \"$$\" >>%s\\nexec /bin/sh \"$@\"\\n' "
+		   ">%s/sh && chmod 755 %s/sh", bin, log, bin, bin);
+	/* The last argument is the command (ssh_build puts it there). */
+	mg_test_sh("printf '#!/bin/bash\\nfor c; do :; done\\ncd \"$MG_HOME\" || exit 1\\n"
+		   "exec env -i HOME=\"$MG_HOME\" PATH=%s:/usr/bin:/bin $MG_ENV "
+		   "bash -c '\\''exec -a \"$0\" \"$1\" -c \"$2\"'\\'' \"$MG_NAME\" \"$MG_SHELL\" \"$c\"\\n' "
+		   ">%s && chmod 755 %s", bin, fake, fake);
+	for (size_t i = 0; i < sizeof(shells) / sizeof(shells[0]); i++) {
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_context *ctx;
+		struct ssh_case c;
+		struct stat st;
+
+		if (access(shells[i].path, X_OK) < 0) {
+			fprintf(stderr, "# %s: not installed, not tried\n", shells[i].path);
+			assert_false(shells[i].required);
+			continue;
+		}
+		snprintf(home, sizeof(home), "%s/home%zu", fx.dir, i);
+		assert_int_equal(mkdir(home, 0700), 0);
+		setenv("MG_HOME", home, 1);
+		setenv("MG_SHELL", shells[i].path, 1);
+		setenv("MG_NAME", shells[i].name, 1);
+		setenv("MG_ENV", shells[i].env, 1);
+		for (int run = 0; run < 2; run++) {
+			unlink(log);
+			ssh_case_init(&c, "root", true);
+			c.o.ssh_path = fake;
+			ctx = mg_ssh(router, &c.o, &err);
+			if (!ctx)
+				fprintf(stderr, "# %s as %s: %s\n", shells[i].path, shells[i].name,
+					err.message);
+			assert_non_null(ctx);
+			assert_int_equal(call_int(ctx, "mg.getuid"), 0);
+			finish(ctx);
+			fprintf(stderr, "# %s as %s %s, start %d: %s\n", shells[i].path,
+				shells[i].name, shells[i].env, run + 1,
+				stat(log, &st) == 0 ? "through sh" : "itself");
+			assert_int_equal(stat(log, &st) == 0, !shells[i].direct);
+		}
+	}
+	unsetenv("MG_HOME");
+	unsetenv("MG_SHELL");
+	unsetenv("MG_NAME");
+	unsetenv("MG_ENV");
+}
+
+/*
  * A password is typed only at a prompt ssh itself writes to the terminal;
  * the same words on stderr (where the remote side's stderr arrives) get
  * nothing. The fake ssh records what it read from its terminal.
@@ -1066,6 +1150,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_ssh_large_payloads),
 		FIXTURE_TEST(test_ssh_garbage_stream),
 		FIXTURE_TEST(test_ssh_prompt_only_from_tty),
+		FIXTURE_TEST(test_ssh_login_shells),
 		cmocka_unit_test_setup_teardown(test_ssh_noexec, fixture_setup, noexec_teardown),
 	};
 	return FIXTURE_TEST_RUN("transports/ssh", tests);
