@@ -26,6 +26,9 @@ packages=(
 	# real programs the selftests drive (DESIGN.md section 11)
 	openssh-server openssh-client sudo rsync iproute2 util-linux
 	opendoas		# mg_doas tests (skipped with a reason when absent)
+	# login shells the first stage's command line is tested under
+	# (test_ssh_login_shells; dash and bash are Debian's own)
+	zsh mksh fish
 	# containers (selftests/containers, docs/containers.md): images are
 	# imported from a busybox-static rootfs; runc because crun refuses
 	# this VM's hybrid cgroup layout; dockerd and lxc started by the tests

@@ -566,8 +566,11 @@ static int firststage_script(char *buf, size_t size, const struct image *img,
  * environment only sends a POSIX shell the way of `sh`). A POSIX shell
  * then runs the script only when its name ($0: sshd and su give the
  * login shell's base name) is one the script is tested under
- * (test_ssh_login_shells in selftests/transports/test_ssh.c); zsh's
- * native mode splits words otherwise and takes `sh` with the others.
+ * (test_ssh_login_shells in selftests/transports/test_ssh.c) and that
+ * reads no start-up file when not interactive: not bash, which reads
+ * ~/.bashrc under sshd, whose functions and options would apply to the
+ * script's checks. zsh's native mode splits words otherwise and takes
+ * `sh` with the others.
  * (csh and tcsh expand the script's `!` inside single quotes, as they
  * did before: neither way runs there.) The script holds no single quote
  * and no newline, so it is carried as it is.
@@ -576,7 +579,7 @@ static void firststage_command(char *buf, size_t size, const char *script)
 {
 	snprintf(buf, size,
 		 "test -n \"$status\"||eval 'case ${0##*/} in "
-		 "sh|-sh|dash|-dash|bash|-bash|mksh|-mksh|ash|-ash)%s;;esac';"
+		 "sh|-sh|dash|-dash|mksh|-mksh|ash|-ash)%s;;esac';"
 		 "exec sh -c '%s'", script, script);
 }
 

@@ -943,7 +943,7 @@ static void test_ssh_login_shells(void **state)
 	} shells[] = {
 		{ "/bin/dash", "dash", "", true, true },
 		{ "/bin/dash", "sh", "", true, true },
-		{ "/bin/bash", "bash", "", true, true },
+		{ "/bin/bash", "bash", "", false, true },	/* ~/.bashrc: via sh */
 		{ "/bin/mksh", "mksh", "", true, false },
 		{ "/bin/busybox", "ash", "", true, false },
 		{ "/bin/zsh", "zsh", "", false, false },
