@@ -15,9 +15,11 @@
  *  2. enters the user namespace when it differs from ours, then mount,
  *     pid, net, uts, ipc, time and cgroup (each only when different);
  *  3. takes the target's root (chroot) and cwd;
- *  4. forks again (a pid and a time namespace apply to children only)
- *     and stays as the waiter the parent watches: it ends when the agent
- *     ends, with its status, and the agent dies with it (PDEATHSIG);
+ *  4. starts the agent's process (a pid and a time namespace apply to
+ *     children only: a child sharing its memory until the exec, as
+ *     posix_spawn's does) and stays as
+ *     the waiter the parent watches: it ends when the agent ends, with
+ *     its status, and the agent dies with it (PDEATHSIG);
  *  5. the agent: takes the target's capability bounding and ambient sets,
  *     groups, gid and uid, then execs the image from the fd opened in the
  *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
@@ -645,54 +647,20 @@ static void __attribute__((noreturn)) child_die(const char *what, int e)
 	_exit(127);
 }
 
-/* In the forked child (async-signal-safe calls only): steps 1-5 above. */
-static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out)
+/*
+ * Step 5, in the agent's process (async-signal-safe calls only): the
+ * target's capabilities, groups and ids, then the exec. Never returns.
+ * Runs in a child that shares the waiter's memory (setns_child): it
+ * writes nothing there but its own stack, and the waiter is suspended
+ * until the exec.
+ */
+static int __attribute__((noreturn)) setns_agent(void *arg)
 {
+	struct setns_plan *p = arg;
 	sigset_t none;
-	pid_t pid, waiter;
-	int status, devnull;
-
-	/* A copy of the master (its memory, its fds) about to enter the
-	 * container: no process there may read it (the master is not
-	 * dumpable either, unless MITOGEN_DUMPABLE=1 asked). */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
-	out = fcntl(out, F_DUPFD, SETNS_FD_MIN);
-	devnull = open("/dev/null", O_RDONLY);
-	if (chan < 0 || out < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0 || dup2(chan, 3) < 0)
-		_exit(127);
-	/* Nothing of ours but fd 3 reaches the agent (ours above 3 are kept
-	 * open until the exec, no longer). */
-	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
-	for (size_t i = 0; i < p->ncg; i++)
-		if (write(p->cg[i], "0", 1) != 1)
-			child_die("joining the target's cgroup", errno);
-	for (size_t i = 0; i < SETNS_NS_N; i++)
-		if (p->ns[i] >= 0 && setns(p->ns[i], setns_kinds[i].type) < 0)
-			child_die(setns_kinds[i].name, errno);
-	if (fchdir(p->root) < 0 || chroot(".") < 0)
-		child_die("chroot to the target's root", errno);
-	if (fchdir(p->cwd) < 0 && chdir("/") < 0)
-		child_die("chdir", errno);
-	pid = fork();
-	if (pid < 0)
-		child_die("fork", errno);
-	if (pid > 0) {
-		/* The waiter: holds nothing of the channel, ends with the agent. */
-		dup2(devnull, 3);
-		dup2(devnull, 1);
-		dup2(devnull, 2);
-		syscall(SYS_close_range, 3U, ~0U, 0U);
-		while (waitpid(pid, &status, 0) < 0)
-			if (errno != EINTR)
-				_exit(127);
-		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	}
 	/* The waiter as we see it (0: outside the pid namespace we entered). */
-	waiter = getppid();
+	pid_t waiter = getppid();
+
 	/*
 	 * The target's capabilities, not ours: its bounding set (what root
 	 * keeps across the exec below: the container's own limit) and its
@@ -721,9 +689,91 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 		_exit(127);
 	if (setns_drop_dac() < 0)
 		child_die("dropping CAP_DAC_OVERRIDE for the exec", errno);
+	/* The waiter blocked every signal for the clone (no handler of the
+	 * master's runs here while we share its memory); the agent starts
+	 * with none blocked, as before. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	syscall(SYS_execveat, p->img, "", (char *const[]){ p->argv0, NULL }, p->env,
 		AT_EMPTY_PATH);
 	child_die("exec", errno);
+}
+
+/* The agent's stack while it shares the waiter's memory (setns_agent). */
+#define SETNS_AGENT_STACK (64 * 1024)
+
+/* In the forked child (async-signal-safe calls only): steps 1-5 above. */
+static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out)
+{
+	sigset_t none, all;
+	pid_t pid;
+	int status, devnull;
+	void *stack;
+
+	/* A copy of the master (its memory, its fds) about to enter the
+	 * container: no process there may read it (the master is not
+	 * dumpable either, unless MITOGEN_DUMPABLE=1 asked). */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	sigemptyset(&none);
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
+	out = fcntl(out, F_DUPFD, SETNS_FD_MIN);
+	devnull = open("/dev/null", O_RDONLY);
+	if (chan < 0 || out < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0 || dup2(chan, 3) < 0)
+		_exit(127);
+	/* Nothing of ours but fd 3 reaches the agent (ours above 3 are kept
+	 * open until the exec, no longer). */
+	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
+	for (size_t i = 0; i < p->ncg; i++)
+		if (write(p->cg[i], "0", 1) != 1)
+			child_die("joining the target's cgroup", errno);
+	for (size_t i = 0; i < SETNS_NS_N; i++)
+		if (p->ns[i] >= 0 && setns(p->ns[i], setns_kinds[i].type) < 0)
+			child_die(setns_kinds[i].name, errno);
+	if (fchdir(p->root) < 0 || chroot(".") < 0)
+		child_die("chroot to the target's root", errno);
+	if (fchdir(p->cwd) < 0 && chdir("/") < 0)
+		child_die("chdir", errno);
+	/*
+	 * The agent's process: a child (a pid and a time namespace apply to
+	 * children only). It shares our memory until its exec, as
+	 * posix_spawn's child does (CLONE_VM | CLONE_VFORK, on a stack of its
+	 * own, every signal blocked so that no handler of the master's runs
+	 * on it): no copy of the master's memory is made for it, none torn
+	 * down at its exec, and we wait (suspended) until it has exec'd or
+	 * failed. A time namespace is then entered at the exec (Linux 6.0
+	 * on); older kernels refuse CLONE_VM across one (EINVAL): a plain
+	 * fork there, as before.
+	 */
+	pid = -1;
+	stack = mmap(NULL, SETNS_AGENT_STACK, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED) {
+		errno = EINVAL;		/* no stack for it: a fork */
+	} else {
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		pid = clone(setns_agent, (char *)stack + SETNS_AGENT_STACK,
+			    CLONE_VM | CLONE_VFORK | SIGCHLD, p);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	if (pid < 0 && errno == EINVAL) {
+		pid = fork();
+		if (pid == 0)
+			setns_agent(p);
+	}
+	if (pid < 0)
+		child_die("fork", errno);
+	/* The waiter: holds nothing of the channel, ends with the agent. */
+	dup2(devnull, 3);
+	dup2(devnull, 1);
+	dup2(devnull, 2);
+	syscall(SYS_close_range, 3U, ~0U, 0U);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			_exit(127);
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,

@@ -6,12 +6,15 @@
  * own containers (mgtest-PID-...) and removes them.
  */
 #include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "selftests/containers/ctr.h"
 
@@ -748,6 +751,87 @@ static void test_setns_pid_and_errors(void **state)
 	assert_non_null(strstr(err.message, "kind 'rkt'"));
 }
 
+/* The holder of test_setns_time_namespace: a time namespace of its own
+ * (boot time 10^6 s later), a child in it that says its pid and waits. */
+static void __attribute__((noreturn)) timens_holder(int wfd)
+{
+	static const char off[] = "boottime 1000000 0";
+	pid_t t;
+	int fd;
+
+	if (unshare(CLONE_NEWTIME) < 0)
+		_exit(2);
+	/* Before any process is in it (after, the kernel refuses). */
+	fd = open("/proc/self/timens_offsets", O_WRONLY);
+	if (fd < 0 || write(fd, off, sizeof(off) - 1) != (ssize_t)(sizeof(off) - 1))
+		_exit(3);
+	close(fd);
+	t = fork();
+	if (t == 0) {
+		t = getpid();
+		if (write(wfd, &t, sizeof(t)) != (ssize_t)sizeof(t))
+			_exit(4);
+		for (;;)
+			pause();
+	}
+	close(wfd);
+	waitpid(t, NULL, 0);
+	_exit(0);
+}
+
+/*
+ * A target in a time namespace (one made here; podman makes none). The
+ * agent's process shares the waiter's memory until its exec (setns.c):
+ * since Linux 6.0 the kernel moves it into the time namespace at that
+ * exec; older kernels refuse CLONE_VM across a time namespace and setns.c
+ * forks it instead. Either way the agent must land in it: its time
+ * namespace is the target's and it sees the target's boot time, 10^6 s
+ * ahead of ours.
+ */
+static void test_setns_time_namespace(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct ctr_run res;
+	char a[128], b[128];
+	pid_t holder, target = 0, agent;
+	int pfd[2];
+
+	if (access("/proc/self/ns/time", F_OK) < 0) {
+		fprintf(stderr, "# skip: no time namespaces in this kernel\n");
+		skip();
+	}
+	assert_int_equal(pipe(pfd), 0);
+	holder = fork();
+	assert_true(holder >= 0);
+	if (holder == 0) {
+		close(pfd[0]);
+		timens_holder(pfd[1]);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &target, sizeof(target)), (ssize_t)sizeof(target));
+	close(pfd[0]);
+	MG_OPTS(mg_setns_opts, o, .pid = target);
+	ctx = mg_setns(router, &o, &err);
+	if (ctx) {
+		agent = agent_of(ctx);
+		ns_link(target, "time", a, sizeof(a));
+		ns_link(agent, "time", b, sizeof(b));
+		assert_string_equal(a, b);
+		ns_link(getpid(), "time", b, sizeof(b));
+		assert_string_not_equal(a, b);
+		ctr_run_sh(ctx, "cut -d. -f1 /proc/uptime", NULL, &res);
+		fprintf(stderr, "# uptime in the context: %s", res.out);
+		assert_true(atol(res.out) >= 1000000);
+		finish(ctx);
+	} else {
+		fprintf(stderr, "# %s\n", err.message);
+	}
+	kill(target, SIGKILL);
+	assert_int_equal(waitpid(holder, NULL, 0), holder);
+	assert_non_null(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -769,6 +853,7 @@ int main(int argc, char **argv)
 		CTR_TEST(test_tool_targets),
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
+		CTR_TEST(test_setns_time_namespace),
 		/* last: it marks this process's podman as one without --preserve-fds */
 		CTR_TEST(test_podman_old_no_preserve_fds),
 	};
