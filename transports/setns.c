@@ -16,10 +16,10 @@
  *     pid, net, uts, ipc, time and cgroup (each only when different);
  *  3. takes the target's root (chroot) and cwd;
  *  4. starts the agent's process (a pid and a time namespace apply to
- *     children only: a child sharing its memory until the exec, as
- *     posix_spawn's does) and stays as
- *     the waiter the parent watches: it ends when the agent ends, with
- *     its status, and the agent dies with it (PDEATHSIG);
+ *     children only) as a child of the parent's (CLONE_PARENT), sharing
+ *     its own memory until the exec as posix_spawn's child does, says its
+ *     pid to the parent and ends: the parent watches and reaps the agent
+ *     itself, as it does a local child;
  *  5. the agent: takes the target's capability bounding and ambient sets,
  *     groups, gid and uid, then execs the image from the fd opened in the
  *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
@@ -650,16 +650,14 @@ static void __attribute__((noreturn)) child_die(const char *what, int e)
 /*
  * Step 5, in the agent's process (async-signal-safe calls only): the
  * target's capabilities, groups and ids, then the exec. Never returns.
- * Runs in a child that shares the waiter's memory (setns_child): it
- * writes nothing there but its own stack, and the waiter is suspended
- * until the exec.
+ * Runs in a child that shares the memory of the process that made it
+ * (setns_child): it writes nothing there but its own stack, and that
+ * process is suspended until the exec.
  */
 static int __attribute__((noreturn)) setns_agent(void *arg)
 {
 	struct setns_plan *p = arg;
 	sigset_t none;
-	/* The waiter as we see it (0: outside the pid namespace we entered). */
-	pid_t waiter = getppid();
 
 	/*
 	 * The target's capabilities, not ours: its bounding set (what root
@@ -683,15 +681,11 @@ static int __attribute__((noreturn)) setns_agent(void *arg)
 	for (int cap = 0; cap < 64; cap++)
 		if (p->capamb & (1ULL << cap))
 			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
-	/* After the credentials change (which clears it): die with the waiter. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != waiter)
-		_exit(127);
 	if (setns_drop_dac() < 0)
 		child_die("dropping CAP_DAC_OVERRIDE for the exec", errno);
-	/* The waiter blocked every signal for the clone (no handler of the
-	 * master's runs here while we share its memory); the agent starts
-	 * with none blocked, as before. */
+	/* Every signal was blocked for the clone (no handler of the master's
+	 * runs here while we share that memory); the agent starts with none
+	 * blocked, as before. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	syscall(SYS_execveat, p->img, "", (char *const[]){ p->argv0, NULL }, p->env,
@@ -699,15 +693,17 @@ static int __attribute__((noreturn)) setns_agent(void *arg)
 	child_die("exec", errno);
 }
 
-/* The agent's stack while it shares the waiter's memory (setns_agent). */
+/* The agent's stack while it shares the forked child's memory (setns_agent). */
 #define SETNS_AGENT_STACK (64 * 1024)
 
-/* In the forked child (async-signal-safe calls only): steps 1-5 above. */
-static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out)
+/* In the forked child (async-signal-safe calls only): steps 1-5 above;
+ * the agent's pid to pidw. */
+static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out,
+						  int pidw)
 {
 	sigset_t none, all;
 	pid_t pid;
-	int status, devnull;
+	int devnull;
 	void *stack;
 
 	/* A copy of the master (its memory, its fds) about to enter the
@@ -738,42 +734,39 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 		child_die("chdir", errno);
 	/*
 	 * The agent's process: a child (a pid and a time namespace apply to
-	 * children only). It shares our memory until its exec, as
+	 * children only), made the parent's child (CLONE_PARENT): the parent
+	 * watches it, reaps it and has its status directly, as a local
+	 * child's, and no waiter stands between them (one more process to
+	 * wake and end at every context's end, holding a copy of the
+	 * master's memory the while). It shares our memory until its exec, as
 	 * posix_spawn's child does (CLONE_VM | CLONE_VFORK, on a stack of its
 	 * own, every signal blocked so that no handler of the master's runs
 	 * on it): no copy of the master's memory is made for it, none torn
-	 * down at its exec, and we wait (suspended) until it has exec'd or
+	 * down at its exec, and we are suspended until it has exec'd or
 	 * failed. A time namespace is then entered at the exec (Linux 6.0
-	 * on); older kernels refuse CLONE_VM across one (EINVAL): a plain
-	 * fork there, as before.
+	 * on); older kernels refuse CLONE_VM across one (EINVAL): a copy
+	 * there. Our exit signal is the parent's SIGCHLD, and so is its.
 	 */
+	sigprocmask(SIG_SETMASK, &all, NULL);
 	pid = -1;
+	errno = EINVAL;
 	stack = mmap(NULL, SETNS_AGENT_STACK, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stack == MAP_FAILED) {
-		errno = EINVAL;		/* no stack for it: a fork */
-	} else {
-		sigprocmask(SIG_SETMASK, &all, NULL);
+	if (stack != MAP_FAILED) {
 		pid = clone(setns_agent, (char *)stack + SETNS_AGENT_STACK,
-			    CLONE_VM | CLONE_VFORK | SIGCHLD, p);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+			    CLONE_VM | CLONE_VFORK | CLONE_PARENT, p);
+		if (pid < 0 && errno == EINVAL)
+			pid = clone(setns_agent, (char *)stack + SETNS_AGENT_STACK, CLONE_PARENT,
+				    p);
 	}
-	if (pid < 0 && errno == EINVAL) {
-		pid = fork();
-		if (pid == 0)
-			setns_agent(p);
-	}
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (pid < 0)
-		child_die("fork", errno);
-	/* The waiter: holds nothing of the channel, ends with the agent. */
-	dup2(devnull, 3);
-	dup2(devnull, 1);
-	dup2(devnull, 2);
-	syscall(SYS_close_range, 3U, ~0U, 0U);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			_exit(127);
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		child_die("starting the agent's process", errno);
+	/* Its pid (as the parent sees it: we are in the parent's pid
+	 * namespace) to the parent, which reaps us at once. */
+	if (write(pidw, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		_exit(127);
+	_exit(0);
 }
 
 struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
@@ -784,8 +777,8 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	struct mg_context *ctx;
 	struct start st;
 	char name[96], why[512], path[64], *sb_env = NULL;
-	pid_t pid;
-	int ret, img = -1;
+	pid_t pid, agent = -1;
+	int ret, img = -1, pidp[2] = { -1, -1 };
 	bool cached = false;
 
 	for (size_t i = 0; i < SETNS_NS_N; i++)
@@ -848,16 +841,31 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	}
 	p.capdrop = setns_our_bounding() & ~p.capbnd;
 	snprintf(p.argv0, sizeof(p.argv0), "mitogen:%s", st.namebuf);
-	pid = fork();
-	if (pid < 0) {
+	if (pipe2(pidp, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
 		error_set(err, MG_ERR_STREAM, errno, "%s: fork: %s", st.namebuf, strerror(errno));
 		goto fail;
 	}
 	if (pid == 0)
-		setns_child(&p, st.sv[1], st.out[1]);
+		setns_child(&p, st.sv[1], st.out[1], fd_high(pidp[1]));
+	close(pidp[1]);
+	pidp[1] = -1;
 	p.img = -1;
 	plan_free(&p);
 	free(sb_env);
+	/*
+	 * The agent is our child (setns_child): watch it from here on. The
+	 * forked child says its pid once the agent has exec'd (or failed)
+	 * and ends; when it ends without saying (it failed before: its
+	 * status and stderr say why), it is the one watched.
+	 */
+	while (read(pidp[0], &agent, sizeof(agent)) < 0 && errno == EINTR)
+		;
+	close(pidp[0]);
+	if (agent > 0) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		pid = agent;
+	}
 	ctx = start_finish(&st, pid, err);
 	/* It has run the image (it said hello), or it is gone: it may read
 	 * its own image now, for the contexts it starts; its dumpability
@@ -865,6 +873,10 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	setns_image_put(img, cached);
 	return ctx;
 fail:
+	if (pidp[0] >= 0)
+		close(pidp[0]);
+	if (pidp[1] >= 0)
+		close(pidp[1]);
 	if (img >= 0) {
 		p.img = -1;
 		setns_image_put(img, cached);

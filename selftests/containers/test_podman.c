@@ -661,16 +661,19 @@ static void slurp(const char *path, char *buf, size_t size)
 	fclose(f);
 }
 
-/* The agent's pid on the host: the only child of the setns waiter. */
+/* The agent's pid on the host: the context's own process (setns.c makes
+ * it our child), running the image's sealed copy. */
 static pid_t agent_of(struct mg_context *ctx)
 {
-	char path[96], buf[64];
+	char path[64], link[128];
+	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)mg_context_pid(ctx),
-		 (int)mg_context_pid(ctx));
-	slurp(path, buf, sizeof(buf));
-	assert_true(atoi(buf) > 0);
-	return (pid_t)atoi(buf);
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)mg_context_pid(ctx));
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_non_null(strstr(link, "memfd:mitogen"));
+	return mg_context_pid(ctx);
 }
 
 static void test_setns_podman(void **state)
