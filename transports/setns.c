@@ -127,7 +127,7 @@ static int fd_high(int fd)
 {
 	int h;
 
-	if (fd < 0)
+	if (fd < 0 || fd >= SETNS_FD_MIN)
 		return fd;
 	h = fcntl(fd, F_DUPFD_CLOEXEC, SETNS_FD_MIN);
 	close(fd);
@@ -578,12 +578,13 @@ static int setns_open_cgroups(struct setns_plan *p, char *why, size_t size)
 		if (strstr(c2 + 1, "/..") || c2[1] != '/')
 			continue;
 		cgroup_dir(c1 + 1, c2 + 1, dir, sizeof(dir));
-		if (access(dir, F_OK) < 0) {
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+		fd = open(procs, O_WRONLY | O_CLOEXEC);
+		/* No such directory here (every cgroup has cgroup.procs). */
+		if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
 			LOG_DEBUG("setns: cgroup %s is not mounted here: not joined", dir);
 			continue;
 		}
-		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
-		fd = open(procs, O_WRONLY | O_CLOEXEC);
 		if (fd < 0) {
 			snprintf(why, size, "cannot join cgroup %.300s: %s", dir, strerror(errno));
 			ret = -errno;
@@ -861,12 +862,13 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	while (read(pidp[0], &agent, sizeof(agent)) < 0 && errno == EINTR)
 		;
 	close(pidp[0]);
-	if (agent > 0) {
+	pidp[0] = -1;
+	ctx = start_finish(&st, agent > 0 ? agent : pid, err);
+	/* It has ended by now (it ended right after saying the pid): reaped
+	 * here, after the start rather than on its way. */
+	if (agent > 0)
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		pid = agent;
-	}
-	ctx = start_finish(&st, pid, err);
 	/* It has run the image (it said hello), or it is gone: it may read
 	 * its own image now, for the contexts it starts; its dumpability
 	 * was decided at the exec. */
