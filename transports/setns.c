@@ -44,6 +44,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -859,10 +860,35 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	 * and ends; when it ends without saying (it failed before: its
 	 * status and stderr say why), it is the one watched.
 	 */
-	while (read(pidp[0], &agent, sizeof(agent)) < 0 && errno == EINTR)
-		;
-	close(pidp[0]);
-	pidp[0] = -1;
+	{
+		/* Bounded as the greeting is: a container frozen (podman
+		 * pause) while we join it must not hold us for ever. */
+		struct pollfd pf = { .fd = pidp[0], .events = POLLIN };
+		double limit = st.connect_timeout;
+		int n;
+
+		while ((n = poll(&pf, 1, (int)(limit * 1000))) < 0 && errno == EINTR)
+			;
+		if (n == 1)
+			while (read(pidp[0], &agent, sizeof(agent)) < 0 && errno == EINTR)
+				;
+		close(pidp[0]);
+		pidp[0] = -1;
+		if (n == 0) {
+			/* Not started: the forked child is killed and reaped
+			 * as a start that did not answer (start_finish). */
+			st.connect_timeout = 0.001;
+			ctx = start_finish(&st, pid, err);
+			mg_context_unref(ctx);
+			error_set(err, MG_ERR_STREAM, ETIMEDOUT,
+				  "%s: process %d: its namespaces and cgroups were not entered "
+				  "within %.1f s (is the container frozen?)", st.namebuf,
+				  (int)p.target, limit);
+			setns_image_put(img, cached);
+			errno = ETIMEDOUT;
+			return NULL;
+		}
+	}
 	ctx = start_finish(&st, agent > 0 ? agent : pid, err);
 	/* It has ended by now (it ended right after saying the pid): reaped
 	 * here, after the start rather than on its way. */

@@ -6,6 +6,7 @@
  * own containers (mgtest-PID-...) and removes them.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <pthread.h>
@@ -835,6 +836,86 @@ static void test_setns_time_namespace(void **state)
 	assert_non_null(ctx);
 }
 
+/* How many processes are in pid's pids cgroup, once it is down to want
+ * (or 60 s have gone by: then what it is). */
+static int ctr_procs_settle(pid_t pid, int want)
+{
+	char path[64], line[1024], procs[1200] = "";
+	double end = mg_test_now() + 60;
+	FILE *f;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *c = strstr(line, ":pids:");
+
+		if (c) {
+			c[strcspn(c, "\n")] = '\0';
+			snprintf(procs, sizeof(procs), "/sys/fs/cgroup/pids%s/cgroup.procs", c + 6);
+		}
+	}
+	fclose(f);
+	if (!*procs) {
+		fprintf(stderr, "# no pids hierarchy here: not counted\n");
+		return want;
+	}
+	do {
+		f = fopen(procs, "r");
+		assert_non_null(f);
+		for (n = 0; fgets(line, sizeof(line), f);)
+			n++;
+		fclose(f);
+		if (n == want)
+			break;
+		usleep(50000);
+	} while (mg_test_now() < end);
+	return n;
+}
+
+/*
+ * A container paused (podman pause: its cgroup frozen) when a setns
+ * context is started into it: the process that joins its cgroups is
+ * frozen there. mg_setns must fail with a timeout naming the target,
+ * within the connect timeout, not wait for ever (with the agent's pid
+ * read from that process without a bound, it hung until the container
+ * was unpaused); and once the container runs again, nothing of ours is
+ * left behind in it.
+ */
+static void test_setns_paused_container(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char cmd[256];
+	const char *name;
+	double t0;
+
+	NEED_PODMAN();
+	name = start_ctr("paused", image, NULL);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 3);
+	MG_OPTS(mg_setns_opts, o, .local = &lo, .pid = ctr_pid(name));
+	snprintf(cmd, sizeof(cmd), "podman pause %s >/dev/null 2>&1", name);
+	assert_int_equal(system(cmd), 0);
+	t0 = mg_test_now();
+	ctx = mg_setns(router, &o, &err);
+	fprintf(stderr, "# after %.1f s: %s\n", mg_test_now() - t0, err.message);
+	snprintf(cmd, sizeof(cmd), "podman unpause %s >/dev/null 2>&1", name);
+	assert_int_equal(system(cmd), 0);
+	assert_null(ctx);
+	assert_true(mg_test_now() - t0 >= 3.0);
+	assert_int_equal(err.kind, MG_ERR_STREAM);
+	assert_int_equal(err.errnum, ETIMEDOUT);
+	assert_non_null(strstr(err.message, "setns.pid"));
+	/* Running again: the frozen process of ours got its SIGKILL and is
+	 * gone from the container's cgroup (its init alone is left). */
+	assert_int_equal(ctr_procs_settle(ctr_pid(name), 1), 1);
+	/* And a context starts and works. */
+	MG_OPTS(mg_setns_opts, o2, .pid = ctr_pid(name));
+	ctx = must(mg_setns(router, &o2, &err), &err);
+	finish(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -857,6 +938,7 @@ int main(int argc, char **argv)
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
 		CTR_TEST(test_setns_time_namespace),
+		CTR_TEST(test_setns_paused_container),
 		/* last: it marks this process's podman as one without --preserve-fds */
 		CTR_TEST(test_podman_old_no_preserve_fds),
 	};
