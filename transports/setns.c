@@ -765,7 +765,7 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	if (pid < 0)
 		child_die("starting the agent's process", errno);
 	/* Its pid (as the parent sees it: we are in the parent's pid
-	 * namespace) to the parent, which reaps us at once. */
+	 * namespace) to the parent, which reaps us once the start is done. */
 	if (write(pidw, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
 		_exit(127);
 	_exit(0);
