@@ -150,9 +150,9 @@ static bool flag(const struct mg_value *boot, const char *key)
 static void utc_stamp(char *buf, size_t size, const struct timespec *now, uint64_t ago_ns);
 static void slog_open(void);
 static void alog_open(void);
-static void audit_batch(struct mg_router *r, struct audit_pending *list);
+static void audit_batch(struct mg_router *r, struct audit_pending *list, bool final);
 static void audit_sync(struct mg_router *r);
-static void audit_stop(struct mg_router *r);
+static struct audit_pending *pend_take_locked(void);
 
 /*
  * Records are written and sent up in batches (docs/audit.md, 7): at most
@@ -703,18 +703,24 @@ static void up_line(struct mg_router *r, struct jbuf *up, const char *line, size
 	jb_put(up, "\n", 1);
 }
 
-/* Sign a checkpoint of the log, write it there and send it up (a line of
- * up, or alone); the note into out (may be NULL). Lock held. */
+/* Sign a checkpoint of the log, write it there (or, with lines, append its
+ * line to the batch's lines, which the caller writes in the same write
+ * after the records it covers) and send it up (a line of up, or alone);
+ * the note into out (may be NULL). Lock held. */
 static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLOG_NOTE_MAX],
-				   struct jbuf *up)
+				   struct jbuf *up, struct jbuf *lines)
 {
 	char note[TLOG_NOTE_MAX], *line;
 	size_t len = tlog_checkpoint_sign(&alog.key, alog.origin, &alog.tree, final, note);
 	struct mg_value *cp;
 
 	line = tlog_checkpoint_line(note, len);
-	if (!line || alog_write(line) < 0)
+	if (line && lines && jb_room(lines, strlen(line) + 1)) {
+		jb_put(lines, line, strlen(line));
+		jb_put(lines, "\n", 1);
+	} else if (!line || alog_write(line) < 0) {
 		log_msg(MG_LOG_ERROR, "audit: cannot write a checkpoint to %s", alog.path);
+	}
 	free(line);
 	alog.since_cp = 0;
 	alog.ncp++;
@@ -740,29 +746,58 @@ static void alog_checkpoint_locked(struct mg_router *r, bool final, char out[TLO
 	}
 }
 
-static void audit_close_run(void *arg)
+/* The log's end: its final checkpoint (unless the last batch carried it:
+ * signed), the file closed, the key forgotten. Lock held. */
+static void alog_close_locked(struct mg_router *r, bool signed_final)
 {
-	struct mg_router *r = arg;
-
-	pthread_mutex_lock(&alog.lock);
 	if (alog.fd >= 0) {
-		alog_checkpoint_locked(r, true, NULL, NULL);
+		if (!signed_final)
+			alog_checkpoint_locked(r, true, NULL, NULL, NULL);
 		close(alog.fd);
 		alog.fd = -1;
 	}
 	free(alog.header);
 	alog.header = NULL;
 	explicit_bzero(&alog.key, sizeof(alog.key));
-	pthread_mutex_unlock(&alog.lock);
 }
 
+/*
+ * At the agent's end, on its main thread: every record still queued, then
+ * the final checkpoint, in one batch (docs/audit.md, 7): one write to the
+ * log (the records, then the checkpoint that covers them) and one message
+ * up. Before, the writer thread wrote that batch (with a checkpoint of its
+ * own when it was the first) and the broker thread then signed the final
+ * one: two signatures, two writes, two messages and three hand-offs
+ * between threads on the way to the end of every short-lived audited
+ * context. The writer, if busy with a batch, finishes it first (the log
+ * keeps the order the calls were served in); it is joined after ours.
+ */
 void agent_audit_close(struct mg_router *r)
 {
-	/* Every record first, and the writer ends: none is lost at a
-	 * clean end. */
-	audit_stop(r);
-	if (broker_call(r->broker, audit_close_run, r, true) < 0)
-		audit_close_run(r);
+	struct audit_pending *list;
+	bool running;
+
+	pthread_mutex_lock(&pend.lock);
+	pend.stop = true;
+	while (pend.busy)
+		pthread_cond_wait(&pend.done, &pend.lock);
+	list = pend_take_locked();
+	running = pend.running;
+	pthread_cond_signal(&pend.more);
+	pthread_mutex_unlock(&pend.lock);
+	if (list) {
+		audit_batch(r, list, true);
+	} else {
+		pthread_mutex_lock(&alog.lock);
+		alog_close_locked(r, false);
+		pthread_mutex_unlock(&alog.lock);
+	}
+	if (running)
+		pthread_join(pend.thread, NULL);
+	pend.running = false;
+	/* A record queued after this (none is: calls are served on the
+	 * main thread, which is here) goes up unchained, as before. */
+	audit_sync(r);
 }
 
 struct audit_cp_req {
@@ -778,7 +813,7 @@ static void audit_cp_run(void *arg)
 	pthread_mutex_lock(&alog.lock);
 	q->rc = alog.fd >= 0 ? 0 : -ENOENT;
 	if (alog.fd >= 0)
-		alog_checkpoint_locked(q->r, false, q->note, NULL);
+		alog_checkpoint_locked(q->r, false, q->note, NULL, NULL);
 	pthread_mutex_unlock(&alog.lock);
 }
 
@@ -959,9 +994,11 @@ static int alog_write_all(const char *buf, size_t n)
  * message up (record 0 when it is the first batch, the records, the
  * checkpoint: the same lines, as text). Each record's line is written
  * once, straight from what the call left, hashed once for the log, and
- * sent up as these bytes (docs/audit.md, 7).
+ * sent up as these bytes (docs/audit.md, 7). The checkpoint's line goes
+ * into the same write as the records it covers. final: the agent's last
+ * batch; its checkpoint is the final one, and the log is closed.
  */
-static void audit_batch(struct mg_router *r, struct audit_pending *list)
+static void audit_batch(struct mg_router *r, struct audit_pending *list, bool final)
 {
 	struct jbuf lines = { 0 }, up = { 0 };
 	uint64_t first, last_end = 0;
@@ -1000,16 +1037,18 @@ static void audit_batch(struct mg_router *r, struct audit_pending *list)
 		lines.n = start + len;
 		jb_put(&lines, "\n", 1);
 	}
+	/* The first batch, every N records, the first batch T seconds after
+	 * the last checkpoint, and the last batch (its checkpoint final). */
+	if (alog.fd >= 0 && (final || alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
+			     last_end - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
+		alog_checkpoint_locked(r, final, NULL, &up, &lines);
 	if (alog.fd >= 0 && lines.n && alog_write_all(lines.p, lines.n) < 0)
 		log_msg(MG_LOG_ERROR, "audit: cannot write records %llu-%llu to %s",
 			(unsigned long long)first, (unsigned long long)alog.tree.size - 1, alog.path);
 	free(lines.p);
-	/* The first batch, every N records, or the first batch T seconds
-	 * after the last checkpoint. */
-	if (alog.fd >= 0 && (alog.ncp == 0 || alog.since_cp >= TLOG_CHECKPOINT_RECORDS ||
-			     last_end - alog.last_cp_ns >= TLOG_CHECKPOINT_SECONDS * 1000000000ull))
-		alog_checkpoint_locked(r, false, NULL, &up);
 	up_send(r, &up);
+	if (final)
+		alog_close_locked(r, true);
 	pthread_mutex_unlock(&alog.lock);
 	free(up.p);
 	while (list) {
@@ -1058,7 +1097,7 @@ static void *audit_writer(void *arg)
 		pend.busy = true;
 		pthread_mutex_unlock(&pend.lock);
 		if (list)
-			audit_batch(r, list);
+			audit_batch(r, list, false);
 		pthread_mutex_lock(&pend.lock);
 		pend.busy = false;
 		pthread_cond_broadcast(&pend.done);
@@ -1086,23 +1125,7 @@ static void audit_sync(struct mg_router *r)
 	}
 	pthread_mutex_unlock(&pend.lock);
 	if (list)
-		audit_batch(r, list);
-}
-
-/* Write what is queued and end the writer. */
-static void audit_stop(struct mg_router *r)
-{
-	bool running;
-
-	pthread_mutex_lock(&pend.lock);
-	running = pend.running;
-	pend.stop = true;
-	pthread_cond_signal(&pend.more);
-	pthread_mutex_unlock(&pend.lock);
-	if (running)
-		pthread_join(pend.thread, NULL);
-	pend.running = false;
-	audit_sync(r);
+		audit_batch(r, list, false);
 }
 
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,

@@ -15,9 +15,11 @@
  *  2. enters the user namespace when it differs from ours, then mount,
  *     pid, net, uts, ipc, time and cgroup (each only when different);
  *  3. takes the target's root (chroot) and cwd;
- *  4. forks again (a pid and a time namespace apply to children only)
- *     and stays as the waiter the parent watches: it ends when the agent
- *     ends, with its status, and the agent dies with it (PDEATHSIG);
+ *  4. starts the agent's process (a pid and a time namespace apply to
+ *     children only) as a child of the parent's (CLONE_PARENT), sharing
+ *     its own memory until the exec as posix_spawn's child does, says its
+ *     pid to the parent and ends: the parent watches and reaps the agent
+ *     itself, as it does a local child;
  *  5. the agent: takes the target's capability bounding and ambient sets,
  *     groups, gid and uid, then execs the image from the fd opened in the
  *     parent (execveat AT_EMPTY_PATH: no path inside the container decides
@@ -42,6 +44,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -125,7 +128,7 @@ static int fd_high(int fd)
 {
 	int h;
 
-	if (fd < 0)
+	if (fd < 0 || fd >= SETNS_FD_MIN)
 		return fd;
 	h = fcntl(fd, F_DUPFD_CLOEXEC, SETNS_FD_MIN);
 	close(fd);
@@ -576,12 +579,13 @@ static int setns_open_cgroups(struct setns_plan *p, char *why, size_t size)
 		if (strstr(c2 + 1, "/..") || c2[1] != '/')
 			continue;
 		cgroup_dir(c1 + 1, c2 + 1, dir, sizeof(dir));
-		if (access(dir, F_OK) < 0) {
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+		fd = open(procs, O_WRONLY | O_CLOEXEC);
+		/* No such directory here (every cgroup has cgroup.procs). */
+		if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {
 			LOG_DEBUG("setns: cgroup %s is not mounted here: not joined", dir);
 			continue;
 		}
-		snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
-		fd = open(procs, O_WRONLY | O_CLOEXEC);
 		if (fd < 0) {
 			snprintf(why, size, "cannot join cgroup %.300s: %s", dir, strerror(errno));
 			ret = -errno;
@@ -645,54 +649,18 @@ static void __attribute__((noreturn)) child_die(const char *what, int e)
 	_exit(127);
 }
 
-/* In the forked child (async-signal-safe calls only): steps 1-5 above. */
-static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out)
+/*
+ * Step 5, in the agent's process (async-signal-safe calls only): the
+ * target's capabilities, groups and ids, then the exec. Never returns.
+ * Runs in a child that shares the memory of the process that made it
+ * (setns_child): it writes nothing there but its own stack, and that
+ * process is suspended until the exec.
+ */
+static int __attribute__((noreturn)) setns_agent(void *arg)
 {
+	struct setns_plan *p = arg;
 	sigset_t none;
-	pid_t pid, waiter;
-	int status, devnull;
 
-	/* A copy of the master (its memory, its fds) about to enter the
-	 * container: no process there may read it (the master is not
-	 * dumpable either, unless MITOGEN_DUMPABLE=1 asked). */
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
-	out = fcntl(out, F_DUPFD, SETNS_FD_MIN);
-	devnull = open("/dev/null", O_RDONLY);
-	if (chan < 0 || out < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0 || dup2(chan, 3) < 0)
-		_exit(127);
-	/* Nothing of ours but fd 3 reaches the agent (ours above 3 are kept
-	 * open until the exec, no longer). */
-	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
-	for (size_t i = 0; i < p->ncg; i++)
-		if (write(p->cg[i], "0", 1) != 1)
-			child_die("joining the target's cgroup", errno);
-	for (size_t i = 0; i < SETNS_NS_N; i++)
-		if (p->ns[i] >= 0 && setns(p->ns[i], setns_kinds[i].type) < 0)
-			child_die(setns_kinds[i].name, errno);
-	if (fchdir(p->root) < 0 || chroot(".") < 0)
-		child_die("chroot to the target's root", errno);
-	if (fchdir(p->cwd) < 0 && chdir("/") < 0)
-		child_die("chdir", errno);
-	pid = fork();
-	if (pid < 0)
-		child_die("fork", errno);
-	if (pid > 0) {
-		/* The waiter: holds nothing of the channel, ends with the agent. */
-		dup2(devnull, 3);
-		dup2(devnull, 1);
-		dup2(devnull, 2);
-		syscall(SYS_close_range, 3U, ~0U, 0U);
-		while (waitpid(pid, &status, 0) < 0)
-			if (errno != EINTR)
-				_exit(127);
-		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	}
-	/* The waiter as we see it (0: outside the pid namespace we entered). */
-	waiter = getppid();
 	/*
 	 * The target's capabilities, not ours: its bounding set (what root
 	 * keeps across the exec below: the container's own limit) and its
@@ -715,15 +683,92 @@ static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan
 	for (int cap = 0; cap < 64; cap++)
 		if (p->capamb & (1ULL << cap))
 			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
-	/* After the credentials change (which clears it): die with the waiter. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != waiter)
-		_exit(127);
 	if (setns_drop_dac() < 0)
 		child_die("dropping CAP_DAC_OVERRIDE for the exec", errno);
+	/* Every signal was blocked for the clone (no handler of the master's
+	 * runs here while we share that memory); the agent starts with none
+	 * blocked, as before. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	syscall(SYS_execveat, p->img, "", (char *const[]){ p->argv0, NULL }, p->env,
 		AT_EMPTY_PATH);
 	child_die("exec", errno);
+}
+
+/* The agent's stack while it shares the forked child's memory (setns_agent). */
+#define SETNS_AGENT_STACK (64 * 1024)
+
+/* In the forked child (async-signal-safe calls only): steps 1-5 above;
+ * the agent's pid to pidw. */
+static void __attribute__((noreturn)) setns_child(struct setns_plan *p, int chan, int out,
+						  int pidw)
+{
+	sigset_t none, all;
+	pid_t pid;
+	int devnull;
+	void *stack;
+
+	/* A copy of the master (its memory, its fds) about to enter the
+	 * container: no process there may read it (the master is not
+	 * dumpable either, unless MITOGEN_DUMPABLE=1 asked). */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	sigemptyset(&none);
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	chan = fcntl(chan, F_DUPFD, SETNS_FD_MIN);
+	out = fcntl(out, F_DUPFD, SETNS_FD_MIN);
+	devnull = open("/dev/null", O_RDONLY);
+	if (chan < 0 || out < 0 || devnull < 0 || dup2(devnull, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0 || dup2(chan, 3) < 0)
+		_exit(127);
+	/* Nothing of ours but fd 3 reaches the agent (ours above 3 are kept
+	 * open until the exec, no longer). */
+	syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
+	for (size_t i = 0; i < p->ncg; i++)
+		if (write(p->cg[i], "0", 1) != 1)
+			child_die("joining the target's cgroup", errno);
+	for (size_t i = 0; i < SETNS_NS_N; i++)
+		if (p->ns[i] >= 0 && setns(p->ns[i], setns_kinds[i].type) < 0)
+			child_die(setns_kinds[i].name, errno);
+	if (fchdir(p->root) < 0 || chroot(".") < 0)
+		child_die("chroot to the target's root", errno);
+	if (fchdir(p->cwd) < 0 && chdir("/") < 0)
+		child_die("chdir", errno);
+	/*
+	 * The agent's process: a child (a pid and a time namespace apply to
+	 * children only), made the parent's child (CLONE_PARENT): the parent
+	 * watches it, reaps it and has its status directly, as a local
+	 * child's, and no waiter stands between them (one more process to
+	 * wake and end at every context's end, holding a copy of the
+	 * master's memory the while). It shares our memory until its exec, as
+	 * posix_spawn's child does (CLONE_VM | CLONE_VFORK, on a stack of its
+	 * own, every signal blocked so that no handler of the master's runs
+	 * on it): no copy of the master's memory is made for it, none torn
+	 * down at its exec, and we are suspended until it has exec'd or
+	 * failed. A time namespace is then entered at the exec (Linux 6.0
+	 * on); older kernels refuse CLONE_VM across one (EINVAL): a copy
+	 * there. Our exit signal is the parent's SIGCHLD, and so is its.
+	 */
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	pid = -1;
+	errno = EINVAL;
+	stack = mmap(NULL, SETNS_AGENT_STACK, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack != MAP_FAILED) {
+		pid = clone(setns_agent, (char *)stack + SETNS_AGENT_STACK,
+			    CLONE_VM | CLONE_VFORK | CLONE_PARENT, p);
+		if (pid < 0 && errno == EINVAL)
+			pid = clone(setns_agent, (char *)stack + SETNS_AGENT_STACK, CLONE_PARENT,
+				    p);
+	}
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (pid < 0)
+		child_die("starting the agent's process", errno);
+	/* Its pid (as the parent sees it: we are in the parent's pid
+	 * namespace) to the parent, which reaps us once the start is done. */
+	if (write(pidw, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		_exit(127);
+	_exit(0);
 }
 
 struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
@@ -734,8 +779,8 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	struct mg_context *ctx;
 	struct start st;
 	char name[96], why[512], path[64], *sb_env = NULL;
-	pid_t pid;
-	int ret, img = -1;
+	pid_t pid, agent = -1;
+	int ret, img = -1, pidp[2] = { -1, -1 };
 	bool cached = false;
 
 	for (size_t i = 0; i < SETNS_NS_N; i++)
@@ -798,23 +843,68 @@ struct mg_context *setns_start(struct mg_router *r, const struct ctr_opts *co,
 	}
 	p.capdrop = setns_our_bounding() & ~p.capbnd;
 	snprintf(p.argv0, sizeof(p.argv0), "mitogen:%s", st.namebuf);
-	pid = fork();
-	if (pid < 0) {
+	if (pipe2(pidp, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
 		error_set(err, MG_ERR_STREAM, errno, "%s: fork: %s", st.namebuf, strerror(errno));
 		goto fail;
 	}
 	if (pid == 0)
-		setns_child(&p, st.sv[1], st.out[1]);
+		setns_child(&p, st.sv[1], st.out[1], fd_high(pidp[1]));
+	close(pidp[1]);
+	pidp[1] = -1;
 	p.img = -1;
 	plan_free(&p);
 	free(sb_env);
-	ctx = start_finish(&st, pid, err);
+	/*
+	 * The agent is our child (setns_child): watch it from here on. The
+	 * forked child says its pid once the agent has exec'd (or failed)
+	 * and ends; when it ends without saying (it failed before: its
+	 * status and stderr say why), it is the one watched.
+	 */
+	{
+		/* Bounded as the greeting is: a container frozen (podman
+		 * pause) while we join it must not hold us for ever. */
+		struct pollfd pf = { .fd = pidp[0], .events = POLLIN };
+		double limit = st.connect_timeout;
+		int n;
+
+		while ((n = poll(&pf, 1, (int)(limit * 1000))) < 0 && errno == EINTR)
+			;
+		if (n == 1)
+			while (read(pidp[0], &agent, sizeof(agent)) < 0 && errno == EINTR)
+				;
+		close(pidp[0]);
+		pidp[0] = -1;
+		if (n == 0) {
+			/* Not started: the forked child is killed and reaped
+			 * as a start that did not answer (start_finish). */
+			st.connect_timeout = 0.001;
+			ctx = start_finish(&st, pid, err);
+			mg_context_unref(ctx);
+			error_set(err, MG_ERR_STREAM, ETIMEDOUT,
+				  "%s: process %d: its namespaces and cgroups were not entered "
+				  "within %.1f s (is the container frozen?)", st.namebuf,
+				  (int)p.target, limit);
+			setns_image_put(img, cached);
+			errno = ETIMEDOUT;
+			return NULL;
+		}
+	}
+	ctx = start_finish(&st, agent > 0 ? agent : pid, err);
+	/* It has ended by now (it ended right after saying the pid): reaped
+	 * here, after the start rather than on its way. */
+	if (agent > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
 	/* It has run the image (it said hello), or it is gone: it may read
 	 * its own image now, for the contexts it starts; its dumpability
 	 * was decided at the exec. */
 	setns_image_put(img, cached);
 	return ctx;
 fail:
+	if (pidp[0] >= 0)
+		close(pidp[0]);
+	if (pidp[1] >= 0)
+		close(pidp[1]);
 	if (img >= 0) {
 		p.img = -1;
 		setns_image_put(img, cached);

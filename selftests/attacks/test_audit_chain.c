@@ -998,6 +998,105 @@ static void test_claimed_text_stays_claimed(void **state)
 	unlink(path);
 }
 
+/* The string value of key (as "key":"...") in text, into buf. */
+static void json_str_of(const char *text, const char *key, char *buf, size_t size)
+{
+	char pat[64];
+	const char *p;
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	p = strstr(text, pat);
+	assert_non_null(p);
+	p += strlen(pat);
+	n = strcspn(p, "\"");
+	assert_true(n < size);
+	snprintf(buf, size, "%.*s", (int)n, p);
+}
+
+/* verify LOG against MASTER with the agent's and the master's keys. */
+static void verify_pair(const char *master, const char *log, const char *vkey,
+			struct toolrun *r)
+{
+	struct toolrun k = { 0 };
+	char mkey[TLOG_VKEY_MAX];
+
+	TOOLRUN(&k, "audit", "keys");
+	assert_int_equal(k.exit_code, 0);
+	snprintf(mkey, sizeof(mkey), "%.*s", (int)strcspn(k.out, "\n"), k.out);
+	toolrun_free(&k);
+	TOOLRUN(r, "audit", "verify", "--key", vkey, "--key", mkey, master, log);
+	printf("# verify: exit %d: %.*s\n", r->exit_code, (int)strcspn(r->out, "\n"), r->out);
+}
+
+/*
+ * The last batch of a short-lived audited context: the records of its
+ * calls still queued when it is told to end are written at its end,
+ * together with its final checkpoint (agent/audit.c agent_audit_close:
+ * the records, then the checkpoint that covers them, in one write to its
+ * log and one message up; before, the writer wrote the batch with a
+ * checkpoint of its own and the broker thread then signed the final one).
+ * The attack: the target cuts those records from its log (with the
+ * checkpoint after them, leaving a consistent prefix: as far as the log
+ * says, the calls never ran), or rewrites one. The master holds the final
+ * checkpoint, which must cover every record: verify says the log was
+ * truncated after record 0 (only record 0, whose log it is, is left), or
+ * names the record that changed. A final checkpoint signed before the
+ * last records were chained, or not sent up, lets both through (checked
+ * by moving the signature before the records: verify then passed both).
+ */
+static void test_last_batch_covered(void **state)
+{
+	MG_OPTS(mg_local_opts, lo, .audit = true);
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = router;
+	struct mg_context *ctx;
+	char path[PATH_MAX + 32], log[PATH_MAX + 32], src[PATH_MAX], vkey[TLOG_VKEY_MAX];
+	char *text, *p;
+	struct toolrun v = { 0 };
+	struct lines l;
+	int i;
+
+	assert_non_null(r);
+	snprintf(path, sizeof(path), "%s/lastbatch.jsonl", dir);
+	snprintf(log, sizeof(log), "%s/lastbatch.log", dir);
+	assert_int_equal(mg_router_audit_to_file(r, path, &err), 0);
+	ctx = must(mg_local(r, &lo, &err), &err);
+	call_ok(ctx, "mg.getpid", NULL);
+	call_ok(ctx, "mg.getuid", NULL);
+	call_ok(ctx, "mg.getpid", NULL);
+	/* At once: the three records are (most likely) still queued. */
+	finish(ctx);
+	close_file(r);
+	text = slurp(path, NULL);
+	/* Every record is in the master's file when the context has ended,
+	 * and the agent's final checkpoint after them. */
+	assert_int_equal(count_of(text, "\"function\":\"mg.getpid\""), 2);
+	assert_int_equal(count_of(text, "\"function\":\"mg.getuid\""), 1);
+	p = strstr(text, "\\nfinal\\n");
+	assert_non_null(p);
+	assert_true(p > strstr(text, ",\"index\":3,"));
+	json_str_of(text, "file", src, sizeof(src));
+	json_str_of(text, "vkey", vkey, sizeof(vkey));
+	free(text);
+	take(src, log);
+	verify_pair(path, log, vkey, &v);
+	assert_int_equal(v.exit_code, 0);
+	toolrun_free(&v);
+
+	/* Cut: records 1-3 and the final checkpoint gone from the log. */
+	split_lines(log, &l);
+	i = line_of(&l, 1);
+	assert_true(i > 0);
+	for (size_t k = (size_t)i; k < l.n; k++)
+		l.v[k] = NULL;
+	join_lines(log, &l);
+	verify_pair(path, log, vkey, &v);
+	assert_int_equal(v.exit_code, 1);
+	assert_non_null(strstr(v.out, "truncated after record 0"));
+	toolrun_free(&v);
+}
+
 static int group_setup(void **state)
 {
 	char env[PATH_MAX + 32];
@@ -1046,6 +1145,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_denials_in_master_chain),
 		cmocka_unit_test(test_denial_flood_bounded),
 		cmocka_unit_test(test_claimed_text_stays_claimed),
+		cmocka_unit_test(test_last_batch_covered),
 	};
 
 	mg_main(argc, argv);

@@ -6,12 +6,16 @@
  * own containers (mgtest-PID-...) and removes them.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "selftests/containers/ctr.h"
 
@@ -658,16 +662,19 @@ static void slurp(const char *path, char *buf, size_t size)
 	fclose(f);
 }
 
-/* The agent's pid on the host: the only child of the setns waiter. */
+/* The agent's pid on the host: the context's own process (setns.c makes
+ * it our child), running the image's sealed copy. */
 static pid_t agent_of(struct mg_context *ctx)
 {
-	char path[96], buf[64];
+	char path[64], link[128];
+	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)mg_context_pid(ctx),
-		 (int)mg_context_pid(ctx));
-	slurp(path, buf, sizeof(buf));
-	assert_true(atoi(buf) > 0);
-	return (pid_t)atoi(buf);
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)mg_context_pid(ctx));
+	n = readlink(path, link, sizeof(link) - 1);
+	assert_true(n > 0);
+	link[n] = '\0';
+	assert_non_null(strstr(link, "memfd:mitogen"));
+	return mg_context_pid(ctx);
 }
 
 static void test_setns_podman(void **state)
@@ -748,6 +755,167 @@ static void test_setns_pid_and_errors(void **state)
 	assert_non_null(strstr(err.message, "kind 'rkt'"));
 }
 
+/* The holder of test_setns_time_namespace: a time namespace of its own
+ * (boot time 10^6 s later), a child in it that says its pid and waits. */
+static void __attribute__((noreturn)) timens_holder(int wfd)
+{
+	static const char off[] = "boottime 1000000 0";
+	pid_t t;
+	int fd;
+
+	if (unshare(CLONE_NEWTIME) < 0)
+		_exit(2);
+	/* Before any process is in it (after, the kernel refuses). */
+	fd = open("/proc/self/timens_offsets", O_WRONLY);
+	if (fd < 0 || write(fd, off, sizeof(off) - 1) != (ssize_t)(sizeof(off) - 1))
+		_exit(3);
+	close(fd);
+	t = fork();
+	if (t == 0) {
+		t = getpid();
+		if (write(wfd, &t, sizeof(t)) != (ssize_t)sizeof(t))
+			_exit(4);
+		for (;;)
+			pause();
+	}
+	close(wfd);
+	waitpid(t, NULL, 0);
+	_exit(0);
+}
+
+/*
+ * A target in a time namespace (one made here; podman makes none). The
+ * agent's process shares the waiter's memory until its exec (setns.c):
+ * since Linux 6.0 the kernel moves it into the time namespace at that
+ * exec; older kernels refuse CLONE_VM across a time namespace and setns.c
+ * forks it instead. Either way the agent must land in it: its time
+ * namespace is the target's and it sees the target's boot time, 10^6 s
+ * ahead of ours.
+ */
+static void test_setns_time_namespace(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	struct ctr_run res;
+	char a[128], b[128];
+	pid_t holder, target = 0, agent;
+	int pfd[2];
+
+	if (access("/proc/self/ns/time", F_OK) < 0) {
+		fprintf(stderr, "# skip: no time namespaces in this kernel\n");
+		skip();
+	}
+	assert_int_equal(pipe(pfd), 0);
+	holder = fork();
+	assert_true(holder >= 0);
+	if (holder == 0) {
+		close(pfd[0]);
+		timens_holder(pfd[1]);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &target, sizeof(target)), (ssize_t)sizeof(target));
+	close(pfd[0]);
+	MG_OPTS(mg_setns_opts, o, .pid = target);
+	ctx = mg_setns(router, &o, &err);
+	if (ctx) {
+		agent = agent_of(ctx);
+		ns_link(target, "time", a, sizeof(a));
+		ns_link(agent, "time", b, sizeof(b));
+		assert_string_equal(a, b);
+		ns_link(getpid(), "time", b, sizeof(b));
+		assert_string_not_equal(a, b);
+		ctr_run_sh(ctx, "cut -d. -f1 /proc/uptime", NULL, &res);
+		fprintf(stderr, "# uptime in the context: %s", res.out);
+		assert_true(atol(res.out) >= 1000000);
+		finish(ctx);
+	} else {
+		fprintf(stderr, "# %s\n", err.message);
+	}
+	kill(target, SIGKILL);
+	assert_int_equal(waitpid(holder, NULL, 0), holder);
+	assert_non_null(ctx);
+}
+
+/* How many processes are in pid's pids cgroup, once it is down to want
+ * (or 60 s have gone by: then what it is). */
+static int ctr_procs_settle(pid_t pid, int want)
+{
+	char path[64], line[1024], procs[1200] = "";
+	double end = mg_test_now() + 60;
+	FILE *f;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char *c = strstr(line, ":pids:");
+
+		if (c) {
+			c[strcspn(c, "\n")] = '\0';
+			snprintf(procs, sizeof(procs), "/sys/fs/cgroup/pids%s/cgroup.procs", c + 6);
+		}
+	}
+	fclose(f);
+	if (!*procs) {
+		fprintf(stderr, "# no pids hierarchy here: not counted\n");
+		return want;
+	}
+	do {
+		f = fopen(procs, "r");
+		assert_non_null(f);
+		for (n = 0; fgets(line, sizeof(line), f);)
+			n++;
+		fclose(f);
+		if (n == want)
+			break;
+		usleep(50000);
+	} while (mg_test_now() < end);
+	return n;
+}
+
+/*
+ * A container paused (podman pause: its cgroup frozen) when a setns
+ * context is started into it: the process that joins its cgroups is
+ * frozen there. mg_setns must fail with a timeout naming the target,
+ * within the connect timeout, not wait for ever (with the agent's pid
+ * read from that process without a bound, it hung until the container
+ * was unpaused); and once the container runs again, nothing of ours is
+ * left behind in it.
+ */
+static void test_setns_paused_container(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_context *ctx;
+	char cmd[256];
+	const char *name;
+	double t0;
+
+	NEED_PODMAN();
+	name = start_ctr("paused", image, NULL);
+	MG_OPTS(mg_local_opts, lo, .connect_timeout = 3);
+	MG_OPTS(mg_setns_opts, o, .local = &lo, .pid = ctr_pid(name));
+	snprintf(cmd, sizeof(cmd), "podman pause %s >/dev/null 2>&1", name);
+	assert_int_equal(system(cmd), 0);
+	t0 = mg_test_now();
+	ctx = mg_setns(router, &o, &err);
+	fprintf(stderr, "# after %.1f s: %s\n", mg_test_now() - t0, err.message);
+	snprintf(cmd, sizeof(cmd), "podman unpause %s >/dev/null 2>&1", name);
+	assert_int_equal(system(cmd), 0);
+	assert_null(ctx);
+	assert_true(mg_test_now() - t0 >= 3.0);
+	assert_int_equal(err.kind, MG_ERR_STREAM);
+	assert_int_equal(err.errnum, ETIMEDOUT);
+	assert_non_null(strstr(err.message, "setns.pid"));
+	/* Running again: the frozen process of ours got its SIGKILL and is
+	 * gone from the container's cgroup (its init alone is left). */
+	assert_int_equal(ctr_procs_settle(ctr_pid(name), 1), 1);
+	/* And a context starts and works. */
+	MG_OPTS(mg_setns_opts, o2, .pid = ctr_pid(name));
+	ctx = must(mg_setns(router, &o2, &err), &err);
+	finish(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	mg_main(argc, argv);
@@ -769,6 +937,8 @@ int main(int argc, char **argv)
 		CTR_TEST(test_tool_targets),
 		CTR_TEST(test_setns_podman),
 		CTR_TEST(test_setns_pid_and_errors),
+		CTR_TEST(test_setns_time_namespace),
+		CTR_TEST(test_setns_paused_container),
 		/* last: it marks this process's podman as one without --preserve-fds */
 		CTR_TEST(test_podman_old_no_preserve_fds),
 	};
