@@ -570,6 +570,42 @@ static pid_t find_hop(const char *name, pid_t tool)
 }
 
 /*
+ * -t target running the marks; hop (argv[0] mitogen:HOP) is killed
+ * (SIGKILL: it can do nothing about it); the marks end all the same, the
+ * tool exits 254 (connection lost, docs/tool.md). hopcg (or NULL): the
+ * hop's cgroup directory, with %d for its pid: made before, gone after.
+ */
+static void hop_killed_case(const char *target, const char *hop_name, const char *hopcg_fmt)
+{
+	const char *args[40];
+	char hopcg[PATH_MAX + 32] = "";
+	struct marks m;
+	pid_t pid, hop;
+	int st;
+
+	marks_make(&m);
+	run_args(args, NULL, NULL, target, m.cmd);
+	pid = tool_start(args, NULL);
+	assert_true(marked_up(&m, pid));
+	hop = find_hop(hop_name, pid);
+	assert_true(hop > 0);
+	if (hopcg_fmt) {
+		snprintf(hopcg, sizeof(hopcg), hopcg_fmt, (int)hop);
+		if (access(hopcg, F_OK) < 0)
+			fail_msg("the command runs, but %s was not made", hopcg);
+	}
+	assert_int_equal(kill(hop, SIGKILL), 0);
+	assert_gone(&m);
+	st = tool_wait(pid);
+	fprintf(stderr, "# %s killed: tool wait status %#x\n", hop_name, st);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 254);
+	if (hopcg[0] && access(hopcg, F_OK) == 0)
+		fail_msg("%s was left behind", hopcg);
+	assert_tmp_empty();
+}
+
+/*
  * -t local: the agent is killed (SIGKILL) while its command runs. It can
  * do nothing; its cgroup, which its command was born in, is ended by the
  * tool's library when it reaps the agent (mg.run_stream's commands were
@@ -579,60 +615,23 @@ static pid_t find_hop(const char *name, pid_t tool)
  */
 static void test_first_hop_killed(void **state)
 {
-	const char *args[40];
-	char cg[PATH_MAX], hopcg[PATH_MAX + 32];
-	struct marks m;
-	pid_t pid, hop;
-	int st;
+	char cg[PATH_MAX], fmt[PATH_MAX + 32];
 
 	own_cgroup(cg, sizeof(cg));
-	snprintf(hopcg, sizeof(hopcg), "%s/mg.test", cg);
-	if (!cg[0] || mkdir(hopcg, 0755) < 0 || rmdir(hopcg) < 0) {
+	snprintf(fmt, sizeof(fmt), "%s/mg.test", cg);
+	if (!cg[0] || mkdir(fmt, 0755) < 0 || rmdir(fmt) < 0) {
 		fprintf(stderr, "# skip: no writable cgroup v2 here: the uncovered case\n");
 		skip();
 	}
-	marks_make(&m);
-	run_args(args, NULL, NULL, "local", m.cmd);
-	pid = tool_start(args, NULL);
-	assert_true(marked_up(&m, pid));
-	hop = find_hop("t0.local", pid);
-	assert_true(hop > 0);
-	snprintf(hopcg, sizeof(hopcg), "%s/mg.%d", cg, (int)hop);
-	if (access(hopcg, F_OK) < 0)
-		fail_msg("the command runs, but %s was not made", hopcg);
-	assert_int_equal(kill(hop, SIGKILL), 0);
-	assert_gone(&m);
-	st = tool_wait(pid);
-	fprintf(stderr, "# first hop killed: tool wait status %#x\n", st);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 254);	/* connection lost (docs/tool.md) */
-	if (access(hopcg, F_OK) == 0)
-		fail_msg("%s was left behind", hopcg);
-	assert_tmp_empty();
+	snprintf(fmt, sizeof(fmt), "%s/mg.%%d", cg);
+	hop_killed_case("local", "t0.local", fmt);
 }
 
-/* local/local/local: the middle hop is killed (SIGKILL: it can do nothing
- * about it) mid-call; the last hop's command goes all the same. */
+/* local/local/local: the middle hop is killed mid-call; the last hop's
+ * command goes all the same. */
 static void test_middle_hop_killed(void **state)
 {
-	const char *args[40];
-	struct marks m;
-	pid_t pid, mid;
-	int st;
-
-	marks_make(&m);
-	run_args(args, NULL, NULL, "local/local/local", m.cmd);
-	pid = tool_start(args, NULL);
-	assert_true(marked_up(&m, pid));
-	mid = find_hop("t0.local1", pid);
-	assert_true(mid > 0);
-	assert_int_equal(kill(mid, SIGKILL), 0);
-	assert_gone(&m);
-	st = tool_wait(pid);
-	fprintf(stderr, "# middle hop killed: tool wait status %#x\n", st);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 254);	/* connection lost (docs/tool.md) */
-	assert_tmp_empty();
+	hop_killed_case("local/local/local", "t0.local1", NULL);
 }
 
 /*
