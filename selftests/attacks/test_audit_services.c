@@ -44,6 +44,7 @@
 #include <mitogen/service.h>
 
 #include "selftests/lib/harness.h"
+#include "selftests/tools/toolrun.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -75,27 +76,6 @@ static uint32_t finish(struct mg_context *c)
 	return id;
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, k;
-
-	assert_non_null(f);
-	do {
-		if (n + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		k = fread(buf + n, 1, cap - n - 1, f);
-		n += k;
-	} while (k);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
-
 /*
  * The record line of the master's file for ctx serving function (the
  * n-th such, from 0), copied into line; false when there is none (for
@@ -103,7 +83,7 @@ static char *slurp(const char *path)
  */
 static bool find_record(uint32_t ctx, const char *function, int nth, char *line, size_t size)
 {
-	char *text = slurp(audit_path), *p = text, fn[160], id[48];
+	char *text = toolrun_slurp(audit_path), *p = text, fn[160], id[48];
 	bool found = false;
 
 	snprintf(fn, sizeof(fn), "\"function\":\"%s\"", function);
