@@ -100,6 +100,24 @@ const char *mg_call_function(const struct mg_call *call)
 	return call ? call->function : NULL;
 }
 
+int mg_call_audit_detail(struct mg_call *call, const char *key, struct mg_value *value)
+{
+	if (!call || !key || !*key || !value) {
+		mg_value_free(value);
+		return -EINVAL;
+	}
+	/* Kept only where it will be written. */
+	if (!call->router || !call->router->audited) {
+		mg_value_free(value);
+		return 0;
+	}
+	if (!call->audit_detail)
+		call->audit_detail = mg_map();
+	if (!call->audit_detail || mg_map_set(call->audit_detail, key, value) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 int mg_call_fail(struct mg_call *call, int errnum, const char *fmt, ...)
 {
 	va_list ap;
@@ -207,7 +225,10 @@ reply:
 	/* After the reply: the caller does not wait for the record. */
 	if (r->audited)
 		agent_audit_call(r, msg, call.function, req && req->type == MG_LIST && req->len == 2 ?
-				 &req->items[1] : NULL, failed ? call.message : NULL, start, end);
+				 &req->items[1] : NULL, failed ? call.message : NULL, start, end,
+				 call.audit_detail);
+	else
+		mg_value_free(call.audit_detail);
 	mg_value_free(req);
 }
 
@@ -641,8 +662,10 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 	}
 	LOG_DEBUG("shutting down");
 	profile_thread_stop();
-	if (r->audited)
+	if (r->audited) {
+		service_audit_running(r);
 		agent_audit_close(r);
+	}
 	/* While the broker runs: the log line goes up to the parent. */
 	agent_end_tree();
 	forward_off = true;

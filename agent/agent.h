@@ -55,22 +55,30 @@ struct mg_call {
 	bool failed;
 	int errnum;
 	char message[MG_ERROR_MSG_MAX];
+	struct mg_value *audit_detail;	/* mg_call_audit_detail's map, or NULL */
 };
 
 /* service.c: register the library's own services (files/) before BOOT. */
 void service_agent_init(void);
 /* service.c: serve CALL_SERVICE on r from now on. Returns 0 or -errno. */
 int service_start(struct mg_router *r);
+/* service.c, audited, at the end before agent_audit_close: a record for
+ * each method still running ("still running when the context ended"),
+ * so that what it did so far is in the trail. */
+void service_audit_running(struct mg_router *r);
 
 /* audit.c: decide from BOOT whether this context is audited (and if so
  * open syslog, before the sandbox); returns r->audited. */
 bool agent_audit_boot(struct mg_router *r, const struct mg_value *boot);
 /* CLOCK_MONOTONIC in ns: a call's start and end, for agent_audit_call. */
 uint64_t agent_audit_now(void);
-/* Record a served call (error: NULL when it succeeded). */
+/* Record a served call (error: NULL when it succeeded; detail: the
+ * call's mg_call_audit_detail map or NULL, taken). Thread-safe: exported
+ * functions are recorded from the main thread, service methods from
+ * their workers. */
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
 		      const struct mg_value *args, const char *error, uint64_t start_ns,
-		      uint64_t end_ns);
+		      uint64_t end_ns, struct mg_value *detail);
 
 /* audit.c: the agent is ending: a final checkpoint of its audit log,
  * written there and sent up while the parent stream is still open. */

@@ -110,6 +110,7 @@ static struct {
 struct audit_pending {
 	struct audit_pending *next;
 	struct mg_value *argv;		/* mg.run's, redacted, or NULL */
+	struct mg_value *detail;	/* mg_call_audit_detail's map, or NULL */
 	struct timespec queued;		/* CLOCK_REALTIME, when queued */
 	uint64_t queued_ns, start_ns, end_ns;
 	uint32_t src_id, auth_id;
@@ -400,6 +401,10 @@ static bool rec_json(struct jbuf *b, struct audit_pending *p)
 		JB_LIT(b, ",\"argv\":");
 		jb_value(b, p->argv);
 	}
+	if (p->detail) {
+		JB_LIT(b, ",\"detail\":");
+		jb_value(b, p->detail);
+	}
 	JB_LIT(b, ",\"status\":");
 	jb_str(b, p->error ? "error" : "ok");
 	if (p->error) {
@@ -411,6 +416,8 @@ static bool rec_json(struct jbuf *b, struct audit_pending *p)
 	JB_LIT(b, "}");
 	mg_value_free(p->argv);
 	p->argv = NULL;
+	mg_value_free(p->detail);
+	p->detail = NULL;
 	return !b->nomem;
 }
 
@@ -601,6 +608,7 @@ static void alog_open(void)
 		struct audit_pending *next = pend.head->next;
 
 		mg_value_free(pend.head->argv);
+		mg_value_free(pend.head->detail);
 		free(pend.head);
 		pend.head = next;
 	}
@@ -1130,7 +1138,7 @@ static void audit_sync(struct mg_router *r)
 
 void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const char *function,
 		      const struct mg_value *args, const char *error, uint64_t start_ns,
-		      uint64_t end_ns)
+		      uint64_t end_ns, struct mg_value *detail)
 {
 	size_t flen = strlen(function ? function : ""), elen = error ? strlen(error) : 0;
 	struct audit_pending *p;
@@ -1144,10 +1152,13 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 	}
 	/* Only what the call leaves, here: the map is the writer's work. */
 	p = malloc(sizeof(*p) + flen + 1 + elen + 1);
-	if (!p)
+	if (!p) {
+		mg_value_free(detail);
 		return;
+	}
 	*p = (struct audit_pending){ .start_ns = start_ns, .end_ns = end_ns,
-				     .src_id = msg->meta.src_id, .auth_id = msg->meta.auth_id };
+				     .src_id = msg->meta.src_id, .auth_id = msg->meta.auth_id,
+				     .detail = detail };
 	memcpy(p->text, function ? function : "", flen + 1);
 	if (error) {
 		p->error = p->text + flen + 1;
@@ -1162,6 +1173,11 @@ void agent_audit_call(struct mg_router *r, const struct mg_message *msg, const c
 			p->argv = argv_redacted(&args->items[0]);
 		else if (!strcmp(function, "mg.run_stream") && args->len >= 2)
 			p->argv = argv_redacted(&args->items[1]);
+		/* A command run through fakessh is a command line as mg.run's:
+		 * the shell's argv, as the service ran it. */
+		else if (!strcmp(function, "mg.fakessh.exec") && args->len >= 1 &&
+			 args->items[0].type == MG_STR)
+			p->argv = MG_LIST(mg_str("sh"), mg_str("-c"), mg_str(args->items[0].str));
 	}
 	clock_gettime(CLOCK_REALTIME, &p->queued);
 	p->queued_ns = agent_audit_now();

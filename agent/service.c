@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,12 +131,16 @@ struct job {
 	struct mg_value *req;		/* [service, method, args] */
 	const struct mg_service_method *m;
 	void *userdata;
+	uint64_t start_ns;		/* audited: when its method started */
+	bool recorded;			/* its audit record is queued (pool_lock) */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 static struct job *queue_head, *queue_tail;
 static size_t queued, idle, nworkers;
+/* The job each worker is running (pool_lock): service_audit_running. */
+static struct job *running[MG_SERVICE_WORKERS];
 
 static void service_reply_error(struct mg_router *r, const struct mg_message *msg,
 				const char *fn, int errnum, const char *fmt, ...)
@@ -158,33 +163,82 @@ static void service_reply_error(struct mg_router *r, const struct mg_message *ms
 						fn, text));
 }
 
+/* Its record, once: by its worker or by service_audit_running. */
+static bool job_take_record(struct job *j)
+{
+	bool mine;
+
+	pthread_mutex_lock(&pool_lock);
+	mine = !j->recorded;
+	j->recorded = true;
+	pthread_mutex_unlock(&pool_lock);
+	return mine;
+}
+
+/*
+ * Why every method is recorded in an audited context, as CALL_FUNCTION
+ * is (agent.c): a method acts with this context's privileges (mg.files
+ * writes and reads files, mg.fakessh runs a shell command), so a trail
+ * that left them out would let a root file be written or a root command
+ * run with no record (selftests/attacks/test_audit_services.c). Named
+ * "SERVICE.METHOD". Queued just before the reply, not after as a
+ * function's: a caller told it is done may end this context at once, and
+ * the main thread closes the log at the end without waiting for us.
+ * (Queued is not written: the caller still never waits for the record.)
+ */
 static void job_run(struct job *j)
 {
 	const struct mg_value *svc = &j->req->items[0], *meth = &j->req->items[1];
 	struct mg_value *result = NULL;
 	char fn[MG_ERROR_NAME_MAX];
 	struct mg_call call = { .router = j->r, .msg = j->msg, .function = fn };
+	bool audited = j->r->audited;
 	int ret;
 
 	snprintf(fn, sizeof(fn), "%s.%s", svc->str, meth->str);
 	LOG_DEBUG("service call %s from context %u", fn, j->msg->meta.src_id);
 	ret = j->m->fn(&call, &j->req->items[2], &result, j->userdata);
+	if (ret < 0 && !call.failed)
+		snprintf(call.message, sizeof(call.message), "%s", strerror(-ret));
+	if (audited && job_take_record(j))
+		agent_audit_call(j->r, j->msg, fn, &j->req->items[2], ret < 0 ? call.message : NULL,
+				 j->start_ns, agent_audit_now(), call.audit_detail);
+	else
+		mg_value_free(call.audit_detail);
 	if (ret < 0) {
 		mg_value_free(result);
-		if (!call.failed)
-			snprintf(call.message, sizeof(call.message), "%s", strerror(-ret));
 		service_reply_error(j->r, j->msg, fn, call.failed ? call.errnum : -ret, "%s",
 				    call.message);
-		return;
-	}
-	if (j->msg->meta.reply_to)
+	} else if (j->msg->meta.reply_to) {
 		mg_message_reply(j->msg, j->r, result ? result : mg_nil());
-	else
+	} else {
 		mg_value_free(result);
+	}
+}
+
+void service_audit_running(struct mg_router *r)
+{
+	uint64_t now = agent_audit_now();
+
+	pthread_mutex_lock(&pool_lock);
+	for (size_t i = 0; i < MG_SERVICE_WORKERS; i++) {
+		struct job *j = running[i];
+		char fn[MG_ERROR_NAME_MAX];
+
+		if (!j || j->recorded)
+			continue;
+		j->recorded = true;
+		snprintf(fn, sizeof(fn), "%s.%s", j->req->items[0].str, j->req->items[1].str);
+		agent_audit_call(r, j->msg, fn, &j->req->items[2],
+				 "still running when the context ended", j->start_ns, now, NULL);
+	}
+	pthread_mutex_unlock(&pool_lock);
 }
 
 static void *worker_main(void *arg)
 {
+	size_t slot = (size_t)(uintptr_t)arg;
+
 	for (;;) {
 		struct job *j;
 
@@ -198,8 +252,13 @@ static void *worker_main(void *arg)
 		if (!queue_head)
 			queue_tail = NULL;
 		queued--;
+		j->start_ns = j->r->audited ? agent_audit_now() : 0;
+		running[slot] = j;
 		pthread_mutex_unlock(&pool_lock);
 		job_run(j);
+		pthread_mutex_lock(&pool_lock);
+		running[slot] = NULL;
+		pthread_mutex_unlock(&pool_lock);
 		mg_message_free(j->msg);
 		mg_value_free(j->req);
 		free(j);
@@ -224,7 +283,7 @@ static int pool_push(struct job *j)
 
 		pthread_attr_init(&a);
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &a, worker_main, NULL) == 0)
+		if (pthread_create(&t, &a, worker_main, (void *)(uintptr_t)nworkers) == 0)
 			nworkers++;
 		pthread_attr_destroy(&a);
 		if (!nworkers) {
@@ -246,6 +305,16 @@ out:
 }
 
 /* --- CALL_SERVICE ------------------------------------------------------- */
+
+/* A call that ended on the broker thread, before any method ran: its
+ * record, an error that took no time. */
+static void service_audit_now(struct mg_router *r, const struct mg_message *msg,
+			      const char *fn, const struct mg_value *args, const char *why)
+{
+	uint64_t now = agent_audit_now();
+
+	agent_audit_call(r, msg, fn, args, why, now, now, NULL);
+}
 
 /* Broker thread: check the request and its policy, then queue it. */
 static void on_call_service(struct mg_message *msg, void *userdata)
@@ -271,9 +340,15 @@ static void on_call_service(struct mg_message *msg, void *userdata)
 	snprintf(fn, sizeof(fn), "%s.%s", req->items[0].str, req->items[1].str);
 	m = service_find(req->items[0].str, req->items[1].str, &ud, &found_service);
 	if (!m) {
-		service_reply_error(r, msg, fn, ENOENT, found_service ?
-				    "service '%s' has no method '%s'" : "no service named '%s'%.0s",
-				    req->items[0].str, req->items[1].str);
+		char text[MG_ERROR_MSG_MAX];
+
+		snprintf(text, sizeof(text), found_service ? "service '%s' has no method '%s'" :
+			 "no service named '%s'%.0s", req->items[0].str, req->items[1].str);
+		service_reply_error(r, msg, fn, ENOENT, "%s", text);
+		/* Recorded as a function that is not there is (agent.c), for
+		 * the callers a method would have served. */
+		if (r->audited && mg_has_parent_authority(msg, NULL, NULL))
+			service_audit_now(r, msg, fn, &req->items[2], text);
 		goto out;
 	}
 	/* The method's own policy, on the auth_id the router verified. */
@@ -286,6 +361,8 @@ static void on_call_service(struct mg_message *msg, void *userdata)
 	why = service_check_args(m->args, &req->items[2]);
 	if (why) {
 		service_reply_error(r, msg, fn, EINVAL, "%s", why);
+		if (r->audited)
+			service_audit_now(r, msg, fn, &req->items[2], why);
 		goto out;
 	}
 	j = calloc(1, sizeof(*j));
@@ -296,9 +373,11 @@ static void on_call_service(struct mg_message *msg, void *userdata)
 	*j = (struct job){ .r = r, .msg = msg, .req = req, .m = m, .userdata = ud };
 	ret = pool_push(j);
 	if (ret < 0) {
+		why = ret == -EBUSY ? "service queue full" : "cannot start a worker";
 		free(j);
-		service_reply_error(r, msg, fn, -ret, ret == -EBUSY ? "service queue full" :
-				    "cannot start a worker");
+		service_reply_error(r, msg, fn, -ret, "%s", why);
+		if (r->audited)
+			service_audit_now(r, msg, fn, &req->items[2], why);
 		goto out;
 	}
 	return;

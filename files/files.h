@@ -81,6 +81,7 @@ struct writer {
 	const struct manifest *m;
 	int rootdir;		/* holds the root entry */
 	char *rootname;
+	bool into;		/* rootname is inside dest (dest a directory) */
 	bool preserve;
 	bool sync;		/* fsync each file before its rename, the directories after */
 	int mode;		/* 0: the source's */

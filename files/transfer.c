@@ -604,8 +604,8 @@ static int source_run(struct fanout *f, struct source *s)
 
 			while (fanout_live(h) && h->next < d.n &&
 			       h->sent + d.pos[h->next].len <= h->acked + h->window) {
-				const void *raw;
-				size_t rawlen;
+				const void *raw = NULL;
+				size_t rawlen = 0;
 
 				ret = source_data_get(&d, s, h->next, &raw, &rawlen, s->why,
 						      sizeof(s->why));
@@ -724,6 +724,35 @@ static void relay_up(struct mg_message *msg, void *arg)
 	mg_message_free(msg);
 }
 
+/*
+ * What an audited context's record of recv says beyond the digest of the
+ * plan (docs/audit.md): the path written here, as the writer resolved it
+ * (dest, or dest/NAME when dest is a directory), how many entries and
+ * data bytes it wrote, and how many contexts below it relayed to.
+ */
+static void files_recv_audit(struct mg_call *call, const struct writer *w, bool dest_here,
+			     const char *dest, size_t nbelow)
+{
+	if (dest_here) {
+		char *path = NULL;
+
+		if (w->into && w->rootname) {
+			size_t n = strlen(dest);
+
+			while (n > 0 && dest[n - 1] == '/')
+				n--;
+			if (asprintf(&path, "%.*s/%s", (int)n, dest, w->rootname) < 0)
+				path = NULL;
+		}
+		mg_call_audit_detail(call, "path", mg_str(path ? path : dest));
+		free(path);
+		mg_call_audit_detail(call, "entries", mg_int(w->m ? (int64_t)w->m->n : 0));
+		mg_call_audit_detail(call, "bytes", mg_int((int64_t)w->bytes));
+	}
+	if (nbelow)
+		mg_call_audit_detail(call, "relayed_to", mg_int((int64_t)nbelow));
+}
+
 static int files_recv(struct mg_call *call, const struct mg_value *args, struct mg_value **ret,
 		      void *ud)
 {
@@ -819,6 +848,7 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 		/* Our hops end their calls; their results are not waited for. */
 	}
 	relay_ack(&rl);
+	files_recv_audit(call, &w, dest_here, dest->str, nbelow);
 	res = fanout_results(&f);
 	if (dest_here) {
 		if (rl.lost && !w.error)
@@ -852,6 +882,8 @@ static int files_send(struct mg_call *call, const struct mg_value *args, struct 
 	char why[512];
 	int ret_;
 
+	/* An audited context's record says what was read (docs/audit.md). */
+	mg_call_audit_detail(call, "path", mg_str(path));
 	if (!cctx)
 		return mg_call_fail(call, ENOMEM, "out of memory");
 	ret_ = manifest_build(path, args->items[1].b, &m, why, sizeof(why));

@@ -206,6 +206,7 @@ int writer_prepare(struct writer *w, const struct manifest *m, const char *dest,
 		return w->error;
 	}
 	into = !exact && stat(dest, &st) == 0 && S_ISDIR(st.st_mode);
+	w->into = into;
 	if (into) {
 		w->rootdir = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		w->rootname = strdup(name);

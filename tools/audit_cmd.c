@@ -733,6 +733,21 @@ static int audit_show(int argc, char **argv)
 			for (uint32_t k = 0; k < a->len && n < sizeof(what); k++)
 				n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s", k ? " " : "",
 						      a->items[k].type == MG_STR ? a->items[k].str : "?");
+		} else if ((d = mg_map_get(rec, "detail")) && d->type == MG_MAP && d->len) {
+			/* What the method said it did: path=/etc/x bytes=6 */
+			for (uint32_t k = 0; k < d->len && n < sizeof(what); k++) {
+				const struct mg_value *kv = &d->items[2 * k], *vv = &d->items[2 * k + 1];
+
+				if (vv->type == MG_INT)
+					n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s=%lld",
+							      k ? " " : "", kv->type == MG_STR ?
+							      kv->str : "?", (long long)vv->i);
+				else
+					n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s=%s",
+							      k ? " " : "", kv->type == MG_STR ?
+							      kv->str : "?", vv->type == MG_STR ?
+							      vv->str : "?");
+			}
 		} else if ((d = mg_map_get(rec, "args_sha256")) && d->type == MG_STR) {
 			snprintf(what, sizeof(what), "%.16s...", d->str);
 		}

@@ -61,6 +61,17 @@ MG_API uint32_t mg_call_src_id(const struct mg_call *call);
 /* Name of the function being run. */
 MG_API const char *mg_call_function(const struct mg_call *call);
 /*
+ * Add key: value (value taken) to the audit record of the call being
+ * served, when this context is audited (README, Audit; docs/audit.md):
+ * the record gets a "detail" map of every pair added, after the digest of
+ * the arguments. For what the digest cannot tell an auditor: the path a
+ * method wrote or read, the command it ran. Secrets in value are written
+ * "<secret>". In a context that is not audited value is freed and nothing
+ * is kept. A key added twice keeps the last value. Returns 0, -EINVAL (no
+ * call, key or value), -ENOMEM.
+ */
+MG_API int mg_call_audit_detail(struct mg_call *call, const char *key, struct mg_value *value);
+/*
  * Record why the call failed (errnum may be 0) and return -errnum (-EIO
  * when 0): `return mg_call_fail(call, errno, "open %s", path);`
  */

@@ -91,7 +91,7 @@ int toolrun_teardown(void)
 	return 0;
 }
 
-static char *slurp(const char *path)
+char *toolrun_slurp(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	char *buf = NULL;
@@ -237,8 +237,8 @@ void toolrun(struct toolrun *r, const char *stdin_path, bool tty_stderr,
 		close(tty_copy);
 		close(master);
 	}
-	r->err_raw = slurp(err_path);
-	r->out = slurp(out_path);
+	r->err_raw = toolrun_slurp(err_path);
+	r->out = toolrun_slurp(out_path);
 	r->err = strip_log_lines(r->err_raw);
 }
 
@@ -297,7 +297,7 @@ char *toolrun_bg_stderr(void)
 	char path[PATH_MAX + 16];
 
 	snprintf(path, sizeof(path), "%s/bg-stderr", tmpdir);
-	return slurp(path);
+	return toolrun_slurp(path);
 }
 
 int toolrun_wait(pid_t pid, double timeout)

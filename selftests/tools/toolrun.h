@@ -55,6 +55,9 @@ pid_t toolrun_start(const char *const *args, int *ret_fd);
  * was read is appended to *buf (malloc'd, NUL-terminated). Returns true
  * when want came; want NULL: read to EOF, true when EOF came. */
 bool toolrun_read_until(int fd, char **buf, const char *want, double timeout);
+/* The whole of the file at path, NUL-terminated (malloc'd); the test
+ * fails when it cannot be read. */
+char *toolrun_slurp(const char *path);
 /* What the tool toolrun_start started wrote to stderr so far (malloc'd). */
 char *toolrun_bg_stderr(void);
 /* Wait for pid (killing it after timeout); its exit status. */
