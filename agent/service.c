@@ -266,6 +266,30 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A fork's child (mg_fork, which may now run on a worker: mg.via.start)
+ * has none of these threads: without this it would count the parent's
+ * workers as its own and queue its calls for none. The parent's queued
+ * jobs are the parent's; a lock another thread held stays held.
+ */
+static void pool_after_fork(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cfresh = PTHREAD_COND_INITIALIZER;
+
+	memcpy(&pool_lock, &fresh, sizeof(fresh));
+	memcpy(&pool_cond, &cfresh, sizeof(cfresh));
+	queue_head = queue_tail = NULL;
+	queued = idle = nworkers = 0;
+	/* The parent's jobs, not ours: nothing for service_audit_running. */
+	memset(running, 0, sizeof(running));
+}
+
+static void pool_after_fork_register(void)
+{
+	pthread_atfork(NULL, NULL, pool_after_fork);
+}
+
 /* Queue j; start a worker when none is idle and the pool is not full.
  * Returns 0 or -EBUSY (queue full), -ENOMEM. */
 static int pool_push(struct job *j)
@@ -388,6 +412,9 @@ out:
 
 void service_agent_init(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, pool_after_fork_register);
 	files_service_init();
 	fakessh_service_init();
 }

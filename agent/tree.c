@@ -60,6 +60,8 @@ struct pidset {
 };
 
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
+/* tree_spawn_begin .. tree_spawn_end, and tree_reap_orphans: not at once. */
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool term_begun;
 static bool term_signalled;		/* the SIGTERMs of term_begin went out */
 static double term_deadline;
@@ -581,6 +583,7 @@ void tree_reset_after_fork(void)
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 
 	memcpy(&tree_lock, &fresh, sizeof(fresh));
+	memcpy(&spawn_lock, &fresh, sizeof(fresh));
 	memcpy(&self_cg_lock, &fresh, sizeof(fresh));
 	self_cg[0] = '\0';	/* our parent may move us before BOOT */
 	term_begun = false;
@@ -799,6 +802,7 @@ void tree_end(struct tree_result *ret)
 
 void tree_reap_orphans(void)
 {
+	pthread_mutex_lock(&spawn_lock);
 	for (;;) {
 		siginfo_t si = { 0 };
 		pid_t ppid, sid, mysid = getsid(0);
@@ -806,7 +810,7 @@ void tree_reap_orphans(void)
 		bool theirs;
 
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid <= 0)
-			return;
+			break;
 		pthread_mutex_lock(&tree_lock);
 		theirs = pidset_has(&watched, si.si_pid);
 		pthread_mutex_unlock(&tree_lock);
@@ -817,9 +821,10 @@ void tree_reap_orphans(void)
 		 * of the command they came from, or one of their own.
 		 */
 		if (theirs || proc_stat(si.si_pid, &state, &ppid, &sid) < 0 || sid == mysid)
-			return;
+			break;
 		waitpid(si.si_pid, NULL, WNOHANG);
 	}
+	pthread_mutex_unlock(&spawn_lock);
 }
 
 /* --- in a parent --------------------------------------------------------------- */
@@ -829,6 +834,18 @@ void tree_child_watch(pid_t pid)
 	pthread_mutex_lock(&tree_lock);
 	pidset_add(&watched, pid, getpid());
 	pthread_mutex_unlock(&tree_lock);
+}
+
+void tree_spawn_begin(void)
+{
+	pthread_mutex_lock(&spawn_lock);
+}
+
+void tree_spawn_end(pid_t pid)
+{
+	if (pid > 0)
+		tree_child_watch(pid);
+	pthread_mutex_unlock(&spawn_lock);
 }
 
 void tree_child_kill(pid_t pid)

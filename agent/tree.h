@@ -107,6 +107,15 @@ void tree_reap_orphans(void);
 
 /* pid is our child and its owner reaps it (tree_reap_orphans leaves it). */
 void tree_child_watch(pid_t pid);
+/*
+ * Around starting a child that is in a session of its own from its first
+ * instant (a pty's program) and may exit before its owner could watch it:
+ * tree_reap_orphans waits from tree_spawn_begin until tree_spawn_end has
+ * watched pid (<= 0: none was started), so it never reaps a child a
+ * factory on another thread (mg.via.start) has just started.
+ */
+void tree_spawn_begin(void);
+void tree_spawn_end(pid_t pid);
 /* SIGKILL to the child and, in one step, to everything in its cgroup
  * (<our cgroup>/mg.<pid>, once it has made it). */
 void tree_child_kill(pid_t pid);

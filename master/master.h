@@ -59,7 +59,7 @@ struct mg_context *local_start(struct mg_router *r, const struct mg_local_opts *
 struct mg_context *fork_start(struct mg_router *r, const struct mg_fork_opts *opts,
 			      uint32_t id, const struct mg_value *sandbox,
 			      struct mg_error *err);
-/* Start a context through opts->via (mg._proxy_start there). */
+/* Start a context through opts->via (mg.via.start there). */
 struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 			     const struct mg_local_opts *opts, struct mg_error *err);
 /* Start a transport context (ssh, sudo...) through opts->via; topts (taken)
@@ -77,7 +77,8 @@ struct mg_context *method_from_value(const char *kind, struct mg_router *r,
 				     const struct mg_local_opts *lo, uint32_t id,
 				     const struct mg_value *sandbox, const struct mg_value *v,
 				     struct mg_error *err);
-/* Keeps master/via.o (and its exported mg._proxy_start) linked. */
+/* Offers the service mg.via (its start method) in this process; also
+ * keeps master/via.o (and its exported mg._proxy_start) linked. */
 void via_init(void);
 
 #endif

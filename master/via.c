@@ -1,18 +1,40 @@
 // SPDX-License-Identifier: MIT
 /*
  * via.c — starting a context through another one (via=). The master (or
- * whoever asks) allocates the new id, then calls mg._proxy_start in the
- * intermediate context, which runs the ordinary factory there with that
- * id. The intermediate's router announces the new child upwards with
- * ADD_ROUTE before the call's reply travels the same path, so when the
- * caller gets the reply every router on the way can route to the child.
+ * whoever asks) allocates the new id, then calls the service method
+ * mg.via.start in the intermediate context, which runs the ordinary
+ * factory there with that id. The intermediate's router announces the new
+ * child upwards with ADD_ROUTE before the call's reply travels the same
+ * path, so when the caller gets the reply every router on the way can
+ * route to the child.
+ *
+ * Why a service and not an exported function: an agent serves
+ * CALL_FUNCTION on its main thread, one call at a time, so every start
+ * through a bastion waited for the one before it (and no other call to
+ * the bastion was served while one ran). A service method runs on the
+ * bounded worker pool (agent/service.c: MG_SERVICE_WORKERS threads,
+ * MG_SERVICE_QUEUE_MAX waiting): up to that many starts run at once in an
+ * intermediate, a start that hangs holds one worker until its connect
+ * timeout, and the main thread stays free for calls. The exported
+ * function mg._proxy_start is kept, unchanged: via_call falls back to it
+ * where the intermediate lacks mg.via (an older agent image) or its
+ * service queue is full, and a master from before mg.via calls it.
+ *
+ * Why it is safe to serve: mg.via.start has the MG_SERVICE_PARENTS
+ * policy, which is mg_has_parent_authority, the very rule that guards
+ * CALL_FUNCTION (and so mg._proxy_start): only an ancestor of the
+ * intermediate (or the intermediate itself) can make it start contexts.
+ * selftests/attacks/test_files.c asks for both from below.
  */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <mitogen/service.h>
+
 #include "core/context.h"
+#include "core/log.h"
 #include "core/message.h"
 #include "core/router.h"
 #include "master/master.h"
@@ -21,15 +43,18 @@
 static const char *const kind_names[] = { [VIA_LOCAL] = "local", [VIA_FORK] = "fork" };
 
 /*
- * mg._proxy_start(kind, id, name, connect_timeout, debug, profiling
- * [, image [, sandbox [, transport [, audit]]]]) -> {pid, privileged,
- * audited}. transport (nil: none) is the option list of a method of the
- * table (transports/methods.c: ssh, sudo, podman, ...) whose first item
- * is the kind, found there by name. image "" means none; sandbox is the
- * BOOT "sandbox" map the caller built (sandbox_to_value: rule files already
+ * mg.via.start and mg._proxy_start take the same arguments: (kind, id,
+ * name, connect_timeout, debug, profiling [, image [, sandbox
+ * [, transport [, audit]]]]) -> {pid, privileged, audited}. transport
+ * (nil: none) is the option list of a method of the table
+ * (transports/methods.c: ssh, sudo, podman, ...) whose first item is the
+ * kind, found there by name. image "" means none; sandbox is the BOOT
+ * "sandbox" map the caller built (sandbox_to_value: rule files already
  * read there), checked again here and handed to the child as is. Runs in
- * the intermediate, under its parent's authority (the CALL_FUNCTION
- * policy), so only an ancestor can make it start contexts.
+ * the intermediate, under its parent's authority (the service's and the
+ * CALL_FUNCTION policy alike), so only an ancestor can make it start
+ * contexts. The factories it calls are safe on several threads at once
+ * (the master starts contexts from many threads too).
  */
 static int proxy_start(struct mg_call *call, const struct mg_value *args,
 		       struct mg_value **ret)
@@ -77,10 +102,28 @@ static int proxy_start(struct mg_call *call, const struct mg_value *args,
 	mg_context_unref(ctx);
 	return 0;
 }
+/* Kept (CALL_FUNCTION: the main thread, one start at a time): a master
+ * from before mg.via calls it, and via_call falls back to it. */
 MG_EXPORT_AS("mg._proxy_start", proxy_start);
+
+static int via_service_start(struct mg_call *call, const struct mg_value *args,
+			     struct mg_value **ret, void *userdata)
+{
+	return proxy_start(call, args, ret);
+}
+
+/* Optional arguments: checked by proxy_start itself (no signature). */
+static const struct mg_service_method via_methods[] = {
+	{ "start", via_service_start, MG_SERVICE_PARENTS, NULL },
+};
 
 void via_init(void)
 {
+	int ret = mg_service_register("mg.via", via_methods,
+				      sizeof(via_methods) / sizeof(via_methods[0]), NULL);
+
+	if (ret < 0 && ret != -EEXIST)
+		LOG_WARN("cannot offer mg.via: %s", strerror(-ret));
 }
 
 /* "[StreamError] ..." from proxy_start: the kind the factory failed with. */
@@ -104,6 +147,30 @@ static enum mg_error_kind remote_kind(const char **msg)
 static struct mg_context *via_run(struct mg_router *r, const char *kind, const char *tname,
 				  const struct mg_local_opts *o, struct mg_value *topts,
 				  struct mg_error *err);
+
+/*
+ * mg.via.start in via; mg._proxy_start (same arguments, the main thread
+ * there) where via has no such service (an agent from before it) or its
+ * service queue is full (more than MG_SERVICE_WORKERS +
+ * MG_SERVICE_QUEUE_MAX calls at once: they wait their turn there, as
+ * every start did before, rather than fail). args taken.
+ */
+static int via_call(struct mg_context *via, struct mg_value *args, struct mg_value **res,
+		    struct mg_error *err)
+{
+	struct mg_value *again = mg_value_copy(args);
+	int ret = mg_call_service(via, "mg.via", "start", args, res, err);
+
+	if (ret < 0 && err->kind == MG_ERR_CALL && again &&
+	    ((err->errnum == ENOENT && !strcmp(err->message, "no service named 'mg.via'")) ||
+	     (err->errnum == EBUSY && !strcmp(err->message, "service queue full")))) {
+		mg_error_clear(err);
+		ret = mg_call(via, "mg._proxy_start", again, res, err);
+		again = NULL;
+	}
+	mg_value_free(again);
+	return ret;
+}
 
 struct mg_context *via_start(struct mg_router *r, enum via_kind kind,
 			     const struct mg_local_opts *o, struct mg_error *err)
@@ -192,7 +259,7 @@ static struct mg_context *via_run(struct mg_router *r, const char *kind, const c
 		mg_value_free(topts);
 	if (args && audit)
 		mg_list_append(args, mg_bool(true));
-	ret = mg_call(via, "mg._proxy_start", args, &res, &e2);
+	ret = via_call(via, args, &res, &e2);
 	if (ret < 0) {
 		msg = e2.message;
 		enum mg_error_kind k = e2.kind == MG_ERR_CALL ? remote_kind(&msg) : e2.kind;

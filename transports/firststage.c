@@ -57,6 +57,7 @@
 #include <link.h>
 
 #include "agent/agent.h"
+#include "agent/tree.h"
 #include "core/broker.h"
 #include "core/context.h"
 #include "core/hooks.h"
@@ -1274,7 +1275,11 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 			  st.namebuf, strerror(errno));
 		goto fail_early;
 	}
+	/* ssh has a session of its own at once: watched before an orphan
+	 * reaper (mg.run on the main thread) could take it for one. */
+	tree_spawn_begin();
 	ret = pty_spawn(ab->argv[0], ab->argv, sv[1], slave, ep[1], st.sv[1], t->c_locale, &pid);
+	tree_spawn_end(ret ? 0 : pid);
 	if (st.sv[1] >= 0)
 		close(st.sv[1]);
 	st.sv[1] = -1;
@@ -1307,6 +1312,7 @@ struct mg_context *transport_start(struct mg_router *r, const struct transport_r
 	refused_report(&c);
 	if (ret < 0) {
 		reap_now(pid);
+		tree_child_reaped(pid);
 		goto fail_early;
 	}
 	LOG_DEBUG("%s: first stage done in %.1f ms (%zu image bytes sent)", st.namebuf,

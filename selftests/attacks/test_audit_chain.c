@@ -569,7 +569,7 @@ static void test_changed_byte(void **state)
 
 	copy_trail("changed", &c);
 	split_lines(c.agent[0], &l);
-	/* Record 1 is sudo serving mg._proxy_start (it started below). */
+	/* Record 1 is sudo serving mg.via.start (it started below). */
 	i = line_of(&l, 2);
 	assert_true(i >= 0);
 	p = strstr(l.v[i], "mg.getuid");

@@ -4,6 +4,8 @@
  *
  *  - A context calls a parents-only service method in its sibling (no
  *    authority over it): refused, the method never runs.
+ *  - A child asks the intermediate it was started through to start a
+ *    context for it (mg.via.start, mg._proxy_start): refused.
  *  - A child asked to send a file (pull) answers with a path that escapes
  *    the destination root ("../"): refused, nothing written outside.
  *  - A symlink planted in a push's destination directory under the name a
@@ -75,6 +77,42 @@ static int attack_sibling(struct mg_call *call, const struct mg_value *args,
 	return 0;
 }
 MG_EXPORT_AS("attack.sibling", attack_sibling);
+
+/*
+ * In the attacker, a context below args[0]: ask args[0] to start a
+ * context for it, both ways the master asks an intermediate (the service
+ * mg.via.start, the exported mg._proxy_start), with an id of its own.
+ * Returns [service's answer, function's answer]: the error text, or
+ * "done" when the start went through.
+ */
+static int attack_via_start(struct mg_call *call, const struct mg_value *args,
+			    struct mg_value **ret)
+{
+	struct mg_router *r = mg_call_router(call);
+	struct mg_context *ctx;
+	char buf[1400];
+	int id;
+
+	if (args->len != 1 || args->items[0].type != MG_INT)
+		return mg_call_fail(call, EINVAL, "want an id");
+	ctx = mg_router_context_by_id(r, (uint32_t)args->items[0].i);
+	id = mg_router_allocate_id(r);
+	if (!ctx || id <= 0)
+		return mg_call_fail(call, EIO, "context or id");
+	*ret = mg_list();
+	for (int way = 0; way < 2; way++) {
+		struct mg_error err = MG_ERROR_INIT;
+		struct mg_value *a = mg_value_build("slsdbb", "local", (int64_t)id,
+						    way ? "evil-old" : "evil", 30.0, 0, 0);
+		int rc = way ? mg_call(ctx, "mg._proxy_start", a, NULL, &err)
+			     : mg_call_service(ctx, "mg.via", "start", a, NULL, &err);
+
+		mg_list_append(*ret, mg_str(rc == 0 ? "done" : mg_error_str(&err, buf, sizeof(buf))));
+	}
+	mg_context_unref(ctx);
+	return 0;
+}
+MG_EXPORT_AS("attack.via_start", attack_via_start);
 
 /*
  * An evil "mg.files" (registered instead of the library's in a child
@@ -346,6 +384,40 @@ static void test_service_child_to_parent(void **state)
 	mg_router_unref(r);
 }
 
+/*
+ * A child asks its parent, an intermediate it was started through, to
+ * start contexts for it (via=, as only an ancestor may): refused both
+ * ways, by the policy CALL_FUNCTION has (mg_has_parent_authority).
+ */
+static void test_via_start_from_below(void **state)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	struct mg_router *r = mg_router_new(NULL);
+	MG_OPTS(mg_local_opts, o);
+	struct mg_context *a, *c;
+	struct mg_value *v = NULL;
+	char buf[1400];
+
+	assert_non_null(r);
+	a = start(r);
+	o.via = a;
+	c = mg_local(r, &o, &err);
+	if (!c)
+		fail_msg("mg_local via: %s", mg_error_str(&err, buf, sizeof(buf)));
+	assert_int_equal(mg_call(c, "attack.via_start", MG_LIST(mg_int(mg_context_remote_id(a))),
+				 &v, &err), 0);
+	print_message("# mg.via.start from below: %s\n", v->items[0].str);
+	print_message("# mg._proxy_start from below: %s\n", v->items[1].str);
+	assert_non_null(strstr(v->items[0].str, "refused by policy"));
+	assert_non_null(strstr(v->items[1].str, "refused by policy"));
+	mg_value_free(v);
+	mg_context_shutdown(c, true);
+	mg_context_shutdown(a, true);
+	mg_context_unref(c);
+	mg_context_unref(a);
+	mg_router_unref(r);
+}
+
 int main(int argc, char **argv)
 {
 	/*
@@ -363,6 +435,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_service_sibling),
 		cmocka_unit_test(test_service_child_to_parent),
+		cmocka_unit_test(test_via_start_from_below),
 		cmocka_unit_test(test_pull_escape),
 		cmocka_unit_test(test_symlink_race),
 	};

@@ -404,9 +404,9 @@ static void test_audit_fork(void **state)
 	below = must(mg_fork(router, &bfo, &err), &err);
 	assert_true(mg_context_is_audited(below));
 	call_ok(below, "audit_echo", NULL);
-	/* Lines 1 and 2: ctx serving mg._proxy_start and below's call, in
-	 * either order (ctx sends its record after its reply, and below's
-	 * may pass it on the way up). */
+	/* Lines 1 and 2: ctx serving mg.via.start (a service call) and
+	 * below's call, in either order (ctx sends its record after its
+	 * reply, and below's may pass it on the way up). */
 	audit_line(2, line, sizeof(line));
 	if (strcmp(field(line, "function", v, sizeof(v)), "audit_echo") != 0)
 		audit_line(1, line, sizeof(line));
@@ -499,9 +499,9 @@ static void test_audit_sudo_and_below(void **state)
 	below = must(mg_local(router, &blo, &err), &err);
 	assert_true(mg_context_is_audited(below));
 	assert_int_equal(call_int(below, "mg.getuid"), user_uid("mgsudo"));
-	/* Line 1 is mid serving mg._proxy_start (it started `below`). */
+	/* Line 1 is mid serving mg.via.start (it started `below`). */
 	audit_line(1, line, sizeof(line));
-	assert_string_equal(field(line, "function", v, sizeof(v)), "mg._proxy_start");
+	assert_string_equal(field(line, "function", v, sizeof(v)), "mg.via.start");
 	expect_record(2, "mg.getuid", below, line, sizeof(line));
 	finish(below);
 	finish(mid);
