@@ -360,22 +360,29 @@ static void test_service_sibling(void **state)
 	mg_router_unref(r);
 }
 
+/* A local child of a, started through it (via=). */
+static struct mg_context *start_below(struct mg_router *r, struct mg_context *a)
+{
+	struct mg_error err = MG_ERROR_INIT;
+	MG_OPTS(mg_local_opts, o, .via = a);
+	struct mg_context *c = mg_local(r, &o, &err);
+	char buf[1400];
+
+	if (!c)
+		fail_msg("mg_local via: %s", mg_error_str(&err, buf, sizeof(buf)));
+	return c;
+}
+
 /* A child calls a parents-only method in its own parent (the message is
  * delivered there, and only the method's policy stands in the way). */
 static void test_service_child_to_parent(void **state)
 {
-	struct mg_error err = MG_ERROR_INIT;
 	struct mg_router *r = mg_router_new(NULL);
-	MG_OPTS(mg_local_opts, o);
 	struct mg_context *a, *c;
-	char buf[1400];
 
 	assert_non_null(r);
 	a = start(r);
-	o.via = a;
-	c = mg_local(r, &o, &err);
-	if (!c)
-		fail_msg("mg_local via: %s", mg_error_str(&err, buf, sizeof(buf)));
+	c = start_below(r, a);
 	service_attack(c, a);
 	mg_context_shutdown(c, true);
 	mg_context_shutdown(a, true);
@@ -393,17 +400,12 @@ static void test_via_start_from_below(void **state)
 {
 	struct mg_error err = MG_ERROR_INIT;
 	struct mg_router *r = mg_router_new(NULL);
-	MG_OPTS(mg_local_opts, o);
 	struct mg_context *a, *c;
 	struct mg_value *v = NULL;
-	char buf[1400];
 
 	assert_non_null(r);
 	a = start(r);
-	o.via = a;
-	c = mg_local(r, &o, &err);
-	if (!c)
-		fail_msg("mg_local via: %s", mg_error_str(&err, buf, sizeof(buf)));
+	c = start_below(r, a);
 	assert_int_equal(mg_call(c, "attack.via_start", MG_LIST(mg_int(mg_context_remote_id(a))),
 				 &v, &err), 0);
 	print_message("# mg.via.start from below: %s\n", v->items[0].str);
