@@ -100,6 +100,11 @@ const char *mg_call_function(const struct mg_call *call)
 	return call ? call->function : NULL;
 }
 
+bool agent_call_audited(const struct mg_call *call)
+{
+	return call && call->router && call->router->audited;
+}
+
 int mg_call_audit_detail(struct mg_call *call, const char *key, struct mg_value *value)
 {
 	if (!call || !key || !*key || !value) {
@@ -107,7 +112,7 @@ int mg_call_audit_detail(struct mg_call *call, const char *key, struct mg_value 
 		return -EINVAL;
 	}
 	/* Kept only where it will be written. */
-	if (!call->router || !call->router->audited) {
+	if (!agent_call_audited(call)) {
 		mg_value_free(value);
 		return 0;
 	}

@@ -58,6 +58,10 @@ struct mg_call {
 	struct mg_value *audit_detail;	/* mg_call_audit_detail's map, or NULL */
 };
 
+/* Whether the call's record will be written (this context is audited):
+ * for a caller that would build a detail value only to have it freed. */
+bool agent_call_audited(const struct mg_call *call);
+
 /* service.c: register the library's own services (files/) before BOOT. */
 void service_agent_init(void);
 /* service.c: serve CALL_SERVICE on r from now on. Returns 0 or -errno. */

@@ -1044,8 +1044,10 @@ static int builtin_path_arg(struct mg_call *call, const struct mg_value *args,
 	if (!path || !*path)
 		return mg_call_fail(call, EINVAL,
 				    "path must be a non-empty string");
-	/* An audited context's record names the path (docs/audit.md). */
-	mg_call_audit_detail(call, "path", mg_str(path));
+	/* An audited context's record names the path (docs/audit.md); a
+	 * context that is not audited makes no copy of it. */
+	if (agent_call_audited(call))
+		mg_call_audit_detail(call, "path", mg_str(path));
 	*ret_path = path;
 	return 0;
 }
@@ -1221,7 +1223,8 @@ static int builtin_write_file(struct mg_call *call, const struct mg_value *args,
 	if (!path || !*path)
 		return mg_call_fail(call, EINVAL,
 				    "path must be a non-empty string");
-	mg_call_audit_detail(call, "path", mg_str(path));
+	if (agent_call_audited(call))
+		mg_call_audit_detail(call, "path", mg_str(path));
 	if (mode < 0 || mode > 07777)
 		return mg_call_fail(call, EINVAL,
 				    "mode %#o is not a permission mode", mode);
