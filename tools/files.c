@@ -77,138 +77,87 @@ static void files_log(enum mg_log_level level, const char *source, const char *l
 
 /* --- starting targets, shared hops once ------------------------------------ */
 
-struct start_job {
-	struct target *t;
-	size_t level;
+struct start_pool {
+	struct target_list *list;
 	struct mg_router *r;
-	double deadline;
-	int ret;
-	struct mg_error err;
+	double timeout;
+	int *failed;
+	char (*why)[1024];
+	pthread_mutex_t lock;
+	size_t next;		/* the next target no thread has taken */
 };
 
-static void *start_one(void *arg)
+/* A starter: take the next target and start its chain until none is left. */
+static void *start_some(void *arg)
 {
-	struct start_job *j = arg;
-	size_t keep = j->t->nhops;
+	struct start_pool *p = arg;
 
-	/* Just this hop: the others share it or come later. */
-	j->t->nhops = j->level + 1;
-	j->ret = target_start(j->t, j->r, j->deadline, NULL, &j->err, NULL);
-	j->t->nhops = keep;
-	return NULL;
-}
+	for (;;) {
+		struct mg_error err = MG_ERROR_INIT;
+		size_t i;
+		int ret;
 
-/* Do a and b have the same first n hops, as written? */
-static bool same_prefix(const struct target *a, const struct target *b, size_t n)
-{
-	if (a->nhops < n || b->nhops < n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(a->hops[i].text, b->hops[i].text))
-			return false;
-	return true;
+		pthread_mutex_lock(&p->lock);
+		i = p->next++;
+		pthread_mutex_unlock(&p->lock);
+		if (i >= p->list->n)
+			return NULL;
+		ret = target_start(&p->list->v[i], p->r, target_clock() + p->timeout, NULL,
+				   &err, NULL);
+		if (ret < 0) {
+			p->failed[i] = ret;
+			snprintf(p->why[i], sizeof(p->why[i]), "%s", err.message);
+		}
+	}
 }
 
 /*
- * Start every target, level by level: a hop that several targets reach
- * through the same hops before it is started once (the first of them
- * starts it, the others take a reference). failed[i] (0 or -errno) and
- * why[i] say how target i fared.
+ * Start every target, fanout at a time, each within timeout of when it
+ * was taken; a hop that several targets reach through the same hops
+ * before it (the bastion) is started once (target_list_share), so that a
+ * push crosses that link once. failed[i] (0 or -errno) and why[i] say how
+ * target i fared.
  */
 static void files_start(struct target_list *list, struct mg_router *r, size_t fanout,
 			double timeout, int *failed, char (*why)[1024])
 {
-	size_t maxhops = 0;
-	double deadline = target_clock() + timeout;
+	struct start_pool p = { .list = list, .r = r, .timeout = timeout,
+				.failed = failed, .why = why };
+	pthread_t th[256];
+	size_t n = 0;
 
 	if (fanout > 256)
 		fanout = 256;
-
+	if (fanout > list->n)
+		fanout = list->n;
 	target_list_name(list);
-	for (size_t i = 0; i < list->n; i++)
-		if (list->v[i].nhops > maxhops)
-			maxhops = list->v[i].nhops;
-	for (size_t level = 0; level < maxhops; level++) {
-		struct start_job *jobs = calloc(list->n, sizeof(*jobs));
-		size_t *leader = calloc(list->n, sizeof(*leader));
-		size_t njobs = 0;
-
-		if (!jobs || !leader) {
-			free(jobs);
-			free(leader);
-			for (size_t i = 0; i < list->n; i++)
-				if (!failed[i]) {
-					failed[i] = -ENOMEM;
-					snprintf(why[i], sizeof(why[i]), "out of memory");
-				}
-			return;
-		}
+	if (target_list_share(list, true) < 0) {
+		/* without sharing a push would cross the first link once per
+		 * target: say so rather than start that */
 		for (size_t i = 0; i < list->n; i++) {
-			struct target *t = &list->v[i];
-			size_t k;
-
-			leader[i] = SIZE_MAX;
-			if (failed[i] || t->nhops <= level)
-				continue;
-			for (k = 0; k < i; k++)
-				if (!failed[k] && same_prefix(&list->v[k], t, level + 1))
-					break;
-			if (k < i) {
-				leader[i] = k;
-				continue;
-			}
-			jobs[njobs] = (struct start_job){ .t = t, .level = level, .r = r,
-							  .deadline = deadline };
-			jobs[njobs].err = (struct mg_error)MG_ERROR_INIT;
-			leader[i] = i;
-			njobs++;
+			failed[i] = -ENOMEM;
+			snprintf(why[i], sizeof(why[i]), "out of memory");
 		}
-		/* fanout at a time. */
-		for (size_t b = 0; b < njobs; b += fanout) {
-			pthread_t th[256];
-			size_t n = njobs - b < fanout ? njobs - b : fanout;
-
-			for (size_t k = 0; k < n; k++)
-				if (pthread_create(&th[k], NULL, start_one, &jobs[b + k]) != 0) {
-					start_one(&jobs[b + k]);
-					th[k] = 0;
-				}
-			for (size_t k = 0; k < n; k++)
-				if (th[k])
-					pthread_join(th[k], NULL);
-		}
-		for (size_t k = 0; k < njobs; k++) {
-			size_t i = (size_t)(jobs[k].t - list->v);
-
-			if (jobs[k].ret < 0) {
-				failed[i] = jobs[k].ret;
-				snprintf(why[i], sizeof(why[i]), "%s", jobs[k].err.message);
-			}
-		}
-		for (size_t i = 0; i < list->n; i++) {
-			struct target *t = &list->v[i], *l;
-
-			if (leader[i] == SIZE_MAX || leader[i] == i)
-				continue;
-			l = &list->v[leader[i]];
-			if (failed[leader[i]]) {
-				failed[i] = failed[leader[i]];
-				snprintf(why[i], sizeof(why[i]), "%s", why[leader[i]]);
-				continue;
-			}
-			t->hops[level].ctx = mg_context_ref(l->hops[level].ctx);
-			t->nstarted = level + 1;
-		}
-		free(jobs);
-		free(leader);
+		return;
 	}
+	pthread_mutex_init(&p.lock, NULL);
+	/* this thread is one starter; one that cannot be made leaves its
+	 * share to the others */
+	for (size_t k = 1; k < fanout; k++)
+		if (pthread_create(&th[n], NULL, start_some, &p) == 0)
+			n++;
+	start_some(&p);
+	for (size_t k = 0; k < n; k++)
+		pthread_join(th[k], NULL);
+	pthread_mutex_destroy(&p.lock);
 }
 
-/* Stop every target; a shared hop is stopped by each (harmless). */
+/* Stop every target, then the hops they shared. */
 static void files_stop(struct target_list *list)
 {
 	for (size_t i = 0; i < list->n; i++)
 		target_stop(&list->v[i], false);
+	target_list_stop_shared(list);
 }
 
 /* --- progress ---------------------------------------------------------------- */

@@ -213,6 +213,8 @@ static const char tool_usage_text[] =
 	"  web[01-20] is web01 to web20, db[1,3,5] is db1, db3 and db5; a bracket\n"
 	"  group with anything but digits, ',' and '-' ([::1]) is kept as is.\n"
 	"      -t bastion/web[1-9]/sudo  root on web1..web9, through bastion\n"
+	"  Hops that targets reach the same way (the bastion above) are started\n"
+	"  once and shared; a target's last hop is its own.\n"
 	"  -t may be given more than once; the targets add up. Errors name the\n"
 	"  target and the hop as written (\"mitogen: web03: StreamError: ...\").\n"
 	"\n"
@@ -848,6 +850,8 @@ static int tool_go(struct tool_opts *o, const char *command,
 	}
 	fflush(stdout);
 	target_list_name(&o->targets);
+	/* ENOMEM: every target starts its own chain, which works too */
+	(void)target_list_share(&o->targets, false);
 	tool_log_targets = &o->targets;
 	rc = runner_go(&ro);
 	tool_log_targets = NULL;

@@ -5,7 +5,9 @@
  * --connect-timeout from that moment), run every step over the same
  * chain (each bounded by --command-timeout from when it started), report
  * each event to tools/output.c as it happens, and stop the chain before
- * taking another. A run step is mg.run_stream: its output comes in chunks
+ * taking another. Hops that targets share (-t bastion/web[01-32]: the
+ * bastion) are started once, by whichever target needs them first, and
+ * stopped when every target is done (tools/targets.c). A run step is mg.run_stream: its output comes in chunks
  * over a channel while the command runs and is acknowledged as it is
  * written out, so the tool holds at most a window per running target.
  *
@@ -746,6 +748,8 @@ int runner_go(const struct run_opts *o)
 	worker(&s);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
+	/* every target is stopped: now the hops they shared (a bastion) */
+	target_list_stop_shared(o->targets);
 	if (watching) {
 		(void)!write(tool_sig_pipe[1], "", 1);
 		pthread_join(watcher, NULL);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -712,6 +713,10 @@ void target_list_free(struct target_list *list)
 	free(list->v);
 	list->v = NULL;
 	list->n = 0;
+	target_list_stop_shared(list);	/* nothing left to stop, normally */
+	free(list->shares);
+	list->shares = NULL;
+	list->nshares = 0;
 }
 
 /* starting and stopping */
@@ -770,6 +775,164 @@ struct mg_context *target_last(const struct target *t)
 	return t->hops[t->nhops - 1].ctx;
 }
 
+/* --- hops several targets share --------------------------------------------- */
+
+enum share_state { SHARE_IDLE, SHARE_STARTING, SHARE_UP, SHARE_FAILED };
+
+struct hop_share {
+	size_t depth;			/* 1 + the hop's index in its targets */
+	enum share_state state;		/* under share_lock */
+	struct mg_context *ctx;		/* SHARE_UP: owned reference */
+	bool has_last;			/* some target's last hop */
+	int ret;			/* SHARE_FAILED: -errno */
+	struct mg_error err;		/* SHARE_FAILED: as the library said it */
+};
+
+/* One lock and one condition for every share: a start is seconds, a
+ * hand-off microseconds, and a run holds at most a few hundred shares. */
+static pthread_mutex_t share_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t share_cond = PTHREAD_COND_INITIALIZER;
+
+/* The same hop: same kind and argument ("web1" is "ssh:web1"). */
+static bool hop_same(const struct hop *a, const struct hop *b)
+{
+	return a->type == b->type &&
+	       (a->arg && b->arg ? !strcmp(a->arg, b->arg) : a->arg == b->arg);
+}
+
+/* Do a and b reach their hop n - 1 the same way? */
+static bool share_prefix(const struct target *a, const struct target *b, size_t n)
+{
+	if (a->nhops < n || b->nhops < n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!hop_same(&a->hops[i], &b->hops[i]))
+			return false;
+	return true;
+}
+
+int target_list_share(struct target_list *list, bool last_too)
+{
+	size_t max = 0, n = 0;
+
+	for (size_t k = 0; k < list->n; k++)
+		max += list->v[k].nhops;
+	if (list->n < 2 || max == 0)
+		return 0;
+	list->shares = calloc(max, sizeof(*list->shares));
+	if (!list->shares)
+		return -ENOMEM;
+	/*
+	 * Target k's hop i joins the first earlier target that reaches it
+	 * the same way, where at least one of the two goes on past it (and,
+	 * for a last hop, with last_too, where no other target ends there:
+	 * two targets written alike stay two). Hops before a shared one are
+	 * shared too (the same earlier target matches them), so a target's
+	 * shared hops are always its first ones.
+	 */
+	for (size_t k = 1; k < list->n; k++) {
+		struct target *t = &list->v[k];
+
+		for (size_t i = 0; i < t->nhops; i++) {
+			bool t_last = i + 1 == t->nhops;
+
+			if (t_last && !last_too)
+				break;
+			for (size_t j = 0; j < k; j++) {
+				const struct target *o = &list->v[j];
+				struct hop *h = &o->hops[i];
+				bool o_last = i + 1 == o->nhops;
+
+				if (!share_prefix(o, t, i + 1) || (o_last && !last_too) ||
+				    (t_last && (o_last || (h->share && h->share->has_last))))
+					continue;
+				if (!h->share) {
+					h->share = &list->shares[n++];
+					h->share->depth = i + 1;
+					h->share->has_last = o_last;
+				}
+				h->share->has_last |= t_last;
+				t->hops[i].share = h->share;
+				/* one process, one name (target_scrub, report) */
+				memcpy(t->hops[i].name, h->name, sizeof(h->name));
+				break;
+			}
+			if (!t->hops[i].share)
+				break;
+		}
+	}
+	list->nshares = n;
+	return 0;
+}
+
+/*
+ * Before starting a shared hop: start it (false: the caller starts it and
+ * then calls share_publish), or take the outcome of the start another
+ * target made (true: *ret_ctx a reference, or NULL with *ret and err as
+ * that start failed). Waits for a start in progress however long it
+ * takes: it is bounded by its target's connect timeout, which began no
+ * later than the caller's (a target is taken before it starts), and so
+ * every target behind a bastion that did not start says the same.
+ */
+static bool share_claim(struct hop_share *sh, struct mg_context **ret_ctx, int *ret,
+			struct mg_error *err)
+{
+	bool taken = true;
+
+	pthread_mutex_lock(&share_lock);
+	while (sh->state == SHARE_STARTING)
+		pthread_cond_wait(&share_cond, &share_lock);
+	*ret_ctx = NULL;
+	if (sh->state == SHARE_IDLE) {
+		sh->state = SHARE_STARTING;
+		taken = false;
+	} else if (sh->state == SHARE_UP) {
+		*ret_ctx = mg_context_ref(sh->ctx);
+	} else {
+		*ret = sh->ret;
+		*err = sh->err;
+	}
+	pthread_mutex_unlock(&share_lock);
+	return taken;
+}
+
+/* The start share_claim gave the caller is over: ctx, or ret and err. */
+static void share_publish(struct hop_share *sh, struct mg_context *ctx, int ret,
+			  const struct mg_error *err)
+{
+	pthread_mutex_lock(&share_lock);
+	if (ctx) {
+		sh->state = SHARE_UP;
+		sh->ctx = mg_context_ref(ctx);
+	} else {
+		sh->state = SHARE_FAILED;
+		sh->ret = ret;
+		sh->err = *err;
+	}
+	pthread_cond_broadcast(&share_cond);
+	pthread_mutex_unlock(&share_lock);
+}
+
+void target_list_stop_shared(struct target_list *list)
+{
+	size_t depth = 0;
+
+	for (size_t k = 0; k < list->nshares; k++)
+		if (list->shares[k].depth > depth)
+			depth = list->shares[k].depth;
+	/* deepest first: a hop's children go before it */
+	for (; depth > 0; depth--) {
+		for (size_t k = 0; k < list->nshares; k++) {
+			struct hop_share *sh = &list->shares[k];
+
+			if (sh->depth != depth || !sh->ctx)
+				continue;
+			mg_context_shutdown(sh->ctx, true);
+			sh->ctx = mg_context_unref(sh->ctx);
+		}
+	}
+}
+
 /*
  * Start t's hops in order, the first from r, each next one through the one
  * before, so that each is up before the next is asked for. Each gets the
@@ -780,7 +943,9 @@ struct mg_context *target_last(const struct target *t)
  * MG_ERR_PASSWORD / MG_ERR_HOSTKEY as the library said, MG_ERR_STREAM
  * otherwise; for a chain of more than one hop the message says which hop
  * failed. Hops started before the failure stay in t->hops[0..t->nstarted)
- * for target_stop.
+ * for target_stop. A hop shared with other targets (target_list_share)
+ * is started by the first of them to need it, under that target's name;
+ * the others take it, or its failure, in words naming their own hops.
  */
 int target_start(struct target *t, struct mg_router *r,
 			double deadline, const struct mg_sandbox_opts *sandbox,
@@ -791,7 +956,7 @@ int target_start(struct target *t, struct mg_router *r,
 		struct hop *h = &t->hops[i];
 		char where[160] = "";
 		double left = 0;	/* connect_timeout 0: the default */
-		int ret;
+		int ret = 0;
 
 		if (!h->name[0])	/* else target_list_name did */
 			hop_name(t, i);
@@ -816,7 +981,13 @@ int target_start(struct target *t, struct mg_router *r,
 			.via = i ? t->hops[i - 1].ctx : NULL,
 			.sandbox = i == t->nhops - 1 ? sandbox : NULL);
 		errno = 0;
-		h->ctx = h->type->start(r, h, &lo, &e);
+		if (!h->share || !share_claim(h->share, &h->ctx, &ret, &e)) {
+			h->ctx = h->type->start(r, h, &lo, &e);
+			/* whatever else the library said, this failed to start */
+			ret = h->ctx ? 0 : errno ? -errno : -EIO;
+			if (h->share)
+				share_publish(h->share, h->ctx, ret, &e);
+		}
 		if (!h->ctx) {
 			/* PasswordError and HostKeyError say more than
 			 * "could not start": keep them */
@@ -824,8 +995,6 @@ int target_start(struct target *t, struct mg_router *r,
 						  e.kind == MG_ERR_PASSWORD ||
 						  e.kind == MG_ERR_HOSTKEY ? e.kind : MG_ERR_STREAM;
 
-			/* whatever else the library said, this failed to start */
-			ret = errno ? -errno : -EIO;
 			hop_explain(h, &e);
 			/* "t3.ssh1: ..." says which hop: `where` does, as written */
 			if (!strncmp(e.message, h->name, strlen(h->name)) &&
@@ -1092,15 +1261,28 @@ void target_stop(struct target *t, bool force)
 	 * where there are no cgroups, running.
 	 */
 	for (size_t i = t->nstarted; i-- > 0 && !force;)
-		mg_context_shutdown(t->hops[i].ctx, true);
+		if (!t->hops[i].share)
+			mg_context_shutdown(t->hops[i].ctx, true);
 	/*
 	 * The first hop has not gone (a busy hop below keeps it), so its pid
 	 * is still our unreaped child: the broker reaps only children that
 	 * have exited.
 	 */
-	pid = force ? mg_context_pid(t->hops[0].ctx) : 0;
+	pid = force && !t->hops[0].share ? mg_context_pid(t->hops[0].ctx) : 0;
 	if (pid > 0)
 		kill(pid, SIGTERM);
+	/*
+	 * Below a shared hop our SIGTERM cannot reach, and that hop goes on
+	 * serving the other targets: SHUTDOWN the first hop of our own, which
+	 * ends the tree below it (the busy hop's command included) as SIGTERM
+	 * would. Should it not go, the shared hop's own end at the end of the
+	 * run takes it down.
+	 */
+	for (size_t i = 0; force && i < t->nstarted; i++)
+		if (!t->hops[i].share) {
+			mg_context_shutdown(t->hops[i].ctx, false);
+			break;
+		}
 	while (t->nstarted > 0) {
 		struct hop *h = &t->hops[--t->nstarted];
 

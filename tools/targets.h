@@ -32,6 +32,7 @@
 #define TARGET_HOPS_MAX 16
 
 struct hop_type;
+struct hop_share;
 
 struct hop {
 	const struct hop_type *type;	/* row of the kind table */
@@ -39,6 +40,11 @@ struct hop {
 	char *text;			/* the hop as written ("host01", "sudo"); owned */
 	char name[48];			/* remote name once started ("t0.ssh1") */
 	struct mg_context *ctx;		/* once started; owned reference */
+	/* Set by target_list_share when another target reaches this hop
+	 * through the same hops before it (the bastion of -t
+	 * bastion/web[01-32]): started once for all of them and stopped by
+	 * target_list_stop_shared, never by target_stop. Borrowed. */
+	struct hop_share *share;
 };
 
 struct target {
@@ -52,6 +58,8 @@ struct target {
 struct target_list {
 	size_t n;
 	struct target *v;		/* n entries; owned */
+	size_t nshares;
+	struct hop_share *shares;	/* target_list_share's; owned */
 };
 
 /* Monotonic seconds, for deadlines. */
@@ -83,6 +91,23 @@ void target_scrub(const struct target *t, char *text, size_t size);
 /* Give every hop of list its remote name ("t3.ssh1"), before any start:
  * then the names may be read from any thread while targets start. */
 void target_list_name(struct target_list *list);
+/*
+ * After target_list_name: link every hop that two or more targets reach
+ * the same way (the same hops before it, each of the same kind and
+ * argument) and that at least one of them goes on past to one start,
+ * so that -t bastion/web[01-32] opens one connection to the bastion, not
+ * 32. target_start then starts such a hop for the first target that
+ * needs it; the others wait for that start (bounded by its connect timeout)
+ * and take a reference, or fail with its error. A target's last hop,
+ * where its work runs, is shared only with last_too (copy: -t
+ * bastion,bastion/web[01-32] sends the data to the bastion once), and
+ * never with another target's last hop. Returns 0 or -ENOMEM (then
+ * nothing is shared).
+ */
+int target_list_share(struct target_list *list, bool last_too);
+/* Shut the shared hops down, deepest first, once no target uses them
+ * (after target_stop of every target). */
+void target_list_stop_shared(struct target_list *list);
 /* The hop whose remote name is name, or NULL. */
 const struct hop *target_hop_by_name(const struct target *t, const char *name);
 /*
@@ -112,7 +137,11 @@ void target_set_password(const char *password);
 int target_add_ssh_config(const char *path);
 /* One more "-o OPT" for every ssh hop (borrowed). 0 or -E2BIG. */
 int target_add_ssh_option(const char *opt);
-/* Shut t's hops down deepest first (force: kill a stuck first hop). */
+/*
+ * Shut t's own hops down deepest first and drop its references to shared
+ * ones (force: end a stuck chain at its first own hop at once: SIGTERM
+ * when that is our child, else SHUTDOWN without waiting).
+ */
 void target_stop(struct target *t, bool force);
 
 #endif

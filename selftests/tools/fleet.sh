@@ -20,7 +20,9 @@
 #                                   DIR/sshd12.log)
 #
 #   fleet.sh start DIR     make DIR (keys, sshd_config, known_hosts,
-#                          ssh_config), start sshd; prints "PORT PID".
+#                          ssh_config; bastion_config for hops behind
+#                          one of these hosts), start sshd; prints
+#                          "PORT PID".
 #
 # The user mgfleet (made here when missing; password "mgfleet-pw", as
 # sshd refuses locked accounts even for key logins) is this test's alone:
@@ -104,6 +106,16 @@ Host host*
 EOC
 	} >"$dir/ssh_config"
 	chmod 0600 "$dir/ssh_config"
+	# Behind a bastion (-t host12/host01), ssh runs there as mgfleet: a
+	# copy of the client key that mgfleet owns, and a config naming it
+	# that mgfleet can read (bastion_config; known_hosts readable too).
+	cp "$dir/id_ed25519" "$dir/bastion_key"
+	chown mgfleet "$dir/bastion_key"
+	chmod 0600 "$dir/bastion_key"
+	chmod 0644 "$dir/known_hosts"
+	sed "s|^  IdentityFile .*|  IdentityFile $dir/bastion_key|" "$dir/ssh_config" \
+		>"$dir/bastion_config"
+	chmod 0644 "$dir/bastion_config"
 	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 	i=0
 	while [ ! -s "$dir/sshd.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done

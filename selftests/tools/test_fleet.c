@@ -8,7 +8,8 @@
  * one, plain names are ssh hosts, -l/-i/-p log in without a config, and
  * held steps use one connection per host. A second sshd (host12) that
  * admits two handshakes at once: many starts still all get in, a dropped
- * handshake is tried again, a refused login is not.
+ * handshake is tried again, a refused login is not; as a bastion, one
+ * connection to it serves every target behind it.
  *
  * Owns: the fleet directory and its sshd (stopped in the group teardown),
  * the user mgfleet (no other test logs in as it). Needs root (sshd,
@@ -361,6 +362,77 @@ static void test_fleet_auth_failure_not_retried(void **state)
 	assert_int_equal(file_count(log, "Connection from "), before + 1);
 }
 
+/*
+ * Targets behind one bastion share it: -t host12/host[01-03] opens one
+ * connection to host12, not three (host12's sshd logs each; before
+ * tools/targets.c shared hops, `run` opened one per target). Behind a
+ * bastion that is down, every target fails with the bastion's error,
+ * naming it as written.
+ */
+static void test_fleet_bastion_once(void **state)
+{
+	char log[PATH_MAX + 16], bconfig[PATH_MAX + 32];
+	int before;
+
+	(void)state;
+	NEED_FLEET();
+	snprintf(log, sizeof(log), "%s/sshd12.log", fleet);
+	snprintf(bconfig, sizeof(bconfig), "%s/bastion_config", fleet);
+	before = file_count(log, "Connection from ");
+	TOOLRUN(&r, "run", "-q", "--ssh-config", bconfig, "-t", "host12/host[01-03]", "--",
+		"sh", "-c", "echo up as $(id -un)");
+	assert_exit(0);
+	assert_int_equal(toolrun_count_lines(r.out), 3);
+	for (int i = 1; i <= 3; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "host%02d: up as mgfleet", i);
+		if (!toolrun_has_line(r.out, want))
+			fail_msg("no \"%s\" in:\n%s", want, r.out);
+	}
+	assert_int_equal(file_count(log, "Connection from "), before + 1);
+
+	TOOLRUN(&r, "run", "--ssh-config", bconfig, "-t", "host07/host[01-02]", "--", "true");
+	assert_exit(255);
+	assert_has(line_of(r.err, "mitogen: host01: "), "hop 1 of 2 (host07): ");
+	assert_has(line_of(r.err, "mitogen: host01: "), "Connection refused");
+	assert_has(line_of(r.err, "mitogen: host02: "), "hop 1 of 2 (host07): ");
+	assert_null(strstr(r.err_raw, ".ssh"));
+}
+
+/*
+ * A bastion that never answers (a listener on host11): the target that
+ * starts it and the one waiting for that start both end at the connect
+ * timeout, each with its own error; neither waits for ever.
+ */
+static void test_fleet_bastion_hung(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd;
+
+	(void)state;
+	NEED_FLEET();
+	a.sin_port = htons((uint16_t)atoi(port));
+	a.sin_addr.s_addr = htonl(0x7f00020b);	/* 127.0.2.11 */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	TOOLRUN(&r, "run", "-f", "2", "--connect-timeout", "5", "--ssh-config", config,
+		"-t", "host11/host[01-02]", "--", "true");
+	close(fd);
+	assert_exit(255);
+	for (int i = 1; i <= 2; i++) {
+		char prefix[32];
+
+		snprintf(prefix, sizeof(prefix), "mitogen: host%02d: ", i);
+		assert_has(line_of(r.err, prefix), "hop 1 of 2 (host11): ");
+		assert_has(line_of(r.err, prefix), "connect timeout");
+	}
+	assert_true(r.seconds >= 5);
+	assert_true(r.seconds < 120);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -426,6 +498,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fleet_admission_many, teardown),
 		cmocka_unit_test_teardown(test_fleet_dropped_retried, teardown),
 		cmocka_unit_test_teardown(test_fleet_auth_failure_not_retried, teardown),
+		cmocka_unit_test_teardown(test_fleet_bastion_once, teardown),
+		cmocka_unit_test_teardown(test_fleet_bastion_hung, teardown),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -5,7 +5,8 @@
  * hand-off, not by sleeps), memory bounded while a target prints a lot,
  * -I broadcast of standard input, per-target --command-timeout with -f 2
  * over 16 targets, held steps (CMD1 \; CMD2 and `mitogen script`) over
- * one start-up per target, -x and --hostfile, the progress line on a
+ * one start-up per target, a hop several targets share started once,
+ * -x and --hostfile, the progress line on a
  * terminal only, and --json from a real run.
  *
  * Owns: its directory (toolrun.c) and the FIFOs and files in it.
@@ -257,6 +258,88 @@ static void test_timeout_options(void **state)
 	assert_non_null(strstr(r.out, "--command-timeout S"));
 }
 
+/* --- hops shared by targets ------------------------------------------------ */
+
+/* What follows "PREFIX: " on the line that starts so (a copy). */
+static const char *after(const char *text, const char *prefix)
+{
+	static char buf[2][128];
+	static int k;
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+		if (!strncmp(p, prefix, strlen(prefix))) {
+			k = !k;
+			snprintf(buf[k], sizeof(buf[k]), "%.*s",
+				 (int)strcspn(p + strlen(prefix), "\n"), p + strlen(prefix));
+			return buf[k];
+		}
+	fail_msg("no line starting \"%s\" in:\n%s", prefix, text);
+	return "";
+}
+
+/* The parent of the command's agent: the hop before the last. */
+#define GRANDPARENT "cut -d' ' -f4 /proc/$PPID/stat"
+
+/*
+ * Targets that reach their last hop through the same hop share it: -t
+ * local/local,local/fork starts that first `local` once, and both
+ * targets' agents are its children (before, each target started its
+ * own). A target's last hop stays its own: -t local,local/local is two
+ * first hops. With -f 1 the targets run one after the other: the first
+ * one's command outlives --command-timeout, its own hop is stopped by
+ * force, and the second still gets the shared hop, alive. Nothing is
+ * left when the tool is done.
+ */
+static void test_shared_hop(void **state)
+{
+	char shared[64], cmd[256];
+	pid_t pid;
+	double t0;
+
+	(void)state;
+	TOOLRUN(&r, "run", "-t", "local/local,local/fork", "--", "sh", "-c", GRANDPARENT);
+	assert_exit(0);
+	snprintf(shared, sizeof(shared), "%s", after(r.out, "local/local: "));
+	assert_string_equal(after(r.out, "local/fork: "), shared);
+
+	TOOLRUN(&r, "run", "-t", "local,local/local", "--", "sh", "-c",
+		"echo $PPID; " GRANDPARENT);
+	assert_exit(0);
+	assert_true(strcmp(after(r.out, "local: "), after(r.out, "local/local: ")) != 0);
+
+	snprintf(cmd, sizeof(cmd),
+		 GRANDPARENT "; case $(tr -d '[:cntrl:]' </proc/$PPID/cmdline) in "
+		 "mitogen:t0.local1) tail --pid=$PPID -f /dev/null;; esac");
+	TOOLRUN(&r, "run", "-f", "1", "--command-timeout", "3", "-t",
+		"local/local,local/fork", "--", "sh", "-c", cmd);
+	assert_exit(253);
+	snprintf(shared, sizeof(shared), "%s", after(r.out, "local/local: "));
+	assert_string_equal(after(r.out, "local/fork: "), shared);
+	assert_non_null(strstr(r.err, "mitogen: local/local: TimeoutError: "));
+	assert_null(strstr(r.err, "mitogen: local/fork: "));
+	assert_true(r.seconds < 120);
+	/* the shared hop is gone too (reaped by the tool, or by init after) */
+	pid = (pid_t)atoi(shared);
+	assert_true(pid > 1);
+	t0 = toolrun_now();
+	for (;;) {
+		char st[64], buf[512], *p;
+		FILE *f;
+
+		snprintf(st, sizeof(st), "/proc/%d/stat", (int)pid);
+		f = fopen(st, "re");
+		p = f && fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		if (f)
+			fclose(f);
+		/* gone, or a zombie its new parent has yet to reap */
+		if (!p || p[2] == 'Z')
+			break;
+		if (toolrun_now() - t0 > 60)
+			fail_msg("the shared hop (pid %d) still runs after the tool", (int)pid);
+		usleep(50 * 1000);
+	}
+}
+
 /* --- held steps ---------------------------------------------------------- */
 
 /*
@@ -500,6 +583,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_timeout_per_target, teardown),
 		cmocka_unit_test_teardown(test_timeout_keeps_output, teardown),
 		cmocka_unit_test_teardown(test_timeout_options, teardown),
+		cmocka_unit_test_teardown(test_shared_hop, teardown),
 		cmocka_unit_test_teardown(test_steps_one_startup, teardown),
 		cmocka_unit_test_teardown(test_steps_stop_at_failure, teardown),
 		cmocka_unit_test_teardown(test_script, teardown),
