@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -454,6 +455,24 @@ struct killer {
 	bool done;
 };
 
+/*
+ * Below the mark, hold the pushing thread for PACE_S at every progress
+ * report: reports come at least every 0.1 s, and a pushing thread held
+ * that long reports again at its next turn, after sending at most one
+ * window more. So the mark is seen with at most a window past it, never
+ * after the end, however fast the machine copies (a 48 MiB push through
+ * a relay took less than the 0.1 s between two reports once chunks were
+ * no longer copied at the relay, and test_resume found it done).
+ */
+#define PACE_S 0.1
+
+static void pace(void)
+{
+	struct timespec ts = { 0, (long)(PACE_S * 1e9) };
+
+	nanosleep(&ts, NULL);
+}
+
 static void kill_at(const struct mg_files_progress *p, void *ud)
 {
 	struct killer *k = ud;
@@ -461,6 +480,8 @@ static void kill_at(const struct mg_files_progress *p, void *ud)
 	if (!k->done && p->bytes >= k->at) {
 		k->done = true;
 		kill(mg_context_pid(k->victim), SIGKILL);
+	} else if (!k->done) {
+		pace();
 	}
 }
 
@@ -526,13 +547,18 @@ static void stop_at(const struct mg_files_progress *p, void *ud)
 {
 	struct stopper *st = ud;
 
+	bool below;
+
 	pthread_mutex_lock(&st->lock);
 	if (!st->stopped && p->bytes >= st->at) {
 		kill(mg_context_pid(st->victim), SIGSTOP);
 		st->stopped = true;
 		pthread_cond_signal(&st->cond);
 	}
+	below = !st->stopped;
 	pthread_mutex_unlock(&st->lock);
+	if (below)
+		pace();	/* the mark is seen before the end (kill_at) */
 }
 
 /* Lets the victim go once the fast destination's file is at its name;
