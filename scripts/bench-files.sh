@@ -5,7 +5,7 @@
 # file transfer against the usual tools over a fleet of real sshd "hosts"
 # on this machine (selftests/tools/fleet.sh start-many, as
 # scripts/bench-fleet.sh: fh001..fh033, each its own sshd on 127.0.3.x,
-# user mgfleet; fh033 is the bastion), in one run:
+# each host its own user mgfNNN; fh033 is the bastion), in one run:
 #
 #   push32    100 MiB of random data to 32 hosts: pdcp -f 32, clush --copy
 #             -f 32, a loop of 32 scp -O, and `mitogen copy` (-f 32), also
@@ -30,11 +30,15 @@
 # other / ours (above 1: ours is faster). Within each repetition the
 # programs run in turn, so a load change hits all of them alike. Every
 # destination is removed before each program, so that nothing is
-# resumed or skipped; one destination per program is compared with the
-# source afterwards (a mismatch counts as failed).
+# resumed or skipped; the first and the last host's copy are compared
+# with the source afterwards (a mismatch counts as failed).
 #
-# The hosts share one filesystem and one user (a single machine): each
-# program writes one path, the same on its 32 hosts, 32 writers at once.
+# Each host logs in as a user of its own (fh001 as mgf001...: fleet.sh
+# start-many own-users), and every program writes mg-bench-files/ in
+# that user's home, as on real hosts with a disk each. (Until 2026-12-07
+# every host was user mgfleet with one home: pdcp, clush and scp then
+# wrote the same file 32 times at once, 100 MiB of page cache in all,
+# while ours wrote 32 temporary files, 3.2 GB, before its renames.)
 # sshd has no sftp subsystem here, so scp runs with -O (the scp protocol),
 # clush --copy too (scp_options).
 #
@@ -71,22 +75,49 @@ command -v rsync >/dev/null || { echo "bench-files: no rsync" >&2; exit 1; }
 
 mkdir -p "$OUT"
 DIR=$(mktemp -d /tmp/mg-bench-files.XXXXXX)
+# On a VM whose balloon driver reports freed memory to the hypervisor
+# (virtio-balloon free page reporting: this one reports everything it
+# frees, at once), touching that memory again costs the guest about 2.6 s
+# a GB (a 1 GB write into the page cache: 0.22 s right after 1 GB was
+# freed, 2.6 s 15 s later). Every program here writes 3.2 GB of page
+# cache right after `fresh` freed the last one's: whichever starts
+# writing sooner reuses memory not yet given back, and one with a longer
+# start-up (ours: the agents' boot) pays the hypervisor's faults (perf:
+# our agents' copy into the page cache 16x scp's per byte with it, about
+# the same without). Real hosts do not pay this: reporting is off while
+# the bench runs (an order above the largest), and restored after.
+PR=/sys/module/page_reporting/parameters/page_reporting_order
+PR_OLD=
+if [ -w "$PR" ]; then
+	PR_OLD=$(cat "$PR")
+	echo 11 >"$PR" 2>/dev/null || PR_OLD=
+fi
 cleanup() {
 	selftests/tools/fleet.sh stop "$DIR" >/dev/null 2>&1
-	[ -n "${DST:-}" ] && rm -rf "$DST"
+	dst_clear
 	rm -rf "$DIR"
+	[ -z "$PR_OLD" ] || echo "$PR_OLD" >"$PR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-selftests/tools/fleet.sh start-many "$DIR" 33 >"$OUT/port" ||
+# Where every program writes, relative to each host's home.
+DST=mg-bench-files
+home_of() { getent passwd "$(printf 'mgf%03d' "$1")" | cut -d: -f6; }
+dst_clear() {
+	local i h
+	for ((i = 1; i <= 33; i++)); do
+		h=$(home_of "$i")
+		[ -n "$h" ] && rm -rf "${h:?}/$DST"
+	done
+}
+selftests/tools/fleet.sh start-many "$DIR" 33 own-users >"$OUT/port" ||
 	{ echo "bench-files: the fleet did not start" >&2; exit 1; }
-home=$(getent passwd mgfleet | cut -d: -f6)
-DST=$home/mg-bench-files
-# One ssh_config for every hop, the bastion's (run as mgfleet) included:
-# the key a copy that mgfleet owns, the config and known_hosts readable.
+# One ssh_config for every hop, the bastion's (fh033, run as mgf033)
+# included: the key a copy that mgf033 owns, config and known_hosts
+# readable.
 cp "$DIR/id_ed25519" "$DIR/key"
-chown mgfleet "$DIR/key"
+chown mgf033 "$DIR/key"
 chmod 0600 "$DIR/key"
 chmod 0644 "$DIR/known_hosts"
 sed "s|^  IdentityFile .*|  IdentityFile $DIR/key|" "$DIR/ssh_config" >"$DIR/config"
@@ -106,14 +137,21 @@ done
 # (not the whole of DIR: sshd re-reads its host key, which must stay 0600)
 chmod -R a+rX "$SRC" "$BLOB"
 
-fresh() { rm -rf "$DST"; install -d -o mgfleet -m 0755 "$DST"; }
+fresh() {
+	local i
+	dst_clear
+	for ((i = 1; i <= 33; i++)); do
+		install -d -o "$(printf 'mgf%03d' "$i")" -m 0755 "$(home_of "$i")/$DST"
+	done
+}
 
-# measure ROW PROG CHECK CMD...: fresh destinations, run CMD, compare
-# CHECK (a destination file or directory) with its source; append
-# "ROW PROG wall failed" to $OUT/raw.
+# measure ROW PROG LAST CHECK CMD...: fresh destinations, run CMD,
+# compare CHECK (a destination file or directory, relative to a home) on
+# host 1 and host LAST with its source; append "ROW PROG wall failed" to
+# $OUT/raw.
 measure() {
-	local row=$1 prog=$2 check=$3 t0 t1 f=0
-	shift 3
+	local row=$1 prog=$2 last=$3 check=$4 t0 t1 f=0 h
+	shift 4
 	fresh
 	t0=$(date +%s.%N)
 	"$@" >"$OUT/last.out" 2>"$OUT/last.err" || {
@@ -122,13 +160,15 @@ measure() {
 		tail -n 3 "$OUT/last.err" >&2
 	}
 	t1=$(date +%s.%N)
-	if [ "$f" = 0 ]; then
-		if [ -d "$check" ]; then
-			diff -r -q "$SRC" "$check" >/dev/null
+	for h in 1 "$last"; do
+		[ "$f" = 0 ] || break
+		h=$(home_of "$h")/$check
+		if [ -d "$h" ]; then
+			diff -r -q "$SRC" "$h" >/dev/null
 		else
-			cmp -s "$BLOB" "$check"
-		fi || { f=1; echo "bench-files: $row $prog: $check differs from the source" >&2; }
-	fi
+			cmp -s "$BLOB" "$h"
+		fi || { f=1; echo "bench-files: $row $prog: $h differs from the source" >&2; }
+	done
 	echo "$row $prog $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $f" >>"$OUT/raw"
 }
 
@@ -227,40 +267,45 @@ ours_rsync() { "$MITOGEN" rsync -q --ssh-config "$CONF" -t ssh:fh001 -- -a "$SRC
 
 : >"$OUT/raw"
 echo "bench-files: 33 sshd hosts on 127.0.3.x (port $(cat "$OUT/port")), ${MIB} MiB, $REPS repetitions, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+if [ -n "$PR_OLD" ]; then
+	echo "bench-files: free page reporting off while the bench runs (page_reporting_order $PR_OLD -> 11)" >&2
+elif [ -e "$PR" ]; then
+	echo "bench-files: free page reporting stays on (cannot write $PR): programs that start writing later pay for it" >&2
+fi
 # a first run fills our image cache on the hosts and warms every sshd
 "$MITOGEN" run -q -f 33 --ssh-config "$CONF" -t 'fh[001-033]' -- true >/dev/null 2>&1
 for ((rep = 0; rep < REPS; rep++)); do
 	if [[ push32 =~ $ONLY || bastion32 =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): push32, bastion32" >&2
-		measure push32 pdcp "$DST/blob" pdcp_run
-		measure push32 clush "$DST/blob" clush_run
-		measure push32 scp_loop "$DST/blob" scp_loop
-		measure push32 ours "$DST/blob" ours_copy "ssh:$H32"
-		measure push32 ours_nofsync "$DST/blob" ours_copy "ssh:$H32" --no-fsync
-		measure bastion32 ours_bastion "$DST/blob" ours_copy "ssh:fh033/ssh:$H32"
+		measure push32 pdcp 32 "$DST/blob" pdcp_run
+		measure push32 clush 32 "$DST/blob" clush_run
+		measure push32 scp_loop 32 "$DST/blob" scp_loop
+		measure push32 ours 32 "$DST/blob" ours_copy "ssh:$H32"
+		measure push32 ours_nofsync 32 "$DST/blob" ours_copy "ssh:$H32" --no-fsync
+		measure bastion32 ours_bastion 32 "$DST/blob" ours_copy "ssh:fh033/ssh:$H32"
 	fi
 	if [[ one =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): one" >&2
-		measure one scp "$DST/blob" scp -q -O -F "$CONF" "$BLOB" "fh001:$DST/blob"
-		measure one ours "$DST/blob" ours_copy ssh:fh001
-		measure one ours_nofsync "$DST/blob" ours_copy ssh:fh001 --no-fsync
+		measure one scp 1 "$DST/blob" scp -q -O -F "$CONF" "$BLOB" "fh001:$DST/blob"
+		measure one ours 1 "$DST/blob" ours_copy ssh:fh001
+		measure one ours_nofsync 1 "$DST/blob" ours_copy ssh:fh001 --no-fsync
 	fi
 	if [[ mitopy =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): mitopy ($PYN hosts)" >&2
 		if "$PYTHON" -c 'import mitogen.service' 2>/dev/null; then
-			measure mitopy mitogen_py "$DST/blob" py_push
+			measure mitopy mitogen_py "$PYN" "$DST/blob" py_push
 		else
 			echo "bench-files: $PYTHON has no mitogen (make deps installs python3-mitogen); mitopy shows ours only" >&2
 		fi
-		measure mitopy ours "$DST/blob" ours_copy "ssh:fh[001-$(printf %03d "$PYN")]"
+		measure mitopy ours "$PYN" "$DST/blob" ours_copy "ssh:fh[001-$(printf %03d "$PYN")]"
 	fi
 	if [[ rsync2000 =~ $ONLY ]]; then
 		echo "bench-files: rep $((rep + 1)): rsync2000" >&2
-		measure rsync2000 rsync "$DST/tree" rsync_run
-		measure rsync2000 ours "$DST/tree" ours_rsync
+		measure rsync2000 rsync 1 "$DST/tree" rsync_run
+		measure rsync2000 ours 1 "$DST/tree" ours_rsync
 	fi
 done
-rm -rf "$DST"
+dst_clear
 
 awk '
 function med(key,   n, i, j, t, a) {

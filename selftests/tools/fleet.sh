@@ -30,11 +30,16 @@
 # other checks may run those at the same time on this machine.
 #   fleet.sh stop DIR      stop that sshd and remove DIR
 #
-#   fleet.sh start-many DIR N   for `make bench-fleet`: N hosts fh001..fhN,
-#                          each its own sshd with OpenSSH's defaults
-#                          (MaxStartups 10:30:100) on 127.0.3.1..N, user
-#                          mgfleet, the same client key; DIR/ssh_config
-#                          names them. Prints "PORT". Stopped by `stop`.
+#   fleet.sh start-many DIR N [own-users]
+#                          for `make bench-fleet` and `make bench-files`:
+#                          N hosts fh001..fhN, each its own sshd with
+#                          OpenSSH's defaults (MaxStartups 10:30:100) on
+#                          127.0.3.1..N, user mgfleet, the same client
+#                          key; DIR/ssh_config names them. With
+#                          own-users, host fhNNN logs in as user mgfNNN
+#                          (made when missing), so that each "host" has
+#                          a home of its own, as real hosts have a disk
+#                          each. Prints "PORT". Stopped by `stop`.
 set -eu
 
 cmd=${1:-}
@@ -129,12 +134,24 @@ EOC
 
 start_many() {
 	n=${3:-}
-	[ -n "$dir" ] && [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] ||
-		{ echo "usage: fleet.sh start-many DIR N (1..250)" >&2; exit 2; }
+	own=${4:-}
+	[ -n "$dir" ] && [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 250 ] &&
+		{ [ -z "$own" ] || [ "$own" = own-users ]; } ||
+		{ echo "usage: fleet.sh start-many DIR N (1..250) [own-users]" >&2; exit 2; }
 	if ! id mgfleet >/dev/null 2>&1; then
 		useradd -m -s /bin/sh mgfleet
 	fi
 	echo 'mgfleet:mgfleet-pw' | chpasswd
+	if [ -n "$own" ]; then
+		i=1
+		while [ "$i" -le "$n" ]; do
+			u=$(printf 'mgf%03d' "$i")
+			id "$u" >/dev/null 2>&1 || useradd -m -s /bin/sh "$u"
+			# sshd refuses locked accounts even for key logins
+			echo "$u:$u-pw" | chpasswd
+			i=$((i+1))
+		done
+	fi
 	mkdir -p "$dir"
 	chmod 0755 "$dir"
 	ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
@@ -164,6 +181,8 @@ EOC
 		printf '[127.0.3.%s]:%s %s\n' "$i" "$port" \
 			"$(cut -d' ' -f1,2 "$dir/host_ed25519.pub")" >>"$dir/known_hosts"
 		printf 'Host %s\n  HostName 127.0.3.%s\n' "$h" "$i" >>"$dir/ssh_config"
+		# first value wins in ssh_config: before "Host fh*"
+		[ -z "$own" ] || printf '  User mgf%03d\n' "$i" >>"$dir/ssh_config"
 		/usr/sbin/sshd -f "$dir/sshd_$h.config" -E "$dir/sshd.log"
 		i=$((i+1))
 	done
@@ -203,5 +222,5 @@ case "$cmd" in
 start) start ;;
 start-many) start_many "$@" ;;
 stop) stop ;;
-*) echo "usage: fleet.sh start DIR | start-many DIR N | stop DIR" >&2; exit 2 ;;
+*) echo "usage: fleet.sh start DIR | start-many DIR N [own-users] | stop DIR" >&2; exit 2 ;;
 esac
