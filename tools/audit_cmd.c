@@ -768,6 +768,14 @@ static int audit_show(int argc, char **argv)
 /* Most keys printed for one host and uid (the current one, retired ones). */
 #define AUDIT_KEYS_MAX 64
 
+/* Targets behind one bastion (-t bastion/web[01-20]) reach it over one
+ * connection, as for run (docs/tool.md); ENOMEM: each its own. */
+static void audit_targets_share(struct target_list *list)
+{
+	target_list_name(list);
+	(void)target_list_share(list, false);
+}
+
 /*
  * keys -t TARGETS: each target's verifier keys (mg.audit_keys, as the
  * target's uid on its host), a "# TARGET" line before them: the output
@@ -790,6 +798,7 @@ static int audit_keys_remote(const char *spec)
 		target_list_free(&list);
 		return AUDIT_EXIT_BAD;
 	}
+	audit_targets_share(&list);
 	for (size_t i = 0; i < list.n; i++) {
 		struct target *t = &list.v[i];
 		struct mg_error err = MG_ERROR_INIT;
@@ -823,6 +832,7 @@ static int audit_keys_remote(const char *spec)
 		mg_value_free(res);
 		target_stop(t, false);
 	}
+	target_list_stop_shared(&list);
 	mg_router_unref(r);
 	target_list_free(&list);
 	return rc;
@@ -931,6 +941,7 @@ static int audit_fetch(int argc, char **argv)
 		return AUDIT_EXIT_USAGE;
 	}
 	r = mg_router_new(NULL);
+	audit_targets_share(&list);
 	for (size_t i = 0; r && i < list.n; i++) {
 		struct target *t = &list.v[i];
 		struct mg_error err = MG_ERROR_INIT;
@@ -980,6 +991,7 @@ static int audit_fetch(int argc, char **argv)
 		mg_value_free(res);
 		target_stop(t, false);
 	}
+	target_list_stop_shared(&list);
 	mg_router_unref(r);
 	target_list_free(&list);
 	return rc;

@@ -180,6 +180,22 @@ static void test_fleet_user_key_port(void **state)
 	assert_null(strstr(r.err, "no password was given"));
 }
 
+/* host11 as a hung host: a listener on 127.0.2.11 that never answers, so
+ * ssh waits for its banner until the connect timeout. Caller closes. */
+static int hung_host(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd;
+
+	a.sin_port = htons((uint16_t)atoi(port));
+	a.sin_addr.s_addr = htonl(0x7f00020b);	/* 127.0.2.11 */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
 /*
  * --connect-timeout is per target, from when its turn comes: with -f 1 a
  * hung host (a listener on 127.0.2.11 that never answers, so ssh waits
@@ -188,17 +204,11 @@ static void test_fleet_user_key_port(void **state)
  */
 static void test_fleet_connect_timeout_per_target(void **state)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
 	int fd;
 
 	(void)state;
 	NEED_FLEET();
-	a.sin_port = htons((uint16_t)atoi(port));
-	a.sin_addr.s_addr = htonl(0x7f00020b);	/* 127.0.2.11 */
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 8), 0);
+	fd = hung_host();
 	/* Long enough for a real start on a loaded machine (3 s was not, at
 	 * load 30): the black hole alone must use all of it. */
 	TOOLRUN(&r, "run", "--summary", "-f", "1", "--connect-timeout", "30",
@@ -401,23 +411,17 @@ static void test_fleet_bastion_once(void **state)
 }
 
 /*
- * A bastion that never answers (a listener on host11): the target that
- * starts it and the one waiting for that start both end at the connect
- * timeout, each with its own error; neither waits for ever.
+ * A bastion that never answers (host11, hung): the target that starts it
+ * and the one waiting for that start both end at the connect timeout,
+ * each naming the bastion as written; neither waits for ever.
  */
 static void test_fleet_bastion_hung(void **state)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
 	int fd;
 
 	(void)state;
 	NEED_FLEET();
-	a.sin_port = htons((uint16_t)atoi(port));
-	a.sin_addr.s_addr = htonl(0x7f00020b);	/* 127.0.2.11 */
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(fd, 8), 0);
+	fd = hung_host();
 	TOOLRUN(&r, "run", "-f", "2", "--connect-timeout", "5", "--ssh-config", config,
 		"-t", "host11/host[01-02]", "--", "true");
 	close(fd);

@@ -895,11 +895,24 @@ static void test_audit_fetch(void **state)
 	want = read_all(path);
 	have = read_all(got);
 	assert_string_equal(want, have);
-	free(want);
 	free(have);
 	TOOLRUN(&r, "audit", "verify", "--key", vkey, got);
 	assert_int_equal(r.exit_code, 0);
 	toolrun_free(&r);
+	/* Two targets through one shared first hop: each its own copy. */
+	TOOLRUN(&r, "audit", "fetch", "-t", "local/local,local/fork", dir);
+	assert_int_equal(r.exit_code, 0);
+	toolrun_free(&r);
+	for (int k = 0; k < 2; k++) {
+		char sub[PATH_MAX * 2 + 32];
+
+		snprintf(sub, sizeof(sub), "%s/%s/%s", dir, k ? "local_fork" : "local_local", name);
+		have = read_all(sub);
+		assert_string_equal(want, have);
+		free(have);
+		unlink(sub);
+	}
+	free(want);
 	TOOLRUN(&r, "audit", "fetch", "-t", "nosuchkind:x", dir);
 	assert_int_equal(r.exit_code, 2);
 	assert_non_null(strstr(r.err, "nosuchkind:x"));
