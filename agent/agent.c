@@ -509,6 +509,22 @@ static int parse_boot(const struct mg_value *v, struct boot_info *bi)
 	return 0;
 }
 
+/*
+ * Name this process "mitogen:NAME" where top, pgrep and `ps -o comm` look
+ * (the kernel keeps 15 bytes). A local child has that from its argv[0]
+ * already; one the first stage started (ssh, sudo, su, doas, containers)
+ * was "3", the last part of /proc/self/fd/3, its argv[0]. That argv stays:
+ * it is what shows the agent was exec'd from the image the first stage
+ * checked (selftests/attacks/test_cache.c).
+ */
+static void agent_set_comm(const char *name)
+{
+	char comm[16];
+
+	snprintf(comm, sizeof(comm), "mitogen:%s", name);
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+}
+
 struct set_max {
 	struct mg_router *r;
 	size_t max;
@@ -581,6 +597,7 @@ void agent_run_fds(int fd, int wfd, bool bytes)
 		_exit(AGENT_EXIT_BOOT);
 	}
 	identity_set(bi.id, bi.parents, bi.nparents, bi.name);
+	agent_set_comm(bi.name);
 	router_set_id(r, bi.id);
 	heartbeat_boot(r, boot);
 	r->max_message_size = (size_t)bi.max;

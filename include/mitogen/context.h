@@ -118,8 +118,11 @@ MG_API int mg_run_with_router(int (*fn)(struct mg_router *r, void *arg), void *a
 
 struct mg_local_opts {
 	size_t sz;
-	/* argv[0] of the child becomes "mitogen:<remote_name>"; no '/'.
-	 * Default "<user>@<host>:<parent pid>". */
+	/* The child's name: "mitogen:<remote_name>" is the argv[0] of a
+	 * local, fork or setns child, and every agent's process name (comm:
+	 * top, pgrep; 15 bytes). One the first stage started (ssh, sudo, su,
+	 * doas, containers) keeps argv[0] /proc/self/fd/3, the image it
+	 * checked. No '/'. Default "<user>@<host>:<parent pid>". */
 	const char *remote_name;
 	/* Seconds the child has to start and greet us (default 30). */
 	double connect_timeout;

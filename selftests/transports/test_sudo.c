@@ -181,6 +181,33 @@ static int unix_type(unsigned long ino)
  * router's and say so).
  */
 /*
+ * The agent a first stage started is named as its context where top and
+ * pgrep look: comm "mitogen:NAME" (15 bytes), not "3", the last part of
+ * the /proc/self/fd/3 it was exec'd as.
+ */
+static void test_sudo_agent_named(void **state)
+{
+	struct mg_context *ctx;
+	char path[64], comm[32] = "", want[16];
+	FILE *f;
+	int pid;
+
+	NEED_ROOT();
+	ctx = as_user("mgsudo");
+	pid = call_int(ctx, "mg.getpid");
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(comm, sizeof(comm), f));
+	fclose(f);
+	comm[strcspn(comm, "\n")] = '\0';
+	snprintf(want, sizeof(want), "mitogen:%s", mg_context_name(ctx));
+	print_message("# agent %d: comm %s\n", pid, comm);
+	assert_string_equal(comm, want);
+	finish(ctx);
+}
+
+/*
  * The first stage execs the agent as /proc/self/fd/3; the agent closes that
  * fd, so it holds no descriptor on its image (a removed cache entry would
  * otherwise keep its disk, and every fd a program could inherit is one to
@@ -621,6 +648,7 @@ int main(int argc, char **argv)
 		FIXTURE_TEST(test_tool_hops),
 		FIXTURE_TEST(test_sudo_channel_in_kernel),
 		FIXTURE_TEST(test_sudo_image_fd_closed),
+		FIXTURE_TEST(test_sudo_agent_named),
 	};
 	return FIXTURE_TEST_RUN("transports/sudo", tests);
 }
