@@ -76,10 +76,14 @@ int message_flatten(struct mg_message *msg)
 	memcpy(buf, msg->prefix, msg->prefix_len);
 	if (body)
 		memcpy(buf + msg->prefix_len, msg->data, body);
-	if (msg->hold)
+	if (msg->release)
+		msg->release(msg->owner);
+	else if (msg->hold)
 		mg_value_free(msg->hold);
 	else
 		free(msg->data);
+	msg->release = NULL;
+	msg->owner = NULL;
 	msg->hold = NULL;
 	msg->data = buf;
 	msg->prefix_len = 0;
@@ -159,6 +163,48 @@ struct mg_message *mg_message_new_raw(uint32_t dst_id, uint32_t handle,
 	return message_new_owned(&meta, buf, len);
 }
 
+struct mg_message *mg_message_new_shared(uint32_t dst_id, uint32_t handle,
+					 const void *data, size_t len,
+					 void (*release)(void *owner), void *owner)
+{
+	struct wire_meta meta = { .dst_id = dst_id, .handle = handle,
+				  .src_id = mg_context_id(), .auth_id = mg_context_id() };
+	struct mg_message *msg;
+
+	if ((!data && len) || !release) {
+		errno = EINVAL;
+		return NULL;
+	}
+	msg = message_new_owned(&meta, NULL, 0);
+	if (!msg)
+		return NULL;
+	msg->data = (uint8_t *)data;
+	msg->len = len;
+	msg->release = release;
+	msg->owner = owner;
+	return msg;
+}
+
+/* Make a shared payload this message's own (a copy), releasing the
+ * share. Returns 0 or -ENOMEM. */
+static int message_own(struct mg_message *msg)
+{
+	uint8_t *buf;
+
+	if (!msg->release)
+		return 0;
+	buf = malloc(msg->len + 1);	/* + 1: value_decode_owned's NUL */
+	if (!buf)
+		return -ENOMEM;
+	if (msg->len)
+		memcpy(buf, msg->data, msg->len);
+	msg->release(msg->owner);
+	msg->release = NULL;
+	msg->owner = NULL;
+	msg->data = buf;
+	return 0;
+}
+
 struct mg_message *mg_message_dead(uint32_t dst_id, uint32_t handle, const char *reason)
 {
 	struct mg_message *msg = mg_message_new(dst_id, handle, mg_str(reason ? reason : "dead"));
@@ -172,7 +218,9 @@ void mg_message_free(struct mg_message *msg)
 {
 	if (!msg)
 		return;
-	if (msg->hold)
+	if (msg->release)
+		msg->release(msg->owner);
+	else if (msg->hold)
 		mg_value_free(msg->hold);
 	else
 		free(msg->data);
@@ -290,7 +338,7 @@ int message_take_value(struct mg_message *msg, struct mg_value **ret_value,
 		msg->data = NULL;
 		msg->len = msg->prefix_len = 0;
 	} else {
-		if (message_flatten(msg) < 0)
+		if (message_flatten(msg) < 0 || message_own(msg) < 0)
 			return -ENOMEM;
 		data = msg->data;
 		msg->data = NULL;

@@ -16,9 +16,12 @@ struct mg_message {
 	 */
 	uint8_t prefix[8];
 	uint8_t prefix_len;
-	uint8_t *data;			/* owned, unless hold is set */
+	uint8_t *data;			/* owned, unless hold or release is set */
 	size_t len;
 	struct mg_value *hold;		/* owns data when set (sending a value) */
+	/* data is shared (mg_message_new_shared): release(owner) when done */
+	void (*release)(void *owner);
+	void *owner;
 	struct mg_router *router;	/* borrowed: valid while the router is; NULL when made here */
 	struct mg_receiver *receiver;	/* borrowed */
 	struct mg_message *next;	/* queue link (stream output, deferral) */

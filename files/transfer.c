@@ -280,6 +280,48 @@ static bool hop_finished(const struct hop *h)
 }
 
 /* Data (raw msgpack) to every ready hop. */
+/*
+ * An encoded data chunk that the messages carrying it to every hop share
+ * (mg_message_new_shared) instead of a copy each: the source's cache
+ * holds a reference, each message one; at a relay, the message it came
+ * in is the chunk. Freed with its last reference, from whichever thread
+ * drops it (the broker's, once a message is written).
+ */
+struct chunk_buf {
+	unsigned refs;			/* atomic */
+	void *raw;
+	size_t len;
+	struct mg_message *msg;		/* the chunk's own message, or NULL: raw is malloc'd */
+};
+
+static void chunk_buf_put(void *arg)
+{
+	struct chunk_buf *cb = arg;
+
+	if (__atomic_sub_fetch(&cb->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (cb->msg)
+		mg_message_free(cb->msg);
+	else
+		free(cb->raw);
+	free(cb);
+}
+
+/* cb's chunk to hop h: one reference more, no copy. */
+static void fanout_send_shared(struct fanout *f, struct hop *h, struct chunk_buf *cb)
+{
+	struct mg_message *m;
+
+	__atomic_add_fetch(&cb->refs, 1, __ATOMIC_RELAXED);
+	m = mg_message_new_shared(h->id, h->data_handle, cb->raw, cb->len, chunk_buf_put, cb);
+	if (!m)
+		chunk_buf_put(cb);
+	if (!m || mg_router_route(f->r, m) < 0) {
+		h->state = HOP_LOST;
+		snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
+	}
+}
+
 static void fanout_send_raw(struct fanout *f, const void *data, size_t len)
 {
 	for (size_t i = 0; i < f->nhops; i++) {
@@ -424,8 +466,7 @@ struct chunk_pos {
 
 struct chunk_slot {
 	size_t seq;			/* SIZE_MAX: empty */
-	void *raw;
-	size_t rawlen;
+	struct chunk_buf *cb;		/* a reference */
 };
 
 /* Chunks kept encoded for the hops behind the leader (64 MiB). */
@@ -444,7 +485,8 @@ struct source_data {
 static void source_data_free(struct source_data *d)
 {
 	for (size_t i = 0; i < SOURCE_CACHE; i++)
-		free(d->slot[i].raw);
+		if (d->slot[i].cb)
+			chunk_buf_put(d->slot[i].cb);
 	if (d->fd >= 0)
 		close(d->fd);
 	free(d->pos);
@@ -499,13 +541,14 @@ static int source_data_init(struct source_data *d, struct fanout *f, const struc
 
 /* Chunk seq, encoded: from the cache, or read (again) from the file. */
 static int source_data_get(struct source_data *d, const struct source *s, size_t seq,
-			   const void **raw, size_t *rawlen, char *why, size_t whylen)
+			   struct chunk_buf **ret_cb, char *why, size_t whylen)
 {
 	struct chunk_slot *sl = &d->slot[seq % SOURCE_CACHE];
 	const struct chunk_pos *p = &d->pos[seq];
 	const struct fent *e = &s->m->e[p->entry];
 	char path[PATH_MAX];
 	struct mg_value *v;
+	struct chunk_buf *cb;
 	size_t got = 0;
 
 	if (sl->seq == seq)
@@ -535,23 +578,27 @@ static int source_data_get(struct source_data *d, const struct source *s, size_t
 		}
 		got += (size_t)r;
 	}
-	free(sl->raw);
-	sl->raw = NULL;
+	if (sl->cb)
+		chunk_buf_put(sl->cb);
+	sl->cb = NULL;
 	sl->seq = SIZE_MAX;
 	v = MG_LIST(mg_str("d"), mg_int((int64_t)p->entry), mg_int((int64_t)p->off),
 		    mg_bytes(d->buf, p->len));
-	if (mg_value_encode(v, &sl->raw, &sl->rawlen) < 0) {
+	cb = calloc(1, sizeof(*cb));
+	if (!cb || mg_value_encode(v, &cb->raw, &cb->len) < 0) {
+		free(cb);
 		mg_value_free(v);
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
 	mg_value_free(v);
+	cb->refs = 1;
+	sl->cb = cb;
 	sl->seq = seq;
 	if (p->end > d->read_max)
 		d->read_max = p->end;
 out:
-	*raw = sl->raw;
-	*rawlen = sl->rawlen;
+	*ret_cb = sl->cb;
 	return 0;
 }
 
@@ -604,14 +651,12 @@ static int source_run(struct fanout *f, struct source *s)
 
 			while (fanout_live(h) && h->next < d.n &&
 			       h->sent + d.pos[h->next].len <= h->acked + h->window) {
-				const void *raw = NULL;
-				size_t rawlen = 0;
+				struct chunk_buf *cb = NULL;
 
-				ret = source_data_get(&d, s, h->next, &raw, &rawlen, s->why,
-						      sizeof(s->why));
+				ret = source_data_get(&d, s, h->next, &cb, s->why, sizeof(s->why));
 				if (ret < 0)
 					break;
-				fanout_send_one(f, h, raw, rawlen);
+				fanout_send_shared(f, h, cb);
 				h->sent += d.pos[h->next].len;
 				h->next++;
 			}
@@ -769,12 +814,26 @@ static void relay_up(struct mg_message *msg, void *arg)
 	}
 	raw = mg_message_data(msg, &len);
 	if (chunk_view(raw, len, &entry, &off, &data, &dlen)) {
-		fanout_send_raw(rl->f, raw, len);
+		/* The message is the chunk every hop below gets. */
+		struct chunk_buf *cb = calloc(1, sizeof(*cb));
+
+		if (cb) {
+			*cb = (struct chunk_buf){ .refs = 1, .raw = (void *)raw, .len = len,
+						  .msg = msg };
+			for (size_t i = 0; i < rl->f->nhops; i++)
+				if (fanout_live(&rl->f->hops[i]))
+					fanout_send_shared(rl->f, &rl->f->hops[i], cb);
+		} else {
+			fanout_send_raw(rl->f, raw, len);
+		}
 		rl->f->sent += dlen;
 		rl->pos += dlen;
 		if (rl->w)
 			writer_chunk(rl->w, entry, off, data, dlen);
-		mg_message_free(msg);
+		if (cb)
+			chunk_buf_put(cb);
+		else
+			mg_message_free(msg);
 		return;
 	}
 	if (mg_message_value(msg, false, &v, NULL) < 0 || v->type != MG_LIST || !v->len ||

@@ -283,6 +283,18 @@ MG_API struct mg_message *mg_message_new(uint32_t dst_id, uint32_t handle,
 /* A message with an already-encoded msgpack payload (copied). */
 MG_API struct mg_message *mg_message_new_raw(uint32_t dst_id, uint32_t handle,
 					     const void *data, size_t len);
+/*
+ * A message whose already-encoded payload is data, not copied: for one
+ * payload sent to many contexts (a file's chunk to 32 hosts), each
+ * message a reference the caller counts. data must stay as it is until
+ * release(owner) is called, once, from whichever thread is done with the
+ * message (freed once written, or its payload copied out where it is
+ * delivered here). NULL with errno (ENOMEM, EINVAL) on failure, and then
+ * release is not called: the caller still holds its reference.
+ */
+MG_API struct mg_message *mg_message_new_shared(uint32_t dst_id, uint32_t handle,
+						const void *data, size_t len,
+						void (*release)(void *owner), void *owner);
 /* A dead message (reply_to = MG_IS_DEAD) saying why. */
 MG_API struct mg_message *mg_message_dead(uint32_t dst_id, uint32_t handle,
 					  const char *reason);
