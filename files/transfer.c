@@ -307,6 +307,21 @@ static void chunk_buf_put(void *arg)
 	free(cb);
 }
 
+/* m (taken; NULL: it could not be made) to hop h, or h is lost. */
+static void fanout_route(struct fanout *f, struct hop *h, struct mg_message *m)
+{
+	if (!m || mg_router_route(f->r, m) < 0) {
+		h->state = HOP_LOST;
+		snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
+	}
+}
+
+/* Raw data to one hop (a copy). */
+static void fanout_send_one(struct fanout *f, struct hop *h, const void *data, size_t len)
+{
+	fanout_route(f, h, mg_message_new_raw(h->id, h->data_handle, data, len));
+}
+
 /* cb's chunk to hop h: one reference more, no copy. */
 static void fanout_send_shared(struct fanout *f, struct hop *h, struct chunk_buf *cb)
 {
@@ -316,25 +331,22 @@ static void fanout_send_shared(struct fanout *f, struct hop *h, struct chunk_buf
 	m = mg_message_new_shared(h->id, h->data_handle, cb->raw, cb->len, chunk_buf_put, cb);
 	if (!m)
 		chunk_buf_put(cb);
-	if (!m || mg_router_route(f->r, m) < 0) {
-		h->state = HOP_LOST;
-		snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
-	}
+	fanout_route(f, h, m);
 }
 
-static void fanout_send_raw(struct fanout *f, const void *data, size_t len)
+/* Data to every hop still live: shared from cb, else (cb NULL) a copy each. */
+static void fanout_send_all(struct fanout *f, struct chunk_buf *cb, const void *data,
+			    size_t len)
 {
 	for (size_t i = 0; i < f->nhops; i++) {
 		struct hop *h = &f->hops[i];
-		struct mg_message *m;
 
 		if (!fanout_live(h))
 			continue;
-		m = mg_message_new_raw(h->id, h->data_handle, data, len);
-		if (!m || mg_router_route(f->r, m) < 0) {
-			h->state = HOP_LOST;
-			snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
-		}
+		if (cb)
+			fanout_send_shared(f, h, cb);
+		else
+			fanout_send_one(f, h, data, len);
 	}
 }
 
@@ -602,17 +614,6 @@ out:
 	return 0;
 }
 
-/* Raw data to one hop. */
-static void fanout_send_one(struct fanout *f, struct hop *h, const void *data, size_t len)
-{
-	struct mg_message *m = mg_message_new_raw(h->id, h->data_handle, data, len);
-
-	if (!m || mg_router_route(f->r, m) < 0) {
-		h->state = HOP_LOST;
-		snprintf(h->why, sizeof(h->why), "cannot send to context %u", h->id);
-	}
-}
-
 /*
  * Send every file of s->m from what the hops already have, then "e", to
  * each hop within its own window: it starts at FILES_WINDOW_START and
@@ -817,15 +818,10 @@ static void relay_up(struct mg_message *msg, void *arg)
 		/* The message is the chunk every hop below gets. */
 		struct chunk_buf *cb = calloc(1, sizeof(*cb));
 
-		if (cb) {
+		if (cb)
 			*cb = (struct chunk_buf){ .refs = 1, .raw = (void *)raw, .len = len,
 						  .msg = msg };
-			for (size_t i = 0; i < rl->f->nhops; i++)
-				if (fanout_live(&rl->f->hops[i]))
-					fanout_send_shared(rl->f, &rl->f->hops[i], cb);
-		} else {
-			fanout_send_raw(rl->f, raw, len);
-		}
+		fanout_send_all(rl->f, cb, raw, len);
 		rl->f->sent += dlen;
 		rl->pos += dlen;
 		if (rl->w)
@@ -845,14 +841,14 @@ static void relay_up(struct mg_message *msg, void *arg)
 	if (!strcmp(v->items[0].str, "d") && v->len == 4 && v->items[1].type == MG_INT &&
 	    v->items[2].type == MG_INT && v->items[3].type == MG_BYTES && v->items[1].i >= 0 &&
 	    v->items[2].i >= 0) {
-		fanout_send_raw(rl->f, raw, len);
+		fanout_send_all(rl->f, NULL, raw, len);
 		rl->f->sent += v->items[3].len;
 		rl->pos += v->items[3].len;
 		if (rl->w)
 			writer_chunk(rl->w, (uint32_t)v->items[1].i, (uint64_t)v->items[2].i,
 				     v->items[3].bytes, v->items[3].len);
 	} else if (!strcmp(v->items[0].str, "e")) {
-		fanout_send_raw(rl->f, raw, len);
+		fanout_send_all(rl->f, NULL, raw, len);
 		if (rl->w)
 			writer_end(rl->w);
 		rl->eof = true;
