@@ -367,21 +367,81 @@ static int stream_flush_locked(struct stream *s, bool *release)
 	return 0;
 }
 
+static bool stream_finish_failed(struct stream *s);
+
+/* The peer is gone (op failed with err): remembered for
+ * stream_finish_failed, the first reason kept. Under wlock. */
+static void stream_mark_failed_locked(struct stream *s, const char *op, int err)
+{
+	if (s->write_failed)
+		return;
+	snprintf(s->wfail_why, sizeof(s->wfail_why), "%s: %s", op, strerror(err));
+	__atomic_store_n(&s->write_failed, true, __ATOMIC_RELEASE);
+	if (s->registered && !s->closed)
+		stream_want_out(s, true);
+}
+
+/*
+ * A read failed with ECONNRESET: the peer closed with our records unread
+ * (a child that stopped reading, then died). The kernel reports that
+ * before the records the peer sent us, which are still queued: read them
+ * (its last words) before closing. Returns -1: s is closed.
+ */
+static int stream_reset(struct stream *s)
+{
+	bool again;
+
+	pthread_mutex_lock(&s->wlock);
+	again = s->write_failed;
+	stream_mark_failed_locked(s, "read", ECONNRESET);
+	pthread_mutex_unlock(&s->wlock);
+	if (again)
+		stream_close(s, s->wfail_why);
+	else
+		stream_finish_failed(s);
+	return -1;
+}
+
+/*
+ * Write what is queued. A write that fails does not close s here: this
+ * may be any thread, and what the peer sent before it went (a child's
+ * last words: why it closed) may still wait to be read. s is marked, the
+ * broker is woken (the fd is writable or hung up: either wakes it), and
+ * stream_finish_failed closes s once that input is read.
+ */
 static void stream_flush(struct stream *s)
 {
 	bool release = false;
-	char why[128];
 	int ret;
 
 	pthread_mutex_lock(&s->wlock);
 	ret = stream_flush_locked(s, &release);
+	if (ret < 0)
+		stream_mark_failed_locked(s, "write", -ret);
 	pthread_mutex_unlock(&s->wlock);
 	if (release)
 		router_release_waiters(s->router, s);
-	if (ret < 0) {
-		snprintf(why, sizeof(why), "write: %s", strerror(-ret));
-		stream_close(s, why);
-	}
+}
+
+static int stream_read_record(struct stream *s);
+static int stream_read_bytes(struct stream *s);
+
+/* Records a peer may still have queued when a write to it failed, read
+ * before the stream closes: a bound, not a wait (reads never block). */
+#define STREAM_LAST_READS 64
+
+/* On the broker (or the input's borrower): s's write failed. Read what
+ * the peer sent before (at most STREAM_LAST_READS records), then close
+ * s with the write's error. Returns true when it did. */
+static bool stream_finish_failed(struct stream *s)
+{
+	if (!__atomic_load_n(&s->write_failed, __ATOMIC_ACQUIRE) || s->closed)
+		return false;
+	for (int i = 0; i < STREAM_LAST_READS && !s->closed; i++)
+		if ((s->bytes ? stream_read_bytes(s) : stream_read_record(s)) <= 0)
+			break;
+	stream_close(s, s->wfail_why);
+	return true;
 }
 
 int stream_send_direct(struct stream *s, struct mg_message *msg)
@@ -509,16 +569,28 @@ void stream_release(struct stream *s, const struct stream *dst)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+/*
+ * Close s after logging why: in a child the line is queued for the
+ * parent, and s may be the channel that carries it. Send it while the
+ * channel still can, and with it whatever s holds: another thread's
+ * message appended between its send and its flush (stream_send) would
+ * hold ours back behind it, and both would die at the shutdown.
+ */
+static void stream_close_last_words(struct stream *s, const char *reason)
+{
+	router_flush_queue(s->router);
+	if (!s->closed)
+		stream_flush(s);
+	stream_close(s, reason);
+}
+
 static void stream_protocol_error(struct stream *s, const char *why)
 {
 	char reason[160];
 
 	snprintf(reason, sizeof(reason), "protocol error: %s", why);
 	LOG_ERROR("stream %s (context %u): %s; closing it", s->name, s->remote_id, reason);
-	/* In a child the line above is queued for the parent: send it while
-	 * the channel can still carry it. */
-	router_flush_queue(s->router);
-	stream_close(s, reason);
+	stream_close_last_words(s, reason);
 }
 
 static size_t stream_budget_of(const struct mg_router *r)
@@ -557,8 +629,7 @@ static bool stream_budget(struct stream *s, size_t more)
 			 budget);
 		LOG_ERROR("stream %s (context %u): %s; closing it (the stream holding the most)",
 			  big->name, big->remote_id, why);
-		router_flush_queue(r);
-		stream_close(big, why);
+		stream_close_last_words(big, why);
 		if (big == s)
 			return false;
 	}
@@ -676,6 +747,8 @@ static int stream_read_record(struct stream *s)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return 0;
+		if (errno == ECONNRESET)
+			return stream_reset(s);
 		char reason[128];
 
 		snprintf(reason, sizeof(reason), "read: %s", strerror(errno));
@@ -776,8 +849,9 @@ static int stream_bytes_record(struct stream *s, const struct wire_meta *meta, u
 	return stream_deliver(s, meta, flags, payload, length);
 }
 
-/* Byte stream: read what is there, hand over every complete record. */
-static void stream_read_bytes(struct stream *s)
+/* Byte stream: read what is there, hand over every complete record.
+ * Returns 1 when bytes were read, 0 when none were there, -1 closed. */
+static int stream_read_bytes(struct stream *s)
 {
 	const char *why = NULL;
 	struct wire_meta meta;
@@ -793,14 +867,16 @@ static void stream_read_bytes(struct stream *s)
 		char reason[128];
 
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return;
+			return 0;
+		if (errno == ECONNRESET)
+			return stream_reset(s);
 		snprintf(reason, sizeof(reason), "read: %s", strerror(errno));
 		stream_close(s, reason);
-		return;
+		return -1;
 	}
 	if (n == 0) {
 		stream_close(s, s->bin_len ? "disconnected inside a record" : "disconnected");
-		return;
+		return -1;
 	}
 	s->bin_len += (size_t)n;
 	while (s->bin_len - used >= WIRE_HDR_SIZE) {
@@ -808,18 +884,19 @@ static void stream_read_bytes(struct stream *s)
 
 		if (wire_hdr_parse((const struct wire_hdr *)p, &meta, &flags, &length, &why) < 0) {
 			stream_protocol_error(s, why);
-			return;
+			return -1;
 		}
 		if (s->bin_len - used < WIRE_HDR_SIZE + (size_t)length)
 			break;
 		if (stream_bytes_record(s, &meta, flags, p + WIRE_HDR_SIZE, length) < 0)
-			return;
+			return -1;
 		used += WIRE_HDR_SIZE + length;
 	}
 	if (used) {
 		memmove(s->bin, s->bin + used, s->bin_len - used);
 		s->bin_len -= used;
 	}
+	return 1;
 }
 
 static void stream_on_wevent(struct broker_source *src, uint32_t events)
@@ -829,6 +906,7 @@ static void stream_on_wevent(struct broker_source *src, uint32_t events)
 	s->heard = true;	/* heartbeat: the peer reads (no clock read) */
 	if (!s->closed)
 		stream_flush(s);
+	stream_finish_failed(s);
 }
 
 static bool stream_paused(struct stream *s)
@@ -856,20 +934,14 @@ static void stream_on_event(struct broker_source *src, uint32_t events)
 	s->heard = true;
 	if (s->closed)
 		return;
+	if (events & EPOLLOUT)
+		stream_flush(s);
+	if (stream_finish_failed(s))
+		return;
 	if (s->bytes) {
-		if (events & EPOLLOUT) {
-			stream_flush(s);
-			if (s->closed)
-				return;
-		}
 		if (stream_readable(s, events))
 			stream_read_bytes(s);
 		return;
-	}
-	if (events & EPOLLOUT) {
-		stream_flush(s);
-		if (s->closed)
-			return;
 	}
 	if (stream_readable(s, events)) {
 		/*

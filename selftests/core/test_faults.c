@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <signal.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include "selftests/lib/harness.h"
 #include "core/message.h"
@@ -331,6 +334,84 @@ static void test_bad_records_to_child(void **state)
 	}
 }
 
+/* Deferred to the broker: hold it (no stream read) until told. */
+static void hold_broker(void *arg)
+{
+	int *p = arg;	/* [0]: read to go on; [1]: written once held */
+	char c = 0;
+
+	if (write(p[1], &c, 1) != 1 || read(p[0], &c, 1) != 1)
+		abort();
+}
+
+/*
+ * A child that stops at a bad record dies with what came after it unread.
+ * The kernel then reports a reset to the parent before the records the
+ * child sent: its last words, why it closed, must still be read. The
+ * parent's broker is held until the child has exited, so that it reads
+ * only then, as a busy parent would.
+ */
+static void test_last_words_with_records_unread(void **state)
+{
+	static uint8_t burst[9][WIRE_HDR_SIZE + 1];
+	struct mg_context *c = start("last-words");
+	struct mg_error err = MG_ERROR_INIT;
+	struct mmsghdr mm[9] = { 0 };
+	struct iovec iov[9];
+	struct mg_receiver *rx;
+	struct mg_value *v = NULL;
+	int go[2], held[2], hold[2], fd, pidfd, sent, exited;
+	struct pollfd pfd;
+	uint8_t nil = 0xc0;
+	char b = 0;
+
+	rx = mg_test_defer(free_rx, mg_call_async(c, "mg.run",
+		mg_value_build("v", MG_LIST(mg_str("sleep"), mg_str("600"))), NULL));
+	for (size_t i = 0; i < 9; i++) {
+		record(burst[i], mg_context_remote_id(c), 0, WIRE_FLAG_FIRST | WIRE_FLAG_LAST,
+		       &nil, 1);
+		iov[i] = (struct iovec){ burst[i], sizeof(burst[i]) };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
+	burst[0][0] = 'X';	/* bad magic; the eight behind it are never read */
+	fd = parent_end_fd(c);
+	assert_true(fd >= 0);
+	pidfd = (int)syscall(SYS_pidfd_open, mg_context_pid(c), 0);
+	assert_true(pidfd >= 0);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(held), 0);
+	hold[0] = go[0];
+	hold[1] = held[1];
+	assert_int_equal(mg_broker_defer(router->broker, hold_broker, hold), 0);
+	assert_int_equal(read(held[0], &b, 1), 1);
+	/* The child stopped: it reads none until all nine are queued. Then
+	 * the broker goes on only once the child has exited. */
+	assert_int_equal(kill(mg_context_pid(c), SIGSTOP), 0);
+	sent = sendmmsg(fd, mm, 9, MSG_NOSIGNAL);
+	kill(mg_context_pid(c), SIGCONT);
+	pfd = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+	exited = sent > 0 ? poll(&pfd, 1, (int)(WAIT_S * 1000)) : 0;
+	assert_int_equal(write(go[1], &b, 1), 1);
+	close(pidfd);
+	close(go[0]);
+	close(go[1]);
+	close(held[0]);
+	close(held[1]);
+	assert_int_equal(sent, 9);
+	assert_int_equal(exited, 1);
+	assert_int_equal(mg_receiver_get_data(rx, WAIT_S, &v, &err), -EPIPE);
+	assert_int_equal(err.kind, MG_ERR_CHANNEL);
+	if (!mg_test_log_contains("last-words: stream parent (context 0): protocol error: "
+				  "bad magic", WAIT_S)) {
+		mg_test_log_print();
+		fail_msg("the child's last words were lost (the call failed with: %s)",
+			 err.message);
+	}
+	assert_int_equal(mg_context_shutdown(c, true), 0);
+	bystander_still_works();
+}
+
 /* --- spoofing and authority -------------------------------------------- */
 
 static void test_spoofed_src_id_refused(void **state)
@@ -396,6 +477,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_records_from_child),
 		cmocka_unit_test(test_message_over_limit_from_child),
 		cmocka_unit_test(test_bad_records_to_child),
+		cmocka_unit_test(test_last_words_with_records_unread),
 		cmocka_unit_test(test_spoofed_src_id_refused),
 		cmocka_unit_test(test_forged_auth_id_refused),
 		cmocka_unit_test(test_child_cannot_call_sibling),
