@@ -238,11 +238,14 @@ static void test_bad_records_from_child(void **state)
 
 	build_cases(cases, &n, 0);
 	for (size_t i = 0; i < n; i++) {
-		struct mg_context *c = start("victim");
 		struct mg_error err = MG_ERROR_INIT;
+		struct mg_context *c;
 		struct mg_receiver *rx;
 		struct mg_value *v = NULL;
 		char needle[160];
+
+		mg_test_log_capture_start();	/* this case's lines only */
+		c = start("victim");
 
 		/* Records carry the child's real id as src_id. */
 		build_cases(cases, &n, mg_context_remote_id(c));
@@ -308,6 +311,7 @@ static void test_bad_records_to_child(void **state)
 
 		if (i == 6)
 			continue;	/* a lone LAST is tested from the child side */
+		mg_test_log_capture_start();	/* this case's lines only */
 		c = start("downstream");
 		/* A command that outlasts the test: the child can never reply
 		 * before it reads the bad record. */
@@ -354,7 +358,7 @@ static void hold_broker(void *arg)
 static void test_last_words_with_records_unread(void **state)
 {
 	static uint8_t burst[9][WIRE_HDR_SIZE + 1];
-	struct mg_context *c = start("last-words");
+	struct mg_context *c;
 	struct mg_error err = MG_ERROR_INIT;
 	struct mmsghdr mm[9] = { 0 };
 	struct iovec iov[9];
@@ -365,6 +369,8 @@ static void test_last_words_with_records_unread(void **state)
 	uint8_t nil = 0xc0;
 	char b = 0;
 
+	mg_test_log_capture_start();
+	c = start("last-words");
 	rx = mg_test_defer(free_rx, mg_call_async(c, "mg.run",
 		mg_value_build("v", MG_LIST(mg_str("sleep"), mg_str("600"))), NULL));
 	for (size_t i = 0; i < 9; i++) {
