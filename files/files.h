@@ -2,7 +2,8 @@
 /*
  * files.h — the files area (files/), private to the library: manifests
  * (what a transfer carries), the destination writer, the fan-out to child
- * hops, and the "mg.files" service. docs/files.md has the protocol.
+ * hops (files/fanout.h), and the "mg.files" service. docs/files.md has the
+ * protocol.
  *
  * Messages of a transfer (msgpack lists, first item a one-letter tag):
  *   ["r", up_handle, have]	ready: send data to up_handle; have[i] =
@@ -124,5 +125,14 @@ ssize_t files_read_chunk(const char *root, const struct fent *e, uint64_t off, v
 
 /* Format an errno for a destination: "no space left on device" etc. */
 void files_errmsg(char *buf, size_t n, int errnum, const char *what, const char *path);
+
+/* --- the caller's side (files/transfer.c, files/pull.c) --------------------- */
+
+#define OPT(o, f, d) ((o) && (o)->sz >= offsetof(struct mg_files_opts, f) + sizeof((o)->f) ? \
+		      (o)->f : (d))
+
+/* Fill one destination's result: errnum 0 is success (no message), else
+ * error -errnum with why. */
+void result_set(struct mg_files_result *res, int errnum, const char *why, uint64_t bytes);
 
 #endif

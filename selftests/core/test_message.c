@@ -31,7 +31,7 @@ static int released(struct owner *o)
 	return __atomic_load_n(&o->released, __ATOMIC_SEQ_CST);
 }
 
-/* A chunk as files/transfer.c encodes one: ["d", 7, 0, BYTES]. */
+/* A chunk as files/fanout.c encodes one: ["d", 7, 0, BYTES]. */
 static void *chunk(size_t *len)
 {
 	struct mg_value *v = MG_LIST(mg_str("d"), mg_int(7), mg_int(0), mg_bytes("abc", 3));
