@@ -26,7 +26,7 @@
 
 #include "files/fanout.h"
 
-double now_s(void)
+double files_now(void)
 {
 	struct timespec ts;
 
@@ -34,13 +34,13 @@ double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-struct mg_value *result_value(uint32_t id, int errnum, const char *why, uint64_t bytes)
+struct mg_value *files_result_value(uint32_t id, int errnum, const char *why, uint64_t bytes)
 {
 	return MG_LIST(mg_int(id), mg_int(errnum), mg_str(why ? why : ""),
 		       mg_int((int64_t)bytes));
 }
 
-int send_to(struct mg_router *r, uint32_t dst, uint32_t handle, struct mg_value *v)
+int files_send_to(struct mg_router *r, uint32_t dst, uint32_t handle, struct mg_value *v)
 {
 	struct mg_message *m = mg_message_new(dst, handle, v);
 
@@ -94,7 +94,7 @@ void fanout_start(struct fanout *f, const uint32_t *ids, size_t n,
 	f->hops = calloc(n ? n : 1, sizeof(*f->hops));
 	if (!f->hops) {
 		for (size_t i = 0; i < n; i++)
-			mg_list_append(f->results, result_value(ids[i], ENOMEM, "out of memory", 0));
+			mg_list_append(f->results, files_result_value(ids[i], ENOMEM, "out of memory", 0));
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -107,7 +107,7 @@ void fanout_start(struct fanout *f, const uint32_t *ids, size_t n,
 
 			snprintf(why, sizeof(why), "context %u is not reachable below %s", ids[i],
 				 mg_context_name_self());
-			mg_list_append(f->results, result_value(ids[i], EHOSTUNREACH, why, 0));
+			mg_list_append(f->results, files_result_value(ids[i], EHOSTUNREACH, why, 0));
 			continue;
 		}
 		h = fanout_hop(f, via);
@@ -324,7 +324,7 @@ struct mg_value *fanout_results(struct fanout *f)
 			continue;
 		}
 		for (size_t k = 0; h->ids && k < h->ids->len; k++)
-			mg_list_append(all, result_value((uint32_t)h->ids->items[k].i,
+			mg_list_append(all, files_result_value((uint32_t)h->ids->items[k].i,
 							 h->state == HOP_LOST ? EPIPE : EIO,
 							 h->why[0] ? h->why : "transfer did not finish",
 							 0));
@@ -371,7 +371,7 @@ int fanout_pump(struct fanout *f, double timeout, void (*other)(struct mg_messag
 void source_progress(struct fanout *f, struct source *s, bool last)
 {
 	struct mg_files_progress p = { .bytes = f->sent, .total = s->m->total, .n = s->ndest };
-	double t = now_s();
+	double t = files_now();
 
 	if (!s->progress || (!last && t - s->last_progress < 0.1))
 		return;
@@ -652,7 +652,7 @@ static bool take_uint(const uint8_t **p, const uint8_t *end, uint64_t *x)
 	return true;
 }
 
-bool chunk_view(const void *raw, size_t len, uint32_t *entry, uint64_t *off,
+bool files_chunk_view(const void *raw, size_t len, uint32_t *entry, uint64_t *off,
 		const void **data, size_t *dlen)
 {
 	const uint8_t *p = raw, *end = p + len;

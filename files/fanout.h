@@ -4,7 +4,7 @@
  * files/: the hops a context sends to, the data chunks the messages to
  * every hop share, and the sending loop. transfer.c drives it for a push,
  * for the send service (one hop: the caller) and for a relay (recv);
- * pull.c borrows its small helpers (now_s, send_to, chunk_view).
+ * pull.c borrows its small helpers (files_now, files_send_to, files_chunk_view).
  */
 #ifndef FILES_FANOUT_H
 #define FILES_FANOUT_H
@@ -42,11 +42,11 @@ struct fanout {
 };
 
 /* Seconds on the monotonic clock. */
-double now_s(void);
+double files_now(void);
 /* One destination's result, [id, errno, message, bytes] (why NULL: ""). */
-struct mg_value *result_value(uint32_t id, int errnum, const char *why, uint64_t bytes);
+struct mg_value *files_result_value(uint32_t id, int errnum, const char *why, uint64_t bytes);
 /* v (taken) to handle in context dst. Returns 0 or -errno. */
-int send_to(struct mg_router *r, uint32_t dst, uint32_t handle, struct mg_value *v);
+int files_send_to(struct mg_router *r, uint32_t dst, uint32_t handle, struct mg_value *v);
 
 /* An empty fan-out whose down_rx takes messages from respondent only
  * (NULL: from any context); window_max 0: MG_FILES_WINDOW_MAX. Returns 0
@@ -137,7 +137,7 @@ int source_run(struct fanout *f, struct source *s);
  * after SHA-256). False for any other shape or encoding, trailing bytes
  * included; the caller then decodes the message whole, as before.
  */
-bool chunk_view(const void *raw, size_t len, uint32_t *entry, uint64_t *off,
+bool files_chunk_view(const void *raw, size_t len, uint32_t *entry, uint64_t *off,
 		const void **data, size_t *dlen);
 
 #endif

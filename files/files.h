@@ -116,23 +116,16 @@ void writer_end(struct writer *w);
 void writer_abort(struct writer *w);
 void writer_free(struct writer *w);
 
-/* --- sending (files/send.c) ------------------------------------------- */
-
-/* Read chunk of entry e of a manifest built from root into buf (FILES_CHUNK).
- * Returns bytes read, or -errno. */
-ssize_t files_read_chunk(const char *root, const struct fent *e, uint64_t off, void *buf,
-			 int *fdp, size_t *fd_entry, size_t idx);
-
 /* Format an errno for a destination: "no space left on device" etc. */
 void files_errmsg(char *buf, size_t n, int errnum, const char *what, const char *path);
 
 /* --- the caller's side (files/transfer.c, files/pull.c) --------------------- */
 
-#define OPT(o, f, d) ((o) && (o)->sz >= offsetof(struct mg_files_opts, f) + sizeof((o)->f) ? \
+#define FILES_OPT(o, f, d) ((o) && (o)->sz >= offsetof(struct mg_files_opts, f) + sizeof((o)->f) ? \
 		      (o)->f : (d))
 
 /* Fill one destination's result: errnum 0 is success (no message), else
  * error -errnum with why. */
-void result_set(struct mg_files_result *res, int errnum, const char *why, uint64_t bytes);
+void files_result_set(struct mg_files_result *res, int errnum, const char *why, uint64_t bytes);
 
 #endif

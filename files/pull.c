@@ -67,7 +67,7 @@ static void pull_chunk(struct pull_src *p, struct mg_router *r, uint32_t id, uin
 		pull_fail(p, r, -p->w.error, p->w.why);
 		return;
 	}
-	send_to(r, id, p->ack_handle, MG_LIST(mg_str("a"), mg_int((int64_t)p->pos)));
+	files_send_to(r, id, p->ack_handle, MG_LIST(mg_str("a"), mg_int((int64_t)p->pos)));
 }
 
 static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message *msg,
@@ -84,7 +84,7 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 	if (mg_message_is_dead(msg) || p->error)
 		goto out;
 	raw = mg_message_data(msg, &len);
-	if (p->have_manifest && chunk_view(raw, len, &entry, &off, &data, &dlen)) {
+	if (p->have_manifest && files_chunk_view(raw, len, &entry, &off, &data, &dlen)) {
 		pull_chunk(p, r, id, entry, off, data, dlen);
 		goto out;
 	}
@@ -123,7 +123,7 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 		have = mg_list();
 		for (size_t i = 0; i < p->m.n; i++)
 			mg_list_append(have, mg_int(p->w.have[i]));
-		send_to(r, id, p->ack_handle, MG_LIST(mg_str("r"), mg_int(0), have));
+		files_send_to(r, id, p->ack_handle, MG_LIST(mg_str("r"), mg_int(0), have));
 	} else if (!strcmp(v->items[0].str, "d") && p->have_manifest && v->len == 4 &&
 		   v->items[1].type == MG_INT && v->items[2].type == MG_INT &&
 		   v->items[3].type == MG_BYTES && v->items[1].i >= 0 && v->items[2].i >= 0) {
@@ -136,7 +136,7 @@ static void pull_ctl(struct mg_router *r, struct pull_src *p, struct mg_message 
 			goto out;
 		}
 		/* pos + 1: everything, "e" included, is written. */
-		send_to(r, id, p->ack_handle, MG_LIST(mg_str("a"), mg_int((int64_t)p->pos + 1)));
+		files_send_to(r, id, p->ack_handle, MG_LIST(mg_str("a"), mg_int((int64_t)p->pos + 1)));
 	} else {
 		pull_fail(p, r, EPROTO, "unexpected message from the source");
 	}
@@ -153,7 +153,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 	struct pull_src *ps;
 	struct mg_select *sel;
 	struct mg_files_progress prog = { .n = n };
-	mg_files_progress_fn progress = OPT(opts, progress, NULL);
+	mg_files_progress_fn progress = FILES_OPT(opts, progress, NULL);
 	double last = 0;
 	int failed = 0;
 
@@ -217,7 +217,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 		if (p->ctl_rx)
 			p->call_rx = mg_call_service_async(ctxs[i], "mg.files", "send",
 							   MG_LIST(mg_str(src),
-								   mg_bool(OPT(opts, recursive, false)),
+								   mg_bool(FILES_OPT(opts, recursive, false)),
 								   mg_int(mg_receiver_handle(p->ctl_rx))),
 							   &e);
 		if (!p->call_rx || mg_select_add(sel, p->ctl_rx) < 0 ||
@@ -249,7 +249,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 			struct pull_src *p = &ps[i];
 
 			if (rx == p->ctl_rx) {
-				pull_ctl(r, p, msg, src, !OPT(opts, no_fsync, false));
+				pull_ctl(r, p, msg, src, !FILES_OPT(opts, no_fsync, false));
 				msg = NULL;
 				break;
 			}
@@ -274,8 +274,8 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 			}
 		}
 		mg_message_free(msg);
-		if (progress && now_s() - last >= 0.1) {
-			last = now_s();
+		if (progress && files_now() - last >= 0.1) {
+			last = files_now();
 			prog.bytes = prog.total = prog.done = prog.failed = 0;
 			for (size_t i = 0; i < n; i++) {
 				prog.bytes += ps[i].pos;
@@ -283,7 +283,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 				prog.done += ps[i].finished && !ps[i].error;
 				prog.failed += ps[i].finished && ps[i].error;
 			}
-			progress(&prog, OPT(opts, progress_data, NULL));
+			progress(&prog, FILES_OPT(opts, progress_data, NULL));
 		}
 	}
 	prog.bytes = prog.total = prog.done = prog.failed = 0;
@@ -292,7 +292,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 
 		if (p->w.started)
 			writer_abort(&p->w);
-		result_set(&results[i], p->error, p->why, p->w.bytes);
+		files_result_set(&results[i], p->error, p->why, p->w.bytes);
 		failed += p->error != 0;
 		prog.bytes += p->pos;
 		prog.total += p->m.total;
@@ -300,7 +300,7 @@ int mg_files_pull(struct mg_router *r, const char *src, const char *destdir,
 		prog.failed += !!p->error;
 	}
 	if (progress)
-		progress(&prog, OPT(opts, progress_data, NULL));
+		progress(&prog, FILES_OPT(opts, progress_data, NULL));
 	mg_select_free(sel);
 	for (size_t i = 0; i < n; i++) {
 		mg_receiver_free(ps[i].call_rx);

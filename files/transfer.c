@@ -45,7 +45,7 @@ static void relay_ack(struct relay *rl)
 
 	if (a > rl->acked_up || (rl->eof && a == rl->pos && rl->acked_up != a)) {
 		rl->acked_up = a;
-		send_to(rl->f->r, rl->parent, rl->ctl, MG_LIST(mg_str("a"), mg_int((int64_t)a)));
+		files_send_to(rl->f->r, rl->parent, rl->ctl, MG_LIST(mg_str("a"), mg_int((int64_t)a)));
 	}
 }
 
@@ -74,7 +74,7 @@ static void relay_up(struct mg_message *msg, void *arg)
 		return;
 	}
 	raw = mg_message_data(msg, &len);
-	if (chunk_view(raw, len, &entry, &off, &data, &dlen)) {
+	if (files_chunk_view(raw, len, &entry, &off, &data, &dlen)) {
 		/* The message is the chunk every hop below gets. */
 		struct chunk_buf *cb = calloc(1, sizeof(*cb));
 
@@ -161,7 +161,7 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 	struct mg_context *pctx = NULL;
 	struct manifest m = { 0 };
 	struct writer w = { .rootdir = -1, .fd = -1, .dirfd = -1 };
-	struct fanout f;
+	struct fanout f = { 0 };
 	uint32_t *below = NULL;
 	size_t nbelow = 0;
 	bool dest_here = false;
@@ -179,6 +179,7 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 	pctx = mg_router_context_by_id(r, rl.parent);
 	below = calloc(ids->len ? ids->len : 1, sizeof(*below));
 	if (!pctx || !below || fanout_init(&f, r, NULL, 0) < 0) {
+		fanout_free(&f);
 		manifest_free(&m);
 		free(below);
 		mg_context_unref(pctx);
@@ -222,7 +223,7 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 			mine = w.have[i];
 		mg_list_append(have, mg_int(m.e[i].type == 'f' ? fanout_have(&f, i, mine) : 0));
 	}
-	if (!rl.up_rx || send_to(r, rl.parent, rl.ctl, MG_LIST(mg_str("r"),
+	if (!rl.up_rx || files_send_to(r, rl.parent, rl.ctl, MG_LIST(mg_str("r"),
 			   mg_int(mg_receiver_handle(rl.up_rx)), have)) < 0)
 		rl.lost = true;
 	while (!rl.lost && !(rl.eof && fanout_all(&f, hop_finished))) {
@@ -245,9 +246,9 @@ static int files_recv(struct mg_call *call, const struct mg_value *args, struct 
 	res = fanout_results(&f);
 	if (dest_here) {
 		if (rl.lost && !w.error)
-			mg_list_append(res, result_value(self, EPIPE, rl.why, w.bytes));
+			mg_list_append(res, files_result_value(self, EPIPE, rl.why, w.bytes));
 		else
-			mg_list_append(res, result_value(self, -w.error, w.why, w.bytes));
+			mg_list_append(res, files_result_value(self, -w.error, w.why, w.bytes));
 	}
 	writer_free(&w);
 	mg_select_free(f.sel);
@@ -271,7 +272,7 @@ static int files_send(struct mg_call *call, const struct mg_value *args, struct 
 	struct mg_context *cctx = mg_router_context_by_id(r, caller);
 	struct source s = { .root = path };
 	struct manifest m;
-	struct fanout f;
+	struct fanout f = { 0 };
 	char why[512];
 	int ret_;
 
@@ -295,7 +296,7 @@ static int files_send(struct mg_call *call, const struct mg_value *args, struct 
 	f.nhops = 1;
 	f.hops[0].id = caller;
 	f.hops[0].state = HOP_WAIT;
-	send_to(r, caller, ctl, MG_LIST(mg_str("m"), mg_int(mg_receiver_handle(f.down_rx)),
+	files_send_to(r, caller, ctl, MG_LIST(mg_str("m"), mg_int(mg_receiver_handle(f.down_rx)),
 					manifest_to_value(&m)));
 	while (f.hops[0].state == HOP_WAIT)
 		if (fanout_pump(&f, FILES_IDLE_TIMEOUT, NULL, NULL) < 0)
@@ -337,7 +338,7 @@ void files_service_init(void)
 
 /* --- the caller's side ------------------------------------------------------- */
 
-void result_set(struct mg_files_result *res, int errnum, const char *why, uint64_t bytes)
+void files_result_set(struct mg_files_result *res, int errnum, const char *why, uint64_t bytes)
 {
 	res->error = errnum ? -errnum : 0;
 	snprintf(res->message, sizeof(res->message), "%s", errnum ? why : "");
@@ -350,11 +351,11 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 {
 	struct source s = { .root = src, .ndest = n };
 	struct manifest m;
-	struct fanout f;
+	struct fanout f = { 0 };
 	struct mg_value *plan, *res = NULL;
 	uint32_t *ids;
 	char why[512], *b;
-	int mode = OPT(opts, mode, 0), failed = 0, ret;
+	int mode = FILES_OPT(opts, mode, 0), failed = 0, ret;
 
 	if (!r || !src || !dest || !*dest || (!ctxs && n) || (n && !results) ||
 	    mode < MG_FILES_MODE_KEEP || mode > 07777) {
@@ -367,8 +368,8 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n; i++)
-		result_set(&results[i], EIO, "not attempted", 0);
-	ret = manifest_build(src, OPT(opts, recursive, false), &m, why, sizeof(why));
+		files_result_set(&results[i], EIO, "not attempted", 0);
+	ret = manifest_build(src, FILES_OPT(opts, recursive, false), &m, why, sizeof(why));
 	if (ret < 0) {
 		if (err) {
 			mg_error_clear(err);
@@ -379,12 +380,12 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 		return ret;
 	}
 	s.m = &m;
-	s.progress = OPT(opts, progress, NULL);
-	s.progress_data = OPT(opts, progress_data, NULL);
+	s.progress = FILES_OPT(opts, progress, NULL);
+	s.progress_data = FILES_OPT(opts, progress_data, NULL);
 	ids = calloc(n ? n : 1, sizeof(*ids));
 	b = strdup(src);
 	plan = mg_map();
-	if (!ids || !b || !plan || fanout_init(&f, r, NULL, OPT(opts, window, 0)) < 0) {
+	if (!ids || !b || !plan || fanout_init(&f, r, NULL, FILES_OPT(opts, window, 0)) < 0) {
 		free(ids);
 		free(b);
 		mg_value_free(plan);
@@ -416,10 +417,10 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 				bn[--l] = '\0';
 			mg_map_set(plan, "name", mg_str(bn));
 		}
-		mg_map_set(plan, "exact", mg_bool(OPT(opts, exact, false)));
-		mg_map_set(plan, "preserve", mg_bool(OPT(opts, preserve, false)));
+		mg_map_set(plan, "exact", mg_bool(FILES_OPT(opts, exact, false)));
+		mg_map_set(plan, "preserve", mg_bool(FILES_OPT(opts, preserve, false)));
 		mg_map_set(plan, "mode", mg_int(mode > 0 ? mode : 0));
-		mg_map_set(plan, "fsync", mg_bool(!OPT(opts, no_fsync, false)));
+		mg_map_set(plan, "fsync", mg_bool(!FILES_OPT(opts, no_fsync, false)));
 		mg_map_set(plan, "manifest", manifest_to_value(&m));
 		fanout_start(&f, ids, k, plan);
 	}
@@ -443,13 +444,13 @@ int mg_files_push(struct mg_router *r, const char *src, const char *dest,
 			if (it->type != MG_LIST || it->len != 4 || it->items[0].type != MG_INT ||
 			    (uint32_t)it->items[0].i != id)
 				continue;
-			result_set(&results[i], (int)it->items[1].i,
+			files_result_set(&results[i], (int)it->items[1].i,
 				   it->items[2].type == MG_STR ? it->items[2].str : "",
 				   (uint64_t)it->items[3].i);
 		}
 		/* The source failed: that is every destination's reason. */
 		if (ret < 0 && !results[i].error)
-			result_set(&results[i], -ret, s.why, results[i].bytes);
+			files_result_set(&results[i], -ret, s.why, results[i].bytes);
 		else if (ret < 0)
 			snprintf(results[i].message, sizeof(results[i].message), "%s", s.why);
 		failed += results[i].error != 0;
