@@ -373,10 +373,10 @@ static bool stream_finish_failed(struct stream *s);
  * stream_finish_failed, the first reason kept. Under wlock. */
 static void stream_mark_failed_locked(struct stream *s, const char *op, int err)
 {
-	if (s->write_failed)
+	if (s->io_failed)
 		return;
-	snprintf(s->wfail_why, sizeof(s->wfail_why), "%s: %s", op, strerror(err));
-	__atomic_store_n(&s->write_failed, true, __ATOMIC_RELEASE);
+	snprintf(s->io_failed_why, sizeof(s->io_failed_why), "%s: %s", op, strerror(err));
+	__atomic_store_n(&s->io_failed, true, __ATOMIC_RELEASE);
 	if (s->registered && !s->closed)
 		stream_want_out(s, true);
 }
@@ -392,11 +392,11 @@ static int stream_reset(struct stream *s)
 	bool again;
 
 	pthread_mutex_lock(&s->wlock);
-	again = s->write_failed;
+	again = s->io_failed;
 	stream_mark_failed_locked(s, "read", ECONNRESET);
 	pthread_mutex_unlock(&s->wlock);
 	if (again)
-		stream_close(s, s->wfail_why);
+		stream_close(s, s->io_failed_why);
 	else
 		stream_finish_failed(s);
 	return -1;
@@ -426,21 +426,22 @@ static void stream_flush(struct stream *s)
 static int stream_read_record(struct stream *s);
 static int stream_read_bytes(struct stream *s);
 
-/* Records a peer may still have queued when a write to it failed, read
+/* Records a peer may still have queued when it went, read
  * before the stream closes: a bound, not a wait (reads never block). */
 #define STREAM_LAST_READS 64
 
-/* On the broker (or the input's borrower): s's write failed. Read what
- * the peer sent before (at most STREAM_LAST_READS records), then close
- * s with the write's error. Returns true when it did. */
+/* On the broker (or the input's borrower): s's peer is gone (a write
+ * failed, or a read was reset). Read what it sent before (at most
+ * STREAM_LAST_READS records), then close s with that error. Returns
+ * true when it did. */
 static bool stream_finish_failed(struct stream *s)
 {
-	if (!__atomic_load_n(&s->write_failed, __ATOMIC_ACQUIRE) || s->closed)
+	if (!__atomic_load_n(&s->io_failed, __ATOMIC_ACQUIRE) || s->closed)
 		return false;
 	for (int i = 0; i < STREAM_LAST_READS && !s->closed; i++)
 		if ((s->bytes ? stream_read_bytes(s) : stream_read_record(s)) <= 0)
 			break;
-	stream_close(s, s->wfail_why);
+	stream_close(s, s->io_failed_why);
 	return true;
 }
 

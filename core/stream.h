@@ -51,13 +51,14 @@ struct stream {
 	const struct stream *waits_on;
 	bool has_waiters;		/* someone waits for our backlog (wlock) */
 	/*
-	 * A write failed (the peer closed or shut down): why. The stream is
-	 * closed by the broker once it has read what the peer sent before,
-	 * its last words among it (stream_finish_failed). The reason is
-	 * written once, under wlock, before the flag is set.
+	 * A write failed, or a read was reset (the peer closed or shut
+	 * down): why. The stream is closed by the broker once it has read
+	 * what the peer sent before, its last words among it
+	 * (stream_finish_failed). The reason is written once, under wlock,
+	 * before the flag is set.
 	 */
-	bool write_failed;
-	char wfail_why[64];
+	bool io_failed;
+	char io_failed_why[64];
 	/* heartbeat.c: the peer showed life since the last look (input, or
 	 * room it made for our output); looks in a row it had not; it has
 	 * spoken at all (a child is pinged only after its greeting) */
